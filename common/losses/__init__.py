@@ -1,0 +1,6 @@
+"""Losses shared by the bundles: adversarial criteria and regularisers."""
+
+from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss
+from .gradient_penalty import gradient_penalty, interpolate_samples
+
+__all__ = ["ADVERSARIAL_CRITERIA", "AdversarialLoss", "gradient_penalty", "interpolate_samples"]

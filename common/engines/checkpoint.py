@@ -1,0 +1,134 @@
+"""Atomic checkpoints of a whole adversarial training state, and resume from the latest one.
+
+A checkpoint holds every object of the training step (all networks, optimisers, schedulers, gradient
+scalers) and the trainer's counters (epoch, iteration), so that a killed run resumes with one override
+(``--resume true``) and continues as if never stopped. Files are written to a temporary name and renamed
+(ignite ``DiskSaver(atomic=True)``; MONAI's ``CheckpointSaver`` writes in place), and loaded with
+``torch.load(weights_only=True)`` through MONAI's :class:`~monai.handlers.CheckpointLoader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader
+
+__all__ = ["CHECKPOINT_PREFIX", "CheckpointHandler", "ResumeHandler", "latest_checkpoint"]
+
+CHECKPOINT_PREFIX = "checkpoint"
+_STEP = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.pt$")
+logger = logging.getLogger("common.engines")
+
+
+def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest iteration count in ``ckpt_dir`` (``checkpoint_<iteration>.pt``), if any."""
+    folder = Path(ckpt_dir)
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def _objects(engine: Engine, step: Any) -> dict[str, Any]:
+    objects = dict(step.state_objects()) if step is not None else {}
+    objects["trainer"] = engine
+    return objects
+
+
+class CheckpointHandler:
+    """Save the training state every ``save_interval`` epochs (or iterations), atomically, keeping ``n_saved``.
+
+    Args:
+        save_dir: folder of the checkpoints (``checkpoint_<iteration>.pt``).
+        step: the training step whose ``state_objects()`` are saved; the trainer's counters are added.
+        save_interval: interval between saves.
+        epoch_level: count ``save_interval`` in epochs (default) or iterations.
+        n_saved: number of checkpoints kept (older ones are deleted after a successful save).
+    """
+
+    def __init__(
+        self, save_dir: str | os.PathLike, step: Any, save_interval: int = 1, epoch_level: bool = True, n_saved: int = 2
+    ) -> None:
+        self.save_dir = str(save_dir)
+        self.step = step
+        self.save_interval = max(int(save_interval), 1)
+        self.epoch_level = epoch_level
+        self.n_saved = n_saved
+        self._checkpoint: Checkpoint | None = None
+        self._last_saved: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        os.makedirs(self.save_dir, exist_ok=True)
+        self._checkpoint = Checkpoint(
+            _objects(engine, self.step),
+            DiskSaver(self.save_dir, require_empty=False, atomic=True),
+            filename_prefix="",
+            n_saved=self.n_saved,
+            global_step_transform=lambda eng, _: eng.state.iteration,
+        )
+        event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
+        engine.add_event_handler(event(every=self.save_interval), self)
+        # a run's last state is always saved, whatever the interval
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        assert self._checkpoint is not None
+        if self._last_saved == engine.state.iteration:
+            return  # already saved at this iteration (e.g. last epoch, then COMPLETED)
+        self._checkpoint(engine)
+        self._last_saved = engine.state.iteration
+        logger.info(f"saved checkpoint {self._checkpoint.last_checkpoint} in {self.save_dir}")
+
+
+class ResumeHandler:
+    """Resume a run from a checkpoint when ``resume`` is set: ``True`` (the latest in ``ckpt_dir``) or a path.
+
+    With ``resume=False`` it does nothing; with ``resume=True`` and no checkpoint in ``ckpt_dir`` it logs that
+    training starts from scratch. Loading uses MONAI's ``CheckpointLoader`` (``weights_only=True``) on
+    ``Events.STARTED``, which restores the networks, optimisers, schedulers, scalers and the trainer's epoch and
+    iteration, so that the run continues where it stopped.
+
+    Args:
+        ckpt_dir: folder of the checkpoints written by :class:`CheckpointHandler`.
+        step: the training step whose ``state_objects()`` are restored.
+        resume: ``False``, ``True`` or the path of a checkpoint file.
+        map_location: passed to ``torch.load`` (e.g. the device under distributed training).
+    """
+
+    def __init__(
+        self, ckpt_dir: str | os.PathLike, step: Any, resume: bool | str = False, map_location: Any = None
+    ) -> None:
+        self.ckpt_dir = ckpt_dir
+        self.step = step
+        self.resume = resume
+        self.map_location = map_location
+        self.loaded_from: Path | None = None
+
+    def resolve(self) -> Path | None:
+        """The checkpoint file that will be loaded, or ``None``."""
+        if self.resume is False or self.resume is None or str(self.resume).lower() in ("false", "0", ""):
+            return None
+        if self.resume is True or str(self.resume).lower() in ("true", "1", "latest"):
+            return latest_checkpoint(self.ckpt_dir)
+        path = Path(str(self.resume))
+        if not path.is_file():
+            raise FileNotFoundError(f"resume checkpoint '{path}' does not exist.")
+        return path
+
+    def attach(self, engine: Engine) -> None:
+        path = self.resolve()
+        if path is None:
+            if self.resume not in (False, None):
+                logger.info(f"resume requested but no checkpoint in '{self.ckpt_dir}': starting from scratch.")
+            return
+        self.loaded_from = path
+        loader = CheckpointLoader(load_path=str(path), load_dict=_objects(engine, self.step), map_location=self.map_location)
+        # registered first among the handlers so the state is restored before anything else runs
+        engine.add_event_handler(Events.STARTED, loader)
+        engine.add_event_handler(Events.STARTED, lambda e: logger.info(f"resumed from {path} at iteration {e.state.iteration}"))

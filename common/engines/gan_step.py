@@ -1,0 +1,119 @@
+"""Noise-to-image GAN training step: DCGAN and WGAN (Han thesis, sec. 3.2.2), and WGAN-GP/LSGAN/hinge variants.
+
+One iteration performs one discriminator (critic) update on a fresh real batch; every ``n_critic``-th
+iteration also performs one generator update. WGAN (Arjovsky et al. 2017, Algorithm 1): ``loss="wgan"``,
+``n_critic=5``, ``clip_value=0.01``, RMSprop 5e-5 (sec. 3.2.2). WGAN-GP (Gulrajani et al. 2017):
+``loss="wgan"``, ``gp_weight=10`` and no clipping. DCGAN: ``loss="bce"``, ``n_critic=1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from common.losses import AdversarialLoss, gradient_penalty
+
+from .step import TrainingStep
+
+__all__ = ["GANStep"]
+
+
+class GANStep(TrainingStep):
+    """Training step of an unconditional noise-to-image GAN.
+
+    Args:
+        generator: maps latents ``(B, *latent_shape)`` to images ``(B, C, *spatial)``.
+        discriminator: maps images to raw outputs ``(B, 1)`` (or a patch map).
+        g_optimizer: optimiser of the generator.
+        d_optimizer: optimiser of the discriminator.
+        latent_shape: shape of one latent sample, e.g. ``100`` or ``(100,)``.
+        device: training device.
+        loss: adversarial criterion, ``"bce"`` (DCGAN), ``"wgan"``, ``"lsgan"`` or ``"hinge"``.
+        n_critic: discriminator updates per generator update (5 for WGAN).
+        clip_value: WGAN weight clipping bound applied to the discriminator after each update (``None``: off).
+        gp_weight: WGAN-GP gradient-penalty weight (0: off).
+        drift_weight: weight of the drift term ``E[D(real)^2]`` (PGGAN uses 0.001; 0: off).
+        real_label: target of real samples for ``bce``/``lsgan`` (e.g. 0.9 for one-sided label smoothing).
+        amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
+        image_key: key of the real images in the batch.
+        schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: torch.optim.Optimizer,
+        d_optimizer: torch.optim.Optimizer,
+        latent_shape: int | Sequence[int],
+        device: str | torch.device = "cpu",
+        loss: str = "bce",
+        n_critic: int = 1,
+        clip_value: float | None = None,
+        gp_weight: float = 0.0,
+        drift_weight: float = 0.0,
+        real_label: float = 1.0,
+        amp: bool = False,
+        amp_dtype: str = "bfloat16",
+        image_key: str = "image",
+        schedulers: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            networks={"generator": generator, "discriminator": discriminator},
+            optimizers={"generator": g_optimizer, "discriminator": d_optimizer},
+            device=device,
+            schedulers=schedulers,
+            amp=amp,
+            amp_dtype=amp_dtype,
+            n_critic=n_critic,
+            image_key=image_key,
+        )
+        self.latent_shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
+        self.adversarial = AdversarialLoss(loss, real_label=real_label)
+        self.clip_value = clip_value
+        self.gp_weight = float(gp_weight)
+        self.drift_weight = float(drift_weight)
+
+    def sample_latent(self, batch_size: int) -> torch.Tensor:
+        """Standard normal latents ``(batch_size, *latent_shape)`` on the device."""
+        return torch.randn((batch_size, *self.latent_shape), device=self.device)
+
+    def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
+        real = self.images(batchdata)
+        batch_size = real.shape[0]
+        generator, discriminator = self.networks["generator"], self.networks["discriminator"]
+        out: dict[str, float] = {}
+
+        # discriminator / critic update
+        with torch.no_grad(), self.autocast():
+            fake = self.module("generator", frozen=True)(self.sample_latent(batch_size)).float()
+        with self.frozen("generator"), self.autocast():
+            d_real, d_fake = discriminator(real), discriminator(fake)
+            d_loss = self.adversarial(d_real, True) + self.adversarial(d_fake, False)
+            adv_d = d_loss.detach()
+            if self.drift_weight > 0:
+                d_loss = d_loss + self.drift_weight * d_real.float().pow(2).mean()
+        if self.gp_weight > 0:
+            penalty = gradient_penalty(discriminator, real, fake)
+            d_loss = d_loss + self.gp_weight * penalty
+            out["gradient_penalty"] = penalty.item()
+        self.optimise(engine, "discriminator", d_loss)
+        if self.clip_value is not None:
+            self.clip_weights("discriminator", self.clip_value)
+        out["loss_d"] = d_loss.item()
+        if self.adversarial.criterion == "wgan":
+            out["wasserstein_estimate"] = -adv_d.item()
+
+        # generator update every n_critic iterations
+        if self.generator_turn(engine):
+            with self.frozen("discriminator"), self.autocast():
+                fake = generator(self.sample_latent(batch_size))
+                g_loss = self.adversarial(
+                    self.module("discriminator", frozen=True)(fake), True, for_discriminator=False
+                )
+            self.optimise(engine, "generator", g_loss)
+            out["loss_g"] = g_loss.item()
+        return out
