@@ -1,0 +1,549 @@
+"""Validation of Decathlon-style datalists before any training step runs.
+
+:func:`validate_datalist` checks a datalist JSON file (the format read by ``monai.data.load_decathlon_datalist``)
+and every image, label, box and class it references. It collects *all* problems and raises a single
+:class:`DatalistError` listing each offending entry with its file and the problem, one per line, e.g.::
+
+    training[3] image '/abs/path/case_3_t1.nii.gz': contains 12 NaN/Inf voxels
+
+Only the NIfTI headers are read (shape and affine are lazy in nibabel), except when ``check_values`` is set, in
+which case the voxel data of each referenced file is read once to detect unreadable data and NaN/Inf voxels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["DatalistError", "DatalistProblem", "validate_datalist"]
+
+logger = logging.getLogger("common.data")
+
+AFFINE_RTOL = 1e-3
+"""Relative tolerance used when comparing affines of files that must share a voxel grid."""
+AFFINE_ATOL = 1e-3
+"""Absolute tolerance (in world units, usually mm) used when comparing affines."""
+
+
+@dataclass(frozen=True)
+class DatalistProblem:
+    """One problem found in a datalist.
+
+    Attributes:
+        section: datalist section (e.g. ``"training"``), ``None`` for problems of the datalist file itself.
+        index: index of the entry in the section, ``None`` for file- or section-level problems.
+        key: entry key concerned (e.g. ``"image"``), ``None`` when the whole entry or section is concerned.
+        file: absolute path of the file concerned, ``None`` when no single file is concerned.
+        problem: human-readable description of the problem.
+    """
+
+    section: str | None
+    index: int | None
+    key: str | None
+    file: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = "datalist" if self.section is None else self.section
+        if self.index is not None:
+            where += f"[{self.index}]"
+        if self.key is not None:
+            where += f" {self.key}"
+        if self.file is not None:
+            where += f" '{self.file}'"
+        return f"{where}: {self.problem}"
+
+
+class DatalistError(ValueError):
+    """Raised by :func:`validate_datalist` when a datalist has one or more problems.
+
+    Args:
+        problems: every problem found, in the order found.
+        datalist_file: path of the datalist JSON file, used in the message.
+
+    Attributes:
+        problems: list of :class:`DatalistProblem` records ``(section, index, key, file, problem)``.
+        datalist_file: path of the datalist JSON file.
+    """
+
+    def __init__(self, problems: Sequence[DatalistProblem], datalist_file: str | os.PathLike | None = None) -> None:
+        self.problems = list(problems)
+        self.datalist_file = None if datalist_file is None else os.fspath(datalist_file)
+        n = len(self.problems)
+        name = "" if self.datalist_file is None else f" '{self.datalist_file}'"
+        header = f"Datalist{name} failed validation with {n} problem{'s' if n != 1 else ''}:"
+        super().__init__("\n".join([header, *(str(p) for p in self.problems)]))
+
+    def __reduce__(self) -> tuple:
+        return self.__class__, (self.problems, self.datalist_file)
+
+
+@dataclass
+class _FileInfo:
+    """Header (and optionally value) information of one image file, cached per path."""
+
+    shape: tuple[int, ...] = ()
+    affine: np.ndarray | None = None
+    error: str | None = None
+    nonfinite: int = 0
+
+
+def _read_file(path: str, check_values: bool) -> _FileInfo:
+    """Read the header of ``path`` with nibabel, and its data when ``check_values``.
+
+    Args:
+        path: absolute file path.
+        check_values: whether to load the voxel data and count NaN/Inf voxels.
+
+    Returns:
+        the file information; ``error`` is set when the file is missing or cannot be read.
+    """
+    if not os.path.exists(path):
+        return _FileInfo(error="file not found")
+    if not os.path.isfile(path):
+        return _FileInfo(error="is not a file")
+    try:
+        img = nib.load(path)
+        shape = tuple(int(s) for s in img.shape)
+        affine = None if getattr(img, "affine", None) is None else np.asarray(img.affine, dtype=np.float64)
+    except Exception as e:  # nibabel raises many exception types for corrupt or unsupported files
+        return _FileInfo(error=f"unreadable by nibabel ({type(e).__name__}: {e})")
+    info = _FileInfo(shape=shape, affine=affine)
+    if check_values:
+        try:
+            data = np.asanyarray(img.dataobj)
+            if data.shape != shape:
+                raise ValueError(f"data shape {data.shape} differs from header shape {shape}")
+        except Exception as e:  # truncated or corrupt data blocks surface as EOFError, OSError, zlib errors...
+            info.error = f"unreadable voxel data ({type(e).__name__}: {e})"
+            return info
+        if data.dtype.kind in "fc":
+            info.nonfinite = int(data.size - np.count_nonzero(np.isfinite(data)))
+    return info
+
+
+def _squeezed_extra(shape: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
+    """Non-spatial dims of ``shape`` (those after the first ``spatial_dims``) with singleton dims removed."""
+    return tuple(d for d in shape[spatial_dims:] if d != 1)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+class _Validator:
+    """Collects the problems of one datalist; see :func:`validate_datalist` for the arguments."""
+
+    def __init__(
+        self,
+        base_dir: str,
+        image_key: str,
+        label_key: str | None,
+        box_key: str | None,
+        box_label_key: str | None,
+        class_key: str | None,
+        required_keys: Sequence[str],
+        spatial_dims: int | None,
+        num_channels: int | None,
+        check_values: bool,
+    ) -> None:
+        self.base_dir = base_dir
+        self.image_key = image_key
+        self.label_key = label_key
+        self.box_key = box_key
+        self.box_label_key = box_label_key
+        self.class_key = class_key
+        self.spatial_dims = spatial_dims
+        self.num_channels = num_channels
+        self.check_values = check_values
+        keys = [image_key, label_key, box_key, class_key, *required_keys]
+        self.keys = list(dict.fromkeys(k for k in keys if k is not None))
+        self.problems: list[DatalistProblem] = []
+        self.cache: dict[str, _FileInfo] = {}
+        self.dims_found: set[int] = set()
+        self.channels_found: set[int] = set()
+
+    def add(self, section: str | None, index: int | None, key: str | None, file: str | None, problem: str) -> None:
+        self.problems.append(DatalistProblem(section, index, key, file, problem))
+
+    def resolve(self, path: str | os.PathLike) -> str:
+        return os.path.normpath(os.path.join(self.base_dir, os.fspath(path)))
+
+    def info(self, path: str) -> _FileInfo:
+        if path not in self.cache:
+            self.cache[path] = _read_file(path, self.check_values)
+        return self.cache[path]
+
+    def paths_of(self, section: str, index: int, key: str, value: Any, allow_list: bool) -> list[str] | None:
+        """Resolve the file path(s) of ``entry[key]``; report and return ``None`` when malformed."""
+        if isinstance(value, (str, os.PathLike)):
+            return [self.resolve(value)]
+        if allow_list and isinstance(value, (list, tuple)):
+            if not value:
+                self.add(section, index, key, None, "empty list of files")
+                return None
+            if all(isinstance(v, (str, os.PathLike)) for v in value):
+                return [self.resolve(v) for v in value]
+        expected = "a file path or a list of file paths" if allow_list else "a file path"
+        self.add(section, index, key, None, f"expected {expected}, got {value!r}")
+        return None
+
+    def check_file(self, section: str, index: int, key: str, path: str) -> _FileInfo | None:
+        """Report a missing, unreadable or non-finite file; return its info when its header is usable."""
+        info = self.info(path)
+        if info.error is not None and not info.shape:
+            self.add(section, index, key, path, info.error)
+            return None
+        if info.error is not None:
+            self.add(section, index, key, path, info.error)
+        if info.nonfinite:
+            self.add(section, index, key, path, f"contains {info.nonfinite} NaN/Inf voxels")
+        return info
+
+    def check_same_grid(
+        self, section: str, index: int, key: str, path: str, info: _FileInfo, ref_path: str, ref: _FileInfo, dims: int
+    ) -> None:
+        """Report spatial shape or affine differences between ``path`` and the reference file ``ref_path``."""
+        shape, ref_shape = info.shape[:dims], ref.shape[:dims]
+        if shape != ref_shape:
+            self.add(
+                section,
+                index,
+                key,
+                path,
+                f"spatial shape {shape} differs from spatial shape {ref_shape} of '{ref_path}'",
+            )
+        if info.affine is not None and ref.affine is not None:
+            if info.affine.shape != ref.affine.shape or not np.allclose(
+                info.affine, ref.affine, rtol=AFFINE_RTOL, atol=AFFINE_ATOL
+            ):
+                diff = (
+                    float(np.max(np.abs(info.affine - ref.affine))) if info.affine.shape == ref.affine.shape else "n/a"
+                )
+                self.add(section, index, key, path, f"affine differs from affine of '{ref_path}' (max abs diff {diff})")
+
+    def entry_dims(self, image_infos: list[_FileInfo], is_list: bool, label_info: _FileInfo | None) -> int | None:
+        """Spatial dims of an entry: the argument when given, else inferred (MONAI convention, label tie-break)."""
+        if self.spatial_dims is not None:
+            return self.spatial_dims
+        if is_list and image_infos:
+            return min(len(image_infos[0].shape), 3)
+        if label_info is not None:
+            return min(len(label_info.shape), 3)
+        if image_infos:
+            return min(len(image_infos[0].shape), 3)
+        return None
+
+    def check_entry(self, section: str, index: int, entry: Any, class_counts: Counter, box_counts: list[int]) -> None:
+        if isinstance(entry, (str, os.PathLike)):  # Decathlon "test" sections may list bare image paths
+            entry = {self.image_key: entry}
+        if not isinstance(entry, dict):
+            self.add(section, index, None, None, f"entry must be a dict, got {type(entry).__name__}")
+            return
+        for key in self.keys:
+            if entry.get(key) is None:
+                self.add(section, index, key, None, "key is missing")
+
+        # image: one file (maybe channels-last) or a list of single-channel files, one per channel
+        image_value = entry.get(self.image_key)
+        is_list = isinstance(image_value, (list, tuple))
+        image_paths = None
+        if image_value is not None:
+            image_paths = self.paths_of(section, index, self.image_key, image_value, allow_list=True)
+        image_files: list[tuple[str, _FileInfo]] = []
+        for path in image_paths or []:
+            info = self.check_file(section, index, self.image_key, path)
+            if info is not None:
+                image_files.append((path, info))
+
+        label_file: tuple[str, _FileInfo] | None = None
+        if self.label_key is not None and entry.get(self.label_key) is not None:
+            label_paths = self.paths_of(section, index, self.label_key, entry[self.label_key], allow_list=False)
+            if label_paths:
+                info = self.check_file(section, index, self.label_key, label_paths[0])
+                if info is not None:
+                    label_file = (label_paths[0], info)
+
+        dims = self.entry_dims([i for _, i in image_files], is_list, None if label_file is None else label_file[1])
+        ref = self.check_image(section, index, image_files, is_list, len(image_paths or []), dims)
+        if label_file is not None and dims is not None:
+            self.check_label(section, index, label_file, ref, dims)
+        if self.box_key is not None and entry.get(self.box_key) is not None:
+            ref_shape = None if ref is None or dims is None else ref[1].shape[:dims]
+            box_counts.append(self.check_boxes(section, index, entry, ref_shape, dims))
+        if self.class_key is not None and entry.get(self.class_key) is not None:
+            value = entry[self.class_key]
+            if _is_int(value):
+                class_counts[int(value)] += 1
+            else:
+                self.add(section, index, self.class_key, None, f"class value {value!r} is not an integer")
+
+    def check_image(
+        self,
+        section: str,
+        index: int,
+        files: list[tuple[str, _FileInfo]],
+        is_list: bool,
+        num_files: int,
+        dims: int | None,
+    ) -> tuple[str, _FileInfo] | None:
+        """Check dimensionality, channels and (for list images) grid agreement; return the reference file."""
+        key = self.image_key
+        if dims is None or not files:
+            return None
+        ref: tuple[str, _FileInfo] | None = None
+        channels: int | None = num_files if is_list else None
+        for path, info in files:
+            shape = info.shape
+            extra = _squeezed_extra(shape, dims)
+            if len(shape) < dims:
+                self.add(
+                    section, index, key, path, f"has {len(shape)} dims (shape {shape}), expected {dims} spatial dims"
+                )
+                continue
+            if is_list and extra:
+                self.add(
+                    section,
+                    index,
+                    key,
+                    path,
+                    f"has shape {shape}, expected a single-channel {dims}D array (one file per channel)",
+                )
+                continue
+            if not is_list:
+                if len(extra) > 1:
+                    self.add(
+                        section,
+                        index,
+                        key,
+                        path,
+                        f"has shape {shape}, expected {dims} spatial dims plus at most one trailing channel dim",
+                    )
+                    continue
+                channels = extra[0] if extra else 1
+            if ref is None:
+                ref = (path, info)
+            else:
+                self.check_same_grid(section, index, key, path, info, ref[0], ref[1], dims)
+        if ref is None:
+            return None
+        self.dims_found.add(dims)
+        if channels is not None:
+            self.channels_found.add(channels)
+            if self.num_channels is not None and channels != self.num_channels:
+                where = None if is_list else ref[0]
+                what = f"{channels} channel files" if is_list else f"{channels} channels (shape {ref[1].shape})"
+                self.add(section, index, key, where, f"has {what}, expected num_channels={self.num_channels}")
+        return ref
+
+    def check_label(
+        self, section: str, index: int, label: tuple[str, _FileInfo], ref: tuple[str, _FileInfo] | None, dims: int
+    ) -> None:
+        """Check that the label is a single-channel mask on the voxel grid of the image."""
+        path, info = label
+        shape = info.shape
+        if len(shape) < dims or _squeezed_extra(shape, dims):
+            self.add(section, index, self.label_key, path, f"has shape {shape}, expected a single-channel {dims}D mask")
+            return
+        if ref is not None:
+            self.check_same_grid(section, index, self.label_key, path, info, ref[0], ref[1], dims)
+
+    def check_boxes(
+        self, section: str, index: int, entry: dict, shape: tuple[int, ...] | None, dims: int | None
+    ) -> int:
+        """Check the boxes (corner format, voxel coordinates) and box labels of an entry; return the box count."""
+        key = self.box_key
+        boxes = entry[key]
+        if not isinstance(boxes, (list, tuple)):
+            self.add(section, index, key, None, f"expected a list of boxes, got {boxes!r}")
+            return 0
+        if boxes and all(_is_number(b) for b in boxes):
+            self.add(section, index, key, None, f"expected a list of boxes, got a flat list {list(boxes)} (wrap it)")
+            return 0
+        lengths = (2 * dims,) if dims is not None else (4, 6)
+        for b, box in enumerate(boxes):
+            if not isinstance(box, (list, tuple)) or len(box) not in lengths:
+                n = len(box) if isinstance(box, (list, tuple)) else "no"
+                expected = " or ".join(str(n_) for n_ in lengths)
+                what = f"{dims}D" if dims is not None else "2D/3D"
+                self.add(section, index, key, None, f"box {b} {box!r} has {n} numbers, expected {expected} for {what}")
+                continue
+            if not all(_is_number(v) for v in box):
+                self.add(section, index, key, None, f"box {b} {box!r} has non-numeric or non-finite coordinates")
+                continue
+            nd = len(box) // 2
+            issues = [f"x2 <= x1 on axis {a}" for a in range(nd) if box[a + nd] <= box[a]]
+            if shape is not None and not issues:
+                outside = [a for a in range(nd) if box[a] < 0 or box[a + nd] > shape[a]]
+                if outside:
+                    axes = ", ".join(str(a) for a in outside)
+                    issues.append(f"outside the image of spatial shape {shape} on axis {axes}")
+            if issues:
+                self.add(section, index, key, None, f"box {b} {list(box)}: " + ", ".join(issues))
+        if self.box_label_key is not None and entry.get(self.box_label_key) is not None:
+            box_labels = entry[self.box_label_key]
+            if not isinstance(box_labels, (list, tuple)):
+                self.add(section, index, self.box_label_key, None, f"expected a list, got {box_labels!r}")
+            elif len(box_labels) != len(boxes):
+                self.add(
+                    section,
+                    index,
+                    self.box_label_key,
+                    None,
+                    f"has {len(box_labels)} box labels but there are {len(boxes)} boxes",
+                )
+        return len(boxes)
+
+
+def validate_datalist(
+    datalist_file: str | os.PathLike,
+    sections: Sequence[str] | str = ("training",),
+    image_key: str = "image",
+    label_key: str | None = None,
+    box_key: str | None = None,
+    class_key: str | None = None,
+    required_keys: Sequence[str] = (),
+    spatial_dims: int | None = None,
+    num_channels: int | None = None,
+    required_classes: Sequence[int] | None = None,
+    check_values: bool = True,
+    min_entries: int = 1,
+    box_label_key: str | None = "box_label",
+) -> dict:
+    """Validate a Decathlon-style datalist and every file, box and class it references.
+
+    All problems are collected before one :class:`DatalistError` is raised, so that a single run reports every bad
+    entry. Paths are resolved relative to the folder of ``datalist_file`` unless absolute, as
+    ``monai.data.load_decathlon_datalist`` does. An image is either one file (single channel, or channels-last
+    ``(H, W, C)`` / ``(H, W, D, C)``) or a list of single-channel files, one per channel. When ``spatial_dims`` is
+    not given it is inferred per entry: from the first file of a list image, else from the label, else
+    ``min(ndim, 3)`` of the image (MONAI's convention).
+
+    The function can be used from a bundle config, e.g.
+    ``{_target_: common.data.validate_datalist, datalist_file: "@datalist", num_channels: "@in_channels"}``.
+
+    Args:
+        datalist_file: path of the datalist JSON file.
+        sections: sections to validate (a single name is accepted too).
+        image_key: key of the image file path(s); always required.
+        label_key: key of the label mask file; when given it is required in each entry and must match the image's
+            spatial shape and affine.
+        box_key: key of the list of boxes (corner format in voxel coordinates, ``[x1, y1, x2, y2]`` in 2D,
+            ``[x1, y1, z1, x2, y2, z2]`` in 3D, valid when ``0 <= x1 < x2 <= size`` on each axis); required when given.
+        class_key: key of the integer class value; required when given.
+        required_keys: further keys that every entry must have.
+        spatial_dims: expected number of spatial dims (2 or 3); also tells channels-last files from 3D volumes.
+        num_channels: expected number of image channels.
+        required_classes: class values that must have at least one sample in each section (needs ``class_key``).
+        check_values: whether to read the voxel data to detect unreadable data and NaN/Inf voxels in images and
+            labels; when ``False`` only headers are read.
+        min_entries: minimum number of entries of each section.
+        box_label_key: key of the per-box labels, whose length must equal the number of boxes when both are
+            present; ``None`` to skip.
+
+    Returns:
+        a summary dict with keys ``"datalist"`` (absolute path), ``"num_entries"`` (entries per section),
+        ``"num_files"`` (distinct files read), ``"spatial_dims"`` and ``"num_channels"`` (sorted lists of the values
+        found), plus ``"class_counts"`` (per section, class value to count) when ``class_key`` is given and
+        ``"num_boxes"`` (per section) when ``box_key`` is given.
+
+    Raises:
+        DatalistError: when any problem is found; its ``problems`` attribute lists them.
+        ValueError: when the arguments are inconsistent (``required_classes`` without ``class_key``).
+    """
+    if isinstance(sections, str):
+        sections = (sections,)
+    if isinstance(required_keys, str):
+        required_keys = (required_keys,)
+    if required_classes is not None and class_key is None:
+        raise ValueError("required_classes needs class_key to be given.")
+    path = os.path.abspath(os.fspath(datalist_file))
+    validator = _Validator(
+        base_dir=os.path.dirname(path),
+        image_key=image_key,
+        label_key=label_key,
+        box_key=box_key,
+        box_label_key=box_label_key,
+        class_key=class_key,
+        required_keys=required_keys,
+        spatial_dims=spatial_dims,
+        num_channels=num_channels,
+        check_values=check_values,
+    )
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            datalist = json.load(f)
+    except FileNotFoundError:
+        validator.add(None, None, None, path, "datalist file not found")
+    except (OSError, UnicodeDecodeError) as e:
+        validator.add(None, None, None, path, f"datalist file unreadable ({type(e).__name__}: {e})")
+    except json.JSONDecodeError as e:
+        validator.add(None, None, None, path, f"not valid JSON ({e})")
+    else:
+        if not isinstance(datalist, dict):
+            validator.add(None, None, None, path, f"top level must be a JSON object, got {type(datalist).__name__}")
+    if validator.problems:
+        raise DatalistError(validator.problems, path)
+
+    num_entries: dict[str, int] = {}
+    class_counts: dict[str, Counter] = {}
+    num_boxes: dict[str, int] = {}
+    for section in sections:
+        entries = datalist.get(section)
+        if section not in datalist:
+            validator.add(section, None, None, None, "section is missing")
+            continue
+        if not isinstance(entries, list):
+            validator.add(section, None, None, None, f"section must be a list of entries, got {type(entries).__name__}")
+            continue
+        num_entries[section] = len(entries)
+        if len(entries) < min_entries:
+            validator.add(section, None, None, None, f"has {len(entries)} entries, expected at least {min_entries}")
+        counts: Counter = Counter()
+        box_counts: list[int] = []
+        for index, entry in enumerate(entries):
+            validator.check_entry(section, index, entry, counts, box_counts)
+        class_counts[section] = counts
+        num_boxes[section] = sum(box_counts)
+        for c in required_classes or ():
+            if counts[c] == 0:
+                validator.add(section, None, class_key, None, f"required class {c} has no samples")
+
+    if validator.problems:
+        raise DatalistError(validator.problems, path)
+
+    summary: dict[str, Any] = {
+        "datalist": path,
+        "num_entries": num_entries,
+        "num_files": len(validator.cache),
+        "spatial_dims": sorted(validator.dims_found),
+        "num_channels": sorted(validator.channels_found),
+    }
+    if class_key is not None:
+        summary["class_counts"] = {s: dict(sorted(c.items())) for s, c in class_counts.items()}
+    if box_key is not None:
+        summary["num_boxes"] = num_boxes
+    message = f"Datalist '{path}' is valid: " + ", ".join(f"{s}={n}" for s, n in num_entries.items()) + " entries"
+    message += f", {summary['num_files']} files, spatial_dims={summary['spatial_dims']}"
+    message += f", num_channels={summary['num_channels']}"
+    if class_key is not None:
+        message += f", class counts {summary['class_counts']}"
+    if box_key is not None:
+        message += f", boxes {num_boxes}"
+    logger.info(message)
+    return summary
