@@ -1,0 +1,1 @@
+from .validation import DatalistError, DatalistProblem, validate_datalist  # noqa: F401
