@@ -1,6 +1,6 @@
 """Ignite engines: one adversarial workflow that runs a method's training step, with checkpoints and resume."""
 
-from .checkpoint import CHECKPOINT_PREFIX, CheckpointHandler, ResumeHandler, latest_checkpoint
+from .checkpoint import CHECKPOINT_PREFIX, CheckpointHandler, ResumeHandler, latest_checkpoint, require_file, save_atomic
 from .gan_step import GANStep
 from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
@@ -15,5 +15,7 @@ __all__ = [
     "TrainingStep",
     "latest_checkpoint",
     "rank_seed",
+    "require_file",
+    "save_atomic",
     "unwrap",
 ]

@@ -15,11 +15,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
-__all__ = ["CHECKPOINT_PREFIX", "CheckpointHandler", "ResumeHandler", "latest_checkpoint"]
+from .step import unwrap
+
+__all__ = ["CHECKPOINT_PREFIX", "CheckpointHandler", "ResumeHandler", "latest_checkpoint", "require_file", "save_atomic"]
 
 CHECKPOINT_PREFIX = "checkpoint"
 _STEP = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.pt$")
@@ -33,6 +37,34 @@ def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
         return None
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.match(p.name))]
     return max(found)[1] if found else None
+
+
+def require_file(path: str | os.PathLike, what: str) -> str:
+    """Fail early, before any work starts, when a needed file (e.g. a trained model) is missing.
+
+    Args:
+        path: the file.
+        what: what the file is and how to make it, for the error message.
+
+    Returns:
+        ``path`` as a string.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"'{path}' does not exist: {what}.")
+    return str(path)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _objects(engine: Engine, step: Any) -> dict[str, Any]:
@@ -50,16 +82,29 @@ class CheckpointHandler:
         save_interval: interval between saves.
         epoch_level: count ``save_interval`` in epochs (default) or iterations.
         n_saved: number of checkpoints kept (older ones are deleted after a successful save).
+        model_files: optional ``{file name: network name}``; each listed network's own ``state_dict`` is also
+            written to ``save_dir/<file name>`` at every save (e.g. ``{"model.pt": "generator"}``, the model-zoo
+            convention for the inference and TorchScript-export configs).
     """
 
     def __init__(
-        self, save_dir: str | os.PathLike, step: Any, save_interval: int = 1, epoch_level: bool = True, n_saved: int = 2
+        self,
+        save_dir: str | os.PathLike,
+        step: Any,
+        save_interval: int = 1,
+        epoch_level: bool = True,
+        n_saved: int = 2,
+        model_files: dict[str, str] | None = None,
     ) -> None:
         self.save_dir = str(save_dir)
         self.step = step
         self.save_interval = max(int(save_interval), 1)
         self.epoch_level = epoch_level
         self.n_saved = n_saved
+        self.model_files = dict(model_files or {})
+        unknown = [n for n in self.model_files.values() if n not in step.networks]
+        if unknown:
+            raise ValueError(f"model_files name networks {unknown} that are not in the step {list(step.networks)}.")
         self._checkpoint: Checkpoint | None = None
         self._last_saved: int | None = None
 
@@ -83,6 +128,9 @@ class CheckpointHandler:
             return  # already saved at this iteration (e.g. last epoch, then COMPLETED)
         self._checkpoint(engine)
         self._last_saved = engine.state.iteration
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            for file_name, net_name in self.model_files.items():
+                save_atomic(unwrap(self.step.networks[net_name]).state_dict(), os.path.join(self.save_dir, file_name))
         logger.info(f"saved checkpoint {self._checkpoint.last_checkpoint} in {self.save_dir}")
 
 

@@ -11,6 +11,10 @@ live here once, not in each method:
 - freezing a network during the other's update (``requires_grad=False`` and, under DDP, calling the
   unwrapped module so that the frozen network's reducer never waits for gradients);
 - weight clipping (WGAN);
+- distributed data parallelism without a DDP wrapper: after each backward the step averages the updated
+  network's gradients over ranks (``all_reduce``). Adversarial steps run several forwards per backward
+  (discriminator on real, then on fake) and freeze one network during the other's update, which DDP's reducer
+  does not support; an explicit all-reduce supports both;
 - a non-finite loss check before every update: training stops with :class:`DivergenceError` and nothing is
   written after it, so the last checkpoint on disk is the last good one.
 """
@@ -22,6 +26,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
@@ -154,8 +159,29 @@ class TrainingStep:
         optimizer, scaler = self.optimizers[name], self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        self.sync_gradients(name)
         scaler.step(optimizer)
         scaler.update()
+
+    @torch.no_grad()
+    def sync_gradients(self, name: str) -> None:
+        """Average the gradients of network ``name`` over all ranks (no-op without ``torch.distributed``)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        world = dist.get_world_size()
+        for p in self.networks[name].parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(world)
+
+    @torch.no_grad()
+    def broadcast_parameters(self, src: int = 0) -> None:
+        """Copy rank ``src``'s parameters and buffers of every network to all ranks (no-op when not distributed)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        for net in self.networks.values():
+            for t in list(net.parameters()) + list(net.buffers()):
+                dist.broadcast(t.data, src=src)
 
     @torch.no_grad()
     def clip_weights(self, name: str, clip_value: float) -> None:

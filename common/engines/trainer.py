@@ -67,6 +67,8 @@ class AdversarialTrainer(Trainer):
             decollate=False,
         )
         self.add_event_handler(Events.EPOCH_COMPLETED, step.on_epoch_completed)
+        # all ranks start from rank 0's weights (on resume every rank then loads the same checkpoint file)
+        self.add_event_handler(Events.STARTED, lambda _: step.broadcast_parameters(0))
         # handlers are attached after the step's own event so that e.g. a resume loader sees the whole state
         for handler in handlers or ():
             handler.attach(self)

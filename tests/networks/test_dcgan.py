@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from common.networks import DCGANDiscriminator, DCGANGenerator
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, 64), (2, 128), (2, (32, 48)), (3, 32)])
+@pytest.mark.parametrize("channels", [1, 4])
+def test_shapes(spatial_dims, size, channels):
+    g = DCGANGenerator(spatial_dims, latent_size=8, out_channels=channels, image_size=size, base_channels=4)
+    d = DCGANDiscriminator(spatial_dims, in_channels=channels, image_size=size, base_channels=4)
+    x = g(torch.randn(2, 8))
+    expected = (size,) * spatial_dims if isinstance(size, int) else tuple(size)
+    assert x.shape == (2, channels, *expected)
+    assert d(x).shape == (2, 1)
+    # a (B, latent, 1, 1) latent is accepted as well
+    assert g(torch.randn(2, 8, 1, 1)).shape == x.shape
+
+
+def test_paper_architecture_choices():
+    g = DCGANGenerator(2, 100, 4, 128)
+    d = DCGANDiscriminator(2, 4, 128)
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert all(m.kernel_size == (4, 4) for m in convs)  # all filters 4x4
+    assert [m.out_channels for m in convs] == [128, 64, 32, 4]  # half of the reference 256/128/64 (+ output)
+    assert not any(isinstance(m, torch.nn.Tanh) for m in g.modules())  # no tanh in the generator
+    assert any(isinstance(m, torch.nn.ELU) for m in d.modules())  # ELU in the discriminator
+    assert not any(isinstance(m, torch.nn.LeakyReLU) for m in d.modules())
+    dconvs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.kernel_size == (4, 4) for m in dconvs)
+    # the output layer is the last transposed conv itself: no output activation bounds the values
+    assert isinstance(list(g.up.children())[-1], torch.nn.ConvTranspose2d)
+    assert isinstance(list(DCGANGenerator(2, 8, 1, 16, output_act="tanh").up.children())[-1], torch.nn.Tanh)
+
+
+def test_invalid_sizes():
+    with pytest.raises(ValueError, match="divisible"):
+        DCGANGenerator(2, 8, 1, 40)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        DCGANDiscriminator(1, 1, 64)
+
+
+def test_gradients_flow_2d_3d():
+    for dims in (2, 3):
+        g = DCGANGenerator(dims, 8, 2, 16, base_channels=2)
+        d = DCGANDiscriminator(dims, 2, 16, base_channels=2)
+        d(g(torch.randn(2, 8))).sum().backward()
+        assert all(p.grad is not None for p in g.parameters())
