@@ -1,0 +1,6 @@
+"""Bundle utilities: paths, verification and export for the MONAI model zoo."""
+
+from common.bundle.export import export_bundle
+from common.bundle.verify import check_format, verify_bundle
+
+__all__ = ["check_format", "export_bundle", "verify_bundle"]

@@ -1,0 +1,519 @@
+"""Model-zoo readiness checks for a bundle folder.
+
+This is the project's own implementation of the checks that the MONAI model zoo runs on submitted bundles (its
+``ci/verify_bundle.py`` in "min" and "full" modes and the key conventions of its contribution guide), plus the
+project's own requirements (``docs/README.md``, ``docs/data_license.txt``, a train config, no committed weights).
+
+``verify_bundle(bundle_dir, mode)`` returns a list of human-readable problems; an empty list means the bundle passes.
+
+The metadata schema is kept in the repository (``schemas/meta_schema_20240725.json``) so that validation never needs
+the network.  Source of the stored file: ``public/schema/meta_schema_20240725.json`` of the Project-MONAI website
+repository (Project-MONAI/project-monai.github.io, commit abfc0515409b160a9af8f5cef631dff45d503162), which states that
+its schema files are verbatim copies of the MONAI-extra-test-data 0.8.1 release assets; ``META_SCHEMA_SHA256`` pins it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from common.bundle.export import IGNORED_NAMES, RUN_OUTPUT_DIRS, copy_ignore
+
+__all__ = [
+    "META_SCHEMA_URL",
+    "META_SCHEMA_FILE",
+    "META_SCHEMA_SHA256",
+    "REQUIRED_FILES",
+    "INFERENCE_KEYS",
+    "TRAIN_KEYS",
+    "MAX_FILE_SIZE",
+    "WEIGHT_SUFFIXES",
+    "find_config",
+    "schema_file_for",
+    "check_schema_file",
+    "check_required_files",
+    "check_metadata",
+    "check_configs",
+    "check_files",
+    "check_network",
+    "check_format",
+    "verify_bundle",
+]
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+#: schema URL that the project's bundles put in ``configs/metadata.json`` (newest one used by the model zoo).
+META_SCHEMA_URL = (
+    "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+)
+#: local copy of the schema behind ``META_SCHEMA_URL``.
+META_SCHEMA_FILE = SCHEMA_DIR / "meta_schema_20240725.json"
+#: sha256 of ``META_SCHEMA_FILE``.
+META_SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
+
+CONFIG_SUFFIXES: tuple[str, ...] = ("json", "yaml", "yml")
+#: files every bundle must have (the zoo needs LICENSE and metadata; the project adds the docs).
+REQUIRED_FILES: tuple[str, ...] = ("LICENSE", "configs/metadata.json", "docs/README.md", "docs/data_license.txt")
+#: keys the zoo requires in the inference config.
+INFERENCE_KEYS: tuple[str, ...] = ("bundle_root", "device", "network_def", "inferer")
+#: keys the zoo requires in the train config.
+TRAIN_KEYS: tuple[str, ...] = ("bundle_root", "device", "dataset_dir")
+#: id that ``python -m monai.bundle run`` executes by default.
+RUN_ID = "run"
+#: conventional checkpoint file name, loaded by inference and exported by ``ckpt_export``.
+CHECKPOINT_NAME = "model.pt"
+#: the model zoo limits each file to 25 MB.
+MAX_FILE_SIZE = 25 * 1024 * 1024
+#: suffixes of network weights, which must not be committed (the zoo downloads them via ``large_files.yml``).
+WEIGHT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ts", ".ckpt", ".onnx", ".safetensors")
+#: metadata keys the zoo needs beyond the schema ("name" is shown in the model browser).
+METADATA_KEYS: tuple[str, ...] = ("name", "changelog")
+
+_PERSONAL_PATH = re.compile(r"(^|[\s'\"=(])(/home/|/Users/|~/|[A-Za-z]:[\\/]+Users[\\/])")
+_WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def find_config(bundle_dir: str | os.PathLike, name: str) -> Path | None:
+    """Return ``configs/<name>.{json,yaml,yml}`` of a bundle, or None when absent (the first suffix found wins)."""
+    for suffix in CONFIG_SUFFIXES:
+        path = Path(bundle_dir) / "configs" / f"{name}.{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _load_config(path: Path) -> Any:
+    from monai.bundle import ConfigParser
+
+    return ConfigParser.load_config_file(path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_schema_file(schema_file: str | os.PathLike = META_SCHEMA_FILE, sha256: str = META_SCHEMA_SHA256) -> list[str]:
+    """Check that the stored metadata schema exists and has the pinned sha256."""
+    path = Path(schema_file)
+    if not path.is_file():
+        return [f"schema: stored schema {path} is missing"]
+    digest = _sha256(path)
+    if digest != sha256:
+        return [f"schema: {path.name} sha256 is {digest}, expected {sha256}"]
+    return []
+
+
+def schema_file_for(url: str) -> Path | None:
+    """Return the stored schema file whose name matches the last part of a metadata ``schema`` URL, if any."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    path = SCHEMA_DIR / name
+    return path if name and path.is_file() else None
+
+
+def check_required_files(bundle_dir: str | os.PathLike) -> list[str]:
+    """Check the files the zoo and the project require: ``REQUIRED_FILES`` plus inference and train configs."""
+    root = Path(bundle_dir)
+    problems = [f"files: missing {f}" for f in REQUIRED_FILES if not (root / f).is_file()]
+    for name in ("inference", "train"):
+        found = [s for s in CONFIG_SUFFIXES if (root / "configs" / f"{name}.{s}").is_file()]
+        if not found:
+            problems.append(f"files: missing configs/{name}.json or configs/{name}.yaml")
+        elif len(found) > 1:
+            problems.append(f"files: several {name} configs ({', '.join(f'{name}.{s}' for s in found)}); keep one")
+    readme = root / "docs" / "README.md"
+    if readme.is_file() and not readme.read_text(encoding="utf-8", errors="replace").strip():
+        problems.append("files: docs/README.md is empty")
+    return problems
+
+
+def check_metadata(bundle_dir: str | os.PathLike, schema_file: str | os.PathLike | None = None) -> list[str]:
+    """Check ``configs/metadata.json``: version and changelog, the schema, and the network I/O names.
+
+    Args:
+        bundle_dir: bundle folder.
+        schema_file: schema to validate against; defaults to the stored copy matching the metadata ``schema`` URL.
+    """
+    meta_file = Path(bundle_dir) / "configs" / "metadata.json"
+    if not meta_file.is_file():
+        return []  # reported by check_required_files
+    try:
+        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        return [f"metadata: configs/metadata.json is not valid JSON: {e}"]
+    if not isinstance(metadata, dict):
+        return ["metadata: configs/metadata.json must hold a JSON object"]
+    problems = [f"metadata: missing '{k}'" for k in METADATA_KEYS if k not in metadata]
+
+    version, changelog = metadata.get("version"), metadata.get("changelog")
+    if version is None:
+        problems.append("metadata: missing 'version'")
+    elif isinstance(changelog, dict) and version not in changelog:
+        problems.append(f"metadata: version '{version}' is missing from 'changelog'")
+
+    url = metadata.get("schema")
+    if schema_file is None:
+        if not isinstance(url, str):
+            problems.append("metadata: missing 'schema' (the URL of the metadata schema)")
+        else:
+            schema_file = schema_file_for(url)
+            if schema_file is None:
+                problems.append(f"metadata: schema '{url}' has no stored copy in {SCHEMA_DIR}; use {META_SCHEMA_URL}")
+            elif Path(schema_file) == META_SCHEMA_FILE:
+                problems += check_schema_file()
+    if schema_file is not None:
+        problems += _validate_schema(metadata, Path(schema_file))
+
+    data_format = metadata.get("network_data_format")
+    if isinstance(data_format, dict):
+        inputs, outputs = data_format.get("inputs"), data_format.get("outputs")
+        if not isinstance(inputs, dict) or "image" not in inputs:
+            names = sorted(inputs) if isinstance(inputs, dict) else []
+            problems.append(f"metadata: network_data_format inputs must include 'image' (found {names})")
+        if not isinstance(outputs, dict) or "pred" not in outputs:
+            names = sorted(outputs) if isinstance(outputs, dict) else []
+            problems.append(f"metadata: network_data_format outputs must include 'pred' (found {names})")
+    return problems
+
+
+def _validate_schema(metadata: dict, schema_file: Path) -> list[str]:
+    from jsonschema.validators import validator_for
+
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    validator = validator_for(schema)(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(metadata), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "<root>"
+        problems.append(f"metadata: schema {schema_file.name}: {where}: {error.message}")
+    return problems
+
+
+def _walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_strings(v, f"{path}#{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk_strings(v, f"{path}#{i}" if path else str(i))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _absolute_path_problems(config: Any, name: str) -> list[str]:
+    problems = []
+    for where, text in _walk_strings(config):
+        literal = not text.startswith(("$", "@", "%"))
+        if (literal and len(text) > 1 and (text.startswith("/") or _WINDOWS_ABS.match(text))) or _PERSONAL_PATH.search(
+            text
+        ):
+            problems.append(f"configs: {name}: '{where}' holds an absolute or personal path: {text!r}")
+    return problems
+
+
+def _ids_present(parser: Any, ids: Sequence[str]) -> list[str]:
+    return [i for i in ids if i not in parser]
+
+
+def _section_problems(parser: Any, name: str, section: str) -> list[str]:
+    """The zoo's naming rules for the ``train`` and ``validate`` sections of a train config."""
+    if section == "train":
+        required = (
+            "train#trainer",
+            "train#dataset",
+            "train#handlers",
+            "train#trainer#max_epochs",
+            "train#dataset#data",
+        )
+        engine = "train#trainer"
+        optional = {"postprocessing": "postprocessing", "key_train_metric": "key_metric"}
+    else:
+        required = ("validate#evaluator", "validate#dataset", "validate#handlers", "validate#dataset#data")
+        engine = "validate#evaluator"
+        optional = {"postprocessing": "postprocessing", "inferer": "inferer", "key_val_metric": "key_metric"}
+    problems = [f"configs: {name}: missing '{i}'" for i in _ids_present(parser, required)]
+    for arg, key in optional.items():
+        if parser.get(f"{engine}#{arg}") is not None and f"{section}#{key}" not in parser:
+            problems.append(f"configs: {name}: '{engine}#{arg}' is used, so '{section}#{key}' should be defined")
+    if parser.get(f"{section}#dataset#transform") is not None and f"{section}#preprocessing" not in parser:
+        problems.append(
+            f"configs: {name}: '{section}#dataset#transform' is used, so '{section}#preprocessing' is needed"
+        )
+    handlers = parser.get(f"{section}#handlers")
+    if section == "train" and isinstance(handlers, list):
+        for handler in handlers:
+            target = str(handler.get("_target_", "")) if isinstance(handler, dict) else ""
+            if target.rsplit(".", 1)[-1] == "ValidationHandler" and str(handler.get("interval")) != "@val_interval":
+                problems.append(f"configs: {name}: ValidationHandler 'interval' should be '@val_interval'")
+    return problems
+
+
+def check_configs(bundle_dir: str | os.PathLike) -> list[str]:
+    """Check the config files: they load, carry the zoo's keys and ids, and hold no absolute or personal paths.
+
+    Inference config: ``INFERENCE_KEYS``, a ``run`` id and a reference to ``models/model.pt``.  Train config:
+    ``TRAIN_KEYS``, ``ckpt_dir``, a ``run`` id, and the zoo's ``train#...``/``validate#...`` rules for those sections.
+    """
+    from monai.bundle import ConfigParser
+
+    root = Path(bundle_dir)
+    problems: list[str] = []
+    configs: dict[str, Any] = {}
+    for path in sorted((root / "configs").glob("*")):
+        if path.suffix.lstrip(".") not in CONFIG_SUFFIXES or not path.is_file():
+            continue
+        try:
+            configs[path.name] = _load_config(path)
+        except Exception as e:  # noqa: BLE001 - any parse failure is a problem to report
+            problems.append(f"configs: {path.name} does not load: {type(e).__name__}: {e}")
+            continue
+        problems += _absolute_path_problems(configs[path.name], path.name)
+
+    inference = find_config(root, "inference")
+    if inference is not None and isinstance(configs.get(inference.name), dict):
+        config = configs[inference.name]
+        parser = ConfigParser(config)
+        problems += [f"configs: {inference.name}: missing key '{k}'" for k in INFERENCE_KEYS if k not in config]
+        if RUN_ID not in parser:
+            problems.append(f"configs: {inference.name}: missing the '{RUN_ID}' id run by 'monai.bundle run'")
+        if not any(CHECKPOINT_NAME in text for _, text in _walk_strings(config)):
+            problems.append(f"configs: {inference.name}: never refers to the checkpoint 'models/{CHECKPOINT_NAME}'")
+
+    train = find_config(root, "train")
+    if train is not None and isinstance(configs.get(train.name), dict):
+        config = configs[train.name]
+        parser = ConfigParser(config)
+        problems += [f"configs: {train.name}: missing key '{k}'" for k in (*TRAIN_KEYS, "ckpt_dir") if k not in config]
+        if RUN_ID not in parser:
+            problems.append(f"configs: {train.name}: missing the '{RUN_ID}' id run by 'monai.bundle run'")
+        for section in ("train", "validate"):
+            if section in config:
+                problems += _section_problems(parser, train.name, section)
+    return problems
+
+
+def _shipped_files(root: Path) -> list[Path]:
+    """Files that would be shipped: tracked or unignored files under git, else all files outside run outputs."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "."],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout
+        in_git = True
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a work tree
+        in_git = False
+    if in_git:
+        return sorted({root / p for p in out.decode().split("\0") if p and (root / p).is_file()})
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).parts
+        if not path.is_file() or rel[0] in RUN_OUTPUT_DIRS:
+            continue
+        if any(Path(part).match(pattern) for part in rel for pattern in IGNORED_NAMES):
+            continue
+        files.append(path)
+    return files
+
+
+def check_files(bundle_dir: str | os.PathLike, max_file_size: int = MAX_FILE_SIZE) -> list[str]:
+    """Check the files that would be shipped: none larger than ``max_file_size``, no network weights.
+
+    Inside a git work tree the shipped files are those tracked or not ignored; elsewhere, every file outside the
+    run-output folders.
+    """
+    root = Path(bundle_dir).resolve()
+    problems = []
+    for path in _shipped_files(root):
+        size = path.stat().st_size
+        if size > max_file_size:
+            problems.append(f"files: {_rel(path, root)} is {size / 2**20:.1f} MiB, over the {max_file_size} byte limit")
+        if path.suffix.lower() in WEIGHT_SUFFIXES:
+            problems.append(f"files: weights {_rel(path, root)} must not be committed (list them in large_files.yml)")
+    return problems
+
+
+@contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    """Put a bundle folder first on ``sys.path`` (as the zoo does) so bundle-local modules can be imported."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
+def check_network(
+    bundle_dir: str | os.PathLike, net_id: str = "network_def", device: str | None = None, torchscript: bool = True
+) -> list[str]:
+    """Run the network checks of the zoo's full mode on a temporary copy of the bundle.
+
+    1. ``monai.bundle.verify_net_in_out``: ``net_id`` from the inference config on a dummy input shaped from metadata.
+    2. ``monai.bundle.ckpt_export`` to TorchScript, from ``models/model.pt`` if present, else from the state dict of a
+       freshly initialised ``net_id`` written into the temporary copy; the TorchScript file is loaded back and, when
+       the metadata input shape is fixed, run and compared with the eager network.  A provided ``models/model.ts`` is
+       loaded too.
+
+    The repository bundle is never written to.
+
+    Args:
+        bundle_dir: bundle folder.
+        net_id: id of the network in the inference config.
+        device: device for the forward pass, defaults to ``cuda:0`` when available, else ``cpu``.
+        torchscript: run the TorchScript export checks.
+    """
+    import torch
+    from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
+
+    src = Path(bundle_dir).resolve()
+    inference = find_config(src, "inference")
+    if inference is None or not (src / "configs" / "metadata.json").is_file():
+        return ["network: needs configs/metadata.json and an inference config"]
+    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="verify_bundle_") as tmp, _on_sys_path(src):
+        root = Path(tmp) / src.name
+        shutil.copytree(src, root, ignore=copy_ignore(src))
+        meta_file, config_file = root / "configs" / "metadata.json", root / "configs" / inference.name
+        common_args = {"meta_file": str(meta_file), "config_file": str(config_file), "bundle_root": str(root)}
+        try:
+            verify_net_in_out(net_id=net_id, device=device, **common_args)
+        except Exception as e:  # noqa: BLE001 - report, do not crash
+            problems.append(f"network: verify_net_in_out failed: {type(e).__name__}: {e}")
+        if not torchscript:
+            return problems
+
+        models = root / "models"
+        models.mkdir(exist_ok=True)
+        ckpt = models / CHECKPOINT_NAME
+        parser = ConfigParser()
+        parser.read_config(str(config_file))
+        parser.read_meta(str(meta_file))
+        parser["bundle_root"] = str(root)
+        try:
+            net = parser.get_parsed_content(net_id)
+            if (src / "models" / CHECKPOINT_NAME).is_file():
+                shutil.copy2(src / "models" / CHECKPOINT_NAME, ckpt)
+                net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+            else:
+                torch.save(net.state_dict(), ckpt)
+            ts_file = models / "verify_model.ts"
+            ckpt_export(net_id=net_id, filepath=str(ts_file), ckpt_file=str(ckpt), **common_args)
+            scripted = torch.jit.load(str(ts_file), map_location="cpu")
+            problems += _compare_scripted(net, scripted, parser)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"network: TorchScript export failed: {type(e).__name__}: {e}")
+        provided = src / "models" / "model.ts"
+        if provided.is_file():
+            try:
+                torch.jit.load(str(provided), map_location="cpu")
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"network: models/model.ts does not load: {type(e).__name__}: {e}")
+    return problems
+
+
+def _compare_scripted(net: Any, scripted: Any, parser: Any) -> list[str]:
+    """Run the eager and TorchScript networks on one dummy input when the metadata input shape is fixed."""
+    import torch
+
+    image = parser.get("_meta_#network_data_format#inputs#image", {}) or {}
+    shape = image.get("spatial_shape", [])
+    fixed = all(isinstance(s, int) for s in shape) and isinstance(image.get("num_channels"), int)
+    if not fixed or image.get("dtype", "float32") != "float32":
+        return []
+    torch.manual_seed(0)
+    x = torch.rand(1, image["num_channels"], *shape)
+    net = net.to("cpu").eval()
+    scripted = scripted.to("cpu").eval()
+    with torch.no_grad():
+        expected, actual = net(x), scripted(x)
+    if not isinstance(expected, torch.Tensor) or not isinstance(actual, torch.Tensor):
+        return []
+    if expected.shape != actual.shape:
+        return [f"network: TorchScript output shape {tuple(actual.shape)} differs from {tuple(expected.shape)}"]
+    if not torch.allclose(expected, actual, rtol=1e-4, atol=1e-5):
+        return ["network: TorchScript output differs from the eager network"]
+    return []
+
+
+def check_format(folder: str | os.PathLike, line_length: int = 120, extra_flake8_args: Sequence[str] = ()) -> list[str]:
+    """Run black, isort and flake8 (each only if installed) in check mode on the Python files of ``folder``.
+
+    Args:
+        folder: folder to check.
+        line_length: maximum line length passed to all three tools.
+        extra_flake8_args: further flake8 command-line arguments.
+    """
+    folder = Path(folder)
+    if next(folder.rglob("*.py"), None) is None:
+        return []
+    commands = {
+        "black": ["--check", "--quiet", "-l", str(line_length), str(folder)],
+        "isort": ["--check-only", "--quiet", "--profile", "black", "-l", str(line_length), str(folder)],
+        "flake8": ["--max-line-length", str(line_length), *extra_flake8_args, str(folder)],
+    }
+    problems = []
+    for tool, args in commands.items():
+        if find_spec(tool) is None:
+            continue
+        result = subprocess.run([sys.executable, "-m", tool, *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = (result.stdout + result.stderr).strip()
+            problems.append(f"format: {tool} failed on {folder}" + (f":\n{detail}" if detail else ""))
+    return problems
+
+
+def verify_bundle(
+    bundle_dir: str | os.PathLike,
+    mode: str = "min",
+    device: str | None = None,
+    schema_file: str | os.PathLike | None = None,
+    torchscript: bool = True,
+) -> list[str]:
+    """Verify a bundle folder the way the model zoo does, plus the project's own requirements.
+
+    ``"min"``: required files, metadata (version in changelog, schema, ``image``/``pred`` I/O names), config keys and
+    ids, absolute paths, file sizes and committed weights.  ``"full"``: also :func:`check_network` and
+    :func:`check_format` on the bundle's own Python files.
+
+    Args:
+        bundle_dir: bundle folder.
+        mode: ``"min"`` or ``"full"``.
+        device: device for the network checks of full mode.
+        schema_file: metadata schema to validate against, defaults to the stored copy named by the metadata.
+        torchscript: in full mode, check the TorchScript export.
+
+    Returns:
+        The problems found; empty when the bundle passes.
+    """
+    if mode not in ("min", "full"):
+        raise ValueError(f"mode must be 'min' or 'full', got {mode!r}.")
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        return [f"files: bundle folder {root} does not exist"]
+    problems = check_required_files(root)
+    problems += check_metadata(root, schema_file=schema_file)
+    problems += check_configs(root)
+    problems += check_files(root)
+    if mode == "full":
+        problems += check_network(root, device=device, torchscript=torchscript)
+        problems += check_format(root)
+    return problems

@@ -1,0 +1,49 @@
+"""Check bundles for model-zoo readiness.
+
+Examples::
+
+    python scripts/verify_bundle.py bundles/dcgan_wgan
+    python scripts/verify_bundle.py bundles/dcgan_wgan --mode full
+    python scripts/verify_bundle.py bundles/* --mode min
+    python scripts/verify_bundle.py common/bundle scripts tests/scripts --format_only
+
+Prints the problems found and exits with status 1 if there are any.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import fire
+
+from common.bundle.verify import check_format, verify_bundle
+
+
+def main(*bundles: str, mode: str = "min", device: str | None = None, format_only: bool = False) -> None:
+    """Verify bundle folders (or, with ``format_only``, only run black/isort/flake8 on folders).
+
+    Args:
+        bundles: bundle folders (or any folders with ``format_only``).
+        mode: ``"min"`` or ``"full"``, as for the model zoo's ``ci/verify_bundle.py``.
+        device: device for the network checks of full mode.
+        format_only: only run the code-format check on the given folders.
+    """
+    if not bundles:
+        raise SystemExit("give at least one bundle folder, e.g. bundles/dcgan_wgan")
+    failed = False
+    for bundle in bundles:
+        problems = check_format(bundle) if format_only else verify_bundle(bundle, mode=mode, device=device)
+        what = "format" if format_only else f"{mode} verification"
+        if problems:
+            failed = True
+            print(f"{bundle}: {what} FAILED ({len(problems)} problem(s))")
+            for problem in problems:
+                print(f"  - {problem}")
+        else:
+            print(f"{bundle}: {what} passed")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
