@@ -1,0 +1,115 @@
+"""Training-step benchmark of a bundle configuration: step time, samples/s and peak memory.
+
+The bundle's own ``initialize`` runs first (phantom data, validation), then the configured training step is
+called on real batches of the configured loader, as the trainer would call it. Speed claims in the model
+cards come from this function through ``scripts/benchmark.py``, never from timed tests.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+__all__ = ["benchmark_training_step"]
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
+    # Linux reports ru_maxrss in KiB: the peak resident memory of this whole process
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
+
+
+def benchmark_training_step(
+    config_file: str | Sequence[str],
+    iterations: int = 10,
+    warmup: int = 2,
+    step_id: str = "train#step",
+    loader_id: str = "train#dataloader",
+    batch_size_id: str = "batch_size",
+    threads: int | None = None,
+    **override: Any,
+) -> dict[str, Any]:
+    """Time ``iterations`` calls of a bundle's training step after ``warmup`` untimed calls.
+
+    Args:
+        config_file: a config file or a list merged in order (e.g. train.yaml and a variant).
+        iterations: timed step calls (each on the next batch of the loader, cycling).
+        warmup: untimed calls first (allocator and kernel warm-up).
+        step_id: config id of the training-step object.
+        loader_id: config id of the training data loader.
+        batch_size_id: config id of the batch size, reported in the result.
+        threads: ``torch.set_num_threads`` for the run (default: leave as is).
+        override: config overrides, e.g. ``image_size=128``.
+
+    Returns:
+        A JSON-serialisable dict: configuration, device, timings (seconds per step), samples/s, peak memory.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    files = [config_file] if isinstance(config_file, str) else list(config_file)
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **override)
+    workflow.initialize()
+    parser = workflow.parser
+    step = parser.get_parsed_content(step_id)
+    loader = parser.get_parsed_content(loader_id)
+    device = torch.device(step.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
+    batches = iter(())
+
+    def next_batch() -> Any:
+        nonlocal batches
+        try:
+            return next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            return next(batches)
+
+    times: list[float] = []
+    batch_size = None
+    for i in range(warmup + iterations):
+        batch = next_batch()
+        engine.state.iteration += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step(engine, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+        batch_size = step.images(batch).shape[0]
+    peak, kind = _peak_memory_mb(device)
+    mean = statistics.mean(times)
+    return {
+        "config_file": files,
+        "override": {k: str(v) for k, v in override.items()},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "configured_batch_size": parser.get(batch_size_id),
+        "amp": bool(getattr(step, "amp", False)),
+        "iterations": iterations,
+        "step_time_s": {
+            "mean": mean,
+            "median": statistics.median(times),
+            "std": statistics.stdev(times) if len(times) > 1 else 0.0,
+            "min": min(times),
+        },
+        "samples_per_s": batch_size / mean if batch_size else None,
+        "peak_memory_mb": peak,
+        "peak_memory_kind": kind,
+    }
