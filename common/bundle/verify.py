@@ -215,18 +215,22 @@ def _walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
         yield path, value
 
 
+def _is_absolute_or_personal(text: str) -> bool:
+    """Whether a config string is an absolute path literal, or mentions a personal folder anywhere."""
+    literal = not text.startswith(("$", "@", "%"))
+    absolute = literal and len(text) > 1 and (text.startswith("/") or _WINDOWS_ABS.match(text) is not None)
+    return absolute or _PERSONAL_PATH.search(text) is not None
+
+
 def _absolute_path_problems(config: Any, name: str) -> list[str]:
-    problems = []
-    for where, text in _walk_strings(config):
-        literal = not text.startswith(("$", "@", "%"))
-        if (literal and len(text) > 1 and (text.startswith("/") or _WINDOWS_ABS.match(text))) or _PERSONAL_PATH.search(
-            text
-        ):
-            problems.append(f"configs: {name}: '{where}' holds an absolute or personal path: {text!r}")
-    return problems
+    return [
+        f"configs: {name}: '{where}' holds an absolute or personal path: {text!r}"
+        for where, text in _walk_strings(config)
+        if _is_absolute_or_personal(text)
+    ]
 
 
-def _ids_present(parser: Any, ids: Sequence[str]) -> list[str]:
+def _missing_ids(parser: Any, ids: Sequence[str]) -> list[str]:
     return [i for i in ids if i not in parser]
 
 
@@ -246,7 +250,7 @@ def _section_problems(parser: Any, name: str, section: str) -> list[str]:
         required = ("validate#evaluator", "validate#dataset", "validate#handlers", "validate#dataset#data")
         engine = "validate#evaluator"
         optional = {"postprocessing": "postprocessing", "inferer": "inferer", "key_val_metric": "key_metric"}
-    problems = [f"configs: {name}: missing '{i}'" for i in _ids_present(parser, required)]
+    problems = [f"configs: {name}: missing '{i}'" for i in _missing_ids(parser, required)]
     for arg, key in optional.items():
         if parser.get(f"{engine}#{arg}") is not None and f"{section}#{key}" not in parser:
             problems.append(f"configs: {name}: '{engine}#{arg}' is used, so '{section}#{key}' should be defined")
@@ -266,23 +270,26 @@ def _section_problems(parser: Any, name: str, section: str) -> list[str]:
 def check_configs(bundle_dir: str | os.PathLike) -> list[str]:
     """Check the config files: they load, carry the zoo's keys and ids, and hold no absolute or personal paths.
 
-    Inference config: ``INFERENCE_KEYS``, a ``run`` id and a reference to ``models/model.pt``.  Train config:
-    ``TRAIN_KEYS``, ``ckpt_dir``, a ``run`` id, and the zoo's ``train#...``/``validate#...`` rules for those sections.
+    Every ``.json``/``.yaml``/``.yml`` file under ``configs/`` (override files in sub-folders included) must load and
+    hold no absolute or personal paths.  Inference config: ``INFERENCE_KEYS``, a ``run`` id and a reference to
+    ``models/model.pt``.  Train config: ``TRAIN_KEYS``, ``ckpt_dir``, a ``run`` id, and the zoo's
+    ``train#...``/``validate#...`` rules for those sections.
     """
     from monai.bundle import ConfigParser
 
     root = Path(bundle_dir)
     problems: list[str] = []
     configs: dict[str, Any] = {}
-    for path in sorted((root / "configs").glob("*")):
+    for path in sorted((root / "configs").rglob("*")):
         if path.suffix.lstrip(".") not in CONFIG_SUFFIXES or not path.is_file():
             continue
+        name = path.relative_to(root / "configs").as_posix()
         try:
-            configs[path.name] = _load_config(path)
+            configs[name] = _load_config(path)
         except Exception as e:  # noqa: BLE001 - any parse failure is a problem to report
-            problems.append(f"configs: {path.name} does not load: {type(e).__name__}: {e}")
+            problems.append(f"configs: {name} does not load: {type(e).__name__}: {e}")
             continue
-        problems += _absolute_path_problems(configs[path.name], path.name)
+        problems += _absolute_path_problems(configs[name], name)
 
     inference = find_config(root, "inference")
     if inference is not None and isinstance(configs.get(inference.name), dict):

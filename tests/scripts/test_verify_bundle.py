@@ -257,7 +257,13 @@ validate:
 
 def test_config_does_not_load(bundle: Path) -> None:
     (bundle / "configs" / "evaluate.yaml").write_text("key: [unclosed\n")
-    assert_reported(verify_bundle(bundle), "configs: evaluate.yaml does not load")
+    (bundle / "configs" / "variants").mkdir()
+    (bundle / "configs" / "variants" / "small.yaml").write_text("dataset_dir: C:\\Users\\someone\\data\n")
+    assert_reported(
+        verify_bundle(bundle),
+        "configs: evaluate.yaml does not load",
+        "configs: variants/small.yaml: 'dataset_dir' holds an absolute or personal path",
+    )
 
 
 def test_absolute_and_personal_paths(bundle: Path) -> None:
