@@ -1,0 +1,30 @@
+"""Metrics for generated images: pluggable feature extractors, FID, KID, MMD, SSIM diversity and an evaluation
+runner that writes a JSON report."""
+
+from common.metrics.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
+from common.metrics.features import (
+    SUPPORTED_ARCHS,
+    FeatureExtractor,
+    build_feature_extractor,
+    extract_features,
+    load_state_dict_file,
+)
+from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial_kernel, ssim_diversity, unbiased_mmd2
+
+__all__ = [
+    "FeatureExtractor",
+    "GenerativeEvaluation",
+    "MS_SSIM_WEIGHTS",
+    "RESULT_KEYS",
+    "SUPPORTED_ARCHS",
+    "build_feature_extractor",
+    "extract_features",
+    "fid",
+    "format_table",
+    "kid",
+    "load_state_dict_file",
+    "mmd",
+    "polynomial_kernel",
+    "ssim_diversity",
+    "unbiased_mmd2",
+]

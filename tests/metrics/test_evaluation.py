@@ -1,0 +1,86 @@
+"""End-to-end tests of the generative evaluation runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.data import DataLoader, Dataset
+
+from common.metrics import RESULT_KEYS, GenerativeEvaluation, format_table
+
+
+def _loader(n: int, seed: int, size: int, spatial_dims: int, noise: bool = False) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    if noise:
+        images = torch.rand(n, 1, *([size] * spatial_dims), generator=g)
+    else:
+        low = torch.rand(n, 1, *([4] * spatial_dims), generator=g)
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        images = F.interpolate(low, size=(size,) * spatial_dims, mode=mode, align_corners=False)
+    return DataLoader(Dataset([{"image": img, "id": i} for i, img in enumerate(images)]), batch_size=4)
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, 24), (3, 12)])
+def test_generative_evaluation_end_to_end(tmp_path, capsys, caplog, spatial_dims, size):
+    out = tmp_path / "reports" / "nested" / "metrics.json"
+    evaluation = GenerativeEvaluation(
+        real_loader=_loader(10, 0, size, spatial_dims),
+        fake_loader=_loader(7, 1, size, spatial_dims, noise=True),
+        spatial_dims=spatial_dims,
+        in_channels=1,
+        output_file=str(out),
+        arch="resnet10",
+        input_size=16,
+        kid_subsets=5,
+        kid_subset_size=6,
+        diversity_pairs=8,
+        extra={"run": "unit-test", "epoch": 3},
+    )
+    with caplog.at_level(logging.INFO, logger="common.metrics"):
+        results = evaluation.run()
+
+    written = json.loads(out.read_text())
+    assert not (tmp_path / "reports" / "nested" / "metrics.json.tmp").exists()
+    assert set(RESULT_KEYS) <= set(written) and written["run"] == "unit-test" and written["epoch"] == 3
+    assert written == json.loads(json.dumps(results))
+    assert written["num_real"] == 10 and written["num_fake"] == 7 and written["feature_dim"] == 512
+    assert written["feature_extractor"].startswith(f"fallback:random-init-resnet10-{spatial_dims}d-seed0")
+    assert written["spatial_dims"] == spatial_dims and written["diversity_metric"] == "ssim"
+    for key in ("fid", "kid_mean", "kid_std", "mmd", "ssim_diversity_fake", "ssim_diversity_real"):
+        assert isinstance(written[key], float)
+    assert written["fid"] > 0 and written["kid_std"] >= 0 and written["mmd"] == written["mmd"]
+    # independent noise is far more diverse (lower SSIM) than the smooth real images
+    assert written["ssim_diversity_fake"] < written["ssim_diversity_real"]
+
+    printed = capsys.readouterr().out
+    assert "metric" in printed and "| value" in printed
+    assert "fallback:random-init" in printed and "unit-test" in printed
+    assert any("fid" in r.getMessage() for r in caplog.records)
+
+
+def test_generative_evaluation_resizes_fake_for_mmd_and_accepts_tensors(tmp_path):
+    real = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    fake = torch.rand(5, 1, 20, 20, generator=torch.Generator().manual_seed(1))
+    results = GenerativeEvaluation(
+        real, fake, 2, 1, str(tmp_path / "m.json"), arch="resnet10", input_size=16, kid_subsets=2, diversity_pairs=3
+    ).run()
+    assert results["num_fake"] == 5 and (tmp_path / "m.json").exists()
+
+
+def test_extra_keys_must_not_clash(tmp_path):
+    with pytest.raises(ValueError, match="clash"):
+        GenerativeEvaluation(
+            torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8), 2, 1, str(tmp_path / "x.json"), extra={"fid": 0}
+        )
+
+
+def test_format_table_alignment():
+    table = format_table({"fid": 1.23456789, "kid_mean": 0.5, "name": "x", "nested": {"a": 1}, "n": 3})
+    lines = table.splitlines()
+    assert lines[0].startswith("metric") and set(lines[1]) <= {"-", "+"}
+    assert len({line.index("|") for line in lines if "|" in line}) == 1
+    assert "1.23457" in table and '{"a": 1}' in table
