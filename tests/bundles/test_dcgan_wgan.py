@@ -1,0 +1,165 @@
+"""End-to-end tests of bundles/dcgan_wgan through MONAI's bundle runner, on tiny phantom data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, free_port, run_cli
+from monai.bundle import ConfigWorkflow
+
+from common.data import DatalistError, validate_datalist
+from common.engines import latest_checkpoint
+
+NAME = "dcgan_wgan"
+
+
+def configs(root, main, *variants):
+    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
+
+
+def run_workflow(files, run_id, **override):
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return workflow, result
+
+
+@pytest.mark.parametrize(
+    "variants,spatial_shape,channels",
+    [(("tiny.yaml",), (16, 16), 4), (("wgan.yaml", "t1.yaml", "tiny.yaml"), (16, 16), 1), (("3d.yaml", "tiny_3d.yaml"), (16, 16, 16), 4)],
+    ids=["dcgan-concat-2d", "wgan-t1-2d", "dcgan-concat-3d"],
+)
+def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
+    root = bundle_copy(NAME)
+    wf, _ = run_workflow(configs(root, "train.yaml", *variants), "training")
+    ckpt = latest_checkpoint(root / "models")
+    assert ckpt is not None and (root / "models" / "model.pt").is_file()
+    state = torch.load(ckpt, weights_only=True)
+    assert {"generator", "discriminator", "optimizer_generator", "optimizer_discriminator", "trainer"} <= set(state)
+    assert state["trainer"]["iteration"] == wf.parser.get_parsed_content("train#trainer").state.iteration > 0
+    assert list((root / "eval" / "samples").glob("samples_epoch*.png"))
+    assert list((root / "eval" / "samples").glob("events.out.tfevents*"))
+    if "wgan.yaml" in variants:
+        d = state["discriminator"]
+        assert max(v.abs().max().item() for k, v in d.items() if "weight" in k or "bias" in k) <= 0.01 + 1e-6
+
+    wf, _ = run_workflow(configs(root, "inference.yaml", *variants), "inference")
+    num_samples = wf.parser.get_parsed_content("num_samples")
+    synthetic = root / "eval" / "synthetic" / "datalist.json"
+    summary = validate_datalist(synthetic, spatial_dims=len(spatial_shape), num_channels=channels)
+    assert summary["entries"]["training"] == num_samples
+    data = json.loads(synthetic.read_text())
+    entry = data["training"][0]
+    assert entry["synthetic"] is True and entry["generator"]["bundle"] and entry["method"] in ("dcgan", "wgan")
+    import hashlib
+
+    assert entry["generator"]["checkpoint_sha256"] == hashlib.sha256((root / "models" / "model.pt").read_bytes()).hexdigest()
+    first = entry["image"][0] if isinstance(entry["image"], list) else entry["image"]
+    arr = nib.load(synthetic.parent / first).get_fdata()
+    assert arr.shape == spatial_shape and 0.0 <= arr.min() and arr.max() <= 1.0
+
+    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert "fallback" in metrics["feature_extractor"]
+    for key in ("fid", "kid_mean", "mmd"):
+        assert np.isfinite(metrics[key]), key
+
+
+def test_bad_data_rejected_before_training(bundle_copy):
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "tiny.yaml")
+    wf = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False)
+    # make the phantom, then corrupt one training image with NaNs and delete another file
+    wf.parser.parse(reset=True)
+    wf.parser.get_parsed_content("initialize#1")
+    datalist = json.loads((root / "data" / "brain_mr_2d" / "datalist.json").read_text())
+    bad = root / "data" / "brain_mr_2d" / datalist["training"][0]["image"][1]
+    img = nib.load(bad)
+    arr = img.get_fdata().astype(np.float32)
+    arr[0, 0] = np.nan
+    nib.save(nib.Nifti1Image(arr, img.affine), bad)
+    missing = root / "data" / "brain_mr_2d" / datalist["training"][1]["image"][0]
+    missing.unlink()
+    with pytest.raises(DatalistError) as err:
+        run_workflow(files, "training")
+    text = str(err.value)
+    assert str(bad.name) in text and "NaN" in text
+    assert str(missing.name) in text and "missing" in text.lower()
+    assert not (root / "models").exists() or latest_checkpoint(root / "models") is None
+
+
+def test_cli_from_elsewhere_then_killed_run_resumes(bundle_copy, tmp_path):
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "tiny.yaml")
+    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    # started from another folder: outputs go to the bundle's own folder (bundle_root found from the config path)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", cfg, "--max_epochs", "500"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and (latest_checkpoint(root / "models") is None or proc.poll() is not None):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert proc.poll() is None, "training finished or failed before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # killed without any chance to clean up
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpt = latest_checkpoint(root / "models")
+    assert ckpt is not None and not list((root / "models").glob(".*tmp*"))
+    saved = torch.load(ckpt, weights_only=True)["trainer"]
+    done_epochs = saved["iteration"] // saved["epoch_length"]
+    target = done_epochs + 1
+    out = run_cli(
+        ["-m", "monai.bundle", "run", "training", "--config_file", cfg, "--resume", "true", "--max_epochs", str(target)],
+        cwd=root,
+    )
+    log = out.stdout + out.stderr
+    assert f"resumed from {ckpt}" in log
+    final = torch.load(latest_checkpoint(root / "models"), weights_only=True)["trainer"]
+    assert final["iteration"] == saved["iteration"] + saved["epoch_length"]  # exactly one more epoch
+
+
+def test_torchrun_two_processes_gloo(bundle_copy):
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "tiny.yaml")
+    files.insert(1, str(root / "configs" / "multi_gpu_train.yaml"))
+    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    out = run_cli(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            cfg,
+            "--max_epochs",
+            "2",
+        ],
+        cwd=root,
+    )
+    ckpt = latest_checkpoint(root / "models")
+    assert ckpt is not None, out.stdout[-2000:]
+    state = torch.load(ckpt, weights_only=True)
+    # each rank saw half of the data: the epoch length is half of the single-process one
+    wf = ConfigWorkflow(config_file=configs(root, "train.yaml", "tiny.yaml"), workflow_type=None, logging_file=False)
+    wf.initialize()
+    single_len = len(wf.parser.get_parsed_content("train#dataloader"))
+    assert state["trainer"]["epoch_length"] < single_len
+    assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
