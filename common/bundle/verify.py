@@ -45,6 +45,7 @@ __all__ = [
     "check_required_files",
     "check_metadata",
     "check_configs",
+    "check_config_ids",
     "check_files",
     "check_network",
     "check_format",
@@ -74,6 +75,8 @@ RUN_ID = "run"
 CHECKPOINT_NAME = "model.pt"
 #: the model zoo limits each file to 25 MB.
 MAX_FILE_SIZE = 25 * 1024 * 1024
+#: ids evaluated as written in full mode (cheap to build, and used by every workflow).
+EVALUATED_IDS: tuple[str, ...] = ("bundle_root", "device", "dataset_dir", "ckpt_dir", "output_dir", "network_def")
 #: suffixes of network weights, which must not be committed (the zoo downloads them via ``large_files.yml``).
 WEIGHT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ts", ".ckpt", ".onnx", ".safetensors")
 #: metadata keys the zoo needs beyond the schema ("name" is shown in the model browser).
@@ -368,6 +371,50 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
             sys.path.remove(entry)
 
 
+def _root_cause(error: BaseException) -> str:
+    """``Type: message`` of the innermost cause of an exception (config evaluation errors wrap the real one)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return f"{type(error).__name__}: {error}"
+
+
+def check_config_ids(bundle_dir: str | os.PathLike, ids: Sequence[str] = EVALUATED_IDS) -> list[str]:
+    """Evaluate the basic ids of the inference and train configs as written (no override of ``bundle_root``).
+
+    This catches expressions that cannot run, such as a module used in an expression but missing from ``imports``,
+    without running any workflow.
+
+    Args:
+        bundle_dir: bundle folder.
+        ids: ids to evaluate in each config where present.
+    """
+    from monai.bundle import ConfigParser
+
+    src = Path(bundle_dir).resolve()
+    meta_file = src / "configs" / "metadata.json"
+    problems = []
+    with _on_sys_path(src):
+        for name in ("inference", "train"):
+            config_file = find_config(src, name)
+            if config_file is None:
+                continue
+            parser = ConfigParser()
+            try:
+                parser.read_config(str(config_file))
+                if meta_file.is_file():
+                    parser.read_meta(str(meta_file))
+            except Exception:  # noqa: BLE001 - reported by check_configs / check_metadata
+                continue
+            for i in ids:
+                if i not in parser:
+                    continue
+                try:
+                    parser.get_parsed_content(i)
+                except Exception as e:  # noqa: BLE001
+                    problems.append(f"configs: {config_file.name}: '{i}' does not evaluate: {_root_cause(e)}")
+    return problems
+
+
 def check_network(
     bundle_dir: str | os.PathLike, net_id: str = "network_def", device: str | None = None, torchscript: bool = True
 ) -> list[str]:
@@ -498,8 +545,8 @@ def verify_bundle(
     """Verify a bundle folder the way the model zoo does, plus the project's own requirements.
 
     ``"min"``: required files, metadata (version in changelog, schema, ``image``/``pred`` I/O names), config keys and
-    ids, absolute paths, file sizes and committed weights.  ``"full"``: also :func:`check_network` and
-    :func:`check_format` on the bundle's own Python files.
+    ids, absolute paths, file sizes and committed weights.  ``"full"``: also :func:`check_config_ids`,
+    :func:`check_network` and :func:`check_format` on the bundle's own Python files.
 
     Args:
         bundle_dir: bundle folder.
@@ -521,6 +568,7 @@ def verify_bundle(
     problems += check_configs(root)
     problems += check_files(root)
     if mode == "full":
+        problems += check_config_ids(root)
         problems += check_network(root, device=device, torchscript=torchscript)
         problems += check_format(root)
     return problems

@@ -293,6 +293,16 @@ def test_full_reports_network_mismatch(bundle: Path) -> None:
     assert_reported(verify_bundle(bundle, mode="full", device="cpu"), "verify_net_in_out failed", "doesn't match: `3`")
 
 
+def test_full_reports_unevaluable_ids(bundle: Path) -> None:
+    train = bundle / "configs" / "train.yaml"
+    train.write_text(train.read_text().replace("bundle_root: .", "bundle_root: $os.path.abspath('.')"))
+    assert verify_bundle(bundle, mode="min") == []  # ``os`` is used but not imported: only evaluation tells
+    problems = verify_bundle(bundle, mode="full", device="cpu")
+    assert "configs: train.yaml: 'bundle_root' does not evaluate: NameError: name 'os' is not defined" in problems
+    assert "configs: train.yaml: 'ckpt_dir' does not evaluate: NameError: name 'os' is not defined" in problems
+    assert not any("inference.yaml" in p for p in problems)
+
+
 def test_full_reports_unscriptable_network(bundle: Path) -> None:
     for name in ("inference.yaml", "train.yaml"):
         config = bundle / "configs" / name
