@@ -1,1 +1,2 @@
+from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401
 from .validation import DatalistError, DatalistProblem, validate_datalist  # noqa: F401
