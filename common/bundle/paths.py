@@ -35,7 +35,8 @@ def bundle_root(default: str | os.PathLike | None = None) -> str:
         config_file_candidate: Path | None = None
         while f is not None:
             owner = f.f_locals.get("self")
-            root = getattr(owner, "config_root_path", None)
+            # read the instance dict: MONAI workflows and parsers resolve unknown attributes dynamically
+            root = vars(owner).get("config_root_path") if hasattr(owner, "__dict__") else None
             if root is not None and type(owner).__name__.endswith("Workflow"):
                 return str(_root_of_config_dir(Path(root)).resolve())
             if config_file_candidate is None and f.f_globals.get("__name__", "").startswith("monai.bundle"):
