@@ -138,3 +138,16 @@ def test_real_bundle_export(real_bundle: Path, tmp_path: Path) -> None:
     assert not any(f.split("/")[0] in RUN_OUTPUT_DIRS for f in files)
     result = _run([sys.executable, "-c", "import common; print(common.__file__)"], cwd=out)
     _assert_vendored(result.stdout.strip(), out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("real_bundle", _real_bundle_params())
+def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
+    """``monai.bundle run training`` works from inside the export (smoke-test sizes when the bundle has them)."""
+    out = export_bundle(real_bundle, tmp_path / "export")
+    configs = ["configs/train.yaml"]
+    if (out / "configs" / "variants" / "tiny.yaml").is_file():
+        configs.append("configs/variants/tiny.yaml")
+    config_arg = configs[0] if len(configs) == 1 else repr(configs)
+    _run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_arg], cwd=out)
+    assert (out / "models" / "model.pt").is_file()  # the run's outputs land in the export's own folders
