@@ -19,20 +19,27 @@ import fire
 from common.bundle.verify import check_format, verify_bundle
 
 
-def main(*bundles: str, mode: str = "min", device: str | None = None, format_only: bool = False) -> None:
+def main(
+    *bundles: str, mode: str = "min", device: str | None = None, fresh_weights: bool = False, format_only: bool = False
+) -> None:
     """Verify bundle folders (or, with ``format_only``, only run black/isort/flake8 on folders).
 
     Args:
         bundles: bundle folders (or any folders with ``format_only``).
         mode: ``"min"`` or ``"full"``, as for the model zoo's ``ci/verify_bundle.py``.
         device: device for the network checks of full mode.
+        fresh_weights: in full mode, export fresh weights even if a local ``models/model.pt`` exists.
         format_only: only run the code-format check on the given folders.
     """
     if not bundles:
         raise SystemExit("give at least one bundle folder, e.g. bundles/dcgan_wgan")
     failed = False
     for bundle in bundles:
-        problems = check_format(bundle) if format_only else verify_bundle(bundle, mode=mode, device=device)
+        problems = (
+            check_format(bundle)
+            if format_only
+            else verify_bundle(bundle, mode=mode, device=device, fresh_weights=fresh_weights)
+        )
         what = "format" if format_only else f"{mode} verification"
         if problems:
             failed = True

@@ -416,15 +416,19 @@ def check_config_ids(bundle_dir: str | os.PathLike, ids: Sequence[str] = EVALUAT
 
 
 def check_network(
-    bundle_dir: str | os.PathLike, net_id: str = "network_def", device: str | None = None, torchscript: bool = True
+    bundle_dir: str | os.PathLike,
+    net_id: str = "network_def",
+    device: str | None = None,
+    torchscript: bool = True,
+    fresh_weights: bool = False,
 ) -> list[str]:
     """Run the network checks of the zoo's full mode on a temporary copy of the bundle.
 
     1. ``monai.bundle.verify_net_in_out``: ``net_id`` from the inference config on a dummy input shaped from metadata.
-    2. ``monai.bundle.ckpt_export`` to TorchScript, from ``models/model.pt`` if present, else from the state dict of a
-       freshly initialised ``net_id`` written into the temporary copy; the TorchScript file is loaded back and, when
-       the metadata input shape is fixed, run and compared with the eager network.  A provided ``models/model.ts`` is
-       loaded too.
+    2. ``monai.bundle.ckpt_export`` to TorchScript, from ``models/model.pt`` if present (it must match ``net_id``),
+       else from the state dict of a freshly initialised ``net_id`` written into the temporary copy; the TorchScript
+       file is loaded back and, when the metadata input shape is fixed, run and compared with the eager network.  A
+       provided ``models/model.ts`` is loaded too.
 
     The repository bundle is never written to.
 
@@ -433,6 +437,8 @@ def check_network(
         net_id: id of the network in the inference config.
         device: device for the forward pass, defaults to ``cuda:0`` when available, else ``cpu``.
         torchscript: run the TorchScript export checks.
+        fresh_weights: ignore a local ``models/model.pt`` (a run output, possibly of another config variant) and
+            export freshly initialised weights.
     """
     import torch
     from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
@@ -462,11 +468,16 @@ def check_network(
         parser.read_config(str(config_file))
         parser.read_meta(str(meta_file))
         parser["bundle_root"] = str(root)
+        local_ckpt = src / "models" / CHECKPOINT_NAME
         try:
             net = parser.get_parsed_content(net_id)
-            if (src / "models" / CHECKPOINT_NAME).is_file():
-                shutil.copy2(src / "models" / CHECKPOINT_NAME, ckpt)
-                net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+            if local_ckpt.is_file() and not fresh_weights:
+                shutil.copy2(local_ckpt, ckpt)
+                try:
+                    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+                except Exception as e:  # noqa: BLE001
+                    problems.append(f"network: models/{CHECKPOINT_NAME} does not fit '{net_id}': {_root_cause(e)}")
+                    return problems
             else:
                 torch.save(net.state_dict(), ckpt)
             ts_file = models / "verify_model.ts"
@@ -541,6 +552,7 @@ def verify_bundle(
     device: str | None = None,
     schema_file: str | os.PathLike | None = None,
     torchscript: bool = True,
+    fresh_weights: bool = False,
 ) -> list[str]:
     """Verify a bundle folder the way the model zoo does, plus the project's own requirements.
 
@@ -554,6 +566,7 @@ def verify_bundle(
         device: device for the network checks of full mode.
         schema_file: metadata schema to validate against, defaults to the stored copy named by the metadata.
         torchscript: in full mode, check the TorchScript export.
+        fresh_weights: in full mode, export freshly initialised weights even if a local ``models/model.pt`` exists.
 
     Returns:
         The problems found; empty when the bundle passes.
@@ -569,6 +582,6 @@ def verify_bundle(
     problems += check_files(root)
     if mode == "full":
         problems += check_config_ids(root)
-        problems += check_network(root, device=device, torchscript=torchscript)
+        problems += check_network(root, device=device, torchscript=torchscript, fresh_weights=fresh_weights)
         problems += check_format(root)
     return problems

@@ -293,6 +293,17 @@ def test_full_reports_network_mismatch(bundle: Path) -> None:
     assert_reported(verify_bundle(bundle, mode="full", device="cpu"), "verify_net_in_out failed", "doesn't match: `3`")
 
 
+def test_full_uses_local_checkpoint(bundle: Path) -> None:
+    import torch
+
+    (bundle / "models").mkdir()
+    torch.save(torch.nn.Conv2d(1, 2, 3, padding=1).state_dict(), bundle / "models" / "model.pt")
+    assert verify_bundle(bundle, mode="full", device="cpu") == []
+    torch.save(torch.nn.Conv2d(1, 5, 3).state_dict(), bundle / "models" / "model.pt")  # e.g. from another variant
+    assert_reported(verify_bundle(bundle, mode="full", device="cpu"), "models/model.pt does not fit 'network_def'")
+    assert verify_bundle(bundle, mode="full", device="cpu", fresh_weights=True) == []
+
+
 def test_full_reports_unevaluable_ids(bundle: Path) -> None:
     train = bundle / "configs" / "train.yaml"
     train.write_text(train.read_text().replace("bundle_root: .", "bundle_root: $os.path.abspath('.')"))
@@ -378,7 +389,7 @@ def test_real_bundle_min(real_bundle: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
 def test_real_bundle_full(real_bundle: Path) -> None:
-    assert verify_bundle(real_bundle, mode="full", device="cpu") == []
+    assert verify_bundle(real_bundle, mode="full", device="cpu", fresh_weights=True) == []
 
 
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
