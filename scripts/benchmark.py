@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import multiprocessing
 from typing import Any
 
 import fire
@@ -32,10 +33,13 @@ def main(
     if (config_file is None) == (config_sets is None):
         raise ValueError("give exactly one of --config_file or --config_sets.")
     sets = [config_file] if config_file is not None else list(config_sets)
-    results = [
-        benchmark_training_step(files, iterations=iterations, warmup=warmup, threads=threads, **override)
-        for files in sets
-    ]
+    # one fresh process per configuration, so that the CPU peak memory (process peak RSS) is its own
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for files in sets:
+        with ctx.Pool(1) as pool:
+            kwargs = dict(iterations=iterations, warmup=warmup, threads=threads, **override)
+            results.append(pool.apply(benchmark_training_step, (files,), kwargs))
     text = json.dumps(results[0] if config_file is not None else results, indent=2)
     print(text)
     if output:

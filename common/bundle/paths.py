@@ -43,7 +43,9 @@ def bundle_root(default: str | os.PathLike | None = None) -> str:
                 cfg = f.f_locals.get("config_file")
                 if isinstance(cfg, (list, tuple)) and cfg:
                     cfg = cfg[0]
-                if isinstance(cfg, (str, os.PathLike)) and str(cfg).strip("[]'\" ").endswith((".yaml", ".json", ".yml")):
+                if isinstance(cfg, (str, os.PathLike)) and str(cfg).strip("[]'\" ").endswith(
+                    (".yaml", ".json", ".yml")
+                ):
                     config_file_candidate = Path(str(cfg).split(",")[0].strip("[]'\" "))
             f = f.f_back
         if config_file_candidate is not None:

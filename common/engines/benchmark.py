@@ -20,10 +20,21 @@ import torch
 __all__ = ["benchmark_training_step"]
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
-    # Linux reports ru_maxrss in KiB: the peak resident memory of this whole process
+    # Linux reports ru_maxrss in KiB: the peak resident memory of this whole process (run one config per process)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
 
 
@@ -96,7 +107,7 @@ def benchmark_training_step(
         "config_file": files,
         "override": {k: str(v) for k, v in override.items()},
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch_size": batch_size,

@@ -23,7 +23,14 @@ from monai.handlers import CheckpointLoader
 
 from .step import unwrap
 
-__all__ = ["CHECKPOINT_PREFIX", "CheckpointHandler", "ResumeHandler", "latest_checkpoint", "require_file", "save_atomic"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "CheckpointHandler",
+    "ResumeHandler",
+    "latest_checkpoint",
+    "require_file",
+    "save_atomic",
+]
 
 CHECKPOINT_PREFIX = "checkpoint"
 _STEP = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.pt$")
@@ -176,7 +183,11 @@ class ResumeHandler:
                 logger.info(f"resume requested but no checkpoint in '{self.ckpt_dir}': starting from scratch.")
             return
         self.loaded_from = path
-        loader = CheckpointLoader(load_path=str(path), load_dict=_objects(engine, self.step), map_location=self.map_location)
+        loader = CheckpointLoader(
+            load_path=str(path), load_dict=_objects(engine, self.step), map_location=self.map_location
+        )
         # registered first among the handlers so the state is restored before anything else runs
         engine.add_event_handler(Events.STARTED, loader)
-        engine.add_event_handler(Events.STARTED, lambda e: logger.info(f"resumed from {path} at iteration {e.state.iteration}"))
+        engine.add_event_handler(
+            Events.STARTED, lambda e: logger.info(f"resumed from {path} at iteration {e.state.iteration}")
+        )

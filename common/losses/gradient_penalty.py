@@ -13,7 +13,9 @@ import torch
 __all__ = ["gradient_penalty", "interpolate_samples"]
 
 
-def interpolate_samples(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def interpolate_samples(
+    real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random points on straight lines between paired real and fake samples.
 
     Args:

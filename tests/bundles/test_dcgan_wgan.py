@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, free_port, run_cli
+from conftest import free_port, run_cli
 from monai.bundle import ConfigWorkflow
 
 from common.data import DatalistError, prepare_phantom, validate_datalist
@@ -34,7 +34,11 @@ def run_workflow(files, run_id, **override):
 
 @pytest.mark.parametrize(
     "variants,spatial_shape,channels",
-    [(("tiny.yaml",), (16, 16), 4), (("wgan.yaml", "t1.yaml", "tiny.yaml"), (16, 16), 1), (("3d.yaml", "tiny_3d.yaml"), (16, 16, 16), 4)],
+    [
+        (("tiny.yaml",), (16, 16), 4),
+        (("wgan.yaml", "t1.yaml", "tiny.yaml"), (16, 16), 1),
+        (("3d.yaml", "tiny_3d.yaml"), (16, 16, 16), 4),
+    ],
     ids=["dcgan-concat-2d", "wgan-t1-2d", "dcgan-concat-3d"],
 )
 def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
@@ -61,7 +65,10 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
     assert entry["synthetic"] is True and entry["generator"]["bundle"] and entry["method"] in ("dcgan", "wgan")
     import hashlib
 
-    assert entry["generator"]["checkpoint_sha256"] == hashlib.sha256((root / "models" / "model.pt").read_bytes()).hexdigest()
+    assert (
+        entry["generator"]["checkpoint_sha256"]
+        == hashlib.sha256((root / "models" / "model.pt").read_bytes()).hexdigest()
+    )
     first = entry["image"][0] if isinstance(entry["image"], list) else entry["image"]
     arr = nib.load(synthetic.parent / first).get_fdata()
     assert arr.shape == spatial_shape and 0.0 <= arr.min() and arr.max() <= 1.0
@@ -125,7 +132,18 @@ def test_cli_from_elsewhere_then_killed_run_resumes(bundle_copy, tmp_path):
     done_epochs = saved["iteration"] // saved["epoch_length"]
     target = done_epochs + 1
     out = run_cli(
-        ["-m", "monai.bundle", "run", "training", "--config_file", cfg, "--resume", "true", "--max_epochs", str(target)],
+        [
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            cfg,
+            "--resume",
+            "true",
+            "--max_epochs",
+            str(target),
+        ],
         cwd=root,
     )
     log = out.stdout + out.stderr

@@ -1,0 +1,44 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_python(args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_benchmark_prints_json_for_config_lists(tmp_path):
+    cfg = REPO / "bundles" / "dcgan_wgan" / "configs"
+    sets = [[str(cfg / "train.yaml"), str(cfg / "variants" / "tiny.yaml")]]
+    sets.append(sets[0][:1] + [str(cfg / "variants" / "wgan.yaml"), str(cfg / "variants" / "tiny.yaml")])
+    out_file = tmp_path / "bench.json"
+    proc = run_python(
+        [
+            str(REPO / "scripts" / "benchmark.py"),
+            "--config_sets",
+            json.dumps(sets),
+            "--iterations",
+            "2",
+            "--warmup",
+            "1",
+            "--bundle_root",
+            str(tmp_path / "bundle"),
+            "--output",
+            str(out_file),
+        ],
+        cwd=tmp_path,
+    )
+    printed = json.loads(proc.stdout[proc.stdout.index("[") :])
+    assert printed == json.loads(out_file.read_text())
+    assert len(printed) == 2
+    for result in printed:
+        assert result["device"] == "cpu" and result["batch_size"] == 4
+        assert result["step_time_s"]["mean"] > 0 and result["samples_per_s"] > 0
+        assert result["peak_memory_mb"] > 0 and result["peak_memory_kind"] == "cpu_process_peak_rss"
