@@ -24,6 +24,11 @@ def configs(root, main, *variants):
     return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
 
 
+def cli_list(files):
+    """A config list as the ``--config_file`` argument of ``python -m monai.bundle run``."""
+    return "[" + ",".join(f"'{f}'" for f in files) + "]"
+
+
 def run_workflow(files, run_id, **override):
     workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
     workflow.initialize()
@@ -109,7 +114,7 @@ def test_bad_data_rejected_before_training(bundle_copy):
 def test_cli_from_elsewhere_then_killed_run_resumes(bundle_copy, tmp_path):
     root = bundle_copy(NAME)
     files = configs(root, "train.yaml", "tiny.yaml")
-    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    cfg = cli_list(files)
     # started from another folder: outputs go to the bundle's own folder (bundle_root found from the config path)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", cfg, "--max_epochs", "500"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -156,7 +161,7 @@ def test_torchrun_two_processes_gloo(bundle_copy):
     root = bundle_copy(NAME)
     files = configs(root, "train.yaml", "tiny.yaml")
     files.insert(1, str(root / "configs" / "multi_gpu_train.yaml"))
-    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    cfg = cli_list(files)
     out = run_cli(
         [
             "-m",
