@@ -1060,7 +1060,10 @@ PHANTOM_KINDS: dict[str, tuple[Callable[..., Path], dict[str, Any]]] = {
 """Phantom kinds accepted by :py:func:`prepare_phantom`: generator function and fixed keyword arguments."""
 
 
-def prepare_phantom(dataset_dir: str | os.PathLike, kind: str, **kwargs: Any) -> str:
+NO_PHANTOM = ("", "none", "null", "false")
+
+
+def prepare_phantom(dataset_dir: str | os.PathLike, kind: str | None, **kwargs: Any) -> str | None:
     """Return the datalist of a phantom set in ``dataset_dir``, generating the set first if it is missing.
 
     Cheap when ``<dataset_dir>/datalist.json`` exists (nothing is read or regenerated), so it can be called from a
@@ -1068,16 +1071,20 @@ def prepare_phantom(dataset_dir: str | os.PathLike, kind: str, **kwargs: Any) ->
 
     Args:
         dataset_dir: directory of the set.
-        kind: one of ``"brain_mr_2d"``, ``"brain_mr_3d"``, ``"chest_ct"``, ``"brain_metastases"``.
+        kind: one of ``"brain_mr_2d"``, ``"brain_mr_3d"``, ``"chest_ct"``, ``"brain_metastases"``; ``None`` or
+            ``"none"`` (also ``"null"``, ``"false"``, ``""``) when the bundle uses the user's own datalist: nothing is
+            generated (``python -m monai.bundle run`` drops ``None`` overrides, hence the strings).
         kwargs: keyword arguments of the generator (:py:func:`make_brain_mr`, :py:func:`make_chest_ct` or
             :py:func:`make_brain_metastases`), used only when the set is generated.
 
     Returns:
-        path of ``<dataset_dir>/datalist.json`` as a string.
+        path of ``<dataset_dir>/datalist.json`` as a string, or ``None`` when ``kind`` says no phantom.
 
     Raises:
         ValueError: for an unknown ``kind`` or keyword arguments that contradict it.
     """
+    if kind is None or str(kind).strip().lower() in NO_PHANTOM:
+        return None
     if kind not in PHANTOM_KINDS:
         raise ValueError(f"Unknown phantom kind {kind!r}; expected one of {sorted(PHANTOM_KINDS)}.")
     generator, fixed = PHANTOM_KINDS[kind]

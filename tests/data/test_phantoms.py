@@ -389,3 +389,9 @@ def test_script(tmp_path):
     )
     assert result.stdout.strip().splitlines()[-1] == str(output_dir / "datalist.json")
     assert len(_entries(output_dir / "datalist.json")) == 3
+
+
+@pytest.mark.parametrize("kind", [None, "none", "None", "null", ""])
+def test_prepare_phantom_off_generates_nothing(tmp_path, kind):
+    assert prepare_phantom(tmp_path / "set", kind, num_patients=2) is None
+    assert not (tmp_path / "set").exists()
