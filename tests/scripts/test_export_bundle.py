@@ -143,11 +143,14 @@ def test_real_bundle_export(real_bundle: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
 def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
-    """``monai.bundle run training`` works from inside the export (smoke-test sizes when the bundle has them)."""
+    """``training``, ``inference`` and ``evaluating`` work from inside the export (smoke-test sizes if available)."""
     out = export_bundle(real_bundle, tmp_path / "export")
-    configs = ["configs/train.yaml"]
-    if (out / "configs" / "variants" / "tiny.yaml").is_file():
-        configs.append("configs/variants/tiny.yaml")
-    config_arg = configs[0] if len(configs) == 1 else repr(configs)
-    _run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_arg], cwd=out)
-    assert (out / "models" / "model.pt").is_file()  # the run's outputs land in the export's own folders
+    tiny = (out / "configs" / "variants" / "tiny.yaml").is_file()
+    for run_id, config in (("training", "train"), ("inference", "inference"), ("evaluating", "evaluate")):
+        if not (out / "configs" / f"{config}.yaml").is_file():
+            continue
+        configs = [f"configs/{config}.yaml"] + (["configs/variants/tiny.yaml"] if tiny else [])
+        config_arg = configs[0] if len(configs) == 1 else repr(configs)
+        _run([sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg], cwd=out)
+        if run_id == "training":
+            assert (out / "models" / "model.pt").is_file()  # the run's outputs land in the export's own folders
