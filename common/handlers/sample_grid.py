@@ -226,13 +226,15 @@ class SampleGridHandler:
         self.last_path: str | None = None
 
     def attach(self, engine: Engine) -> None:
-        """Register the handler on ``EPOCH_COMPLETED`` (or ``ITERATION_COMPLETED``) every ``interval`` events.
+        """Register the handler on ``EPOCH_COMPLETED`` (or ``ITERATION_COMPLETED``) every ``interval`` events, and
+        on ``COMPLETED``, so that the end of a run always has its grid whatever the interval.
 
         Args:
             engine: the ignite engine (typically the trainer).
         """
         event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
         engine.add_event_handler(event(every=self.interval), self)
+        engine.add_event_handler(Events.COMPLETED, self._final)
         if self._auto_writer:
             engine.add_event_handler(Events.COMPLETED, self.close)
 
@@ -306,6 +308,11 @@ class SampleGridHandler:
         if writer is not None:
             writer.add_image(self.tag, grid, step, dataformats="HW")
             writer.flush()
+
+    def _final(self, engine: Engine) -> None:
+        step = engine.state.epoch if self.epoch_level else engine.state.iteration
+        if step % self.interval != 0:  # not already written by the periodic event
+            self(engine)
 
     def close(self, engine: Engine | None = None) -> None:
         """Close the writer created with ``summary_writer="auto"`` (a user-given writer is left open).

@@ -209,3 +209,14 @@ def test_handler_argument_checks(tmp_path):
         SampleGridHandler(tmp_path, generator=_gen2d())
     with pytest.raises(ValueError):
         SampleGridHandler(tmp_path, generator=_gen2d(), latent_size=4, summary_writer="tb")
+
+
+def test_final_grid_written_when_interval_not_reached(tmp_path):
+    from ignite.engine import Engine
+
+    generator = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Unflatten(1, (1, 8, 8)))
+    handler = SampleGridHandler(tmp_path, generator=generator, latent_size=4, num_samples=2, interval=10)
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run(range(2), max_epochs=3)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["samples_epoch0003.png"]
