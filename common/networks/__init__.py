@@ -1,5 +1,21 @@
 """Networks shared by the bundles: building blocks and each method's generators and discriminators."""
 
+from .blocks import AMSEBlock, CBAMBlock, ResidualAttentionBlock, SEBlock, get_channel_attention
+from .cyclegan import ResNetGenerator, SpatialAttentionNetwork, attention_composite
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator"]
+__all__ = [
+    "AMSEBlock",
+    "CBAMBlock",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "PatchGANDiscriminator",
+    "ResNetGenerator",
+    "ResidualAttentionBlock",
+    "SEBlock",
+    "SpatialAttentionNetwork",
+    "attention_composite",
+    "get_channel_attention",
+    "patchgan_receptive_field",
+]
