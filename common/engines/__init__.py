@@ -8,12 +8,20 @@ from .checkpoint import (
     require_file,
     save_atomic,
 )
+from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .gan_step import GANStep
+from .image_pool import ImagePool
+from .schedules import LinearDecay, constant_then_linear_decay
 from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
 __all__ = [
+    "ATTENTION_MODES",
     "AdversarialTrainer",
+    "CycleGANStep",
+    "ImagePool",
+    "LinearDecay",
+    "constant_then_linear_decay",
     "CHECKPOINT_PREFIX",
     "CheckpointHandler",
     "DivergenceError",

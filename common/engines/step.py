@@ -21,7 +21,7 @@ live here once, not in each method:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -56,6 +56,9 @@ class TrainingStep:
         amp_dtype: ``"bfloat16"`` (default; CPU and recent GPUs) or ``"float16"`` (CUDA, with gradient scaling).
         n_critic: discriminator updates per generator update.
         image_key: key of the images in the batch dictionaries.
+        optimizer_networks: which networks each optimiser updates, e.g.
+            ``{"generators": ["gen_n", "gen_p", "attn_n", "attn_p"], "discriminators": ["disc_n", "disc_p"]}``
+            (CycleGAN updates both generators with one Adam); default: the network of the optimiser's own name.
     """
 
     def __init__(
@@ -68,16 +71,19 @@ class TrainingStep:
         amp_dtype: str = "bfloat16",
         n_critic: int = 1,
         image_key: str = "image",
+        optimizer_networks: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        missing = [k for k in optimizers if k not in networks]
+        groups = {k: list((optimizer_networks or {}).get(k, [k])) for k in optimizers}
+        missing = sorted({n for names in groups.values() for n in names if n not in networks})
         if missing:
-            raise ValueError(f"optimizers {missing} have no network of the same name in {list(networks)}.")
+            raise ValueError(f"optimizers update networks {missing} that are not in {list(networks)}.")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
         if amp_dtype not in _AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {list(_AMP_DTYPES)}, got '{amp_dtype}'.")
         self.networks = dict(networks)
         self.optimizers = dict(optimizers)
+        self.optimizer_networks = groups
         self.schedulers = dict(schedulers or {})
         self.device = torch.device(device)
         self.amp = bool(amp)
@@ -165,11 +171,12 @@ class TrainingStep:
 
     @torch.no_grad()
     def sync_gradients(self, name: str) -> None:
-        """Average the gradients of network ``name`` over all ranks (no-op without ``torch.distributed``)."""
+        """Average the gradients of the networks of optimiser ``name`` over all ranks (no-op when not distributed)."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         world = dist.get_world_size()
-        for p in self.networks[name].parameters():
+        params = [p for net in self.optimizer_networks[name] for p in self.networks[net].parameters()]
+        for p in params:
             if p.grad is not None:
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
                 p.grad.div_(world)

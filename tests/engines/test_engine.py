@@ -183,7 +183,7 @@ def test_step_argument_validation():
     g, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="n_critic"):
         TrainingStep({"g": g}, {"g": torch.optim.SGD(g.parameters(), 0.1)}, n_critic=0)
-    with pytest.raises(ValueError, match="no network"):
+    with pytest.raises(ValueError, match="not in"):
         TrainingStep({"g": g}, {"d": torch.optim.SGD(d.parameters(), 0.1)})
     with pytest.raises(ValueError, match="amp_dtype"):
         TrainingStep({"g": g}, {}, amp_dtype="int8")

@@ -1,0 +1,221 @@
+"""One training step for the attention-guided CycleGAN family: CycleGAN, UAGGAN, AGGAN, SSA-CycleGAN, CDA-GAN.
+
+CDA-GAN (Xu et al. 2023), Algorithm 1 with the objective of sec. 3.1.4, between the positive domain P (with
+lesions) and the negative domain N:
+
+- translation with attention compositing, eq. 4-5: ``G^A_N(p) = A_N(p) * G_N(p) + (1 - A_N(p)) * p`` and
+  likewise ``G^A_P(n)``; ``attention="none"`` gives plain CycleGAN (``G_N(p)``), ``"separate"`` a separate
+  attention network (UAGGAN, CDA-GAN), ``"shared"`` a mask from the generator itself (AGGAN);
+- attention-guided discriminators, eq. 7-8: a discriminator sees an image concatenated with the attention map of
+  the translation's source, for the real and the fake image alike; the map is detached, so it carries no gradient
+  (sec. 3.1.2: "the generated attention map do not guide the training procedure of discriminators");
+- least-squares adversarial loss (the CycleGAN code base's default: the paper writes eq. 7-8 with logs);
+- cycle consistency, eq. 10, weighted by ``lambda_cycle``;
+- identity loss ``||G^A_N(n) - n||_1 + ||G^A_P(p) - p||_1`` weighted by ``lambda_identity * lambda_cycle``
+  (CycleGAN sec. 5.2; the test-time rule of CDA-GAN sec. 3.2, every image through ``G_N``, relies on ``G_N``
+  leaving negatives unchanged);
+- the semi-supervised attention loss, eq. 6/9: ``lambda_attention * ||M - A_N(p)||_1`` against the tumour mask,
+  on the P -> N direction only (none on N -> P); L1 as eq. 6, eq. 9 and Algorithm 1 write it (the prose of
+  sec. 3.1.2 says L2);
+- discriminators updated on a history pool of generated images (50 in CycleGAN), with the loss halved.
+
+Networks (names in ``networks``): ``gen_n`` (P -> N), ``gen_p`` (N -> P), ``disc_n``, ``disc_p`` and, with
+``attention="separate"``, ``attn_n`` and ``attn_p``. One optimiser updates all generator-side networks, one both
+discriminators, as in CycleGAN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.losses import AdversarialLoss
+from common.networks.cyclegan import attention_composite
+
+from .image_pool import ImagePool
+from .step import TrainingStep
+
+__all__ = ["ATTENTION_MODES", "CycleGANStep"]
+
+ATTENTION_MODES = ("none", "separate", "shared")
+
+
+class CycleGANStep(TrainingStep):
+    """Training step of the attention-guided CycleGAN family (CDA-GAN Algorithm 1).
+
+    Args:
+        gen_n: generator P -> N (returns an image, or ``(image, mask)`` with ``attention="shared"``).
+        gen_p: generator N -> P.
+        disc_n: discriminator of domain N (input: image, plus the attention map if ``attention_guided``).
+        disc_p: discriminator of domain P.
+        g_optimizer: optimiser of the generators and attention networks.
+        d_optimizer: optimiser of both discriminators.
+        device: training device.
+        attn_n: attention network of the P -> N translation (``attention="separate"``).
+        attn_p: attention network of the N -> P translation.
+        attention: ``"none"`` (CycleGAN), ``"separate"`` (UAGGAN, CDA-GAN) or ``"shared"`` (AGGAN).
+        attention_guided: feed the (detached) attention map to the discriminators (eq. 7-8).
+        lambda_cycle: weight of the cycle loss (10 in CycleGAN).
+        lambda_identity: identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN; 0 disables it).
+        lambda_attention: weight of the attention L1 against the tumour mask (0 disables supervision: "w/o SS").
+        pool_size: size of the image pools (0 disables them).
+        loss: adversarial criterion (``"lsgan"``; ``"bce"``, ``"hinge"``, ``"wgan"`` also accepted).
+        positive_key / negative_key / mask_key: batch keys of the positive images, negative images and the
+            positives' tumour masks (any value > 0 is tumour).
+        schedulers: learning-rate schedulers, stepped per epoch, keys ``"generators"``/``"discriminators"``.
+        amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
+        seed: seed of the image pools.
+    """
+
+    def __init__(
+        self,
+        gen_n: nn.Module,
+        gen_p: nn.Module,
+        disc_n: nn.Module,
+        disc_p: nn.Module,
+        g_optimizer: torch.optim.Optimizer,
+        d_optimizer: torch.optim.Optimizer,
+        device: str | torch.device = "cpu",
+        attn_n: nn.Module | None = None,
+        attn_p: nn.Module | None = None,
+        attention: str = "separate",
+        attention_guided: bool = True,
+        lambda_cycle: float = 10.0,
+        lambda_identity: float = 0.5,
+        lambda_attention: float = 1.0,
+        pool_size: int = 50,
+        loss: str = "lsgan",
+        positive_key: str = "positive",
+        negative_key: str = "negative",
+        mask_key: str = "mask",
+        schedulers: dict[str, Any] | None = None,
+        amp: bool = False,
+        amp_dtype: str = "bfloat16",
+        seed: int = 0,
+    ) -> None:
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'.")
+        if attention == "separate" and (attn_n is None or attn_p is None):
+            raise ValueError("attention='separate' needs the attention networks attn_n and attn_p.")
+        if attention != "separate" and (attn_n is not None or attn_p is not None):
+            raise ValueError(f"attention='{attention}' takes no separate attention networks.")
+        if attention == "none" and attention_guided:
+            raise ValueError("attention_guided discriminators need attention maps: use attention != 'none'.")
+        if attention == "none" and lambda_attention > 0:
+            raise ValueError("lambda_attention > 0 needs attention maps: use attention != 'none' or set it to 0.")
+        networks = {"gen_n": gen_n, "gen_p": gen_p, "disc_n": disc_n, "disc_p": disc_p}
+        if attention == "separate":
+            networks.update({"attn_n": attn_n, "attn_p": attn_p})  # type: ignore[dict-item]
+        generators = [k for k in networks if not k.startswith("disc")]
+        super().__init__(
+            networks=networks,
+            optimizers={"generators": g_optimizer, "discriminators": d_optimizer},
+            device=device,
+            schedulers=schedulers,
+            amp=amp,
+            amp_dtype=amp_dtype,
+            image_key=positive_key,
+            optimizer_networks={"generators": generators, "discriminators": ["disc_n", "disc_p"]},
+        )
+        self.attention = attention
+        self.attention_guided = bool(attention_guided)
+        self.lambda_cycle = float(lambda_cycle)
+        self.lambda_identity = float(lambda_identity)
+        self.lambda_attention = float(lambda_attention)
+        self.adversarial = AdversarialLoss(loss)
+        self.pool_n = ImagePool(pool_size, seed=seed)
+        self.pool_p = ImagePool(pool_size, seed=seed + 1)
+        self.positive_key, self.negative_key, self.mask_key = positive_key, negative_key, mask_key
+
+    def state_objects(self) -> dict[str, Any]:
+        objects = super().state_objects()
+        objects.update({"pool_n": self.pool_n, "pool_p": self.pool_p})
+        return objects
+
+    # ------------------------------------------------------------------ translation (eq. 4-5)
+    def translate(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Translate ``x`` to domain ``to`` (``"n"`` or ``"p"``).
+
+        Returns:
+            The translated image ``(B, C, *spatial)`` and the attention map ``(B, 1, *spatial)`` (``None`` for
+            plain CycleGAN).
+        """
+        generator = self.networks[f"gen_{to}"]
+        if self.attention == "none":
+            return generator(x), None
+        if self.attention == "shared":
+            generated, mask = generator(x)
+        else:
+            generated, mask = generator(x), self.networks[f"attn_{to}"](x)
+        return attention_composite(x, generated, mask), mask
+
+    def _disc_input(self, image: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The image, with the detached attention map appended as a last channel when discriminators are guided."""
+        if not self.attention_guided or mask is None:
+            return image
+        return torch.cat([image, mask.detach().to(image.dtype)], 1)
+
+    def _discriminate(self, disc: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Run a discriminator on :meth:`_disc_input` output (the map goes in as ``attention_map``, eq. 7-8)."""
+        if not self.attention_guided:
+            return disc(x)
+        return disc(x[:, :-1], attention_map=x[:, -1:])
+
+    # ------------------------------------------------------------------ one iteration
+    def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
+        real_p = self.images(batchdata, self.positive_key)
+        real_n = self.images(batchdata, self.negative_key)
+        out: dict[str, float] = {}
+
+        # generator update (Algorithm 1, lines 3-13), discriminators frozen
+        with self.frozen("disc_n", "disc_p"), self.autocast():
+            fake_n, map_p = self.translate(real_p, "n")  # P -> N, attention on the positive
+            fake_p, map_n = self.translate(real_n, "p")  # N -> P
+            rec_p, _ = self.translate(fake_n, "p")
+            rec_n, _ = self.translate(fake_p, "n")
+            disc_n = self.module("disc_n", frozen=True)
+            disc_p = self.module("disc_p", frozen=True)
+            adv = self.adversarial(
+                self._discriminate(disc_n, self._disc_input(fake_n, map_p)), True, for_discriminator=False
+            ) + self.adversarial(
+                self._discriminate(disc_p, self._disc_input(fake_p, map_n)), True, for_discriminator=False
+            )
+            cycle = F.l1_loss(rec_p.float(), real_p) + F.l1_loss(rec_n.float(), real_n)
+            g_loss = adv + self.lambda_cycle * cycle
+            out["loss_g_adv"], out["loss_cycle"] = adv.item(), cycle.item()
+            if self.lambda_identity > 0:
+                idt = F.l1_loss(self.translate(real_n, "n")[0].float(), real_n)
+                idt = idt + F.l1_loss(self.translate(real_p, "p")[0].float(), real_p)
+                g_loss = g_loss + self.lambda_identity * self.lambda_cycle * idt
+                out["loss_identity"] = idt.item()
+            if self.lambda_attention > 0:
+                if self.mask_key not in batchdata:
+                    raise KeyError(f"lambda_attention > 0 needs the positives' tumour masks under '{self.mask_key}'.")
+                tumour = (self.images(batchdata, self.mask_key) > 0).float()
+                if tumour.shape[1] != 1:
+                    tumour = tumour.amax(1, keepdim=True)
+                att = F.l1_loss(map_p.float(), tumour)  # type: ignore[union-attr]
+                g_loss = g_loss + self.lambda_attention * att
+                out["loss_attention"] = att.item()
+        self.optimise(engine, "generators", g_loss)
+        out["loss_g"] = g_loss.item()
+
+        # discriminator update (lines 14-18) on pooled fakes, generators untouched
+        pooled_n = self.pool_n.query(self._disc_input(fake_n.detach().float(), map_p))
+        pooled_p = self.pool_p.query(self._disc_input(fake_p.detach().float(), map_n))
+        with self.autocast():
+            d_n = self._disc_loss("disc_n", self._disc_input(real_n, map_p), pooled_n)
+            d_p = self._disc_loss("disc_p", self._disc_input(real_p, map_n), pooled_p)
+        self.optimise(engine, "discriminators", d_n + d_p)
+        out["loss_d_n"], out["loss_d_p"] = d_n.item(), d_p.item()
+        return out
+
+    def _disc_loss(self, name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        disc = self.networks[name]
+        return 0.5 * (
+            self.adversarial(self._discriminate(disc, real), True)
+            + self.adversarial(self._discriminate(disc, fake), False)
+        )
