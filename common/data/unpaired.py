@@ -27,27 +27,26 @@ def split_by_class(
 
 
 class UnpairedDataset(Dataset):
-    """Item ``i``: positive ``i mod |P|`` paired with a random negative (re-drawn at every access).
+    """Unpaired positives and negatives of one datalist; item ``i``: positive ``i mod |P|`` with a random negative.
 
     This is CycleGAN's unaligned sampling: one epoch visits every positive once, negatives at random. Each item is
     ``{positive_key: ..., negative_key: ..., and the positive's other transformed keys with a "positive_" prefix,
     the negative's with "negative_"}``; e.g. the positive's tumour mask under ``label_key`` becomes ``mask_key``.
 
     Args:
-        positives: datalist entries of the positive domain.
-        negatives: datalist entries of the negative domain.
+        data: datalist entries of both domains, split by :func:`split_by_class` on ``class_key``.
         transform_positive: dictionary transform of a positive entry (e.g. loading ``image`` and ``label``).
         transform_negative: dictionary transform of a negative entry.
         image_key: image key of the entries after transformation.
         label_key: key of the positive's mask after transformation (``None``: no mask).
         positive_key / negative_key / mask_key: keys of the output item.
         seed: seed of the negative sampling.
+        class_key: key of the class in the entries; positive: the positive class value.
     """
 
     def __init__(
         self,
-        positives: Sequence[Mapping[str, Any]],
-        negatives: Sequence[Mapping[str, Any]],
+        data: Sequence[Mapping[str, Any]],
         transform_positive: Callable[[dict], dict],
         transform_negative: Callable[[dict], dict] | None = None,
         image_key: str = "image",
@@ -56,11 +55,10 @@ class UnpairedDataset(Dataset):
         negative_key: str = "negative",
         mask_key: str = "mask",
         seed: int = 0,
+        class_key: str = "class",
+        positive: int = 1,
     ) -> None:
-        if not positives or not negatives:
-            raise ValueError(f"both domains need samples: {len(positives)} positives and {len(negatives)} negatives.")
-        self.positives = list(positives)
-        self.negatives = list(negatives)
+        self.positives, self.negatives = split_by_class(data, class_key, positive)
         self.transform_positive = transform_positive
         self.transform_negative = transform_negative or transform_positive
         self.image_key, self.label_key = image_key, label_key

@@ -5,9 +5,11 @@ from .checkpoint import (
     CheckpointHandler,
     ResumeHandler,
     latest_checkpoint,
+    load_network_files,
     require_file,
     save_atomic,
 )
+from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .gan_step import GANStep
 from .image_pool import ImagePool
@@ -18,7 +20,9 @@ from .trainer import AdversarialTrainer, rank_seed
 __all__ = [
     "ATTENTION_MODES",
     "AdversarialTrainer",
+    "CrossDomainSynthesis",
     "CycleGANStep",
+    "DIFFERENCE_RULES",
     "ImagePool",
     "LinearDecay",
     "constant_then_linear_decay",
@@ -29,6 +33,7 @@ __all__ = [
     "ResumeHandler",
     "TrainingStep",
     "latest_checkpoint",
+    "load_network_files",
     "rank_seed",
     "require_file",
     "save_atomic",

@@ -61,6 +61,26 @@ def require_file(path: str | os.PathLike, what: str) -> str:
     return str(path)
 
 
+def load_network_files(folder: str | os.PathLike, files: dict[str, Any], map_location: Any = "cpu") -> str:
+    """Load networks from the weight files a :class:`CheckpointHandler` writes with ``model_files``.
+
+    Args:
+        folder: the folder of the files (the bundle's ``models/``).
+        files: ``{file name: module}``; ``None`` modules (networks a variant does not have) are skipped.
+        map_location: passed to ``torch.load`` (``weights_only=True``, strict loading).
+
+    Returns:
+        the path of the first file, the bundle's main model, as a string.
+    """
+    paths = {name: Path(folder) / name for name, net in files.items() if net is not None}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing weight files {missing}: run the training workflow first.")
+    for name, path in paths.items():
+        unwrap(files[name]).load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    return str(next(iter(paths.values())))
+
+
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: a reader never sees half a file."""
     path = Path(path)
@@ -92,6 +112,8 @@ class CheckpointHandler:
         model_files: optional ``{file name: network name}``; each listed network's own ``state_dict`` is also
             written to ``save_dir/<file name>`` at every save (e.g. ``{"model.pt": "generator"}``, the model-zoo
             convention for the inference and TorchScript-export configs).
+        skip_missing: skip ``model_files`` entries whose network the step does not have (e.g. the attention
+            networks of a variant without them) instead of raising.
     """
 
     def __init__(
@@ -102,6 +124,7 @@ class CheckpointHandler:
         epoch_level: bool = True,
         n_saved: int = 2,
         model_files: dict[str, str] | None = None,
+        skip_missing: bool = False,
     ) -> None:
         self.save_dir = str(save_dir)
         self.step = step
@@ -109,6 +132,8 @@ class CheckpointHandler:
         self.epoch_level = epoch_level
         self.n_saved = n_saved
         self.model_files = dict(model_files or {})
+        if skip_missing:
+            self.model_files = {f: n for f, n in self.model_files.items() if n in step.networks}
         unknown = [n for n in self.model_files.values() if n not in step.networks]
         if unknown:
             raise ValueError(f"model_files name networks {unknown} that are not in the step {list(step.networks)}.")

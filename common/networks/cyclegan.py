@@ -131,10 +131,11 @@ class ResNetGenerator(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Final decoder features, ``(B, in_channels, *spatial) -> (B, base_channels, *spatial)``."""
         factor = 2**self.num_downsamplings
-        if any(s % factor for s in x.shape[2:]):
-            raise ValueError(
-                f"spatial size {tuple(x.shape[2:])} must be divisible by 2**num_downsamplings={factor} in every dim."
-            )
+        for size in x.shape[2:]:  # a loop, not any(...): TorchScript-compatible
+            if size % factor != 0:
+                raise ValueError(
+                    f"spatial size {x.shape[2:]} must be divisible by 2**num_downsamplings={factor} in every dim."
+                )
         return self.decoder(self.res_blocks(self.encoder(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ def test_split_by_class_and_unpaired_items():
     entries += [{"image": f"n{i}", "label": f"z{i}", "class": 0} for i in range(5)]
     pos, neg = split_by_class(entries)
     assert [e["image"] for e in pos] == ["p0", "p1", "p2"] and len(neg) == 5
-    ds = UnpairedDataset(pos, neg, transform_positive=lambda d: d, seed=0)
+    ds = UnpairedDataset(entries, transform_positive=lambda d: d, seed=0)
     assert len(ds) == 3
     items = [ds[i] for i in range(6)]
     assert [it["positive"] for it in items] == ["p0", "p1", "p2", "p0", "p1", "p2"]
@@ -21,4 +21,4 @@ def test_missing_domain_is_an_error():
     with pytest.raises(ValueError, match="both domains"):
         split_by_class([{"image": "a", "class": 1}])
     with pytest.raises(ValueError, match="both domains"):
-        UnpairedDataset([{"image": "a"}], [], transform_positive=lambda d: d)
+        UnpairedDataset([{"image": "a", "class": 0}], transform_positive=lambda d: d)

@@ -206,3 +206,22 @@ def test_same_seed_same_training():
         return hashlib.sha256(blob).hexdigest()
 
     assert run() == run()
+
+
+def test_model_files_skip_missing_and_load_network_files(tmp_path):
+    from common.engines import load_network_files
+
+    step = make_step()
+    with pytest.raises(ValueError, match="attn"):
+        CheckpointHandler(tmp_path, step, model_files={"model.pt": "generator", "attn.pt": "attn"})
+    handler = CheckpointHandler(
+        tmp_path, step, model_files={"model.pt": "generator", "a.pt": "attn"}, skip_missing=True
+    )
+    AdversarialTrainer("cpu", 1, make_data(n_batches=1), step, handlers=[handler]).run()
+    assert (tmp_path / "model.pt").is_file() and not (tmp_path / "a.pt").exists()
+    fresh = DCGANGenerator(2, LATENT, 1, 16, base_channels=2)
+    assert load_network_files(tmp_path, {"model.pt": fresh, "a.pt": None}).endswith("model.pt")
+    for a, b in zip(fresh.state_dict().values(), step.networks["generator"].state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(FileNotFoundError, match="b.pt"):
+        load_network_files(tmp_path, {"b.pt": fresh})

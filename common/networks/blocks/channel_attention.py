@@ -28,6 +28,13 @@ def _hidden(channels: int, reduction: int) -> int:
     return max(1, channels // reduction)
 
 
+def _expand_spatial(weights: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(B, C)`` channel weights as ``(B, C, 1, ...)`` for an ``ndim``-dimensional input (TorchScript-friendly)."""
+    for _ in range(ndim - 2):
+        weights = weights.unsqueeze(-1)
+    return weights
+
+
 class SEBlock(ChannelSELayer):
     """Squeeze-and-excitation block (Hu et al. 2018): global average pooling, FC-ReLU-FC-sigmoid, rescale.
 
@@ -67,7 +74,7 @@ class SEBlock(ChannelSELayer):
             ``Z' * U``, shape ``(B, C, *spatial)``.
         """
         weights = self.excite(self.squeeze(x))
-        return x * weights.view(*weights.shape, *([1] * (x.ndim - 2)))
+        return x * _expand_spatial(weights, x.ndim)
 
 
 class AMSEBlock(SEBlock):
@@ -126,7 +133,7 @@ class CBAMBlock(nn.Module):
     def channel_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights ``M_c``, ``(B, C, *spatial) -> (B, C, 1, ...)``."""
         weights = torch.sigmoid(self.mlp(self.avg_pool(x).flatten(1)) + self.mlp(self.max_pool(x).flatten(1)))
-        return weights.view(*weights.shape, *([1] * (x.ndim - 2)))
+        return _expand_spatial(weights, x.ndim)
 
     def spatial_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial weights ``M_s``, ``(B, C, *spatial) -> (B, 1, *spatial)``."""
