@@ -10,6 +10,7 @@ from common.metrics.features import (
     load_state_dict_file,
 )
 from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial_kernel, ssim_diversity, unbiased_mmd2
+from common.metrics.translation import TranslationEvaluation, attention_dice_iou, change_inside_outside
 
 __all__ = [
     "FeatureExtractor",
@@ -17,6 +18,9 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
     "RESULT_KEYS",
     "SUPPORTED_ARCHS",
+    "TranslationEvaluation",
+    "attention_dice_iou",
+    "change_inside_outside",
     "build_feature_extractor",
     "extract_features",
     "fid",

@@ -98,3 +98,57 @@ def test_inference_algorithms_2_and_3(bundle_copy, rule):
             assert maximum == 0.0  # train-time rule: zeros for negatives
         else:
             assert maximum > 0.0
+
+
+def test_evaluate_writes_translation_metrics(bundle_copy):
+    root = bundle_copy(NAME)
+    run_workflow(configs(root, "train.yaml", []), "training")
+    run_workflow(configs(root, "evaluate.yaml", []), "evaluating")
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert "fallback" in metrics["feature_extractor"] and metrics["section"] == "test"
+    for key in ("fid_translated_negatives", "kid_translated_positives", "attention_dice", "change_inside_tumour"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["num_positives"] > 0 and metrics["num_negatives"] > 0
+
+
+def test_attention_finds_the_tumour_after_short_training(bundle_copy):
+    """Functional: after ~80 iterations on 32x32 phantom slices the P -> N attention map lies on the tumour (far more
+    than on a shifted copy of the mask) and G_N changes the image more inside the tumour than outside."""
+    from common.metrics import change_inside_outside
+
+    torch.set_num_threads(2)
+    root = bundle_copy(NAME)
+    override = dict(
+        phantom_args={
+            "num_patients": 12,
+            "cases_per_patient": 2,
+            "image_size": 32,
+            "positive_fraction": 0.5,
+            "seed": 0,
+        },
+        image_size=32,
+        base_channels=8,
+        num_res_blocks=2,
+        attention_base_channels=8,
+        attention_res_blocks=1,
+        disc_layers=2,
+        pool_size=10,
+        n_epochs=40,
+        n_epochs_decay=0,
+        learning_rate=0.002,
+        batch_size=4,
+    )
+    wf = run_workflow([str(root / "configs" / "train.yaml")], "training", **override)
+    step, dataset = wf.parser.get_parsed_content("train#step"), wf.parser.get_parsed_content("train#dataset")
+    images = torch.stack([dataset[i]["positive"] for i in range(len(dataset))])
+    masks = (torch.stack([dataset[i]["mask"] for i in range(len(dataset))]) > 0).float()
+    shifted = torch.roll(masks, shifts=(10, 10), dims=(-2, -1))
+    for net in step.networks.values():
+        net.eval()
+    with torch.no_grad():
+        translated, attention = step.translate(images, "n")
+    on_tumour = float((attention * masks).sum() / masks.sum())
+    on_shifted = float((attention * shifted).sum() / shifted.sum())
+    assert on_tumour > 0.15 and on_tumour > 5 * on_shifted, (on_tumour, on_shifted)
+    inside, outside = change_inside_outside(images, translated, masks)
+    assert inside > 3 * outside, (inside, outside)
