@@ -160,10 +160,10 @@ class CheckpointHandler:
             return  # already saved at this iteration (e.g. last epoch, then COMPLETED)
         self._checkpoint(engine)
         self._last_saved = engine.state.iteration
-        if not dist.is_initialized() or dist.get_rank() == 0:
+        if not dist.is_initialized() or dist.get_rank() == 0:  # the DiskSaver writes on rank 0 only, too
             for file_name, net_name in self.model_files.items():
                 save_atomic(unwrap(self.step.networks[net_name]).state_dict(), os.path.join(self.save_dir, file_name))
-        logger.info(f"saved checkpoint {self._checkpoint.last_checkpoint} in {self.save_dir}")
+            logger.info(f"saved checkpoint {self._checkpoint.last_checkpoint} in {self.save_dir}")
 
 
 class ResumeHandler:

@@ -152,3 +152,22 @@ def test_attention_finds_the_tumour_after_short_training(bundle_copy):
     assert on_tumour > 0.15 and on_tumour > 5 * on_shifted, (on_tumour, on_shifted)
     inside, outside = change_inside_outside(images, translated, masks)
     assert inside > 3 * outside, (inside, outside)
+
+
+def test_torchrun_two_processes_gloo(bundle_copy):
+    from conftest import free_port, run_cli
+
+    root = bundle_copy(NAME)
+    files = [str(root / "configs" / f) for f in ("train.yaml", "multi_gpu_train.yaml", "variants/tiny.yaml")]
+    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    args = [
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+    ]
+    run_cli([*args, "-m", "monai.bundle", "run", "training", "--config_file", cfg], cwd=root)
+    state = torch.load(latest_checkpoint(root / "models"), weights_only=True)
+    assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
+    assert {"model.pt", "gen_p.pt", "attn_n.pt", "attn_p.pt"} <= {p.name for p in (root / "models").iterdir()}
