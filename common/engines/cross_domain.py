@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from common.handlers.synthetic_export import sha256_file
 from common.handlers.utils import atomic_path, atomic_write_json
-from common.networks.cyclegan import attention_composite
+from common.networks.cyclegan import attention_translate
 
 __all__ = ["CrossDomainSynthesis", "DIFFERENCE_RULES"]
 
@@ -103,11 +103,7 @@ class CrossDomainSynthesis:
     @torch.no_grad()
     def translate(self, x: torch.Tensor, to: str) -> torch.Tensor:
         """``G^A_to(x)`` (eq. 4-5) for a batch ``(B, C, *spatial)``."""
-        gen, attn = self.nets[to]
-        out = gen(x)
-        if isinstance(out, tuple):
-            return attention_composite(x, out[0], out[1])
-        return out if attn is None else attention_composite(x, out, attn(x))
+        return attention_translate(x, *self.nets[to])[0]
 
     def _write(self, array: np.ndarray, affine: np.ndarray, stem: Path) -> str | list[str]:
         """Write ``(C, *spatial)`` as one file (C == 1) or one file per channel; returns the relative path(s)."""

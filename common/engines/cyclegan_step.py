@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common.losses import AdversarialLoss
-from common.networks.cyclegan import attention_composite
+from common.networks.cyclegan import attention_translate
 
 from .image_pool import ImagePool
 from .step import TrainingStep
@@ -143,14 +143,7 @@ class CycleGANStep(TrainingStep):
             The translated image ``(B, C, *spatial)`` and the attention map ``(B, 1, *spatial)`` (``None`` for
             plain CycleGAN).
         """
-        generator = self.networks[f"gen_{to}"]
-        if self.attention == "none":
-            return generator(x), None
-        if self.attention == "shared":
-            generated, mask = generator(x)
-        else:
-            generated, mask = generator(x), self.networks[f"attn_{to}"](x)
-        return attention_composite(x, generated, mask), mask
+        return attention_translate(x, self.networks[f"gen_{to}"], self.networks.get(f"attn_{to}"))
 
     def _disc_input(self, image: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The image, with the detached attention map appended as a last channel when discriminators are guided."""

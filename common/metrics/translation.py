@@ -19,7 +19,7 @@ import torch.nn as nn
 from monai.metrics import DiceMetric, MeanIoU
 
 from common.handlers.utils import atomic_write_json
-from common.networks.cyclegan import attention_composite
+from common.networks.cyclegan import attention_translate
 
 from .evaluation import format_table
 from .features import build_feature_extractor, extract_features
@@ -113,14 +113,7 @@ class TranslationEvaluation:
     @torch.no_grad()
     def translate(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(G^A_to(x), attention map)``; the map is ``None`` without attention."""
-        gen, attn = self.nets[to]
-        out = gen(x)
-        if isinstance(out, tuple):
-            return attention_composite(x, out[0], out[1]), out[1]
-        if attn is None:
-            return out, None
-        mask = attn(x)
-        return attention_composite(x, out, mask), mask
+        return attention_translate(x, *self.nets[to])
 
     def _load(self, entry: Mapping[str, Any]) -> dict:
         item = self.transform(dict(entry))

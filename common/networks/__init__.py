@@ -1,7 +1,7 @@
 """Networks shared by the bundles: building blocks and each method's generators and discriminators."""
 
 from .blocks import AMSEBlock, CBAMBlock, ResidualAttentionBlock, SEBlock, get_channel_attention
-from .cyclegan import ResNetGenerator, SpatialAttentionNetwork, attention_composite
+from .cyclegan import ResNetGenerator, SpatialAttentionNetwork, attention_composite, attention_translate
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
 
@@ -16,6 +16,7 @@ __all__ = [
     "SEBlock",
     "SpatialAttentionNetwork",
     "attention_composite",
+    "attention_translate",
     "get_channel_attention",
     "patchgan_receptive_field",
 ]

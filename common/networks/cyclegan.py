@@ -220,3 +220,26 @@ def attention_composite(image: torch.Tensor, generated: torch.Tensor, mask: torc
     if mask.ndim != image.ndim or mask.shape[1] not in (1, image.shape[1]):
         raise ValueError(f"mask shape {tuple(mask.shape)} must be (B, 1, *spatial) or (B, C, *spatial).")
     return mask * generated + (1 - mask) * image
+
+
+def attention_translate(
+    x: torch.Tensor, generator: nn.Module, attention: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Translate ``x`` with a generator and its attention (CDA-GAN eq. 4-5), for every member of the family.
+
+    Args:
+        x: input images ``(B, C, *spatial)``.
+        generator: returns an image, or ``(image, mask)`` when the mask shares the generator (AGGAN).
+        attention: a separate attention network (UAGGAN, CDA-GAN), or ``None``.
+
+    Returns:
+        ``(translated, mask)``: the composited image ``mask * G(x) + (1 - mask) * x`` and the map ``(B, 1, *spatial)``;
+        with neither a mask head nor an attention network, ``(G(x), None)`` (plain CycleGAN).
+    """
+    out = generator(x)
+    if isinstance(out, tuple):
+        return attention_composite(x, out[0], out[1]), out[1]
+    if attention is None:
+        return out, None
+    mask = attention(x)
+    return attention_composite(x, out, mask), mask

@@ -41,3 +41,8 @@ def run_cli(args, cwd, timeout=600, env=None):
             f"command {args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def cli_list(files):
+    """A config list as the ``--config_file`` argument of ``python -m monai.bundle run``."""
+    return "[" + ",".join(f"'{f}'" for f in files) + "]"

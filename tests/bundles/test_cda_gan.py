@@ -155,11 +155,11 @@ def test_attention_finds_the_tumour_after_short_training(bundle_copy):
 
 
 def test_torchrun_two_processes_gloo(bundle_copy):
-    from conftest import free_port, run_cli
+    from conftest import cli_list, free_port, run_cli
 
     root = bundle_copy(NAME)
     files = [str(root / "configs" / f) for f in ("train.yaml", "multi_gpu_train.yaml", "variants/tiny.yaml")]
-    cfg = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    cfg = cli_list(files)
     args = [
         "-m",
         "torch.distributed.run",

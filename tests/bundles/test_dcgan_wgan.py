@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import free_port, run_cli
+from conftest import cli_list, free_port, run_cli
 from monai.bundle import ConfigWorkflow
 
 from common.data import DatalistError, prepare_phantom, validate_datalist
@@ -22,11 +22,6 @@ NAME = "dcgan_wgan"
 
 def configs(root, main, *variants):
     return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def cli_list(files):
-    """A config list as the ``--config_file`` argument of ``python -m monai.bundle run``."""
-    return "[" + ",".join(f"'{f}'" for f in files) + "]"
 
 
 def run_workflow(files, run_id, **override):
