@@ -13,7 +13,7 @@ from common.data import validate_datalist
 from common.engines import latest_checkpoint
 
 NAME = "cda_gan"
-VARIANTS_2D = [
+VARIANTS = [
     [],
     ["ssa_cyclegan.yaml"],
     ["cyclegan.yaml"],
@@ -40,10 +40,17 @@ def run_workflow(files, run_id, **override):
     return workflow
 
 
-@pytest.mark.parametrize("variants", VARIANTS_2D, ids=lambda v: v[0][:-5] if v else "cda_gan")
-def test_every_variant_trains_2d(bundle_copy, variants):
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("variants", VARIANTS, ids=lambda v: v[0][:-5] if v else "cda_gan")
+def test_every_variant_trains(bundle_copy, variants, dims):
     root = bundle_copy(NAME)
-    wf = run_workflow(configs(root, "train.yaml", variants), "training")
+    files = (
+        configs(root, "train.yaml", variants)
+        if dims == 2
+        else configs(root, "train.yaml", ["3d.yaml", *variants], tiny="tiny_3d.yaml")
+    )
+    wf = run_workflow(files, "training")
+    assert wf.parser.get_parsed_content("spatial_dims") == dims
     step = wf.parser.get_parsed_content("train#step")
     state = torch.load(latest_checkpoint(root / "models"), weights_only=True)
     assert {"gen_n", "gen_p", "disc_n", "disc_p", "optimizer_generators", "pool_n", "trainer"} <= set(state)
