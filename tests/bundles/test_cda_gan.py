@@ -51,6 +51,8 @@ def test_every_variant_trains(bundle_copy, variants, dims):
     )
     wf = run_workflow(files, "training")
     assert wf.parser.get_parsed_content("spatial_dims") == dims
+    nets = wf.parser.get_parsed_content("train#step").networks
+    assert nets["gen_n"] is not nets["gen_p"] and nets["disc_n"] is not nets["disc_p"]  # two of each, not shared
     step = wf.parser.get_parsed_content("train#step")
     state = torch.load(latest_checkpoint(root / "models"), weights_only=True)
     assert {"gen_n", "gen_p", "disc_n", "disc_p", "optimizer_generators", "pool_n", "trainer"} <= set(state)
