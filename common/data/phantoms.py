@@ -310,7 +310,8 @@ def _is_replaceable(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _atomic_directory(output_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory of ``output_dir``, renamed onto ``output_dir`` on success.
+    """Yield a temporary sibling directory of ``output_dir`` (with its ``images/`` and ``labels/`` folders), renamed
+    onto ``output_dir`` on success.
 
     An existing ``output_dir`` is replaced only if it is empty or holds a set written by this module; on error the
     temporary directory is removed and ``output_dir`` is left untouched.
@@ -323,6 +324,8 @@ def _atomic_directory(output_dir: Path) -> Iterator[Path]:
     tmp = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
         yield tmp
         (tmp / _MARKER_NAME).write_text("written by common.data.phantoms\n")
         if output_dir.exists() and any(output_dir.iterdir()):
@@ -686,8 +689,6 @@ def make_brain_mr(
         parameters,
     )
     with _atomic_directory(output_dir) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
         entries = []
         for patient_id, label, rng in zip(patients, classes, rngs):
             patient = _sample_brain_patient(rng, spatial_dims, glioma=bool(label))
@@ -791,8 +792,6 @@ def make_brain_metastases(
     )
     header.update({"box_mode": "xyxy", "box_coordinates": "voxel", "box_labels": {"0": "metastasis"}})
     with _atomic_directory(output_dir) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
         entries = []
         for patient_id, label, rng in zip(patients, classes, rngs):
             patient = _sample_brain_patient(rng, 2, glioma=False)
@@ -1022,8 +1021,6 @@ def make_chest_ct(
     )
     header.update({"box_mode": "xyzxyz", "box_coordinates": "voxel", "box_labels": {"0": "nodule"}})
     with _atomic_directory(output_dir) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "labels").mkdir()
         entries = []
         for patient_id, rng in zip(patients, rngs):
             hu, lungs = _chest_anatomy(size, rng)

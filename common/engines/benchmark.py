@@ -88,7 +88,6 @@ def benchmark_training_step(
             return next(batches)
 
     times: list[float] = []
-    batch_size = None
     for i in range(warmup + iterations):
         batch = next_batch()
         engine.state.iteration += 1
@@ -100,7 +99,7 @@ def benchmark_training_step(
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-        batch_size = step.images(batch).shape[0]
+    batch_size = step.images(batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
     return {

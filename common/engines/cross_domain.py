@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from common.handlers.synthetic_export import sha256_file
 from common.handlers.utils import atomic_path, atomic_write_json
-from common.networks.cyclegan import attention_translate
+from common.networks.cyclegan import CrossDomainTranslator
 
 __all__ = ["CrossDomainSynthesis", "DIFFERENCE_RULES"]
 
@@ -86,7 +86,7 @@ class CrossDomainSynthesis:
             raise ValueError(f"difference_rule must be one of {DIFFERENCE_RULES}, got '{difference_rule}'.")
         self.entries = [dict(e) for e in entries]
         self.transform = transform
-        self.nets = {"n": (gen_n, attn_n), "p": (gen_p, attn_p)}
+        self.translator = CrossDomainTranslator(gen_n, gen_p, attn_n, attn_p)
         self.output_dir = Path(output_dir)
         self.channel_names = list(channel_names) if channel_names else None
         self.difference_rule = difference_rule
@@ -99,11 +99,6 @@ class CrossDomainSynthesis:
             "checkpoint": None if checkpoint is None else Path(checkpoint).name,
             "checkpoint_sha256": None if checkpoint is None else sha256_file(checkpoint),
         }
-
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor, to: str) -> torch.Tensor:
-        """``G^A_to(x)`` (eq. 4-5) for a batch ``(B, C, *spatial)``."""
-        return attention_translate(x, *self.nets[to])[0]
 
     def _write(self, array: np.ndarray, affine: np.ndarray, stem: Path) -> str | list[str]:
         """Write ``(C, *spatial)`` as one file (C == 1) or one file per channel; returns the relative path(s)."""
@@ -121,10 +116,10 @@ class CrossDomainSynthesis:
         rel = [os.path.relpath(p, self.output_dir) for p in paths]
         return rel[0] if len(rel) == 1 else rel
 
+    @torch.no_grad()
     def run(self) -> dict[str, str]:
         """Translate every entry and write both datalists; returns their paths."""
-        for net in (m for pair in self.nets.values() for m in pair if m is not None):
-            net.eval()
+        self.translator.eval()
         synthetic, enhanced = [], []
         for index, entry in enumerate(self.entries):
             is_positive = int(entry[self.class_key]) == self.positive
@@ -138,7 +133,7 @@ class CrossDomainSynthesis:
                 return F.interpolate(t, size=shape, mode=mode, align_corners=False)[0].cpu().numpy()
 
             # Algorithm 2: the other class; identity affine: synthetic images carry no source geometry/metadata
-            fake = self.translate(x, "n" if is_positive else "p")
+            fake = self.translator(x, "n" if is_positive else "p")[0]
             stem = self.output_dir / "synthetic" / f"synthetic_{index:05d}"
             image = self._write(to_source_size((fake + 1.0) / 2.0).clip(0.0, 1.0), np.eye(4), stem)
             synthetic.append(
@@ -152,8 +147,10 @@ class CrossDomainSynthesis:
                 }
             )
             # Algorithm 3: difference map beside the real image, same shape and affine
-            if is_positive or self.difference_rule == "test":
-                diff = (x - self.translate(x, "n")).abs() / 2.0
+            if is_positive:  # G_N(x) is the synthetic negative computed above
+                diff = (x - fake).abs() / 2.0
+            elif self.difference_rule == "test":
+                diff = (x - self.translator(x, "n")[0]).abs() / 2.0
             else:
                 diff = torch.zeros_like(x)
             stem = self.output_dir / "difference" / f"difference_{index:05d}"

@@ -90,7 +90,7 @@ class GANStep(TrainingStep):
         # discriminator / critic update
         with torch.no_grad(), self.autocast():
             fake = self.module("generator", frozen=True)(self.sample_latent(batch_size)).float()
-        with self.frozen("generator"), self.autocast():
+        with self.autocast():  # the fakes were made without gradients: nothing reaches the generator here
             d_real, d_fake = discriminator(real), discriminator(fake)
             d_loss = self.adversarial(d_real, True) + self.adversarial(d_fake, False)
             adv_d = d_loss.detach()

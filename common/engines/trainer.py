@@ -72,13 +72,3 @@ class AdversarialTrainer(Trainer):
         # handlers are attached after the step's own event so that e.g. a resume loader sees the whole state
         for handler in handlers or ():
             handler.attach(self)
-
-    @property
-    def networks(self) -> dict[str, torch.nn.Module]:
-        return self.step.networks
-
-    def checkpoint_objects(self) -> dict[str, Any]:
-        """The step's state objects plus this trainer (its epoch and iteration counters)."""
-        objects = dict(self.step.state_objects())
-        objects["trainer"] = self
-        return objects

@@ -19,7 +19,7 @@ import torch.nn as nn
 from monai.metrics import DiceMetric, MeanIoU
 
 from common.handlers.utils import atomic_write_json
-from common.networks.cyclegan import attention_translate
+from common.networks.cyclegan import CrossDomainTranslator
 
 from .evaluation import format_table
 from .features import build_feature_extractor, extract_features
@@ -102,7 +102,7 @@ class TranslationEvaluation:
     ) -> None:
         self.entries = [dict(e) for e in entries]
         self.transform = transform
-        self.nets = {"n": (gen_n, attn_n), "p": (gen_p, attn_p)}
+        self.translator = CrossDomainTranslator(gen_n, gen_p, attn_n, attn_p)
         self.spatial_dims, self.in_channels = spatial_dims, in_channels
         self.output_file = str(output_file)
         self.weights_path, self.arch = weights_path, arch
@@ -110,18 +110,13 @@ class TranslationEvaluation:
         self.class_key, self.positive, self.threshold = class_key, positive, threshold
         self.extra = dict(extra or {})
 
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(G^A_to(x), attention map)``; the map is ``None`` without attention."""
-        return attention_translate(x, *self.nets[to])
-
     def _load(self, entry: Mapping[str, Any]) -> dict:
         item = self.transform(dict(entry))
         return {k: (v.as_tensor() if hasattr(v, "as_tensor") else v) for k, v in item.items()}
 
+    @torch.no_grad()
     def run(self) -> dict[str, Any]:
-        for net in (m for pair in self.nets.values() for m in pair if m is not None):
-            net.eval()
+        self.translator.eval()
         real = {"p": [], "n": []}
         fake = {"p": [], "n": []}
         dice, iou, inside, outside = [], [], [], []
@@ -129,7 +124,7 @@ class TranslationEvaluation:
             item = self._load(entry)
             x = item["image"].float().unsqueeze(0).to(self.device)
             if int(entry[self.class_key]) == self.positive:
-                translated, attention = self.translate(x, "n")
+                translated, attention = self.translator(x, "n")
                 real["p"].append(x.cpu())
                 fake["n"].append(translated.cpu())
                 if "label" in item:
@@ -142,7 +137,7 @@ class TranslationEvaluation:
                     inside.append(a)
                     outside.append(b)
             else:
-                translated, _ = self.translate(x, "p")
+                translated, _ = self.translator(x, "p")
                 real["n"].append(x.cpu())
                 fake["p"].append(translated.cpu())
         if not real["p"] or not real["n"]:

@@ -1,13 +1,20 @@
 """Networks shared by the bundles: building blocks and each method's generators and discriminators."""
 
 from .blocks import AMSEBlock, CBAMBlock, ResidualAttentionBlock, SEBlock, get_channel_attention
-from .cyclegan import ResNetGenerator, SpatialAttentionNetwork, attention_composite, attention_translate
+from .cyclegan import (
+    CrossDomainTranslator,
+    ResNetGenerator,
+    SpatialAttentionNetwork,
+    attention_composite,
+    attention_translate,
+)
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
 
 __all__ = [
     "AMSEBlock",
     "CBAMBlock",
+    "CrossDomainTranslator",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "PatchGANDiscriminator",

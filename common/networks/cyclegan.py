@@ -243,3 +243,31 @@ def attention_translate(
         return out, None
     mask = attention(x)
     return attention_composite(x, out, mask), mask
+
+
+class CrossDomainTranslator(nn.Module):
+    """The trained P <-> N translation of the CycleGAN family, for inference and evaluation (CDA-GAN sec. 3.2).
+
+    Holds ``G_N`` (P -> N), ``G_P`` (N -> P) and their optional separate attention networks, so that ``.eval()`` and
+    ``.to()`` act on all of them and :meth:`forward` applies :func:`attention_translate`.
+
+    Args:
+        gen_n: generator P -> N (an image, or ``(image, mask)`` when the mask shares the generator).
+        gen_p: generator N -> P.
+        attn_n: attention network of the P -> N translation, or ``None``.
+        attn_p: attention network of the N -> P translation, or ``None``.
+    """
+
+    def __init__(
+        self, gen_n: nn.Module, gen_p: nn.Module, attn_n: nn.Module | None = None, attn_p: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.gen_n, self.gen_p, self.attn_n, self.attn_p = gen_n, gen_p, attn_n, attn_p
+
+    def forward(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Translate ``x`` ``(B, C, *spatial)`` to domain ``to`` (``"n"`` or ``"p"``): ``(image, attention map)``."""
+        if to == "n":
+            return attention_translate(x, self.gen_n, self.attn_n)
+        if to == "p":
+            return attention_translate(x, self.gen_p, self.attn_p)
+        raise ValueError(f"to must be 'n' or 'p', got '{to}'.")
