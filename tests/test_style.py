@@ -10,7 +10,7 @@ from common.bundle import check_format
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("folder", ["common", "scripts", "tests", "bundles"])
+@pytest.mark.parametrize("folder", ["common", "scripts", "tests"])
 def test_format(folder):
     missing = [tool for tool in ("black", "isort", "flake8") if find_spec(tool) is None]
     assert not missing, f"install the [test] extra: {missing} missing"
