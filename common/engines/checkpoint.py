@@ -27,6 +27,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "CheckpointHandler",
     "ResumeHandler",
+    "TrainingState",
     "latest_checkpoint",
     "require_file",
     "save_atomic",
@@ -92,6 +93,30 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+class TrainingState:
+    """The objects a checkpoint holds, for trainers that run no :class:`~common.engines.TrainingStep`.
+
+    :class:`CheckpointHandler` and :class:`ResumeHandler` save and restore ``step.state_objects()`` and look networks
+    up in ``step.networks``; this adaptor gives the same interface to, e.g., a MONAI ``SupervisedTrainer``'s
+    network, optimiser and scheduler.
+
+    Args:
+        networks: ``{name: module}``, the networks (also what ``model_files`` of the checkpoint handler names).
+        others: further objects with a ``state_dict``/``load_state_dict`` (optimisers, schedulers, scalers).
+    """
+
+    def __init__(self, networks: dict[str, torch.nn.Module], **others: Any) -> None:
+        self.networks = dict(networks)
+        self.others = {k: v for k, v in others.items() if v is not None}
+        clash = set(self.networks) & set(self.others)
+        if clash:
+            raise ValueError(f"names {sorted(clash)} are given both as networks and as other objects.")
+
+    def state_objects(self) -> dict[str, Any]:
+        """Every object to checkpoint, ``{name: object}``."""
+        return {**self.networks, **self.others}
 
 
 def _objects(engine: Engine, step: Any) -> dict[str, Any]:

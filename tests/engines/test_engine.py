@@ -225,3 +225,34 @@ def test_model_files_skip_missing_and_load_network_files(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match="b.pt"):
         load_network_files(tmp_path, {"b.pt": fresh})
+
+
+def test_training_state_checkpoints_a_supervised_trainer(tmp_path):
+    """TrainingState lets CheckpointHandler/ResumeHandler save and restore a MONAI SupervisedTrainer's objects."""
+    from monai.engines import SupervisedTrainer
+
+    from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
+
+    def make():
+        torch.manual_seed(0)
+        net = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        data = [{"image": torch.randn(4, 3), "label": torch.randn(4, 1)} for _ in range(2)]
+        trainer = SupervisedTrainer("cpu", 2, data, net, opt, torch.nn.MSELoss())
+        return net, opt, trainer
+
+    net, opt, trainer = make()
+    state = TrainingState({"net": net}, optimizer=opt, scheduler=None)
+    assert set(state.state_objects()) == {"net", "optimizer"}
+    CheckpointHandler(tmp_path, state, model_files={"model.pt": "net"}).attach(trainer)
+    trainer.run()
+    assert latest_checkpoint(tmp_path).name == "checkpoint_4.pt" and (tmp_path / "model.pt").is_file()
+
+    net2, opt2, trainer2 = make()
+    trainer2.state.max_epochs = 2
+    ResumeHandler(tmp_path, TrainingState({"net": net2}, optimizer=opt2), resume=True).attach(trainer2)
+    trainer2.run()  # resumes at iteration 4 of 4: nothing left to do
+    assert trainer2.state.iteration == 4
+    assert torch.equal(net2.weight, net.weight)
+    with pytest.raises(ValueError, match="both"):
+        TrainingState({"a": net}, a=opt)
