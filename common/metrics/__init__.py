@@ -10,6 +10,12 @@ from common.metrics.features import (
     load_state_dict_file,
 )
 from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial_kernel, ssim_diversity, unbiased_mmd2
+from common.metrics.segmentation import (
+    SEGMENTATION_KEYS,
+    SegmentationMetrics,
+    SegmentationMetricsHandler,
+    segmentation_metrics,
+)
 from common.metrics.translation import TranslationEvaluation, attention_dice_iou, change_inside_outside
 
 __all__ = [
@@ -17,6 +23,10 @@ __all__ = [
     "GenerativeEvaluation",
     "MS_SSIM_WEIGHTS",
     "RESULT_KEYS",
+    "SEGMENTATION_KEYS",
+    "SegmentationMetrics",
+    "SegmentationMetricsHandler",
+    "segmentation_metrics",
     "SUPPORTED_ARCHS",
     "TranslationEvaluation",
     "attention_dice_iou",
