@@ -1,6 +1,7 @@
 """Metrics for generated images: pluggable feature extractors, FID, KID, MMD, SSIM diversity and an evaluation
 runner that writes a JSON report."""
 
+from common.metrics.embeddings import image_features, load_datalist_images, tsne_embedding, tsne_real_vs_synthetic
 from common.metrics.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
 from common.metrics.features import (
     SUPPORTED_ARCHS,
@@ -15,6 +16,17 @@ from common.metrics.segmentation import (
     SegmentationMetrics,
     SegmentationMetricsHandler,
     segmentation_metrics,
+)
+from common.metrics.statistics import (
+    FriedmanResult,
+    NemenyiResult,
+    average_ranks,
+    compare_methods,
+    friedman_test,
+    nemenyi_critical_difference,
+    nemenyi_q_alpha,
+    nemenyi_test,
+    rank_blocks,
 )
 from common.metrics.translation import TranslationEvaluation, attention_dice_iou, change_inside_outside
 
@@ -41,4 +53,17 @@ __all__ = [
     "polynomial_kernel",
     "ssim_diversity",
     "unbiased_mmd2",
+    "FriedmanResult",
+    "NemenyiResult",
+    "average_ranks",
+    "compare_methods",
+    "friedman_test",
+    "nemenyi_critical_difference",
+    "nemenyi_q_alpha",
+    "nemenyi_test",
+    "rank_blocks",
+    "image_features",
+    "load_datalist_images",
+    "tsne_embedding",
+    "tsne_real_vs_synthetic",
 ]

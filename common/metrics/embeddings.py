@@ -1,0 +1,243 @@
+"""t-SNE embeddings of real and synthetic images, per class (Han, paper 003, sec. 4.2.6 and Fig. 10).
+
+Paper 003 embeds 300 images per category (real tumour, real non-tumour, synthetic tumour, synthetic non-tumour)
+with t-SNE (perplexity 100, 1,000 iterations) into 2D. Here the images are read from a real and a synthetic
+datalist, turned into feature vectors, and embedded with :class:`sklearn.manifold.TSNE`. Two feature kinds:
+
+- ``"pixels"``: every image resized (area interpolation) to a small grid, min-max normalised per image and
+  flattened; the output names it, e.g. ``"pixels: area-resized to 32x32, per-image min-max, flattened"``;
+- ``"extractor"``: pooled features of :func:`common.metrics.features.build_feature_extractor` (a local weights
+  file, or its named random-init fallback); the output carries the extractor's name.
+
+Paper 003 does not say which features it embedded; raw pixels is the default because it needs no weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["image_features", "load_datalist_images", "tsne_embedding", "tsne_real_vs_synthetic"]
+
+logger = logging.getLogger("common.metrics")
+
+
+def tsne_embedding(
+    features: np.ndarray | torch.Tensor,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+    pca_components: int | None = 50,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """2D t-SNE of feature vectors.
+
+    The features are standardised per dimension and, when they have more than ``pca_components`` dimensions,
+    reduced with PCA first (the usual t-SNE practice; it removes noise and speeds the affinities up). The
+    perplexity must be below the number of samples: it is lowered to ``(N - 1) / 3`` when larger, and the value
+    used is returned.
+
+    Args:
+        features: ``(N, F)`` feature vectors, ``N >= 4``.
+        perplexity: t-SNE perplexity (paper 003 uses 100 with 1,200 images).
+        max_iter: number of optimisation iterations (paper 003: 1,000).
+        seed: random state of PCA and t-SNE.
+        pca_components: PCA dimensions before t-SNE, ``None`` to skip.
+
+    Returns:
+        ``(coords (N, 2), info)`` with ``info`` holding the perplexity, iterations and PCA size used.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    x = x.reshape(x.shape[0], -1).astype(np.float64)
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError(f"t-SNE needs at least 4 samples, got {n}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("features hold NaN/Inf.")
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    used_pca = None
+    if pca_components is not None and x.shape[1] > pca_components and n > pca_components:
+        x = PCA(n_components=pca_components, random_state=seed).fit_transform(x)
+        used_pca = pca_components
+    used_perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
+    tsne = TSNE(n_components=2, perplexity=used_perplexity, max_iter=max_iter, init="pca", random_state=seed)
+    coords = tsne.fit_transform(x)
+    info = {"perplexity": used_perplexity, "max_iter": max_iter, "pca_components": used_pca, "n_samples": n}
+    return coords.astype(np.float64), info
+
+
+def image_features(
+    images: torch.Tensor,
+    kind: str = "pixels",
+    size: int | None = None,
+    extractor: torch.nn.Module | None = None,
+    batch_size: int = 16,
+) -> tuple[torch.Tensor, str]:
+    """Feature vectors of images for :func:`tsne_embedding`, and the name of the features.
+
+    Args:
+        images: ``(N, C, *spatial)`` images (2D or 3D).
+        kind: ``"pixels"`` (area-resized, per-image min-max, flattened) or ``"extractor"``.
+        size: side of the resized grid for ``"pixels"`` (default 32 in 2D, 16 in 3D).
+        extractor: for ``"extractor"``, a module ``(B, C, *spatial) -> (B, F)`` with a ``name`` attribute (e.g.
+            :func:`common.metrics.features.build_feature_extractor`); built as the random-init fallback
+            ResNet-18 when ``None``.
+        batch_size: batch size of the extractor.
+
+    Returns:
+        ``(features (N, F), name)``.
+    """
+    spatial_dims = images.ndim - 2
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"images must be (N, C, H, W) or (N, C, H, W, D), got shape {tuple(images.shape)}.")
+    images = images.float()
+    if kind == "pixels":
+        side = int(size or (32 if spatial_dims == 2 else 16))
+        small = F.adaptive_avg_pool2d(images, side) if spatial_dims == 2 else F.adaptive_avg_pool3d(images, side)
+        flat = small.reshape(small.shape[0], -1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        flat = (flat - lo) / (hi - lo).clamp_min(1e-8)
+        grid = "x".join([str(side)] * spatial_dims)
+        return flat, f"pixels: area-resized to {grid}, per-image min-max, flattened"
+    if kind == "extractor":
+        from common.metrics.features import build_feature_extractor, extract_features
+
+        if extractor is None:
+            extractor = build_feature_extractor(spatial_dims, images.shape[1], normalize="minmax")
+        feats = extract_features(extractor, images, batch_size=batch_size)
+        return feats, f"extractor: {getattr(extractor, 'name', type(extractor).__name__)}"
+    raise ValueError(f"unknown feature kind {kind!r}; use 'pixels' or 'extractor'.")
+
+
+def load_datalist_images(
+    datalist: str,
+    section: str = "training",
+    image_key: str = "image",
+    class_key: str = "class",
+    spatial_size: int | Sequence[int] = 64,
+    channels: Sequence[int] | None = None,
+    max_per_class: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, list[Any]]:
+    """Reads the images of one datalist section, resized to a common grid, with their class labels.
+
+    Paths are resolved as :func:`monai.data.load_decathlon_datalist` does (relative to the JSON file). Entries
+    without ``class_key`` get the class ``None``. With ``max_per_class``, at most that many entries per class are
+    drawn at random (``seed``), as paper 003 draws 300 images per category.
+
+    Args:
+        datalist: path of the datalist JSON.
+        section: the list to read (``training``, ``validation``, ``test``).
+        image_key: key of the image file(s) (a list of files is read as channels).
+        class_key: key of the class label.
+        spatial_size: side(s) of the grid every image is resized to (area interpolation).
+        channels: channel indices to keep (e.g. ``[1]`` for T1c only), all when ``None``.
+        max_per_class: cap per class.
+        seed: seed of the draw.
+
+    Returns:
+        ``(images (N, C, *spatial_size), classes (N,))``.
+    """
+    from monai.data import load_decathlon_datalist
+    from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
+
+    entries = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section)
+    if not entries:
+        raise ValueError(f"{datalist}: section {section!r} is empty.")
+    by_class: dict[Any, list[Mapping]] = {}
+    for e in entries:
+        by_class.setdefault(e.get(class_key), []).append(e)
+    rng = np.random.default_rng(seed)
+    chosen: list[Mapping] = []
+    for cls in sorted(by_class, key=str):
+        group = by_class[cls]
+        if max_per_class is not None and len(group) > max_per_class:
+            group = [group[i] for i in sorted(rng.choice(len(group), max_per_class, replace=False))]
+        chosen.extend(group)
+    loader = LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True)
+    first = loader({image_key: chosen[0][image_key]})[image_key]
+    spatial_dims = first.ndim - 1
+    size = [spatial_size] * spatial_dims if isinstance(spatial_size, int) else list(spatial_size)
+    transform = Compose(
+        [loader, Resized(keys=image_key, spatial_size=size, mode="area"), EnsureTyped(keys=image_key, track_meta=False)]
+    )
+    images = []
+    for e in chosen:
+        img = transform({image_key: e[image_key]})[image_key].float()
+        if channels is not None:
+            img = img[list(channels)]
+        images.append(img)
+    shapes = {tuple(i.shape) for i in images}
+    if len(shapes) != 1:
+        raise ValueError(f"{datalist}: images have different channel counts after resizing: {sorted(shapes)}.")
+    return torch.stack(images), [e.get(class_key) for e in chosen]
+
+
+def tsne_real_vs_synthetic(
+    real_datalist: str,
+    synthetic_datalist: str,
+    real_section: str = "training",
+    synthetic_section: str = "training",
+    class_key: str = "class",
+    per_class: int = 300,
+    spatial_size: int = 64,
+    channels: Sequence[int] | None = None,
+    features: str = "pixels",
+    extractor: torch.nn.Module | None = None,
+    perplexity: float = 100.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """t-SNE of real vs synthetic images, per class (paper 003, sec. 4.2.6: 300 images per category, perplexity
+    100, 1,000 iterations; the perplexity is lowered for small sets, see :func:`tsne_embedding`).
+
+    Args:
+        real_datalist: datalist of the real images.
+        synthetic_datalist: datalist written by a generator bundle.
+        real_section: section of the real datalist to draw from.
+        synthetic_section: section of the synthetic datalist.
+        class_key: key of the class label in both datalists.
+        per_class: images drawn per (source, class) category.
+        spatial_size: common grid the images are resized to before feature extraction.
+        channels: channel indices to keep.
+        features: ``"pixels"`` or ``"extractor"`` (see :func:`image_features`).
+        extractor: optional extractor for ``"extractor"``.
+        perplexity: t-SNE perplexity.
+        max_iter: t-SNE iterations.
+        seed: seed of the draw, PCA and t-SNE.
+
+    Returns:
+        JSON-serialisable dict: ``coords`` (N x 2 list), ``classes``, ``sources`` (``"real"``/``"synthetic"``),
+        ``features`` (the name of the features), ``tsne`` (parameters used) and the datalist paths.
+    """
+    real, real_cls = load_datalist_images(
+        real_datalist, real_section, class_key=class_key, spatial_size=spatial_size, channels=channels,
+        max_per_class=per_class, seed=seed,
+    )  # fmt: skip
+    syn, syn_cls = load_datalist_images(
+        synthetic_datalist, synthetic_section, class_key=class_key, spatial_size=spatial_size, channels=channels,
+        max_per_class=per_class, seed=seed,
+    )  # fmt: skip
+    if real.shape[1:] != syn.shape[1:]:
+        raise ValueError(
+            f"real images {tuple(real.shape[1:])} and synthetic images {tuple(syn.shape[1:])} differ in shape; "
+            "select the same channels with `channels`."
+        )
+    feats, name = image_features(torch.cat([real, syn]), kind=features, extractor=extractor)
+    coords, info = tsne_embedding(feats, perplexity=perplexity, max_iter=max_iter, seed=seed)
+    return {
+        "coords": coords.tolist(),
+        "classes": [c if c is None or isinstance(c, (int, str)) else int(c) for c in real_cls + syn_cls],
+        "sources": ["real"] * len(real_cls) + ["synthetic"] * len(syn_cls),
+        "features": name,
+        "tsne": info,
+        "real_datalist": str(real_datalist),
+        "synthetic_datalist": str(synthetic_datalist),
+    }
