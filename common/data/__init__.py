@@ -1,4 +1,15 @@
 from .latent import latent_samples  # noqa: F401
 from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401
+from .splits import (  # noqa: F401
+    BRATS_S_FRACTION,
+    IMBALANCED_NUM_NEGATIVE,
+    IMBALANCED_NUM_POSITIVE,
+    SPLIT_MODES,
+    check_patient_disjoint,
+    imbalanced_subset,
+    make_split_datalist,
+    patient_groups,
+    subsample_patients,
+)
 from .unpaired import UnpairedDataset, split_by_class  # noqa: F401
 from .validation import DatalistError, DatalistProblem, validate_datalist  # noqa: F401
