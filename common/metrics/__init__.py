@@ -1,6 +1,13 @@
 """Metrics for generated images: pluggable feature extractors, FID, KID, MMD, SSIM diversity and an evaluation
 runner that writes a JSON report."""
 
+from common.metrics.classification import (
+    CLASSIFICATION_KEYS,
+    ClassificationMetrics,
+    ClassificationMetricsHandler,
+    classification_metrics,
+    rank_auc,
+)
 from common.metrics.embeddings import image_features, load_datalist_images, tsne_embedding, tsne_real_vs_synthetic
 from common.metrics.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
 from common.metrics.features import (
@@ -31,6 +38,11 @@ from common.metrics.statistics import (
 from common.metrics.translation import TranslationEvaluation, attention_dice_iou, change_inside_outside
 
 __all__ = [
+    "CLASSIFICATION_KEYS",
+    "ClassificationMetrics",
+    "ClassificationMetricsHandler",
+    "classification_metrics",
+    "rank_auc",
     "FeatureExtractor",
     "GenerativeEvaluation",
     "MS_SSIM_WEIGHTS",
