@@ -7,6 +7,13 @@ Examples::
 'bundles/dcgan_wgan/configs/variants/wgan.yaml']" --iterations 20 --amp true
     # several configurations, one JSON list
     python scripts/benchmark.py --config_sets "[['a.yaml'], ['a.yaml', 'b.yaml']]"
+    # the same, side by side with the plain PyTorch CycleGAN of reference_cyclegan.py, in 3 interleaved rounds
+    python scripts/benchmark.py --config_sets "[['a.yaml']]" --repeats 3 \
+        --reference_cyclegan "{'channels': 1, 'image_size': 256, 'num_res_blocks': 9}"
+
+Every configuration runs in a fresh process (its own peak memory). With ``--repeats N`` the configurations run in
+N rounds, one after the other within each round, and each result holds the step times of all its rounds, so that a
+slow drift of the machine's load falls on every configuration alike.
 """
 
 from __future__ import annotations
@@ -16,8 +23,23 @@ import multiprocessing
 from typing import Any
 
 import fire
+from reference_cyclegan import benchmark_reference_cyclegan
 
-from common.engines.benchmark import benchmark_training_step
+from common.engines.benchmark import benchmark_training_step, cpu_name, step_time_summary
+
+
+def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from the results of several rounds of the same configuration."""
+    merged = dict(rounds[-1])
+    times = [t for r in rounds for t in r["step_time_s"]["times"]]
+    merged["step_time_s"] = step_time_summary(times)
+    merged["step_cpu_time_s"] = step_time_summary([t for r in rounds for t in r["step_cpu_time_s"]["times"]])
+    merged["iterations"] = len(times)
+    merged["rounds"] = len(rounds)
+    merged["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rounds)
+    if merged.get("batch_size"):
+        merged["samples_per_s"] = merged["batch_size"] / merged["step_time_s"]["mean"]
+    return merged
 
 
 def main(
@@ -27,20 +49,49 @@ def main(
     warmup: int = 2,
     threads: int | None = None,
     output: str | None = None,
+    repeats: int = 1,
+    reference_cyclegan: Any = None,
     **override: Any,
 ) -> None:
-    """Print (and optionally write to ``output``) the benchmark JSON of one config list or several."""
+    """Print (and optionally write to ``output``) the benchmark JSON of one config list or several.
+
+    Args:
+        config_file: one config file or list (merged in order); the output is one JSON object.
+        config_sets: a list of config lists; the output is a JSON list in the same order.
+        iterations: timed steps per configuration and round.
+        warmup: untimed steps first, in every round.
+        threads: ``torch.set_num_threads`` in each process.
+        output: also write the JSON to this file.
+        repeats: rounds over all configurations (interleaved), merged per configuration.
+        reference_cyclegan: keyword arguments of ``benchmark_reference_cyclegan`` (``channels``, ``image_size``,
+            ``num_res_blocks``, ``batch_size``): also time the plain PyTorch CycleGAN of ``reference_cyclegan.py``
+            in the same run, as the last entry of the output list.
+        override: config overrides for every configuration, e.g. ``--image_size 128``.
+    """
     if (config_file is None) == (config_sets is None):
         raise ValueError("give exactly one of --config_file or --config_sets.")
+    if int(repeats) < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}.")
     sets = [config_file] if config_file is not None else list(config_sets)
-    # one fresh process per configuration, so that the CPU peak memory (process peak RSS) is its own
+    jobs: list[tuple[Any, tuple, dict[str, Any]]] = [
+        (benchmark_training_step, (files,), dict(iterations=iterations, warmup=warmup, threads=threads, **override))
+        for files in sets
+    ]
+    if reference_cyclegan is not None:
+        kwargs = dict(reference_cyclegan, iterations=iterations, warmup=warmup, threads=threads)
+        jobs.append((benchmark_reference_cyclegan, (), kwargs))
+    # one fresh process per configuration and round, so that the CPU peak memory (process peak RSS) is its own
     ctx = multiprocessing.get_context("spawn")
-    results = []
-    for files in sets:
-        with ctx.Pool(1) as pool:
-            kwargs = dict(iterations=iterations, warmup=warmup, threads=threads, **override)
-            results.append(pool.apply(benchmark_training_step, (files,), kwargs))
-    text = json.dumps(results[0] if config_file is not None else results, indent=2)
+    rounds: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    for _ in range(int(repeats)):
+        for i, (func, args, kwargs) in enumerate(jobs):
+            with ctx.Pool(1) as pool:
+                rounds[i].append(pool.apply(func, args, kwargs))
+    results = [_merge(r) for r in rounds]
+    for result in results:
+        result.setdefault("device_name", cpu_name())
+    single = config_file is not None and reference_cyclegan is None
+    text = json.dumps(results[0] if single else results, indent=2)
     print(text)
     if output:
         with open(output, "w") as f:

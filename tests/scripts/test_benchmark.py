@@ -42,3 +42,36 @@ def test_benchmark_prints_json_for_config_lists(tmp_path):
         assert result["device"] == "cpu" and result["batch_size"] == 4
         assert result["step_time_s"]["mean"] > 0 and result["samples_per_s"] > 0
         assert result["peak_memory_mb"] > 0 and result["peak_memory_kind"] == "cpu_process_peak_rss"
+
+
+def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
+    """--repeats merges the rounds of each configuration; --reference_cyclegan adds the plain CycleGAN last."""
+    cfg = REPO / "bundles" / "cda_gan" / "configs"
+    sets = [[str(cfg / "train.yaml"), str(cfg / "variants" / "cyclegan.yaml"), str(cfg / "variants" / "tiny.yaml")]]
+    proc = run_python(
+        [
+            str(REPO / "scripts" / "benchmark.py"),
+            "--config_sets",
+            json.dumps(sets),
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+            "--repeats",
+            "2",
+            "--reference_cyclegan",
+            "{'channels': 1, 'image_size': 16, 'num_res_blocks': 1}",
+            "--bundle_root",
+            str(tmp_path / "bundle"),
+        ],
+        cwd=tmp_path,
+    )
+    printed = json.loads(proc.stdout[proc.stdout.index("[") :])
+    assert len(printed) == 2
+    project, reference = printed
+    assert project["config_file"] == sets[0] and reference["config_file"].startswith("reference:cyclegan")
+    for result in printed:
+        assert result["rounds"] == 2 and result["iterations"] == 4 and len(result["step_time_s"]["times"]) == 4
+        assert result["step_time_s"]["min"] <= result["step_time_s"]["mean"] and result["device_name"]
+        assert len(result["step_cpu_time_s"]["times"]) == 4 and result["step_cpu_time_s"]["mean"] > 0
+    assert reference["override"]["image_size"] == "16"
