@@ -8,6 +8,6 @@ verification, export). ``import common`` loads them all, so that bundle configs 
 
 __version__ = "0.1.0"
 
-from . import bundle, data, engines, handlers, losses, metrics, networks, transforms  # noqa: E402
+from . import bundle, data, engines, experiments, handlers, losses, metrics, networks, transforms  # noqa: E402
 
-__all__ = ["bundle", "data", "engines", "handlers", "losses", "metrics", "networks", "transforms"]
+__all__ = ["bundle", "data", "engines", "experiments", "handlers", "losses", "metrics", "networks", "transforms"]

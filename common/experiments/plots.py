@@ -1,0 +1,223 @@
+"""Plots of a grid's results, drawn with matplotlib's ``Agg`` canvas (no display needed).
+
+Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG through the Agg renderer), without
+``pyplot``: importing this module changes no global matplotlib state (back end, open figures).
+
+- ``bars_<metric>.png``: metric per data set and method, error bars = the grid's spread over seeds;
+- ``cd_<metric>_<blocks>.png``: critical-difference diagram of the Nemenyi test (Demšar 2006, Fig. 1): methods on
+  an average-rank axis, groups not significantly different joined by a bar, the CD drawn on top;
+- ``ratio_<metric>.png``: metric vs synthetic ratio or number of synthetic samples, one panel per data set, error
+  bars = standard error over seeds (CDA-GAN Table 7; Vu et al. Fig. 5);
+- ``tsne.png``: t-SNE of real vs synthetic images, colour = class, marker = real/synthetic (Han sec. 4.2.6).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from common.experiments.spec import GridSpec, slugify
+from common.handlers.utils import atomic_path
+
+__all__ = ["bar_plot", "cd_diagram", "ratio_plot", "tsne_plot", "write_plots"]
+
+
+def _save(fig, path: str | os.PathLike) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    return str(path)
+
+
+def bar_plot(
+    means: np.ndarray,
+    errs: np.ndarray,
+    datasets: Sequence[str],
+    methods: Sequence[str],
+    ylabel: str,
+    path: str | os.PathLike,
+    title: str = "",
+) -> str:
+    """Grouped bars: ``means``/``errs`` of shape ``(len(datasets), len(methods))`` (NaN = missing)."""
+    n_d, n_m = len(datasets), len(methods)
+    fig = Figure(figsize=(max(4.0, 1.0 + n_d * (0.35 * n_m + 0.6)), 3.6))
+    ax = fig.subplots()
+    width = 0.8 / n_m
+    x = np.arange(n_d)
+    for j, m in enumerate(methods):
+        ax.bar(x + (j - (n_m - 1) / 2) * width, np.nan_to_num(means[:, j]), width, yerr=np.nan_to_num(errs[:, j]),
+               capsize=2, label=m)  # fmt: skip
+    ax.set_xticks(x, datasets)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=max(1, n_m // 6), bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _save(fig, path)
+
+
+def _cliques(ranks: np.ndarray, cd: float) -> list[tuple[int, int]]:
+    """Maximal runs ``[i, j]`` of rank-sorted methods whose rank span is below ``cd`` (not significantly different)."""
+    order = np.sort(ranks)
+    spans = []
+    for i in range(len(order)):
+        j = i
+        while j + 1 < len(order) and order[j + 1] - order[i] < cd:
+            j += 1
+        if j > i and not any(a <= i and j <= b for a, b in spans):
+            spans.append((i, j))
+    return spans
+
+
+def cd_diagram(
+    methods: Sequence[str], average_ranks: Sequence[float], cd: float, path: str | os.PathLike, title: str = ""
+) -> str:
+    """Critical-difference diagram (Demšar 2006, Fig. 1): rank axis (1 = best, on the left), each method's average
+    rank with its name, the CD interval, and a thick bar joining each group of methods whose ranks differ by less
+    than ``cd``."""
+    ranks = np.asarray(average_ranks, dtype=float)
+    k = len(methods)
+    order = np.argsort(ranks, kind="stable")
+    half = (k + 1) // 2
+    height = 1.2 + 0.28 * max(half, k - half) + 0.15 * len(_cliques(ranks, cd))
+    fig = Figure(figsize=(7.0, height))
+    ax = fig.subplots()
+    lo, hi = 1, max(k, 2)
+    ax.set_xlim(lo - 0.6, hi + 0.6)
+    ax.set_ylim(-height, 0.9)
+    ax.axis("off")
+    ax.hlines(0, lo, hi, color="k", lw=1)
+    for r in range(lo, hi + 1):
+        ax.vlines(r, 0, 0.1, color="k", lw=1)
+        ax.text(r, 0.17, str(r), ha="center", va="bottom", fontsize=8)
+    if math.isfinite(cd):
+        ax.hlines(0.65, lo, lo + cd, color="k", lw=1.5)
+        ax.vlines([lo, lo + cd], 0.6, 0.7, color="k", lw=1.5)
+        ax.text(lo + cd / 2, 0.72, f"CD = {cd:.3f}", ha="center", va="bottom", fontsize=8)
+    for pos, idx in enumerate(order):
+        left = pos < half
+        row = pos if left else k - 1 - pos
+        y = -0.35 - 0.28 * row
+        x_text = lo - 0.5 if left else hi + 0.5
+        ax.plot([ranks[idx], ranks[idx], x_text], [0, y, y], color="k", lw=0.8)
+        ax.text(x_text, y, f"{methods[idx]} ({ranks[idx]:.2f})", ha="right" if left else "left", va="center",
+                fontsize=8)  # fmt: skip
+    sorted_ranks = ranks[order]
+    for n, (i, j) in enumerate(_cliques(ranks, cd)):
+        y = -0.12 - 0.1 * n
+        ax.hlines(y, sorted_ranks[i] - 0.03, sorted_ranks[j] + 0.03, color="tab:red", lw=3)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def ratio_plot(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[float, float, float]]]],
+    x_label: str,
+    ylabel: str,
+    path: str | os.PathLike,
+) -> str:
+    """Metric vs synthetic amount: ``panels[dataset][curve] = [(x, mean, err), ...]``, one panel per data set."""
+    n = max(1, len(panels))
+    fig = Figure(figsize=(3.6 * n, 3.0))
+    axes = fig.subplots(1, n, squeeze=False)
+    for ax, (dataset, curves) in zip(axes[0], panels.items()):
+        for curve, pts in curves.items():
+            pts = sorted(p for p in pts if math.isfinite(p[1]))
+            if pts:
+                xs, ys, es = zip(*pts)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=curve)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def tsne_plot(result: Mapping[str, Any], path: str | os.PathLike) -> str | None:
+    """Scatter of a :func:`common.metrics.embeddings.tsne_real_vs_synthetic` result: colour = class, circle = real,
+    cross = synthetic; the feature kind is in the title. Returns ``None`` for a result holding an ``error``."""
+    if "error" in result or not result.get("coords"):
+        return None
+    coords = np.asarray(result["coords"], dtype=float)
+    classes = [str(c) for c in result["classes"]]
+    sources = list(result["sources"])
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.subplots()
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ci, cls in enumerate(sorted(set(classes))):
+        for src, marker in (("real", "o"), ("synthetic", "x")):
+            sel = np.array([c == cls and s == src for c, s in zip(classes, sources)])
+            if sel.any():
+                ax.scatter(coords[sel, 0], coords[sel, 1], s=14, marker=marker, color=colours[ci % len(colours)],
+                           alpha=0.75, label=f"{src}, class {cls}")  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    info = result.get("tsne", {})
+    ax.set_title(
+        f"t-SNE (perplexity {info.get('perplexity', '?'):.3g}, {info.get('max_iter', '?')} it.)\n{result['features']}",
+        fontsize=7,
+    )
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def write_plots(
+    spec: GridSpec, rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any], folder: str | os.PathLike
+) -> dict[str, str]:
+    """All plots of a grid (see the module docstring) into ``folder``; returns the paths by name."""
+    from common.experiments.report import _metrics_of, _ratio_curves, aggregate
+
+    folder = Path(folder)
+    agg = aggregate(rows, spec.error)
+    sem = aggregate(rows, "sem")
+    datasets = [d.name for d in spec.datasets]
+    methods = [m.name for m in spec.methods]
+    written: dict[str, str] = {}
+    for metric in _metrics_of(spec, rows):
+        ms = spec.metric(metric)
+        means = np.array([[agg.get((d, m, metric), {}).get("mean", np.nan) for m in methods] for d in datasets])
+        if np.all(np.isnan(means)):
+            continue
+        errs = np.array([[agg.get((d, m, metric), {}).get("err", np.nan) for m in methods] for d in datasets])
+        slug = slugify(metric)
+        written[f"bars_{slug}"] = bar_plot(
+            means, errs, datasets, methods, ms.label, folder / f"bars_{slug}.png",
+            f"{spec.name}: {ms.label} (± {spec.error} over seeds)",
+        )  # fmt: skip
+        entry = statistics.get("metrics", {}).get(metric, {})
+        comparisons = {"all": entry.get("across_datasets")} if entry.get("across_datasets") else {}
+        comparisons.update({slugify(d): c for d, c in entry.get("per_dataset", {}).items()})
+        for blocks, c in comparisons.items():
+            if not c or "nemenyi" not in c:
+                continue
+            ne, fr = c["nemenyi"], c["friedman"]
+            title = (
+                f"{ms.label}, {'data sets' if blocks == 'all' else blocks + ' (seeds)'} as blocks: "
+                f"Friedman p = {fr['pvalue']:.3g}, N = {fr['n_blocks']}"
+            )
+            written[f"cd_{slug}_{blocks}"] = cd_diagram(
+                c["methods"], ne["average_ranks"], ne["critical_difference"], folder / f"cd_{slug}_{blocks}.png", title
+            )
+        if spec.ratio_plot:
+            panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+            for d in datasets:
+                for curve, x_of, base in _ratio_curves(spec):
+                    pts = []
+                    for meth, x in [*([(base, 0.0)] if base else []), *x_of.items()]:
+                        e = sem.get((d, meth, metric))
+                        if e is not None:
+                            pts.append((x, e["mean"], e["err"]))
+                    panels.setdefault(d, {})[curve] = pts
+            written[f"ratio_{slug}"] = ratio_plot(
+                panels, spec.ratio_plot.get("x_label", "synthetic ratio"), f"{ms.label} (± s.e.)",
+                folder / f"ratio_{slug}.png",
+            )  # fmt: skip
+    return written

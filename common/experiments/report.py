@@ -1,0 +1,355 @@
+"""Results of a grid: the CSV, the papers' tables, the Friedman/Nemenyi statistics and the plots.
+
+``results.csv`` is in long format, one row per (run, metric): ``dataset, method, seed, metric, value, status,
+run_dir, error``; a failed run has one row with an empty ``metric``/``value``, ``status = failed`` and its error.
+Long format keeps grids whose tasks report different metrics (classification and segmentation) in one file and
+reads directly into ``pandas.read_csv(...).pivot_table(...)``.
+
+``tables.md`` follows the papers' layout (CDA-GAN Tables 2, 3, 5, 6; GA-UNet Table III): rows are methods,
+columns data set x metric, cells ``mean ± err`` over seeds (``err``: standard deviation, standard error or 95 %
+t-interval half-width, the grid's ``error``), the best mean of each column in bold (lowest for lower-is-better
+metrics); with a ``ratio_plot``, a second table gives the metric against the synthetic ratio (CDA-GAN Table 7).
+
+``statistics.json``/``statistics.md``: per metric, the Friedman test and Nemenyi post-hoc test (paper 004 sec.
+3.4) (a) across data sets (blocks = data sets, values = means over seeds; Demšar 2006) and (b) within each data
+set (blocks = seeds: runs with the same seed share data split and initialisation), the direction matrix and
+scores of paper 004 Table 3 and the per-data-set score table of its Table 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from common.experiments.spec import GridSpec, parse_grid
+from common.handlers.utils import atomic_path, atomic_write_json
+from common.metrics.statistics import compare_methods
+
+__all__ = [
+    "CSV_FIELDS",
+    "aggregate",
+    "build_reports",
+    "markdown_tables",
+    "read_results_csv",
+    "statistics_report",
+    "write_grid_snapshot",
+    "write_results_csv",
+    "write_text_atomic",
+]
+
+CSV_FIELDS = ["dataset", "method", "seed", "metric", "value", "status", "run_dir", "error"]
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
+def write_grid_snapshot(spec: GridSpec, output_dir: str | os.PathLike) -> None:
+    """Stores the grid (as parsed) in ``<output_dir>/grid.json`` so that reports can be rebuilt from the CSV."""
+    atomic_write_json(spec.to_dict(), Path(output_dir) / "grid.json")
+
+
+def _spec_from_snapshot(output_dir: Path) -> GridSpec:
+    path = output_dir / "grid.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; is {output_dir} the output_dir of a grid run?")
+    d = json.loads(path.read_text())
+    raw = {
+        k: d[k]
+        for k in (
+            "name", "seeds", "common_variants", "overrides", "vars", "train_config", "evaluate_config",
+            "metrics_file", "error", "alpha", "digits", "timeout_s", "env", "tsne", "ratio_plot",
+        )
+        if d.get(k) is not None
+    }  # fmt: skip
+    raw.update(output_dir=d["output_dir"], bundle=d["bundle"])
+    raw["datasets"] = [{k: v for k, v in x.items() if k != "slug" and v is not None} for x in d["datasets"]]
+    raw["methods"] = [{k: v for k, v in x.items() if k != "slug" and v is not None} for x in d["methods"]]
+    raw["metrics"] = d["metrics"]
+    raw["generators"] = {n: {k: v for k, v in g.items() if k != "name"} for n, g in d["generators"].items()}
+    return parse_grid(raw, source=str(path))
+
+
+def write_results_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """Writes run records (``run.json`` contents) as the long-format CSV (see the module docstring)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        base = {
+            "dataset": r.get("dataset"),
+            "method": r.get("method"),
+            "seed": r.get("seed"),
+            "status": r.get("status"),
+            "run_dir": r.get("run_dir"),
+        }
+        metrics = r.get("metrics") or {}
+        if r.get("status") == "ok" and metrics:
+            for k, v in metrics.items():
+                writer.writerow({**base, "metric": k, "value": repr(float(v)), "error": ""})
+        else:
+            writer.writerow({**base, "metric": "", "value": "", "error": (r.get("error") or "").strip()})
+    write_text_atomic(buf.getvalue(), path)
+
+
+def read_results_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Reads ``results.csv``; ``seed`` becomes an int and ``value`` a float (NaN when empty)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"] = int(r["seed"]) if r.get("seed") not in (None, "") else None
+        r["value"] = float(r["value"]) if r.get("value") not in (None, "") else float("nan")
+    return rows
+
+
+def _err(values: np.ndarray, kind: str) -> float:
+    n = len(values)
+    if n < 2:
+        return 0.0
+    sd = float(np.std(values, ddof=1))
+    if kind == "std":
+        return sd
+    sem = sd / math.sqrt(n)
+    return sem if kind == "sem" else float(stats.t.ppf(0.975, n - 1) * sem)
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]], error: str = "std") -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Mean and spread over seeds of every (data set, method, metric) of the ``ok`` rows.
+
+    Returns:
+        ``{(dataset, method, metric): {"mean", "err", "n", "values": {seed: value}}}``.
+    """
+    groups: dict[tuple[str, str, str], dict[int, float]] = {}
+    for r in rows:
+        if r.get("status") != "ok" or not r.get("metric") or not math.isfinite(r["value"]):
+            continue
+        groups.setdefault((r["dataset"], r["method"], r["metric"]), {})[r["seed"]] = r["value"]
+    out = {}
+    for key, by_seed in groups.items():
+        vals = np.array(list(by_seed.values()), dtype=float)
+        out[key] = {"mean": float(vals.mean()), "err": _err(vals, error), "n": len(vals), "values": by_seed}
+    return out
+
+
+def _metrics_of(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    if spec.metrics:
+        return [m.name for m in spec.metrics]
+    seen: list[str] = []
+    for r in rows:
+        if r.get("metric") and r["metric"] not in seen:
+            seen.append(r["metric"])
+    return seen
+
+
+def _best(values: Mapping[str, float], higher_is_better: bool) -> set[str]:
+    finite = {k: v for k, v in values.items() if math.isfinite(v)}
+    if not finite:
+        return set()
+    target = max(finite.values()) if higher_is_better else min(finite.values())
+    return {k for k, v in finite.items() if math.isclose(v, target, rel_tol=1e-12, abs_tol=1e-15)}
+
+
+def _cell(entry: Mapping[str, Any] | None, digits: int, bold: bool, n_seeds: int) -> str:
+    if entry is None:
+        return "–"
+    text = f"{entry['mean']:.{digits}f} ± {entry['err']:.{digits}f}"
+    if bold:
+        text = f"**{text}**"
+    if entry["n"] < n_seeds:
+        text += f" (n={entry['n']})"
+    return text
+
+
+_ERR_NAMES = {"std": "standard deviation", "sem": "standard error", "ci95": "95 % confidence interval (t)"}
+
+
+def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The papers' tables as Markdown (see the module docstring)."""
+    agg = aggregate(rows, spec.error)
+    metrics = _metrics_of(spec, rows)
+    datasets = [d.name for d in spec.datasets]
+    methods = [m.name for m in spec.methods]
+    n_seeds = len(spec.seeds)
+    lines = [
+        f"# {spec.name}",
+        "",
+        f"Mean ± {_ERR_NAMES[spec.error]} over seeds {spec.seeds}; best mean per column in bold "
+        "(lowest for "
+        + (", ".join(spec.metric(m).label for m in metrics if not spec.metric(m).higher_is_better) or "none")
+        + "); `(n=k)`: only k runs succeeded; `–`: no result.",
+        "",
+        "| Method | " + " | ".join(f"{d}: {spec.metric(m).label}" for d in datasets for m in metrics) + " |",
+        "|---|" + "---|" * (len(datasets) * len(metrics)),
+    ]
+    best = {
+        (d, m): _best(
+            {meth: agg[(d, meth, m)]["mean"] for meth in methods if (d, meth, m) in agg},
+            spec.metric(m).higher_is_better,
+        )
+        for d in datasets
+        for m in metrics
+    }
+    for meth in methods:
+        cells = [
+            _cell(agg.get((d, meth, m)), spec.digits, meth in best[(d, m)], n_seeds) for d in datasets for m in metrics
+        ]
+        lines.append(f"| {meth} | " + " | ".join(cells) + " |")
+    if spec.ratio_plot:
+        lines += ["", f"## {spec.metric(metrics[0]).label if len(metrics) == 1 else 'Metrics'} vs synthetic amount", ""]
+        x_label = spec.ratio_plot.get("x_label", "x")
+        lines.append(
+            f"| Curve | {x_label} | "
+            + " | ".join(f"{d}: {spec.metric(m).label}" for d in datasets for m in metrics)
+            + " |"
+        )
+        lines.append("|---|---|" + "---|" * (len(datasets) * len(metrics)))
+        for curve, x_of, _ in _ratio_curves(spec):
+            for meth, x in sorted(x_of.items(), key=lambda kv: kv[1]):
+                cells = [_cell(agg.get((d, meth, m)), spec.digits, False, n_seeds) for d in datasets for m in metrics]
+                lines.append(f"| {curve} | {x:g} | " + " | ".join(cells) + " |")
+    failed = [r for r in rows if r.get("status") == "failed"]
+    if failed:
+        lines += ["", "## Failed runs", ""]
+        for r in failed:
+            first = (r.get("error") or "").strip().splitlines()
+            lines.append(
+                f"- {r['dataset']} | {r['method']} | seed {r['seed']}: {first[0] if first else 'no error text'}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _ratio_curves(spec: GridSpec) -> list[tuple[str, dict[str, float], str | None]]:
+    rp = spec.ratio_plot or {}
+    base = rp.get("baseline")
+    return [(str(c), {m: float(x) for m, x in pts.items()}, base) for c, pts in (rp.get("curves") or {}).items()]
+
+
+def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Friedman + Nemenyi per metric, across data sets and within each data set (see the module docstring).
+
+    Returns:
+        ``(json_dict, markdown)``.
+    """
+    agg = aggregate(rows, spec.error)
+    methods = [m.name for m in spec.methods]
+    datasets = [d.name for d in spec.datasets]
+    result: dict[str, Any] = {"alpha": spec.alpha, "methods": methods, "datasets": datasets, "metrics": {}}
+    md = [
+        f"# Statistics: {spec.name}",
+        "",
+        "Friedman test and Nemenyi post-hoc test (Demšar 2006; Vu et al. sec. 3.4).",
+    ]
+    md.append(f"Average rank 1 = best; alpha = {spec.alpha}. Directions: + row ranks significantly better, - worse.")
+    for metric in _metrics_of(spec, rows):
+        ms = spec.metric(metric)
+        entry: dict[str, Any] = {"label": ms.label, "higher_is_better": ms.higher_is_better, "per_dataset": {}}
+        md += ["", f"## {ms.label} ({'higher' if ms.higher_is_better else 'lower'} is better)"]
+        if len(datasets) >= 2:
+            table = {m: {d: agg[(d, m, metric)]["mean"] for d in datasets if (d, m, metric) in agg} for m in methods}
+            entry["across_datasets"] = compare_methods(table, ms.higher_is_better, spec.alpha)
+            md += ["", "### Across data sets (blocks = data sets, values = means over seeds)", ""]
+            md += _comparison_md(entry["across_datasets"])
+        for d in datasets:
+            table = {m: dict(agg.get((d, m, metric), {}).get("values", {})) for m in methods}
+            if len(spec.seeds) >= 2:
+                entry["per_dataset"][d] = compare_methods(table, ms.higher_is_better, spec.alpha)
+                md += ["", f"### {d} (blocks = seeds)", ""]
+                md += _comparison_md(entry["per_dataset"][d])
+        if entry["per_dataset"]:
+            md += ["", f"### Nemenyi scores per data set ({ms.label}; Vu et al. Table 2 layout)", ""]
+            md.append("| Method | " + " | ".join(entry["per_dataset"]) + " |")
+            md.append("|---|" + "---|" * len(entry["per_dataset"]))
+            for i, m in enumerate(methods):
+                cells = [
+                    str(c["nemenyi"]["scores"][c["methods"].index(m)]) if "nemenyi" in c else "–"
+                    for c in entry["per_dataset"].values()
+                ]
+                md.append(f"| {m} | " + " | ".join(cells) + " |")
+        result["metrics"][metric] = entry
+    return result, "\n".join(md) + "\n"
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else (f"{x:.3g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
+
+
+def _comparison_md(c: Mapping[str, Any]) -> list[str]:
+    if "error" in c:
+        return [f"Not computed: {c['error']}."]
+    fr, ne = c["friedman"], c["nemenyi"]
+    lines = [
+        f"Friedman chi2 = {_fmt(fr['statistic'])}, p = {_fmt(fr['pvalue'])} (k = {fr['n_methods']}, "
+        f"N = {fr['n_blocks']}); Iman-Davenport F = {_fmt(fr['iman_davenport'])}, p = "
+        f"{_fmt(fr['iman_davenport_pvalue'])}. Nemenyi CD = {_fmt(ne['critical_difference'])} "
+        f"(q_alpha = {_fmt(ne['q_alpha'])}).",
+    ]
+    if c.get("dropped_blocks"):
+        lines.append(f"Blocks without a value for every method, left out: {c['dropped_blocks']}.")
+    methods = c["methods"]
+    lines += [
+        "",
+        "| Method | avg. rank | " + " | ".join(methods) + " | Score |",
+        "|---|---|" + "---|" * (len(methods) + 1),
+    ]
+    sym = {1: "+", -1: "−", 0: "0"}
+    for i, m in enumerate(methods):
+        dirs = [sym[d] if i != j else "·" for j, d in enumerate(ne["directions"][i])]
+        lines.append(f"| {m} | {ne['average_ranks'][i]:.3f} | " + " | ".join(dirs) + f" | {ne['scores'][i]} |")
+    lines += [
+        "",
+        "Pairwise Nemenyi p-values:",
+        "",
+        "| | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for i, m in enumerate(methods):
+        lines.append(f"| {m} | " + " | ".join(_fmt(p) for p in ne["pvalues"][i]) + " |")
+    return lines
+
+
+def build_reports(
+    output_dir: str | os.PathLike, spec: GridSpec | None = None, log: Callable[[str], None] = print
+) -> dict[str, str]:
+    """(Re)builds ``tables.md``, ``statistics.md/.json`` and ``plots/*.png`` from ``<output_dir>/results.csv``.
+
+    Args:
+        output_dir: the grid's output folder (holding ``results.csv`` and ``grid.json``).
+        spec: the grid; read from ``grid.json`` when ``None``.
+        log: where progress lines go.
+
+    Returns:
+        the paths written, by name.
+    """
+    from common.experiments import plots
+
+    out = Path(output_dir)
+    spec = spec or _spec_from_snapshot(out)
+    csv_path = out / "results.csv"
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path} is missing: run the grid first.")
+    rows = read_results_csv(csv_path)
+    written = {"results": str(csv_path)}
+    write_text_atomic(markdown_tables(spec, rows), out / "tables.md")
+    written["tables"] = str(out / "tables.md")
+    stats_json, stats_md = statistics_report(spec, rows)
+    atomic_write_json(stats_json, out / "statistics.json")
+    write_text_atomic(stats_md, out / "statistics.md")
+    written.update(statistics=str(out / "statistics.md"), statistics_json=str(out / "statistics.json"))
+    written.update(plots.write_plots(spec, rows, stats_json, out / "plots"))
+    tsne_json = out / "tsne.json"
+    if tsne_json.is_file():
+        written["tsne_plot"] = plots.tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")
+    log(f"reports written to {out} ({len(written)} files)")
+    return written

@@ -1,0 +1,398 @@
+"""Runs an experiment grid: generator bundles first, then one downstream run per (data set, method, seed).
+
+A run is two MONAI bundle commands in a subprocess (so a crash or leak of one run cannot touch the others)::
+
+    python -m monai.bundle run training   --config_file "[<bundle>/configs/train.yaml, <variants>..., overrides.yaml]"
+        --ckpt_dir <run>/models --output_dir <run>/eval --seed <seed>
+    python -m monai.bundle run evaluating --config_file "[<bundle>/configs/evaluate.yaml, ..., overrides.yaml]" ...
+
+Variants are merged in the order: the grid's ``common_variants``, the data set's, the method's. The config ids
+of the grid's ``overrides``, then the data set's, then the method's (later wins; ``dataset_dir`` defaults to
+``<output_dir>/data/<dataset>``) are written, with ``${...}`` references resolved, to ``<run>/overrides.yaml``,
+the last file of the list: YAML keeps their types exactly (a dict, ``null``), which command-line values do not.
+Each run's folder holds ``models/``, ``eval/`` (with the bundle's ``metrics.json``), ``logs/<command>.log`` and
+``run.json`` (status, commands, metrics or error).
+
+Resume: a run whose ``run.json`` says ``ok`` with the same commands and overrides (a fingerprint) is skipped; a
+finished ``training`` step (``train.json``) is not repeated when only ``evaluating`` is missing; generators
+likewise. A failed run is recorded with its error (and retried on the next invocation); the grid goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.experiments.spec import GeneratorSpec, GridSpec, resolve_refs
+from common.handlers.utils import atomic_path, atomic_write_json
+
+__all__ = ["GridRunner", "RunPlan", "read_metrics", "variant_path"]
+
+logger = logging.getLogger("common.experiments")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def variant_path(bundle: str, variant: str) -> str:
+    """A variant file name resolves to ``<bundle>/configs/variants/<name>``; a path (with ``/``) is kept."""
+    if os.path.isabs(variant) or "/" in variant or os.sep in variant:
+        return str(Path(variant).expanduser().resolve())
+    return str(Path(bundle) / "configs" / "variants" / variant)
+
+
+def _cli_list(files: list[str]) -> str:
+    return "[" + ",".join(f"'{f}'" for f in files) + "]"
+
+
+def _flatten_numeric(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            if math.isfinite(float(v)):
+                out[key] = float(v)
+        elif isinstance(v, Mapping):
+            out.update(_flatten_numeric(v, key + "/"))
+    return out
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """The numeric values of a bundle's metrics JSON (a flat object; nested objects give ``a/b`` keys).
+
+    Raises:
+        FileNotFoundError, ValueError: when the file is missing, not JSON, or holds no number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} was not written by the evaluating workflow.")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+    metrics = _flatten_numeric(data)
+    if not metrics:
+        raise ValueError(f"{path} holds no numeric metric.")
+    return metrics
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@dataclass
+class RunPlan:
+    """One downstream run (data set, method, seed), or one generator instance (``kind == "generator"``)."""
+
+    kind: str
+    name: str
+    run_dir: Path
+    steps: list[tuple[str, list[str]]]  # (workflow id, config files without overrides.yaml)
+    overrides: dict[str, Any] | None
+    seed: int
+    dataset: str | None = None
+    method: str | None = None
+    error: str | None = None  # why the plan could not be made (e.g. a failed generator)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.run_dir / "overrides.yaml"
+
+    def command(self, workflow: str, files: list[str], python: str = sys.executable) -> list[str]:
+        return [
+            python, "-m", "monai.bundle", "run", workflow,
+            "--config_file", _cli_list([*files, str(self.overrides_file)]),
+            "--ckpt_dir", str(self.run_dir / "models"),
+            "--output_dir", str(self.run_dir / "eval"),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+
+    def fingerprint(self, step: int | None = None) -> str:
+        steps = self.steps if step is None else self.steps[: step + 1]
+        return _fingerprint({"steps": steps, "overrides": self.overrides, "seed": self.seed})
+
+
+class GridRunner:
+    """Runs a :class:`~common.experiments.spec.GridSpec` and writes its results and reports.
+
+    Args:
+        spec: the parsed grid.
+        python: interpreter of the bundle subprocesses.
+        dry_run: print the commands, run nothing.
+        force: re-run runs that are already complete.
+        log: where progress lines go.
+    """
+
+    def __init__(
+        self,
+        spec: GridSpec,
+        python: str = sys.executable,
+        dry_run: bool = False,
+        force: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.spec = spec
+        self.python = python
+        self.dry_run = dry_run
+        self.force = force
+        self.log = log
+        self.out = Path(spec.output_dir)
+        self.generator_outputs: dict[tuple[str, str | None], dict[str, str] | Exception] = {}
+
+    # ---- planning
+    def dataset_dir(self, dataset_slug: str) -> str:
+        return str(self.out / "data" / dataset_slug)
+
+    def _context(self, dataset=None, seed: int = 0, run_dir: Path | None = None) -> dict[str, Any]:
+        variables = dict(self.spec.vars)
+        ctx: dict[str, Any] = {"output_dir": str(self.out), "seed": seed, "run_dir": str(run_dir or "")}
+        if dataset is not None:
+            variables.update(dataset.vars)
+            ctx.update(dataset=dataset.slug, dataset_dir=self.dataset_dir(dataset.slug))
+            gens = {}
+            for name, g in self.spec.generators.items():
+                key = (name, dataset.slug if g.per_dataset else None)
+                gens[name] = self.generator_outputs.get(key, RuntimeError(f"generator {name} has not run"))
+            ctx["generators"] = gens
+        ctx["vars"] = resolve_refs(variables, {k: v for k, v in ctx.items() if k != "vars"})
+        return ctx
+
+    def generator_plans(self) -> list[RunPlan]:
+        plans = []
+        for g in self.spec.generators.values():
+            for dataset in self.spec.datasets if g.per_dataset else [None]:
+                run_dir = self.out / "generators" / g.name / (dataset.slug if dataset else "")
+                plans.append(self._generator_plan(g, dataset, run_dir))
+        return plans
+
+    def _generator_plan(self, g: GeneratorSpec, dataset, run_dir: Path) -> RunPlan:
+        variants = [variant_path(g.bundle, v) for v in g.variants]
+        steps = [
+            ("training", [str(Path(g.bundle) / g.train_config), *variants]),
+            ("inference", [str(Path(g.bundle) / g.inference_config), *variants]),
+        ]
+        ctx = self._context(dataset, g.seed, run_dir)
+        ctx.pop("generators", None)
+        plan = RunPlan("generator", g.name, run_dir.resolve(), steps, None, g.seed, dataset.name if dataset else None)
+        try:
+            plan.overrides = resolve_refs(g.overrides, ctx)
+        except (KeyError, RuntimeError) as e:
+            plan.error = f"{self.spec.source}: generator {g.name}: {e}"
+        eval_dir = plan.run_dir / "eval"
+        plan.outputs = {"ckpt_dir": str(plan.run_dir / "models"), "output_dir": str(eval_dir)}
+        plan.outputs.update({k: str(eval_dir / v) for k, v in g.outputs.items()})
+        return plan
+
+    def run_plans(self) -> list[RunPlan]:
+        spec = self.spec
+        plans = []
+        for dataset in spec.datasets:
+            for method in spec.methods:
+                bundle = method.bundle or dataset.bundle or spec.bundle
+                variants = [
+                    variant_path(bundle, v) for v in [*spec.common_variants, *dataset.variants, *method.variants]
+                ]
+                steps = [
+                    ("training", [str(Path(bundle) / spec.train_config), *variants]),
+                    ("evaluating", [str(Path(bundle) / spec.evaluate_config), *variants]),
+                ]
+                for seed in spec.seeds:
+                    run_dir = (self.out / "runs" / dataset.slug / method.slug / f"seed{seed}").resolve()
+                    plan = RunPlan("run", method.name, run_dir, steps, None, seed, dataset.name, method.name)
+                    merged = {
+                        "dataset_dir": "${dataset_dir}",
+                        **spec.overrides,
+                        **dataset.overrides,
+                        **method.overrides,
+                    }
+                    try:
+                        plan.overrides = resolve_refs(merged, self._context(dataset, seed, run_dir))
+                    except (KeyError, RuntimeError) as e:
+                        plan.error = str(e)
+                    plans.append(plan)
+        return plans
+
+    # ---- execution
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.spec.env)
+        return env
+
+    def _run_step(self, plan: RunPlan, workflow: str, files: list[str]) -> None:
+        cmd = plan.command(workflow, files, self.python)
+        log_path = plan.run_dir / "logs" / f"{workflow}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        with open(log_path, "w") as logf:
+            logf.write(" ".join(cmd) + "\n\n")
+            logf.flush()
+            try:
+                proc = subprocess.run(
+                    cmd, stdout=logf, stderr=subprocess.STDOUT, env=self._env(), timeout=self.spec.timeout_s
+                )
+                rc = proc.returncode
+            except subprocess.TimeoutExpired:
+                rc = None
+        if rc != 0:
+            tail = log_path.read_text()[-3000:]
+            why = f"timed out after {self.spec.timeout_s} s" if rc is None else f"exit code {rc}"
+            raise RuntimeError(f"`{workflow}` failed ({why}); log {log_path}:\n{tail}")
+        self.log(f"    {workflow} done in {time.time() - start:.1f} s")
+
+    def _execute(self, plan: RunPlan, check: Callable[[RunPlan], dict[str, Any]]) -> dict[str, Any]:
+        """Runs the steps of ``plan`` unless complete; returns its ``run.json`` record."""
+        status_path = plan.run_dir / "run.json"
+        fingerprint = plan.fingerprint()
+        record: dict[str, Any] = {
+            "kind": plan.kind,
+            "name": plan.name,
+            "dataset": plan.dataset,
+            "method": plan.method,
+            "seed": plan.seed,
+            "run_dir": str(plan.run_dir),
+            "fingerprint": fingerprint,
+            "overrides": plan.overrides,
+        }
+        old = _read_json(status_path)
+        if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
+            try:
+                check(plan)
+                self.log(f"  skip (complete): {plan.run_dir}")
+                return old
+            except (OSError, ValueError):
+                pass  # outputs gone: run again
+        if plan.error is not None:
+            record.update(status="failed", error=plan.error)
+            self.log(f"  FAILED before start: {plan.error}")
+            if not self.dry_run:
+                atomic_write_json(record, status_path)
+            return record
+        record["commands"] = [" ".join(plan.command(w, f, self.python)) for w, f in plan.steps]
+        if self.dry_run:
+            for c in record["commands"]:
+                self.log(f"  {c}")
+            return {**record, "status": "dry_run"}
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(plan.overrides_file) as tmp:
+            with open(tmp, "w") as f:
+                yaml.safe_dump(plan.overrides or {}, f, sort_keys=False)
+        start = time.time()
+        try:
+            for i, (workflow, files) in enumerate(plan.steps):
+                marker = plan.run_dir / f"{workflow}.done.json"
+                step_fp = plan.fingerprint(i)
+                done = _read_json(marker)
+                if not self.force and done and done.get("fingerprint") == step_fp and i < len(plan.steps) - 1:
+                    self.log(f"    {workflow}: already done")
+                    continue
+                self._run_step(plan, workflow, files)
+                atomic_write_json({"fingerprint": step_fp, "finished": time.time()}, marker)
+            record.update(check(plan))
+            record["status"] = "ok"
+        except Exception as e:  # noqa: BLE001 - any failure is recorded and the grid goes on
+            record.update(status="failed", error=str(e))
+            self.log(f"  FAILED: {str(e).splitlines()[0]}")
+        record["duration_s"] = round(time.time() - start, 2)
+        atomic_write_json(record, status_path)
+        return record
+
+    def write_tsne(self) -> dict[str, Any]:
+        """t-SNE of real vs synthetic images (Han sec. 4.2.6) from the grid's ``tsne`` entry, written to
+        ``<output_dir>/tsne.json``; an error is recorded there instead of stopping the grid.
+
+        ``tsne`` keys: ``generator`` (its ``synthetic_datalist``) or ``synthetic_datalist``; ``real_datalist``
+        (default ``${dataset_dir}/datalist.json``); ``dataset`` (default the first); and the keyword arguments of
+        :func:`common.metrics.embeddings.tsne_real_vs_synthetic` (``per_class``, ``perplexity``, ``max_iter``,
+        ``features``, ``spatial_size``, ``channels``, ``class_key``, ``real_section``, ``synthetic_section``).
+        """
+        from common.metrics.embeddings import tsne_real_vs_synthetic
+
+        cfg = dict(self.spec.tsne or {})
+        names = {d.name: d for d in self.spec.datasets}
+        dataset = names.get(cfg.pop("dataset", None), self.spec.datasets[0])
+        gen = cfg.pop("generator", None)
+        cfg.setdefault("real_datalist", "${dataset_dir}/datalist.json")
+        if gen is not None:
+            cfg.setdefault("synthetic_datalist", f"${{generators.{gen}.synthetic_datalist}}")
+        path = self.out / "tsne.json"
+        try:
+            kwargs = resolve_refs(cfg, self._context(dataset, 0, self.out))
+            result = tsne_real_vs_synthetic(**kwargs)
+            result["dataset"] = dataset.name
+            self.log(f"t-SNE of {len(result['coords'])} images ({result['features']})")
+        except Exception as e:  # noqa: BLE001 - reported, the grid goes on
+            result = {"error": str(e), "dataset": dataset.name}
+            self.log(f"t-SNE FAILED: {e}")
+        atomic_write_json(result, path)
+        return result
+
+    def _check_generator(self, plan: RunPlan) -> dict[str, Any]:
+        missing = [p for k, p in plan.outputs.items() if k not in ("ckpt_dir", "output_dir") and not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"generator {plan.name} did not write {missing}")
+        return {"outputs": plan.outputs}
+
+    def _check_run(self, plan: RunPlan) -> dict[str, Any]:
+        return {"metrics": read_metrics(plan.run_dir / "eval" / self.spec.metrics_file)}
+
+    def run(self) -> list[dict[str, Any]]:
+        """Runs generators, then every run, writing ``results.csv`` after each run and the reports at the end.
+
+        Returns:
+            the ``run.json`` records of the downstream runs.
+        """
+        from common.experiments.report import build_reports, write_grid_snapshot, write_results_csv
+
+        spec = self.spec
+        if not self.dry_run:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_grid_snapshot(spec, self.out)
+        gplans = self.generator_plans()
+        for plan in gplans:
+            self.log(f"generator {plan.name}" + (f" on {plan.dataset}" if plan.dataset else ""))
+            rec = self._execute(plan, self._check_generator)
+            key = (plan.name, Path(plan.run_dir).name if plan.dataset else None)
+            if rec.get("status") in ("ok", "dry_run"):
+                self.generator_outputs[key] = plan.outputs
+            else:
+                self.generator_outputs[key] = RuntimeError(f"generator {plan.name} failed: {rec.get('error')}")
+        if spec.tsne and not self.dry_run:
+            self.write_tsne()
+        plans = self.run_plans()
+        records = []
+        for n, plan in enumerate(plans, 1):
+            self.log(f"[{n}/{len(plans)}] {plan.dataset} | {plan.method} | seed {plan.seed}")
+            records.append(self._execute(plan, self._check_run))
+            if not self.dry_run:
+                write_results_csv(records, self.out / "results.csv")
+        if not self.dry_run:
+            build_reports(self.out, spec=spec, log=self.log)
+        failed = [r for r in records if r.get("status") == "failed"]
+        self.log(f"{len(records) - len(failed)} runs ok, {len(failed)} failed; results in {self.out}")
+        return records

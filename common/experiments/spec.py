@@ -1,0 +1,495 @@
+"""Experiment grids: a YAML file naming data sets x methods x seeds of a downstream bundle, optional generator
+bundles whose outputs the methods use, and what to report.
+
+The grids reproduce the papers' comparison tables: CDA-GAN (paper 000) Tables 2, 3, 5, 6 (methods x data sets,
+ACC/AUC/Recall/F1 and Dice/Sens/HD95/mIoU) and Table 7 (metric vs synthetic ratio 20-100 %); GA-UNet (paper 002)
+Table III (classifiers with/without augmentation, mean and 95 % confidence interval); Vu et al. (paper 004)
+Fig. 5 (metric vs number of synthetic samples) and Tables 2-3 (Friedman + Nemenyi, sec. 3.4); Han (paper 003)
+Table 2 and the t-SNE of sec. 4.2.6.
+
+Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
+
+    name: phantom_classification
+    output_dir: outputs/experiments/phantom_classification    # relative to the working folder (or `root`)
+    bundle: bundles/classification          # downstream bundle; a method or data set may name its own
+    train_config: configs/train.yaml        # default
+    evaluate_config: configs/evaluate.yaml  # default
+    metrics_file: metrics.json              # written by `evaluating` under the run's output_dir
+    seeds: [0, 1]
+    common_variants: [tiny.yaml]            # file names under <bundle>/configs/variants, or paths
+    overrides: {max_epochs: 2}              # config ids set for every run
+    vars: {phantom_args: {...}}             # values for ${vars.<key>}; a data set may add/replace its own
+    metrics: [acc, auc, {name: hd95, higher_is_better: false, label: HD95}]
+    error: std                              # std | sem | ci95: the "±" of the tables
+    alpha: 0.05                             # Nemenyi significance level
+    datasets:
+      - {name: Phantom, overrides: {...}}
+      - {name: Phantom_s, variants: [small.yaml]}
+    methods:
+      - {name: w/o DA}
+      - {name: Mixup, variants: [mixup.yaml]}
+      - name: CDA-GAN 40%
+        variants: [synthetic.yaml]
+        overrides: {synthetic_datalist: '${generators.cda_gan.synthetic_datalist}', synthetic_ratio: 0.4}
+    generators:
+      cda_gan:
+        bundle: bundles/cda_gan
+        variants: [tiny.yaml]
+        overrides: {dataset_dir: '${dataset_dir}'}
+        per_dataset: true                   # one generator per data set (trained on that data set)
+        seed: 0
+        outputs: {synthetic_datalist: cross_domain/synthetic_datalist.json}   # defaults known per bundle
+    tsne: {generator: cda_gan, real_datalist: '${dataset_dir}/datalist.json', dataset: Phantom, per_class: 300}
+    ratio_plot:
+      x_label: synthetic ratio (%)
+      baseline: w/o DA                      # drawn at x = 0 (optional)
+      curves: {CDA-GAN: {CDA-GAN 20%: 20, CDA-GAN 40%: 40}}
+
+Substitutions: a string value ``${key}`` is replaced by the value of ``key`` (keeping its type when the string is
+only the reference), with keys ``output_dir`` (absolute), ``dataset`` (the data set's folder name),
+``dataset_dir`` (``<output_dir>/data/<dataset>``, the default ``dataset_dir`` override of every run, so data
+sets with different phantom arguments never share a folder), ``seed``, ``run_dir``, ``vars.<key>`` and
+``generators.<name>.<output>`` (``ckpt_dir``, ``output_dir`` and the ``outputs`` of the generator).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "DatasetSpec",
+    "GeneratorSpec",
+    "GridError",
+    "GridSpec",
+    "KNOWN_GENERATOR_OUTPUTS",
+    "MethodSpec",
+    "MetricSpec",
+    "default_higher_is_better",
+    "load_grid",
+    "parse_grid",
+    "resolve_refs",
+    "slugify",
+]
+
+KNOWN_GENERATOR_OUTPUTS: dict[str, dict[str, str]] = {
+    # CrossDomainSynthesis (common/engines/cross_domain.py) under inference.yaml's synthetic_dir
+    "cda_gan": {
+        "synthetic_datalist": "cross_domain/synthetic_datalist.json",  # Algorithm 2
+        "enhanced_datalist": "cross_domain/enhanced_datalist.json",  # Algorithm 3
+    },
+    # SyntheticDatalistWriter under inference.yaml's synthetic_dir
+    "dcgan_wgan": {"synthetic_datalist": "synthetic/datalist.json"},
+}
+"""Outputs of the project's generator bundles, relative to their inference ``output_dir``."""
+
+_LOWER_IS_BETTER = ("hd95", "hd", "asd", "assd", "fid", "kid", "mmd", "loss", "error", "fpr", "fnr")
+
+_REF = re.compile(r"\$\{([^{}]+)\}")
+
+
+def default_higher_is_better(metric: str) -> bool:
+    """``False`` for distance/error metrics (HD95, FID, KID, losses), ``True`` otherwise."""
+    name = metric.lower()
+    return not any(name == k or name.startswith(k + "_") or name.endswith("_" + k) for k in _LOWER_IS_BETTER)
+
+
+def slugify(name: str) -> str:
+    """A folder name for a data set or method name: ``"CDA-GAN 40%"`` -> ``"cda-gan_40pct"``."""
+    s = name.strip().replace("%", "pct").replace("/", "_")
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_.").lower()
+    if not s:
+        raise ValueError(f"name {name!r} gives an empty folder name.")
+    return s
+
+
+@dataclass
+class MetricSpec:
+    """A reported metric: key in ``metrics.json``, column label, ranking direction."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+
+
+@dataclass
+class DatasetSpec:
+    """A data set column group: config variants and overrides applied to every run on it."""
+
+    name: str
+    slug: str
+    variants: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    bundle: str | None = None
+
+
+@dataclass
+class MethodSpec:
+    """A table row: config variants and overrides of the downstream bundle."""
+
+    name: str
+    slug: str
+    variants: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    bundle: str | None = None
+
+
+@dataclass
+class GeneratorSpec:
+    """A generator bundle run (``training`` then ``inference``) whose outputs methods refer to."""
+
+    name: str
+    bundle: str
+    variants: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    per_dataset: bool = False
+    seed: int = 0
+    train_config: str = "configs/train.yaml"
+    inference_config: str = "configs/inference.yaml"
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GridSpec:
+    """A parsed and validated experiment grid (see the module docstring for the YAML)."""
+
+    name: str
+    output_dir: str
+    bundle: str | None
+    seeds: list[int]
+    datasets: list[DatasetSpec]
+    methods: list[MethodSpec]
+    metrics: list[MetricSpec]
+    generators: dict[str, GeneratorSpec] = field(default_factory=dict)
+    common_variants: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    train_config: str = "configs/train.yaml"
+    evaluate_config: str = "configs/evaluate.yaml"
+    metrics_file: str = "metrics.json"
+    error: str = "std"
+    alpha: float = 0.05
+    digits: int = 4
+    timeout_s: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    tsne: dict[str, Any] | None = None
+    ratio_plot: dict[str, Any] | None = None
+    source: str | None = None
+
+    def metric(self, name: str) -> MetricSpec:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        return MetricSpec(name, name, default_higher_is_better(name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot (written to ``<output_dir>/grid.json``)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+_GRID_KEYS = {
+    "name", "output_dir", "bundle", "seeds", "datasets", "methods", "metrics", "generators", "common_variants",
+    "overrides", "vars", "train_config", "evaluate_config", "metrics_file", "error", "alpha", "digits",
+    "timeout_s", "env", "tsne", "ratio_plot", "root",
+}  # fmt: skip
+_DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle"}
+_METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
+_GENERATOR_KEYS = {
+    "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
+}  # fmt: skip
+_ERRORS = ("std", "sem", "ci95")
+
+
+class GridError(ValueError):
+    """An invalid grid file; the message names the file and the offending entry."""
+
+
+def _check_keys(where: str, item: Mapping, allowed: set[str], src: str) -> None:
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise GridError(f"{src}: {where} has unknown keys {unknown}; allowed: {sorted(allowed)}.")
+
+
+def _str_list(value: Any, where: str, src: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise GridError(f"{src}: {where} must be a list of file names, got {value!r}.")
+    return list(value)
+
+
+def _mapping(value: Any, where: str, src: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise GridError(f"{src}: {where} must be a mapping, got {type(value).__name__}.")
+    return dict(value)
+
+
+def _named_items(value: Any, what: str, src: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise GridError(f"{src}: `{what}` must be a non-empty list.")
+    items = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise GridError(f"{src}: {what}[{i}] needs a `name` string, got {item!r}.")
+        items.append(dict(item))
+    names = [it["name"] for it in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GridError(f"{src}: duplicate {what} names {dupes}.")
+    slugs = [slugify(n) for n in names]
+    clash = sorted({s for s in slugs if slugs.count(s) > 1})
+    if clash:
+        raise GridError(f"{src}: {what} names map to the same folder name(s) {clash}; rename them.")
+    return items
+
+
+def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.PathLike | None = None) -> GridSpec:
+    """Validates a grid mapping and returns its :class:`GridSpec`.
+
+    Args:
+        data: the YAML content.
+        source: the file name used in error messages.
+        root: folder relative paths (``output_dir``, bundles, variant paths) are resolved against; the grid's own
+            ``root`` key, else the current folder.
+
+    Raises:
+        GridError: naming ``source`` and the bad entry.
+    """
+    if not isinstance(data, Mapping):
+        raise GridError(f"{source}: a grid must be a mapping, got {type(data).__name__}.")
+    _check_keys("the grid", data, _GRID_KEYS, source)
+    for key in ("name", "output_dir", "datasets", "methods"):
+        if key not in data:
+            raise GridError(f"{source}: missing required key `{key}`.")
+    base = Path(data.get("root") or root or os.getcwd()).expanduser().resolve()
+
+    def _path(p: str | None) -> str | None:
+        return None if p is None else str((base / os.path.expanduser(p)).resolve())
+
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise GridError(f"{source}: `seeds` must be a non-empty list of integers, got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise GridError(f"{source}: `seeds` has duplicates: {seeds}.")
+
+    datasets = []
+    for item in _named_items(data["datasets"], "datasets", source):
+        _check_keys(f"dataset {item['name']!r}", item, _DATASET_KEYS, source)
+        datasets.append(
+            DatasetSpec(
+                name=item["name"],
+                slug=slugify(item["name"]),
+                variants=_str_list(item.get("variants"), f"dataset {item['name']!r} variants", source),
+                overrides=_mapping(item.get("overrides"), f"dataset {item['name']!r} overrides", source),
+                vars=_mapping(item.get("vars"), f"dataset {item['name']!r} vars", source),
+                bundle=_path(item.get("bundle")),
+            )
+        )
+    methods = []
+    for item in _named_items(data["methods"], "methods", source):
+        _check_keys(f"method {item['name']!r}", item, _METHOD_KEYS, source)
+        methods.append(
+            MethodSpec(
+                name=item["name"],
+                slug=slugify(item["name"]),
+                variants=_str_list(item.get("variants"), f"method {item['name']!r} variants", source),
+                overrides=_mapping(item.get("overrides"), f"method {item['name']!r} overrides", source),
+                bundle=_path(item.get("bundle")),
+            )
+        )
+    bundle = _path(data.get("bundle"))
+    for m in methods:
+        for d in datasets:
+            if (m.bundle or d.bundle or bundle) is None:
+                raise GridError(f"{source}: no `bundle` for method {m.name!r} on {d.name!r}; give a grid-level one.")
+
+    metrics = []
+    for i, m in enumerate(data.get("metrics") or []):
+        if isinstance(m, str):
+            m = {"name": m}
+        if not isinstance(m, Mapping) or not isinstance(m.get("name"), str):
+            raise GridError(f"{source}: metrics[{i}] must be a name or a mapping with `name`, got {m!r}.")
+        _check_keys(f"metrics[{i}]", m, {"name", "label", "higher_is_better"}, source)
+        hib = m.get("higher_is_better", default_higher_is_better(m["name"]))
+        if not isinstance(hib, bool):
+            raise GridError(f"{source}: metrics[{i}].higher_is_better must be true/false, got {hib!r}.")
+        metrics.append(MetricSpec(m["name"], str(m.get("label", m["name"])), hib))
+
+    generators = {}
+    for gname, g in _mapping(data.get("generators"), "`generators`", source).items():
+        if not isinstance(g, Mapping) or "bundle" not in g:
+            raise GridError(f"{source}: generator {gname!r} needs a `bundle`.")
+        _check_keys(f"generator {gname!r}", g, _GENERATOR_KEYS, source)
+        gbundle = _path(g["bundle"])
+        outputs = dict(KNOWN_GENERATOR_OUTPUTS.get(Path(gbundle).name, {}))
+        outputs.update(
+            {str(k): str(v) for k, v in _mapping(g.get("outputs"), f"generator {gname!r} outputs", source).items()}
+        )
+        generators[str(gname)] = GeneratorSpec(
+            name=str(gname),
+            bundle=gbundle,
+            variants=_str_list(g.get("variants"), f"generator {gname!r} variants", source),
+            overrides=_mapping(g.get("overrides"), f"generator {gname!r} overrides", source),
+            per_dataset=bool(g.get("per_dataset", False)),
+            seed=int(g.get("seed", 0)),
+            train_config=str(g.get("train_config", "configs/train.yaml")),
+            inference_config=str(g.get("inference_config", "configs/inference.yaml")),
+            outputs=outputs,
+        )
+
+    error = data.get("error", "std")
+    if error not in _ERRORS:
+        raise GridError(f"{source}: `error` must be one of {_ERRORS}, got {error!r}.")
+    spec = GridSpec(
+        name=str(data["name"]),
+        output_dir=_path(str(data["output_dir"])),
+        bundle=bundle,
+        seeds=list(seeds),
+        datasets=datasets,
+        methods=methods,
+        metrics=metrics,
+        generators=generators,
+        common_variants=_str_list(data.get("common_variants"), "`common_variants`", source),
+        overrides=_mapping(data.get("overrides"), "`overrides`", source),
+        vars=_mapping(data.get("vars"), "`vars`", source),
+        train_config=str(data.get("train_config", "configs/train.yaml")),
+        evaluate_config=str(data.get("evaluate_config", "configs/evaluate.yaml")),
+        metrics_file=str(data.get("metrics_file", "metrics.json")),
+        error=error,
+        alpha=float(data.get("alpha", 0.05)),
+        digits=int(data.get("digits", 4)),
+        timeout_s=None if data.get("timeout_s") is None else float(data["timeout_s"]),
+        env={str(k): str(v) for k, v in _mapping(data.get("env"), "`env`", source).items()},
+        tsne=_mapping(data.get("tsne"), "`tsne`", source) or None,
+        ratio_plot=_mapping(data.get("ratio_plot"), "`ratio_plot`", source) or None,
+        source=source,
+    )
+    _check_references(spec)
+    return spec
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return _REF.findall(value)
+    if isinstance(value, Mapping):
+        return [r for v in value.values() for r in _references(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _references(v)]
+    return []
+
+
+def _check_references(spec: GridSpec) -> None:
+    """Generator references name a declared generator and output; ratio/t-SNE entries name declared methods."""
+    src = spec.source
+    sources = [spec.overrides, spec.vars, spec.tsne or {}]
+    sources += [d.overrides for d in spec.datasets] + [d.vars for d in spec.datasets]
+    sources += [m.overrides for m in spec.methods] + [g.overrides for g in spec.generators.values()]
+    for ref in _references(sources):
+        parts = ref.strip().split(".")
+        if parts[0] == "generators":
+            if len(parts) != 3 or parts[1] not in spec.generators:
+                raise GridError(f"{src}: reference ${{{ref}}} names no declared generator ({sorted(spec.generators)}).")
+            allowed = {"ckpt_dir", "output_dir", *spec.generators[parts[1]].outputs}
+            if parts[2] not in allowed:
+                raise GridError(f"{src}: reference ${{{ref}}}: generator {parts[1]!r} has outputs {sorted(allowed)}.")
+        elif parts[0] not in ("output_dir", "dataset", "dataset_dir", "seed", "run_dir", "vars"):
+            raise GridError(f"{src}: unknown reference ${{{ref}}}.")
+    method_names = {m.name for m in spec.methods}
+    if spec.ratio_plot:
+        curves = spec.ratio_plot.get("curves")
+        if not isinstance(curves, Mapping) or not curves:
+            raise GridError(f"{src}: ratio_plot.curves must map a curve name to {{method name: x value}}.")
+        for curve, points in curves.items():
+            if not isinstance(points, Mapping):
+                raise GridError(f"{src}: ratio_plot.curves.{curve} must map method names to x values.")
+            missing = sorted(set(points) - method_names)
+            if missing:
+                raise GridError(f"{src}: ratio_plot curve {curve!r} names unknown methods {missing}.")
+        base = spec.ratio_plot.get("baseline")
+        if base is not None and base not in method_names:
+            raise GridError(f"{src}: ratio_plot.baseline {base!r} is not a method.")
+    if spec.tsne:
+        g = spec.tsne.get("generator")
+        if g is not None and g not in spec.generators:
+            raise GridError(f"{src}: tsne.generator {g!r} is not a declared generator.")
+        if g is None and "synthetic_datalist" not in spec.tsne:
+            raise GridError(f"{src}: tsne needs `generator` or `synthetic_datalist`.")
+        d = spec.tsne.get("dataset")
+        if d is not None and d not in {x.name for x in spec.datasets}:
+            raise GridError(f"{src}: tsne.dataset {d!r} is not a data set.")
+
+
+def load_grid(path: str | os.PathLike, root: str | os.PathLike | None = None) -> GridSpec:
+    """Reads and validates a grid YAML file (see the module docstring).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        GridError: for an invalid grid, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} does not exist.")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise GridError(f"{path}: not valid YAML: {e}") from e
+    return parse_grid(data, source=str(path), root=root)
+
+
+def _lookup(key: str, context: Mapping[str, Any]) -> Any:
+    cur: Any = context
+    for part in key.strip().split("."):
+        if isinstance(cur, BaseException):
+            break
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        else:
+            raise KeyError(f"${{{key}}} cannot be resolved (no {part!r}).")
+    if isinstance(cur, BaseException):  # a failed generator: its error is the reason
+        raise RuntimeError(f"${{{key}}} is unavailable: {cur}")
+    return cur
+
+
+def resolve_refs(value: Any, context: Mapping[str, Any]) -> Any:
+    """Replaces ``${a.b}`` references in (nested) strings with values from ``context``.
+
+    A string that is exactly one reference takes the referenced value with its type (a number, a dict); a
+    reference inside a longer string is formatted with ``str``. A context value that is an exception (a
+    generator that failed) raises :class:`RuntimeError` carrying it.
+
+    Raises:
+        KeyError: for an unknown reference.
+    """
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value)
+        if whole:
+            return copy.deepcopy(_lookup(whole.group(1), context))
+        return _REF.sub(lambda m: str(_lookup(m.group(1), context)), value)
+    if isinstance(value, Mapping):
+        return {k: resolve_refs(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_refs(v, context) for v in value]
+    return value

@@ -1,0 +1,114 @@
+"""Grid parsing, validation, substitution; the example grids; plots that the runner test does not draw."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.experiments import GridError, load_grid, parse_grid, resolve_refs, slugify, tsne_plot
+from common.experiments.plots import _cliques, cd_diagram
+from common.experiments.runner import variant_path
+
+REPO = Path(__file__).resolve().parents[2]
+MINIMAL = {"name": "g", "output_dir": "out", "bundle": "bundles/x", "datasets": ["D"], "methods": ["M"]}
+
+
+def _parse(**changes):
+    return parse_grid({**MINIMAL, **changes}, source="grid.yaml", root="/r")
+
+
+def test_defaults_and_paths():
+    spec = _parse(metrics=["acc", "hd95", {"name": "dice", "label": "Dice"}])
+    assert spec.output_dir == "/r/out" and spec.bundle == "/r/bundles/x" and spec.seeds == [0]
+    assert [(m.name, m.higher_is_better) for m in spec.metrics] == [("acc", True), ("hd95", False), ("dice", True)]
+    assert spec.metrics[2].label == "Dice"
+    assert variant_path("/r/bundles/x", "tiny.yaml") == "/r/bundles/x/configs/variants/tiny.yaml"
+    assert slugify("CDA-GAN 40%") == "cda-gan_40pct" and slugify("w/o DA") == "w_o_da"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": []}, "unknown keys"),
+        ({"methods": ["A", "A"]}, "duplicate"),
+        ({"methods": ["a b", "a_b"]}, "same folder"),
+        ({"seeds": [0, 0]}, "duplicates"),
+        ({"seeds": "x"}, "seeds"),
+        ({"error": "var"}, "error"),
+        ({"methods": [{"name": "M", "overrides": {"x": "${generators.nope.synthetic_datalist}"}}]}, "no declared"),
+        ({"methods": [{"name": "M", "overrides": {"x": "${foo}"}}]}, "unknown reference"),
+        (
+            {"generators": {"g": {"bundle": "bundles/dcgan_wgan"}}, "overrides": {"x": "${generators.g.enhanced}"}},
+            "has outputs",
+        ),
+        ({"ratio_plot": {"curves": {"c": {"nope": 20}}}}, "unknown methods"),
+        ({"tsne": {"generator": "nope"}}, "tsne"),
+    ],
+)
+def test_invalid_grids_fail_naming_the_file(changes, message):
+    with pytest.raises(GridError, match=message) as err:
+        _parse(**changes)
+    assert "grid.yaml" in str(err.value)
+
+
+def test_known_generator_outputs():
+    spec = _parse(generators={"c": {"bundle": "bundles/cda_gan"}, "d": {"bundle": "bundles/dcgan_wgan"}})
+    assert spec.generators["c"].outputs["synthetic_datalist"] == "cross_domain/synthetic_datalist.json"
+    assert spec.generators["c"].outputs["enhanced_datalist"] == "cross_domain/enhanced_datalist.json"
+    assert spec.generators["d"].outputs == {"synthetic_datalist": "synthetic/datalist.json"}
+
+
+def test_resolve_refs_keeps_types():
+    ctx = {"vars": {"args": {"n": 3}}, "seed": 2, "generators": {"g": {"synthetic_datalist": "/o/s.json"}}}
+    out = resolve_refs(
+        {"a": "${vars.args}", "b": "${seed}", "c": "run_${seed}.txt", "d": ["${generators.g.synthetic_datalist}"]}, ctx
+    )
+    assert out == {"a": {"n": 3}, "b": 2, "c": "run_2.txt", "d": ["/o/s.json"]}
+    with pytest.raises(KeyError):
+        resolve_refs("${vars.nope}", ctx)
+    with pytest.raises(RuntimeError, match="exploded"):
+        resolve_refs("${generators.g.x}", {"generators": {"g": RuntimeError("exploded")}})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "scripts" / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_grids_are_valid(path):
+    spec = load_grid(path, root=REPO)
+    assert spec.methods and spec.datasets
+    bundles = {spec.bundle} | {g.bundle for g in spec.generators.values()}
+    missing = sorted(b for b in bundles if not (Path(b) / "configs" / "train.yaml").is_file())
+    if missing:
+        pytest.skip(f"{missing} not in the tree yet")
+    for g in spec.generators.values():
+        for v in g.variants:
+            assert Path(variant_path(g.bundle, v)).is_file(), v
+    files = [*spec.common_variants, *[v for d in spec.datasets for v in d.variants]]
+    for v in files + [v for m in spec.methods for v in m.variants]:
+        assert Path(variant_path(spec.bundle, v)).is_file(), v
+
+
+def test_cli_dry_run(tmp_path, capsys):
+    spec_file = importlib.util.spec_from_file_location("run_experiment", REPO / "scripts" / "run_experiment.py")
+    module = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(module)
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"name: g\noutput_dir: {tmp_path / 'out'}\nbundle: {tmp_path}\ndatasets: [D]\nmethods: [M]\n")
+    module.main([str(grid), "--dry_run"])
+    assert "monai.bundle run evaluating" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_cd_cliques_and_plots(tmp_path):
+    # ranks 1, 1.5, 3 with CD 1.0: {1, 1.5} is a group, 3 stands alone
+    assert _cliques(np.array([1.0, 1.5, 3.0]), 1.0) == [(0, 1)]
+    assert _cliques(np.array([1.0, 2.0, 3.0]), 2.5) == [(0, 2)]
+    assert Path(cd_diagram(["a", "b", "c"], [1.0, 1.5, 3.0], 1.0, tmp_path / "cd.png")).read_bytes()[:4] == b"\x89PNG"
+    result = {
+        "coords": [[0, 0], [1, 1], [5, 5], [6, 6]],
+        "classes": [0, 1, 0, 1],
+        "sources": ["real", "real", "synthetic", "synthetic"],
+        "features": "pixels: test",
+        "tsne": {"perplexity": 1.0, "max_iter": 250},
+    }
+    assert Path(tsne_plot(result, tmp_path / "t.png")).read_bytes()[:4] == b"\x89PNG"
+    assert tsne_plot({"error": "x"}, tmp_path / "u.png") is None
