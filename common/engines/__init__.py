@@ -14,11 +14,18 @@ from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .gan_step import GANStep
 from .image_pool import ImagePool
+from .mcgan_step import MCGANStep
+from .mcgan_synthesis import MCGANSynthesis, NoduleGenerator, evaluate_mcgan, format_nodule_table
 from .schedules import LinearDecay, constant_then_linear_decay
 from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
 __all__ = [
+    "MCGANStep",
+    "MCGANSynthesis",
+    "NoduleGenerator",
+    "evaluate_mcgan",
+    "format_nodule_table",
     "ATTENTION_MODES",
     "AdversarialTrainer",
     "CrossDomainSynthesis",

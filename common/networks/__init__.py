@@ -9,9 +9,21 @@ from .cyclegan import (
     attention_translate,
 )
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .mcgan import (
+    MCGAN_NUM_CONDITIONS,
+    MCGANContextDiscriminator,
+    MCGANGenerator,
+    MCGANNoduleDiscriminator,
+    tile_conditions,
+)
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
 
 __all__ = [
+    "MCGAN_NUM_CONDITIONS",
+    "MCGANContextDiscriminator",
+    "MCGANGenerator",
+    "MCGANNoduleDiscriminator",
+    "tile_conditions",
     "AMSEBlock",
     "CBAMBlock",
     "CrossDomainTranslator",

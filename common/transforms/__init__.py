@@ -2,9 +2,47 @@
 
 from .channels import SelectChannels, SelectChannelsd
 from .enhancement import DifferencePseudoLabeld, attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries
+from .nodule import (
+    DEFAULT_HU_WINDOW,
+    NODULE_CONDITIONS,
+    ConditionAugmentd,
+    NoduleVOId,
+    NoiseBoxd,
+    PasteNoduled,
+    TileConditionsd,
+    augment_box,
+    central_box,
+    condition_vector,
+    crop_voi,
+    hu_to_unit,
+    lung_mask,
+    nodule_entries,
+    nodule_region,
+    paste_nodule,
+    sample_lung_box,
+    unit_to_hu,
+)
 from .predictions import PredictionWriter, prediction_path
 
 __all__ = [
+    "DEFAULT_HU_WINDOW",
+    "NODULE_CONDITIONS",
+    "ConditionAugmentd",
+    "NoduleVOId",
+    "NoiseBoxd",
+    "PasteNoduled",
+    "TileConditionsd",
+    "augment_box",
+    "central_box",
+    "condition_vector",
+    "crop_voi",
+    "hu_to_unit",
+    "lung_mask",
+    "nodule_entries",
+    "nodule_region",
+    "paste_nodule",
+    "sample_lung_box",
+    "unit_to_hu",
     "SelectChannels",
     "SelectChannelsd",
     "DifferencePseudoLabeld",
