@@ -287,6 +287,9 @@ class GridRunner:
                 return old
             except (OSError, ValueError):
                 pass  # outputs gone: run again
+        missing = sorted({f for _, files in plan.steps for f in files if not Path(f).is_file()})
+        if plan.error is None and missing:
+            plan.error = f"missing config file(s): {missing}"
         if plan.error is not None:
             record.update(status="failed", error=plan.error)
             self.log(f"  FAILED before start: {plan.error}")

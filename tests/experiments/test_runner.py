@@ -118,6 +118,7 @@ def test_failed_runs_are_recorded_and_the_grid_goes_on(fake_env, tmp_path):
         datasets=[{"name": "A"}],
         methods=[
             {"name": "broken", "variants": ["fail.yaml"]},
+            {"name": "typo", "variants": ["nope.yaml"]},
             {"name": "base"},
             {"name": "needs gen", "overrides": {"synthetic_datalist": "${generators.g.synthetic_datalist}"}},
         ],
@@ -126,12 +127,13 @@ def test_failed_runs_are_recorded_and_the_grid_goes_on(fake_env, tmp_path):
     )
     out = Path(spec.output_dir)
     records = GridRunner(spec, python=python, log=lambda s: None).run()
-    assert [r["status"] for r in records] == ["failed", "ok", "failed"]
+    assert [r["status"] for r in records] == ["failed", "failed", "ok", "failed"]
     assert "boom in evaluating" in records[0]["error"]
-    assert "generator g failed" in records[2]["error"] and "boom in training" in records[2]["error"]
+    assert "missing config file" in records[1]["error"] and "nope.yaml" in records[1]["error"]
+    assert "generator g failed" in records[3]["error"] and "boom in training" in records[3]["error"]
     rows = _read_csv(out / "results.csv")
     failed = [r for r in rows if r["status"] == "failed"]
-    assert [r["method"] for r in failed] == ["broken", "needs gen"] and failed[0]["metric"] == ""
+    assert [r["method"] for r in failed] == ["broken", "typo", "needs gen"] and failed[0]["metric"] == ""
     assert len([r for r in rows if r["status"] == "ok"]) == 3
     tables = (out / "tables.md").read_text()
     assert "## Failed runs" in tables and "broken" in tables and "–" in tables
