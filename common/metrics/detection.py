@@ -1,0 +1,475 @@
+"""Detection metrics of Han's thesis: FROC and CPM (sec. 6.2.2 / Table 5) and per-image sensitivity and false
+positives at an IoU threshold (sec. 5.2.3 / Table 4), with a COCO mAP/mAR wrapper on MONAI's ``COCOMetric``.
+
+Matching rules (one image at a time, detections in decreasing score order):
+
+- a detection is a **true positive** if its IoU with a not yet detected ground-truth box is >= ``iou_threshold``
+  (the unmatched ground truth with the highest IoU is taken);
+- a detection whose only such overlaps are with already detected ground truths is a **duplicate**: as in the
+  LUNA16 CPM evaluation, it is neither a hit nor a false positive (``duplicates="ignore"``), or it counts as a
+  false positive (``duplicates="fp"``);
+- any other detection is a **false positive**.
+
+FROC: sweeping the score threshold ``t`` over the detection scores, sensitivity(t) = detected nodules / all
+nodules and FPs per scan(t) = false positives with score >= t / number of scans (detections of equal score enter
+together). The sensitivity at a FP rate ``r`` is the highest sensitivity of an operating point with at most ``r``
+FPs per scan (0 if none): a step function, never an interpolation between operating points (LUNA16's script
+interpolates linearly; the step rule gives the sensitivity one can actually achieve at that rate). CPM is the
+mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FPs per scan.
+
+CPM by attribute (Table 5: size, attenuation): for the nodules of one attribute value, hits on nodules of other
+values are ignored (they are neither hits nor false positives), false positives stay, the number of scans is
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CPM_FP_RATES",
+    "DetectionEvaluation",
+    "box_iou_np",
+    "coco_metrics",
+    "cpm",
+    "cpm_by_attribute",
+    "froc_curve",
+    "match_image",
+    "sensitivity_at_fp_rates",
+    "sensitivity_fp_per_image",
+]
+
+logger = logging.getLogger("common.metrics")
+
+CPM_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""The seven false-positive rates per scan of the CPM (Han's thesis sec. 6.2.2, LUNA16)."""
+
+TP, FP, DUPLICATE = 1, 0, -1
+
+
+def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of corner boxes ``(N, 2d)`` x ``(M, 2d)`` -> ``(N, M)`` (end-exclusive coordinates, volume = prod(sides))."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return np.zeros((len(a), len(b)))
+    d = a.shape[1] // 2
+    lo = np.maximum(a[:, None, :d], b[None, :, :d])
+    hi = np.minimum(a[:, None, d:], b[None, :, d:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    va = np.clip(a[:, d:] - a[:, :d], 0, None).prod(-1)
+    vb = np.clip(b[:, d:] - b[:, :d], 0, None).prod(-1)
+    union = va[:, None] + vb[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match_image(
+    pred_boxes: Any, pred_scores: Any, gt_boxes: Any, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy matching of one image's detections to its ground truths (see the module docstring).
+
+    Args:
+        pred_boxes: (D, 2d) detections.
+        pred_scores: (D,) scores.
+        gt_boxes: (G, 2d) ground truths.
+        iou_threshold: minimum IoU of a hit.
+
+    Returns:
+        ``kind`` (D,) in the score order given back: 1 hit, 0 false positive, -1 duplicate; ``scores`` (D,) sorted
+        in decreasing order; ``gt_index`` (D,) the ground truth a hit or duplicate refers to (-1 for a false
+        positive).
+    """
+    gt = np.asarray(gt_boxes, dtype=np.float64)
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float64)
+    width = gt.shape[-1] if gt.size else (pred_boxes.shape[-1] if pred_boxes.size else 0)
+    pred_boxes = pred_boxes.reshape(-1, width) if width else pred_boxes.reshape(0, 0)
+    scores = np.asarray(pred_scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    scores = scores[order]
+    kind = np.zeros(len(scores), dtype=np.int64)
+    gt_index = np.full(len(scores), -1, dtype=np.int64)
+    if len(scores) == 0 or gt.size == 0:
+        return kind, scores, gt_index
+    iou = box_iou_np(pred_boxes[order], gt.reshape(-1, width))
+    detected = np.zeros(len(gt), dtype=bool)
+    for i in range(len(scores)):
+        hits = iou[i] >= iou_threshold
+        if not hits.any():
+            continue
+        free = hits & ~detected
+        if free.any():
+            j = int(np.argmax(np.where(free, iou[i], -1.0)))
+            detected[j] = True
+            kind[i], gt_index[i] = TP, j
+        else:
+            kind[i], gt_index[i] = DUPLICATE, int(np.argmax(np.where(hits, iou[i], -1.0)))
+    return kind, scores, gt_index
+
+
+def froc_curve(
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.25,
+    duplicates: str = "ignore",
+    gt_mask: Sequence[Any] | None = None,
+) -> dict[str, np.ndarray | int]:
+    """FROC operating points over a set of images (scans or slices).
+
+    Args:
+        images: per image ``{"pred_boxes", "pred_scores", "gt_boxes"}``.
+        iou_threshold: minimum IoU of a hit.
+        duplicates: ``"ignore"`` (LUNA16) or ``"fp"``.
+        gt_mask: per image, a boolean (G,) selecting the ground truths that count (hits on the others are
+            ignored); None: all count.
+
+    Returns:
+        ``{"fps": FPs per image at each threshold, "sensitivity": ..., "thresholds": scores, "num_images",
+        "num_gt"}``; the arrays start at the operating point "no detection" (threshold +inf).
+    """
+    if duplicates not in ("ignore", "fp"):
+        raise ValueError(f"duplicates must be 'ignore' or 'fp', got {duplicates!r}.")
+    all_scores, all_tp, all_fp = [], [], []
+    num_gt = 0
+    for i, img in enumerate(images):
+        gt = np.asarray(img["gt_boxes"], dtype=np.float64)
+        g = len(gt) if gt.size else 0
+        mask = np.ones(g, dtype=bool) if gt_mask is None else np.asarray(gt_mask[i], dtype=bool).reshape(-1)
+        num_gt += int(mask.sum())
+        kind, scores, gt_index = match_image(img["pred_boxes"], img["pred_scores"], gt, iou_threshold)
+        counted = np.where(gt_index >= 0, mask[np.clip(gt_index, 0, max(g - 1, 0))] if g else False, True)
+        tp = (kind == TP) & counted
+        fp = kind == FP
+        if duplicates == "fp":
+            fp = fp | ((kind == DUPLICATE) & counted)
+        all_scores.append(scores)
+        all_tp.append(tp)
+        all_fp.append(fp)
+    num_images = len(images)
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, dtype=bool)
+    fp = np.concatenate(all_fp) if all_fp else np.zeros(0, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
+    scores, tp, fp = scores[order], tp[order], fp[order]
+    ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+    # one operating point per distinct score: the last detection of a run of equal scores
+    last = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, dtype=bool)
+    thresholds = np.r_[np.inf, scores[last]]
+    sens = np.r_[0.0, ctp[last] / num_gt] if num_gt else np.zeros(len(thresholds))
+    fps = np.r_[0.0, cfp[last] / max(num_images, 1)]
+    return {"fps": fps, "sensitivity": sens, "thresholds": thresholds, "num_images": num_images, "num_gt": num_gt}
+
+
+def sensitivity_at_fp_rates(
+    fps: np.ndarray, sensitivity: np.ndarray, fp_rates: Sequence[float] = CPM_FP_RATES
+) -> np.ndarray:
+    """Highest sensitivity among operating points with FPs per image <= each rate (step rule)."""
+    fps, sensitivity = np.asarray(fps), np.asarray(sensitivity)
+    return np.array([float(sensitivity[fps <= r].max()) if (fps <= r).any() else 0.0 for r in fp_rates])
+
+
+def cpm(
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.25,
+    fp_rates: Sequence[float] = CPM_FP_RATES,
+    duplicates: str = "ignore",
+    gt_mask: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Competition Performance Metric: mean sensitivity at ``fp_rates`` FPs per scan.
+
+    Returns:
+        ``{"cpm": float, "sensitivities": {rate: sensitivity}, "froc": froc_curve output}``.
+    """
+    froc = froc_curve(images, iou_threshold, duplicates, gt_mask)
+    sens = sensitivity_at_fp_rates(froc["fps"], froc["sensitivity"], fp_rates)  # type: ignore[arg-type]
+    return {"cpm": float(sens.mean()), "sensitivities": dict(zip(map(float, fp_rates), map(float, sens))), "froc": froc}
+
+
+def cpm_by_attribute(
+    images: Sequence[Mapping[str, Any]],
+    attribute: str,
+    iou_threshold: float = 0.25,
+    fp_rates: Sequence[float] = CPM_FP_RATES,
+    duplicates: str = "ignore",
+    values: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """CPM restricted to the ground truths of each value of a per-box attribute (e.g. ``"size"``).
+
+    Args:
+        images: as :func:`froc_curve`, each with ``attribute``: a list of one value per ground-truth box.
+        attribute: the attribute key.
+        values: the values to report (default: those present, sorted); a value without nodules gives NaN.
+
+    Returns:
+        ``{value: cpm}``.
+    """
+    present = sorted({str(v) for img in images for v in img.get(attribute, [])})
+    out = {}
+    for value in values or present:
+        masks = [np.array([str(v) == value for v in img.get(attribute, [])], dtype=bool) for img in images]
+        if not any(m.any() for m in masks):
+            out[value] = float("nan")
+            continue
+        out[value] = cpm(images, iou_threshold, fp_rates, duplicates, masks)["cpm"]
+    return out
+
+
+def sensitivity_fp_per_image(
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    duplicates: str = "ignore",
+) -> dict[str, float]:
+    """Sensitivity and false positives per image of the detections with score >= ``score_threshold``
+    (Han's thesis Table 4: "sensitivity/FPs per slice" at IoU 0.5 and 0.25).
+
+    Returns:
+        ``{"sensitivity", "fp_per_image", "num_gt", "num_images"}``.
+    """
+    kept = []
+    for img in images:
+        s = np.asarray(img["pred_scores"], dtype=np.float64).reshape(-1)
+        b = np.asarray(img["pred_boxes"], dtype=np.float64)
+        keep = s >= score_threshold
+        kept.append({"pred_boxes": b[keep] if b.size else b, "pred_scores": s[keep], "gt_boxes": img["gt_boxes"]})
+    froc = froc_curve(kept, iou_threshold, duplicates)
+    return {
+        "sensitivity": float(froc["sensitivity"][-1]),  # type: ignore[index]
+        "fp_per_image": float(froc["fps"][-1]),  # type: ignore[index]
+        "num_gt": int(froc["num_gt"]),  # type: ignore[arg-type]
+        "num_images": int(froc["num_images"]),  # type: ignore[arg-type]
+    }
+
+
+def coco_metrics(
+    images: Sequence[Mapping[str, Any]],
+    classes: Sequence[str] = ("lesion",),
+    iou_list: Sequence[float] = (0.1, 0.25, 0.5),
+    iou_range: Sequence[float] = (0.1, 0.5, 0.05),
+    max_detection: int = 100,
+) -> dict[str, float]:
+    """COCO mAP/mAR with MONAI's ``COCOMetric`` (IoU range ``iou_range``, ``max_detection`` per image).
+
+    Args:
+        images: as :func:`froc_curve`, with optional ``pred_labels``/``gt_labels`` (0-based; default 0).
+
+    Returns:
+        ``{"map", "mar"}`` (over ``iou_range``) and MONAI's full result dict under their own names.
+    """
+    from monai.apps.detection.metrics.coco import COCOMetric
+    from monai.apps.detection.metrics.matching import matching_batch
+
+    def arr(x: Any, d: int) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float64)
+        return a.reshape(-1, d) if a.size else np.zeros((0, d))
+
+    d = next((np.asarray(i["gt_boxes"]).shape[-1] for i in images if np.size(i["gt_boxes"])), 6)
+    pred_boxes = [arr(i["pred_boxes"], d) for i in images]
+    pred_scores = [np.asarray(i["pred_scores"], dtype=np.float64).reshape(-1) for i in images]
+    pred_labels = [
+        np.asarray(i.get("pred_labels", np.zeros(len(s))), dtype=np.int64).reshape(-1)
+        for i, s in zip(images, pred_scores)
+    ]
+    gt_boxes = [arr(i["gt_boxes"], d) for i in images]
+    gt_labels = [
+        np.asarray(i.get("gt_labels", np.zeros(len(g))), dtype=np.int64).reshape(-1) for i, g in zip(images, gt_boxes)
+    ]
+    metric = COCOMetric(
+        classes=list(classes), iou_list=iou_list, iou_range=iou_range, max_detection=(max_detection,), verbose=False
+    )
+    results = matching_batch(
+        iou_fn=box_iou_np,
+        iou_thresholds=metric.iou_thresholds,
+        pred_boxes=pred_boxes,
+        pred_classes=pred_labels,
+        pred_scores=pred_scores,
+        gt_boxes=gt_boxes,
+        gt_classes=gt_labels,
+        max_detections=max_detection,
+    )
+    values = metric(results)[0]
+    tag = f"IoU_{iou_range[0]:.2f}_{iou_range[1]:.2f}_{iou_range[2]:.2f}_MaxDet_{max_detection}"
+    out = {k: float(v) for k, v in values.items()}
+    out["map"] = float(values[f"mAP_{tag}"])
+    out["mar"] = float(values[f"mAR_{tag}"])
+    return out
+
+
+def _nanfmt(v: float) -> str:
+    return "  n/a" if v is None or not np.isfinite(v) else f"{100 * v:5.1f}"
+
+
+class DetectionEvaluation:
+    """Evaluate a predictions datalist against the ground truth and write ``metrics.json`` and a FROC plot.
+
+    ``metrics.json`` is flat: ``cpm``, ``sens@<rate>`` for the seven rates, ``cpm_<attribute>_<value>`` for each
+    attribute (Table 5), ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry
+    (Table 4), ``map``/``mar`` (COCO), and the counts.
+
+    Args:
+        datalist: ground-truth datalist JSON (boxes in ``box``, attributes per box).
+        section: the evaluated section.
+        predictions: predictions JSON written by :class:`~common.networks.detection.DetectionPredictor`.
+        output_dir: folder of ``metrics.json`` and ``froc.png``.
+        iou_threshold: IoU of the CPM (0.25 in the thesis).
+        fp_rates: FP rates of the CPM.
+        attributes: per-box attributes for CPM by attribute (``["size", "attenuation"]``).
+        iou_thresholds: IoU thresholds of the per-image sensitivity/FPs (Table 4: 0.5 and 0.25).
+        score_threshold: detection threshold of the per-image sensitivity/FPs.
+        duplicates: ``"ignore"`` or ``"fp"`` (see the module docstring).
+        per_image_name: word used in the printed table ("scan" or "slice").
+        attribute_values: optional ``{attribute: [values]}`` reported even when absent (NaN, written as null).
+        extra: extra entries copied into ``metrics.json``.
+    """
+
+    def __init__(
+        self,
+        datalist: str | os.PathLike,
+        section: str,
+        predictions: str | os.PathLike,
+        output_dir: str | os.PathLike,
+        iou_threshold: float = 0.25,
+        fp_rates: Sequence[float] = CPM_FP_RATES,
+        attributes: Sequence[str] = (),
+        iou_thresholds: Sequence[float] = (),
+        score_threshold: float = 0.5,
+        duplicates: str = "ignore",
+        per_image_name: str = "scan",
+        attribute_values: Mapping[str, Sequence[str]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.attribute_values = {k: list(v) for k, v in (attribute_values or {}).items()}
+        self.datalist = Path(datalist)
+        self.section = section
+        self.predictions = Path(predictions)
+        self.output_dir = Path(output_dir)
+        self.iou_threshold = float(iou_threshold)
+        self.fp_rates = tuple(float(r) for r in fp_rates)
+        self.attributes = tuple(attributes)
+        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
+        self.score_threshold = float(score_threshold)
+        self.duplicates = duplicates
+        self.per_image_name = per_image_name
+        self.extra = dict(extra or {})
+
+    def load(self) -> list[dict[str, Any]]:
+        """Pair ground truths and predictions by resolved image path."""
+        if not self.predictions.is_file():
+            raise FileNotFoundError(f"{self.predictions}: no predictions; run inference first.")
+        gt = json.loads(self.datalist.read_text())
+        pred = json.loads(self.predictions.read_text())
+        if self.section not in gt:
+            raise ValueError(f"{self.datalist}: no section {self.section!r}.")
+        by_path = {}
+        for entry in pred.get(self.section, []):
+            by_path[str((self.predictions.parent / entry["image"]).resolve())] = entry
+        images = []
+        for entry in gt[self.section]:
+            path = str((self.datalist.parent / entry["image"]).resolve())
+            if path not in by_path:
+                raise ValueError(f"{self.predictions}: no prediction for {path}.")
+            p = by_path[path]
+            img = {
+                "image": path,
+                "gt_boxes": entry.get("box", []),
+                "gt_labels": entry.get("box_label", [0] * len(entry.get("box", []))),
+                "pred_boxes": p.get("box", []),
+                "pred_scores": p.get("score", []),
+                "pred_labels": p.get("box_label", [0] * len(p.get("score", []))),
+            }
+            for attr in self.attributes:
+                img[attr] = entry.get(attr, [])
+            images.append(img)
+        return images
+
+    def run(self) -> dict[str, Any]:
+        """Compute, write ``metrics.json`` and ``froc.png``, log a table; return the metrics."""
+        images = self.load()
+        result = cpm(images, self.iou_threshold, self.fp_rates, self.duplicates)
+        metrics: dict[str, Any] = {"cpm": result["cpm"]}
+        for rate, sens in result["sensitivities"].items():
+            metrics[f"sens@{rate:g}"] = sens
+        for attr in self.attributes:
+            for value, v in cpm_by_attribute(
+                images, attr, self.iou_threshold, self.fp_rates, self.duplicates, self.attribute_values.get(attr)
+            ).items():
+                metrics[f"cpm_{attr}_{value}"] = v
+        for t in self.iou_thresholds:
+            s = sensitivity_fp_per_image(images, t, self.score_threshold, self.duplicates)
+            metrics[f"sensitivity_iou{t:g}"] = s["sensitivity"]
+            metrics[f"fp_per_image_iou{t:g}"] = s["fp_per_image"]
+        metrics.update({k: v for k, v in coco_metrics(images).items() if k in ("map", "mar")})
+        metrics.update(
+            {
+                "iou_threshold": self.iou_threshold,
+                "score_threshold": self.score_threshold,
+                "num_images": len(images),
+                "num_gt": int(result["froc"]["num_gt"]),
+                "section": self.section,
+            }
+        )
+        metrics.update(self.extra)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        out = self.output_dir / "metrics.json"
+        tmp = out.with_name(".metrics.json.tmp")
+        tmp.write_text(
+            json.dumps(
+                {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}, indent=1
+            )
+        )
+        os.replace(tmp, out)
+        self.plot(result["froc"])
+        print(self.table(metrics))
+        return metrics
+
+    def plot(self, froc: Mapping[str, Any]) -> str:
+        """FROC curve (log FP axis) as ``froc.png``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 4))
+        fps = np.maximum(np.asarray(froc["fps"]), 1e-3)
+        ax.step(fps, froc["sensitivity"], where="post")
+        for r in self.fp_rates:
+            ax.axvline(r, color="0.85", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_xlim(min(self.fp_rates) / 2, max(self.fp_rates) * 2)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(f"false positives per {self.per_image_name}")
+        ax.set_ylabel("sensitivity")
+        ax.set_title(f"FROC (IoU >= {self.iou_threshold:g})")
+        path = self.output_dir / "froc.png"
+        tmp = self.output_dir / ".froc.tmp.png"
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        os.replace(tmp, path)
+        return str(path)
+
+    def table(self, metrics: Mapping[str, Any]) -> str:
+        """A plain-text table: CPM, sensitivity per FP rate, CPM by attribute, per-image sensitivity/FPs, COCO."""
+        lines = [
+            f"Detection on [{self.section}]: {metrics['num_images']} {self.per_image_name}s, {metrics['num_gt']} lesions"
+        ]
+        lines.append("CPM (%)  " + "  ".join(f"{r:g}FP".rjust(6) for r in self.fp_rates))
+        lines.append(
+            f"{_nanfmt(metrics['cpm'])}    "
+            + "  ".join(_nanfmt(metrics[f"sens@{r:g}"]).rjust(6) for r in self.fp_rates)
+        )
+        for attr in self.attributes:
+            keys = [k for k in metrics if k.startswith(f"cpm_{attr}_")]
+            lines.append(
+                f"CPM by {attr} (%): " + ", ".join(f"{k[len(attr) + 5:]} {_nanfmt(metrics[k]).strip()}" for k in keys)
+            )
+        for t in self.iou_thresholds:
+            lines.append(
+                f"IoU >= {t:g}: sensitivity {_nanfmt(metrics[f'sensitivity_iou{t:g}']).strip()} %, "
+                f"FPs per {self.per_image_name} {metrics[f'fp_per_image_iou{t:g}']:.2f} (score >= {self.score_threshold:g})"
+            )
+        lines.append(f"COCO mAP {metrics.get('map', float('nan')):.3f}, mAR {metrics.get('mar', float('nan')):.3f}")
+        return "\n".join(lines)
