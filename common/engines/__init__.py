@@ -12,6 +12,7 @@ from .checkpoint import (
 )
 from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
+from .feature_svm import FeatureSVM, image_features
 from .gan_step import GANStep
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
@@ -37,6 +38,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "CheckpointHandler",
     "DivergenceError",
+    "FeatureSVM",
     "GANStep",
     "ResumeHandler",
     "TrainingState",
@@ -46,5 +48,6 @@ __all__ = [
     "rank_seed",
     "require_file",
     "save_atomic",
+    "image_features",
     "unwrap",
 ]

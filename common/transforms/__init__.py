@@ -2,6 +2,7 @@
 
 from .channels import SelectChannels, SelectChannelsd
 from .enhancement import DifferencePseudoLabeld, attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries
+from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch
 from .nodule import (
     DEFAULT_HU_WINDOW,
     NODULE_CONDITIONS,
@@ -25,6 +26,9 @@ from .nodule import (
 from .predictions import PredictionWriter, prediction_path
 
 __all__ = [
+    "MIX_MODES",
+    "BatchMixer",
+    "ClassificationPrepareBatch",
     "DEFAULT_HU_WINDOW",
     "NODULE_CONDITIONS",
     "ConditionAugmentd",

@@ -60,7 +60,7 @@ def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
             "--repeats",
             "2",
             "--reference_cyclegan",
-            "{'channels': 1, 'image_size': 16, 'num_res_blocks': 1}",
+            "{'channels': 1, 'image_size': 32, 'num_res_blocks': 1}",
             "--bundle_root",
             str(tmp_path / "bundle"),
         ],
@@ -74,4 +74,4 @@ def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
         assert result["rounds"] == 2 and result["iterations"] == 4 and len(result["step_time_s"]["times"]) == 4
         assert result["step_time_s"]["min"] <= result["step_time_s"]["mean"] and result["device_name"]
         assert len(result["step_cpu_time_s"]["times"]) == 4 and result["step_cpu_time_s"]["mean"] > 0
-    assert reference["override"]["image_size"] == "16"
+    assert reference["override"]["image_size"] == "32"
