@@ -79,3 +79,27 @@ __all__ = [
     "tsne_embedding",
     "tsne_real_vs_synthetic",
 ]
+
+from common.metrics.detection import (  # noqa: E402
+    CPM_FP_RATES,
+    DetectionEvaluation,
+    coco_metrics,
+    cpm,
+    cpm_by_attribute,
+    froc_curve,
+    match_image,
+    sensitivity_at_fp_rates,
+    sensitivity_fp_per_image,
+)
+
+__all__ += [
+    "CPM_FP_RATES",
+    "DetectionEvaluation",
+    "coco_metrics",
+    "cpm",
+    "cpm_by_attribute",
+    "froc_curve",
+    "match_image",
+    "sensitivity_at_fp_rates",
+    "sensitivity_fp_per_image",
+]

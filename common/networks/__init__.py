@@ -39,3 +39,8 @@ __all__ = [
     "get_channel_attention",
     "patchgan_receptive_field",
 ]
+
+from . import detection  # noqa: E402
+from .detection import FasterRCNN  # noqa: E402
+
+__all__ += ["FasterRCNN", "detection"]
