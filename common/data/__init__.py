@@ -1,5 +1,12 @@
 from .latent import latent_samples  # noqa: F401
 from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401
+from .sampling import (  # noqa: F401
+    BALANCE_MODES,
+    balance_classes,
+    build_training_entries,
+    load_synthetic_entries,
+    mix_synthetic,
+)
 from .splits import (  # noqa: F401
     BRATS_S_FRACTION,
     IMBALANCED_NUM_NEGATIVE,

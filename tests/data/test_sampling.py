@@ -1,0 +1,56 @@
+"""Class balancing and synthetic mixing of classifier training sets (CDA-GAN Table 2, Algorithm 2, sec. 5.6)."""
+
+from collections import Counter
+
+import pytest
+
+from common.data import balance_classes, mix_synthetic
+
+
+def _entries(n_pos, n_neg):
+    return [{"image": f"/d/img{i}.nii", "class": int(i < n_pos)} for i in range(n_pos + n_neg)]
+
+
+def test_balance_classes():
+    entries = _entries(3, 10)
+    over = balance_classes(entries, "oversample", seed=0)
+    assert Counter(e["class"] for e in over) == {1: 10, 0: 10} and over[:13] == entries
+    under = balance_classes(entries, "undersample", seed=0)
+    assert Counter(e["class"] for e in under) == {1: 3, 0: 3}
+    assert balance_classes(entries, "undersample", seed=0) == under
+    assert balance_classes(entries, "none") == entries
+    with pytest.raises(ValueError, match="Unknown class balancing"):
+        balance_classes(entries, "smote")
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.5, 1.0])
+def test_mix_synthetic_ratio_and_seed(ratio):
+    real = _entries(5, 5)
+    synthetic = [{"image": f"/s/syn{i}.nii", "class": i % 2, "source": f"/d/img{i}.nii"} for i in range(10)]
+    mixed = mix_synthetic(real, synthetic, ratio=ratio, seed=1)
+    assert len(mixed) == 10 + round(ratio * 10)
+    assert mixed[:10] == real and all(e["synthetic"] for e in mixed[10:])
+    assert mix_synthetic(real, synthetic, ratio=ratio, seed=1) == mixed
+
+
+def test_mix_synthetic_rejects_bad_sets():
+    real = _entries(2, 2)
+    with pytest.raises(ValueError, match="no 'class' label"):
+        mix_synthetic(real, [{"image": "/s/a.nii"}], source_name="gen.json")
+    with pytest.raises(ValueError, match="leak"):
+        mix_synthetic(
+            real, [{"image": "/s/a.nii", "class": 0, "source": "/t/test0.nii"}], forbidden_sources=["/t/test0.nii"]
+        )
+    with pytest.raises(ValueError, match="paired"):
+        mix_synthetic(real, [{"image": "/s/a.nii", "class": 0, "source": "/x/other.nii"}], paired=True)
+    with pytest.raises(ValueError, match="synthetic_ratio"):
+        mix_synthetic(real, [{"image": "/s/a.nii", "class": 0}], ratio=1.5)
+
+
+def test_mix_synthetic_paired_keeps_translations_of_training_images():
+    real = _entries(2, 2)
+    synthetic = [
+        {"image": f"/s/syn{i}.nii", "class": 1 - real[i % 4]["class"], "source": f"/d/img{i}.nii"} for i in range(8)
+    ]
+    mixed = mix_synthetic(real, synthetic, ratio=1.0, paired=True)
+    assert sorted(e["source"] for e in mixed[4:]) == [f"/d/img{i}.nii" for i in range(4)]
