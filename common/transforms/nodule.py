@@ -491,8 +491,9 @@ def lung_mask(volume_hu: np.ndarray, threshold: float = -500.0, closing: int = 2
             border.update(np.unique(np.take(labels, index, axis=axis)).tolist())
     keep = [i for i in range(1, num + 1) if i not in border]
     mask = np.isin(labels, keep)
-    if closing > 0:
-        mask = ndimage.binary_closing(mask, iterations=closing)
+    if closing > 0:  # on an edge-padded copy, so that a lung reaching the volume border is not eroded there
+        padded = ndimage.binary_closing(np.pad(mask, closing, mode="edge"), iterations=closing)
+        mask = padded[tuple(slice(closing, -closing) for _ in range(mask.ndim))]
     return ndimage.binary_fill_holes(mask)
 
 
