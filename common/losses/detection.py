@@ -8,7 +8,6 @@ implementation does, with ``beta = 1/9``).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

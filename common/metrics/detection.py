@@ -454,7 +454,8 @@ class DetectionEvaluation:
     def table(self, metrics: Mapping[str, Any]) -> str:
         """A plain-text table: CPM, sensitivity per FP rate, CPM by attribute, per-image sensitivity/FPs, COCO."""
         lines = [
-            f"Detection on [{self.section}]: {metrics['num_images']} {self.per_image_name}s, {metrics['num_gt']} lesions"
+            f"Detection on [{self.section}]: {metrics['num_images']} {self.per_image_name}s, "
+            f"{metrics['num_gt']} lesions"
         ]
         lines.append("CPM (%)  " + "  ".join(f"{r:g}FP".rjust(6) for r in self.fp_rates))
         lines.append(
@@ -469,7 +470,8 @@ class DetectionEvaluation:
         for t in self.iou_thresholds:
             lines.append(
                 f"IoU >= {t:g}: sensitivity {_nanfmt(metrics[f'sensitivity_iou{t:g}']).strip()} %, "
-                f"FPs per {self.per_image_name} {metrics[f'fp_per_image_iou{t:g}']:.2f} (score >= {self.score_threshold:g})"
+                f"FPs per {self.per_image_name} {metrics[f'fp_per_image_iou{t:g}']:.2f} "
+                f"(score >= {self.score_threshold:g})"
             )
         lines.append(f"COCO mAP {metrics.get('map', float('nan')):.3f}, mAR {metrics.get('mar', float('nan')):.3f}")
         return "\n".join(lines)

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from monai.networks.nets.resnet import ResNet

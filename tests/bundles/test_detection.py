@@ -1,0 +1,160 @@
+"""End-to-end tests of bundles/detection through MONAI's bundle runner on tiny phantom data (3D and 2D), resume,
+and a functional test: after a short training the detector finds phantom metastases far better than random boxes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from common.engines import latest_checkpoint
+from common.metrics import cpm
+
+NAME = "detection"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def configs(root, main, *variants):
+    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
+
+
+def run_workflow(files, run_id, **override):
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return workflow, result
+
+
+@pytest.mark.parametrize(
+    "variants,spatial_dims", [(("tiny.yaml",), 3), (("2d.yaml", "tiny_2d.yaml"), 2)], ids=["3d", "2d"]
+)
+def test_train_infer_evaluate(bundle_copy, variants, spatial_dims):
+    root = bundle_copy(NAME)
+    wf, _ = run_workflow(configs(root, "train.yaml", *variants), "training")
+    ckpt = latest_checkpoint(root / "models")
+    assert ckpt is not None and (root / "models" / "model.pt").is_file()
+    state = torch.load(ckpt, weights_only=True)
+    assert {"network", "optimizer_network", "scheduler_network", "trainer"} <= set(state)
+    iteration = wf.parser.get_parsed_content("train#trainer").state.iteration
+    assert state["trainer"]["iteration"] == iteration > 0
+    assert state["scheduler_network"]["last_epoch"] == iteration  # the schedule counts iterations
+
+    run_workflow(configs(root, "inference.yaml", *variants), "inference")
+    predictions = json.loads((root / "eval" / "predictions.json").read_text())
+    datalist = json.loads((root / "data" / wf.parser.get_parsed_content("phantom_kind") / "datalist.json").read_text())
+    assert len(predictions["test"]) == len(datalist["test"]) > 0
+    for entry in predictions["test"]:
+        assert (root / "eval" / entry["image"]).resolve().is_file()
+        assert len(entry["box"]) == len(entry["score"]) == len(entry["box_label"])
+        assert all(len(b) == 2 * spatial_dims for b in entry["box"])
+        assert entry["score"] == sorted(entry["score"], reverse=True)
+
+    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    keys = {"cpm", "sens@0.125", "sens@0.25", "sens@0.5", "sens@1", "sens@2", "sens@4", "sens@8", "map", "mar"}
+    assert keys <= set(metrics)
+    assert metrics["cpm"] == pytest.approx(np.mean([metrics[k] for k in keys if k.startswith("sens@")]))
+    assert (root / "eval" / "froc.png").is_file()
+    if spatial_dims == 3:
+        assert {"cpm_size_small", "cpm_size_medium", "cpm_size_large", "cpm_attenuation_ground-glass"} <= set(metrics)
+    else:
+        assert {"sensitivity_iou0.5", "fp_per_image_iou0.5", "sensitivity_iou0.25", "fp_per_image_iou0.25"} <= set(
+            metrics
+        )
+
+
+def test_resume_continues_the_iteration_count(bundle_copy):
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "2d.yaml", "tiny_2d.yaml")
+    wf, _ = run_workflow(files, "training")
+    first = wf.parser.get_parsed_content("train#trainer").state.iteration
+    wf, _ = run_workflow(files, "training", resume=True, max_epochs=2)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.iteration == 2 * first and trainer.state.epoch == 2
+    state = torch.load(latest_checkpoint(root / "models"), weights_only=True)
+    assert state["trainer"]["iteration"] == 2 * first and state["scheduler_network"]["last_epoch"] == 2 * first
+
+
+def test_augmented_datalist_is_added_to_training(bundle_copy, tmp_path):
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "2d.yaml", "tiny_2d.yaml")
+    wf = ConfigWorkflow(config_file=files, workflow_type=None, run_id="training", logging_file=False)
+    wf.initialize()
+    real = wf.parser.get_parsed_content("train#datalist")
+    datalist = root / "data" / "brain_metastases" / "datalist.json"
+    data = json.loads(datalist.read_text())
+    extra = {
+        "training": [
+            dict(e, image=str((datalist.parent / e["image"]).resolve()), synthetic=True) for e in data["training"][:2]
+        ]
+    }
+    extra_file = tmp_path / "augmented.json"
+    extra_file.write_text(json.dumps(extra))
+    wf = ConfigWorkflow(
+        config_file=files, workflow_type=None, run_id="training", logging_file=False, augmented_datalist=str(extra_file)
+    )
+    wf.initialize()
+    combined = wf.parser.get_parsed_content("train#datalist")
+    assert len(combined) == len(real) + 2 and combined[-1]["synthetic"] is True
+
+
+def random_boxes(images, rng):
+    """Boxes of the true sizes and count at random positions with random scores (the chance baseline)."""
+    out = []
+    for img in images:
+        boxes = []
+        for b in img["gt_boxes"]:
+            size = np.subtract(b[2:], b[:2])
+            start = rng.uniform(0, 64 - size)
+            boxes.append(list(start) + list(start + size))
+        out.append(dict(img, pred_boxes=boxes, pred_scores=list(rng.uniform(size=len(boxes)))))
+    return out
+
+
+def test_detector_finds_metastases_better_than_chance(bundle_copy):
+    root = bundle_copy(NAME)
+    override = dict(
+        phantom_args={
+            "num_patients": 10,
+            "cases_per_patient": 4,
+            "image_size": 64,
+            "max_lesions": 2,
+            "positive_fraction": 1.0,
+            "seed": 1,
+        },
+        backbone_channels=[8, 16],
+        backbone_layers=[1, 1],
+        fpn_channels=16,
+        anchor_shapes=[[6, 6], [10, 10]],
+        representation_size=64,
+        roi_output_size=4,
+    )
+    train = dict(
+        override,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
+        batch_size=4,
+        learning_rate=0.01,
+        max_epochs=10,
+        save_interval=10,
+    )
+    run_workflow(configs(root, "train.yaml", "2d.yaml"), "training", **train)
+    run_workflow(configs(root, "evaluate.yaml", "2d.yaml"), "evaluating", **override)
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    predictions = json.loads((root / "eval" / "predictions.json").read_text())["test"]
+    datalist = json.loads((root / "data" / "brain_metastases" / "datalist.json").read_text())["test"]
+    images = [
+        {"gt_boxes": d["box"], "pred_boxes": p["box"], "pred_scores": p["score"]} for d, p in zip(datalist, predictions)
+    ]
+    assert cpm(images)["cpm"] == pytest.approx(metrics["cpm"])
+    chance = np.mean([cpm(random_boxes(images, np.random.default_rng(s)))["sensitivities"][1.0] for s in range(20)])
+    assert metrics["sens@1"] >= 0.5 and metrics["sens@1"] > chance + 0.3, (metrics, chance)
