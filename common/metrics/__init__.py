@@ -5,6 +5,7 @@ from common.metrics.classification import (
     CLASSIFICATION_KEYS,
     ClassificationMetrics,
     ClassificationMetricsHandler,
+    ClassificationPredictionWriter,
     classification_metrics,
     rank_auc,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "CLASSIFICATION_KEYS",
     "ClassificationMetrics",
     "ClassificationMetricsHandler",
+    "ClassificationPredictionWriter",
     "classification_metrics",
     "rank_auc",
     "FeatureExtractor",
@@ -102,4 +104,22 @@ __all__ += [
     "match_image",
     "sensitivity_at_fp_rates",
     "sensitivity_fp_per_image",
+]
+
+from common.metrics.outliers import (  # noqa: E402
+    OUTLIER_METHODS,
+    FeatureOutlierFilter,
+    OutlierResult,
+    filter_synthetic_datalist,
+    image_feature_vectors,
+    read_datalist_images,
+)
+
+__all__ += [
+    "OUTLIER_METHODS",
+    "FeatureOutlierFilter",
+    "OutlierResult",
+    "filter_synthetic_datalist",
+    "image_feature_vectors",
+    "read_datalist_images",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "CLASSIFICATION_KEYS",
     "ClassificationMetrics",
     "ClassificationMetricsHandler",
+    "ClassificationPredictionWriter",
     "classification_metrics",
     "rank_auc",
 ]
@@ -253,3 +254,46 @@ class ClassificationMetricsHandler:
             print(format_table(self.results), flush=True)
             logger.info(f"wrote classification metrics to {self.output_file}")
         return self.results
+
+
+class ClassificationPredictionWriter:
+    """Ignite handler for inference: writes each image's class probabilities and arg-max class to a JSON file.
+
+    Reads ``pred`` (probabilities ``(C,)``) from the decollated engine output and the image file names from
+    ``engine.state.batch[path_key]``; writes ``{"predictions": [{"image", "probabilities", "pred"}...]}``
+    atomically on completion (rank 0).
+
+    Args:
+        output_file: the JSON file.
+        path_key: batch key holding each sample's image path.
+    """
+
+    def __init__(self, output_file: str, path_key: str = "image_path") -> None:
+        self.output_file = output_file
+        self.path_key = path_key
+        self.predictions: list[dict[str, Any]] = []
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, lambda _: self.predictions.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._update)
+        engine.add_event_handler(Events.COMPLETED, self._complete)
+
+    def _update(self, engine: Any) -> None:
+        items = engine.state.output if isinstance(engine.state.output, (list, tuple)) else [engine.state.output]
+        paths = engine.state.batch.get(self.path_key) if isinstance(engine.state.batch, dict) else None
+        for i, item in enumerate(items):
+            prob = torch.as_tensor(item["pred"]).detach().float().cpu().reshape(-1)
+            self.predictions.append(
+                {
+                    "image": None if paths is None else str(paths[i]),
+                    "probabilities": [round(float(v), 6) for v in prob],
+                    "pred": int(prob.argmax()),
+                }
+            )
+
+    def _complete(self, engine: Any) -> None:
+        if is_rank0():
+            atomic_write_json({"predictions": self.predictions}, self.output_file)
+            logger.info(f"wrote {len(self.predictions)} predictions to {self.output_file}")
