@@ -17,11 +17,16 @@ from .gan_step import GANStep
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
 from .mcgan_synthesis import MCGANSynthesis, NoduleGenerator, evaluate_mcgan, format_nodule_table
+from .progressive import DetectionDatalistWriter, ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
 from .schedules import LinearDecay, constant_then_linear_decay
 from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
 __all__ = [
+    "DetectionDatalistWriter",
+    "ProgressiveBatchSampler",
+    "ProgressiveGANStep",
+    "ProgressiveSchedule",
     "MCGANStep",
     "MCGANSynthesis",
     "NoduleGenerator",

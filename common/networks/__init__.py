@@ -17,8 +17,20 @@ from .mcgan import (
     tile_conditions,
 )
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
+from .progressive import (
+    ConditionalSynthesisNetwork,
+    ProgressiveDiscriminator,
+    ProgressiveGenerator,
+    progressive_channels,
+    progressive_resolutions,
+)
 
 __all__ = [
+    "ConditionalSynthesisNetwork",
+    "ProgressiveDiscriminator",
+    "ProgressiveGenerator",
+    "progressive_channels",
+    "progressive_resolutions",
     "MCGAN_NUM_CONDITIONS",
     "MCGANContextDiscriminator",
     "MCGANGenerator",

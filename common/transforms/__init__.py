@@ -1,5 +1,6 @@
 """MONAI-style transforms shared by the bundles."""
 
+from .box_condition import BoxConditiond, augment_boxes, boxes_to_condition, condition_samples, scale_boxes
 from .channels import SelectChannels, SelectChannelsd
 from .enhancement import DifferencePseudoLabeld, attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries
 from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch
@@ -26,6 +27,11 @@ from .nodule import (
 from .predictions import PredictionWriter, prediction_path
 
 __all__ = [
+    "BoxConditiond",
+    "augment_boxes",
+    "boxes_to_condition",
+    "condition_samples",
+    "scale_boxes",
     "MIX_MODES",
     "BatchMixer",
     "ClassificationPrepareBatch",
