@@ -14,11 +14,21 @@ from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .feature_svm import FeatureSVM, image_features
 from .gan_step import GANStep
+from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
 from .mcgan_synthesis import MCGANSynthesis, NoduleGenerator, evaluate_mcgan, format_nodule_table
+from .munit_step import MUNITStep
 from .progressive import DetectionDatalistWriter, ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
+from .refinement import (
+    RefinedDatalistWriter,
+    evaluate_refinement,
+    make_degraded_synthetic,
+    refinement_entries,
+    synthetic_entries,
+)
 from .schedules import LinearDecay, constant_then_linear_decay
+from .simgan_step import SimGANStep
 from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
@@ -55,4 +65,14 @@ __all__ = [
     "save_atomic",
     "image_features",
     "unwrap",
+]
+__all__ += [
+    "HistoryBuffer",
+    "MUNITStep",
+    "RefinedDatalistWriter",
+    "SimGANStep",
+    "evaluate_refinement",
+    "make_degraded_synthetic",
+    "refinement_entries",
+    "synthetic_entries",
 ]

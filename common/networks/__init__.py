@@ -16,6 +16,15 @@ from .mcgan import (
     MCGANNoduleDiscriminator,
     tile_conditions,
 )
+from .munit import (
+    MUNIT,
+    AdaptiveInstanceNorm,
+    MultiScaleDiscriminator,
+    MUNITContentEncoder,
+    MUNITDecoder,
+    MUNITGenerator,
+    MUNITStyleEncoder,
+)
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
 from .progressive import (
     ConditionalSynthesisNetwork,
@@ -24,6 +33,7 @@ from .progressive import (
     progressive_channels,
     progressive_resolutions,
 )
+from .simgan import SimGANDiscriminator, SimGANRefiner
 
 __all__ = [
     "ConditionalSynthesisNetwork",
@@ -56,3 +66,14 @@ from . import detection  # noqa: E402
 from .detection import FasterRCNN  # noqa: E402
 
 __all__ += ["FasterRCNN", "detection"]
+__all__ += [
+    "AdaptiveInstanceNorm",
+    "MUNIT",
+    "MUNITContentEncoder",
+    "MUNITDecoder",
+    "MUNITGenerator",
+    "MUNITStyleEncoder",
+    "MultiScaleDiscriminator",
+    "SimGANDiscriminator",
+    "SimGANRefiner",
+]
