@@ -19,7 +19,14 @@ from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
 from .mcgan_synthesis import MCGANSynthesis, NoduleGenerator, evaluate_mcgan, format_nodule_table
 from .munit_step import MUNITStep
-from .progressive import DetectionDatalistWriter, ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
+from .progressive import (
+    BoxPlacementEvaluation,
+    DetectionDatalistWriter,
+    ProgressiveBatchSampler,
+    ProgressiveGANStep,
+    ProgressiveSchedule,
+    box_placement_statistics,
+)
 from .refinement import (
     RefinedDatalistWriter,
     evaluate_refinement,
@@ -33,6 +40,8 @@ from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
 __all__ = [
+    "BoxPlacementEvaluation",
+    "box_placement_statistics",
     "DetectionDatalistWriter",
     "ProgressiveBatchSampler",
     "ProgressiveGANStep",

@@ -15,6 +15,7 @@ contract of the project's datalists).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,14 @@ __all__ = ["BoxConditiond", "augment_boxes", "boxes_to_condition", "condition_sa
 def _as_boxes(boxes: Any, spatial_dims: int) -> np.ndarray:
     arr = np.asarray(boxes if boxes is not None else [], dtype=np.float64).reshape(-1, 2 * spatial_dims)
     return arr
+
+
+def _image_size(entry: Mapping[str, Any], spatial_dims: int) -> list[int]:
+    """Spatial size of an entry's (first) image file, from its header."""
+    import nibabel as nib
+
+    image = entry["image"][0] if isinstance(entry["image"], (list, tuple)) else entry["image"]
+    return [int(s) for s in nib.load(str(image)).shape[:spatial_dims]]
 
 
 def scale_boxes(boxes: Any, source_size: Sequence[int], target_size: Sequence[int]) -> np.ndarray:
@@ -135,7 +144,7 @@ def condition_samples(
         image_size: size of the generated images (int: the same on both axes; 2D unless a sequence says otherwise).
         latent_size: latent vector length.
         seed: seed of the draws (entries, augmentations, latents).
-        source_size: size of the images the boxes refer to; default ``image_size``.
+        source_size: size of the images the boxes refer to; default: read from each entry's image file header.
         box_key: key of the boxes in the entries.
         flip: random flips; shift: maximum shift fraction; zoom: maximum zoom change; see :func:`augment_boxes`.
         value: the value inside boxes in the conditioning image.
@@ -149,7 +158,9 @@ def condition_samples(
         ValueError: when no entry has a box.
     """
     size = [int(image_size)] * 2 if isinstance(image_size, (int, np.integer)) else [int(s) for s in image_size]
-    src = size if source_size is None else ([int(source_size)] * len(size) if np.isscalar(source_size) else source_size)
+    fixed_src = (
+        None if source_size is None else ([int(source_size)] * len(size) if np.isscalar(source_size) else source_size)
+    )
     with_boxes = [e for e in entries if e.get(box_key)]
     if not with_boxes:
         raise ValueError(f"no entry has boxes under '{box_key}': CPGGAN needs boxed training images.")
@@ -157,6 +168,7 @@ def condition_samples(
     out = []
     for i in range(num_samples):
         entry = with_boxes[int(rng.integers(len(with_boxes)))]
+        src = fixed_src if fixed_src is not None else _image_size(entry, len(size))
         base = scale_boxes(entry[box_key], src, size)
         boxes = np.zeros((0, 2 * len(size)))
         for _ in range(20):
@@ -171,7 +183,8 @@ def condition_samples(
             for b in boxes
         ]
         rounded = [b for b in rounded if all(b[a + nd] > b[a] for a in range(nd))]
-        source = str(entry.get("image", f"entry {i}"))
+        image = entry.get("image", f"entry {i}")
+        source = os.path.basename(str(image[0] if isinstance(image, (list, tuple)) else image))
         info = {"box": rounded, "box_label": [0] * len(rounded), "condition_source": source}
         out.append(
             {
