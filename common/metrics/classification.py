@@ -282,12 +282,18 @@ class ClassificationPredictionWriter:
 
     def _update(self, engine: Any) -> None:
         items = engine.state.output if isinstance(engine.state.output, (list, tuple)) else [engine.state.output]
-        paths = engine.state.batch.get(self.path_key) if isinstance(engine.state.batch, dict) else None
+        batch = engine.state.batch
+        if isinstance(batch, dict):
+            paths = batch.get(self.path_key)
+        elif isinstance(batch, (list, tuple)):  # MONAI engines decollate the batch too
+            paths = [b.get(self.path_key) if isinstance(b, dict) else None for b in batch]
+        else:
+            paths = None
         for i, item in enumerate(items):
             prob = torch.as_tensor(item["pred"]).detach().float().cpu().reshape(-1)
             self.predictions.append(
                 {
-                    "image": None if paths is None else str(paths[i]),
+                    "image": None if paths is None or paths[i] is None else str(paths[i]),
                     "probabilities": [round(float(v), 6) for v in prob],
                     "pred": int(prob.argmax()),
                 }

@@ -91,6 +91,12 @@ def test_train_evaluate_variant(bundle_copy, name):
 
     run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating", **override)
     metrics = read_metrics(root)
+    if name in ("none", "3d"):
+        wf, _ = run_workflow(configs(root, "inference.yaml", *variants), "inference", **override)
+        predictions = json.loads((root / "eval" / "predictions.json").read_text())["predictions"]
+        assert len(predictions) == metrics["num_samples"]
+        for p in predictions:
+            assert abs(sum(p["probabilities"]) - 1) < 1e-4 and p["pred"] in (0, 1) and p["image"].endswith(".nii.gz")
     assert metrics["arch"] == wf.parser.get_parsed_content("arch")
     assert metrics["split_mode"] == split["split"]["mode"]
 
