@@ -28,6 +28,7 @@ from common.experiments.spec import (
     resolve_refs,
     slugify,
 )
+from common.experiments.sweep import run_for_each
 
 __all__ = [
     "CSV_FIELDS",
@@ -51,6 +52,7 @@ __all__ = [
     "read_metrics",
     "read_results_csv",
     "resolve_refs",
+    "run_for_each",
     "slugify",
     "statistics_report",
     "tsne_plot",

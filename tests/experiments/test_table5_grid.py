@@ -1,0 +1,153 @@
+"""The Table 5 grid (Han, paper 003 sec. 6.2.2 / 6.3.2): detection with real scans only vs + 1x/2x/3x 3D MCGAN
+augmentation without/with the l1 loss, as one ``scripts/run_experiment.py`` grid."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.experiments import GridRunner, load_grid, parse_grid, run_for_each
+
+REPO = Path(__file__).resolve().parents[2]
+GRID = REPO / "scripts" / "experiments" / "mcgan_detection_table5.yaml"
+METHODS = [
+    "real images",
+    "+ 1x MCGAN",
+    "+ 2x MCGAN",
+    "+ 3x MCGAN",
+    "+ 1x MCGAN w/ l1",
+    "+ 2x MCGAN w/ l1",
+    "+ 3x MCGAN w/ l1",
+]
+
+
+def _expected_metric_keys() -> list[str]:
+    """The flat metrics.json keys of bundles/detection's evaluate.yaml that Table 5 reports, in Table 5's order."""
+    cfg = yaml.safe_load((REPO / "bundles" / "detection" / "configs" / "evaluate.yaml").read_text())
+    keys = ["cpm"] + [f"sens@{float(r):g}" for r in cfg["fp_rates"]]
+    for attribute in ("size", "attenuation"):
+        keys += [f"cpm_{attribute}_{v}" for v in cfg["attribute_values"][attribute]]
+    return keys
+
+
+def _method(name: str) -> tuple[str | None, int | None]:
+    """(generator, ratio) of a method name."""
+    if name == "real images":
+        return None, None
+    return ("mcgan_l1" if "l1" in name else "mcgan"), int(name.split()[1][0])
+
+
+def test_grid_parses_with_table5_methods_metrics_and_generators(tmp_path):
+    spec = load_grid(GRID, root=REPO)
+    assert [m.name for m in spec.methods] == METHODS
+    assert [m.name for m in spec.metrics] == _expected_metric_keys()
+    assert [m.label for m in spec.metrics][-3:] == ["Solid", "Part-solid", "GGN"]
+    assert all(m.higher_is_better for m in spec.metrics)
+    assert set(spec.generators) == {"mcgan", "mcgan_l1"}
+    for name, g in spec.generators.items():
+        assert Path(g.bundle) == REPO / "bundles" / "mcgan_3d" and g.per_dataset
+        assert g.variants == (["tiny.yaml", "l1.yaml"] if name == "mcgan_l1" else ["tiny.yaml"])
+        assert g.outputs == {f"augmented_{r}x": f"synthetic_{r}x/datalist.json" for r in (1, 2, 3)}
+        assert g.overrides["ratios"] == [1, 2, 3] and "run_for_each" in g.overrides["inference"][0]
+    # eq. 2 really is the l1 variant: lambda_l1 100 (eq. 1: 0 in train.yaml)
+    l1 = yaml.safe_load((REPO / "bundles" / "mcgan_3d" / "configs" / "variants" / "l1.yaml").read_text())
+    assert l1["lambda_l1"] > 0
+
+
+def test_dry_run_substitutes_each_ratio_and_loss_and_equal_iterations(tmp_path):
+    spec = load_grid(GRID, root=REPO)
+    spec.output_dir = str(tmp_path / "out")
+    lines: list[str] = []
+    records = GridRunner(spec, dry_run=True, log=lines.append).run()
+    assert not (tmp_path / "out").exists()
+    assert [r["method"] for r in records] == METHODS and {r["status"] for r in records} == {"dry_run"}
+    gen_cmds = [s for s in lines if "mcgan_3d/configs" in s]
+    assert len(gen_cmds) == 4  # two generators x (training, inference)
+    assert sum("l1.yaml" in s for s in gen_cmds) == 2 and all("/generators/mcgan_l1/" in s for s in gen_cmds[2:])
+    phantom = yaml.safe_load(GRID.read_text())["vars"]["phantom_args"]
+    n_train = round(phantom["num_cases"] * phantom["split_fractions"][0])
+    iterations = set()
+    for rec in records:
+        over = rec["overrides"]
+        gen, ratio = _method(rec["method"])
+        assert over["dataset_dir"] == str(tmp_path / "out" / "data" / "phantom")
+        assert over["phantom_args"] == phantom and over["learning_rate"] == 0.01
+        if gen is None:
+            assert "augmented_datalist" not in over
+        else:
+            expected = (
+                tmp_path / "out" / "generators" / gen / "phantom" / "eval" / f"synthetic_{ratio}x" / "datalist.json"
+            )
+            assert over["augmented_datalist"] == str(expected)
+        assert any("detection/configs/train.yaml" in c and "tiny.yaml" in c for c in rec["commands"])
+        # the thesis fixes SGD steps: epochs x ceil(scans / batch 2) is the same for every method
+        iterations.add(over["max_epochs"] * (n_train * (1 + (ratio or 0)) // 2))
+    assert iterations == {24}
+
+
+class _Job:
+    def __init__(self, out):
+        self.ratio, self.output_dir, self.calls = 1, Path(out), []
+
+    def run(self):
+        self.calls.append((self.ratio, self.output_dir))
+        return self.ratio * 10
+
+
+def test_run_for_each_sets_formats_calls_and_restores(tmp_path):
+    job = _Job(tmp_path / "base")
+    out = run_for_each(job, "ratio", [1, 3], output_dir=str(tmp_path / "s_{ratio}x"))
+    assert out == [10, 30]
+    assert job.calls == [(1, tmp_path / "s_1x"), (3, tmp_path / "s_3x")]
+    assert all(isinstance(p, Path) for _, p in job.calls)  # a Path attribute stays a Path
+    assert job.ratio == 1 and job.output_dir == tmp_path / "base"
+    with pytest.raises(AttributeError, match="nope"):
+        run_for_each(job, "nope", [1])
+    with pytest.raises(ValueError, match="at least one"):
+        run_for_each(job, "ratio", [])
+
+
+@pytest.mark.slow
+def test_reduced_table5_grid_end_to_end(tmp_path):
+    """The grid with the real bundles at the smallest sizes: 4 phantom scans (2 training, 2 test), 1 MCGAN epoch of
+    2 iterations, 1 detector epoch per method. About 4-5 minutes on the shared 2-core CPU (18 bundle commands of
+    ~10 s start-up each), hence `slow`."""
+    data = yaml.safe_load(GRID.read_text())
+    data["output_dir"] = str(tmp_path / "out")
+    data["vars"]["phantom_args"]["num_cases"] = 4
+    data["vars"].update(epochs_real=1, mcgan_epochs=1)
+    for m in data["methods"]:
+        m.get("overrides", {}).pop("max_epochs", None)
+    spec = parse_grid(data, source=str(GRID), root=REPO)
+    records = GridRunner(spec, python=sys.executable, log=lambda s: None).run()
+    assert [r["status"] for r in records] == ["ok"] * 7, [r.get("error") for r in records]
+    out = Path(spec.output_dir)
+
+    # each generator wrote 1x/2x/3x sets of the 2 training scans, from one checkpoint; eq. 1 and eq. 2 differ
+    shas = {}
+    for gen in ("mcgan", "mcgan_l1"):
+        for r in (1, 2, 3):
+            path = out / "generators" / gen / "phantom" / "eval" / f"synthetic_{r}x" / "datalist.json"
+            d = json.loads(path.read_text())
+            assert d["ratio"] == r and len(d["training"]) == 2 * r
+            assert all((path.parent / e["image"]).is_file() and e["synthetic"] for e in d["training"])
+            shas.setdefault(gen, set()).add(d["generator"]["checkpoint_sha256"])
+    assert len(shas["mcgan"]) == len(shas["mcgan_l1"]) == 1 and shas["mcgan"] != shas["mcgan_l1"]
+
+    # the detector trained on real + augmented scans: its training validated and loaded the augmented datalist
+    log = (out / "runs" / "phantom" / "3x_mcgan_w__l1" / "seed0" / "logs" / "training.log").read_text()
+    assert "synthetic_3x/datalist.json' is valid: training=6 entries" in log
+    metrics = json.loads((out / "runs" / "phantom" / "2x_mcgan" / "seed0" / "eval" / "metrics.json").read_text())
+    assert metrics["augmented_datalist"].endswith("mcgan/phantom/eval/synthetic_2x/datalist.json")
+    assert set(_expected_metric_keys()) <= set(metrics)
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows if r["metric"] == "cpm"} == set(METHODS)
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows if r["metric"] == "cpm")
+    table = (out / "tables.md").read_text()
+    assert "| Method | Phantom: CPM | Phantom: 1/8 |" in table and "Phantom: GGN |" in table
+    assert all(f"| {m} |" in table for m in METHODS)
