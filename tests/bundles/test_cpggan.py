@@ -1,8 +1,11 @@
 """End-to-end test of bundles/cpggan through MONAI's bundle runner, on the tiny metastasis phantom."""
 
+import copy
 import json
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from monai.bundle import ConfigWorkflow
 
 from common.data import validate_datalist
@@ -43,3 +46,93 @@ def test_train_infer_evaluate(bundle_copy):
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     for key in ("fid", "kid_mean", "box_change_inside", "box_change_outside"):
         assert np.isfinite(metrics[key]), key
+
+
+def lesion_contrast(images: torch.Tensor, condition: torch.Tensor, margin: int = 1) -> torch.Tensor:
+    """Per image: mean intensity inside the condition's boxes minus the mean in a ring ``margin`` voxels wide around
+    them. The phantom's metastases (enhancing rim, thesis sec. 5) are brighter than their surroundings on T1c, so a
+    real slice scores high on its own boxes and lower on another slice's boxes.
+
+    Args:
+        images: (N, 1, H, W). condition: (N, 1, H, W), 1 inside the boxes, 0 elsewhere.
+
+    Returns:
+        (N,) contrast scores.
+    """
+    dilated = F.max_pool2d(condition, 2 * margin + 1, stride=1, padding=margin)
+    ring = (dilated - condition).clamp(0, 1)
+    inside = (images * condition).sum((1, 2, 3)) / condition.sum((1, 2, 3)).clamp(min=1)
+    around = (images * ring).sum((1, 2, 3)) / ring.sum((1, 2, 3)).clamp(min=1)
+    return inside - around
+
+
+def placement_gap(generator: torch.nn.Module, latents: torch.Tensor, conditions: torch.Tensor) -> float:
+    """Lesion contrast of ``G(z, c)`` at the boxes of ``c`` minus that of ``G(z, c')`` (the same latents, the
+    conditions rolled by one: other slices' boxes) at the same boxes of ``c``: positive only when the generator
+    puts brighter-than-surroundings lesions where it is told to."""
+    other = torch.roll(torch.arange(len(conditions)), 1)
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        matched = lesion_contrast(generator(latents, conditions), conditions)
+        control = lesion_contrast(generator(latents, conditions[other]), conditions)
+    generator.train(was_training)
+    return float((matched - control).mean())
+
+
+def test_trained_cpggan_places_lesions_in_the_boxes(bundle_copy):
+    """After a short training on 16 px metastasis slices, generated images are brighter inside the condition boxes
+    than around them, much more than when the same latents are given other slices' boxes, and much more than the
+    same generator before training or never-trained generators (which also react locally to the condition, so
+    "change near the boxes" alone would not tell). About 1,000 iterations at 8 -> 16 px (~45 s on one thread of a
+    shared CPU).
+
+    Measured (seed 0): trained gap 0.211, the same generator before training -0.017, four other untrained
+    generators -0.00..0.066; real slices 0.364.
+    """
+    root = bundle_copy(NAME)
+    files = [str(root / "configs" / "train.yaml"), str(root / "configs" / "variants" / "tiny.yaml")]
+    override = {
+        "phantom_args": {
+            "num_patients": 32, "cases_per_patient": 4, "image_size": 16, "max_lesions": 2,
+            "positive_fraction": 0.75, "seed": 0,
+        },
+        "image_size": 16, "start_size": 8, "latent_size": 16, "fmap_base": 64, "fmap_max": 16, "batch_size": 8,
+        "fade_in_images": 2664, "stabilise_images": 2664, "learning_rate": 0.001,
+        "save_interval": 100000, "sample_interval": 100000,
+    }  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread is several times faster than two on a shared CPU
+    try:
+        wf = ConfigWorkflow(config_file=files, workflow_type=None, run_id="training", logging_file=False, **override)
+        wf.initialize()
+        generator = wf.parser.get_parsed_content("generator")
+        initial = copy.deepcopy(generator)
+        wf.run()
+        dataset = wf.parser.get_parsed_content("train#dataset")
+        assert len(dataset) >= 12
+        conditions = torch.stack([dataset[i]["condition"] for i in range(len(dataset))]).repeat(4, 1, 1, 1)
+        real = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+        generator_cpu = generator.cpu()
+        torch.manual_seed(1)
+        latents = torch.randn(len(conditions), override["latent_size"])
+
+        own = conditions[: len(real)]
+        real_gap = float((lesion_contrast(real, own) - lesion_contrast(real, own.roll(1, 0))).mean())
+        trained = placement_gap(generator_cpu, latents, conditions)
+        before = placement_gap(initial.cpu(), latents, conditions)
+        untrained = []
+        for seed in range(4):
+            torch.manual_seed(100 + seed)
+            fresh = wf.parser.get_parsed_content("generator_def", lazy=False).cpu()
+            untrained.append(placement_gap(fresh, latents, conditions))
+    finally:
+        torch.set_num_threads(threads)
+    print(
+        f"lesion placement gap: real {real_gap:.3f}, trained {trained:.3f}, before training {before:.3f}, "
+        f"untrained {np.round(untrained, 3).tolist()}"
+    )
+    assert real_gap > 0.2  # the statistic sees the phantom's lesions
+    assert trained > 0.12, trained
+    assert trained > before + 0.1, (trained, before)
+    assert trained > max(untrained) + 0.05, (trained, untrained)
