@@ -91,6 +91,9 @@ def test_cli_dry_run(tmp_path, capsys):
     spec_file = importlib.util.spec_from_file_location("run_experiment", REPO / "scripts" / "run_experiment.py")
     module = importlib.util.module_from_spec(spec_file)
     spec_file.loader.exec_module(module)
+    (tmp_path / "configs").mkdir()
+    for name in ("train.yaml", "evaluate.yaml"):
+        (tmp_path / "configs" / name).write_text("run: []\n")
     grid = tmp_path / "g.yaml"
     grid.write_text(f"name: g\noutput_dir: {tmp_path / 'out'}\nbundle: {tmp_path}\ndatasets: [D]\nmethods: [M]\n")
     module.main([str(grid), "--dry_run"])
