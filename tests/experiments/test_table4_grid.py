@@ -31,8 +31,9 @@ def test_table4_grid_parses():
         "fp_per_image_iou0.5",
         "sensitivity_iou0.25",
         "fp_per_image_iou0.25",
+        "cpm",
     ]
-    assert [m.higher_is_better for m in spec.metrics] == [True, False, True, False]
+    assert [m.higher_is_better for m in spec.metrics] == [True, False, True, False, True]
     assert set(spec.generators) == set(RATIOS)
     for name, g in spec.generators.items():
         assert Path(g.bundle).name == "cpggan" and g.per_dataset
