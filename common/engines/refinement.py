@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from common.handlers.synthetic_export import SyntheticDatalistWriter
+from common.handlers.utils import atomic_write_json
 
 __all__ = [
     "RefinedDatalistWriter",
@@ -105,7 +106,8 @@ def make_degraded_synthetic(
     Each channel ``x`` of each image becomes ``gaussian_filter(x, blur_sigma) + noise_std * std(x) * n`` with
     ``n ~ N(0, 1)`` from ``numpy.random.default_rng(seed + index)``; the class of the source is kept. The files and
     ``<output_dir>/datalist.json`` are written with :class:`~common.handlers.SyntheticDatalistWriter` (generator
-    ``phantom-degradation``, no checkpoint). Nothing is done when the datalist already exists.
+    ``phantom-degradation``, no checkpoint). Nothing is done when the datalist already exists. No collective is
+    run: in a distributed run call it on one rank only (then a barrier) so the files are written once.
 
     Returns:
         the path of the synthetic datalist.
@@ -141,7 +143,9 @@ def make_degraded_synthetic(
             channels.append(y.astype(np.float32))
         source = [os.path.relpath(f, base) for f in files]
         writer.write_sample({"pred": np.stack(channels, 0), "source": source, "class": entry.get("class")})
-    writer.write_datalist()
+    # one process writes the whole set (rank 0 alone in distributed runs): write the datalist without
+    # ``writer.write_datalist()``, whose entry gathering is a collective the other ranks never join
+    atomic_write_json(writer.datalist(), path)
     return path
 
 
