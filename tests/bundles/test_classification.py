@@ -60,6 +60,13 @@ VARIANTS = {
     "imbalanced": ("imbalanced.yaml", "tiny.yaml"),
     "3d": ("3d.yaml", "tiny_3d.yaml"),
     "3d-classic": ("3d.yaml", "classic.yaml", "tiny_3d.yaml"),
+    "3d-oversample": ("3d.yaml", "oversample.yaml", "tiny_3d.yaml"),
+    "3d-undersample": ("3d.yaml", "undersample.yaml", "tiny_3d.yaml"),
+    "3d-mixup": ("3d.yaml", "mixup.yaml", "tiny_3d.yaml"),
+    "3d-cutmix": ("3d.yaml", "cutmix.yaml", "tiny_3d.yaml"),
+    "3d-cutout": ("3d.yaml", "cutout.yaml", "tiny_3d.yaml"),
+    "3d-small": ("3d.yaml", "small.yaml", "tiny_3d.yaml"),
+    "3d-imbalanced": ("3d.yaml", "imbalanced.yaml", "tiny_3d.yaml"),
 }
 # DenseNets halve the size 5 times: 32 px is their smallest input
 # (and narrower growth here, to keep the test short; the variant files keep the published widths)

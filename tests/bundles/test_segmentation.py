@@ -146,6 +146,8 @@ VARIANTS = [
     ("brain_mr_3d", ("3d.yaml", "enhanced.yaml", "tiny_3d.yaml")),
     ("brain_mr_3d", ("3d.yaml", "classic.yaml", "tiny_3d.yaml")),
     ("brain_mr_3d", ("3d.yaml", "pseudo_label.yaml", "tiny_3d.yaml")),
+    ("brain_mr_3d", ("3d.yaml", "synthetic.yaml", "tiny_3d.yaml")),
+    ("brain_mr_3d", ("3d.yaml", "small.yaml", "tiny_3d.yaml")),
 ]
 
 
