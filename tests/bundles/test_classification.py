@@ -75,8 +75,12 @@ OVERRIDES = {"densenet121": SMALL_DENSENET, "densenet161": SMALL_DENSENET}
 TINY_PHANTOM = {"num_patients": 8, "cases_per_patient": 2, "image_size": 32, "positive_fraction": 0.5, "seed": 0}
 
 
-def make_phantom(root):
-    return prepare_phantom(root / "data" / "brain_mr_2d", "brain_mr_2d", **TINY_PHANTOM)
+TINY_PHANTOM_3D = {"num_patients": 8, "image_size": 16, "positive_fraction": 0.5, "seed": 0}
+
+
+def make_phantom(root, kind="brain_mr_2d"):
+    args = TINY_PHANTOM if kind == "brain_mr_2d" else TINY_PHANTOM_3D
+    return prepare_phantom(root / "data" / kind, kind, **args)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -118,11 +122,11 @@ def test_svm_baseline(bundle_copy):
     assert read_metrics(root)["arch"] == "svm"
 
 
-def _write_synthetic(root, paired):
+def _write_synthetic(root, paired, kind="brain_mr_2d"):
     """Real training images of the phantom relabelled as a generator's synthetic set (class flipped, as Algorithm 2's
     translations), with `source` = the real image; plus one test image when `paired` is False, to be filtered."""
-    datalist = json.loads((root / "data" / "brain_mr_2d" / "datalist.json").read_text())
-    base = root / "data" / "brain_mr_2d"
+    datalist = json.loads((root / "data" / kind / "datalist.json").read_text())
+    base = root / "data" / kind
     entries = [
         {
             "image": [str(base / f) for f in e["image"]],
@@ -138,12 +142,23 @@ def _write_synthetic(root, paired):
     return path, len(datalist["training"])
 
 
-@pytest.mark.parametrize("variant,ratio", [("synthetic.yaml", 0.5), ("paired.yaml", 1.0), ("synthetic.yaml", 0.2)])
-def test_synthetic_and_paired(bundle_copy, variant, ratio):
+@pytest.mark.parametrize(
+    "variant,ratio,spatial_dims",
+    [
+        ("synthetic.yaml", 0.5, 2),
+        ("paired.yaml", 1.0, 2),
+        ("synthetic.yaml", 0.2, 2),
+        ("synthetic.yaml", 0.5, 3),
+        ("paired.yaml", 1.0, 3),
+    ],
+)
+def test_synthetic_and_paired(bundle_copy, variant, ratio, spatial_dims):
     root = bundle_copy(NAME)
-    make_phantom(root)
-    path, num_real = _write_synthetic(root, variant == "paired.yaml")
-    wf, _ = run_workflow(configs(root, "train.yaml", variant, "tiny.yaml"), "training", synthetic_ratio=ratio)
+    kind = f"brain_mr_{spatial_dims}d"
+    make_phantom(root, kind)
+    path, num_real = _write_synthetic(root, variant == "paired.yaml", kind)
+    sizes = ("tiny.yaml",) if spatial_dims == 2 else ("3d.yaml", "tiny_3d.yaml")
+    wf, _ = run_workflow(configs(root, "train.yaml", variant, *sizes), "training", synthetic_ratio=ratio)
     entries = wf.parser.get_parsed_content("train#entries")
     synthetic = [e for e in entries if e.get("synthetic")]
     assert len(entries) == num_real + round(ratio * num_real)
@@ -151,7 +166,7 @@ def test_synthetic_and_paired(bundle_copy, variant, ratio):
     if variant == "paired.yaml":
         real_images = {e["image"][0] for e in entries if not e.get("synthetic")}
         assert {e["source"] for e in synthetic} == real_images
-    run_workflow(configs(root, "evaluate.yaml", variant, "tiny.yaml"), "evaluating", synthetic_ratio=ratio)
+    run_workflow(configs(root, "evaluate.yaml", variant, *sizes), "evaluating", synthetic_ratio=ratio)
     assert read_metrics(root)["synthetic"].startswith(str(ratio))
 
 
