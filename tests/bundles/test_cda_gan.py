@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import cli_list, free_port, run_cli
 from monai.bundle import ConfigWorkflow
 
 from common.data import validate_datalist
@@ -164,8 +165,6 @@ def test_attention_finds_the_tumour_after_short_training(bundle_copy):
 
 
 def test_torchrun_two_processes_gloo(bundle_copy):
-    from conftest import cli_list, free_port, run_cli
-
     root = bundle_copy(NAME)
     files = [str(root / "configs" / f) for f in ("train.yaml", "multi_gpu_train.yaml", "variants/tiny.yaml")]
     cfg = cli_list(files)

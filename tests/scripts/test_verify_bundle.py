@@ -386,10 +386,24 @@ def test_real_bundle_min(real_bundle: Path) -> None:
     assert verify_bundle(real_bundle, mode="min") == []
 
 
+# bundles whose network cannot pass the full checks, and why (each model card says so too)
+FULL_MODE_EXEMPT = {
+    "detection": "the Faster R-CNN returns a dict of losses or per-image box lists: no TorchScript export or "
+    "single-tensor verify_net_in_out",
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
 def test_real_bundle_full(real_bundle: Path) -> None:
-    assert verify_bundle(real_bundle, mode="full", device="cpu", fresh_weights=True) == []
+    problems = verify_bundle(real_bundle, mode="full", device="cpu", fresh_weights=True)
+    if real_bundle.name in FULL_MODE_EXEMPT:
+        # only the two checks that need a tensor-in, tensor-out scriptable network may fail
+        assert problems and all(
+            p.startswith(("network: verify_net_in_out failed", "network: TorchScript export failed")) for p in problems
+        ), problems
+        pytest.skip(f"{real_bundle.name}: {FULL_MODE_EXEMPT[real_bundle.name]}")
+    assert problems == []
 
 
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
