@@ -165,7 +165,7 @@ class ReferenceCycleGAN:
         self.opt_d.zero_grad()
         loss_d.backward()
         self.opt_d.step()
-        return {"loss_g": float(loss_g), "loss_d": float(loss_d)}
+        return {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
 
 
 def benchmark_reference_cyclegan(
