@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+from conftest import configs, run_workflow
 
 from common.bundle.verify import verify_bundle
 from common.data import DatalistError, prepare_phantom
@@ -14,18 +14,6 @@ from common.engines import latest_checkpoint
 
 NAME = "classification"
 METRIC_KEYS = ("acc", "auc", "recall", "specificity", "precision", "f1")
-
-
-def configs(root, main, *variants):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
 
 
 def causes(exc):

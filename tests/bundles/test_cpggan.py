@@ -6,20 +6,13 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
+from conftest import run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
 
 NAME = "cpggan"
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
 
 
 def test_train_infer_evaluate(bundle_copy):

@@ -11,25 +11,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import cli_list, free_port, run_cli
+from conftest import cli_list, configs, free_port, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.data import DatalistError, prepare_phantom, validate_datalist
 from common.engines import latest_checkpoint
 
 NAME = "dcgan_wgan"
-
-
-def configs(root, main, *variants):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
 
 
 @pytest.mark.parametrize(

@@ -5,24 +5,12 @@ import json
 import nibabel as nib
 import numpy as np
 import torch
-from monai.bundle import ConfigWorkflow
+from conftest import configs, run_workflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
 
 NAME = "mcgan_3d"
-
-
-def configs(root, main, *variants):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
 
 
 def test_train_resume_infer_evaluate(bundle_copy):

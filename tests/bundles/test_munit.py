@@ -2,50 +2,15 @@
 
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import check_refined_datalist, configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
-from common.data import validate_datalist
 from common.engines import latest_checkpoint
 
 NAME = "munit"
-
-
-def configs(root, main, *variants):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
-
-
-def check_refined_datalist(root, spatial_shape, method):
-    synthetic = json.loads((root / "data").glob("*/degraded_synthetic/datalist.json").__next__().read_text())
-    num_class1 = sum(1 for e in synthetic["training"] if e["class"] == 1)
-    refined_file = root / "eval" / "refined" / "datalist.json"
-    data = json.loads(refined_file.read_text())
-    entries = data["training"] + data["rejected"]
-    assert len(entries) == num_class1 and data["outlier_filter"]["num_tested"] == num_class1
-    for e in entries:
-        assert e["synthetic"] is True and e["class"] == 1
-        assert e["generator"]["bundle"] == "phantom-degradation"  # the source's provenance is kept
-        assert e["refined_by"]["method"] == method and len(e["refined_by"]["checkpoint_sha256"]) == 64
-        assert all((refined_file.parent / s).is_file() for s in e["source"])
-        arr = nib.load(refined_file.parent / e["image"]).get_fdata()
-        assert arr.shape == spatial_shape and 0.0 <= arr.min() and arr.max() <= 1.0
-    for e in data["rejected"]:
-        assert e["outlier_score"] > e["outlier_threshold"] and "threshold" in e["outlier_reason"]
-    if data["training"]:
-        validate_datalist(refined_file, spatial_dims=len(spatial_shape), num_channels=1)
-    report = json.loads((root / "eval" / "refined" / "outliers.json").read_text())
-    assert len(report["scores"]) == num_class1
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import configs, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
 from scipy import ndimage
 
@@ -22,18 +22,6 @@ TINY = {
     "brain_mr_2d": {"num_patients": 8, "cases_per_patient": 2, "image_size": 32, "positive_fraction": 0.5, "seed": 0},
     "brain_mr_3d": {"num_patients": 8, "image_size": 16, "positive_fraction": 0.5, "seed": 0},
 }
-
-
-def configs(root, main, *variants):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in variants]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return workflow, result
 
 
 @pytest.fixture(scope="module")
