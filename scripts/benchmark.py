@@ -10,6 +10,9 @@ Examples::
     # the same, side by side with the plain PyTorch CycleGAN of reference_cyclegan.py, in 3 interleaved rounds
     python scripts/benchmark.py --config_sets "[['a.yaml']]" --repeats 3 \
         --reference_cyclegan "{'channels': 1, 'image_size': 256, 'num_res_blocks': 9}"
+    # inference throughput: the `benchmark#call` of an inference config (random weights), e.g. 3D MCGAN synthesis
+    python scripts/benchmark.py --workflow inference --config_file bundles/mcgan_3d/configs/inference.yaml \
+        --benchmark_batch_size 16
 
 Every configuration runs in a fresh process (its own peak memory). With ``--repeats N`` the configurations run in
 N rounds, one after the other within each round, and each result holds the step times of all its rounds, so that a
@@ -25,20 +28,25 @@ from typing import Any
 import fire
 from reference_cyclegan import benchmark_reference_cyclegan
 
-from common.engines.benchmark import benchmark_training_step, cpu_name, step_time_summary
+from common.engines.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
+
+WORKFLOWS = {"training": benchmark_training_step, "inference": benchmark_inference}
 
 
 def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from the results of several rounds of the same configuration."""
     merged = dict(rounds[-1])
-    times = [t for r in rounds for t in r["step_time_s"]["times"]]
-    merged["step_time_s"] = step_time_summary(times)
-    merged["step_cpu_time_s"] = step_time_summary([t for r in rounds for t in r["step_cpu_time_s"]["times"]])
+    prefix = "call" if "call_time_s" in merged else "step"
+    times = [t for r in rounds for t in r[f"{prefix}_time_s"]["times"]]
+    merged[f"{prefix}_time_s"] = step_time_summary(times)
+    merged[f"{prefix}_cpu_time_s"] = step_time_summary([t for r in rounds for t in r[f"{prefix}_cpu_time_s"]["times"]])
     merged["iterations"] = len(times)
     merged["rounds"] = len(rounds)
     merged["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rounds)
     if merged.get("batch_size"):
         merged["samples_per_s"] = merged["batch_size"] / merged["step_time_s"]["mean"]
+    if merged.get("items_per_call"):
+        merged["items_per_s"] = merged["items_per_call"] / merged["call_time_s"]["mean"]
     return merged
 
 
@@ -51,6 +59,7 @@ def main(
     output: str | None = None,
     repeats: int = 1,
     reference_cyclegan: Any = None,
+    workflow: str = "training",
     **override: Any,
 ) -> None:
     """Print (and optionally write to ``output``) the benchmark JSON of one config list or several.
@@ -66,15 +75,19 @@ def main(
         reference_cyclegan: keyword arguments of ``benchmark_reference_cyclegan`` (``channels``, ``image_size``,
             ``num_res_blocks``, ``batch_size``): also time the plain PyTorch CycleGAN of ``reference_cyclegan.py``
             in the same run, as the last entry of the output list.
+        workflow: ``training`` (the training step, ``benchmark_training_step``) or ``inference`` (the config's
+            ``benchmark#call``, ``benchmark_inference``).
         override: config overrides for every configuration, e.g. ``--image_size 128``.
     """
     if (config_file is None) == (config_sets is None):
         raise ValueError("give exactly one of --config_file or --config_sets.")
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
+    if workflow not in WORKFLOWS:
+        raise ValueError(f"workflow must be one of {sorted(WORKFLOWS)}, got {workflow!r}.")
     sets = [config_file] if config_file is not None else list(config_sets)
     jobs: list[tuple[Any, tuple, dict[str, Any]]] = [
-        (benchmark_training_step, (files,), dict(iterations=iterations, warmup=warmup, threads=threads, **override))
+        (WORKFLOWS[workflow], (files,), dict(iterations=iterations, warmup=warmup, threads=threads, **override))
         for files in sets
     ]
     if reference_cyclegan is not None:

@@ -1,8 +1,11 @@
-"""Training-step benchmark of a bundle configuration: step time, samples/s and peak memory.
+"""Benchmarks of a bundle configuration: training-step time, inference throughput and peak memory.
 
-The bundle's own ``initialize`` runs first (phantom data, validation), then the configured training step is
-called on real batches of the configured loader, as the trainer would call it. Speed claims in the model
-cards come from this function through ``scripts/benchmark.py``, never from timed tests.
+:func:`benchmark_training_step`: the bundle's own ``initialize`` runs first (phantom data, validation), then the
+configured training step is called on real batches of the configured loader, as the trainer would call it.
+:func:`benchmark_inference`: the ``benchmark#call`` of an inference config (e.g. the generator on a batch of
+conditioned inputs, or a whole-volume sliding-window detection) is timed with random-initialised weights, items
+per second being ``benchmark#items`` per call. Speed claims in the model cards come from these functions through
+``scripts/benchmark.py``, never from timed tests.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["benchmark_training_step", "cpu_name", "step_time_summary"]
+__all__ = ["benchmark_training_step", "benchmark_inference", "cpu_name", "step_time_summary"]
 
 
 def step_time_summary(times: Sequence[float]) -> dict[str, Any]:
@@ -133,6 +136,81 @@ def benchmark_training_step(
         "step_time_s": step_time_summary(times),
         "step_cpu_time_s": step_time_summary(cpu_times),
         "samples_per_s": batch_size / mean if batch_size else None,
+        "peak_memory_mb": peak,
+        "peak_memory_kind": kind,
+    }
+
+
+def benchmark_inference(
+    config_file: str | Sequence[str],
+    iterations: int = 10,
+    warmup: int = 2,
+    call_id: str = "benchmark#call",
+    items_id: str = "benchmark#items",
+    threads: int | None = None,
+    **override: Any,
+) -> dict[str, Any]:
+    """Time ``iterations`` calls of an inference config's benchmark callable, without gradients.
+
+    The config defines ``benchmark#call``, a callable without arguments that runs the timed work on inputs
+    built once by the config (e.g. ``$lambda: @network(@benchmark#inputs)``), and ``benchmark#items``, the
+    number of items (nodules, volumes) one call produces. The config's ``initialize`` is not run and no
+    checkpoint is loaded: the networks keep their random initialisation, which costs the same time as trained
+    weights for fixed-size networks (a detector's post-processing time depends on how many boxes it keeps).
+
+    Args:
+        config_file: a config file or a list merged in order (e.g. inference.yaml and a variant).
+        iterations: timed calls.
+        warmup: untimed calls first.
+        call_id: config id of the callable.
+        items_id: config id of the number of items per call.
+        threads: ``torch.set_num_threads`` for the run (default: leave as is).
+        override: config overrides, e.g. ``benchmark_batch_size=16``.
+
+    Returns:
+        A JSON-serialisable dict: configuration, device, ``call_time_s`` and ``call_cpu_time_s`` summaries,
+        ``items_per_call``, ``items_per_s`` and the peak memory.
+    """
+    from monai.bundle import ConfigParser
+
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    files = [config_file] if isinstance(config_file, str) else list(config_file)
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser.update(override)
+    device = torch.device(parser.get_parsed_content("device"))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    call = parser.get_parsed_content(call_id)
+    items = int(parser.get_parsed_content(items_id))
+    times: list[float] = []
+    cpu_times: list[float] = []
+    with torch.no_grad():
+        for i in range(warmup + iterations):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            call()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
+    peak, kind = _peak_memory_mb(device)
+    return {
+        "workflow": "inference",
+        "config_file": files,
+        "override": {k: str(v) for k, v in override.items()},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "iterations": iterations,
+        "items_per_call": items,
+        "call_time_s": step_time_summary(times),
+        "call_cpu_time_s": step_time_summary(cpu_times),
+        "items_per_s": items / statistics.mean(times),
         "peak_memory_mb": peak,
         "peak_memory_kind": kind,
     }

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from monai.data.box_utils import box_iou
 
 from common.networks.detection import (
     BalancedPositiveNegativeSampler,
@@ -135,6 +136,29 @@ def test_nms_per_group():
     assert nms(boxes, scores, None, 0.5).tolist() == [3, 2]
     assert nms(boxes, scores, torch.tensor([0, 1, 0, 0]), 0.5).tolist() == [3, 1, 2]
     assert nms(boxes, scores, None, 0.5, max_keep=1).tolist() == [3]
+
+
+def test_nms_matches_a_plain_greedy_pass_over_groups():
+    """Per-group NMS (each group's IoU matrix apart) keeps what one greedy pass over all boxes keeps when a box
+    only suppresses boxes of its own group, in the same decreasing-score order, also with ties and max_keep."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randint(0, 20, (300, 3), generator=gen).float()
+    boxes = torch.cat([start, start + torch.randint(2, 8, (300, 3), generator=gen)], dim=1)
+    scores = torch.randint(0, 50, (300,), generator=gen).float() / 50  # many ties
+    groups = torch.randint(0, 4, (300,), generator=gen)
+
+    def plain(max_keep):
+        order = sorted(range(300), key=lambda i: (-scores[i].item(), i))
+        kept = []
+        for i in order:
+            same = [k for k in kept if groups[k] == groups[i]]
+            if same and box_iou(boxes[[i]], boxes[same]).max() > 0.3:
+                continue
+            kept.append(i)
+        return kept[:max_keep] if max_keep > 0 else kept
+
+    for max_keep in (-1, 25):
+        assert nms(boxes, scores, groups, 0.3, max_keep).tolist() == plain(max_keep)
 
 
 def test_flatten_head_outputs_matches_anchor_order():

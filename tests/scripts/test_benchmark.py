@@ -75,3 +75,43 @@ def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
         assert result["step_time_s"]["min"] <= result["step_time_s"]["mean"] and result["device_name"]
         assert len(result["step_cpu_time_s"]["times"]) == 4 and result["step_cpu_time_s"]["mean"] > 0
     assert reference["override"]["image_size"] == "32"
+
+
+def test_benchmark_inference_workflow(tmp_path):
+    """--workflow inference times the inference config's benchmark#call: MCGAN synthesis at a batch size and
+    whole-volume detection, items per second from the items per call."""
+    mcgan = REPO / "bundles" / "mcgan_3d" / "configs"
+    detection = REPO / "bundles" / "detection" / "configs"
+    sets = [
+        [str(mcgan / "inference.yaml"), str(mcgan / "variants" / "tiny.yaml")],
+        [str(detection / "inference.yaml"), str(detection / "variants" / "tiny.yaml")],
+    ]
+    proc = run_python(
+        [
+            str(REPO / "scripts" / "benchmark.py"),
+            "--workflow",
+            "inference",
+            "--config_sets",
+            json.dumps(sets),
+            "--iterations",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--benchmark_batch_size",
+            "3",
+            "--bundle_root",
+            str(tmp_path / "bundle"),
+        ],
+        cwd=tmp_path,
+    )
+    synthesis, detection_result = json.loads(proc.stdout[proc.stdout.index("[") :])
+    assert synthesis["items_per_call"] == 3 and detection_result["items_per_call"] == 1
+    for result in (synthesis, detection_result):
+        assert result["workflow"] == "inference" and result["iterations"] == 4
+        assert len(result["call_cpu_time_s"]["times"]) == 4
+        assert abs(result["items_per_s"] - result["items_per_call"] / result["call_time_s"]["mean"]) < 1e-9
+        assert result["peak_memory_mb"] > 0
+    # nothing was written: no phantom, no checkpoint is needed for timing
+    assert not (tmp_path / "bundle").exists()

@@ -111,8 +111,9 @@ def nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: flo
     """Greedy non-maximum suppression, separately per group, on MONAI's :func:`~monai.data.box_utils.box_iou`.
 
     MONAI's ``non_max_suppression`` recomputes the IoU of the remaining boxes in a Python loop (seconds for a few
-    thousand proposals on a CPU); here the IoU matrix is computed once and the greedy pass runs on a boolean
-    array. Groups are kept apart by offsetting each group's boxes beyond the others (the usual batched-NMS trick).
+    thousand proposals on a CPU); here the IoU matrix of each group is computed once (only within the group: the
+    RPN's per-level NMS over four levels costs a quarter of one matrix over all boxes) and the greedy pass runs on
+    a boolean array.
 
     Args:
         boxes: (N, 2 * spatial_dims) corner boxes.
@@ -127,18 +128,34 @@ def nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: flo
     if boxes.shape[0] == 0:
         return torch.zeros((0,), dtype=torch.int64, device=boxes.device)
     boxes = boxes.detach().float()
-    if groups is not None and len(groups):
-        span = boxes.max() - boxes.min() + 1.0
-        boxes = boxes + (groups.to(boxes) * span)[:, None]
-    order = torch.argsort(scores.detach().float(), descending=True, stable=True)
-    iou = box_iou(boxes[order], boxes[order]).cpu().numpy() > iou_threshold
-    removed = np.zeros(len(order), dtype=bool)
+    scores = scores.detach().float()
+    order = torch.argsort(scores, descending=True, stable=True)
+    if groups is None or len(groups) == 0:
+        members = [order]
+    else:
+        sorted_groups = groups[order]
+        members = [order[sorted_groups == g] for g in torch.unique(sorted_groups)]
+    kept = [member[_greedy_keep(boxes[member], iou_threshold, max_keep)] for member in members]
+    if len(kept) == 1:
+        return kept[0]
+    kept_all = torch.cat(kept)
+    # back to one decreasing-score order; ties by original index, as the single-group pass orders them
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    kept_all = kept_all[torch.argsort(rank[kept_all])]
+    return kept_all[:max_keep] if max_keep > 0 else kept_all
+
+
+def _greedy_keep(sorted_boxes: Tensor, iou_threshold: float, max_keep: int) -> Tensor:
+    """Positions kept by greedy NMS among boxes sorted by decreasing score."""
+    suppress = box_iou(sorted_boxes, sorted_boxes).cpu().numpy() > iou_threshold
+    removed = np.zeros(len(sorted_boxes), dtype=bool)
     kept: list[int] = []
-    for i in range(len(order)):
+    for i in range(len(sorted_boxes)):
         if removed[i]:
             continue
         kept.append(i)
         if 0 < max_keep <= len(kept):
             break
-        removed |= iou[i]
-    return order[torch.as_tensor(kept, dtype=torch.int64, device=order.device)]
+        removed |= suppress[i]
+    return torch.as_tensor(kept, dtype=torch.int64, device=sorted_boxes.device)
