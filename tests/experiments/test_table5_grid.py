@@ -49,7 +49,7 @@ def test_grid_parses_with_table5_methods_metrics_and_generators(tmp_path):
     assert set(spec.generators) == {"mcgan", "mcgan_l1"}
     for name, g in spec.generators.items():
         assert Path(g.bundle) == REPO / "bundles" / "mcgan_3d" and g.per_dataset
-        assert g.variants == (["tiny.yaml", "l1.yaml"] if name == "mcgan_l1" else ["tiny.yaml"])
+        assert g.variants == (["small.yaml", "l1.yaml"] if name == "mcgan_l1" else ["small.yaml"])
         assert g.outputs == {f"augmented_{r}x": f"synthetic_{r}x/datalist.json" for r in (1, 2, 3)}
         assert g.overrides["ratios"] == [1, 2, 3] and "run_for_each" in g.overrides["inference"][0]
     # eq. 2 really is the l1 variant: lambda_l1 100 (eq. 1: 0 in train.yaml)
@@ -68,7 +68,6 @@ def test_dry_run_substitutes_each_ratio_and_loss_and_equal_iterations(tmp_path):
     assert len(gen_cmds) == 4  # two generators x (training, inference)
     assert sum("l1.yaml" in s for s in gen_cmds) == 2 and all("/generators/mcgan_l1/" in s for s in gen_cmds[2:])
     phantom = yaml.safe_load(GRID.read_text())["vars"]["phantom_args"]
-    n_train = round(phantom["num_cases"] * phantom["split_fractions"][0])
     iterations = set()
     for rec in records:
         over = rec["overrides"]
@@ -82,10 +81,10 @@ def test_dry_run_substitutes_each_ratio_and_loss_and_equal_iterations(tmp_path):
                 tmp_path / "out" / "generators" / gen / "phantom" / "eval" / f"synthetic_{ratio}x" / "datalist.json"
             )
             assert over["augmented_datalist"] == str(expected)
-        assert any("detection/configs/train.yaml" in c and "tiny.yaml" in c for c in rec["commands"])
-        # the thesis fixes SGD steps: epochs x ceil(scans / batch 2) is the same for every method
-        iterations.add(over["max_epochs"] * (n_train * (1 + (ratio or 0)) // 2))
-    assert iterations == {24}
+        assert any("detection/configs/train.yaml" in c and "variants" not in c for c in rec["commands"])
+        # the thesis fixes SGD steps: epoch_length x max_epochs is the same for every method, whatever its data
+        iterations.add(over["epoch_length"] * over["max_epochs"])
+    assert iterations == {400}
 
 
 class _Job:
@@ -112,15 +111,19 @@ def test_run_for_each_sets_formats_calls_and_restores(tmp_path):
 
 @pytest.mark.slow
 def test_reduced_table5_grid_end_to_end(tmp_path):
-    """The grid with the real bundles at the smallest sizes: 4 phantom scans (2 training, 2 test), 1 MCGAN epoch of
-    2 iterations, 1 detector epoch per method: 18 bundle commands of ~10 s start-up each. 529 s (8.8 min) on the shared
-    2-core CPU while the full grid ran beside it, hence `slow`."""
+    """The grid with the real bundles at the smallest sizes: both bundles' tiny.yaml, 4 phantom scans of 32^3
+    (2 training, 2 test), 1 MCGAN iteration, 2 detector iterations per method: 18 bundle commands of ~10 s start-up
+    each. 529 s (8.8 min) on the shared 2-core CPU while the full grid ran beside it, hence `slow`."""
     data = yaml.safe_load(GRID.read_text())
     data["output_dir"] = str(tmp_path / "out")
-    data["vars"]["phantom_args"]["num_cases"] = 4
-    data["vars"].update(epochs_real=1, mcgan_epochs=1)
-    for m in data["methods"]:
-        m.get("overrides", {}).pop("max_epochs", None)
+    data["vars"]["phantom_args"].update(num_cases=4, image_size=32)
+    data["vars"].update(detector_epoch_length=2, detector_epochs=1, mcgan_epoch_length=1, mcgan_epochs=1)
+    data["common_variants"] = ["tiny.yaml"]
+    for key in ("backbone_channels", "fpn_channels", "representation_size"):
+        data["overrides"].pop(key)
+    data["overrides"]["infer_roi_size"] = [32, 32, 32]
+    for name, generator in data["generators"].items():
+        generator["variants"] = ["tiny.yaml", "l1.yaml"] if name == "mcgan_l1" else ["tiny.yaml"]
     spec = parse_grid(data, source=str(GRID), root=REPO)
     records = GridRunner(spec, python=sys.executable, log=lambda s: None).run()
     assert [r["status"] for r in records] == ["ok"] * 7, [r.get("error") for r in records]
