@@ -24,7 +24,6 @@ from .nodule import (
     sample_lung_box,
     unit_to_hu,
 )
-from .predictions import PredictionWriter, prediction_path
 
 __all__ = [
     "BoxConditiond",
@@ -59,6 +58,4 @@ __all__ = [
     "attach_difference_maps",
     "mix_synthetic_pairs",
     "pseudo_label_entries",
-    "PredictionWriter",
-    "prediction_path",
 ]

@@ -16,7 +16,7 @@ from common.handlers.utils import atomic_path, atomic_write_json, is_rank0, spli
 
 __all__ = ["PredictionWriter", "prediction_path"]
 
-logger = logging.getLogger("common.transforms")
+logger = logging.getLogger("common.handlers")
 
 
 def _first(image: Any) -> str:
