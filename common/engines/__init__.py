@@ -12,6 +12,7 @@ from .checkpoint import (
 )
 from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
+from .detection_step import DetectionStep, detection_collate
 from .feature_svm import FeatureSVM, image_features
 from .gan_step import GANStep
 from .history_buffer import HistoryBuffer
@@ -40,6 +41,8 @@ from .step import DivergenceError, TrainingStep, unwrap
 from .trainer import AdversarialTrainer, rank_seed
 
 __all__ = [
+    "DetectionStep",
+    "detection_collate",
     "BoxPlacementEvaluation",
     "box_placement_statistics",
     "DetectionDatalistWriter",

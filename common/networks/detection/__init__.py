@@ -1,5 +1,5 @@
 """Faster R-CNN for 2D and 3D images (Han's thesis sec. 6.2.2 and sec. 5): RoIAlign, RPN, box head, matcher,
-sampler, training step and sliding-window inference."""
+sampler and sliding-window inference (its training step: ``common.engines.DetectionStep``)."""
 
 from .faster_rcnn import FasterRCNN, ResNetFPNBackbone
 from .matching import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, BalancedPositiveNegativeSampler, IoUMatcher, nms
@@ -29,6 +29,5 @@ __all__ = [
 ]
 
 from .inference import DetectionPredictor, patch_starts, sliding_window_detect  # noqa: E402
-from .training import DetectionStep, detection_collate  # noqa: E402
 
-__all__ += ["DetectionPredictor", "DetectionStep", "detection_collate", "patch_starts", "sliding_window_detect"]
+__all__ += ["DetectionPredictor", "patch_starts", "sliding_window_detect"]

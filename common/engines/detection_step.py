@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from common.engines.step import TrainingStep
+from .step import TrainingStep
 
 __all__ = ["DetectionStep", "detection_collate"]
 
