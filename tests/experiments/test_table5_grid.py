@@ -63,7 +63,9 @@ def test_dry_run_substitutes_each_ratio_and_loss_and_equal_iterations(tmp_path):
     lines: list[str] = []
     records = GridRunner(spec, dry_run=True, log=lines.append).run()
     assert not (tmp_path / "out").exists()
-    assert [r["method"] for r in records] == METHODS and {r["status"] for r in records} == {"dry_run"}
+    seeds = yaml.safe_load(GRID.read_text())["seeds"]
+    assert sorted(r["method"] for r in records) == sorted(METHODS * len(seeds)) and len(seeds) == 3
+    assert {r["status"] for r in records} == {"dry_run"}
     gen_cmds = [s for s in lines if "mcgan_3d/configs" in s]
     assert len(gen_cmds) == 4  # two generators x (training, inference)
     assert sum("l1.yaml" in s for s in gen_cmds) == 2 and all("/generators/mcgan_l1/" in s for s in gen_cmds[2:])
@@ -116,6 +118,7 @@ def test_reduced_table5_grid_end_to_end(tmp_path):
     each. 529 s (8.8 min) on the shared 2-core CPU while the full grid ran beside it, hence `slow`."""
     data = yaml.safe_load(GRID.read_text())
     data["output_dir"] = str(tmp_path / "out")
+    data["seeds"] = [0]
     data["vars"]["phantom_args"].update(num_cases=4, image_size=32)
     data["vars"].update(detector_epoch_length=2, detector_epochs=1, mcgan_epoch_length=1, mcgan_epochs=1)
     data["common_variants"] = ["tiny.yaml"]
