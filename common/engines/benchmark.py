@@ -14,7 +14,7 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,6 +52,43 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
     # Linux reports ru_maxrss in KiB: the peak resident memory of this whole process (run one config per process)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
+
+
+def _time_calls(
+    call: Callable[[Any], Any],
+    iterations: int,
+    warmup: int,
+    device: torch.device,
+    prepare: Callable[[], Any] = lambda: None,
+) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``call(prepare())`` after ``warmup`` untimed calls; ``prepare`` is
+    not timed."""
+    times: list[float] = []
+    cpu_times: list[float] = []
+    for i in range(warmup + iterations):
+        argument = prepare()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        call(argument)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times
+
+
+def _environment(files: Sequence[str], override: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The configuration and the machine of a benchmark result."""
+    return {
+        "config_file": list(files),
+        "override": {k: str(v) for k, v in override.items()},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def benchmark_training_step(
@@ -96,39 +133,25 @@ def benchmark_training_step(
         torch.cuda.reset_peak_memory_stats(device)
     engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
     batches = iter(())
+    batch: Any = None
 
     def next_batch() -> Any:
-        nonlocal batches
+        """The loader's next batch (cycling), counted as the engine's next iteration."""
+        nonlocal batches, batch
         try:
-            return next(batches)
+            batch = next(batches)
         except StopIteration:
             batches = iter(loader)
-            return next(batches)
-
-    times: list[float] = []
-    cpu_times: list[float] = []
-    for i in range(warmup + iterations):
-        batch = next_batch()
+            batch = next(batches)
         engine.state.iteration += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        step(engine, batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
+        return batch
+
+    times, cpu_times = _time_calls(lambda b: step(engine, b), iterations, warmup, device, next_batch)
     batch_size = step.images(batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
     return {
-        "config_file": files,
-        "override": {k: str(v) for k, v in override.items()},
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **_environment(files, override, device),
         "batch_size": batch_size,
         "configured_batch_size": parser.get(batch_size_id),
         "amp": bool(getattr(step, "amp", False)),
@@ -184,28 +207,12 @@ def benchmark_inference(
         torch.cuda.reset_peak_memory_stats(device)
     call = parser.get_parsed_content(call_id)
     items = int(parser.get_parsed_content(items_id))
-    times: list[float] = []
-    cpu_times: list[float] = []
     with torch.no_grad():
-        for i in range(warmup + iterations):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start, cpu_start = time.perf_counter(), time.process_time()
-            call()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-                cpu_times.append(time.process_time() - cpu_start)
+        times, cpu_times = _time_calls(lambda _: call(), iterations, warmup, device)
     peak, kind = _peak_memory_mb(device)
     return {
         "workflow": "inference",
-        "config_file": files,
-        "override": {k: str(v) for k, v in override.items()},
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **_environment(files, override, device),
         "iterations": iterations,
         "items_per_call": items,
         "call_time_s": step_time_summary(times),
