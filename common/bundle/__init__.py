@@ -1,7 +1,9 @@
-"""Bundle utilities: paths, verification and export for the MONAI model zoo."""
+"""Bundle tools: verification and export for the MONAI model zoo (not imported by ``import common``).
+
+``bundle_root`` lives in :mod:`common.utils.paths`; it is re-exported here for callers of the tools."""
 
 from common.bundle.export import export_bundle
-from common.bundle.paths import bundle_root
 from common.bundle.verify import check_format, verify_bundle
+from common.utils.paths import bundle_root
 
 __all__ = ["bundle_root", "check_format", "export_bundle", "verify_bundle"]

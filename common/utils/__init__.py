@@ -1,0 +1,26 @@
+"""The floor of ``common``: helpers every other package may use and that use no other package of ``common``.
+
+- :mod:`common.utils.io`: atomic writes of text, JSON, bytes and NIfTI files (temporary name, then rename);
+- :mod:`common.utils.hashing`: SHA-256 of files;
+- :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
+- :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
+"""
+
+from common.utils.dist import get_rank, get_world_size, is_rank0
+from common.utils.hashing import sha256_file
+from common.utils.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, save_nifti, split_ext
+from common.utils.paths import bundle_root
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "bundle_root",
+    "get_rank",
+    "get_world_size",
+    "is_rank0",
+    "save_nifti",
+    "sha256_file",
+    "split_ext",
+]

@@ -1,0 +1,139 @@
+"""Atomic file writes: every output is written under a temporary name in its final folder, then renamed.
+
+A killed process therefore never leaves a half-written file under the final name, and a reader never sees
+one. NIfTI files are written with MONAI's :class:`~monai.data.NibabelWriter` (sform and qform set, codes 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import NibabelWriter
+
+__all__ = ["split_ext", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_nifti"]
+
+_MULTI_EXTS = (".nii.gz", ".tar.gz")
+
+
+def split_ext(path: str) -> tuple[str, str]:
+    """Split ``path`` into stem and extension, keeping double extensions such as ``.nii.gz`` together.
+
+    Args:
+        path: a file name or path.
+
+    Returns:
+        ``(stem, ext)`` with ``stem + ext == path``.
+    """
+    lower = path.lower()
+    for ext in _MULTI_EXTS:
+        if lower.endswith(ext):
+            return path[: -len(ext)], path[-len(ext) :]
+    return os.path.splitext(path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Context manager yielding a temporary file name next to ``path``; on success it is moved onto ``path``.
+
+    The temporary file lives in the same folder (so ``os.replace`` is atomic) and keeps the extension of
+    ``path`` (so writers that infer the format from the name, such as nibabel or PIL, still work). If the body
+    raises, the temporary file is removed and ``path`` is left untouched, so no half-written file remains.
+
+    Args:
+        path: final destination; missing parent folders are created.
+
+    Yields:
+        the temporary path to write to.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = split_ext(os.path.basename(path))
+    # a unique name per writer (several ranks or threads may write the same folder)
+    tmp = os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically, flushed to disk before the rename.
+
+    Args:
+        data: the file's content.
+        path: destination file.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(text: str, path: str | os.PathLike, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically.
+
+    Args:
+        text: the file's content.
+        path: destination file.
+        encoding: text encoding.
+    """
+    atomic_write_bytes(text.encode(encoding), path)
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 4, **kwargs: Any) -> None:
+    """Write ``obj`` as JSON (with a final newline) to ``path`` atomically.
+
+    Args:
+        obj: a JSON-serialisable object.
+        path: destination file.
+        indent: JSON indentation.
+        kwargs: passed to :func:`json.dumps` (e.g. ``sort_keys``, ``default``).
+    """
+    atomic_write_text(json.dumps(obj, indent=indent, **kwargs) + "\n", path)
+
+
+def save_nifti(
+    array: np.ndarray | torch.Tensor,
+    path: str | os.PathLike,
+    affine: np.ndarray | torch.Tensor | None = None,
+    dtype: Any = None,
+    header: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``array`` as a NIfTI file atomically, with MONAI's :class:`~monai.data.NibabelWriter`.
+
+    The array is written as given (no channel handling, no resampling, no squeezing of singleton axes);
+    sform and qform both carry ``affine`` with code 1 (scanner), the spatial unit is mm.
+
+    Args:
+        array: ``(H, W)``, ``(H, W, D)`` or with trailing channel/time axes, in nibabel's axis order.
+        path: destination ``.nii`` or ``.nii.gz`` file.
+        affine: 4x4 voxel-to-world affine (RAS, as nibabel); identity when ``None``.
+        dtype: output data type; the array's own when ``None``.
+        header: NIfTI header fields to set (e.g. ``{"descrip": b"synthetic"}``).
+    """
+    data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    data = np.ascontiguousarray(data if dtype is None else data.astype(dtype))
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    # MONAI's backend object and header codes, as NibabelWriter.write makes them, without its channel-last
+    # conversion (which would add a trailing axis to every array)
+    image = NibabelWriter.create_backend_obj(data, affine=affine, dtype=data.dtype)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    for key, value in (header or {}).items():
+        image.header[key] = value
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)
