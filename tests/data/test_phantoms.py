@@ -15,16 +15,14 @@ from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImaged
 from scipy import ndimage
 
-from common.data import phantoms
 from common.data.phantoms import (
     BRAIN_MR_CHANNELS,
     NODULE_ATTENUATIONS,
     NODULE_SIZES,
-    make_brain_metastases,
-    make_brain_mr,
-    make_chest_ct,
-    prepare_phantom,
 )
+from common.data.phantoms import base as phantom_base
+from common.data.phantoms import brain_mr as brain_mr_phantom
+from common.data.phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = ("training", "validation", "test")
@@ -134,7 +132,7 @@ def test_datalist_structure_and_patient_splits(name, request):
 @pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.8, 0.2, 0.0)])
 @pytest.mark.parametrize("num", [1, 2, 3, 5, 12, 24, 101])
 def test_split_counts(num, fractions):
-    counts = phantoms._split_counts(num, fractions)
+    counts = phantom_base._split_counts(num, fractions)
     assert sum(counts) == num and min(counts) >= 0
     active = [i for i, f in enumerate(fractions) if f > 0]
     if num >= len(active):
@@ -338,7 +336,7 @@ def test_prepare_phantom_kinds(tmp_path):
 
 def test_atomic_generation(tmp_path, monkeypatch):
     target = tmp_path / "set"
-    original, calls = phantoms._save_nifti, []
+    original, calls = brain_mr_phantom._save_nifti, []
 
     def failing_save(*args, **kwargs):
         calls.append(1)
@@ -346,11 +344,11 @@ def test_atomic_generation(tmp_path, monkeypatch):
             raise RuntimeError("interrupted")
         original(*args, **kwargs)
 
-    monkeypatch.setattr(phantoms, "_save_nifti", failing_save)
+    monkeypatch.setattr(brain_mr_phantom, "_save_nifti", failing_save)
     with pytest.raises(RuntimeError, match="interrupted"):
         make_brain_mr(target, num_patients=3, cases_per_patient=1, image_size=32)
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(phantoms, "_save_nifti", original)
+    monkeypatch.setattr(brain_mr_phantom, "_save_nifti", original)
 
     # a previous phantom set is replaced as a whole; an unrelated non-empty directory is refused
     make_brain_mr(target, num_patients=3, cases_per_patient=1, image_size=32, seed=1)

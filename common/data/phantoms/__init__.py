@@ -1,0 +1,52 @@
+"""Deterministic synthetic phantom data sets for tests, tutorials and smoke runs of the bundles.
+
+Every set is generated from a single integer seed, written as NIfTI files (``.nii.gz``) with a diagonal affine
+giving the voxel spacing, and described by a Decathlon-style datalist JSON whose paths are relative to the JSON
+file (readable by :py:func:`monai.data.load_decathlon_datalist`). Sets are split by patient into ``training``,
+``validation`` and ``test``; splits are stratified by the patient class where there is one.
+
+Generation is atomic: a set is written into a hidden sibling directory of ``output_dir`` and renamed into place
+at the end, so an interrupted generation never leaves a half-written data set behind.
+
+Array axes follow the NIfTI files as nibabel loads them (``nib.load(f).get_fdata()``): axis 0 is ``x``
+(left-right), axis 1 is ``y`` (anterior-posterior) and axis 2 is ``z`` (inferior-superior). Boxes are given in
+voxel index coordinates of these axes, in corner format (``"xyxy"`` / ``"xyzxyz"``), start inclusive and end
+exclusive, so ``0 <= x1 < x2 <= shape[0]``.
+
+Kinds of sets, one module per family:
+
+- :py:func:`make_brain_mr` (:py:mod:`.brain_mr`): four-channel (T1, T1c, T2, FLAIR) brain MR slices (2D) or
+  volumes (3D) with glioma-like tumours (necrotic core, enhancing rim, oedema) on positive patients.
+- :py:func:`make_chest_ct` (:py:mod:`.chest_ct`): chest CT volumes in Hounsfield units with lung nodules of three
+  sizes and three attenuations, with bounding boxes.
+- :py:func:`make_brain_metastases` (:py:mod:`.brain_metastases`): single-channel T1c-like 2D brain slices with
+  several small ring-enhancing lesions on positive patients, with bounding boxes.
+- :py:func:`prepare_phantom` (:py:mod:`.prepare`): generate a set once into a directory and return its
+  ``datalist.json`` path.
+
+The two brain families share the head anatomy of :py:mod:`.brain_anatomy`; :py:mod:`.base` holds the argument
+checks, patient splits, geometry helpers and the atomic writing of a set.
+"""
+
+from common.data.phantoms.base import DATALIST_NAME, DEFAULT_SPLIT_FRACTIONS, SPLIT_NAMES
+from common.data.phantoms.brain_anatomy import BRAIN_MR_CHANNELS
+from common.data.phantoms.brain_metastases import make_brain_metastases
+from common.data.phantoms.brain_mr import BRAIN_TUMOUR_LABELS, make_brain_mr
+from common.data.phantoms.chest_ct import NODULE_ATTENUATIONS, NODULE_SIZES, make_chest_ct
+from common.data.phantoms.prepare import NO_PHANTOM, PHANTOM_KINDS, prepare_phantom
+
+__all__ = [
+    "BRAIN_MR_CHANNELS",
+    "BRAIN_TUMOUR_LABELS",
+    "DATALIST_NAME",
+    "DEFAULT_SPLIT_FRACTIONS",
+    "NODULE_ATTENUATIONS",
+    "NODULE_SIZES",
+    "NO_PHANTOM",
+    "PHANTOM_KINDS",
+    "SPLIT_NAMES",
+    "make_brain_metastases",
+    "make_brain_mr",
+    "make_chest_ct",
+    "prepare_phantom",
+]

@@ -1,0 +1,66 @@
+"""Bundle entry point of the phantoms: generate a set of a named kind once, then reuse its datalist."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.data.phantoms.base import DATALIST_NAME
+from common.data.phantoms.brain_metastases import make_brain_metastases
+from common.data.phantoms.brain_mr import make_brain_mr
+from common.data.phantoms.chest_ct import make_chest_ct
+
+__all__ = ["NO_PHANTOM", "PHANTOM_KINDS", "prepare_phantom"]
+
+logger = logging.getLogger("common.data")  # one logger for the whole data package
+
+PHANTOM_KINDS: dict[str, tuple[Callable[..., Path], dict[str, Any]]] = {
+    "brain_mr_2d": (make_brain_mr, {"spatial_dims": 2}),
+    "brain_mr_3d": (make_brain_mr, {"spatial_dims": 3}),
+    "chest_ct": (make_chest_ct, {}),
+    "brain_metastases": (make_brain_metastases, {}),
+}
+"""Phantom kinds accepted by :py:func:`prepare_phantom`: generator function and fixed keyword arguments."""
+
+
+NO_PHANTOM = ("", "none", "null", "false")
+
+
+def prepare_phantom(dataset_dir: str | os.PathLike, kind: str | None, **kwargs: Any) -> str | None:
+    """Return the datalist of a phantom set in ``dataset_dir``, generating the set first if it is missing.
+
+    Cheap when ``<dataset_dir>/datalist.json`` exists (nothing is read or regenerated), so it can be called from a
+    bundle config's ``initialize`` section.
+
+    Args:
+        dataset_dir: directory of the set.
+        kind: one of ``"brain_mr_2d"``, ``"brain_mr_3d"``, ``"chest_ct"``, ``"brain_metastases"``; ``None`` or
+            ``"none"`` (also ``"null"``, ``"false"``, ``""``) when the bundle uses the user's own datalist: nothing is
+            generated (``python -m monai.bundle run`` drops ``None`` overrides, hence the strings).
+        kwargs: keyword arguments of the generator (:py:func:`make_brain_mr`, :py:func:`make_chest_ct` or
+            :py:func:`make_brain_metastases`), used only when the set is generated.
+
+    Returns:
+        path of ``<dataset_dir>/datalist.json`` as a string, or ``None`` when ``kind`` says no phantom.
+
+    Raises:
+        ValueError: for an unknown ``kind`` or keyword arguments that contradict it.
+    """
+    if kind is None or str(kind).strip().lower() in NO_PHANTOM:
+        return None
+    if kind not in PHANTOM_KINDS:
+        raise ValueError(f"Unknown phantom kind {kind!r}; expected one of {sorted(PHANTOM_KINDS)}.")
+    generator, fixed = PHANTOM_KINDS[kind]
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"Phantom kind {kind!r} requires {key}={value!r}, got {kwargs[key]!r}.")
+    if "datalist_name" in kwargs:
+        raise ValueError(f"prepare_phantom always writes {DATALIST_NAME!r}; datalist_name cannot be given.")
+    datalist = Path(dataset_dir).expanduser() / DATALIST_NAME
+    if datalist.is_file():
+        return str(datalist)
+    logger.info("Generating phantom data set %r in %s.", kind, datalist.parent)
+    return str(generator(datalist.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
