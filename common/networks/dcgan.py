@@ -12,6 +12,9 @@ Layout (the DCGAN reference layout, four resolution stages, generalised to ``spa
 
 "Half channel size": the reference DCGAN uses 64 filters at the finest stage (doubling to 512); here
 ``base_channels=32`` by default, i.e. 32/64/128/256. This choice is written in the bundle's model card.
+
+Initialisation (Radford et al. 2016, sec. 4): MONAI's :func:`~monai.networks.utils.normal_init`, i.e. convolution,
+transposed convolution and linear weights from N(0, 0.02), batch-norm scales from N(1, 0.02), zero biases and shifts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Act, Conv, Norm
+from monai.networks.utils import normal_init
 from monai.utils import ensure_tuple_rep
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
@@ -82,7 +86,7 @@ class DCGANGenerator(nn.Module):
         if output_act is not None:
             layers.append(Act[output_act]())
         self.up = nn.Sequential(*layers)
-        _dcgan_init(self)
+        self.apply(normal_init)  # DCGAN initialisation, see the module docstring
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = z.flatten(1)
@@ -135,19 +139,7 @@ class DCGANDiscriminator(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in * int(np.prod(final_shape)), 1)
-        _dcgan_init(self)
+        self.apply(normal_init)  # DCGAN initialisation, see the module docstring
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
-
-
-def _dcgan_init(module: nn.Module) -> None:
-    """DCGAN weight initialisation: conv/linear weights ~ N(0, 0.02), norm weights ~ N(1, 0.02), zero biases."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act
+from monai.networks.utils import normal_init
 
 from .patchgan import PatchGANDiscriminator
 
@@ -147,7 +148,7 @@ class MCGANGenerator(nn.Module):
             is_transposed=True,
             conv_only=True,
         )
-        self.apply(_init_weights)
+        self.apply(normal_init)  # pix2pix initialisation: weights N(0, 0.02), batch-norm scales N(1, 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -264,14 +265,3 @@ class MCGANNoduleDiscriminator(nn.Module):
         if condition.ndim == 2:
             condition = tile_conditions(condition, nodule.shape[2:])
         return self.patchgan(torch.cat([nodule, condition.to(nodule.dtype)], dim=1))
-
-
-def _init_weights(module: nn.Module) -> None:
-    """pix2pix initialisation: convolutions from N(0, 0.02), batch-norm scales from N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from common.networks import DCGANDiscriminator, DCGANGenerator
+from common.networks import DCGANDiscriminator, DCGANGenerator, dcgan
 
 
 @pytest.mark.parametrize("spatial_dims,size", [(2, 64), (2, 128), (2, (32, 48)), (3, 32)])
@@ -46,3 +46,47 @@ def test_gradients_flow_2d_3d():
         d = DCGANDiscriminator(dims, 2, 16, base_channels=2)
         d(g(torch.randn(2, 8))).sum().backward()
         assert all(p.grad is not None for p in g.parameters())
+
+
+def _reference_dcgan_init(module: torch.nn.Module) -> None:
+    """The DCGAN initialisation by its definition (Radford et al. 2016, sec. 4), in module order."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)):
+            torch.nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, 0.0, 0.02)
+            torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            torch.nn.init.normal_(m.weight, 1.0, 0.02)
+            torch.nn.init.zeros_(m.bias)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: DCGANGenerator(2, 8, 4, 32, base_channels=4),
+        lambda: DCGANGenerator(3, 8, 1, 16, base_channels=4),
+        lambda: DCGANDiscriminator(2, 4, 32, base_channels=4),
+        lambda: DCGANDiscriminator(3, 1, 16, base_channels=4, norm="instance"),
+        lambda: DCGANDiscriminator(2, 1, 32, base_channels=4, norm=None),
+    ],
+)
+def test_initialisation_is_dcgan(build, monkeypatch):
+    """MONAI's normal_init gives, for a fixed seed, exactly the weights of the DCGAN initialisation."""
+    torch.manual_seed(3)
+    net = build()
+    monkeypatch.setattr(dcgan, "normal_init", lambda m: None)
+    torch.manual_seed(3)
+    reference = build()
+    _reference_dcgan_init(reference)
+    for (name, value), expected in zip(net.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(value, expected), name
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            assert torch.all(m.bias == 0) and torch.all((m.weight - 1.0).abs() < 0.1)  # 5 standard deviations
+        elif hasattr(m, "weight") and m.weight is not None and m.weight.numel() > 200:
+            assert abs(m.weight.std().item() - 0.02) < 0.004 and abs(m.weight.mean().item()) < 0.004
+        if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) and m.bias is not None:
+            assert torch.all(m.bias == 0)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from common.networks import MCGANContextDiscriminator, MCGANGenerator, MCGANNoduleDiscriminator, tile_conditions
+from common.networks import MCGANContextDiscriminator, MCGANGenerator, MCGANNoduleDiscriminator, mcgan, tile_conditions
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -66,3 +66,31 @@ def test_torchscript_and_errors():
         gen(torch.randn(1, 6, 32, 32, 32))
     with pytest.raises(ValueError, match="divisible"):
         gen(torch.randn(1, 7, 24, 32, 32))
+
+
+def _reference_pix2pix_init(module: nn.Module) -> None:
+    """pix2pix initialisation by its definition: convolutions N(0, 0.02), zero biases, batch-norm scales N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_generator_initialisation_is_pix2pix(spatial_dims, monkeypatch):
+    """MONAI's normal_init gives, for a fixed seed, exactly the weights of the pix2pix initialisation."""
+    torch.manual_seed(5)
+    gen = MCGANGenerator(spatial_dims, base_channels=4)
+    monkeypatch.setattr(mcgan, "normal_init", lambda m: None)
+    torch.manual_seed(5)
+    reference = MCGANGenerator(spatial_dims, base_channels=4)
+    _reference_pix2pix_init(reference)
+    for (name, value), expected in zip(gen.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(value, expected), name
+    norms = [m for m in gen.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d))]
+    assert norms and all(torch.all(m.bias == 0) for m in norms)
+    assert all(torch.all((m.weight - 1.0).abs() < 0.1) for m in norms)  # N(1, 0.02): within 5 standard deviations
