@@ -7,11 +7,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import cli_list, free_port, run_cli
-from monai.bundle import ConfigWorkflow
+from helpers import cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
+from common.metrics import change_inside_outside
 
 NAME = "cda_gan"
 VARIANTS = [
@@ -29,16 +29,9 @@ VARIANTS = [
 ]
 
 
-def configs(root, main, variants, tiny="tiny.yaml"):
-    return [str(root / "configs" / main)] + [str(root / "configs" / "variants" / v) for v in [*variants, tiny]]
-
-
-def run_workflow(files, run_id, **override):
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id=run_id, logging_file=False, **override)
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
+def sized_configs(root, main, variants, tiny="tiny.yaml"):
+    """``main`` with the variants, then the tiny sizes."""
+    return configs(root, main, *variants, tiny)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -46,11 +39,11 @@ def run_workflow(files, run_id, **override):
 def test_every_variant_trains(bundle_copy, variants, dims):
     root = bundle_copy(NAME)
     files = (
-        configs(root, "train.yaml", variants)
+        sized_configs(root, "train.yaml", variants)
         if dims == 2
-        else configs(root, "train.yaml", ["3d.yaml", *variants], tiny="tiny_3d.yaml")
+        else sized_configs(root, "train.yaml", ["3d.yaml", *variants], tiny="tiny_3d.yaml")
     )
-    wf = run_workflow(files, "training")
+    wf, _ = run_workflow(files, "training")
     assert wf.parser.get_parsed_content("spatial_dims") == dims
     nets = wf.parser.get_parsed_content("train#step").networks
     assert nets["gen_n"] is not nets["gen_p"] and nets["disc_n"] is not nets["disc_p"]  # two of each, not shared
@@ -71,7 +64,7 @@ def test_every_variant_trains(bundle_copy, variants, dims):
 @pytest.mark.parametrize("variants", [[], ["cyclegan.yaml"]], ids=["cda_gan", "cyclegan"])
 def test_3d_trains_and_infers(bundle_copy, variants):
     root = bundle_copy(NAME)
-    files = configs(root, "train.yaml", ["3d.yaml", *variants], tiny="tiny_3d.yaml")
+    files = sized_configs(root, "train.yaml", ["3d.yaml", *variants], tiny="tiny_3d.yaml")
     run_workflow(files, "training")
     files[0] = str(root / "configs" / "inference.yaml")
     run_workflow(files, "inference")
@@ -82,8 +75,8 @@ def test_3d_trains_and_infers(bundle_copy, variants):
 @pytest.mark.parametrize("rule", ["train", "test"])
 def test_inference_algorithms_2_and_3(bundle_copy, rule):
     root = bundle_copy(NAME)
-    run_workflow(configs(root, "train.yaml", []), "training")
-    run_workflow(configs(root, "inference.yaml", []), "inference", difference_rule=rule)
+    run_workflow(sized_configs(root, "train.yaml", []), "training")
+    run_workflow(sized_configs(root, "inference.yaml", []), "inference", difference_rule=rule)
     out = root / "eval" / "cross_domain"
     real = json.loads((root / "data" / "brain_mr_2d" / "datalist.json").read_text())["training"]
     summary = validate_datalist(
@@ -112,8 +105,8 @@ def test_inference_algorithms_2_and_3(bundle_copy, rule):
 
 def test_evaluate_writes_translation_metrics(bundle_copy):
     root = bundle_copy(NAME)
-    run_workflow(configs(root, "train.yaml", []), "training")
-    run_workflow(configs(root, "evaluate.yaml", []), "evaluating")
+    run_workflow(sized_configs(root, "train.yaml", []), "training")
+    run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert "fallback" in metrics["feature_extractor"] and metrics["section"] == "test"
     for key in ("fid_translated_negatives", "kid_translated_positives", "attention_dice", "change_inside_tumour"):
@@ -124,8 +117,6 @@ def test_evaluate_writes_translation_metrics(bundle_copy):
 def test_attention_finds_the_tumour_after_short_training(bundle_copy):
     """Functional: after ~80 iterations on 32x32 phantom slices the P -> N attention map lies on the tumour (far more
     than on a shifted copy of the mask) and G_N changes the image more inside the tumour than outside."""
-    from common.metrics import change_inside_outside
-
     torch.set_num_threads(2)
     root = bundle_copy(NAME)
     override = dict(
@@ -148,7 +139,7 @@ def test_attention_finds_the_tumour_after_short_training(bundle_copy):
         learning_rate=0.002,
         batch_size=4,
     )
-    wf = run_workflow([str(root / "configs" / "train.yaml")], "training", **override)
+    wf, _ = run_workflow([str(root / "configs" / "train.yaml")], "training", **override)
     step, dataset = wf.parser.get_parsed_content("train#step"), wf.parser.get_parsed_content("train#dataset")
     images = torch.stack([dataset[i]["positive"] for i in range(len(dataset))])
     masks = (torch.stack([dataset[i]["mask"] for i in range(len(dataset))]) > 0).float()

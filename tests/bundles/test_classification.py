@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import configs, run_workflow
+from helpers import REPO, configs, evaluate_configs, run_workflow
 
 from common.bundle.verify import verify_bundle
 from common.data import DatalistError, prepare_phantom
@@ -88,7 +88,7 @@ def test_train_evaluate_variant(bundle_copy, name):
     split = json.loads((root / "models" / "datalist_split.json").read_text())
     assert split["split"]["mode"] == wf.parser.get_parsed_content("split_mode")
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating", **override)
+    run_workflow(evaluate_configs(root, *variants), "evaluating", **override)
     metrics = read_metrics(root)
     if name in ("none", "3d"):
         wf, _ = run_workflow(configs(root, "inference.yaml", *variants), "inference", **override)
@@ -106,7 +106,7 @@ def test_svm_baseline(bundle_copy):
     assert (root / "models" / "svm_model.npz").is_file()
     val = json.loads((root / "eval" / "svm_validation.json").read_text())
     assert val["classifier"] == "svm" and 0 <= val["auc"] <= 1
-    run_workflow(configs(root, "evaluate.yaml", "svm.yaml", "tiny.yaml"), "evaluating")
+    run_workflow(evaluate_configs(root, "svm.yaml", "tiny.yaml"), "evaluating")
     assert read_metrics(root)["arch"] == "svm"
 
 
@@ -154,7 +154,7 @@ def test_synthetic_and_paired(bundle_copy, variant, ratio, spatial_dims):
     if variant == "paired.yaml":
         real_images = {e["image"][0] for e in entries if not e.get("synthetic")}
         assert {e["source"] for e in synthetic} == real_images
-    run_workflow(configs(root, "evaluate.yaml", variant, *sizes), "evaluating", synthetic_ratio=ratio)
+    run_workflow(evaluate_configs(root, variant, *sizes), "evaluating", synthetic_ratio=ratio)
     assert read_metrics(root)["synthetic"].startswith(str(ratio))
 
 
@@ -210,14 +210,12 @@ def test_functional_classifier_separates_phantom_classes(bundle_copy):
         "max_epochs": 3,
     }
     run_workflow(configs(root, "train.yaml"), "training", **override)
-    run_workflow(configs(root, "evaluate.yaml"), "evaluating", **override)
+    run_workflow(evaluate_configs(root), "evaluating", **override)
     metrics = read_metrics(root)
     assert metrics["num_samples"] >= 6
     assert metrics["auc"] > 0.8, metrics
 
 
 def test_verify_bundle_full():
-    from pathlib import Path
-
-    bundle = Path(__file__).resolve().parents[2] / "bundles" / NAME
+    bundle = REPO / "bundles" / NAME
     assert verify_bundle(bundle, mode="full", device="cpu", fresh_weights=True) == []

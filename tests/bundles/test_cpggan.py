@@ -6,7 +6,7 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
-from conftest import run_workflow
+from helpers import evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.data import validate_datalist
@@ -35,7 +35,7 @@ def test_train_infer_evaluate(bundle_copy):
         for box in entry["box"]:
             assert 0 <= box[0] < box[2] <= 16 and 0 <= box[1] < box[3] <= 16
 
-    run_workflow(files("evaluate.yaml"), "evaluating")
+    run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     for key in ("fid", "kid_mean", "box_change_inside", "box_change_outside"):
         assert np.isfinite(metrics[key]), key

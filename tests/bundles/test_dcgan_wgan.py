@@ -1,5 +1,6 @@
 """End-to-end tests of bundles/dcgan_wgan through MONAI's bundle runner, on tiny phantom data."""
 
+import hashlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import cli_list, configs, free_port, run_cli, run_workflow
+from helpers import cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.data import DatalistError, prepare_phantom, validate_datalist
@@ -51,8 +52,6 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
     data = json.loads(synthetic.read_text())
     entry = data["training"][0]
     assert entry["synthetic"] is True and entry["generator"]["bundle"] and entry["method"] in ("dcgan", "wgan")
-    import hashlib
-
     assert (
         entry["generator"]["checkpoint_sha256"]
         == hashlib.sha256((root / "models" / "model.pt").read_bytes()).hexdigest()
@@ -61,7 +60,7 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
     arr = nib.load(synthetic.parent / first).get_fdata()
     assert arr.shape == spatial_shape and 0.0 <= arr.min() and arr.max() <= 1.0
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    run_workflow(evaluate_configs(root, *variants), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert "fallback" in metrics["feature_extractor"]
     for key in ("fid", "kid_mean", "mmd"):

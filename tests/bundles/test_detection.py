@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import configs, run_workflow
+from helpers import configs, evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.engines import latest_checkpoint
@@ -49,7 +49,7 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_dims):
         assert all(len(b) == 2 * spatial_dims for b in entry["box"])
         assert entry["score"] == sorted(entry["score"], reverse=True)
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    run_workflow(evaluate_configs(root, *variants), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     keys = {"cpm", "sens@0.125", "sens@0.25", "sens@0.5", "sens@1", "sens@2", "sens@4", "sens@8", "map", "mar"}
     assert keys <= set(metrics)
@@ -140,7 +140,7 @@ def test_detector_finds_metastases_better_than_chance(bundle_copy):
         save_interval=10,
     )
     run_workflow(configs(root, "train.yaml", "2d.yaml"), "training", **train)
-    run_workflow(configs(root, "evaluate.yaml", "2d.yaml"), "evaluating", **override)
+    run_workflow(evaluate_configs(root, "2d.yaml"), "evaluating", **override)
     metrics, chance = metrics_and_chance(root, "brain_metastases", rate=1.0)
     assert metrics["sens@1"] >= 0.5 and metrics["sens@1"] > chance + 0.3, (metrics, chance)
 
@@ -156,7 +156,7 @@ def test_3d_detector_finds_nodules_better_than_chance(bundle_copy):
     )
     train = dict(override, learning_rate=0.02, epoch_length=20, max_epochs=15, save_interval=15)
     run_workflow(configs(root, "train.yaml"), "training", **train)
-    run_workflow(configs(root, "evaluate.yaml"), "evaluating", **override)
+    run_workflow(evaluate_configs(root), "evaluating", **override)
     metrics, chance = metrics_and_chance(root, "chest_ct", rate=8.0)
     assert metrics["sens@8"] >= SENS8_3D and metrics["sens@8"] > chance + 0.1, (metrics, chance)
 

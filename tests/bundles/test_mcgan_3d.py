@@ -5,7 +5,7 @@ import json
 import nibabel as nib
 import numpy as np
 import torch
-from conftest import configs, run_workflow
+from helpers import configs, evaluate_configs, run_workflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
@@ -63,7 +63,7 @@ def test_train_resume_infer_evaluate(bundle_copy):
         boxes = np.array([bx for bx, s in zip(first["box"], first["synthetic_box"]) if s])
         assert np.all(lo >= boxes[:, :3].min(0) - 3) and np.all(hi < boxes[:, 3:].max(0) + 3)
 
-    run_workflow(configs(root, "evaluate.yaml", "tiny.yaml"), "evaluating")
+    run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert "fallback" in metrics["feature_extractor"]
     assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["kid_mean"])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import cli_list, free_port, run_cli
+from helpers import cli_list, free_port, run_cli
 
 from common.engines import latest_checkpoint
 

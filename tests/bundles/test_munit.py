@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import check_refined_datalist, configs, run_workflow
+from helpers import check_refined_datalist, configs, evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.engines import latest_checkpoint
@@ -40,7 +40,7 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape):
     run_workflow(configs(root, "inference.yaml", *variants), "inference")
     check_refined_datalist(root, spatial_shape, "munit")
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    run_workflow(evaluate_configs(root, *variants), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert "fallback" in metrics["feature_extractor"]
     for key in ("fid_synthetic", "fid_refined", "kid_mean_synthetic", "kid_mean_refined"):

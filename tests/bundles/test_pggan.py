@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import configs, run_workflow
+from helpers import configs, evaluate_configs, run_workflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
@@ -43,7 +43,7 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, cls):
     arr = nib.load(synthetic.parent / entry["image"]).get_fdata()
     assert arr.shape == spatial_shape and 0.0 <= arr.min() and arr.max() <= 1.0 and arr.std() > 0
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    run_workflow(evaluate_configs(root, *variants), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert "fallback" in metrics["feature_extractor"] and metrics["class"] == cls
     for key in ("fid", "kid_mean"):

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import configs, run_cli, run_workflow
+from helpers import configs, evaluate_configs, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
 from scipy import ndimage
 
@@ -180,7 +180,7 @@ def test_train_infer_evaluate(bundle_copy, phantoms, kind, variants):
         np.testing.assert_allclose(mask.affine, image.affine)
         assert set(np.unique(np.asarray(mask.dataobj))) <= set(range(num_classes))
 
-    run_workflow(configs(root, "evaluate.yaml", *variants), "evaluating")
+    run_workflow(evaluate_configs(root, *variants), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     for key in SEGMENTATION_KEYS:
         assert key in metrics
@@ -315,11 +315,9 @@ def test_trained_unet_segments_the_tumour(bundle_copy, tmp_path):
     torch.save(wf.parser.get_parsed_content("network_def").state_dict(), untrained_dir / "model.pt")
     train = {"max_epochs": 5, "val_interval": 5, "learning_rate": 0.003, "batch_size": 4}
     run_workflow(configs(root, "train.yaml"), "training", **train, **size)
-    run_workflow(configs(root, "evaluate.yaml"), "evaluating", **size)
+    run_workflow(evaluate_configs(root), "evaluating", **size)
     trained = json.loads((root / "eval" / "metrics.json").read_text())
-    run_workflow(
-        configs(root, "evaluate.yaml"), "evaluating", ckpt_dir=str(untrained_dir), output_dir=str(tmp_path), **size
-    )
+    run_workflow(evaluate_configs(root), "evaluating", ckpt_dir=str(untrained_dir), output_dir=str(tmp_path), **size)
     untrained = json.loads((tmp_path / "metrics.json").read_text())
     assert trained["dice"] > 0.5 and trained["dice"] > untrained["dice"] + 0.2, (trained, untrained)
     assert trained["miou"] > untrained["miou"]
