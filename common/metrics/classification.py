@@ -22,29 +22,25 @@ NaN when a class has no positive or no negative sample.
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_confusion_matrix_metric, compute_roc_auc, get_confusion_matrix
+from monai.metrics import (
+    CumulativeIterationMetric,
+    compute_confusion_matrix_metric,
+    compute_roc_auc,
+    get_confusion_matrix,
+)
 from scipy.stats import rankdata
-
-from common.handlers.utils import atomic_write_json, is_rank0
-from common.metrics.evaluation import format_table
 
 __all__ = [
     "CLASSIFICATION_KEYS",
     "ClassificationMetrics",
-    "ClassificationMetricsHandler",
-    "ClassificationPredictionWriter",
     "classification_metrics",
     "rank_auc",
 ]
-
-logger = logging.getLogger("common.metrics")
 
 CLASSIFICATION_KEYS: tuple[str, ...] = ("acc", "auc", "recall", "specificity", "precision", "f1")
 """The metrics written by :func:`classification_metrics` (CDA-GAN Table 2 reports ACC, AUC, Recall, F1)."""
@@ -152,8 +148,13 @@ def _safe_auc(scores: torch.Tensor, target: torch.Tensor) -> float:
     return float(compute_roc_auc(scores, target.long()))
 
 
-class ClassificationMetrics:
+class ClassificationMetrics(CumulativeIterationMetric):
     """Accumulates probabilities and labels over batches, then computes :func:`classification_metrics`.
+
+    A MONAI cumulative metric: each call adds a batch to the buffers (gathered across ranks in a distributed run by
+    :meth:`get_buffer`), :meth:`aggregate` scores every sample added since the last :meth:`reset`, and MONAI's
+    :class:`~monai.handlers.IgniteMetricHandler` can drive it
+    (see :class:`common.handlers.ClassificationMetricsHandler`).
 
     Args:
         num_classes: number of classes ``C``.
@@ -161,145 +162,36 @@ class ClassificationMetrics:
     """
 
     def __init__(self, num_classes: int = 2, class_names: Sequence[str] | None = None) -> None:
+        super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names else None
-        self.reset()
 
-    def reset(self) -> None:
-        self._prob: list[torch.Tensor] = []
-        self._label: list[torch.Tensor] = []
+    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:
+        """Add a batch: ``y_pred`` ``(B, C)`` probabilities, ``y`` ``(B,)`` labels or ``(B, C)`` one-hot (tensors,
+        arrays, or lists of per-sample tensors)."""
+        if not isinstance(y_pred, (torch.Tensor, list, tuple)):
+            y_pred = torch.as_tensor(np.asarray(y_pred))
+        if not isinstance(y, (torch.Tensor, list, tuple)):
+            y = torch.as_tensor(np.asarray(y))
+        return super().__call__(y_pred, y, **kwargs)
 
-    def __call__(self, y_prob: torch.Tensor, y: torch.Tensor) -> None:
-        """Add a batch: ``y_prob`` ``(B, C)`` probabilities, ``y`` ``(B,)`` labels or ``(B, C)`` one-hot."""
-        y_prob = torch.as_tensor(y_prob).detach().cpu().double().reshape(-1, self.num_classes)
-        y = torch.as_tensor(y).detach().cpu()
-        y = y.reshape(len(y_prob), -1)
-        y = y.argmax(dim=1) if y.shape[1] == self.num_classes and self.num_classes > 1 else y[:, 0]
-        self._prob.append(y_prob)
-        self._label.append(y.long())
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
+        """One batch as ``[(B, C) float64 probabilities, (B,) int64 labels]``, the two buffers."""
+        if y is None:
+            raise ValueError("ClassificationMetrics needs labels.")
+        y_prob = y_pred.detach().cpu().double().reshape(-1, self.num_classes)
+        labels = y.detach().cpu().reshape(len(y_prob), -1)
+        labels = labels.argmax(dim=1) if labels.shape[1] == self.num_classes and self.num_classes > 1 else labels[:, 0]
+        return [y_prob, labels.long()]
 
-    def aggregate(self) -> dict[str, float]:
-        if not self._prob:
+    def aggregate(self) -> dict[str, float]:  # type: ignore[override]
+        """:func:`classification_metrics` of every sample added since the last :meth:`reset`.
+
+        Raises:
+            RuntimeError: when no batch was added.
+        """
+        buffers = self.get_buffer()
+        if buffers is None:
             raise RuntimeError("ClassificationMetrics.aggregate called before any batch was added.")
-        return classification_metrics(
-            torch.cat(self._prob), torch.cat(self._label), self.num_classes, class_names=self.class_names
-        )
-
-
-class ClassificationMetricsHandler:
-    """Ignite handler: scores an evaluator's predictions, writes a flat JSON file and prints a table.
-
-    At every iteration it reads ``pred`` (class probabilities ``(C,)``) and ``label`` (class index or one-hot) from
-    the (decollated) engine output; when the run completes it writes ``{acc, auc, recall, specificity, precision,
-    f1, num_samples}`` plus ``extra`` to ``output_file`` atomically (rank 0; NaN written as null), prints a table,
-    and stores the numbers in ``engine.state.metrics``.
-
-    Args:
-        output_file: the JSON file (e.g. the bundle's ``@output_dir/metrics.json``).
-        num_classes: number of classes.
-        extra: descriptive entries added to the file (bundle, variant, split...).
-        class_names: optional class names for per-class keys (``C > 2``).
-        output_transform: maps the engine output to ``(y_prob, y)`` batches; default stacks ``pred``/``label``.
-    """
-
-    def __init__(
-        self,
-        output_file: str,
-        num_classes: int = 2,
-        extra: Mapping[str, Any] | None = None,
-        class_names: Sequence[str] | None = None,
-        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> None:
-        self.output_file = output_file
-        self.metrics = ClassificationMetrics(num_classes, class_names)
-        self.extra = dict(extra or {})
-        self.output_transform = output_transform or self._pred_label
-        self.results: dict[str, Any] = {}
-
-    @staticmethod
-    def _pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        items = output if isinstance(output, (list, tuple)) else [output]
-        return (
-            torch.stack([torch.as_tensor(o["pred"]).reshape(-1) for o in items]),
-            torch.stack([torch.as_tensor(o["label"]).reshape(-1) for o in items]),
-        )
-
-    def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, lambda _: self.metrics.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._update)
-        engine.add_event_handler(Events.COMPLETED, self._complete)
-
-    def _update(self, engine: Any) -> None:
-        y_prob, y = self.output_transform(engine.state.output)
-        self.metrics(y_prob, y)
-
-    def _complete(self, engine: Any) -> None:
-        self.write(self.metrics.aggregate(), engine)
-
-    def write(self, results: Mapping[str, Any], engine: Any | None = None) -> dict[str, Any]:
-        """Write ``results`` plus ``extra`` to the JSON file and print them (used by the SVM baseline too)."""
-        clash = set(results) & set(self.extra)
-        if clash:
-            raise ValueError(f"extra entries {sorted(clash)} would overwrite metrics.")
-        self.results = {**results, **self.extra}
-        if engine is not None:
-            engine.state.metrics.update({k: v for k, v in results.items() if isinstance(v, float)})
-        if is_rank0():
-            atomic_write_json(
-                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.results.items()},
-                self.output_file,
-            )
-            print(format_table(self.results), flush=True)
-            logger.info(f"wrote classification metrics to {self.output_file}")
-        return self.results
-
-
-class ClassificationPredictionWriter:
-    """Ignite handler for inference: writes each image's class probabilities and arg-max class to a JSON file.
-
-    Reads ``pred`` (probabilities ``(C,)``) from the decollated engine output and the image file names from
-    ``engine.state.batch[path_key]``; writes ``{"predictions": [{"image", "probabilities", "pred"}...]}``
-    atomically on completion (rank 0).
-
-    Args:
-        output_file: the JSON file.
-        path_key: batch key holding each sample's image path.
-    """
-
-    def __init__(self, output_file: str, path_key: str = "image_path") -> None:
-        self.output_file = output_file
-        self.path_key = path_key
-        self.predictions: list[dict[str, Any]] = []
-
-    def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, lambda _: self.predictions.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._update)
-        engine.add_event_handler(Events.COMPLETED, self._complete)
-
-    def _update(self, engine: Any) -> None:
-        items = engine.state.output if isinstance(engine.state.output, (list, tuple)) else [engine.state.output]
-        batch = engine.state.batch
-        if isinstance(batch, dict):
-            paths = batch.get(self.path_key)
-        elif isinstance(batch, (list, tuple)):  # MONAI engines decollate the batch too
-            paths = [b.get(self.path_key) if isinstance(b, dict) else None for b in batch]
-        else:
-            paths = None
-        for i, item in enumerate(items):
-            prob = torch.as_tensor(item["pred"]).detach().float().cpu().reshape(-1)
-            self.predictions.append(
-                {
-                    "image": None if paths is None or paths[i] is None else str(paths[i]),
-                    "probabilities": [round(float(v), 6) for v in prob],
-                    "pred": int(prob.argmax()),
-                }
-            )
-
-    def _complete(self, engine: Any) -> None:
-        if is_rank0():
-            atomic_write_json({"predictions": self.predictions}, self.output_file)
-            logger.info(f"wrote {len(self.predictions)} predictions to {self.output_file}")
+        y_prob, labels = buffers
+        return classification_metrics(y_prob, labels, self.num_classes, class_names=self.class_names)

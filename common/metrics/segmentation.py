@@ -1,7 +1,7 @@
 """Segmentation metrics of CDA-GAN (Xu et al. 2023, sec. 4.2, eq. 15-20): Dice, sensitivity, HD95 and mIoU.
 
-Built on MONAI's :class:`~monai.metrics.DiceMetric`, :class:`~monai.metrics.ConfusionMatrixMetric`,
-:class:`~monai.metrics.HausdorffDistanceMetric` (``percentile=95``) and :class:`~monai.metrics.MeanIoU`, applied to
+Built on MONAI's :func:`~monai.metrics.compute_dice`, :func:`~monai.metrics.compute_confusion_matrix_metric`,
+:func:`~monai.metrics.compute_hausdorff_distance` (``percentile=95``) and :func:`~monai.metrics.compute_iou`, applied to
 one-hot masks ``(B, C, *spatial)`` (channel 0 = background). For each image and each foreground class ``c``:
 
 - Sens (eq. 15) ``= TP / (TP + FN)``;
@@ -27,21 +27,21 @@ every image of the set.
 
 from __future__ import annotations
 
-import logging
-import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.metrics import ConfusionMatrixMetric, DiceMetric, HausdorffDistanceMetric, MeanIoU
+from monai.metrics import (
+    CumulativeIterationMetric,
+    compute_confusion_matrix_metric,
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+    get_confusion_matrix,
+)
 
-from common.handlers.utils import atomic_write_json, is_rank0
-from common.metrics.evaluation import format_table
-
-__all__ = ["SEGMENTATION_KEYS", "SegmentationMetrics", "SegmentationMetricsHandler", "segmentation_metrics"]
-
-logger = logging.getLogger("common.metrics")
+__all__ = ["SEGMENTATION_KEYS", "SegmentationMetrics", "segmentation_metrics"]
 
 SEGMENTATION_KEYS = ("dice", "sensitivity", "hd95", "miou")
 """The four headline metrics of CDA-GAN Table 3, always present in :meth:`SegmentationMetrics.aggregate`."""
@@ -52,8 +52,15 @@ def _nanmean(values: torch.Tensor) -> float:
     return float(values.mean()) if values.numel() else float("nan")
 
 
-class SegmentationMetrics:
+class SegmentationMetrics(CumulativeIterationMetric):
     """Accumulates Dice, sensitivity, HD95 and IoU over batches of one-hot masks (CDA-GAN eq. 15-20).
+
+    A MONAI cumulative metric: each call computes the per-image values of the batch with MONAI's
+    :func:`~monai.metrics.compute_dice`, :func:`~monai.metrics.compute_confusion_matrix_metric`,
+    :func:`~monai.metrics.compute_hausdorff_distance` and :func:`~monai.metrics.compute_iou` and adds them to the
+    buffers (gathered across ranks in a distributed run by :meth:`get_buffer`); :meth:`aggregate` reduces them, and
+    MONAI's :class:`~monai.handlers.IgniteMetricHandler` can drive it (see
+    :class:`common.handlers.SegmentationMetricsHandler`).
 
     Args:
         class_names: names of the foreground classes, one per channel after the background (default ``class1``...);
@@ -73,63 +80,68 @@ class SegmentationMetrics:
         percentile: float = 95.0,
         spacing: float | Sequence[float] | None = None,
     ) -> None:
+        super().__init__()
         self.class_names = list(class_names) if class_names else None
         self.include_background = include_background
+        self.percentile = percentile
         self.spacing = spacing
-        self.dice = DiceMetric(include_background=include_background, reduction="none", ignore_empty=True)
-        self.sensitivity = ConfusionMatrixMetric(
-            include_background=include_background, metric_name="sensitivity", compute_sample=True, reduction="none"
-        )
-        self.hd = HausdorffDistanceMetric(
-            include_background=include_background, percentile=percentile, reduction="none"
-        )
-        self.iou = MeanIoU(include_background=include_background, reduction="none", ignore_empty=True)
-        self.reset()
 
-    def reset(self) -> None:
-        """Forget every accumulated batch."""
-        for metric in (self.dice, self.sensitivity, self.hd, self.iou):
-            metric.reset()
-        self._hd: list[torch.Tensor] = []
-        self._tp_fp_fn: torch.Tensor | None = None
-        self._empty_fp: list[torch.Tensor] = []
-
-    def __call__(self, y_pred: torch.Tensor, y: torch.Tensor) -> None:
+    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:
         """Add a batch.
 
         Args:
-            y_pred: binary one-hot prediction ``(B, C, *spatial)``.
+            y_pred: binary one-hot prediction ``(B, C, *spatial)`` (or a list of ``(C, *spatial)``).
             y: binary one-hot ground truth, same shape.
+
+        Returns:
+            the batch's per-image values, ``[dice, sensitivity, hd95, iou, empty_fp]`` each ``(B, C')`` and the
+            ``(B, C', 3)`` TP/FP/FN counts (``C'`` scored classes).
         """
-        y_pred = torch.as_tensor(y_pred).float()
-        y = torch.as_tensor(y).float()
+        if not isinstance(y_pred, (torch.Tensor, list, tuple)):
+            y_pred = torch.as_tensor(y_pred)
+        if not isinstance(y, (torch.Tensor, list, tuple)):
+            y = torch.as_tensor(y)
+        return super().__call__(y_pred, y, **kwargs)
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
+        """Per-image values of one batch ``(B, C, *spatial)``, see :meth:`__call__`."""
+        if y is None:
+            raise ValueError("SegmentationMetrics needs the ground truth.")
+        y_pred = y_pred.float()
+        y = y.float()
         if y_pred.shape != y.shape:
             raise ValueError(f"prediction {tuple(y_pred.shape)} and ground truth {tuple(y.shape)} differ in shape.")
-        self.dice(y_pred, y)
-        self.sensitivity(y_pred, y)
-        self.iou(y_pred, y)
-        start = 0 if self.include_background else 1
+        background = self.include_background
+        dice = compute_dice(y_pred, y, include_background=background, ignore_empty=True)
+        confusion = get_confusion_matrix(y_pred, y, include_background=background)
+        sensitivity = compute_confusion_matrix_metric("sensitivity", confusion)
+        iou = compute_iou(y_pred, y, include_background=background, ignore_empty=True)
+        start = 0 if background else 1
         p, g = y_pred[:, start:].bool(), y[:, start:].bool()
         dims = tuple(range(2, y.ndim))
         gt_any, pred_any = g.any(dim=dims), p.any(dim=dims)  # (B, C')
         with warnings.catch_warnings():  # empty masks are handled below; MONAI warns about each one
             warnings.filterwarnings("ignore", message=".* is all 0")
-            hd = torch.as_tensor(self.hd(y_pred, y, spacing=self.spacing)).float().cpu().reshape(gt_any.shape)
+            hd = compute_hausdorff_distance(
+                y_pred, y, include_background=background, percentile=self.percentile, spacing=self.spacing
+            )
+        hd = torch.as_tensor(hd).float().cpu().reshape(gt_any.shape)
         spacing = (
             torch.ones(len(dims)) if self.spacing is None else torch.as_tensor(self.spacing).float().expand(len(dims))
         )
         diagonal = float(torch.linalg.vector_norm(torch.tensor(y.shape[2:]).float() * spacing))
         hd = torch.where((gt_any & ~pred_any).cpu(), torch.full_like(hd, diagonal), hd)
         hd = torch.where((~gt_any).cpu(), torch.full_like(hd, float("nan")), hd)
-        self._hd.append(hd)
-        counts = (
-            torch.stack([(p & g).sum(dim=dims), (p & ~g).sum(dim=dims), (~p & g).sum(dim=dims)], dim=-1)
-            .sum(0)
-            .double()
-            .cpu()
-        )  # (C', 3)
-        self._tp_fp_fn = counts if self._tp_fp_fn is None else self._tp_fp_fn + counts
-        self._empty_fp.append(torch.where(gt_any, float("nan"), pred_any.float()).cpu())
+        counts = torch.stack([(p & g).sum(dim=dims), (p & ~g).sum(dim=dims), (~p & g).sum(dim=dims)], dim=-1)
+        empty_fp = torch.where(gt_any, float("nan"), pred_any.float())
+        return [
+            dice.float().cpu(),
+            sensitivity.float().cpu(),
+            hd,
+            iou.float().cpu(),
+            empty_fp.cpu(),
+            counts.double().cpu(),
+        ]
 
     def _names(self, num: int) -> list[str]:
         if self.class_names is not None:
@@ -139,7 +151,7 @@ class SegmentationMetrics:
             return names
         return [f"class{i + (0 if self.include_background else 1)}" for i in range(num)]
 
-    def aggregate(self) -> dict[str, Any]:
+    def aggregate(self) -> dict[str, Any]:  # type: ignore[override]
         """The metrics of every batch added since the last :meth:`reset`.
 
         Returns:
@@ -147,17 +159,16 @@ class SegmentationMetrics:
             classes), ``dice_global`` (eq. 16 on the summed counts), ``empty_false_positive_rate``,
             ``num_images``, ``num_scored`` (images with foreground in the ground truth), and ``<metric>_<class>``
             for every class when there are several. NaN where no image could be scored.
+
+        Raises:
+            RuntimeError: when no batch was added.
         """
-        if self._tp_fp_fn is None:
+        buffers = self.get_buffer()
+        if buffers is None:
             raise RuntimeError("no batch was added: the evaluation set is empty.")
-        per_image = {
-            "dice": torch.as_tensor(self.dice.aggregate()).float().cpu(),
-            "sensitivity": torch.as_tensor(self.sensitivity.aggregate()[0]).float().cpu(),
-            "hd95": torch.cat(self._hd),
-            "miou": torch.as_tensor(self.iou.aggregate()).float().cpu(),
-        }
-        empty_fp = torch.cat(self._empty_fp)
-        tp, fp, fn = self._tp_fp_fn.unbind(-1)
+        dice, sensitivity, hd, iou, empty_fp, counts = buffers
+        per_image = {"dice": dice, "sensitivity": sensitivity, "hd95": hd, "miou": iou}
+        tp, fp, fn = counts.sum(0).unbind(-1)
         global_dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), torch.nan)
         per_class = {k: [_nanmean(v[:, c]) for c in range(v.shape[1])] for k, v in per_image.items()}
         per_class["dice_global"] = [float(d) for d in global_dice]
@@ -182,64 +193,3 @@ def segmentation_metrics(y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -
     metrics = SegmentationMetrics(**kwargs)
     metrics(y_pred, y)
     return metrics.aggregate()
-
-
-class SegmentationMetricsHandler:
-    """Ignite handler: scores an evaluator's predictions with :class:`SegmentationMetrics`, writes a JSON file.
-
-    At every iteration it reads ``pred`` and ``label`` from the (decollated) engine output, which must hold binary
-    one-hot masks; when the run completes it writes ``{dice, sensitivity, hd95, miou, ...}`` plus ``extra`` to
-    ``output_file`` atomically (rank 0), prints a table, and stores the results in ``engine.state.metrics``.
-
-    Args:
-        output_file: the JSON file (e.g. the bundle's ``eval/metrics.json``).
-        metrics: the accumulator (default: binary tumour-vs-background).
-        extra: descriptive entries added to the file (bundle, variant, split...).
-        output_transform: maps the engine output to ``(y_pred, y)`` batches; default stacks ``pred``/``label``.
-    """
-
-    def __init__(
-        self,
-        output_file: str,
-        metrics: SegmentationMetrics | None = None,
-        extra: Mapping[str, Any] | None = None,
-        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> None:
-        self.output_file = output_file
-        self.metrics = metrics if metrics is not None else SegmentationMetrics()
-        self.extra = dict(extra or {})
-        self.output_transform = output_transform or self._pred_label
-        self.results: dict[str, Any] = {}
-
-    @staticmethod
-    def _pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        items = output if isinstance(output, (list, tuple)) else [output]
-        return torch.stack([torch.as_tensor(o["pred"]) for o in items]), torch.stack(
-            [torch.as_tensor(o["label"]) for o in items]
-        )
-
-    def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.STARTED, lambda _: self.metrics.reset())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._update)
-        engine.add_event_handler(Events.COMPLETED, self._complete)
-
-    def _update(self, engine: Any) -> None:
-        y_pred, y = self.output_transform(engine.state.output)
-        self.metrics(y_pred.detach().cpu(), y.detach().cpu())
-
-    def _complete(self, engine: Any) -> None:
-        results = self.metrics.aggregate()
-        clash = set(results) & set(self.extra)
-        if clash:
-            raise ValueError(f"extra entries {sorted(clash)} would overwrite metrics.")
-        self.results = {**results, **self.extra}
-        engine.state.metrics.update({k: v for k, v in results.items() if isinstance(v, float)})
-        if is_rank0():
-            atomic_write_json(
-                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.results.items()},
-                self.output_file,
-            )
-            print(format_table(self.results), flush=True)
-            logger.info(f"wrote segmentation metrics to {self.output_file}")

@@ -1,6 +1,5 @@
 """Segmentation metrics (CDA-GAN eq. 15-20) against hand-computed values and scikit-learn."""
 
-import json
 import math
 
 import numpy as np
@@ -10,7 +9,7 @@ from monai.losses import DiceLoss
 from monai.networks.utils import one_hot
 from sklearn.metrics import f1_score, jaccard_score
 
-from common.metrics import SegmentationMetrics, SegmentationMetricsHandler, segmentation_metrics
+from common.metrics import SegmentationMetrics, segmentation_metrics
 
 
 def onehot(labels: np.ndarray, num_classes: int = 2) -> torch.Tensor:
@@ -101,21 +100,6 @@ def test_accumulates_batches():
     m(onehot(pred[:2]), onehot(gt[:2]))
     m(onehot(pred[2:]), onehot(gt[2:]))
     assert m.aggregate() == pytest.approx(segmentation_metrics(onehot(pred), onehot(gt)), nan_ok=True)
-
-
-def test_handler_writes_json(tmp_path):
-    from ignite.engine import Engine
-
-    gt = np.zeros((2, 8, 8), int)
-    gt[:, 2:5, 2:5] = 1
-    batches = [[{"pred": onehot(gt)[i], "label": onehot(gt)[i]}] for i in range(2)]
-    engine = Engine(lambda e, b: b)
-    out = tmp_path / "metrics.json"
-    SegmentationMetricsHandler(str(out), extra={"split": "test"}).attach(engine)
-    engine.run(batches)
-    data = json.loads(out.read_text())
-    assert data["dice"] == 1.0 and data["miou"] == 1.0 and data["hd95"] == 0.0 and data["split"] == "test"
-    assert engine.state.metrics["dice"] == 1.0
 
 
 @pytest.mark.parametrize("spatial", [(6, 6), (4, 5, 6)])

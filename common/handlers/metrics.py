@@ -1,0 +1,223 @@
+"""Ignite handlers that score an evaluator's predictions with a cumulative metric and report the numbers.
+
+The metric is driven by MONAI's :class:`~monai.handlers.IgniteMetricHandler` (reset when an epoch starts, one
+update per iteration, ``aggregate()`` when the epoch completes); :class:`MetricsReport` then writes the flat JSON file
+the bundles, tests and the experiment runner read, and logs the same numbers as a table. MONAI's
+:class:`~monai.handlers.MetricsSaver` is not used for the file: it writes one CSV line per scalar metric, whereas the
+report is one JSON object with the descriptive ``extra`` entries (bundle, variant, split...) and ``null`` for NaN.
+
+- :class:`MetricsHandler`: any cumulative metric whose ``aggregate()`` returns a dict of numbers;
+- :class:`ClassificationMetricsHandler`: :class:`~common.metrics.ClassificationMetrics` (CDA-GAN eq. 11-14);
+- :class:`SegmentationMetricsHandler`: :class:`~common.metrics.SegmentationMetrics` (CDA-GAN eq. 15-20).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Engine
+from monai.handlers import IgniteMetricHandler
+from monai.metrics import CumulativeIterationMetric
+
+from common.metrics import ClassificationMetrics, SegmentationMetrics
+from common.utils import atomic_write_json, is_rank0
+from common.utils.tables import format_table
+
+__all__ = [
+    "ClassificationMetricsHandler",
+    "MetricsHandler",
+    "MetricsReport",
+    "SegmentationMetricsHandler",
+    "stack_pred_label",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def stack_pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``pred`` and ``label`` entries of a (decollated) engine output, stacked into batches on the CPU.
+
+    Args:
+        output: ``engine.state.output``: a dict or a list of per-sample dicts with ``pred`` and ``label``.
+
+    Returns:
+        ``(y_pred, y)``, each ``(B, *shape of one sample)``.
+    """
+    items = output if isinstance(output, (list, tuple)) else [output]
+    return (
+        torch.stack([torch.as_tensor(o["pred"]).detach().cpu() for o in items]),
+        torch.stack([torch.as_tensor(o["label"]).detach().cpu() for o in items]),
+    )
+
+
+def _stack_flat_pred_label(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`stack_pred_label` with flattened samples: ``(B, C)`` probabilities, ``(B, 1)`` or ``(B, C)`` labels."""
+    items = output if isinstance(output, (list, tuple)) else [output]
+    return stack_pred_label([{k: torch.as_tensor(o[k]).reshape(-1) for k in ("pred", "label")} for o in items])
+
+
+class MetricsReport:
+    """Writes a dict of metrics plus descriptive entries as one flat JSON file and logs it as a table.
+
+    The file is written atomically by rank 0 only, with NaN written as ``null``; the float values also go to
+    ``engine.state.metrics`` when an engine is given.
+
+    Args:
+        output_file: the JSON file (e.g. the bundle's ``@output_dir/metrics.json``).
+        extra: descriptive entries added to the file (bundle, variant, split...); they may not reuse a metric's name.
+        title: what is reported, the first words of the log message (e.g. ``"classification metrics"``).
+    """
+
+    def __init__(
+        self, output_file: str | os.PathLike, extra: Mapping[str, Any] | None = None, title: str = "metrics"
+    ) -> None:
+        self.output_file = output_file
+        self.extra = dict(extra or {})
+        self.title = title
+        self.results: dict[str, Any] = {}
+
+    def write(self, results: Mapping[str, Any], engine: Engine | None = None) -> dict[str, Any]:
+        """Write ``results`` plus ``extra`` to the JSON file and log them as a table.
+
+        Args:
+            results: metric name to value.
+            engine: when given, its ``state.metrics`` receives the float values.
+
+        Returns:
+            ``results`` followed by the ``extra`` entries, as written.
+
+        Raises:
+            ValueError: when an ``extra`` entry has the name of a metric.
+        """
+        clash = set(results) & set(self.extra)
+        if clash:
+            raise ValueError(f"extra entries {sorted(clash)} would overwrite metrics.")
+        self.results = {**results, **self.extra}
+        if engine is not None:
+            engine.state.metrics.update({k: v for k, v in results.items() if isinstance(v, float)})
+        if is_rank0():
+            atomic_write_json(
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.results.items()},
+                self.output_file,
+            )
+            logger.info("%s (%s):\n%s", self.title, os.fspath(self.output_file), format_table(self.results))
+        return self.results
+
+
+class MetricsHandler(IgniteMetricHandler):
+    """MONAI's :class:`~monai.handlers.IgniteMetricHandler` for a cumulative metric with a dict result, reported by
+    :class:`MetricsReport` when the epoch completes.
+
+    Attach it as a handler (``handler.attach(engine)``, e.g. in a MONAI evaluator's ``val_handlers``): the metric is
+    reset when the epoch starts, updated at every iteration from ``output_transform(engine.state.output)`` and
+    aggregated when the epoch completes; the aggregate is then written, logged and its floats put in
+    ``engine.state.metrics``. An evaluator runs one epoch, so this is once per run.
+
+    Args:
+        metric: a MONAI cumulative metric, called with ``(y_pred, y)``, whose ``aggregate()`` returns a dict.
+        output_file: the JSON file.
+        extra: descriptive entries added to the file.
+        output_transform: maps the engine output to ``(y_pred, y)`` batches; default :func:`stack_pred_label`.
+        title: the first words of the log message.
+    """
+
+    def __init__(
+        self,
+        metric: CumulativeIterationMetric,
+        output_file: str | os.PathLike,
+        extra: Mapping[str, Any] | None = None,
+        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        title: str = "metrics",
+    ) -> None:
+        super().__init__(metric_fn=metric, output_transform=output_transform or stack_pred_label, save_details=False)
+        self.report = MetricsReport(output_file, extra, title)
+
+    @property
+    def metrics(self) -> CumulativeIterationMetric:
+        """The cumulative metric."""
+        return self.metric_fn
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The last written results (metrics and ``extra``)."""
+        return self.report.results
+
+    def attach(self, engine: Engine, name: str = "metrics") -> None:  # type: ignore[override]
+        """Attach to ``engine``; ``name`` only identifies the handler (the results go to ``engine.state.metrics``
+        under their own keys)."""
+        super().attach(engine, name)
+
+    def completed(self, engine: Engine, name: str) -> None:
+        """Aggregate the metric, write and log the report."""
+        self.report.write(self.compute(), engine)
+
+    def write(self, results: Mapping[str, Any], engine: Engine | None = None) -> dict[str, Any]:
+        """Report ``results`` computed elsewhere (e.g. by the SVM baseline) like the metric's own."""
+        return self.report.write(results, engine)
+
+
+class ClassificationMetricsHandler(MetricsHandler):
+    """Scores an evaluator's class probabilities with :class:`~common.metrics.ClassificationMetrics` (CDA-GAN eq.
+    11-14) and writes ``{acc, auc, recall, specificity, precision, f1, num_samples}`` plus ``extra`` to a JSON file.
+
+    At every iteration it reads ``pred`` (class probabilities ``(C,)``) and ``label`` (class index or one-hot) from
+    the (decollated) engine output.
+
+    Args:
+        output_file: the JSON file (e.g. the bundle's ``@output_dir/metrics.json``).
+        num_classes: number of classes.
+        extra: descriptive entries added to the file (bundle, variant, split...).
+        class_names: optional class names for per-class keys (``C > 2``).
+        output_transform: maps the engine output to ``(y_prob, y)`` batches; default stacks ``pred``/``label``.
+    """
+
+    def __init__(
+        self,
+        output_file: str | os.PathLike,
+        num_classes: int = 2,
+        extra: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        super().__init__(
+            ClassificationMetrics(num_classes, class_names),
+            output_file,
+            extra,
+            output_transform or _stack_flat_pred_label,
+            title="classification metrics",
+        )
+
+
+class SegmentationMetricsHandler(MetricsHandler):
+    """Scores an evaluator's masks with :class:`~common.metrics.SegmentationMetrics` (CDA-GAN eq. 15-20) and writes
+    ``{dice, sensitivity, hd95, miou, ...}`` plus ``extra`` to a JSON file.
+
+    At every iteration it reads ``pred`` and ``label`` from the (decollated) engine output, which must hold binary
+    one-hot masks ``(C, *spatial)``.
+
+    Args:
+        output_file: the JSON file (e.g. the bundle's ``eval/metrics.json``).
+        metrics: the accumulator (default: binary tumour-vs-background).
+        extra: descriptive entries added to the file (bundle, variant, split...).
+        output_transform: maps the engine output to ``(y_pred, y)`` batches; default stacks ``pred``/``label``.
+    """
+
+    def __init__(
+        self,
+        output_file: str | os.PathLike,
+        metrics: SegmentationMetrics | None = None,
+        extra: Mapping[str, Any] | None = None,
+        output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        super().__init__(
+            metrics if metrics is not None else SegmentationMetrics(),
+            output_file,
+            extra,
+            output_transform,
+            title="segmentation metrics",
+        )

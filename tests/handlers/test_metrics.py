@@ -1,0 +1,84 @@
+"""The classification and segmentation metric handlers: MONAI's IgniteMetricHandler driving the cumulative metrics,
+one JSON report with the extra entries, the table in the log."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.handlers import IgniteMetricHandler
+from monai.networks.utils import one_hot
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from common.handlers import ClassificationMetricsHandler, MetricsHandler, SegmentationMetricsHandler
+from common.metrics import SegmentationMetrics
+
+
+def _random(n, c, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[y]  # informative but imperfect
+    logits = np.round(logits, 1)  # ties in the scores
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return prob, y
+
+
+def onehot(labels: np.ndarray, num_classes: int = 2) -> torch.Tensor:
+    """``(B, *spatial)`` integer labels -> ``(B, C, *spatial)`` one-hot."""
+    return one_hot(torch.as_tensor(labels)[:, None].long(), num_classes)
+
+
+def test_classification_handler(tmp_path):
+    prob, y = _random(10, 2, 5)
+    batches = [(prob[i : i + 3], y[i : i + 3]) for i in range(0, 10, 3)]
+
+    def step(engine, batch):
+        p, t = batch
+        return [{"pred": torch.as_tensor(pi), "label": torch.as_tensor(ti)} for pi, ti in zip(p, t)]
+
+    engine = Engine(step)
+    out = tmp_path / "eval" / "metrics.json"
+    ClassificationMetricsHandler(str(out), extra={"variant": "none"}).attach(engine)
+    engine.run(batches, max_epochs=1)
+    written = json.loads(out.read_text())
+    assert written["variant"] == "none"
+    assert written["auc"] == pytest.approx(roc_auc_score(y, prob[:, 1]))
+    assert engine.state.metrics["acc"] == pytest.approx(accuracy_score(y, prob.argmax(1)))
+
+
+def test_segmentation_handler_writes_json(tmp_path):
+    gt = np.zeros((2, 8, 8), int)
+    gt[:, 2:5, 2:5] = 1
+    batches = [[{"pred": onehot(gt)[i], "label": onehot(gt)[i]}] for i in range(2)]
+    engine = Engine(lambda e, b: b)
+    out = tmp_path / "metrics.json"
+    SegmentationMetricsHandler(str(out), extra={"split": "test"}).attach(engine)
+    engine.run(batches)
+    data = json.loads(out.read_text())
+    assert data["dice"] == 1.0 and data["miou"] == 1.0 and data["hd95"] == 0.0 and data["split"] == "test"
+    assert engine.state.metrics["dice"] == 1.0
+
+
+def test_handlers_are_monai_metric_handlers_and_log_the_table(tmp_path, caplog):
+    """One epoch per run: the metric is reset at each run, the report is logged as a table, NaN is written as null,
+    and an extra entry may not hide a metric."""
+    gt = np.zeros((2, 8, 8), int)
+    gt[0, 2:5, 2:5] = 1  # the second image has no foreground: its empty-FP rate is scored, its Dice is not
+    handler = SegmentationMetricsHandler(tmp_path / "m.json", SegmentationMetrics(class_names=["tumour"]))
+    assert isinstance(handler, IgniteMetricHandler) and isinstance(handler, MetricsHandler)
+    engine = Engine(lambda e, b: b)
+    handler.attach(engine)
+    batches = [[{"pred": onehot(gt)[i], "label": onehot(gt)[i]}] for i in range(2)]
+    with caplog.at_level(logging.INFO, logger="common.handlers.metrics"):
+        engine.run(batches)
+        engine.run(batches[1:], max_epochs=1)  # a second run sees only the empty image
+    first, second = [r.getMessage() for r in caplog.records if r.name == "common.handlers.metrics"]
+    assert "segmentation metrics" in first and "dice " in first and "| 1" in first
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["num_images"] == 1 and data["dice"] is None and data["empty_false_positive_rate"] == 0.0
+    assert handler.results["num_images"] == 1
+    clash = ClassificationMetricsHandler(tmp_path / "c.json", extra={"acc": "x"})
+    with pytest.raises(ValueError, match="overwrite"):
+        clash.write({"acc": 1.0})
