@@ -1,6 +1,7 @@
 """Faster R-CNN parts: RoIAlign against hand-computed bilinear/trilinear sampling, matcher, sampler, NMS, and the
 detector's training/eval outputs in 2D and 3D."""
 
+import itertools
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from common.networks.detection import (
     patch_starts,
     roi_align,
     sliding_window_detect,
+    window_slices,
 )
 
 
@@ -214,3 +216,34 @@ def test_patch_starts():
     assert patch_starts(64, 32, 0.25) == [0, 24, 32]
     assert patch_starts(16, 32, 0.25) == [0]
     assert patch_starts(32, 32, 0.5) == [0]
+
+
+def _reference_window_starts(spatial, roi, overlap):
+    """The windows by their definition: per axis ``range(0, size - roi, step)`` plus ``size - roi``, with ``step =
+    round(roi * (1 - overlap))``; the Cartesian product of the axes, the first varying slowest."""
+    grids = []
+    for size, r in zip(spatial, roi):
+        r = min(r, size)
+        step = max(1, int(round(r * (1.0 - overlap))))
+        grids.append(sorted(set(list(range(0, size - r, step)) + [size - r])))
+    return [list(p) for p in itertools.product(*grids)]
+
+
+@pytest.mark.parametrize(
+    "spatial,roi,overlap",
+    [
+        ((64,), (32,), 0.25),
+        ((24, 24), (16, 16), 0.25),
+        ((100, 37), (32, 40), 0.5),
+        ((64, 64, 48), (32, 32, 32), 0.25),
+        ((96, 80, 33), (48, 30, 10), 0.0),
+        ((50, 50, 50), (7, 50, 20), 0.9),
+        ((10, 30), (10, 10), 1.0),
+    ],
+)
+def test_window_slices_equal_the_definition(spatial, roi, overlap):
+    windows = window_slices(spatial, roi, overlap)
+    assert [[w.start for w in window] for window in windows] == _reference_window_starts(spatial, roi, overlap)
+    assert all(w.stop - w.start == min(r, s) for window in windows for w, r, s in zip(window, roi, spatial))
+    with pytest.raises(ValueError, match="overlap"):
+        window_slices(spatial, roi, -0.5)

@@ -28,6 +28,6 @@ __all__ = [
     "roi_align",
 ]
 
-from .inference import DetectionPredictor, patch_starts, sliding_window_detect  # noqa: E402
+from .inference import DetectionPredictor, patch_starts, sliding_window_detect, window_slices  # noqa: E402
 
-__all__ += ["DetectionPredictor", "patch_starts", "sliding_window_detect"]
+__all__ += ["DetectionPredictor", "patch_starts", "sliding_window_detect", "window_slices"]

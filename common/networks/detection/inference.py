@@ -15,21 +15,56 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.data.utils import dense_patch_slices
 from torch import Tensor, nn
+
+from common.utils import atomic_write_json
 
 from .matching import nms
 
-__all__ = ["patch_starts", "sliding_window_detect", "DetectionPredictor"]
+__all__ = ["patch_starts", "sliding_window_detect", "window_slices", "DetectionPredictor"]
+
+
+def _scan_interval(roi: int, overlap: float) -> int:
+    """Distance between the starts of neighbouring windows: ``round(roi * (1 - overlap))``, at least 1.
+
+    MONAI's :class:`~monai.inferers.SlidingWindowInferer` truncates instead of rounding (``int(roi * (1 -
+    overlap))``) and blends overlapping dense outputs, which boxes do not need, so only its window enumeration,
+    :func:`~monai.data.utils.dense_patch_slices`, is used here.
+    """
+    if overlap < 0:
+        raise ValueError(
+            f"overlap must be non-negative (a negative overlap leaves gaps between windows), got {overlap}."
+        )
+    return max(1, int(round(roi * (1.0 - overlap))))
+
+
+def window_slices(spatial_size: Sequence[int], roi_size: Sequence[int], overlap: float) -> list[tuple[slice, ...]]:
+    """Windows of size ``roi_size`` covering an image of ``spatial_size`` with the given fractional overlap.
+
+    Along each axis the starts are ``0, step, 2 step, ...`` below ``size - roi``, then ``size - roi`` (the last
+    window ends at the border), with ``step = round(roi * (1 - overlap))``; a window at least as large as the axis
+    covers it once. The windows are the Cartesian product of the per-axis starts, the first axis varying slowest
+    (MONAI's :func:`~monai.data.utils.dense_patch_slices`).
+
+    Args:
+        spatial_size: image size per axis.
+        roi_size: window size per axis (values larger than the image are cut to the image size).
+        overlap: fractional overlap of neighbouring windows, ``>= 0``.
+
+    Returns:
+        one tuple of slices (one per axis) per window.
+    """
+    roi = [min(int(r), int(s)) for r, s in zip(roi_size, spatial_size)]
+    return dense_patch_slices(spatial_size, roi, [_scan_interval(r, overlap) for r in roi])
 
 
 def patch_starts(size: int, roi: int, overlap: float) -> list[int]:
-    """Start indices of windows of length ``roi`` covering ``[0, size)`` with the given fractional overlap."""
+    """Start indices of windows of length ``roi`` covering ``[0, size)`` with the given fractional overlap (one axis
+    of :func:`window_slices`)."""
     if roi >= size:
         return [0]
-    step = max(1, int(round(roi * (1.0 - overlap))))
-    starts = list(range(0, size - roi, step))
-    starts.append(size - roi)
-    return sorted(set(starts))
+    return [int(w[0].start) for w in window_slices((size,), (roi,), overlap)]
 
 
 @torch.no_grad()
@@ -48,7 +83,7 @@ def sliding_window_detect(
         network: detector in eval mode returning ``[{"boxes", "scores", "labels"}]`` per window.
         image: (C, *S) or (1, C, *S).
         roi_size: window size per axis (None or non-positive values: the whole axis).
-        overlap: fractional overlap of neighbouring windows.
+        overlap: fractional overlap of neighbouring windows (see :func:`window_slices`).
         sw_batch_size: windows per forward pass.
         nms_thresh: IoU threshold of the merging NMS.
         max_detections: detections kept.
@@ -60,22 +95,19 @@ def sliding_window_detect(
         image = image[0]
     spatial = image.shape[1:]
     roi = [s if (r is None or r <= 0) else min(int(r), s) for r, s in zip(roi_size or [None] * len(spatial), spatial)]
-    grids = [patch_starts(s, r, overlap) for s, r in zip(spatial, roi)]
-    starts = [list(p) for p in torch.cartesian_prod(*[torch.tensor(g) for g in grids]).reshape(-1, len(spatial))]
+    windows = window_slices(spatial, roi, overlap)
     boxes, scores, labels = [], [], []
-    for i in range(0, len(starts), sw_batch_size):
-        chunk = starts[i : i + sw_batch_size]
-        patches = torch.stack(
-            [image[(slice(None), *[slice(int(s), int(s) + r) for s, r in zip(st, roi)])] for st in chunk]
-        )
+    for i in range(0, len(windows), sw_batch_size):
+        chunk = windows[i : i + sw_batch_size]
+        patches = torch.stack([image[(slice(None), *window)] for window in chunk])
         outputs = network(patches)
-        for st, out in zip(chunk, outputs):
-            shift = torch.tensor([float(s) for s in st] * 2, device=out["boxes"].device)
+        for window, out in zip(chunk, outputs):
+            shift = torch.tensor([float(w.start) for w in window] * 2, device=out["boxes"].device)
             boxes.append(out["boxes"].float() + shift)
             scores.append(out["scores"].float())
             labels.append(out["labels"])
     all_boxes, all_scores, all_labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-    if len(starts) > 1:
+    if len(windows) > 1:
         keep = nms(all_boxes, all_scores, all_labels, nms_thresh, max_detections)
     else:
         keep = torch.argsort(all_scores, descending=True, stable=True)[:max_detections]
@@ -166,7 +198,5 @@ class DetectionPredictor:
             "box_coordinates": "voxel",
             self.section: entries,
         }
-        tmp = self.output_file.with_name(f".{self.output_file.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, self.output_file)
+        atomic_write_json(result, self.output_file, indent=1)
         return str(self.output_file)
