@@ -14,6 +14,6 @@ vendor them.
 
 __version__ = "0.1.0"
 
-from . import data, engines, handlers, losses, metrics, networks, transforms, utils  # noqa: E402
+from . import data, engines, evaluation, handlers, losses, metrics, networks, transforms, utils  # noqa: E402
 
-__all__ = ["data", "engines", "handlers", "losses", "metrics", "networks", "transforms", "utils"]
+__all__ = ["data", "engines", "evaluation", "handlers", "losses", "metrics", "networks", "transforms", "utils"]

@@ -15,14 +15,18 @@ Paper 003 does not say which features it embedded; raw pixels is the default bec
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.data import load_decathlon_datalist
 
-__all__ = ["image_features", "load_datalist_images", "tsne_embedding", "tsne_real_vs_synthetic"]
+from common.data.images import draw_per_class, read_datalist_images
+from common.metrics.features import build_feature_extractor, extract_features
+
+__all__ = ["image_features", "tsne_embedding", "tsne_real_vs_synthetic"]
 
 logger = logging.getLogger("common.metrics")
 
@@ -107,8 +111,6 @@ def image_features(
         grid = "x".join([str(side)] * spatial_dims)
         return flat, f"pixels: area-resized to {grid}, per-image min-max, flattened"
     if kind == "extractor":
-        from common.metrics.features import build_feature_extractor, extract_features
-
         if extractor is None:
             extractor = build_feature_extractor(spatial_dims, images.shape[1], normalize="minmax")
         feats = extract_features(extractor, images, batch_size=batch_size)
@@ -116,68 +118,26 @@ def image_features(
     raise ValueError(f"unknown feature kind {kind!r}; use 'pixels' or 'extractor'.")
 
 
-def load_datalist_images(
+def _read_section(
     datalist: str,
-    section: str = "training",
-    image_key: str = "image",
-    class_key: str = "class",
-    spatial_size: int | Sequence[int] = 64,
-    channels: Sequence[int] | None = None,
-    max_per_class: int | None = None,
-    seed: int = 0,
+    section: str,
+    class_key: str,
+    spatial_size: int | Sequence[int],
+    channels: Sequence[int] | None,
+    max_per_class: int | None,
+    seed: int,
 ) -> tuple[torch.Tensor, list[Any]]:
-    """Reads the images of one datalist section, resized to a common grid, with their class labels.
-
-    Paths are resolved as :func:`monai.data.load_decathlon_datalist` does (relative to the JSON file). Entries
-    without ``class_key`` get the class ``None``. With ``max_per_class``, at most that many entries per class are
-    drawn at random (``seed``), as paper 003 draws 300 images per category.
-
-    Args:
-        datalist: path of the datalist JSON.
-        section: the list to read (``training``, ``validation``, ``test``).
-        image_key: key of the image file(s) (a list of files is read as channels).
-        class_key: key of the class label.
-        spatial_size: side(s) of the grid every image is resized to (area interpolation).
-        channels: channel indices to keep (e.g. ``[1]`` for T1c only), all when ``None``.
-        max_per_class: cap per class.
-        seed: seed of the draw.
-
-    Returns:
-        ``(images (N, C, *spatial_size), classes (N,))``.
-    """
-    from monai.data import load_decathlon_datalist
-    from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
-
+    """The images ``(N, C, *spatial_size)`` (not rescaled) of one datalist section, at most ``max_per_class`` per
+    class drawn with ``seed``, and their classes (``None`` for entries without ``class_key``)."""
     entries = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section)
     if not entries:
         raise ValueError(f"{datalist}: section {section!r} is empty.")
-    by_class: dict[Any, list[Mapping]] = {}
-    for e in entries:
-        by_class.setdefault(e.get(class_key), []).append(e)
-    rng = np.random.default_rng(seed)
-    chosen: list[Mapping] = []
-    for cls in sorted(by_class, key=str):
-        group = by_class[cls]
-        if max_per_class is not None and len(group) > max_per_class:
-            group = [group[i] for i in sorted(rng.choice(len(group), max_per_class, replace=False))]
-        chosen.extend(group)
-    loader = LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True)
-    first = loader({image_key: chosen[0][image_key]})[image_key]
-    spatial_dims = first.ndim - 1
-    size = [spatial_size] * spatial_dims if isinstance(spatial_size, int) else list(spatial_size)
-    transform = Compose(
-        [loader, Resized(keys=image_key, spatial_size=size, mode="area"), EnsureTyped(keys=image_key, track_meta=False)]
-    )
-    images = []
-    for e in chosen:
-        img = transform({image_key: e[image_key]})[image_key].float()
-        if channels is not None:
-            img = img[list(channels)]
-        images.append(img)
-    shapes = {tuple(i.shape) for i in images}
-    if len(shapes) != 1:
-        raise ValueError(f"{datalist}: images have different channel counts after resizing: {sorted(shapes)}.")
-    return torch.stack(images), [e.get(class_key) for e in chosen]
+    chosen = draw_per_class(entries, class_key, max_per_class, seed)
+    try:
+        images = read_datalist_images(chosen, None, spatial_size, channels, scale=False)
+    except ValueError as e:
+        raise ValueError(f"{datalist}: {e}") from e
+    return images, [e.get(class_key) for e in chosen]
 
 
 def tsne_real_vs_synthetic(
@@ -217,14 +177,9 @@ def tsne_real_vs_synthetic(
         JSON-serialisable dict: ``coords`` (N x 2 list), ``classes``, ``sources`` (``"real"``/``"synthetic"``),
         ``features`` (the name of the features), ``tsne`` (parameters used) and the datalist paths.
     """
-    real, real_cls = load_datalist_images(
-        real_datalist, real_section, class_key=class_key, spatial_size=spatial_size, channels=channels,
-        max_per_class=per_class, seed=seed,
-    )  # fmt: skip
-    syn, syn_cls = load_datalist_images(
-        synthetic_datalist, synthetic_section, class_key=class_key, spatial_size=spatial_size, channels=channels,
-        max_per_class=per_class, seed=seed,
-    )  # fmt: skip
+    read = dict(class_key=class_key, spatial_size=spatial_size, channels=channels, max_per_class=per_class, seed=seed)
+    real, real_cls = _read_section(real_datalist, real_section, **read)
+    syn, syn_cls = _read_section(synthetic_datalist, synthetic_section, **read)
     if real.shape[1:] != syn.shape[1:]:
         raise ValueError(
             f"real images {tuple(real.shape[1:])} and synthetic images {tuple(syn.shape[1:])} differ in shape; "

@@ -12,26 +12,25 @@ it lies far from the real images in a feature space:
 - threshold: the ``quantile`` of the real-vs-real scores (kNN: each real image against the *other* real images;
   Mahalanobis: cross-fitted, each real image against a covariance fitted on the other folds), so that about
   ``1 - quantile`` of real images would be rejected. A synthetic image with a score above the threshold is rejected.
+
+:func:`common.evaluation.filter_synthetic_datalist` applies the filter to a synthetic datalist.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from common.metrics.features import build_feature_extractor, extract_features
+
 __all__ = [
     "OUTLIER_METHODS",
     "FeatureOutlierFilter",
     "OutlierResult",
-    "filter_synthetic_datalist",
     "image_feature_vectors",
-    "read_datalist_images",
 ]
 
 OUTLIER_METHODS = ("knn", "mahalanobis")
@@ -187,34 +186,6 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(sq, 0.0, None))
 
 
-def read_datalist_images(
-    entries: Sequence[Mapping[str, Any]],
-    spatial_dims: int,
-    image_size: int | Sequence[int],
-    channels: Sequence[int] | None = None,
-    image_key: str = "image",
-) -> torch.Tensor:
-    """Load datalist entries (absolute paths) as ``(N, C, *image_size)`` float images scaled to ``[0, 1]`` per
-    image and channel (MONAI ``LoadImaged``, channel selection, ``ScaleIntensityd``, ``Resized`` with area mode)."""
-    from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized, ScaleIntensityd
-
-    from common.transforms import SelectChannelsd
-
-    size = [int(image_size)] * spatial_dims if isinstance(image_size, int) else [int(s) for s in image_size]
-    transforms: list[Any] = [LoadImaged(keys=image_key, image_only=True, ensure_channel_first=True)]
-    if channels is not None:
-        transforms.append(SelectChannelsd(keys=image_key, indices=list(channels)))
-    transforms += [
-        ScaleIntensityd(keys=image_key, minv=0.0, maxv=1.0, channel_wise=True),
-        Resized(keys=image_key, spatial_size=size, mode="area"),
-        EnsureTyped(keys=image_key, dtype=torch.float32, track_meta=False),
-    ]
-    load = Compose(transforms)
-    if not entries:
-        raise ValueError("no entries to read.")
-    return torch.stack([load({image_key: e[image_key]})[image_key] for e in entries], 0)
-
-
 def image_feature_vectors(
     images: torch.Tensor,
     features: str = "resnet18",
@@ -236,121 +207,9 @@ def image_feature_vectors(
     """
     if features == "pixels":
         return images.reshape(images.shape[0], -1).float(), "pixels"
-    from common.metrics.features import build_feature_extractor, extract_features
-
     spatial_dims = images.ndim - 2
     extractor = build_feature_extractor(
         spatial_dims, images.shape[1], weights_path=weights_path, arch=features, seed=seed
     )
     feats = extract_features(extractor, images, batch_size=batch_size, device=device)
     return feats, str(extractor.name)  # type: ignore[union-attr]
-
-
-def _select(entries: list[dict], class_key: str, cls: int | None) -> list[int]:
-    return [i for i, e in enumerate(entries) if cls is None or (class_key in e and int(e[class_key]) == int(cls))]
-
-
-def filter_synthetic_datalist(
-    synthetic_datalist: str,
-    real_datalist: str,
-    spatial_dims: int,
-    image_size: int,
-    output_datalist: str | None = None,
-    report_file: str | None = None,
-    real_section: str = "training",
-    synthetic_section: str = "training",
-    class_key: str = "class",
-    real_class: int | None = None,
-    real_channels: Sequence[int] | None = None,
-    synthetic_channels: Sequence[int] | None = None,
-    features: str = "resnet18",
-    weights_path: str | None = None,
-    method: str = "knn",
-    k: int = 5,
-    quantile: float = 0.95,
-    threshold: float | None = None,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Filter a synthetic datalist against real images; write the kept datalist and a report of the rejections.
-
-    The real reference is ``real_section`` of ``real_datalist`` (entries of ``real_class`` when given). Per class of
-    the synthetic entries, the filter is fitted on the real images of the same class when the real datalist has
-    that class (else on all reference images). ``output_datalist`` (default: ``synthetic_datalist`` itself,
-    rewritten atomically) holds the kept entries under ``synthetic_section`` and the rejected ones under
-    ``"rejected"``, each rejected entry with ``outlier_score``, ``outlier_threshold`` and ``outlier_reason``.
-    ``report_file`` (JSON) holds the settings, the feature space's name, every score and the rejected entries.
-
-    Returns:
-        the summary: settings, counts, rejection rate, threshold(s), feature space.
-    """
-    from monai.data import load_decathlon_datalist
-
-    from common.handlers.utils import atomic_write_json
-
-    with open(synthetic_datalist) as f:
-        raw = json.load(f)
-    raw_entries = list(raw.get(synthetic_section, []))
-    syn_entries = load_decathlon_datalist(synthetic_datalist, True, synthetic_section)
-    real_entries = load_decathlon_datalist(real_datalist, True, real_section)
-    real_idx = _select(real_entries, class_key, real_class)
-    if not real_idx:
-        raise ValueError(f"{real_datalist}: no {real_section!r} entries of class {real_class} to filter against.")
-    if not syn_entries:
-        raise ValueError(f"{synthetic_datalist}: section {synthetic_section!r} is empty.")
-    real_images = read_datalist_images([real_entries[i] for i in real_idx], spatial_dims, image_size, real_channels)
-    syn_images = read_datalist_images(syn_entries, spatial_dims, image_size, synthetic_channels)
-    both, name = image_feature_vectors(torch.cat([real_images, syn_images]), features, weights_path, device, seed)
-    real_feats, syn_feats = both[: len(real_idx)], both[len(real_idx) :]
-
-    scores = np.zeros(len(syn_entries))
-    thresholds = np.zeros(len(syn_entries))
-    groups: dict[Any, list[int]] = {}
-    for i, e in enumerate(syn_entries):
-        groups.setdefault(e.get(class_key) if real_class is None else real_class, []).append(i)
-    per_class: dict[str, Any] = {}
-    for cls, idx in groups.items():
-        ref = [j for j, i in enumerate(real_idx) if cls is None or int(real_entries[i].get(class_key, -1)) == int(cls)]
-        ref = ref or list(range(len(real_idx)))
-        filt = FeatureOutlierFilter(method, k, quantile, threshold).fit(real_feats[ref])
-        result = filt.filter(syn_feats[idx])
-        scores[idx], thresholds[idx] = result.scores, result.threshold
-        per_class[str(cls)] = {**result.summary(), "num_real": len(ref)}
-    rejected = [i for i in range(len(syn_entries)) if scores[i] > thresholds[i]]
-    kept = [i for i in range(len(syn_entries)) if scores[i] <= thresholds[i]]
-    rejected_entries = []
-    for i in rejected:
-        entry = dict(raw_entries[i])
-        entry.update(
-            outlier_score=float(scores[i]),
-            outlier_threshold=float(thresholds[i]),
-            outlier_reason=(
-                f"{method} distance {scores[i]:.4g} to the real images in the {name} feature space exceeds the "
-                f"threshold {thresholds[i]:.4g} (quantile {quantile} of real-vs-real distances)"
-                if threshold is None
-                else f"{method} distance {scores[i]:.4g} exceeds the fixed threshold {thresholds[i]:.4g}"
-            ),
-        )
-        rejected_entries.append(entry)
-    summary = {
-        "feature_space": name,
-        "method": method,
-        "k": k,
-        "quantile": quantile,
-        "fixed_threshold": threshold,
-        "num_tested": len(syn_entries),
-        "num_kept": len(kept),
-        "num_rejected": len(rejected),
-        "rejection_rate": len(rejected) / len(syn_entries),
-        "per_class": per_class,
-    }
-    out = dict(raw)
-    out[synthetic_section] = [raw_entries[i] for i in kept]
-    out["rejected"] = rejected_entries
-    out["outlier_filter"] = summary
-    atomic_write_json(out, output_datalist or synthetic_datalist)
-    if report_file is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(report_file)), exist_ok=True)
-        report = {**summary, "scores": [float(s) for s in scores], "rejected": rejected_entries}
-        atomic_write_json(report, report_file)
-    return summary

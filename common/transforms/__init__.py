@@ -2,7 +2,6 @@
 
 from .box_condition import BoxConditiond, augment_boxes, boxes_to_condition, condition_samples, scale_boxes
 from .channels import SelectChannels, SelectChannelsd
-from .enhancement import DifferencePseudoLabeld, attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries
 from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch
 from .nodule import (
     DEFAULT_HU_WINDOW,
@@ -24,6 +23,7 @@ from .nodule import (
     sample_lung_box,
     unit_to_hu,
 )
+from .pseudo_label import DifferencePseudoLabeld
 
 __all__ = [
     "BoxConditiond",
@@ -55,7 +55,4 @@ __all__ = [
     "sample_lung_box",
     "unit_to_hu",
     "DifferencePseudoLabeld",
-    "attach_difference_maps",
-    "mix_synthetic_pairs",
-    "pseudo_label_entries",
 ]

@@ -6,8 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import load_decathlon_datalist
 
-from common.metrics.embeddings import image_features, load_datalist_images, tsne_embedding, tsne_real_vs_synthetic
+from common.data import draw_per_class, read_datalist_images
+from common.metrics.embeddings import image_features, tsne_embedding, tsne_real_vs_synthetic
 
 
 def _two_clusters(n_per=10, dim=20, seed=0):
@@ -73,7 +75,8 @@ def _write_set(folder, name, values_by_class, n_per_class=6, size=16):
 def test_real_vs_synthetic_from_datalists(tmp_path):
     real = _write_set(tmp_path / "real", "real", {0: 0, 1: 1})
     syn = _write_set(tmp_path / "syn", "syn", {0: 0, 1: 1})
-    images, classes = load_datalist_images(real, spatial_size=8, max_per_class=4, seed=1)
+    entries = draw_per_class(load_decathlon_datalist(real, True, "training"), max_per_class=4, seed=1)
+    images, classes = read_datalist_images(entries, None, 8, scale=False), [e["class"] for e in entries]
     assert images.shape == (8, 1, 8, 8)
     assert sorted(classes) == [0] * 4 + [1] * 4
     out = tsne_real_vs_synthetic(real, syn, per_class=5, spatial_size=16, perplexity=100, max_iter=300)

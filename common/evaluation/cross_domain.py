@@ -28,14 +28,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.handlers.synthetic_export import sha256_file
-from common.handlers.utils import atomic_path, atomic_write_json
 from common.networks.cyclegan import CrossDomainTranslator
+from common.utils import atomic_write_json, save_nifti, sha256_file
 
 __all__ = ["CrossDomainSynthesis", "DIFFERENCE_RULES"]
 
 DIFFERENCE_RULES = ("train", "test")
-logger = logging.getLogger("common.engines")
+logger = logging.getLogger(__name__)
 
 
 def _first_file(image: Any) -> str:
@@ -111,8 +110,7 @@ class CrossDomainSynthesis:
             else [stem.with_name(f"{stem.name}_{n}.nii.gz") for n in names]
         )
         for channel, path in zip(array, paths):
-            with atomic_path(path) as tmp:
-                nib.save(nib.Nifti1Image(channel.astype(np.float32), affine), tmp)
+            save_nifti(channel, path, affine, dtype=np.float32)
         rel = [os.path.relpath(p, self.output_dir) for p in paths]
         return rel[0] if len(rel) == 1 else rel
 

@@ -34,9 +34,10 @@ import torch
 import torch.nn as nn
 from monai.data import load_decathlon_datalist
 
+from common.evaluation.report import write_report
 from common.handlers.sample_grid import make_grid, save_png
-from common.handlers.synthetic_export import sha256_file
-from common.handlers.utils import atomic_path, atomic_write_json
+from common.metrics.features import extract_features
+from common.metrics.generative import fid, kid
 from common.transforms.nodule import (
     DEFAULT_HU_WINDOW,
     NODULE_ATTENUATIONS,
@@ -51,10 +52,11 @@ from common.transforms.nodule import (
     paste_nodule,
     sample_lung_box,
 )
+from common.utils import atomic_write_json, save_nifti, sha256_file
 
 __all__ = ["MCGANSynthesis", "NoduleGenerator", "evaluate_mcgan", "format_nodule_table", "nodule_statistics"]
 
-logger = logging.getLogger("common.engines")
+logger = logging.getLogger(__name__)
 
 
 class NoduleGenerator:
@@ -131,13 +133,6 @@ def _load(path: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     img = nib.load(path)
     data = np.asarray(img.dataobj, dtype=np.float32)
     return torch.from_numpy(data)[None], img.affine, np.asarray(img.header.get_zooms()[: data.ndim], dtype=float)
-
-
-def _save_nifti(volume: torch.Tensor, affine: np.ndarray, path: Path) -> None:
-    """Write ``(1, *spatial)`` with a fresh header holding only the affine (no source metadata), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        nib.save(nib.Nifti1Image(volume[0].numpy().astype(np.float32), affine), tmp)
 
 
 class MCGANSynthesis:
@@ -247,7 +242,8 @@ class MCGANSynthesis:
                     attenuations.append(attenuation)
                     flags.append(True)
                 name = f"mcgan_{copy * len(self.entries) + index:05d}.nii.gz"
-                _save_nifti(volume, affine, images_dir / name)
+                # a fresh header holding only the affine: no source metadata
+                save_nifti(volume[0], images_dir / name, affine, dtype=np.float32)
                 entries.append(
                     {
                         "image": f"images/{name}",
@@ -319,14 +315,16 @@ def evaluate_mcgan(
     (its ``name`` is written into the output), and, overall, per size, per attenuation and per (size, attenuation),
     mean +- std over nodules of the mean HU inside the box and the nodule volume (voxels above ``volume_threshold``
     HU inside the box, in mm^3), real vs generated, plus the diversity (mean pairwise l1 distance between nodule
-    crops of the same condition). A PNG of real vs generated VOIs is written next to the metrics.
+    crops of the same condition). A PNG of real vs generated VOIs is written next to the metrics; the table of
+    :func:`format_nodule_table` is logged.
 
     Args:
         generator: the trained generator.
         datalist: the real datalist.
         output_dir: folder of ``metrics.json`` and ``nodules.png``.
         sections: datalist sections evaluated (held-out by default).
-        feature_extractor: module ``(B, 1, *nodule) -> (B, F)`` with a ``name`` (``common.metrics``).
+        feature_extractor: module ``(B, 1, *nodule) -> (B, F)`` with a ``name`` (``common.metrics``), or ``None``
+            to skip FID/KID.
         volume_threshold: HU above which a voxel counts as nodule (between lung, -850, and ground glass, -600).
         kid_subsets: KID subsets.
         metrics_name: file name of the metrics JSON.
@@ -336,8 +334,6 @@ def evaluate_mcgan(
     Returns:
         the metrics dict (also written to ``output_dir/metrics_name``).
     """
-    from common.metrics import extract_features, fid, kid
-
     nodules = NoduleGenerator(generator, seed=seed, **nodule_kwargs)
     records, real_crops, fake_crops, grid = [], [], [], []
     for section in sections:
@@ -398,10 +394,8 @@ def evaluate_mcgan(
         for a in NODULE_ATTENUATIONS
     }
     result["volume_threshold_hu"] = volume_threshold
-    os.makedirs(output_dir, exist_ok=True)
-    atomic_write_json(result, Path(output_dir) / metrics_name)
+    write_report(result, Path(output_dir) / metrics_name, format_nodule_table(result), "MCGAN evaluation", log=logger)
     save_png(make_grid(torch.stack(grid), nrow=2), Path(output_dir) / "nodules.png")
-    print(format_nodule_table(result))
     return result
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,12 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.evaluation.report import write_report
 from common.metrics.features import build_feature_extractor, extract_features
 from common.metrics.generative import fid, kid, mmd, ssim_diversity
 
-__all__ = ["GenerativeEvaluation", "format_table", "RESULT_KEYS"]
+__all__ = ["GenerativeEvaluation", "RESULT_KEYS"]
 
-logger = logging.getLogger("common.metrics")
+logger = logging.getLogger(__name__)
 
 RESULT_KEYS = (
     "fid",
@@ -37,33 +35,6 @@ RESULT_KEYS = (
 """Keys written by :meth:`GenerativeEvaluation.run`; ``extra`` may not reuse them."""
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    if isinstance(value, (int, str)):
-        return str(value)
-    return json.dumps(value, default=str)
-
-
-def format_table(results: Mapping[str, Any]) -> str:
-    """Formats results as an aligned two-column text table.
-
-    Args:
-        results: metric name to value; floats are shown with 6 significant digits, containers as JSON.
-
-    Returns:
-        the table, one ``metric | value`` row per entry under a header row and a rule, without a final newline.
-    """
-    rows = [(str(k), _format_value(v)) for k, v in results.items()]
-    width = max([len("metric")] + [len(k) for k, _ in rows])
-    value_width = max([len("value")] + [len(v) for _, v in rows])
-    lines = [f"{'metric'.ljust(width)} | value", f"{'-' * width}-+-{'-' * value_width}"]
-    lines += [f"{k.ljust(width)} | {v}" for k, v in rows]
-    return "\n".join(lines)
-
-
 class GenerativeEvaluation:
     """Compares real and synthetic images with FID, KID, MMD and SSIM diversity; configurable from a bundle YAML.
 
@@ -78,9 +49,8 @@ class GenerativeEvaluation:
     - ``num_real``, ``num_fake``, ``feature_dim``, ``feature_extractor`` (the extractor's name), ``spatial_dims``,
       ``diversity_metric``; then the ``extra`` entries.
 
-    The results are written as JSON to ``output_file`` atomically (``output_file + ".tmp"`` then ``os.replace``,
-    parent folders created), printed as a table to stdout and logged to the ``"common.metrics"`` logger. All images
-    of both sets are kept in CPU memory for MMD and SSIM.
+    The results are written as JSON to ``output_file`` atomically (parent folders created) and logged as a table by
+    :func:`common.evaluation.report.write_report`. All images of both sets are kept in CPU memory for MMD and SSIM.
 
     Args:
         real_loader: real images: a tensor ``(N, C, *spatial)`` or an iterable of batches (dicts with ``image_key``).
@@ -171,7 +141,7 @@ class GenerativeEvaluation:
         )
 
     def run(self) -> dict[str, Any]:
-        """Computes the metrics, writes the JSON file, prints and logs the table.
+        """Computes the metrics, writes the JSON file and logs the table.
 
         Returns:
             the results written to ``output_file``.
@@ -210,20 +180,8 @@ class GenerativeEvaluation:
             "diversity_metric": "ms-ssim" if self.multiscale else "ssim",
         }
         results.update(self.extra)
-        self._write(results)
-        table = format_table(results)
-        print(table)
-        logger.info("generative evaluation (%s):\n%s", self.output_file, table)
+        write_report(results, self.output_file, title="generative evaluation", log=logger, indent=2, default=str)
         return results
-
-    def _write(self, results: Mapping[str, Any]) -> None:
-        parent = os.path.dirname(os.path.abspath(self.output_file))
-        os.makedirs(parent, exist_ok=True)
-        tmp = self.output_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, self.output_file)
 
     def __call__(self) -> dict[str, Any]:
         """Same as :meth:`run`, so a bundle can call the instance."""

@@ -1,14 +1,15 @@
-"""Inputs and labels of the downstream segmentation: CDA-GAN information enhancement and its pseudo-label baseline.
+"""Datalist entries of the downstream segmentation: CDA-GAN information enhancement, its pseudo-label baseline and
+synthetic image+mask pairs.
 
 - Information enhancement (Xu et al. 2023, sec. 3.2, Algorithm 3): the difference map ``|x - G_N(x)|`` is an extra
   input channel. :func:`attach_difference_maps` gives each datalist entry the map that
-  :class:`common.engines.CrossDomainSynthesis` wrote for it (``enhanced_datalist.json``, matched on the image file),
-  and MONAI's ``ConcatItemsd(keys=["image", "difference"], name="image")`` concatenates it. The maps' rule is the
-  datalist's: ``"train"`` (positives through ``G_N``, zeros for negatives) for training, ``"test"`` (every image
+  :class:`common.evaluation.CrossDomainSynthesis` wrote for it (``enhanced_datalist.json``, matched on the image
+  file), and MONAI's ``ConcatItemsd(keys=["image", "difference"], name="image")`` concatenates it. The maps' rule is
+  the datalist's: ``"train"`` (positives through ``G_N``, zeros for negatives) for training, ``"test"`` (every image
   through ``G_N``) for validation, test and inference, where the class is unknown.
 - Pseudo-label baseline (sec. 5.2, Table 3 "Pseudo-label method"): synthetic tumour images ``G_P(x)`` made from real
-  negatives ``x`` are added to the training set with the label ``mean_c |G_P(x) - x| > threshold``
-  (:func:`pseudo_label_entries` and :class:`DifferencePseudoLabeld`).
+  negatives ``x`` are added to the training set (:func:`pseudo_label_entries`) and labelled
+  ``mean_c |G_P(x) - x| > threshold`` by :class:`common.transforms.DifferencePseudoLabeld`.
 - :func:`mix_synthetic_pairs`: adds ``ratio`` times the number of real training entries of synthetic image+mask pairs
   (Vu et al. sec. 3.3, B-SG/MC-SG pipelines).
 """
@@ -18,26 +19,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.config import KeysCollection
 from monai.data import load_decathlon_datalist
-from monai.transforms import MapTransform
 
-from common.handlers.utils import atomic_write_json
+from common.utils import atomic_write_json
 
-__all__ = [
-    "DifferencePseudoLabeld",
-    "attach_difference_maps",
-    "mix_synthetic_pairs",
-    "pseudo_label_entries",
-]
+__all__ = ["attach_difference_maps", "mix_synthetic_pairs", "pseudo_label_entries"]
 
-logger = logging.getLogger("common.transforms")
+logger = logging.getLogger(__name__)
 
 
 def _first(image: Any) -> str:
@@ -76,7 +69,7 @@ def attach_difference_maps(
     Args:
         entries: datalist entries with absolute ``image`` paths (e.g. from ``load_decathlon_datalist``).
         enhanced_datalists: one or several ``enhanced_datalist.json`` files written by
-            :class:`common.engines.CrossDomainSynthesis` (their ``section`` lists the real entries with
+            :class:`common.evaluation.CrossDomainSynthesis` (their ``section`` lists the real entries with
             ``difference_key``); relative paths are resolved against each file's folder.
         difference_key: the key of the map.
         rule: the ``difference_rule`` the files must have been written with (``"train"`` or ``"test"``); ``None``
@@ -205,9 +198,9 @@ def pseudo_label_entries(
 ) -> str:
     """Write the pseudo-label set of CDA-GAN sec. 5.2: synthetic tumour images with their source image.
 
-    :class:`common.engines.CrossDomainSynthesis` records the first file of each synthetic image's source; this finds
-    the full source entry (all channel files) in the real datalist, so that :class:`DifferencePseudoLabeld` can
-    threshold ``|synthetic - source|`` into a label.
+    :class:`common.evaluation.CrossDomainSynthesis` records the first file of each synthetic image's source; this
+    finds the full source entry (all channel files) in the real datalist, so that
+    :class:`common.transforms.DifferencePseudoLabeld` can threshold ``|synthetic - source|`` into a label.
 
     Args:
         synthetic_datalist: Algorithm 2's ``synthetic_datalist.json``.
@@ -247,47 +240,3 @@ def pseudo_label_entries(
         raise ValueError(f"'{synthetic_datalist}' has no synthetic entry of class {class_value}.")
     atomic_write_json({"description": "CDA-GAN sec. 5.2 pseudo-label set", "training": entries}, output)
     return str(output)
-
-
-class DifferencePseudoLabeld(MapTransform):
-    """Threshold a difference map into a binary label (CDA-GAN sec. 5.2, the pseudo-label baseline).
-
-    With one key the item is the difference map itself; with two keys ``(a, b)`` it is ``|a - b|``. The channel
-    mean is thresholded: ``label = mean_c d > threshold``, shape ``(1, *spatial)``. Items lacking a key are left
-    unchanged when ``allow_missing_keys`` is set, so real entries (with a label) and synthetic ones (with a source)
-    can share one pipeline.
-
-    Args:
-        keys: one key (a difference map) or two keys (two images of the same size and intensity range).
-        threshold: the threshold on the channel-mean absolute difference.
-        output_key: where the label is written.
-        allow_missing_keys: skip items that lack a key.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        threshold: float = 0.1,
-        output_key: str = "label",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if len(self.keys) not in (1, 2):
-            raise ValueError(f"give one key (a difference map) or two (two images), got {self.keys}.")
-        self.threshold = threshold
-        self.output_key = output_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        present = list(self.key_iterator(d))
-        if len(present) != len(self.keys):
-            return d  # allow_missing_keys: not a pseudo-labelled item
-        items = [d[k] for k in present]
-        if len(items) == 2 and tuple(items[0].shape) != tuple(items[1].shape):
-            raise ValueError(
-                f"'{present[0]}' {tuple(items[0].shape)} and '{present[1]}' {tuple(items[1].shape)} differ."
-            )
-        diff = (items[0] - items[1]).abs() if len(items) == 2 else torch.as_tensor(items[0]).abs()
-        label = (diff.float().mean(dim=0, keepdim=True) > self.threshold).float()
-        d[self.output_key] = label
-        return d

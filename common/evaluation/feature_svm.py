@@ -23,7 +23,6 @@ scoring the test set.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -33,12 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.handlers.utils import atomic_path, atomic_write_json
-from common.metrics.classification import ClassificationMetricsHandler, classification_metrics
+from common.evaluation.report import write_report
+from common.handlers import ClassificationMetricsHandler
+from common.metrics.classification import classification_metrics
+from common.utils import atomic_path
 
 __all__ = ["FeatureSVM", "image_features"]
 
-logger = logging.getLogger("common.engines")
+logger = logging.getLogger(__name__)
 
 
 def image_features(images: torch.Tensor, grid: int = 8, bins: int = 16, foreground: float = 0.02) -> np.ndarray:
@@ -160,9 +161,11 @@ class FeatureSVM:
         if val_loader is not None:
             prob, y = self.scores(val_loader)
             results = classification_metrics(prob, y, self.num_classes)
-            logger.info("SVM validation: %s", json.dumps(results))
             if output_file:
-                atomic_write_json({**results, "classifier": "svm", "num_train": self.num_train}, output_file)
+                report = {**results, "classifier": "svm", "num_train": self.num_train}
+                write_report(report, output_file, title="SVM validation", log=logger)
+            else:
+                logger.info("SVM validation: %s", results)
         logger.info("SVM fitted on %d images (%d support vectors).", self.num_train, len(self.svc.support_))
         return results
 

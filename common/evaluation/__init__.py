@@ -1,0 +1,55 @@
+"""Evaluation pipelines: objects that load data, run trained networks, compute several metrics and report them.
+
+The layer above :mod:`common.engines`: the metrics themselves are the pure functions of :mod:`common.metrics`; every
+pipeline here reports through :func:`write_report` (a JSON file written atomically and a table in the log).
+
+- :class:`GenerativeEvaluation`: FID, KID, MMD and SSIM diversity of synthetic against real images;
+- :class:`TranslationEvaluation`: realism, attention overlap and locality of a P <-> N translation (CDA-GAN);
+- :class:`DetectionEvaluation`: CPM/FROC, CPM by attribute, per-image sensitivity/FPs and COCO mAP of a detector;
+- :class:`MCGANSynthesis`, :class:`NoduleGenerator`, :func:`evaluate_mcgan`: MCGAN nodules in CT volumes;
+- :class:`CrossDomainSynthesis`: CDA-GAN's Algorithm 2 synthetic set and Algorithm 3 difference maps;
+- :class:`FeatureSVM`: the SVM baseline of the classification bundle;
+- :func:`evaluate_refinement`, :func:`make_degraded_synthetic`: the refinement bundles' evaluation and stand-in data;
+- :class:`BoxPlacementEvaluation`: where a CPGGAN puts the lesions its boxes ask for;
+- :func:`filter_synthetic_datalist`: the feature-space outlier filter applied to a synthetic datalist.
+"""
+
+from common.evaluation.box_placement import BoxPlacementEvaluation, box_placement_statistics
+from common.evaluation.cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
+from common.evaluation.degraded import make_degraded_synthetic
+from common.evaluation.detection import DetectionEvaluation
+from common.evaluation.feature_svm import FeatureSVM
+from common.evaluation.generative import RESULT_KEYS, GenerativeEvaluation
+from common.evaluation.mcgan import (
+    MCGANSynthesis,
+    NoduleGenerator,
+    evaluate_mcgan,
+    format_nodule_table,
+    nodule_statistics,
+)
+from common.evaluation.outlier_filter import filter_synthetic_datalist
+from common.evaluation.refinement import evaluate_refinement
+from common.evaluation.report import format_table, write_report
+from common.evaluation.translation import TranslationEvaluation
+
+__all__ = [
+    "BoxPlacementEvaluation",
+    "CrossDomainSynthesis",
+    "DIFFERENCE_RULES",
+    "DetectionEvaluation",
+    "FeatureSVM",
+    "GenerativeEvaluation",
+    "MCGANSynthesis",
+    "NoduleGenerator",
+    "RESULT_KEYS",
+    "TranslationEvaluation",
+    "box_placement_statistics",
+    "evaluate_mcgan",
+    "evaluate_refinement",
+    "filter_synthetic_datalist",
+    "format_nodule_table",
+    "format_table",
+    "make_degraded_synthetic",
+    "nodule_statistics",
+    "write_report",
+]

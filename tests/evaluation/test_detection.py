@@ -1,0 +1,84 @@
+"""The detection evaluation pipeline: metrics.json, froc.png and the table from a predictions datalist."""
+
+import json
+import logging
+import sys
+
+import pytest
+
+from common.evaluation import DetectionEvaluation
+
+G1, G2 = [0, 0, 0, 10, 10, 10], [20, 20, 20, 30, 30, 30]
+G3, G4 = [0, 0, 0, 10, 10, 10], [40, 40, 40, 50, 50, 50]
+FAR = [60, 60, 60, 70, 70, 70]
+
+
+def two_scans():
+    """Scan A: nodules G1 (small), G2 (large); scan B: G3 (small), G4 (large)."""
+    a = {
+        "gt_boxes": [G1, G2],
+        "size": ["small", "large"],
+        # 0.9 hit G1; 0.8 far: FP; 0.7 hits G1 again: duplicate; 0.3 hits G2
+        "pred_boxes": [G1, FAR, [1, 0, 0, 10, 10, 10], G2],
+        "pred_scores": [0.9, 0.8, 0.7, 0.3],
+    }
+    b = {
+        "gt_boxes": [G3, G4],
+        "size": ["small", "large"],
+        # 0.85 far: FP; 0.6 hits G3; 0.2 far: FP
+        "pred_boxes": [FAR, G3, [80, 80, 80, 90, 90, 90]],
+        "pred_scores": [0.85, 0.6, 0.2],
+    }
+    return [a, b]
+
+
+def test_detection_evaluation_writes_flat_metrics(tmp_path):
+    gt = {
+        "test": [
+            {"image": "a.nii.gz", "box": [G1, G2], "size": ["small", "large"]},
+            {"image": "b.nii.gz", "box": [G3, G4], "size": ["small", "large"]},
+        ]
+    }
+    scans = two_scans()
+    pred = {
+        "test": [
+            {"image": "../a.nii.gz", "box": scans[0]["pred_boxes"], "score": scans[0]["pred_scores"]},
+            {"image": "../b.nii.gz", "box": scans[1]["pred_boxes"], "score": scans[1]["pred_scores"]},
+        ]
+    }
+    (tmp_path / "datalist.json").write_text(json.dumps(gt))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "predictions.json").write_text(json.dumps(pred))
+    ev = DetectionEvaluation(
+        tmp_path / "datalist.json",
+        "test",
+        tmp_path / "out" / "predictions.json",
+        tmp_path / "out",
+        attributes=["size"],
+        iou_thresholds=[0.5],
+        attribute_values={"size": ["small", "medium", "large"]},
+    )
+    ev.run()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["cpm"] == pytest.approx(3.75 / 7) and metrics["sens@0.125"] == 0.25 and metrics["sens@8"] == 0.75
+    assert metrics["cpm_size_small"] == pytest.approx(5.5 / 7) and metrics["cpm_size_medium"] is None
+    # score >= 0.5: .9 TP, .8 FP, .7 dup, .85 FP, .6 TP -> sensitivity 2/4, FPs 2/2
+    assert metrics["sensitivity_iou0.5"] == 0.5 and metrics["fp_per_image_iou0.5"] == 1.0
+    assert 0 < metrics["map"] <= 1 and (tmp_path / "out" / "froc.png").stat().st_size > 0
+    (tmp_path / "out" / "predictions.json").write_text(json.dumps({"test": pred["test"][:1]}))
+    with pytest.raises(ValueError, match="no prediction"):
+        ev.run()
+
+
+def test_detection_evaluation_without_matplotlib(tmp_path, monkeypatch, caplog):
+    """matplotlib is optional: without it the metrics are written and the FROC plot is skipped with a warning."""
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "a.nii.gz", "box": [G1]}]}))
+    pred = {"test": [{"image": "a.nii.gz", "box": [G1], "score": [0.9]}]}
+    (tmp_path / "predictions.json").write_text(json.dumps(pred))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    ev = DetectionEvaluation(tmp_path / "datalist.json", "test", tmp_path / "predictions.json", tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="common.evaluation"):
+        metrics = ev.run()
+    assert metrics["cpm"] == 1.0 and (tmp_path / "out" / "metrics.json").is_file()
+    assert not (tmp_path / "out" / "froc.png").exists()
+    assert "matplotlib is not installed" in caplog.text and "CPM (%)" in caplog.text
