@@ -1,4 +1,5 @@
-"""Export a bundle as a self-contained folder with the ``common`` package vendored beside its configs.
+"""Export a bundle as a self-contained folder with the runtime packages of ``common`` vendored beside its configs
+(``import common`` and what it loads; not the tools ``common.experiments`` and ``common.bundle``).
 
 Example::
 

@@ -1,4 +1,5 @@
-"""Export a bundle as a self-contained folder with the shared ``common`` package vendored beside its configs.
+"""Export a bundle as a self-contained folder with the runtime of the shared ``common`` package vendored beside its
+configs.
 
 The exported layout is::
 
@@ -6,7 +7,11 @@ The exported layout is::
         LICENSE
         configs/...
         docs/...
-        common/...        # copy of the ``common`` package source used by the configs
+        common/...        # ``common/__init__.py`` and the runtime packages it imports (utils, losses, data, ...)
+
+Only the packages that ``import common`` loads are vendored (:func:`runtime_packages`): the tools
+(``common.experiments``, ``common.bundle``, see ``TOOL_PACKAGES``) are never imported by bundle configs, and would
+bring requirements (matplotlib) that are not in the bundle's metadata.
 
 Run outputs (``models/``, ``eval/``, ``data/``, ``runs/``, ``outputs/``) and caches are not exported.  Because
 ``python -m monai.bundle run ...`` puts the working directory first on ``sys.path``, running the exported bundle from
@@ -23,7 +28,16 @@ from pathlib import Path
 
 import common
 
-__all__ = ["RUN_OUTPUT_DIRS", "IGNORED_NAMES", "VENDORED_PACKAGE", "common_package_dir", "copy_ignore", "export_bundle"]
+__all__ = [
+    "RUN_OUTPUT_DIRS",
+    "IGNORED_NAMES",
+    "TOOL_PACKAGES",
+    "VENDORED_PACKAGE",
+    "common_package_dir",
+    "copy_ignore",
+    "export_bundle",
+    "runtime_packages",
+]
 
 #: top-level bundle folders holding run outputs (checkpoints, evaluation results, data, logs); never exported.
 RUN_OUTPUT_DIRS: tuple[str, ...] = ("models", "eval", "data", "runs", "outputs")
@@ -39,11 +53,42 @@ IGNORED_NAMES: tuple[str, ...] = (
 )
 #: name of the vendored package folder inside an exported bundle.
 VENDORED_PACKAGE = "common"
+#: sub-packages of ``common`` that are tools (not imported by ``import common``); never vendored.
+TOOL_PACKAGES: tuple[str, ...] = ("experiments", "bundle")
 
 
 def common_package_dir() -> Path:
     """Return the source folder of the imported ``common`` package (the one vendored by :func:`export_bundle`)."""
     return Path(common.__file__).resolve().parent
+
+
+def runtime_packages() -> tuple[str, ...]:
+    """The sub-packages of ``common`` that ``import common`` loads (its ``__all__``), less ``TOOL_PACKAGES``.
+
+    Returns:
+        package names such as ``("data", "engines", ..., "utils")``, in the order of ``common.__all__``.
+    """
+    package_dir = common_package_dir()
+    names = tuple(name for name in common.__all__ if name not in TOOL_PACKAGES)
+    missing = [
+        n for n in names if not (package_dir / n / "__init__.py").is_file() and not (package_dir / f"{n}.py").is_file()
+    ]
+    if missing:
+        raise RuntimeError(f"common.__all__ names {missing}, which are not modules of {package_dir}.")
+    return names
+
+
+def _vendor_common(target: Path) -> None:
+    """Copy ``common``'s top-level files (``__init__.py``) and its runtime packages to ``target``, without caches."""
+    package_dir = common_package_dir()
+    ignore = shutil.ignore_patterns(*IGNORED_NAMES)
+    target.mkdir(parents=True)
+    top_files = [p.name for p in package_dir.iterdir() if p.is_file()]
+    for name in sorted(set(top_files) - set(ignore(str(package_dir), top_files))):
+        shutil.copy2(package_dir / name, target / name)
+    for name in runtime_packages():
+        if (package_dir / name).is_dir():
+            shutil.copytree(package_dir / name, target / name, ignore=ignore)
 
 
 def copy_ignore(
@@ -79,7 +124,8 @@ def export_bundle(
     """Write a self-contained copy of a bundle to ``<output_dir>/<bundle_name>``.
 
     Everything in the bundle folder is copied except the run-output folders ``RUN_OUTPUT_DIRS`` at its top level and
-    caches (``IGNORED_NAMES``); the ``common`` package source (from ``common.__file__``'s folder, without caches) is
+    caches (``IGNORED_NAMES``); the runtime of the ``common`` package (from ``common.__file__``'s folder: its
+    top-level files and :func:`runtime_packages`, without caches and without the tools ``TOOL_PACKAGES``) is
     vendored as ``<output_dir>/<bundle_name>/common``.  The copy is built in a temporary sibling folder and renamed into
     place, so an interrupted export never leaves a half-written target.
 
@@ -116,7 +162,7 @@ def export_bundle(
     try:
         staged = tmp / name
         shutil.copytree(src, staged, ignore=copy_ignore(src))
-        shutil.copytree(common_package_dir(), staged / VENDORED_PACKAGE, ignore=shutil.ignore_patterns(*IGNORED_NAMES))
+        _vendor_common(staged / VENDORED_PACKAGE)
         if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
             target.rmdir()
         elif target.exists() or target.is_symlink():

@@ -14,7 +14,6 @@ its schema files are verbatim copies of the MONAI-extra-test-data 0.8.1 release 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common.bundle.export import IGNORED_NAMES, RUN_OUTPUT_DIRS, copy_ignore
+from common.utils import sha256_file
 
 __all__ = [
     "META_SCHEMA_URL",
@@ -108,16 +108,12 @@ def _load_config(path: Path) -> Any:
     return ConfigParser.load_config_file(path)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check_schema_file(schema_file: str | os.PathLike = META_SCHEMA_FILE, sha256: str = META_SCHEMA_SHA256) -> list[str]:
     """Check that the stored metadata schema exists and has the pinned sha256."""
     path = Path(schema_file)
     if not path.is_file():
         return [f"schema: stored schema {path} is missing"]
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != sha256:
         return [f"schema: {path.name} sha256 is {digest}, expected {sha256}"]
     return []

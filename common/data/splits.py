@@ -21,7 +21,6 @@ import copy
 import json
 import logging
 import os
-import tempfile
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common.utils import atomic_write_json
 
 __all__ = [
     "BRATS_S_FRACTION",
@@ -285,21 +286,6 @@ def _rewrite_paths(value: Any, source_dir: Path, target_dir: Path, absolute: boo
     return value
 
 
-def _write_json_atomic(data: dict, output: Path) -> None:
-    """Write ``data`` as JSON to a temporary file beside ``output`` and rename it into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def make_split_datalist(
     datalist: str | os.PathLike,
     output: str | os.PathLike,
@@ -367,6 +353,6 @@ def make_split_datalist(
             result[section] = [_rewrite_paths(e, source_dir, target_dir, absolute_paths) for e in result[section]]
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
     result["split"] = {"mode": mode_name, "seed": int(seed), "parameters": params, "source": str(source.resolve())}
-    _write_json_atomic(result, target)
+    atomic_write_json(result, target, indent=2)
     logger.info("make_split_datalist: wrote %s (mode %s, seed %d).", target, mode_name, seed)
     return str(target)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
+
+from common.utils import atomic_path, is_rank0
 
 from .step import unwrap
 
@@ -83,16 +84,14 @@ def load_network_files(folder: str | os.PathLike, files: dict[str, Any], map_loc
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """``torch.save`` to a temporary file in the same folder, then rename: a reader never sees half a file.
+
+    Args:
+        obj: what to save (a state dict, or a dict of them).
+        path: destination file; missing folders are created (:func:`common.utils.atomic_path`).
+    """
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class TrainingState:
@@ -185,7 +184,7 @@ class CheckpointHandler:
             return  # already saved at this iteration (e.g. last epoch, then COMPLETED)
         self._checkpoint(engine)
         self._last_saved = engine.state.iteration
-        if not dist.is_initialized() or dist.get_rank() == 0:  # the DiskSaver writes on rank 0 only, too
+        if is_rank0():  # the DiskSaver writes on rank 0 only, too
             for file_name, net_name in self.model_files.items():
                 save_atomic(unwrap(self.step.networks[net_name]).state_dict(), os.path.join(self.save_dir, file_name))
             logger.info(f"saved checkpoint {self._checkpoint.last_checkpoint} in {self.save_dir}")

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from common.handlers.utils import atomic_path, atomic_write_json, is_rank0, split_ext
+from common.utils import atomic_write_json, is_rank0, save_nifti, split_ext
 
 __all__ = ["PredictionWriter", "prediction_path"]
 
@@ -84,8 +84,7 @@ class PredictionWriter:
                 raise ValueError(f"prediction of shape {mask.shape} for '{source}' of shape {reference.shape}.")
             path = prediction_path(entry["image"], self.output_dir, self.postfix)
             if is_rank0():
-                with atomic_path(path) as tmp:
-                    nib.save(nib.Nifti1Image(mask, reference.affine), tmp)
+                save_nifti(mask, path, reference.affine)
             self.written.append({**entry, "mask": path})
 
     def _complete(self, engine: Any) -> None:

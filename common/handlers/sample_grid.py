@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from common.handlers.utils import atomic_path, is_rank0
+from common.utils import atomic_path, is_rank0
 
 Image, _ = optional_import("PIL.Image")
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")

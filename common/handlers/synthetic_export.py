@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -15,33 +14,15 @@ from monai.data import decollate_batch
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import IgniteInfo, convert_to_numpy, min_version, optional_import, string_list_all_gather
 
-from common.handlers.utils import atomic_path, atomic_write_json, get_rank, get_world_size, is_rank0
+from common.utils import atomic_write_json, get_rank, get_world_size, is_rank0, save_nifti, sha256_file
 
-nib, _ = optional_import("nibabel")
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["sha256_file", "SyntheticDatalistWriter"]
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks.
-
-    Args:
-        path: file to hash.
-        chunk_size: bytes read at a time.
-
-    Returns:
-        the 64-character lowercase hex digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["SyntheticDatalistWriter"]
 
 
 def _to_python(value: Any) -> Any:
@@ -221,11 +202,8 @@ class SyntheticDatalistWriter:
         return _to_python(value)
 
     def _save_nifti(self, array: np.ndarray, path: str) -> None:
-        img = nib.Nifti1Image(np.ascontiguousarray(array.astype(self.output_dtype)), self.affine)
-        img.header.set_xyzt_units("mm")
-        img.header["descrip"] = f"synthetic {self.bundle_name} {self.bundle_version}".encode()[:79]
-        with atomic_path(path) as tmp:
-            nib.save(img, tmp)
+        descrip = f"synthetic {self.bundle_name} {self.bundle_version}".encode()[:79]
+        save_nifti(array, path, self.affine, dtype=self.output_dtype, header={"descrip": descrip})
 
     def write_sample(self, sample: Mapping) -> dict:
         """Write one sample's prediction and record its datalist entry.

@@ -12,7 +12,6 @@ deterministic, randomly initialised fallback.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -24,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks import nets
 from monai.utils import convert_to_tensor, ensure_tuple_rep
+
+from common.utils import sha256_file
 
 __all__ = ["FeatureExtractor", "build_feature_extractor", "extract_features", "load_state_dict_file", "SUPPORTED_ARCHS"]
 
@@ -155,14 +156,6 @@ class FeatureExtractor(nn.Module):
             return self.backbone(self._standardise(x.expand(*expand)))
         feats = [self.backbone(self._standardise(x[:, i : i + 1].expand(*expand))) for i in range(c)]
         return torch.stack(feats, 0).mean(0)
-
-
-def _file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict_file(weights_path: str) -> dict[str, torch.Tensor]:
@@ -303,7 +296,7 @@ def build_feature_extractor(
             backbone.load_state_dict(state_dict, strict=True)
         except RuntimeError as e:
             raise ValueError(f"weights {weights_path} do not fit a MONAI {arch} (feed_forward=False): {e}") from e
-        name = f"{arch} from weights {os.path.basename(weights_path)} sha256:{_file_sha256(weights_path)[:12]}"
+        name = f"{arch} from weights {os.path.basename(weights_path)} sha256:{sha256_file(weights_path)[:12]}"
     else:
         backbone_in_channels = in_channels
         kwargs.update(arch_kwargs or {})

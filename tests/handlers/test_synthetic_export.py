@@ -14,7 +14,7 @@ import torch
 from monai.data import DataLoader, load_decathlon_datalist
 from monai.engines import SupervisedEvaluator
 
-from common.handlers import SyntheticDatalistWriter, sha256_file
+from common.handlers import SyntheticDatalistWriter
 
 DEVICE = torch.device("cpu")
 
@@ -54,13 +54,6 @@ def _run(writer: SyntheticDatalistWriter, net: torch.nn.Module, data: list[dict]
 
 def _no_tmp_left(folder) -> bool:
     return not [f for f in os.listdir(folder) if ".tmp" in f or f.startswith(".")]
-
-
-def test_sha256_file(tmp_path):
-    path = tmp_path / "blob.bin"
-    payload = os.urandom(3 * 1024 + 5)
-    path.write_bytes(payload)
-    assert sha256_file(path, chunk_size=1024) == hashlib.sha256(payload).hexdigest()
 
 
 def test_single_channel_3d(tmp_path):

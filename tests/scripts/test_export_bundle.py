@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import common
-from common.bundle.export import RUN_OUTPUT_DIRS, common_package_dir, export_bundle
+from common.bundle.export import RUN_OUTPUT_DIRS, TOOL_PACKAGES, common_package_dir, export_bundle, runtime_packages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL_BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").glob("*") if (p / "configs" / "metadata.json").is_file())
@@ -60,9 +60,13 @@ def test_layout(bundle: Path, tmp_path: Path) -> None:
     vendored = {f[len("common/") :] for f in files if f.startswith("common/")}
     source = {p.relative_to(common_package_dir()).as_posix() for p in common_package_dir().rglob("*.py")}
     source = {f for f in source if "__pycache__" not in f}
-    assert "__init__.py" in vendored and "bundle/verify.py" in vendored
-    assert source <= vendored
-    assert "bundle/schemas/meta_schema_20240725.json" in vendored
+    runtime = {f for f in source if "/" not in f or f.split("/")[0] in runtime_packages()}
+    assert "__init__.py" in vendored and "utils/io.py" in vendored
+    assert runtime <= vendored
+    # the tools are not vendored: bundle configs never import them
+    assert set(TOOL_PACKAGES) == {"experiments", "bundle"}
+    assert not any(f.split("/")[0] in TOOL_PACKAGES for f in vendored), sorted(vendored)
+    assert vendored <= {p.relative_to(common_package_dir()).as_posix() for p in common_package_dir().rglob("*")}
     assert [p.name for p in out.parent.iterdir()] == ["tiny_bundle"]  # no temporary sibling left behind
 
 
@@ -102,10 +106,32 @@ def _assert_vendored(common_file: str, export_dir: Path) -> None:
     assert Path(common_file).resolve() != Path(common.__file__).resolve()
 
 
+def test_runtime_packages() -> None:
+    names = runtime_packages()
+    assert {"utils", "losses", "data", "networks", "transforms", "metrics", "handlers", "engines"} <= set(names)
+    assert set(names) == set(common.__all__) - set(TOOL_PACKAGES)
+    assert not set(names) & {"experiments", "bundle"}
+
+
 def test_vendored_common_wins_over_installed(bundle: Path, tmp_path: Path) -> None:
     out = export_bundle(bundle, tmp_path / "export")
     result = _run([sys.executable, "-c", "import common, sys; print(common.__file__)"], cwd=out)
     _assert_vendored(result.stdout.strip(), out)
+
+
+def test_vendored_modules_import_without_tools_or_matplotlib(bundle: Path, tmp_path: Path) -> None:
+    """Every vendored module imports from the copy alone (no tool package needed), without matplotlib (not a
+    requirement of the bundles: ``None`` in ``sys.modules`` makes ``import matplotlib`` fail, as if not installed)."""
+    out = export_bundle(bundle, tmp_path / "export")
+    code = (
+        "import importlib, pkgutil, sys; sys.modules['matplotlib'] = None; import common; "
+        "names = [m.name for m in pkgutil.walk_packages(common.__path__, 'common.')]; "
+        "[importlib.import_module(n) for n in names]; print(len(names)); print(common.__file__)"
+    )
+    result = _run([sys.executable, "-c", code], cwd=out)
+    count, common_file = result.stdout.strip().splitlines()[-2:]
+    _assert_vendored(common_file, out)
+    assert int(count) > 20
 
 
 def test_exported_bundle_runs_with_vendored_common(bundle: Path, tmp_path: Path) -> None:
@@ -136,6 +162,7 @@ def test_real_bundle_export(real_bundle: Path, tmp_path: Path) -> None:
     files = _relative_files(out)
     assert "LICENSE" in files and "configs/metadata.json" in files and "common/__init__.py" in files
     assert not any(f.split("/")[0] in RUN_OUTPUT_DIRS for f in files)
+    assert not any(f.startswith(tuple(f"common/{p}/" for p in TOOL_PACKAGES)) for f in files)
     result = _run([sys.executable, "-c", "import common; print(common.__file__)"], cwd=out)
     _assert_vendored(result.stdout.strip(), out)
 
@@ -143,13 +170,17 @@ def test_real_bundle_export(real_bundle: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
 def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
-    """``training``, ``inference`` and ``evaluating`` work from inside the export (smoke-test sizes if available)."""
+    """``training``, ``inference`` and ``evaluating`` work from inside the export (smoke-test sizes if available).
+
+    The evaluate overlay is merged on ``train.yaml``, then the same variant files as for training.
+    """
     out = export_bundle(real_bundle, tmp_path / "export")
     tiny = (out / "configs" / "variants" / "tiny.yaml").is_file()
     for run_id, config in (("training", "train"), ("inference", "inference"), ("evaluating", "evaluate")):
         if not (out / "configs" / f"{config}.yaml").is_file():
             continue
-        configs = [f"configs/{config}.yaml"] + (["configs/variants/tiny.yaml"] if tiny else [])
+        base = ["configs/train.yaml", "configs/evaluate.yaml"] if config == "evaluate" else [f"configs/{config}.yaml"]
+        configs = base + (["configs/variants/tiny.yaml"] if tiny else [])
         config_arg = configs[0] if len(configs) == 1 else repr(configs)
         _run([sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg], cwd=out)
         if run_id == "training":
