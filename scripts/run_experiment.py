@@ -8,7 +8,8 @@ Examples::
 
 ``run`` trains and evaluates every (data set, method, seed) of the grid (after its generator bundles), skipping
 runs that are already complete, and writes ``results.csv``, ``tables.md``, ``statistics.md/.json`` and
-``plots/*.png`` under the grid's ``output_dir``. ``tables`` rebuilds the reports from ``results.csv``.
+``plots/*.png`` under the grid's ``output_dir``; it exits with status 1 when any run or generator failed (after
+writing the reports), so that scripts and CI notice. ``tables`` rebuilds the reports from ``results.csv``.
 """
 
 from __future__ import annotations
@@ -31,17 +32,31 @@ def run(grid: str, dry_run: bool = False, force: bool = False, python: str = sys
 
     Returns:
         the output folder.
+
+    Raises:
+        SystemExit: with status 1 when a run or a generator failed (the reports are written first).
     """
     spec = load_grid(grid)
-    records = GridRunner(spec, python=python, dry_run=dry_run, force=force).run()
-    if not dry_run and any(r.get("status") == "failed" for r in records):
-        print(f"some runs failed: see {spec.output_dir}/tables.md", file=sys.stderr)
+    runner = GridRunner(spec, python=python, dry_run=dry_run, force=force, log=print)
+    runner.run()
+    failed = runner.failed
+    if failed:
+        names = "; ".join(_describe(r) for r in failed)
+        print(f"{len(failed)} failed: {names}; see {spec.output_dir}/tables.md", file=sys.stderr)
+        raise SystemExit(1)
     return spec.output_dir
+
+
+def _describe(record: dict) -> str:
+    """``generator g | A`` or ``A | method | seed 0`` for a run record."""
+    if record.get("kind") == "generator":
+        return f"generator {record['name']}" + (f" | {record['dataset']}" if record.get("dataset") else "")
+    return f"{record.get('dataset')} | {record.get('method')} | seed {record.get('seed')}"
 
 
 def tables(output_dir: str) -> str:
     """Rebuilds tables.md, statistics.md/.json and plots/ from ``<output_dir>/results.csv``."""
-    build_reports(output_dir)
+    build_reports(output_dir, log=print)
     return output_dir
 
 

@@ -11,7 +11,11 @@
   synthetic entries added is ``round(ratio * len(real))``; Algorithm 2 produces one translated image per real
   image, so this equals ``ratio`` times the generated set there. ``paired=True`` is Algorithm 2 itself: only the
   translations whose ``source`` is a real training image are used, so ``X_aug`` holds ``(x, y)`` and
-  ``(G(x), 1 - y)`` for the drawn ``x``.
+  ``(G(x), 1 - y)`` for the drawn ``x``. The ratio may exceed 1: Han's thesis (paper 003, sec. 4.2.4, Table 2)
+  adds 200k generated images to 8,429 real ones (ratio 23.7). Those are 200k distinct images, so entries are drawn
+  without replacement whenever the synthetic set holds enough of them (generate at least ``ratio`` times the real
+  set to reproduce such a setup); only a smaller set is drawn with replacement, with a warning, as before for
+  ratios up to 1.
 - :func:`build_training_entries`: the two above applied to a datalist section, as the classification bundle does.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -131,7 +136,9 @@ def mix_synthetic(
     Args:
         real: real training entries (absolute paths).
         synthetic: synthetic entries (absolute paths), each with an integer ``class_key``.
-        ratio: synthetic entries per real entry, in ``(0, 1]`` (CDA-GAN sec. 5.6 studies 0.2 to 1.0).
+        ratio: synthetic entries per real entry, any positive number: CDA-GAN sec. 5.6 studies 0.2 to 1.0, Han's
+            thesis (003 sec. 4.2.4) adds 200k synthetic images to 8,429 real ones (23.7). Drawn without replacement
+            when the usable synthetic entries suffice, with replacement (and a warning) otherwise.
         seed: seed of the draw.
         class_key: entry key of the class; synthetic entries without it are rejected.
         paired: Algorithm 2 of CDA-GAN: keep only synthetic entries whose ``source`` is the image of a real entry
@@ -144,12 +151,17 @@ def mix_synthetic(
         the real entries followed by the drawn synthetic entries (each with ``"synthetic": True``).
 
     Raises:
-        ValueError: for a ratio outside ``(0, 1]``, synthetic entries without a class, translations of forbidden
-            images, or (paired) no synthetic entry matching the real set.
+        ValueError: for a ratio that is not a positive finite number, an empty synthetic set, synthetic entries
+            without a class, translations of forbidden images, or (paired) no synthetic entry matching the real set.
     """
     ratio = float(ratio)
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"synthetic_ratio must be in (0, 1], got {ratio}.")
+    if not (math.isfinite(ratio) and ratio > 0.0):
+        raise ValueError(
+            f"synthetic_ratio must be a positive number of synthetic entries per real entry (e.g. 0.2-1.0 in CDA-GAN "
+            f"sec. 5.6, 23.7 for Han's 200k synthetic + 8,429 real images), got {ratio}."
+        )
+    if not synthetic:
+        raise ValueError(f"{source_name}: no synthetic entry to draw {ratio} per real entry from.")
     no_class = [i for i, e in enumerate(synthetic) if e.get(class_key) is None]
     if no_class:
         raise ValueError(
@@ -180,12 +192,13 @@ def mix_synthetic(
     else:
         logger.warning(
             "%s holds %d usable synthetic entries but %d were asked (ratio %.2f of %d real); drawing with "
-            "replacement.",
+            "replacement (generate at least %d images to draw each at most once).",
             source_name,
             len(pool),
             count,
             ratio,
             len(real),
+            count,
         )
         drawn = [pool[i] for i in rng.integers(0, len(pool), count)]
     mixed = list(real) + [{**e, class_key: int(e[class_key]), "synthetic": True} for e in drawn]

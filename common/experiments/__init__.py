@@ -1,20 +1,19 @@
 """Experiment grids over the bundles: data sets x methods x seeds, generator outputs substituted into the
 downstream runs, results CSV, the papers' tables, Friedman/Nemenyi statistics and plots.
 
+Modules: :mod:`~common.experiments.spec` (the grid file), :mod:`~common.experiments.runner` (the bundle commands),
+:mod:`~common.experiments.results` (``results.csv`` and its aggregation), :mod:`~common.experiments.report` (tables
+and statistics), :mod:`~common.experiments.plots` (figures), :mod:`~common.experiments.sweep` (one configured object
+run at several values). A tool package: ``import common`` does not import it, and bundle configs do not use it (a
+grid's own overrides may, by adding ``$import common.experiments`` to the bundle's ``imports`` with ``+imports``).
+
 Front end: ``python scripts/run_experiment.py run <grid.yaml>`` and ``... tables <output_dir>``.
 """
 
 from common.experiments.plots import bar_plot, cd_diagram, ratio_plot, tsne_plot, write_plots
-from common.experiments.report import (
-    CSV_FIELDS,
-    aggregate,
-    build_reports,
-    markdown_tables,
-    read_results_csv,
-    statistics_report,
-    write_results_csv,
-)
-from common.experiments.runner import GridRunner, RunPlan, read_metrics, variant_path
+from common.experiments.report import build_reports, markdown_tables, statistics_report
+from common.experiments.results import CSV_FIELDS, aggregate, read_results_csv, write_results_csv
+from common.experiments.runner import GridRunner, RunPlan, RunStep, read_metrics, split_expression, variant_path
 from common.experiments.spec import (
     KNOWN_GENERATOR_OUTPUTS,
     DatasetSpec,
@@ -41,6 +40,7 @@ __all__ = [
     "MethodSpec",
     "MetricSpec",
     "RunPlan",
+    "RunStep",
     "aggregate",
     "bar_plot",
     "build_reports",
@@ -54,6 +54,7 @@ __all__ = [
     "resolve_refs",
     "run_for_each",
     "slugify",
+    "split_expression",
     "statistics_report",
     "tsne_plot",
     "variant_path",

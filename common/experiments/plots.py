@@ -23,8 +23,9 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from common.experiments.results import aggregate, metrics_of, ratio_curves
 from common.experiments.spec import GridSpec, slugify
-from common.handlers.utils import atomic_path
+from common.utils import atomic_path
 
 __all__ = ["bar_plot", "cd_diagram", "ratio_plot", "tsne_plot", "write_plots"]
 
@@ -173,15 +174,13 @@ def write_plots(
     spec: GridSpec, rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any], folder: str | os.PathLike
 ) -> dict[str, str]:
     """All plots of a grid (see the module docstring) into ``folder``; returns the paths by name."""
-    from common.experiments.report import _metrics_of, _ratio_curves, aggregate
-
     folder = Path(folder)
     agg = aggregate(rows, spec.error)
     sem = aggregate(rows, "sem")
     datasets = [d.name for d in spec.datasets]
     methods = [m.name for m in spec.methods]
     written: dict[str, str] = {}
-    for metric in _metrics_of(spec, rows):
+    for metric in metrics_of(spec, rows):
         ms = spec.metric(metric)
         means = np.array([[agg.get((d, m, metric), {}).get("mean", np.nan) for m in methods] for d in datasets])
         if np.all(np.isnan(means)):
@@ -209,7 +208,7 @@ def write_plots(
         if spec.ratio_plot:
             panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
             for d in datasets:
-                for curve, x_of, base in _ratio_curves(spec):
+                for curve, x_of, base in ratio_curves(spec):
                     pts = []
                     for meth, x in [*([(base, 0.0)] if base else []), *x_of.items()]:
                         e = sem.get((d, meth, metric))

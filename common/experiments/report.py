@@ -1,11 +1,7 @@
-"""Results of a grid: the CSV, the papers' tables, the Friedman/Nemenyi statistics and the plots.
+"""Reports of a grid, built from its ``results.csv`` (:mod:`common.experiments.results`): the papers' tables, the
+Friedman/Nemenyi statistics and the plots (:mod:`common.experiments.plots`).
 
-``results.csv`` is in long format, one row per (run, metric): ``dataset, method, seed, metric, value, status,
-run_dir, error``; a failed run has one row with an empty ``metric``/``value``, ``status = failed`` and its error.
-Long format keeps grids whose tasks report different metrics (classification and segmentation) in one file and
-reads directly into ``pandas.read_csv(...).pivot_table(...)``.
-
-``tables.md`` follows the papers' layout (CDA-GAN Tables 2, 3, 5, 6; GA-UNet Table III): rows are methods,
+``tables.md`` follows the papers' layout (CDA-GAN Tables 2, 3, 5, 6; paper 002 Table III): rows are methods,
 columns data set x metric, cells ``mean ± err`` over seeds (``err``: standard deviation, standard error or 95 %
 t-interval half-width, the grid's ``error``), the best mean of each column in bold (lowest for lower-is-better
 metrics); with a ``ratio_plot``, a second table gives the metric against the synthetic ratio (CDA-GAN Table 7).
@@ -18,42 +14,28 @@ scores of paper 004 Table 3 and the per-data-set score table of its Table 2.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
+from common.experiments.plots import tsne_plot, write_plots
+from common.experiments.results import aggregate, metrics_of, ratio_curves, read_results_csv
 from common.experiments.spec import GridSpec, parse_grid
-from common.handlers.utils import atomic_path, atomic_write_json
 from common.metrics.statistics import compare_methods
+from common.utils import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CSV_FIELDS",
-    "aggregate",
     "build_reports",
     "markdown_tables",
-    "read_results_csv",
     "statistics_report",
     "write_grid_snapshot",
-    "write_results_csv",
-    "write_text_atomic",
 ]
-
-CSV_FIELDS = ["dataset", "method", "seed", "metric", "value", "status", "run_dir", "error"]
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
 
 
 def write_grid_snapshot(spec: GridSpec, output_dir: str | os.PathLike) -> None:
@@ -82,77 +64,6 @@ def _spec_from_snapshot(output_dir: Path) -> GridSpec:
     return parse_grid(raw, source=str(path))
 
 
-def write_results_csv(records: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-    """Writes run records (``run.json`` contents) as the long-format CSV (see the module docstring)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for r in records:
-        base = {
-            "dataset": r.get("dataset"),
-            "method": r.get("method"),
-            "seed": r.get("seed"),
-            "status": r.get("status"),
-            "run_dir": r.get("run_dir"),
-        }
-        metrics = r.get("metrics") or {}
-        if r.get("status") == "ok" and metrics:
-            for k, v in metrics.items():
-                writer.writerow({**base, "metric": k, "value": repr(float(v)), "error": ""})
-        else:
-            writer.writerow({**base, "metric": "", "value": "", "error": (r.get("error") or "").strip()})
-    write_text_atomic(buf.getvalue(), path)
-
-
-def read_results_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Reads ``results.csv``; ``seed`` becomes an int and ``value`` a float (NaN when empty)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["seed"] = int(r["seed"]) if r.get("seed") not in (None, "") else None
-        r["value"] = float(r["value"]) if r.get("value") not in (None, "") else float("nan")
-    return rows
-
-
-def _err(values: np.ndarray, kind: str) -> float:
-    n = len(values)
-    if n < 2:
-        return 0.0
-    sd = float(np.std(values, ddof=1))
-    if kind == "std":
-        return sd
-    sem = sd / math.sqrt(n)
-    return sem if kind == "sem" else float(stats.t.ppf(0.975, n - 1) * sem)
-
-
-def aggregate(rows: Sequence[Mapping[str, Any]], error: str = "std") -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Mean and spread over seeds of every (data set, method, metric) of the ``ok`` rows.
-
-    Returns:
-        ``{(dataset, method, metric): {"mean", "err", "n", "values": {seed: value}}}``.
-    """
-    groups: dict[tuple[str, str, str], dict[int, float]] = {}
-    for r in rows:
-        if r.get("status") != "ok" or not r.get("metric") or not math.isfinite(r["value"]):
-            continue
-        groups.setdefault((r["dataset"], r["method"], r["metric"]), {})[r["seed"]] = r["value"]
-    out = {}
-    for key, by_seed in groups.items():
-        vals = np.array(list(by_seed.values()), dtype=float)
-        out[key] = {"mean": float(vals.mean()), "err": _err(vals, error), "n": len(vals), "values": by_seed}
-    return out
-
-
-def _metrics_of(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    if spec.metrics:
-        return [m.name for m in spec.metrics]
-    seen: list[str] = []
-    for r in rows:
-        if r.get("metric") and r["metric"] not in seen:
-            seen.append(r["metric"])
-    return seen
-
-
 def _best(values: Mapping[str, float], higher_is_better: bool) -> set[str]:
     finite = {k: v for k, v in values.items() if math.isfinite(v)}
     if not finite:
@@ -178,7 +89,7 @@ _ERR_NAMES = {"std": "standard deviation", "sem": "standard error", "ci95": "95 
 def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
     """The papers' tables as Markdown (see the module docstring)."""
     agg = aggregate(rows, spec.error)
-    metrics = _metrics_of(spec, rows)
+    metrics = metrics_of(spec, rows)
     datasets = [d.name for d in spec.datasets]
     methods = [m.name for m in spec.methods]
     n_seeds = len(spec.seeds)
@@ -215,7 +126,7 @@ def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
             + " |"
         )
         lines.append("|---|---|" + "---|" * (len(datasets) * len(metrics)))
-        for curve, x_of, _ in _ratio_curves(spec):
+        for curve, x_of, _ in ratio_curves(spec):
             for meth, x in sorted(x_of.items(), key=lambda kv: kv[1]):
                 cells = [_cell(agg.get((d, meth, m)), spec.digits, False, n_seeds) for d in datasets for m in metrics]
                 lines.append(f"| {curve} | {x:g} | " + " | ".join(cells) + " |")
@@ -228,12 +139,6 @@ def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
                 f"- {r['dataset']} | {r['method']} | seed {r['seed']}: {first[0] if first else 'no error text'}"
             )
     return "\n".join(lines) + "\n"
-
-
-def _ratio_curves(spec: GridSpec) -> list[tuple[str, dict[str, float], str | None]]:
-    rp = spec.ratio_plot or {}
-    base = rp.get("baseline")
-    return [(str(c), {m: float(x) for m, x in pts.items()}, base) for c, pts in (rp.get("curves") or {}).items()]
 
 
 def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], str]:
@@ -252,7 +157,7 @@ def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
         "Friedman test and Nemenyi post-hoc test (Demšar 2006; Vu et al. sec. 3.4).",
     ]
     md.append(f"Average rank 1 = best; alpha = {spec.alpha}. Directions: + row ranks significantly better, - worse.")
-    for metric in _metrics_of(spec, rows):
+    for metric in metrics_of(spec, rows):
         ms = spec.metric(metric)
         entry: dict[str, Any] = {"label": ms.label, "higher_is_better": ms.higher_is_better, "per_dataset": {}}
         md += ["", f"## {ms.label} ({'higher' if ms.higher_is_better else 'lower'} is better)"]
@@ -320,20 +225,19 @@ def _comparison_md(c: Mapping[str, Any]) -> list[str]:
 
 
 def build_reports(
-    output_dir: str | os.PathLike, spec: GridSpec | None = None, log: Callable[[str], None] = print
+    output_dir: str | os.PathLike, spec: GridSpec | None = None, log: Callable[[str], None] | None = None
 ) -> dict[str, str]:
     """(Re)builds ``tables.md``, ``statistics.md/.json`` and ``plots/*.png`` from ``<output_dir>/results.csv``.
 
     Args:
         output_dir: the grid's output folder (holding ``results.csv`` and ``grid.json``).
         spec: the grid; read from ``grid.json`` when ``None``.
-        log: where progress lines go.
+        log: where progress lines go (the module's logger by default).
 
     Returns:
         the paths written, by name.
     """
-    from common.experiments import plots
-
+    log = log or logger.info
     out = Path(output_dir)
     spec = spec or _spec_from_snapshot(out)
     csv_path = out / "results.csv"
@@ -341,15 +245,15 @@ def build_reports(
         raise FileNotFoundError(f"{csv_path} is missing: run the grid first.")
     rows = read_results_csv(csv_path)
     written = {"results": str(csv_path)}
-    write_text_atomic(markdown_tables(spec, rows), out / "tables.md")
+    atomic_write_text(markdown_tables(spec, rows), out / "tables.md")
     written["tables"] = str(out / "tables.md")
     stats_json, stats_md = statistics_report(spec, rows)
     atomic_write_json(stats_json, out / "statistics.json")
-    write_text_atomic(stats_md, out / "statistics.md")
+    atomic_write_text(stats_md, out / "statistics.md")
     written.update(statistics=str(out / "statistics.md"), statistics_json=str(out / "statistics.json"))
-    written.update(plots.write_plots(spec, rows, stats_json, out / "plots"))
+    written.update(write_plots(spec, rows, stats_json, out / "plots"))
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
-        written["tsne_plot"] = plots.tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")
+        written["tsne_plot"] = tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")
     log(f"reports written to {out} ({len(written)} files)")
     return written

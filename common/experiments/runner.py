@@ -4,7 +4,18 @@ A run is two MONAI bundle commands in a subprocess (so a crash or leak of one ru
 
     python -m monai.bundle run training   --config_file "[<bundle>/configs/train.yaml, <variants>..., overrides.yaml]"
         --ckpt_dir <run>/models --output_dir <run>/eval --seed <seed>
-    python -m monai.bundle run evaluating --config_file "[<bundle>/configs/evaluate.yaml, ..., overrides.yaml]" ...
+    python -m monai.bundle run evaluating --config_file
+        "[<bundle>/configs/train.yaml, <bundle>/configs/evaluate.yaml, <variants>..., overrides.yaml]" ...
+
+The evaluate config is an overlay always merged on the training config, before the same variant files. A generator
+is ``training`` (``[train.yaml, <variants>..., overrides.yaml]``) then one ``inference`` command
+(``[inference.yaml, <variants>..., overrides.yaml]``) per item of its ``inference_runs``, a non-empty item's
+overrides in a last file (``overrides_inference.yaml``, ``overrides_inference_1.yaml``, ...).
+
+A data set with a ``split`` gives every run on it, and each of its generators, a ``datalist`` that is the same
+subset of the source datalist (:func:`common.data.make_split_datalist`, evaluated in the bundle process, after its
+``initialize`` has written the phantom; the file is ``<run>/split_datalist.json``): the generator sees exactly the
+downstream training data.
 
 Variants are merged in the order: the grid's ``common_variants``, the data set's, the method's. The config ids
 of the grid's ``overrides``, then the data set's, then the method's (later wins; ``dataset_dir`` defaults to
@@ -13,8 +24,11 @@ the last file of the list: YAML keeps their types exactly (a dict, ``null``), wh
 Each run's folder holds ``models/``, ``eval/`` (with the bundle's ``metrics.json``), ``logs/<command>.log`` and
 ``run.json`` (status, commands, metrics or error).
 
+``run()`` returns the downstream records; ``generator_records`` holds the generators'. A failed run does not stop
+the grid; the command line front end exits non-zero when any run or generator failed, after the reports are written.
+
 Resume: a run whose ``run.json`` says ``ok`` with the same commands and overrides (a fingerprint) is skipped; a
-finished ``training`` step (``train.json``) is not repeated when only ``evaluating`` is missing; generators
+finished ``training`` step (``training.done.json``) is not repeated when only ``evaluating`` is missing; generators
 likewise. A failed run is recorded with its error (and retried on the next invocation); the grid goes on.
 """
 
@@ -35,12 +49,15 @@ from typing import Any
 
 import yaml
 
-from common.experiments.spec import GeneratorSpec, GridSpec, resolve_refs
-from common.handlers.utils import atomic_path, atomic_write_json
+from common.experiments.report import build_reports, write_grid_snapshot
+from common.experiments.results import write_results_csv
+from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, resolve_refs
+from common.metrics.embeddings import tsne_real_vs_synthetic
+from common.utils import atomic_path, atomic_write_json
 
-__all__ = ["GridRunner", "RunPlan", "read_metrics", "variant_path"]
+__all__ = ["GridRunner", "RunPlan", "RunStep", "read_metrics", "split_expression", "variant_path"]
 
-logger = logging.getLogger("common.experiments")
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +108,32 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
     return metrics
 
 
+def split_expression(split: Mapping[str, Any], output: str | os.PathLike, dataset_dir: str) -> str:
+    """The bundle-config expression that writes a data set's ``split`` subset to ``output`` and returns its path.
+
+    Args:
+        split: the data set's resolved ``split`` (``mode``, ``seed``, optional ``datalist`` and further keyword
+            arguments of :func:`common.data.make_split_datalist`).
+        output: the datalist file to write.
+        dataset_dir: the data set's folder (the default source is its ``datalist.json``).
+
+    Returns:
+        a ``$common.data.make_split_datalist(...)`` expression (for the ``datalist`` id of a bundle config).
+    """
+    cfg = dict(split)
+    source = str(cfg.pop("datalist", None) or os.path.join(dataset_dir, "datalist.json"))
+    mode, seed = cfg.pop("mode"), int(cfg.pop("seed", 0))
+    kwargs = "".join(f", {k}={v!r}" for k, v in cfg.items())
+    return f"$common.data.make_split_datalist({source!r}, {str(output)!r}, mode={mode!r}, seed={seed}{kwargs})"
+
+
+def _write_yaml(data: Mapping[str, Any], path: Path) -> None:
+    """Writes config overrides as YAML (which keeps their types exactly, unlike command-line values)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml.safe_dump(dict(data), f, sort_keys=False)
+
+
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -104,13 +147,26 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 @dataclass
+class RunStep:
+    """One bundle command of a plan: ``workflow`` on ``files`` (+ the plan's ``overrides.yaml``, + ``overrides``)."""
+
+    workflow: str
+    files: list[str]
+    overrides: dict[str, Any] | None = None  # this step's own overrides, merged last
+    name: str = ""  # log, marker and overrides file name; the workflow id by default
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.workflow
+
+
+@dataclass
 class RunPlan:
     """One downstream run (data set, method, seed), or one generator instance (``kind == "generator"``)."""
 
     kind: str
     name: str
     run_dir: Path
-    steps: list[tuple[str, list[str]]]  # (workflow id, config files without overrides.yaml)
+    steps: list[RunStep]
     overrides: dict[str, Any] | None
     seed: int
     dataset: str | None = None
@@ -122,10 +178,19 @@ class RunPlan:
     def overrides_file(self) -> Path:
         return self.run_dir / "overrides.yaml"
 
-    def command(self, workflow: str, files: list[str], python: str = sys.executable) -> list[str]:
+    def step_overrides_file(self, step: RunStep) -> Path | None:
+        """The file of a step's own overrides, ``None`` when it has none."""
+        return self.run_dir / f"overrides_{step.name}.yaml" if step.overrides else None
+
+    def config_files(self, step: RunStep) -> list[str]:
+        """The ``--config_file`` list of a step: its files, ``overrides.yaml``, then its own overrides file."""
+        extra = self.step_overrides_file(step)
+        return [*step.files, str(self.overrides_file), *([str(extra)] if extra else [])]
+
+    def command(self, step: RunStep, python: str = sys.executable) -> list[str]:
         return [
-            python, "-m", "monai.bundle", "run", workflow,
-            "--config_file", _cli_list([*files, str(self.overrides_file)]),
+            python, "-m", "monai.bundle", "run", step.workflow,
+            "--config_file", _cli_list(self.config_files(step)),
             "--ckpt_dir", str(self.run_dir / "models"),
             "--output_dir", str(self.run_dir / "eval"),
             "--seed", str(self.seed),
@@ -133,7 +198,13 @@ class RunPlan:
 
     def fingerprint(self, step: int | None = None) -> str:
         steps = self.steps if step is None else self.steps[: step + 1]
-        return _fingerprint({"steps": steps, "overrides": self.overrides, "seed": self.seed})
+        return _fingerprint(
+            {
+                "steps": [(s.workflow, s.files, s.overrides) if s.overrides else (s.workflow, s.files) for s in steps],
+                "overrides": self.overrides,
+                "seed": self.seed,
+            }
+        )
 
 
 class GridRunner:
@@ -142,9 +213,9 @@ class GridRunner:
     Args:
         spec: the parsed grid.
         python: interpreter of the bundle subprocesses.
-        dry_run: print the commands, run nothing.
+        dry_run: list the commands, run nothing.
         force: re-run runs that are already complete.
-        log: where progress lines go.
+        log: where progress lines go (the module's logger by default; the command line prints them).
     """
 
     def __init__(
@@ -153,7 +224,7 @@ class GridRunner:
         python: str = sys.executable,
         dry_run: bool = False,
         force: bool = False,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = logger.info,
     ) -> None:
         self.spec = spec
         self.python = python
@@ -162,6 +233,8 @@ class GridRunner:
         self.log = log
         self.out = Path(spec.output_dir)
         self.generator_outputs: dict[tuple[str, str | None], dict[str, str] | Exception] = {}
+        self.generator_records: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
 
     # ---- planning
     def dataset_dir(self, dataset_slug: str) -> str:
@@ -189,17 +262,26 @@ class GridRunner:
                 plans.append(self._generator_plan(g, dataset, run_dir))
         return plans
 
-    def _generator_plan(self, g: GeneratorSpec, dataset, run_dir: Path) -> RunPlan:
+    def _split_overrides(self, dataset: DatasetSpec | None, run_dir: Path, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        """``{"datalist": <the split expression>}`` for a data set with a ``split``, else ``{}``."""
+        if dataset is None or dataset.split is None:
+            return {}
+        split = resolve_refs(dataset.split, ctx)
+        return {"datalist": split_expression(split, run_dir / "split_datalist.json", ctx["dataset_dir"])}
+
+    def _generator_plan(self, g: GeneratorSpec, dataset: DatasetSpec | None, run_dir: Path) -> RunPlan:
+        run_dir = run_dir.resolve()
         variants = [variant_path(g.bundle, v) for v in g.variants]
-        steps = [
-            ("training", [str(Path(g.bundle) / g.train_config), *variants]),
-            ("inference", [str(Path(g.bundle) / g.inference_config), *variants]),
-        ]
+        inference = [str(Path(g.bundle) / g.inference_config), *variants]
         ctx = self._context(dataset, g.seed, run_dir)
         ctx.pop("generators", None)
-        plan = RunPlan("generator", g.name, run_dir.resolve(), steps, None, g.seed, dataset.name if dataset else None)
+        steps = [RunStep("training", [str(Path(g.bundle) / g.train_config), *variants])]
+        plan = RunPlan("generator", g.name, run_dir, steps, None, g.seed, dataset.name if dataset else None)
         try:
-            plan.overrides = resolve_refs(g.overrides, ctx)
+            for i, extra in enumerate(g.inference_runs):
+                name = "inference" if i == 0 else f"inference_{i}"
+                steps.append(RunStep("inference", inference, resolve_refs(extra, ctx) or None, name))
+            plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
         eval_dir = plan.run_dir / "eval"
@@ -216,9 +298,10 @@ class GridRunner:
                 variants = [
                     variant_path(bundle, v) for v in [*spec.common_variants, *dataset.variants, *method.variants]
                 ]
+                train = str(Path(bundle) / spec.train_config)
                 steps = [
-                    ("training", [str(Path(bundle) / spec.train_config), *variants]),
-                    ("evaluating", [str(Path(bundle) / spec.evaluate_config), *variants]),
+                    RunStep("training", [train, *variants]),
+                    RunStep("evaluating", [train, str(Path(bundle) / spec.evaluate_config), *variants]),
                 ]
                 for seed in spec.seeds:
                     run_dir = (self.out / "runs" / dataset.slug / method.slug / f"seed{seed}").resolve()
@@ -230,7 +313,11 @@ class GridRunner:
                         **method.overrides,
                     }
                     try:
-                        plan.overrides = resolve_refs(merged, self._context(dataset, seed, run_dir))
+                        ctx = self._context(dataset, seed, run_dir)
+                        plan.overrides = resolve_refs(merged, ctx)
+                        split = self._split_overrides(dataset, run_dir, ctx)
+                        if split:  # the subset is the data set's: the bundle must not subsample it again
+                            plan.overrides.update(split, split_mode="full")
                     except (KeyError, RuntimeError) as e:
                         plan.error = str(e)
                     plans.append(plan)
@@ -244,9 +331,9 @@ class GridRunner:
         env.update(self.spec.env)
         return env
 
-    def _run_step(self, plan: RunPlan, workflow: str, files: list[str]) -> None:
-        cmd = plan.command(workflow, files, self.python)
-        log_path = plan.run_dir / "logs" / f"{workflow}.log"
+    def _run_step(self, plan: RunPlan, step: RunStep) -> None:
+        cmd = plan.command(step, self.python)
+        log_path = plan.run_dir / "logs" / f"{step.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         start = time.time()
         with open(log_path, "w") as logf:
@@ -262,8 +349,8 @@ class GridRunner:
         if rc != 0:
             tail = log_path.read_text()[-3000:]
             why = f"timed out after {self.spec.timeout_s} s" if rc is None else f"exit code {rc}"
-            raise RuntimeError(f"`{workflow}` failed ({why}); log {log_path}:\n{tail}")
-        self.log(f"    {workflow} done in {time.time() - start:.1f} s")
+            raise RuntimeError(f"`{step.name}` failed ({why}); log {log_path}:\n{tail}")
+        self.log(f"    {step.name} done in {time.time() - start:.1f} s")
 
     def _execute(self, plan: RunPlan, check: Callable[[RunPlan], dict[str, Any]]) -> dict[str, Any]:
         """Runs the steps of ``plan`` unless complete; returns its ``run.json`` record."""
@@ -287,7 +374,7 @@ class GridRunner:
                 return old
             except (OSError, ValueError):
                 pass  # outputs gone: run again
-        missing = sorted({f for _, files in plan.steps for f in files if not Path(f).is_file()})
+        missing = sorted({f for step in plan.steps for f in step.files if not Path(f).is_file()})
         if plan.error is None and missing:
             plan.error = f"missing config file(s): {missing}"
         if plan.error is not None:
@@ -296,25 +383,26 @@ class GridRunner:
             if not self.dry_run:
                 atomic_write_json(record, status_path)
             return record
-        record["commands"] = [" ".join(plan.command(w, f, self.python)) for w, f in plan.steps]
+        record["commands"] = [" ".join(plan.command(step, self.python)) for step in plan.steps]
         if self.dry_run:
             for c in record["commands"]:
                 self.log(f"  {c}")
             return {**record, "status": "dry_run"}
         plan.run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(plan.overrides_file) as tmp:
-            with open(tmp, "w") as f:
-                yaml.safe_dump(plan.overrides or {}, f, sort_keys=False)
+        _write_yaml(plan.overrides or {}, plan.overrides_file)
+        for step in plan.steps:
+            if step.overrides:
+                _write_yaml(step.overrides, plan.step_overrides_file(step))
         start = time.time()
         try:
-            for i, (workflow, files) in enumerate(plan.steps):
-                marker = plan.run_dir / f"{workflow}.done.json"
+            for i, step in enumerate(plan.steps):
+                marker = plan.run_dir / f"{step.name}.done.json"
                 step_fp = plan.fingerprint(i)
                 done = _read_json(marker)
                 if not self.force and done and done.get("fingerprint") == step_fp and i < len(plan.steps) - 1:
-                    self.log(f"    {workflow}: already done")
+                    self.log(f"    {step.name}: already done")
                     continue
-                self._run_step(plan, workflow, files)
+                self._run_step(plan, step)
                 atomic_write_json({"fingerprint": step_fp, "finished": time.time()}, marker)
             record.update(check(plan))
             record["status"] = "ok"
@@ -334,8 +422,6 @@ class GridRunner:
         :func:`common.metrics.embeddings.tsne_real_vs_synthetic` (``per_class``, ``perplexity``, ``max_iter``,
         ``features``, ``spatial_size``, ``channels``, ``class_key``, ``real_section``, ``synthetic_section``).
         """
-        from common.metrics.embeddings import tsne_real_vs_synthetic
-
         cfg = dict(self.spec.tsne or {})
         names = {d.name: d for d in self.spec.datasets}
         dataset = names.get(cfg.pop("dataset", None), self.spec.datasets[0])
@@ -368,11 +454,10 @@ class GridRunner:
         """Runs generators, then every run, writing ``results.csv`` after each run and the reports at the end.
 
         Returns:
-            the ``run.json`` records of the downstream runs.
+            the ``run.json`` records of the downstream runs (the generators' are in ``generator_records``).
         """
-        from common.experiments.report import build_reports, write_grid_snapshot, write_results_csv
-
         spec = self.spec
+        self.generator_records, self.records = [], []
         if not self.dry_run:
             self.out.mkdir(parents=True, exist_ok=True)
             write_grid_snapshot(spec, self.out)
@@ -380,6 +465,7 @@ class GridRunner:
         for plan in gplans:
             self.log(f"generator {plan.name}" + (f" on {plan.dataset}" if plan.dataset else ""))
             rec = self._execute(plan, self._check_generator)
+            self.generator_records.append(rec)
             key = (plan.name, Path(plan.run_dir).name if plan.dataset else None)
             if rec.get("status") in ("ok", "dry_run"):
                 self.generator_outputs[key] = plan.outputs
@@ -388,7 +474,7 @@ class GridRunner:
         if spec.tsne and not self.dry_run:
             self.write_tsne()
         plans = self.run_plans()
-        records = []
+        records = self.records
         for n, plan in enumerate(plans, 1):
             self.log(f"[{n}/{len(plans)}] {plan.dataset} | {plan.method} | seed {plan.seed}")
             records.append(self._execute(plan, self._check_run))
@@ -397,5 +483,15 @@ class GridRunner:
         if not self.dry_run:
             build_reports(self.out, spec=spec, log=self.log)
         failed = [r for r in records if r.get("status") == "failed"]
-        self.log(f"{len(records) - len(failed)} runs ok, {len(failed)} failed; results in {self.out}")
+        failed_generators = [r for r in self.generator_records if r.get("status") == "failed"]
+        self.log(
+            f"{len(records) - len(failed)} runs ok, {len(failed)} failed"
+            + (f" ({len(failed_generators)} generator(s) failed)" if failed_generators else "")
+            + f"; results in {self.out}"
+        )
         return records
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The records of the failed generators and runs of the last :meth:`run`."""
+        return [r for r in [*self.generator_records, *self.records] if r.get("status") == "failed"]

@@ -1,8 +1,8 @@
 """Experiment grids: a YAML file naming data sets x methods x seeds of a downstream bundle, optional generator
 bundles whose outputs the methods use, and what to report.
 
-The grids reproduce the papers' comparison tables: CDA-GAN (paper 000) Tables 2, 3, 5, 6 (methods x data sets,
-ACC/AUC/Recall/F1 and Dice/Sens/HD95/mIoU) and Table 7 (metric vs synthetic ratio 20-100 %); GA-UNet (paper 002)
+The grids reproduce the layout of the papers' comparison tables: CDA-GAN (paper 000) Tables 2, 3, 5, 6 (methods x
+data sets, ACC/AUC/Recall/F1 and Dice/Sens/HD95/mIoU) and Table 7 (metric vs synthetic ratio 20-100 %); paper 002
 Table III (classifiers with/without augmentation, mean and 95 % confidence interval); Vu et al. (paper 004)
 Fig. 5 (metric vs number of synthetic samples) and Tables 2-3 (Friedman + Nemenyi, sec. 3.4); Han (paper 003)
 Table 2 and the t-SNE of sec. 4.2.6.
@@ -12,8 +12,8 @@ Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
     name: phantom_classification
     output_dir: outputs/experiments/phantom_classification    # relative to the working folder (or `root`)
     bundle: bundles/classification          # downstream bundle; a method or data set may name its own
-    train_config: configs/train.yaml        # default
-    evaluate_config: configs/evaluate.yaml  # default
+    train_config: configs/train.yaml        # default: the training config
+    evaluate_config: configs/evaluate.yaml  # default: the evaluate overlay, merged on train_config
     metrics_file: metrics.json              # written by `evaluating` under the run's output_dir
     seeds: [0, 1]
     common_variants: [tiny.yaml]            # file names under <bundle>/configs/variants, or paths
@@ -24,7 +24,7 @@ Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
     alpha: 0.05                             # Nemenyi significance level
     datasets:
       - {name: Phantom, overrides: {...}}
-      - {name: Phantom_s, variants: [small.yaml]}
+      - {name: Phantom_s, split: {mode: small}}   # BraTS_s (CDA-GAN sec. 4.1), for the generators too
     methods:
       - {name: w/o DA}
       - {name: Mixup, variants: [mixup.yaml]}
@@ -39,11 +39,28 @@ Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
         per_dataset: true                   # one generator per data set (trained on that data set)
         seed: 0
         outputs: {synthetic_datalist: cross_domain/synthetic_datalist.json}   # defaults known per bundle
+        inference_runs: [{}]                # one `inference` command per item, with these extra overrides
     tsne: {generator: cda_gan, real_datalist: '${dataset_dir}/datalist.json', dataset: Phantom, per_class: 300}
     ratio_plot:
       x_label: synthetic ratio (%)
       baseline: w/o DA                      # drawn at x = 0 (optional)
       curves: {CDA-GAN: {CDA-GAN 20%: 20, CDA-GAN 40%: 40}}
+
+Data subsets: a data set's ``split`` (``mode``: ``full``, ``small`` or ``imbalanced``; ``seed``, default 0;
+``datalist``, the source, default ``${dataset_dir}/datalist.json``; other keys are passed to
+:func:`common.data.make_split_datalist`, e.g. ``fraction`` or ``num_positive``/``num_negative``) is one subset of
+the source datalist, the same for every seed and method, given as the ``datalist`` of every run on that data set
+(with ``split_mode: full``, so that the downstream bundle does not subsample again) **and of its generators**: a
+generator sees only the downstream models' training data (CDA-GAN sec. 4.1 BraTS_s, sec. 5.7; Han sec. 4.2: "during
+the GAN training, we only use the training set to be fair"). Generators of a grid with a ``split`` must therefore be
+``per_dataset``. Do not combine ``split`` with a downstream variant that subsamples (``small.yaml``,
+``imbalanced.yaml``).
+
+Runs (see :mod:`common.experiments.runner`): ``training`` with ``[train_config, <variants>..., overrides]`` and
+``evaluating`` with ``[train_config, evaluate_config, <variants>..., overrides]``: the evaluate config is an overlay
+always merged on the training config. A generator runs ``training`` with ``[train_config, <variants>...]`` and
+``inference`` with ``[inference_config, <variants>...]``, once per item of ``inference_runs`` (its overrides on top
+of the generator's, e.g. a second rule or section of the same trained networks).
 
 Substitutions: a string value ``${key}`` is replaced by the value of ``key`` (keeping its type when the string is
 only the reference), with keys ``output_dir`` (absolute), ``dataset`` (the data set's folder name),
@@ -58,11 +75,13 @@ import copy
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from common.data.splits import SPLIT_MODES
 
 __all__ = [
     "DatasetSpec",
@@ -80,7 +99,7 @@ __all__ = [
 ]
 
 KNOWN_GENERATOR_OUTPUTS: dict[str, dict[str, str]] = {
-    # CrossDomainSynthesis (common/engines/cross_domain.py) under inference.yaml's synthetic_dir
+    # CrossDomainSynthesis (common/evaluation/cross_domain.py) under inference.yaml's synthetic_dir
     "cda_gan": {
         "synthetic_datalist": "cross_domain/synthetic_datalist.json",  # Algorithm 2
         "enhanced_datalist": "cross_domain/enhanced_datalist.json",  # Algorithm 3
@@ -129,6 +148,7 @@ class DatasetSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
     bundle: str | None = None
+    split: dict[str, Any] | None = None
 
 
 @dataclass
@@ -155,6 +175,7 @@ class GeneratorSpec:
     train_config: str = "configs/train.yaml"
     inference_config: str = "configs/inference.yaml"
     outputs: dict[str, str] = field(default_factory=dict)
+    inference_runs: list[dict[str, Any]] = field(default_factory=lambda: [{}])
 
 
 @dataclass
@@ -192,8 +213,6 @@ class GridSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot (written to ``<output_dir>/grid.json``)."""
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -202,11 +221,13 @@ _GRID_KEYS = {
     "overrides", "vars", "train_config", "evaluate_config", "metrics_file", "error", "alpha", "digits",
     "timeout_s", "env", "tsne", "ratio_plot", "root",
 }  # fmt: skip
-_DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle"}
+_DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split"}
 _METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
+    "inference_runs",
 }  # fmt: skip
+_SPLIT_IDS = ("datalist", "split_mode")  # config ids a data set's `split` sets in every run
 _ERRORS = ("std", "sem", "ci95")
 
 
@@ -259,6 +280,27 @@ def _named_items(value: Any, what: str, src: str) -> list[dict[str, Any]]:
     return items
 
 
+def _split(value: Any, where: str, src: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    split = _mapping(value, where, src)
+    mode = str(split.get("mode", "")).strip().lower()
+    if mode not in SPLIT_MODES:
+        raise GridError(f"{src}: {where} needs a `mode` among {list(SPLIT_MODES)}, got {split.get('mode')!r}.")
+    seed = split.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise GridError(f"{src}: {where}.seed must be an integer, got {seed!r}.")
+    return {**split, "mode": mode, "seed": seed}
+
+
+def _inference_runs(value: Any, where: str, src: str) -> list[dict[str, Any]]:
+    if value is None:
+        return [{}]
+    if not isinstance(value, list) or not value:
+        raise GridError(f"{src}: {where} must be a non-empty list of override mappings, got {value!r}.")
+    return [_mapping(v, f"{where}[{i}]", src) for i, v in enumerate(value)]
+
+
 def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.PathLike | None = None) -> GridSpec:
     """Validates a grid mapping and returns its :class:`GridSpec`.
 
@@ -305,6 +347,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
                 overrides=_mapping(item.get("overrides"), f"dataset {item['name']!r} overrides", source),
                 vars=_mapping(item.get("vars"), f"dataset {item['name']!r} vars", source),
                 bundle=_path(item.get("bundle")),
+                split=_split(item.get("split"), f"dataset {item['name']!r} split", source),
             )
         )
     methods = []
@@ -357,6 +400,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             train_config=str(g.get("train_config", "configs/train.yaml")),
             inference_config=str(g.get("inference_config", "configs/inference.yaml")),
             outputs=outputs,
+            inference_runs=_inference_runs(g.get("inference_runs"), f"generator {gname!r} inference_runs", source),
         )
 
     error = data.get("error", "std")
@@ -387,7 +431,36 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
         source=source,
     )
     _check_references(spec)
+    _check_splits(spec)
     return spec
+
+
+def _check_splits(spec: GridSpec) -> None:
+    """A data set's ``split`` is the only source of the ``datalist`` of its runs and of per-data-set generators."""
+    src = spec.source
+    split_sets = [d.name for d in spec.datasets if d.split is not None]
+    if not split_sets:
+        return
+    shared = sorted(g.name for g in spec.generators.values() if not g.per_dataset)
+    if shared:
+        raise GridError(
+            f"{src}: data sets {split_sets} train on a subset (`split`) but generator(s) {shared} are shared by all "
+            "data sets (per_dataset: false) and would see more than the downstream training data; set per_dataset: "
+            "true."
+        )
+    for d in spec.datasets:
+        if d.split is None:
+            continue
+        sources = [("the grid's overrides", spec.overrides), (f"data set {d.name!r} overrides", d.overrides)]
+        sources += [(f"method {m.name!r} overrides", m.overrides) for m in spec.methods]
+        sources += [(f"generator {g.name!r} overrides", g.overrides) for g in spec.generators.values()]
+        for where, overrides in sources:
+            clash = [k for k in _SPLIT_IDS if k in overrides]
+            if clash:
+                raise GridError(
+                    f"{src}: {where} set {clash}, which data set {d.name!r}'s `split` sets; give the source datalist "
+                    "as split.datalist."
+                )
 
 
 def _references(value: Any) -> list[str]:
@@ -406,6 +479,7 @@ def _check_references(spec: GridSpec) -> None:
     sources = [spec.overrides, spec.vars, spec.tsne or {}]
     sources += [d.overrides for d in spec.datasets] + [d.vars for d in spec.datasets]
     sources += [m.overrides for m in spec.methods] + [g.overrides for g in spec.generators.values()]
+    sources += [d.split or {} for d in spec.datasets] + [g.inference_runs for g in spec.generators.values()]
     for ref in _references(sources):
         parts = ref.strip().split(".")
         if parts[0] == "generators":

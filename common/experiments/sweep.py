@@ -5,12 +5,14 @@ inference is cheap to repeat but whose training is not (3D MCGAN, Han thesis sec
 the 1x, 2x and 3x augmented sets of Table 5) can instead produce every value in its single inference step, by
 overriding the bundle's ``inference`` id in the generator's ``overrides``::
 
+    +imports: [$import common.experiments]   # a tool: `import common` does not load it
     ratios: [1, 2, 3]
     inference:
       - "$common.experiments.run_for_each(@synthesis, 'ratio', @ratios,
          output_dir=os.path.join(@output_dir, 'synthetic_{ratio}x'))"
 
-and declaring one generator output per value (``synthetic_1x/datalist.json`` ...).
+and declaring one generator output per value (``synthetic_1x/datalist.json`` ...). ``+imports`` appends to the
+bundle's ``imports`` list (MONAI's ``+`` merge key), so the grid, not the bundle, imports the tool.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def run_for_each(obj: Any, attribute: str, values: Sequence[Any], method: str = 
     A template whose original attribute is a path (``os.PathLike``) is set as a :class:`pathlib.Path`.
 
     Args:
-        obj: a configured object, e.g. a ``common.engines.MCGANSynthesis``.
+        obj: a configured object, e.g. a ``common.evaluation.MCGANSynthesis``.
         attribute: the attribute swept, e.g. ``"ratio"``.
         values: its values, e.g. ``[1, 2, 3]``.
         method: the method called once per value.

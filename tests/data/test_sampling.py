@@ -1,4 +1,5 @@
-"""Class balancing and synthetic mixing of classifier training sets (CDA-GAN Table 2, Algorithm 2, sec. 5.6)."""
+"""Class balancing and synthetic mixing of classifier training sets (CDA-GAN Table 2, Algorithm 2, sec. 5.6; Han's
+thesis Table 2: many more synthetic than real images)."""
 
 from collections import Counter
 
@@ -43,8 +44,11 @@ def test_mix_synthetic_rejects_bad_sets():
         )
     with pytest.raises(ValueError, match="paired"):
         mix_synthetic(real, [{"image": "/s/a.nii", "class": 0, "source": "/x/other.nii"}], paired=True)
-    with pytest.raises(ValueError, match="synthetic_ratio"):
-        mix_synthetic(real, [{"image": "/s/a.nii", "class": 0}], ratio=1.5)
+    for ratio in (0.0, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="synthetic_ratio must be a positive number"):
+            mix_synthetic(real, [{"image": "/s/a.nii", "class": 0}], ratio=ratio)
+    with pytest.raises(ValueError, match="no synthetic entry"):
+        mix_synthetic(real, [], ratio=1.0, source_name="gen.json")
 
 
 def test_mix_synthetic_paired_keeps_translations_of_training_images():
@@ -54,3 +58,19 @@ def test_mix_synthetic_paired_keeps_translations_of_training_images():
     ]
     mixed = mix_synthetic(real, synthetic, ratio=1.0, paired=True)
     assert sorted(e["source"] for e in mixed[4:]) == [f"/d/img{i}.nii" for i in range(4)]
+
+
+def test_mix_synthetic_ratio_above_one_draws_distinct_images_when_there_are_enough(caplog):
+    """Han (003 sec. 4.2.4, Table 2): + 200k generated images to 8,429 real ones, here 24 per real image."""
+    real = _entries(2, 3)
+    synthetic = [{"image": f"/s/syn{i}.nii", "class": i % 2} for i in range(200)]
+    mixed = mix_synthetic(real, synthetic, ratio=24.0, seed=0)
+    drawn = [e["image"] for e in mixed[5:]]
+    assert mixed[:5] == real and len(drawn) == 120 and len(set(drawn)) == 120  # without replacement
+    assert mix_synthetic(real, synthetic, ratio=24.0, seed=0) == mixed
+    assert "with replacement" not in caplog.text
+    # fewer synthetic images than asked: drawn with replacement, and the log says so and how to avoid it
+    with caplog.at_level("WARNING", logger="common.data"):
+        small = mix_synthetic(real, synthetic[:50], ratio=24.0, seed=0)
+    assert len(small) == 5 + 120 and len({e["image"] for e in small[5:]}) <= 50
+    assert "drawing with replacement (generate at least 120 images" in caplog.text

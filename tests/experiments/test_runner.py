@@ -1,17 +1,22 @@
-"""Grid runner on fake bundles: CSV rows, tables, statistics, plots, resume, failures, generator substitution."""
+"""Grid runner on fake bundles: commands, CSV rows, tables, statistics, plots, resume, failures, generator
+substitution, data subsets, the exit status of the command line. The real ``python -m monai.bundle run`` on the
+commands the runner builds is tested by test_segmentation_grid.py's end-to-end run."""
 
 import csv
+import importlib.util
 import json
+import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from common.experiments import GridRunner, build_reports, parse_grid
-from tests.experiments.conftest import n_calls, write_yaml
+import common
+from common.experiments import GridError, GridRunner, build_reports, parse_grid, read_metrics
+from tests.experiments.helpers import n_calls
 
+REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 OUTS = {"synthetic_datalist": "synthetic/datalist.json"}
 
@@ -154,34 +159,177 @@ def test_dry_run_writes_nothing(fake_env, tmp_path):
     assert any("monai.bundle run training" in s and "good.yaml" in s for s in lines)
 
 
-def test_real_monai_bundle_runner(tmp_path):
-    """The command line the runner builds works with ``python -m monai.bundle run`` itself."""
-    bundle = tmp_path / "real"
-    head = "imports: [$import json, $import pathlib]\nckpt_dir: models\noutput_dir: eval\nseed: 0\nquality: 0.0\n"
-    write_yaml(
-        bundle / "configs" / "train.yaml",
-        head + "training:\n  - $pathlib.Path(@ckpt_dir).mkdir(parents=True, exist_ok=True)\n"
-        "  - \"$pathlib.Path(@ckpt_dir, 'model.json').write_text(json.dumps({'seed': @seed}))\"\n",
+def test_commands_merge_the_evaluate_overlay_on_train_yaml(fake_env, tmp_path):
+    """training: [train.yaml, variants..., overrides.yaml]; evaluating: [train.yaml, evaluate.yaml, variants...,
+    overrides.yaml]; a generator: [train.yaml | inference.yaml, variants..., overrides.yaml]."""
+    python, calls, down, gen = fake_env
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A", "variants": ["synthetic.yaml"]}])
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    plans = {p.method: p for p in runner.run_plans()}
+    plan, cfg = plans["good"], down / "configs"
+    variants = [str(cfg / "variants" / "synthetic.yaml"), str(cfg / "variants" / "good.yaml")]
+    overrides = str(plan.run_dir / "overrides.yaml")
+    train, evaluate = plan.command(plan.steps[0], python), plan.command(plan.steps[1], python)
+    assert train[:5] == [python, "-m", "monai.bundle", "run", "training"]
+    assert evaluate[:5] == [python, "-m", "monai.bundle", "run", "evaluating"]
+    assert train[5] == evaluate[5] == "--config_file"
+    assert train[6] == "[" + ",".join(f"'{f}'" for f in [str(cfg / "train.yaml"), *variants, overrides]) + "]"
+    assert evaluate[6] == (
+        "["
+        + ",".join(f"'{f}'" for f in [str(cfg / "train.yaml"), str(cfg / "evaluate.yaml"), *variants, overrides])
+        + "]"
     )
-    write_yaml(
-        bundle / "configs" / "evaluate.yaml",
-        head + "evaluating:\n  - $pathlib.Path(@output_dir).mkdir(parents=True, exist_ok=True)\n"
-        "  - \"$pathlib.Path(@output_dir, 'metrics.json').write_text(json.dumps("
-        "{'acc': 0.5 + 0.1 * @quality + 0.01 * @seed, 'nested': {'x': 2}}))\"\n",
+    assert evaluate[7:] == ["--ckpt_dir", str(plan.run_dir / "models"), "--output_dir", str(plan.run_dir / "eval"),
+                            "--seed", "0"]  # fmt: skip
+    (gplan,) = runner.generator_plans()
+    gcfg = gen / "configs"
+    assert [s.workflow for s in gplan.steps] == ["training", "inference"]
+    assert gplan.config_files(gplan.steps[1]) == [str(gcfg / "inference.yaml"), str(gplan.run_dir / "overrides.yaml")]
+    # the fake bundle merges the files in this order: evaluating sees train.yaml's ids and the overlay's
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    evaluated = [json.loads(x) for x in calls.read_text().splitlines() if '"evaluating"' in x]
+    assert evaluated and all(
+        [Path(f).name for f in c["files"][:2]] == ["train.yaml", "evaluate.yaml"] for c in evaluated
     )
-    write_yaml(bundle / "configs" / "variants" / "good.yaml", "quality: 1.0\n")
-    spec = parse_grid(
-        {
-            "name": "real",
-            "output_dir": str(tmp_path / "out"),
-            "bundle": str(bundle),
-            "seeds": [3],
-            "datasets": ["D"],
-            "methods": [{"name": "good", "variants": ["good.yaml"], "overrides": {"quality": 2.0}}],
+
+
+def test_inference_runs_are_extra_inference_commands(fake_env, tmp_path):
+    python, calls, down, gen = fake_env
+    outputs = {**OUTS, "extra_datalist": "extra/datalist.json"}
+    runs = [{}, {"synthetic_subdir": "extra", "num_samples": "${vars.n}"}]
+    spec = _grid(
+        tmp_path,
+        down,
+        gen,
+        seeds=[0],
+        vars={"n": 3},
+        datasets=[{"name": "A"}],
+        methods=[{"name": "extra", "overrides": {"synthetic_datalist": "${generators.g.extra_datalist}"}}],
+        generators={
+            "g": {"bundle": str(gen), "overrides": {"num_samples": 7}, "outputs": outputs, "inference_runs": runs}
+        },
+        ratio_plot=None,
+    )
+    (rec,) = GridRunner(spec, python=python, log=lambda s: None).run()
+    assert rec["status"] == "ok" and rec["metrics"]["syn_count"] == 3  # the second run's output, its own override
+    run_dir = Path(spec.output_dir) / "generators" / "g"
+    assert len(json.loads((run_dir / "eval" / "synthetic" / "datalist.json").read_text())["training"]) == 7
+    assert yaml.safe_load((run_dir / "overrides_inference_1.yaml").read_text()) == {
+        "synthetic_subdir": "extra",
+        "num_samples": 3,
+    }
+    assert (run_dir / "logs" / "inference.log").is_file() and (run_dir / "logs" / "inference_1.log").is_file()
+    workflows = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert [c["workflow"] for c in workflows[:3]] == ["training", "inference", "inference"]
+    assert Path(workflows[2]["files"][-1]).name == "overrides_inference_1.yaml"
+    with pytest.raises(GridError, match="inference_runs"):
+        _grid(tmp_path, down, gen, generators={"g": {"bundle": str(gen), "inference_runs": []}})
+
+
+def test_cli_exits_non_zero_after_the_reports_when_a_run_failed(fake_env, tmp_path, capsys):
+    python, calls, down, gen = fake_env
+    module = _cli_module()
+    grid = tmp_path / "g.yaml"
+    methods = "[base, {name: broken, variants: [fail.yaml]}]"
+    grid.write_text(f"name: g\noutput_dir: {tmp_path / 'out'}\nbundle: {down}\ndatasets: [A]\nmethods: {methods}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(grid), "--python", python])
+    assert exit_info.value.code == 1
+    assert "1 failed: A | broken | seed 0" in capsys.readouterr().err
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "## Failed runs" in tables and "| base |" in tables
+    # a grid whose runs all succeed exits normally
+    grid.write_text(f"name: g\noutput_dir: {tmp_path / 'out2'}\nbundle: {down}\ndatasets: [A]\nmethods: [base]\n")
+    assert module.run(str(grid), python=python) == str(tmp_path / "out2")
+    # a failed generator fails the command too, even when no run uses it
+    grid.write_text(
+        f"name: g\noutput_dir: {tmp_path / 'out3'}\nbundle: {down}\ndatasets: [A]\nmethods: [base]\n"
+        f"generators: {{g: {{bundle: {gen}, variants: [broken.yaml]}}}}\n"
+    )
+    with pytest.raises(SystemExit):
+        module.run(str(grid), python=python)
+    assert "generator g" in capsys.readouterr().err
+
+
+def _cli_module():
+    spec_file = importlib.util.spec_from_file_location("run_experiment", REPO / "scripts" / "run_experiment.py")
+    module = importlib.util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(module)
+    return module
+
+
+def _patient_datalist(folder: Path) -> Path:
+    """A datalist of 16 training, 8 validation and 8 test patients (2 entries each, half of them positive)."""
+    data = {}
+    for section, n in (("training", 16), ("validation", 8), ("test", 8)):
+        data[section] = []
+        for p in range(n):
+            for j in range(2):
+                name = f"{section}_{p}_{j}.nii.gz"
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(b"")
+                data[section].append({"image": name, "class": int(p % 2 == 0 and j == 0), "patient": f"{section}{p}"})
+    path = folder / "datalist.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_split_gives_the_generator_exactly_the_downstream_training_entries(fake_env, tmp_path):
+    """A data set's `split` is the `datalist` of its runs (their own split off) and of its generators: the
+    generator trains on the downstream training subset, not on the full training section."""
+    python, calls, down, gen = fake_env
+    spec = _grid(
+        tmp_path,
+        down,
+        gen,
+        seeds=[0, 1],
+        datasets=[{"name": "A"}, {"name": "A_s", "split": {"mode": "small", "fraction": 0.25}}],
+        methods=[{"name": "base"}, {"name": "good", "variants": ["good.yaml"]}, {"name": "syn"}],
+        ratio_plot=None,
+    )
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    gplans = {p.dataset: p for p in runner.generator_plans()}
+    assert "datalist" not in gplans["A"].overrides  # the full data set: the bundles' own datalist
+    runs = [p for p in runner.run_plans() if p.dataset == "A_s"]
+    assert len(runs) == 6 and all(p.overrides["split_mode"] == "full" for p in runs)
+    assert all("datalist" not in p.overrides for p in runner.run_plans() if p.dataset == "A")
+
+    # evaluate the expressions as the bundles do, on a data set with patients
+    dataset_dir = Path(runner.dataset_dir("a_s"))
+    source = _patient_datalist(dataset_dir)
+    expressions = [gplans["A_s"].overrides["datalist"]] + [p.overrides["datalist"] for p in runs]
+    assert all(e.startswith("$common.data.make_split_datalist(") for e in expressions)
+    files = [eval(e[1:], {"common": common}) for e in expressions]  # noqa: S307 - our own expression
+    assert files[0] == str(gplans["A_s"].run_dir / "split_datalist.json")
+    assert files[1] == str(runs[0].run_dir / "split_datalist.json")
+
+    def sections(path):
+        data = json.loads(Path(path).read_text())
+        base = Path(path).parent
+        return {
+            s: sorted(os.path.realpath(base / e["image"]) for e in data[s]) for s in ("training", "validation", "test")
         }
-    )
-    (rec,) = GridRunner(spec, python=sys.executable, log=lambda s: None).run()
-    assert rec["status"] == "ok", rec.get("error")
-    assert rec["metrics"] == {"acc": pytest.approx(0.5 + 0.2 + 0.03), "nested/x": 2.0}
-    run_dir = Path(rec["run_dir"])
-    assert json.loads((run_dir / "models" / "model.json").read_text()) == {"seed": 3}
+
+    generator, *downstream = [sections(f) for f in files]
+    full = sections(source)
+    assert all(d == generator for d in downstream)  # every method and seed: the generator's data
+    assert 0 < len(generator["training"]) < len(full["training"])  # a subset: 1/4 of the patients of each class
+    assert len(generator["training"]) == 2 * 4 and generator["test"] == full["test"]
+
+    # the generator must be one per data set, and the split is the only source of `datalist`
+    with pytest.raises(GridError, match="per_dataset"):
+        _grid(tmp_path, down, gen, datasets=[{"name": "A", "split": {"mode": "small"}}],
+              generators={"g": {"bundle": str(gen), "outputs": OUTS}})  # fmt: skip
+    with pytest.raises(GridError, match="split.datalist"):
+        _grid(tmp_path, down, gen, datasets=[{"name": "A", "split": {"mode": "small"}, "overrides": {"datalist": "x"}}])
+    with pytest.raises(GridError, match="mode"):
+        _grid(tmp_path, down, gen, datasets=[{"name": "A", "split": {"mode": "tiny"}}])
+
+
+def test_read_metrics_flattens_nested_objects(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"acc": 0.5, "nested": {"x": 2, "y": {"z": 1}}, "flag": True, "text": "a", "n": None}))
+    assert read_metrics(path) == {"acc": 0.5, "nested/x": 2.0, "nested/y/z": 1.0}
+    path.write_text(json.dumps({"text": "a"}))
+    with pytest.raises(ValueError, match="no numeric"):
+        read_metrics(path)
