@@ -11,7 +11,8 @@ pipeline here reports through :func:`write_report` (a JSON file written atomical
 - :class:`FeatureSVM`: the SVM baseline of the classification bundle;
 - :func:`evaluate_refinement`, :func:`make_degraded_synthetic`: the refinement bundles' evaluation and stand-in data;
 - :class:`BoxPlacementEvaluation`: where a CPGGAN puts the lesions its boxes ask for;
-- :func:`filter_synthetic_datalist`: the feature-space outlier filter applied to a synthetic datalist.
+- :func:`filter_synthetic_datalist`: the feature-space outlier filter applied to a synthetic datalist;
+- :func:`run_for_each`: one configured pipeline run at several values of one setting (e.g. MCGAN's 1x/2x/3x sets).
 """
 
 from common.evaluation.box_placement import BoxPlacementEvaluation, box_placement_statistics
@@ -30,6 +31,7 @@ from common.evaluation.mcgan import (
 from common.evaluation.outlier_filter import filter_synthetic_datalist
 from common.evaluation.refinement import evaluate_refinement
 from common.evaluation.report import format_table, write_report
+from common.evaluation.sweep import run_for_each
 from common.evaluation.translation import TranslationEvaluation
 
 __all__ = [
@@ -51,5 +53,6 @@ __all__ = [
     "format_table",
     "make_degraded_synthetic",
     "nodule_statistics",
+    "run_for_each",
     "write_report",
 ]

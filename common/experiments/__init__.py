@@ -3,9 +3,8 @@ downstream runs, results CSV, the papers' tables, Friedman/Nemenyi statistics an
 
 Modules: :mod:`~common.experiments.spec` (the grid file), :mod:`~common.experiments.runner` (the bundle commands),
 :mod:`~common.experiments.results` (``results.csv`` and its aggregation), :mod:`~common.experiments.report` (tables
-and statistics), :mod:`~common.experiments.plots` (figures), :mod:`~common.experiments.sweep` (one configured object
-run at several values). A tool package: ``import common`` does not import it, and bundle configs do not use it (a
-grid's own overrides may, by adding ``$import common.experiments`` to the bundle's ``imports`` with ``+imports``).
+and statistics), :mod:`~common.experiments.plots` (figures). A tool package: ``import common`` does not import it, and bundle configs
+(a grid's overrides included) do not use it.
 
 Front end: ``python scripts/run_experiment.py run <grid.yaml>`` and ``... tables <output_dir>``.
 """
@@ -27,7 +26,6 @@ from common.experiments.spec import (
     resolve_refs,
     slugify,
 )
-from common.experiments.sweep import run_for_each
 
 __all__ = [
     "CSV_FIELDS",
@@ -52,7 +50,6 @@ __all__ = [
     "read_metrics",
     "read_results_csv",
     "resolve_refs",
-    "run_for_each",
     "slugify",
     "split_expression",
     "statistics_report",

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from monai.bundle import ConfigParser
 
-from common.experiments import GridRunner, load_grid, parse_grid, run_for_each
+from common.evaluation import run_for_each
+from common.experiments import GridRunner, load_grid, parse_grid
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = REPO / "scripts" / "experiments" / "mcgan_detection_table5.yaml"
@@ -166,13 +167,13 @@ def test_reduced_table5_grid_end_to_end(tmp_path):
     assert all(f"| {m} |" in table for m in METHODS)
 
 
-def test_generator_overrides_import_the_sweep_tool(tmp_path):
-    """`import common` does not load the tools: the grid's `+imports` adds `common.experiments` to mcgan_3d's
-    imports, so that its `inference` override finds `run_for_each` (checked by parsing, without running)."""
+def test_generator_overrides_find_the_sweep(tmp_path):
+    """The grid's `inference` override of mcgan_3d finds `run_for_each` in the runtime package `common.evaluation`
+    with the bundle's own imports, no tool package needed (checked by parsing, without running)."""
     spec = load_grid(GRID, root=REPO)
     overrides = dict(spec.generators["mcgan"].overrides)
-    assert overrides["+imports"] == ["$import common.experiments"]
-    overrides["check"] = "$common.experiments.run_for_each"
+    assert not any(k.startswith("+") for k in overrides)
+    overrides["check"] = "$common.evaluation.run_for_each"
     path = tmp_path / "overrides.yaml"
     path.write_text(yaml.safe_dump(overrides))
     configs = REPO / "bundles" / "mcgan_3d" / "configs"
@@ -180,4 +181,3 @@ def test_generator_overrides_import_the_sweep_tool(tmp_path):
     parser = ConfigParser(ConfigParser.load_config_files(files))
     parser.parse()
     assert parser.get_parsed_content("check") is run_for_each
-    assert parser.get("imports")[-1] == "$import common.experiments"

@@ -1,18 +1,17 @@
 """Run one configured workflow object at several values of one of its settings, in one bundle command.
 
-The grid runner (:mod:`common.experiments.runner`) runs one ``inference`` per generator entry; a generator whose
+Runtime code of a bundle workflow (bundle configs may call it), used by the experiment grids: the grid runner
+(:mod:`common.experiments.runner`) runs one ``inference`` per generator entry; a generator whose
 inference is cheap to repeat but whose training is not (3D MCGAN, Han thesis sec. 6.2.2: the same generator gives
 the 1x, 2x and 3x augmented sets of Table 5) can instead produce every value in its single inference step, by
 overriding the bundle's ``inference`` id in the generator's ``overrides``::
 
-    +imports: [$import common.experiments]   # a tool: `import common` does not load it
     ratios: [1, 2, 3]
     inference:
-      - "$common.experiments.run_for_each(@synthesis, 'ratio', @ratios,
+      - "$common.evaluation.run_for_each(@synthesis, 'ratio', @ratios,
          output_dir=os.path.join(@output_dir, 'synthetic_{ratio}x'))"
 
-and declaring one generator output per value (``synthetic_1x/datalist.json`` ...). ``+imports`` appends to the
-bundle's ``imports`` list (MONAI's ``+`` merge key), so the grid, not the bundle, imports the tool.
+and declaring one generator output per value (``synthetic_1x/datalist.json`` ...).
 """
 
 from __future__ import annotations
