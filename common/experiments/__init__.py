@@ -3,8 +3,8 @@ downstream runs, results CSV, the papers' tables, Friedman/Nemenyi statistics an
 
 Modules: :mod:`~common.experiments.spec` (the grid file), :mod:`~common.experiments.runner` (the bundle commands),
 :mod:`~common.experiments.results` (``results.csv`` and its aggregation), :mod:`~common.experiments.report` (tables
-and statistics), :mod:`~common.experiments.plots` (figures). A tool package: ``import common`` does not import it, and bundle configs
-(a grid's overrides included) do not use it.
+and statistics), :mod:`~common.experiments.plots` (figures). A tool package: ``import common`` does not import it,
+and bundle configs (a grid's overrides included) do not use it.
 
 Front end: ``python scripts/run_experiment.py run <grid.yaml>`` and ``... tables <output_dir>``.
 """
