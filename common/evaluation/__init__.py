@@ -12,6 +12,7 @@ pipeline here reports through :func:`write_report` (a JSON file written atomical
 - :func:`evaluate_refinement`, :func:`make_degraded_synthetic`: the refinement bundles' evaluation and stand-in data;
 - :class:`BoxPlacementEvaluation`: where a CPGGAN puts the lesions its boxes ask for;
 - :func:`filter_synthetic_datalist`: the feature-space outlier filter applied to a synthetic datalist;
+- :func:`tsne_real_vs_synthetic`: t-SNE of real vs synthetic images drawn from two datalists;
 - :func:`run_for_each`: one configured pipeline run at several values of one setting (e.g. MCGAN's 1x/2x/3x sets).
 """
 
@@ -19,6 +20,7 @@ from common.evaluation.box_placement import BoxPlacementEvaluation, box_placemen
 from common.evaluation.cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from common.evaluation.degraded import make_degraded_synthetic
 from common.evaluation.detection import DetectionEvaluation
+from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.evaluation.feature_svm import FeatureSVM
 from common.evaluation.generative import RESULT_KEYS, GenerativeEvaluation
 from common.evaluation.mcgan import (
@@ -54,5 +56,6 @@ __all__ = [
     "make_degraded_synthetic",
     "nodule_statistics",
     "run_for_each",
+    "tsne_real_vs_synthetic",
     "write_report",
 ]

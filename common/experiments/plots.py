@@ -143,7 +143,7 @@ def ratio_plot(
 
 
 def tsne_plot(result: Mapping[str, Any], path: str | os.PathLike) -> str | None:
-    """Scatter of a :func:`common.metrics.embeddings.tsne_real_vs_synthetic` result: colour = class, circle = real,
+    """Scatter of a :func:`common.evaluation.embeddings.tsne_real_vs_synthetic` result: colour = class, circle = real,
     cross = synthetic; the feature kind is in the title. Returns ``None`` for a result holding an ``error``."""
     if "error" in result or not result.get("coords"):
         return None

@@ -49,10 +49,10 @@ from typing import Any
 
 import yaml
 
+from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import write_results_csv
 from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, resolve_refs
-from common.metrics.embeddings import tsne_real_vs_synthetic
 from common.utils import atomic_path, atomic_write_json
 
 __all__ = ["GridRunner", "RunPlan", "RunStep", "read_metrics", "split_expression", "variant_path"]
@@ -419,7 +419,7 @@ class GridRunner:
 
         ``tsne`` keys: ``generator`` (its ``synthetic_datalist``) or ``synthetic_datalist``; ``real_datalist``
         (default ``${dataset_dir}/datalist.json``); ``dataset`` (default the first); and the keyword arguments of
-        :func:`common.metrics.embeddings.tsne_real_vs_synthetic` (``per_class``, ``perplexity``, ``max_iter``,
+        :func:`common.evaluation.embeddings.tsne_real_vs_synthetic` (``per_class``, ``perplexity``, ``max_iter``,
         ``features``, ``spatial_size``, ``channels``, ``class_key``, ``real_section``, ``synthetic_section``).
         """
         cfg = dict(self.spec.tsne or {})

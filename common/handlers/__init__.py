@@ -1,8 +1,18 @@
-"""Ignite/MONAI event handlers shared by the bundles: sample grids, synthetic-data export and predicted masks."""
+"""Ignite/MONAI event handlers shared by the bundles: sample grids, synthetic-data export, predicted masks and
+classes, and the classification/segmentation metric handlers."""
 
+from common.handlers.classification_predictions import ClassificationPredictionWriter
+from common.handlers.datalist_writers import DetectionDatalistWriter, RefinedDatalistWriter
+from common.handlers.metrics import (
+    ClassificationMetricsHandler,
+    MetricsHandler,
+    MetricsReport,
+    SegmentationMetricsHandler,
+    stack_pred_label,
+)
 from common.handlers.predictions import PredictionWriter, prediction_path
 from common.handlers.sample_grid import SampleGridHandler, make_grid, save_png
-from common.handlers.synthetic_export import SyntheticDatalistWriter, sha256_file
+from common.handlers.synthetic_export import SyntheticDatalistWriter
 
 __all__ = [
     "make_grid",
@@ -11,5 +21,12 @@ __all__ = [
     "prediction_path",
     "SampleGridHandler",
     "SyntheticDatalistWriter",
-    "sha256_file",
+    "DetectionDatalistWriter",
+    "RefinedDatalistWriter",
+    "ClassificationMetricsHandler",
+    "ClassificationPredictionWriter",
+    "MetricsHandler",
+    "MetricsReport",
+    "SegmentationMetricsHandler",
+    "stack_pred_label",
 ]

@@ -1,16 +1,14 @@
-"""Metrics for generated images: pluggable feature extractors, FID, KID, MMD, SSIM diversity and an evaluation
-runner that writes a JSON report."""
+"""Pure metric functions and classes: feature extractors, FID, KID, MMD, SSIM diversity, classification,
+segmentation and detection metrics, statistics, embeddings and the feature-space outlier filter. The pipelines that
+load data, run networks and write reports are in :mod:`common.evaluation`."""
 
 from common.metrics.classification import (
     CLASSIFICATION_KEYS,
     ClassificationMetrics,
-    ClassificationMetricsHandler,
-    ClassificationPredictionWriter,
     classification_metrics,
     rank_auc,
 )
-from common.metrics.embeddings import image_features, load_datalist_images, tsne_embedding, tsne_real_vs_synthetic
-from common.metrics.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
+from common.metrics.embeddings import image_features, tsne_embedding
 from common.metrics.features import (
     SUPPORTED_ARCHS,
     FeatureExtractor,
@@ -22,7 +20,6 @@ from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial
 from common.metrics.segmentation import (
     SEGMENTATION_KEYS,
     SegmentationMetrics,
-    SegmentationMetricsHandler,
     segmentation_metrics,
 )
 from common.metrics.statistics import (
@@ -36,31 +33,24 @@ from common.metrics.statistics import (
     nemenyi_test,
     rank_blocks,
 )
-from common.metrics.translation import TranslationEvaluation, attention_dice_iou, change_inside_outside
+from common.metrics.translation import attention_dice_iou, change_inside_outside
 
 __all__ = [
     "CLASSIFICATION_KEYS",
     "ClassificationMetrics",
-    "ClassificationMetricsHandler",
-    "ClassificationPredictionWriter",
     "classification_metrics",
     "rank_auc",
     "FeatureExtractor",
-    "GenerativeEvaluation",
     "MS_SSIM_WEIGHTS",
-    "RESULT_KEYS",
     "SEGMENTATION_KEYS",
     "SegmentationMetrics",
-    "SegmentationMetricsHandler",
     "segmentation_metrics",
     "SUPPORTED_ARCHS",
-    "TranslationEvaluation",
     "attention_dice_iou",
     "change_inside_outside",
     "build_feature_extractor",
     "extract_features",
     "fid",
-    "format_table",
     "kid",
     "load_state_dict_file",
     "mmd",
@@ -77,14 +67,11 @@ __all__ = [
     "nemenyi_test",
     "rank_blocks",
     "image_features",
-    "load_datalist_images",
     "tsne_embedding",
-    "tsne_real_vs_synthetic",
 ]
 
 from common.metrics.detection import (  # noqa: E402
     CPM_FP_RATES,
-    DetectionEvaluation,
     coco_metrics,
     cpm,
     cpm_by_attribute,
@@ -96,7 +83,6 @@ from common.metrics.detection import (  # noqa: E402
 
 __all__ += [
     "CPM_FP_RATES",
-    "DetectionEvaluation",
     "coco_metrics",
     "cpm",
     "cpm_by_attribute",
@@ -110,16 +96,12 @@ from common.metrics.outliers import (  # noqa: E402
     OUTLIER_METHODS,
     FeatureOutlierFilter,
     OutlierResult,
-    filter_synthetic_datalist,
     image_feature_vectors,
-    read_datalist_images,
 )
 
 __all__ += [
     "OUTLIER_METHODS",
     "FeatureOutlierFilter",
     "OutlierResult",
-    "filter_synthetic_datalist",
     "image_feature_vectors",
-    "read_datalist_images",
 ]

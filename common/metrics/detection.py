@@ -24,18 +24,13 @@ unchanged.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "CPM_FP_RATES",
-    "DetectionEvaluation",
     "box_iou_np",
     "coco_metrics",
     "cpm",
@@ -46,8 +41,6 @@ __all__ = [
     "sensitivity_fp_per_image",
 ]
 
-logger = logging.getLogger("common.metrics")
-
 CPM_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """The seven false-positive rates per scan of the CPM (Han's thesis sec. 6.2.2, LUNA16)."""
 
@@ -55,7 +48,22 @@ TP, FP, DUPLICATE = 1, 0, -1
 
 
 def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of corner boxes ``(N, 2d)`` x ``(M, 2d)`` -> ``(N, M)`` (end-exclusive coordinates, volume = prod(sides))."""
+    """IoU of corner boxes ``(N, 2d)`` x ``(M, 2d)`` -> ``(N, M)`` (end-exclusive coordinates, volume = prod(sides)).
+
+    The box convention is that of MONAI's :func:`~monai.data.box_utils.box_iou` (``StandardMode`` corners,
+    ``TO_REMOVE = 0``), but MONAI computes in float32 and adds ``eps`` to the union, which moves IoUs that sit exactly
+    on a matching threshold below it: two boxes sharing 900 of their 1000 voxels get 0.89999998 instead of 0.9, so at
+    ``iou_threshold=0.9`` a hit becomes a false positive and the CPM of the hand-made case in
+    ``tests/metrics/test_detection_metrics.py`` drops from 0.536 to 0.464. The metrics therefore compute IoUs here in
+    float64 without ``eps`` (``tests/metrics/test_detection_metrics.py::test_box_iou_np_is_monai_box_iou_in_float64``).
+
+    Args:
+        a: ``(N, 2d)`` boxes ``[lo_1, ..., lo_d, hi_1, ..., hi_d]``.
+        b: ``(M, 2d)`` boxes.
+
+    Returns:
+        ``(N, M)`` float64 IoUs; 0 where the union is empty, zeros ``(N, M)`` when either set is empty.
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 0 or b.size == 0:
         return np.zeros((len(a), len(b)))
@@ -297,181 +305,3 @@ def coco_metrics(
     out["map"] = float(values[f"mAP_{tag}"])
     out["mar"] = float(values[f"mAR_{tag}"])
     return out
-
-
-def _nanfmt(v: float) -> str:
-    return "  n/a" if v is None or not np.isfinite(v) else f"{100 * v:5.1f}"
-
-
-class DetectionEvaluation:
-    """Evaluate a predictions datalist against the ground truth and write ``metrics.json`` and a FROC plot.
-
-    ``metrics.json`` is flat: ``cpm``, ``sens@<rate>`` for the seven rates, ``cpm_<attribute>_<value>`` for each
-    attribute (Table 5), ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry
-    (Table 4), ``map``/``mar`` (COCO), and the counts.
-
-    Args:
-        datalist: ground-truth datalist JSON (boxes in ``box``, attributes per box).
-        section: the evaluated section.
-        predictions: predictions JSON written by :class:`~common.networks.detection.DetectionPredictor`.
-        output_dir: folder of ``metrics.json`` and ``froc.png``.
-        iou_threshold: IoU of the CPM (0.25 in the thesis).
-        fp_rates: FP rates of the CPM.
-        attributes: per-box attributes for CPM by attribute (``["size", "attenuation"]``).
-        iou_thresholds: IoU thresholds of the per-image sensitivity/FPs (Table 4: 0.5 and 0.25).
-        score_threshold: detection threshold of the per-image sensitivity/FPs.
-        duplicates: ``"ignore"`` or ``"fp"`` (see the module docstring).
-        per_image_name: word used in the printed table ("scan" or "slice").
-        attribute_values: optional ``{attribute: [values]}`` reported even when absent (NaN, written as null).
-        extra: extra entries copied into ``metrics.json``.
-    """
-
-    def __init__(
-        self,
-        datalist: str | os.PathLike,
-        section: str,
-        predictions: str | os.PathLike,
-        output_dir: str | os.PathLike,
-        iou_threshold: float = 0.25,
-        fp_rates: Sequence[float] = CPM_FP_RATES,
-        attributes: Sequence[str] = (),
-        iou_thresholds: Sequence[float] = (),
-        score_threshold: float = 0.5,
-        duplicates: str = "ignore",
-        per_image_name: str = "scan",
-        attribute_values: Mapping[str, Sequence[str]] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.attribute_values = {k: list(v) for k, v in (attribute_values or {}).items()}
-        self.datalist = Path(datalist)
-        self.section = section
-        self.predictions = Path(predictions)
-        self.output_dir = Path(output_dir)
-        self.iou_threshold = float(iou_threshold)
-        self.fp_rates = tuple(float(r) for r in fp_rates)
-        self.attributes = tuple(attributes)
-        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
-        self.score_threshold = float(score_threshold)
-        self.duplicates = duplicates
-        self.per_image_name = per_image_name
-        self.extra = dict(extra or {})
-
-    def load(self) -> list[dict[str, Any]]:
-        """Pair ground truths and predictions by resolved image path."""
-        if not self.predictions.is_file():
-            raise FileNotFoundError(f"{self.predictions}: no predictions; run inference first.")
-        gt = json.loads(self.datalist.read_text())
-        pred = json.loads(self.predictions.read_text())
-        if self.section not in gt:
-            raise ValueError(f"{self.datalist}: no section {self.section!r}.")
-        by_path = {}
-        for entry in pred.get(self.section, []):
-            by_path[str((self.predictions.parent / entry["image"]).resolve())] = entry
-        images = []
-        for entry in gt[self.section]:
-            path = str((self.datalist.parent / entry["image"]).resolve())
-            if path not in by_path:
-                raise ValueError(f"{self.predictions}: no prediction for {path}.")
-            p = by_path[path]
-            img = {
-                "image": path,
-                "gt_boxes": entry.get("box", []),
-                "gt_labels": entry.get("box_label", [0] * len(entry.get("box", []))),
-                "pred_boxes": p.get("box", []),
-                "pred_scores": p.get("score", []),
-                "pred_labels": p.get("box_label", [0] * len(p.get("score", []))),
-            }
-            for attr in self.attributes:
-                img[attr] = entry.get(attr, [])
-            images.append(img)
-        return images
-
-    def run(self) -> dict[str, Any]:
-        """Compute, write ``metrics.json`` and ``froc.png``, log a table; return the metrics."""
-        images = self.load()
-        result = cpm(images, self.iou_threshold, self.fp_rates, self.duplicates)
-        metrics: dict[str, Any] = {"cpm": result["cpm"]}
-        for rate, sens in result["sensitivities"].items():
-            metrics[f"sens@{rate:g}"] = sens
-        for attr in self.attributes:
-            for value, v in cpm_by_attribute(
-                images, attr, self.iou_threshold, self.fp_rates, self.duplicates, self.attribute_values.get(attr)
-            ).items():
-                metrics[f"cpm_{attr}_{value}"] = v
-        for t in self.iou_thresholds:
-            s = sensitivity_fp_per_image(images, t, self.score_threshold, self.duplicates)
-            metrics[f"sensitivity_iou{t:g}"] = s["sensitivity"]
-            metrics[f"fp_per_image_iou{t:g}"] = s["fp_per_image"]
-        metrics.update({k: v for k, v in coco_metrics(images).items() if k in ("map", "mar")})
-        metrics.update(
-            {
-                "iou_threshold": self.iou_threshold,
-                "score_threshold": self.score_threshold,
-                "num_images": len(images),
-                "num_gt": int(result["froc"]["num_gt"]),
-                "section": self.section,
-            }
-        )
-        metrics.update(self.extra)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        out = self.output_dir / "metrics.json"
-        tmp = out.with_name(".metrics.json.tmp")
-        tmp.write_text(
-            json.dumps(
-                {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}, indent=1
-            )
-        )
-        os.replace(tmp, out)
-        self.plot(result["froc"])
-        print(self.table(metrics))
-        return metrics
-
-    def plot(self, froc: Mapping[str, Any]) -> str:
-        """FROC curve (log FP axis) as ``froc.png``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4))
-        fps = np.maximum(np.asarray(froc["fps"]), 1e-3)
-        ax.step(fps, froc["sensitivity"], where="post")
-        for r in self.fp_rates:
-            ax.axvline(r, color="0.85", lw=0.5)
-        ax.set_xscale("log")
-        ax.set_xlim(min(self.fp_rates) / 2, max(self.fp_rates) * 2)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel(f"false positives per {self.per_image_name}")
-        ax.set_ylabel("sensitivity")
-        ax.set_title(f"FROC (IoU >= {self.iou_threshold:g})")
-        path = self.output_dir / "froc.png"
-        tmp = self.output_dir / ".froc.tmp.png"
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        os.replace(tmp, path)
-        return str(path)
-
-    def table(self, metrics: Mapping[str, Any]) -> str:
-        """A plain-text table: CPM, sensitivity per FP rate, CPM by attribute, per-image sensitivity/FPs, COCO."""
-        lines = [
-            f"Detection on [{self.section}]: {metrics['num_images']} {self.per_image_name}s, "
-            f"{metrics['num_gt']} lesions"
-        ]
-        lines.append("CPM (%)  " + "  ".join(f"{r:g}FP".rjust(6) for r in self.fp_rates))
-        lines.append(
-            f"{_nanfmt(metrics['cpm'])}    "
-            + "  ".join(_nanfmt(metrics[f"sens@{r:g}"]).rjust(6) for r in self.fp_rates)
-        )
-        for attr in self.attributes:
-            keys = [k for k in metrics if k.startswith(f"cpm_{attr}_")]
-            lines.append(
-                f"CPM by {attr} (%): " + ", ".join(f"{k[len(attr) + 5:]} {_nanfmt(metrics[k]).strip()}" for k in keys)
-            )
-        for t in self.iou_thresholds:
-            lines.append(
-                f"IoU >= {t:g}: sensitivity {_nanfmt(metrics[f'sensitivity_iou{t:g}']).strip()} %, "
-                f"FPs per {self.per_image_name} {metrics[f'fp_per_image_iou{t:g}']:.2f} "
-                f"(score >= {self.score_threshold:g})"
-            )
-        lines.append(f"COCO mAP {metrics.get('map', float('nan')):.3f}, mAR {metrics.get('mar', float('nan')):.3f}")
-        return "\n".join(lines)

@@ -1,12 +1,10 @@
 """CPM / FROC, CPM by attribute, sensitivity and FPs per image, and COCO mAP on hand-made detections."""
 
-import json
-
 import numpy as np
 import pytest
+from monai.data.box_utils import box_iou
 
 from common.metrics import (
-    DetectionEvaluation,
     coco_metrics,
     cpm,
     cpm_by_attribute,
@@ -14,6 +12,7 @@ from common.metrics import (
     match_image,
     sensitivity_fp_per_image,
 )
+from common.metrics.detection import box_iou_np
 
 G1, G2 = [0, 0, 0, 10, 10, 10], [20, 20, 20, 30, 30, 30]
 G3, G4 = [0, 0, 0, 10, 10, 10], [40, 40, 40, 50, 50, 50]
@@ -99,39 +98,13 @@ def test_coco_map_perfect_and_empty():
     assert coco_metrics(missed)["mar"] == pytest.approx(0.0)
 
 
-def test_detection_evaluation_writes_flat_metrics(tmp_path):
-    gt = {
-        "test": [
-            {"image": "a.nii.gz", "box": [G1, G2], "size": ["small", "large"]},
-            {"image": "b.nii.gz", "box": [G3, G4], "size": ["small", "large"]},
-        ]
-    }
-    scans = two_scans()
-    pred = {
-        "test": [
-            {"image": "../a.nii.gz", "box": scans[0]["pred_boxes"], "score": scans[0]["pred_scores"]},
-            {"image": "../b.nii.gz", "box": scans[1]["pred_boxes"], "score": scans[1]["pred_scores"]},
-        ]
-    }
-    (tmp_path / "datalist.json").write_text(json.dumps(gt))
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "predictions.json").write_text(json.dumps(pred))
-    ev = DetectionEvaluation(
-        tmp_path / "datalist.json",
-        "test",
-        tmp_path / "out" / "predictions.json",
-        tmp_path / "out",
-        attributes=["size"],
-        iou_thresholds=[0.5],
-        attribute_values={"size": ["small", "medium", "large"]},
-    )
-    ev.run()
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["cpm"] == pytest.approx(3.75 / 7) and metrics["sens@0.125"] == 0.25 and metrics["sens@8"] == 0.75
-    assert metrics["cpm_size_small"] == pytest.approx(5.5 / 7) and metrics["cpm_size_medium"] is None
-    # score >= 0.5: .9 TP, .8 FP, .7 dup, .85 FP, .6 TP -> sensitivity 2/4, FPs 2/2
-    assert metrics["sensitivity_iou0.5"] == 0.5 and metrics["fp_per_image_iou0.5"] == 1.0
-    assert 0 < metrics["map"] <= 1 and (tmp_path / "out" / "froc.png").stat().st_size > 0
-    (tmp_path / "out" / "predictions.json").write_text(json.dumps({"test": pred["test"][:1]}))
-    with pytest.raises(ValueError, match="no prediction"):
-        ev.run()
+def test_box_iou_np_is_monai_box_iou_in_float64():
+    """box_iou_np uses MONAI's box convention; it is kept because MONAI's float32 IoU moves threshold cases."""
+    rng = np.random.default_rng(0)
+    lo = rng.uniform(0, 50, (40, 3))
+    boxes = np.concatenate([lo, lo + rng.uniform(1, 30, (40, 3))], axis=1)
+    np.testing.assert_allclose(box_iou_np(boxes[:25], boxes[25:]), box_iou(boxes[:25], boxes[25:]), atol=1e-6)
+    shifted = np.array([[1, 0, 0, 10, 10, 10]], dtype=float)  # 900 of 1000 voxels shared with G1
+    assert box_iou_np(shifted, [G1])[0, 0] == 0.9
+    assert box_iou(shifted, np.array([G1], dtype=float))[0, 0] < 0.9  # float32 plus eps: below the threshold
+    assert box_iou_np(np.zeros((0, 6)), [G1]).shape == (0, 1)

@@ -9,7 +9,8 @@ import torch
 from monai.data import load_decathlon_datalist
 
 from common.data import draw_per_class, read_datalist_images
-from common.metrics.embeddings import image_features, tsne_embedding, tsne_real_vs_synthetic
+from common.evaluation.embeddings import tsne_real_vs_synthetic
+from common.metrics.embeddings import image_features, tsne_embedding
 
 
 def _two_clusters(n_per=10, dim=20, seed=0):
