@@ -10,62 +10,38 @@ from .checkpoint import (
     require_file,
     save_atomic,
 )
-from .cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .detection_step import DetectionStep, detection_collate
-from .feature_svm import FeatureSVM, image_features
 from .gan_step import GANStep
 from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
-from .mcgan_synthesis import MCGANSynthesis, NoduleGenerator, evaluate_mcgan, format_nodule_table
 from .munit_step import MUNITStep
-from .progressive import (
-    BoxPlacementEvaluation,
-    DetectionDatalistWriter,
-    ProgressiveBatchSampler,
-    ProgressiveGANStep,
-    ProgressiveSchedule,
-    box_placement_statistics,
-)
-from .refinement import (
-    RefinedDatalistWriter,
-    evaluate_refinement,
-    make_degraded_synthetic,
-    refinement_entries,
-    synthetic_entries,
-)
+from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
 from .schedules import LinearDecay, constant_then_linear_decay
 from .simgan_step import SimGANStep
-from .step import DivergenceError, TrainingStep, unwrap
-from .trainer import AdversarialTrainer, rank_seed
+from .step import SCHEDULER_INTERVALS, CriticLosses, DivergenceError, TrainingStep, unwrap
+from .trainer import AdversarialTrainer, StepTrainer, rank_seed
 
 __all__ = [
     "DetectionStep",
     "detection_collate",
-    "BoxPlacementEvaluation",
-    "box_placement_statistics",
-    "DetectionDatalistWriter",
     "ProgressiveBatchSampler",
     "ProgressiveGANStep",
     "ProgressiveSchedule",
     "MCGANStep",
-    "MCGANSynthesis",
-    "NoduleGenerator",
-    "evaluate_mcgan",
-    "format_nodule_table",
     "ATTENTION_MODES",
     "AdversarialTrainer",
-    "CrossDomainSynthesis",
+    "CriticLosses",
+    "SCHEDULER_INTERVALS",
+    "StepTrainer",
     "CycleGANStep",
-    "DIFFERENCE_RULES",
     "ImagePool",
     "LinearDecay",
     "constant_then_linear_decay",
     "CHECKPOINT_PREFIX",
     "CheckpointHandler",
     "DivergenceError",
-    "FeatureSVM",
     "GANStep",
     "ResumeHandler",
     "TrainingState",
@@ -75,16 +51,10 @@ __all__ = [
     "rank_seed",
     "require_file",
     "save_atomic",
-    "image_features",
     "unwrap",
 ]
 __all__ += [
     "HistoryBuffer",
     "MUNITStep",
-    "RefinedDatalistWriter",
     "SimGANStep",
-    "evaluate_refinement",
-    "make_degraded_synthetic",
-    "refinement_entries",
-    "synthetic_entries",
 ]

@@ -6,9 +6,17 @@ lesions) and the negative domain N:
 - translation with attention compositing, eq. 4-5: ``G^A_N(p) = A_N(p) * G_N(p) + (1 - A_N(p)) * p`` and
   likewise ``G^A_P(n)``; ``attention="none"`` gives plain CycleGAN (``G_N(p)``), ``"separate"`` a separate
   attention network (UAGGAN, CDA-GAN), ``"shared"`` a mask from the generator itself (AGGAN);
-- attention-guided discriminators, eq. 7-8: a discriminator sees an image concatenated with the attention map of
-  the translation's source, for the real and the fake image alike; the map is detached, so it carries no gradient
-  (sec. 3.1.2: "the generated attention map do not guide the training procedure of discriminators");
+- attention-guided discriminators, eq. 7-8: a discriminator sees an image concatenated with that image's own
+  attention map, detached, so it carries no gradient (sec. 3.1.2: "the generated attention map do not guide the
+  training procedure of discriminators"). A generated image carries the map made while generating it, i.e. the
+  map of its source: ``D_N`` sees ``(G^A_N(p), A_N(p))`` and ``D_P`` sees ``(G^A_P(n), A_P(n))``; a real image
+  carries the map that the attention network translating it out of its domain computes on it: ``D_N`` sees
+  ``(n, A_P(n))`` and ``D_P`` sees ``(p, A_N(p))``. This is the prose of eq. 7 ("the generated positive images and
+  its corresponding attention mask in generation produce (M^p, p^o) with real positive images and its attention
+  mask (M^n, p)") and AGGAN's attention-guided discriminator; eq. 7-8 name the maps by the domain they translate
+  to (``M^n``: the map of a translation to N, ``A_N(p)``), where sec. 3.1.2 names them by their input
+  (``M^p = A_N(p)``). So within one discriminator the real and the generated image carry maps of different
+  attention networks (``A_P`` and ``A_N`` for ``D_N``), as eq. 7-8 write;
 - least-squares adversarial loss (the CycleGAN code base's default: the paper writes eq. 7-8 with logs);
 - cycle consistency, eq. 10, weighted by ``lambda_cycle``;
 - identity loss ``||G^A_N(n) - n||_1 + ||G^A_P(p) - p||_1`` weighted by ``lambda_identity * lambda_cycle``
@@ -57,7 +65,7 @@ class CycleGANStep(TrainingStep):
         attn_n: attention network of the P -> N translation (``attention="separate"``).
         attn_p: attention network of the N -> P translation.
         attention: ``"none"`` (CycleGAN), ``"separate"`` (UAGGAN, CDA-GAN) or ``"shared"`` (AGGAN).
-        attention_guided: feed the (detached) attention map to the discriminators (eq. 7-8).
+        attention_guided: feed each image's own (detached) attention map to the discriminators (eq. 7-8).
         lambda_cycle: weight of the cycle loss (10 in CycleGAN).
         lambda_identity: identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN; 0 disables it).
         lambda_attention: weight of the attention L1 against the tumour mask (0 disables supervision: "w/o SS").
@@ -165,8 +173,8 @@ class CycleGANStep(TrainingStep):
 
         # generator update (Algorithm 1, lines 3-13), discriminators frozen
         with self.frozen("disc_n", "disc_p"), self.autocast():
-            fake_n, map_p = self.translate(real_p, "n")  # P -> N, attention on the positive
-            fake_p, map_n = self.translate(real_n, "p")  # N -> P
+            fake_n, map_p = self.translate(real_p, "n")  # P -> N, map_p = A_N(p), the map of the positive
+            fake_p, map_n = self.translate(real_n, "p")  # N -> P, map_n = A_P(n), the map of the negative
             rec_p, _ = self.translate(fake_n, "p")
             rec_n, _ = self.translate(fake_p, "n")
             disc_n = self.module("disc_n", frozen=True)
@@ -196,12 +204,13 @@ class CycleGANStep(TrainingStep):
         self.optimise(engine, "generators", g_loss)
         out["loss_g"] = g_loss.item()
 
-        # discriminator update (lines 14-18) on pooled fakes, generators untouched
+        # discriminator update (lines 14-18) on pooled fakes, generators untouched; every image with its own map
+        # (eq. 7-8): a fake with its source's map (pooled together), a real image with the map computed on it
         pooled_n = self.pool_n.query(self._disc_input(fake_n.detach().float(), map_p))
         pooled_p = self.pool_p.query(self._disc_input(fake_p.detach().float(), map_n))
         with self.autocast():
-            d_n = self._disc_loss("disc_n", self._disc_input(real_n, map_p), pooled_n)
-            d_p = self._disc_loss("disc_p", self._disc_input(real_p, map_n), pooled_p)
+            d_n = self._disc_loss("disc_n", self._disc_input(real_n, map_n), pooled_n)
+            d_p = self._disc_loss("disc_p", self._disc_input(real_p, map_p), pooled_p)
         self.optimise(engine, "discriminators", d_n + d_p)
         out["loss_d_n"], out["loss_d_p"] = d_n.item(), d_p.item()
         return out

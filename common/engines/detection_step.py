@@ -63,7 +63,9 @@ class DetectionStep(TrainingStep):
     """One SGD step of a detector returning a dict of losses (their sum is optimised).
 
     The learning-rate scheduler is stepped once per iteration (the thesis gives its schedule in steps), not per
-    epoch; its state is checkpointed with the network and the optimiser, so a resumed run continues the schedule.
+    epoch, by the trainer (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`); its state is checkpointed
+    with the network and the optimiser, so a resumed run continues the schedule. The reported ``lr`` is the
+    learning rate of this iteration's update.
 
     Args:
         network: the detector (``forward(images, targets) -> dict of losses`` in training mode).
@@ -95,12 +97,10 @@ class DetectionStep(TrainingStep):
             amp=amp,
             amp_dtype=amp_dtype,
             image_key=image_key,
+            scheduler_interval="iteration",
         )
         self.box_key = box_key
         self.label_key = label_key
-
-    def on_epoch_completed(self, engine: Any) -> None:
-        """Schedulers are stepped per iteration in :meth:`__call__`."""
 
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
         network = self.networks["network"]
@@ -112,8 +112,6 @@ class DetectionStep(TrainingStep):
         loss = sum(losses.values())
         self.check_finite(engine, {"detection": loss, **losses})
         self.optimise(engine, "network", loss)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["loss"] = float(loss.detach())
         out["lr"] = float(self.optimizers["network"].param_groups[0]["lr"])

@@ -1,7 +1,8 @@
 """Noise-to-image GAN training step: DCGAN and WGAN (Han thesis, sec. 3.2.2), and WGAN-GP/LSGAN/hinge variants.
 
 One iteration performs one discriminator (critic) update on a fresh real batch; every ``n_critic``-th
-iteration also performs one generator update. WGAN (Arjovsky et al. 2017, Algorithm 1): ``loss="wgan"``,
+iteration also performs one generator update (the shared sequence of
+:meth:`~common.engines.TrainingStep.adversarial_iteration`). WGAN (Arjovsky et al. 2017, Algorithm 1): ``loss="wgan"``,
 ``n_critic=5``, ``clip_value=0.01``, RMSprop 5e-5 (sec. 3.2.2). WGAN-GP (Gulrajani et al. 2017):
 ``loss="wgan"``, ``gp_weight=10`` and no clipping. DCGAN: ``loss="bce"``, ``n_critic=1``.
 """
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from common.losses import AdversarialLoss, gradient_penalty
+from common.losses import AdversarialLoss
 
 from .step import TrainingStep
 
@@ -39,7 +40,7 @@ class GANStep(TrainingStep):
         real_label: target of real samples for ``bce``/``lsgan`` (e.g. 0.9 for one-sided label smoothing).
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
         image_key: key of the real images in the batch.
-        schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
+        schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``, stepped per epoch.
     """
 
     def __init__(
@@ -84,36 +85,13 @@ class GANStep(TrainingStep):
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
         real = self.images(batchdata)
         batch_size = real.shape[0]
-        generator, discriminator = self.networks["generator"], self.networks["discriminator"]
-        out: dict[str, float] = {}
-
-        # discriminator / critic update
-        with torch.no_grad(), self.autocast():
-            fake = self.module("generator", frozen=True)(self.sample_latent(batch_size)).float()
-        with self.autocast():  # the fakes were made without gradients: nothing reaches the generator here
-            d_real, d_fake = discriminator(real), discriminator(fake)
-            d_loss = self.adversarial(d_real, True) + self.adversarial(d_fake, False)
-            adv_d = d_loss.detach()
-            if self.drift_weight > 0:
-                d_loss = d_loss + self.drift_weight * d_real.float().pow(2).mean()
-        if self.gp_weight > 0:
-            penalty = gradient_penalty(discriminator, real, fake)
-            d_loss = d_loss + self.gp_weight * penalty
-            out["gradient_penalty"] = penalty.item()
-        self.optimise(engine, "discriminator", d_loss)
-        if self.clip_value is not None:
-            self.clip_weights("discriminator", self.clip_value)
-        out["loss_d"] = d_loss.item()
-        if self.adversarial.criterion == "wgan":
-            out["wasserstein_estimate"] = -adv_d.item()
-
-        # generator update every n_critic iterations
-        if self.generator_turn(engine):
-            with self.frozen("discriminator"), self.autocast():
-                fake = generator(self.sample_latent(batch_size))
-                g_loss = self.adversarial(
-                    self.module("discriminator", frozen=True)(fake), True, for_discriminator=False
-                )
-            self.optimise(engine, "generator", g_loss)
-            out["loss_g"] = g_loss.item()
-        return out
+        return self.adversarial_iteration(
+            engine,
+            real,
+            generate=lambda net: net(self.sample_latent(batch_size)),
+            discriminate=lambda net, x: net(x),
+            adversarial=self.adversarial,
+            gp_weight=self.gp_weight,
+            drift_weight=self.drift_weight,
+            clip_value=self.clip_value,
+        )

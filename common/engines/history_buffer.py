@@ -3,8 +3,8 @@
 The discriminator of SimGAN is updated on mini-batches of which one half comes from the current refiner and the
 other half from a buffer of images refined by earlier refiners; after each discriminator update, half a batch of
 randomly chosen buffer entries is replaced by newly refined images. This differs from CycleGAN's
-:class:`~common.engines.ImagePool` (a per-sample coin flip between a new and a stored image, stored images swapped
-out when returned), hence this separate class.
+:class:`~common.engines.ImagePool` (Zhu et al. 2017, sec. 4: each new image is returned itself or, with
+probability 1/2, swapped for a stored one, so a batch has no fixed share of old images), hence this separate class.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ __all__ = ["HistoryBuffer"]
 
 
 class HistoryBuffer:
-    """A fixed-size buffer of past refined images.
+    """A buffer of up to ``buffer_size`` past refined images (SimGAN's discriminator history).
 
-    :meth:`mix` builds a discriminator batch from new images: once the buffer holds at least ``B // 2`` images,
-    ``B // 2`` of them (drawn without replacement) replace the second half of the batch; before that the batch is
-    the new images only. :meth:`push` then stores new images: appended while the buffer is not full, afterwards
-    ``B // 2`` random new images overwrite ``B // 2`` random buffer entries. :meth:`mix_and_push` does both in
-    this order, so the returned history images were always refined at earlier iterations.
+    :meth:`mix` builds a discriminator batch from ``B`` new images: once the buffer holds at least ``B // 2``
+    images, ``B // 2`` of them (drawn uniformly without replacement) replace the second half of the batch, so the
+    batch always has ``B - B // 2`` new and ``B // 2`` stored images; before that the batch is the new images only.
+    :meth:`push` then stores new images: appended (up to the capacity; the rest of that batch is dropped) while the
+    buffer is not full, afterwards ``max(B // 2, 1)`` randomly chosen new images overwrite as many random buffer
+    entries. :meth:`mix_and_push` does both in this order, so the returned history images were always refined at
+    earlier iterations. The buffer is part of the training state (:meth:`state_dict`).
 
     Args:
         buffer_size: capacity (``0`` disables the buffer: :meth:`mix` returns the new images).

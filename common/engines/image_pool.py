@@ -1,8 +1,14 @@
-"""History buffer of generated images for discriminator updates (Shrivastava et al. 2017, sec. 2.3).
+"""CycleGAN's image pool of generated images for discriminator updates (Zhu et al. 2017, sec. 4).
 
-CycleGAN (Zhu et al. 2017, sec. 4) and the methods built on it (UAGGAN, AGGAN, CDA-GAN) update their
-discriminators with a buffer of the 50 last generated images rather than only the newest ones; SimGAN's refiner
-training uses the same kind of buffer.
+CycleGAN and the methods built on it (UAGGAN, AGGAN, CDA-GAN) update their discriminators with a history of
+generated images rather than only the newest ones, to reduce oscillation; the idea is Shrivastava et al.'s (2017,
+sec. 2.3), whose own scheme for SimGAN differs and is :class:`~common.engines.HistoryBuffer`:
+
+- :class:`ImagePool` (CycleGAN): up to 50 stored images; each new image is returned as it is or, with
+  probability 1/2, swapped for a uniformly drawn stored image, which it replaces in the pool. The returned batch
+  has the size of the new one and no fixed share of old images.
+- :class:`~common.engines.HistoryBuffer` (SimGAN): half of every discriminator batch is drawn from the buffer, and
+  half a batch of random buffer entries is then overwritten by new images.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ __all__ = ["ImagePool"]
 
 
 class ImagePool:
-    """A buffer of up to ``pool_size`` past samples.
+    """A pool of up to ``pool_size`` past generated samples (CycleGAN's discriminator history).
 
-    :meth:`query` returns a batch of the same size as its input: while the buffer fills, the new samples
-    themselves; afterwards each sample is, with probability 1/2, the new one, or a stored one (returned and
-    replaced by the new one). ``pool_size=0`` disables the buffer.
+    :meth:`query` exchanges a batch with the pool sample by sample and returns a batch of the same size: while the
+    pool holds fewer than ``pool_size`` samples, each new sample is stored and returned itself; once it is full,
+    each new sample is, with probability 1/2, returned itself (the pool unchanged), or else stored in place of a
+    uniformly drawn stored sample, which is returned instead. ``pool_size=0`` disables the pool (the new samples
+    are returned). The pool is part of the training state (:meth:`state_dict`).
 
     Args:
-        pool_size: capacity of the buffer (50 in CycleGAN).
-        seed: seed of the buffer's own random generator (the global RNG is not used).
+        pool_size: capacity of the pool (50 in CycleGAN).
+        seed: seed of the pool's own random generator (the global RNG is not used).
     """
 
     def __init__(self, pool_size: int = 50, seed: int = 0) -> None:
@@ -36,13 +44,13 @@ class ImagePool:
 
     @torch.no_grad()
     def query(self, images: torch.Tensor) -> torch.Tensor:
-        """Exchange a batch ``(B, C, *spatial)`` with the buffer; the result is detached.
+        """Exchange a batch ``(B, C, *spatial)`` with the pool; the result is detached.
 
         Args:
             images: newly generated samples.
 
         Returns:
-            A batch of the same shape, mixing new and stored samples.
+            A batch of the same shape ``(B, C, *spatial)``: each sample either the new one or one stored earlier.
         """
         images = images.detach()
         if self.pool_size == 0:
@@ -62,7 +70,7 @@ class ImagePool:
         return torch.cat(out, 0)
 
     def state_dict(self) -> dict:
-        """The buffer's content and random state, so that a resumed run continues with the same history."""
+        """The pool's content and random state, so that a resumed run continues with the same history."""
         stacked = torch.cat(self.images, 0).cpu() if self.images else torch.empty(0)
         return {"pool_size": self.pool_size, "images": stacked, "rng_state": self.generator.get_state()}
 

@@ -9,7 +9,8 @@ One iteration on a batch of VOIs (``image``: the noise-boxed VOI with 6 tiled co
    VOI, synthetic VOI), with the halved least-squares loss of pix2pix; every ``label_flip_every``-th iteration the
    real/synthetic targets are swapped ("flip real/synthetic labels once in three times for robustness");
 3. the nodule discriminator ``D2`` (WGAN-GP) is updated on the real and synthetic ``32^3`` nodules with their
-   conditions, plus ``gp_weight`` (10) times the gradient penalty;
+   conditions, plus ``gp_weight`` (10) times the gradient penalty (the shared
+   :meth:`~common.engines.TrainingStep.critic_update`; ``gp_weight=0`` skips the penalty);
 4. every ``n_critic``-th iteration the generator is updated with
    ``L_LSGAN(G, D1) + L_WGAN-GP(G, D2) [+ lambda_l1 * L_l1(G)]`` (eq. 1; eq. 2 with ``lambda_l1 = 100``), the l1
    term being the mean absolute difference between the synthetic and the real nodule box.
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from common.losses import AdversarialLoss, gradient_penalty
+from common.losses import AdversarialLoss
 
 from .step import TrainingStep
 
@@ -145,31 +146,43 @@ class MCGANStep(TrainingStep):
         self.optimise(engine, "context_discriminator", c_loss)
         out["loss_context_d"] = c_loss.item()
 
-        fake_nodule = fake[box]
-        with self.autocast():
-            n_adv = self.wgan(d2(real_nodule, cond), True) + self.wgan(d2(fake_nodule, cond), False)
-        penalty = gradient_penalty(d2, real_nodule, fake_nodule, cond)
-        n_loss = n_adv + self.gp_weight * penalty
-        self.optimise(engine, "nodule_discriminator", n_loss)
-        out["loss_nodule_d"] = n_loss.item()
-        out["wasserstein_estimate"] = -n_adv.item()
-        out["gradient_penalty"] = penalty.item()
+        nodule = self.critic_update(
+            engine,
+            "nodule_discriminator",
+            lambda v: d2(v, cond),
+            real_nodule,
+            fake[box],
+            self.wgan,
+            gp_weight=self.gp_weight,
+        )
+        out["loss_nodule_d"] = nodule.total.item()
+        out["wasserstein_estimate"] = -nodule.adversarial.item()
+        if nodule.penalty is not None:
+            out["gradient_penalty"] = nodule.penalty.item()
 
-        # generator update (eq. 1, or eq. 2 with lambda_l1 > 0)
+        # generator update (eq. 1, or eq. 2 with lambda_l1 > 0), both discriminators frozen
         if self.generator_turn(engine):
-            with self.frozen("context_discriminator", "nodule_discriminator"), self.autocast():
-                fake = self.composite(self.networks["generator"](x).float(), real)
-                g_context = self.lsgan(self.module("context_discriminator", True)(noisy, fake), True, False)
-                g_nodule = self.wgan(self.module("nodule_discriminator", True)(fake[box], cond), True, False)
-                g_loss = self.lambda_context * g_context + self.lambda_nodule * g_nodule
+            terms: dict[str, torch.Tensor] = {}
+
+            def generator_loss() -> torch.Tensor:
+                terms["fake"] = fake = self.composite(self.networks["generator"](x).float(), real)
+                terms["g_context"] = self.lsgan(self.module("context_discriminator", True)(noisy, fake), True, False)
+                terms["g_nodule"] = self.wgan(self.module("nodule_discriminator", True)(fake[box], cond), True, False)
+                loss = self.lambda_context * terms["g_context"] + self.lambda_nodule * terms["g_nodule"]
                 if self.lambda_l1 > 0:
-                    l1 = (fake[box] - real_nodule).abs().mean()
-                    g_loss = g_loss + self.lambda_l1 * l1
-                    out["loss_l1"] = l1.item()
-            self.optimise(engine, "generator", g_loss)
+                    terms["l1"] = (fake[box] - real_nodule).abs().mean()
+                    loss = loss + self.lambda_l1 * terms["l1"]
+                return loss
+
+            g_loss = self.generator_update(
+                engine, "generator", generator_loss, ("context_discriminator", "nodule_discriminator")
+            )
+            if "l1" in terms:
+                out["loss_l1"] = terms["l1"].item()
             out["loss_g"] = g_loss.item()
-            out["loss_g_context"] = g_context.item()
-            out["loss_g_nodule"] = g_nodule.item()
+            out["loss_g_context"] = terms["g_context"].item()
+            out["loss_g_nodule"] = terms["g_nodule"].item()
+            fake = terms["fake"]  # the sample grid shows the generator's latest output
         n = min(4, real.shape[0])
         self.last_samples = torch.cat([noisy[:n], fake[:n], real[:n]]).detach().float().cpu()
         return out

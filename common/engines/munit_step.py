@@ -50,7 +50,8 @@ class MUNITStep(TrainingStep):
         loss: adversarial criterion (``"lsgan"``).
         domain_a_key / domain_b_key: batch keys of the domain A (synthetic) and domain B (real) images.
         schedulers: learning-rate schedulers, keys ``"generator"``/``"discriminators"``.
-        scheduler_interval: ``"iteration"`` (the thesis' step-based halving) or ``"epoch"``.
+        scheduler_interval: ``"iteration"`` (the thesis' step-based halving) or ``"epoch"``; the trainer steps the
+            schedulers (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
     """
 
@@ -74,8 +75,6 @@ class MUNITStep(TrainingStep):
         amp: bool = False,
         amp_dtype: str = "bfloat16",
     ) -> None:
-        if scheduler_interval not in ("epoch", "iteration"):
-            raise ValueError(f"scheduler_interval must be 'epoch' or 'iteration', got {scheduler_interval!r}.")
         super().__init__(
             networks={"generator": generator, "dis_a": dis_a, "dis_b": dis_b},
             optimizers={"generator": g_optimizer, "discriminators": d_optimizer},
@@ -85,17 +84,13 @@ class MUNITStep(TrainingStep):
             amp_dtype=amp_dtype,
             image_key=domain_a_key,
             optimizer_networks={"generator": ["generator"], "discriminators": ["dis_a", "dis_b"]},
+            scheduler_interval=scheduler_interval,
         )
         self.lambda_x, self.lambda_c, self.lambda_s = float(lambda_x), float(lambda_c), float(lambda_s)
         self.lambda_cycle = float(lambda_cycle)
         self.adversarial = AdversarialLoss(loss)
         self.domain_a_key, self.domain_b_key = domain_a_key, domain_b_key
-        self.scheduler_interval = scheduler_interval
         self.style_dim = int(unwrap(generator).style_dim)
-
-    def on_epoch_completed(self, engine: Any) -> None:
-        if self.scheduler_interval == "epoch":
-            super().on_epoch_completed(engine)
 
     def sample_style(self, batch_size: int) -> torch.Tensor:
         """Style codes ``(batch_size, style_dim)`` from ``N(0, I)``."""
@@ -154,7 +149,4 @@ class MUNITStep(TrainingStep):
             loss_recon_c=recon_c.item(),
             loss_recon_s=recon_s.item(),
         )
-        if self.scheduler_interval == "iteration":
-            for scheduler in self.schedulers.values():
-                scheduler.step()
         return out

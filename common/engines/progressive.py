@@ -13,36 +13,29 @@ for PGGAN (sec. 4.2.2: WGAN-GP, Adam 1e-3, batch 16) and CPGGAN (sec. 5.2.2: WGA
   generator update per iteration at the schedule's stage and ``alpha``; real images are resized to the stage's
   resolution (area averaging) and, during a fade-in, blended with their up-sampled half-resolution version as in
   Karras et al. (the discriminator then sees the same transition as the generator's output).
-- :class:`DetectionDatalistWriter`: the synthetic-datalist writer for generated images with bounding boxes (CPGGAN
-  synthesis: ``box``/``box_label`` per entry).
 
-The trainer is :class:`common.engines.AdversarialTrainer` with one epoch of ``schedule.total_iterations``
+The trainer is :class:`common.engines.StepTrainer` with one epoch of ``schedule.total_iterations``
 iterations, so checkpoints, resume and the other ignite handlers work unchanged.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
-from common.handlers.synthetic_export import SyntheticDatalistWriter
-from common.losses import AdversarialLoss, gradient_penalty
+from common.losses import AdversarialLoss
+from common.utils import get_rank, get_world_size
 
 from .step import TrainingStep, unwrap
 
 __all__ = [
-    "BoxPlacementEvaluation",
-    "box_placement_statistics",
-    "DetectionDatalistWriter",
     "ProgressiveBatchSampler",
     "ProgressiveGANStep",
     "ProgressiveSchedule",
@@ -216,8 +209,9 @@ class ProgressiveBatchSampler(Sampler):
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
             order = list(range(self.num_samples))
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            order = order[dist.get_rank() :: dist.get_world_size()] or order[:1]
+        world = get_world_size()
+        if world > 1:
+            order = order[get_rank() :: world] or order[:1]
         return order
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -237,7 +231,8 @@ class ProgressiveGANStep(TrainingStep):
 
     Critic loss ``E[D(G(z))] - E[D(x)] + gp_weight * GP + drift_weight * E[D(x)^2]`` (Karras et al., appendix A.1:
     ``lambda = 10``, ``eps_drift = 0.001``); generator loss ``-E[D(G(z))]``. With ``condition_key`` the batch's
-    condition images are given to both networks (CPGGAN, Han thesis sec. 5.2.2).
+    condition images are given to both networks (CPGGAN, Han thesis sec. 5.2.2). The critic and generator updates
+    are the shared sequence of :meth:`~common.engines.TrainingStep.adversarial_iteration`.
 
     Args:
         generator: :class:`~common.networks.ProgressiveGenerator`.
@@ -340,149 +335,17 @@ class ProgressiveGANStep(TrainingStep):
         cond = self.images(batchdata, self.condition_key)[: real.shape[0]] if self.condition_key else None
         real = self.real_at_stage(real, res, alpha)
         n = real.shape[0]
-        generator, discriminator = self.networks["generator"], self.networks["discriminator"]
-        out: dict[str, float] = {}
-
-        with torch.no_grad(), self.autocast():
-            fake = self.module("generator", frozen=True)(self.sample_latent(n), cond, stage, alpha).float()
-        with self.autocast():
-            d_real = discriminator(real, cond, stage, alpha)
-            d_fake = discriminator(fake, cond, stage, alpha)
-            adv = self.adversarial(d_real, True) + self.adversarial(d_fake, False)
-            d_loss = adv + self.drift_weight * d_real.float().pow(2).mean()
-        if self.gp_weight > 0:
-            critic_args = (cond,) if cond is not None else ()
-            penalty = gradient_penalty(
-                lambda x, *c: discriminator(x, c[0] if c else None, stage, alpha), real, fake, *critic_args
-            )
-            d_loss = d_loss + self.gp_weight * penalty
-            out["gradient_penalty"] = penalty.item()
-        self.optimise(engine, "discriminator", d_loss)
-        out["loss_d"] = d_loss.item()
-        out["wasserstein_estimate"] = -adv.item()
-
-        if self.generator_turn(engine):
-            with self.frozen("discriminator"), self.autocast():
-                fake = generator(self.sample_latent(n), cond, stage, alpha)
-                g_loss = self.adversarial(
-                    self.module("discriminator", frozen=True)(fake, cond, stage, alpha), True, for_discriminator=False
-                )
-            self.optimise(engine, "generator", g_loss)
-            out["loss_g"] = g_loss.item()
+        out = self.adversarial_iteration(
+            engine,
+            real,
+            generate=lambda net: net(self.sample_latent(n), cond, stage, alpha),
+            discriminate=lambda net, x: net(x, cond, stage, alpha),
+            adversarial=self.adversarial,
+            gp_weight=self.gp_weight,
+            drift_weight=self.drift_weight,
+        )
 
         self.schedule.iteration = engine.state.iteration
         out.update({"stage": float(stage), "alpha": alpha, "resolution": float(res)})
         out["images_shown"] = float(pos["images_shown"] + n)
         return out
-
-
-class DetectionDatalistWriter(SyntheticDatalistWriter):
-    """:class:`~common.handlers.SyntheticDatalistWriter` for generated images with bounding boxes.
-
-    Variable-length box lists do not survive batch collation, so the batch carries them as JSON strings under
-    ``json_key`` (``{"box": [[x1, y1, x2, y2], ...], "box_label": [...], ...}``); each entry gets the decoded items.
-    All other arguments are those of :class:`~common.handlers.SyntheticDatalistWriter`.
-
-    Args:
-        json_key: batch key of the per-sample JSON string.
-        kwargs: passed to :class:`~common.handlers.SyntheticDatalistWriter`.
-    """
-
-    def __init__(self, json_key: str = "boxes_json", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.json_key = json_key
-
-    def write_sample(self, sample: Mapping) -> dict:
-        entry = super().write_sample(sample)
-        entry.update(json.loads(str(self._lookup(sample, self.json_key))))
-        entry.update(dict(self.extra_entry))  # constant items keep precedence, as in the parent
-        return entry
-
-
-@torch.no_grad()
-def box_placement_statistics(
-    generator: nn.Module, conditions: torch.Tensor, latents: torch.Tensor, batch_size: int = 16
-) -> dict[str, float]:
-    """Where a conditional generator puts what its boxes ask for (CPGGAN, sec. 5.2.2 and 5.3.1).
-
-    For each latent ``z`` and conditioning image ``c`` the change ``|G(z, c) - G(z, 0)|`` against the lesion-free
-    baseline (the same latent with an all-black condition) is averaged inside the boxes (``c > 0.5``) and outside;
-    a generator that places lesions in the boxes changes the image inside them more than outside.
-
-    Args:
-        generator: conditional generator called as ``generator(z, c)`` (last stage).
-        conditions: ``(N, 1, *spatial)`` conditioning images.
-        latents: ``(N, latent_size)``.
-        batch_size: samples per forward pass.
-
-    Returns:
-        ``{"box_change_inside", "box_change_outside", "box_change_ratio"}`` (means over the samples with boxes).
-    """
-    was_training = generator.training
-    generator.eval()
-    device = next(generator.parameters()).device
-    inside, outside = [], []
-    for i in range(0, conditions.shape[0], batch_size):
-        c = conditions[i : i + batch_size].to(device).float()
-        z = latents[i : i + batch_size].to(device).float()
-        change = (generator(z, c) - generator(z, torch.zeros_like(c))).abs().mean(dim=1, keepdim=True)
-        mask = F.interpolate(c, size=list(change.shape[2:]), mode="area") > 0.5
-        for m, d in zip(mask, change):
-            if m.any() and (~m).any():
-                inside.append(d[m].mean().item())
-                outside.append(d[~m].mean().item())
-    generator.train(was_training)
-    if not inside:
-        raise ValueError("no condition image has both box and background voxels.")
-    mean_in, mean_out = sum(inside) / len(inside), sum(outside) / len(outside)
-    return {
-        "box_change_inside": mean_in,
-        "box_change_outside": mean_out,
-        "box_change_ratio": mean_in / max(mean_out, 1e-12),
-    }
-
-
-class BoxPlacementEvaluation:
-    """Lesion placement statistic of a CPGGAN, merged into a metrics JSON file (see :func:`box_placement_statistics`).
-
-    Args:
-        generator: the conditional generator (weights loaded from ``checkpoint``).
-        checkpoint: the generator's ``state_dict`` file (``models/model.pt``).
-        samples: per-sample dicts with ``condition`` and ``latent`` (:func:`common.transforms.condition_samples`).
-        output_file: JSON file whose content (if any) is kept and extended with the statistic.
-        device: evaluation device.
-    """
-
-    def __init__(
-        self,
-        generator: nn.Module,
-        checkpoint: str,
-        samples: Sequence[Mapping[str, Any]],
-        output_file: str,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        self.generator = generator
-        self.checkpoint = checkpoint
-        self.samples = samples
-        self.output_file = output_file
-        self.device = torch.device(device)
-
-    def run(self) -> dict[str, float]:
-        import os
-
-        from common.handlers.utils import atomic_write_json
-
-        gen = unwrap(self.generator).to(self.device)
-        gen.load_state_dict(torch.load(self.checkpoint, map_location=self.device, weights_only=True))
-        conditions = torch.stack([torch.as_tensor(s["condition"]) for s in self.samples])
-        latents = torch.stack([torch.as_tensor(s["latent"]) for s in self.samples])
-        stats = box_placement_statistics(gen, conditions, latents)
-        results = {}
-        if os.path.isfile(self.output_file):
-            with open(self.output_file) as f:
-                results = json.load(f)
-        results.update(stats)
-        atomic_write_json(results, self.output_file)
-        for k, v in stats.items():
-            print(f"{k:20s}| {v:.6g}")
-        return stats

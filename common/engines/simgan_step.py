@@ -35,8 +35,6 @@ from .step import TrainingStep
 
 __all__ = ["SimGANStep"]
 
-SCHEDULER_INTERVALS = ("epoch", "iteration")
-
 
 class SimGANStep(TrainingStep):
     """Training step of SimGAN.
@@ -56,7 +54,7 @@ class SimGANStep(TrainingStep):
         synthetic_key / real_key: batch keys of the synthetic and the real images.
         schedulers: learning-rate schedulers, keys ``"refiner"``/``"discriminator"``.
         scheduler_interval: step the schedulers every ``"iteration"`` (the thesis' step-based schedule) or
-            ``"epoch"``.
+            ``"epoch"``; the trainer steps them (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
         seed: seed of the history buffer.
     """
@@ -82,8 +80,6 @@ class SimGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         seed: int = 0,
     ) -> None:
-        if scheduler_interval not in SCHEDULER_INTERVALS:
-            raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {scheduler_interval!r}.")
         if k_g < 1:
             raise ValueError(f"k_g must be >= 1, got {k_g}.")
         if pretrain_refiner_steps < 0 or pretrain_discriminator_steps < 0:
@@ -96,6 +92,7 @@ class SimGANStep(TrainingStep):
             amp=amp,
             amp_dtype=amp_dtype,
             image_key=synthetic_key,
+            scheduler_interval=scheduler_interval,
         )
         self.lambda_reg = float(lambda_reg)
         self.k_g = int(k_g)
@@ -104,16 +101,11 @@ class SimGANStep(TrainingStep):
         self.adversarial = AdversarialLoss(loss)
         self.buffer = HistoryBuffer(buffer_size, seed=seed)
         self.synthetic_key, self.real_key = synthetic_key, real_key
-        self.scheduler_interval = scheduler_interval
 
     def state_objects(self) -> dict[str, Any]:
         objects = super().state_objects()
         objects["history_buffer"] = self.buffer
         return objects
-
-    def on_epoch_completed(self, engine: Any) -> None:
-        if self.scheduler_interval == "epoch":
-            super().on_epoch_completed(engine)
 
     def phase(self, iteration: int) -> str:
         """``"pretrain_refiner"``, ``"pretrain_discriminator"`` or ``"adversarial"`` for a 1-based iteration."""
@@ -164,8 +156,4 @@ class SimGANStep(TrainingStep):
                 d_loss = d_real + d_fake
             self.optimise(engine, "discriminator", d_loss)
             out["loss_d"], out["loss_d_real"], out["loss_d_refined"] = d_loss.item(), d_real.item(), d_fake.item()
-
-        if self.scheduler_interval == "iteration":
-            for scheduler in self.schedulers.values():
-                scheduler.step()
         return out

@@ -1,4 +1,4 @@
-"""Training-step objects for :class:`common.engines.AdversarialTrainer`.
+"""Training-step objects for :class:`common.engines.StepTrainer`.
 
 The engine owns the loop (data, events, checkpoints, handlers); a step object owns one method's maths
 (``__call__(engine, batchdata) -> dict`` of scalar losses). The helpers that every adversarial method needs
@@ -10,7 +10,11 @@ live here once, not in each method:
   Algorithm 1 of Arjovsky et al. 2017: the generator is updated on every ``n_critic``-th iteration);
 - freezing a network during the other's update (``requires_grad=False`` and, under DDP, calling the
   unwrapped module so that the frozen network's reducer never waits for gradients);
-- weight clipping (WGAN);
+- the critic update (adversarial loss on real and generated samples, drift term, gradient penalty, weight
+  clipping) and the generator update with the critic frozen, and the whole noise-to-image iteration built from
+  them (:meth:`TrainingStep.adversarial_iteration`), shared by the GAN, progressive GAN and MCGAN steps;
+- learning-rate schedulers stepped per epoch or per iteration by MONAI's
+  :class:`~monai.handlers.LrScheduleHandler` (:meth:`TrainingStep.lr_schedule_handlers`, attached by the trainer);
 - distributed data parallelism without a DDP wrapper: after each backward the step averages the updated
   network's gradients over ranks (``all_reduce``). Adversarial steps run several forwards per backward
   (discriminator on real, then on fake) and freeze one network during the other's update, which DDP's reducer
@@ -21,16 +25,23 @@ live here once, not in each method:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from monai.handlers import LrScheduleHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-__all__ = ["DivergenceError", "TrainingStep", "unwrap"]
+from common.losses import AdversarialLoss, gradient_penalty
+from common.utils import get_world_size
+
+__all__ = ["SCHEDULER_INTERVALS", "CriticLosses", "DivergenceError", "TrainingStep", "unwrap"]
+
+SCHEDULER_INTERVALS = ("epoch", "iteration")
 
 _AMP_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -44,6 +55,20 @@ def unwrap(network: nn.Module) -> nn.Module:
     return network.module if isinstance(network, (DataParallel, DistributedDataParallel)) else network
 
 
+class CriticLosses(NamedTuple):
+    """The losses of one critic (discriminator) update, see :meth:`TrainingStep.critic_update`.
+
+    Attributes:
+        total: the optimised scalar loss (adversarial + drift + weighted gradient penalty).
+        adversarial: the adversarial part alone, detached (its negative is the WGAN's Wasserstein estimate).
+        penalty: the gradient penalty before weighting, or ``None`` when ``gp_weight`` is 0.
+    """
+
+    total: torch.Tensor
+    adversarial: torch.Tensor
+    penalty: torch.Tensor | None
+
+
 class TrainingStep:
     """Base class of per-method training steps.
 
@@ -51,7 +76,8 @@ class TrainingStep:
         networks: the trained networks by name, e.g. ``{"generator": G, "discriminator": D}``.
         optimizers: one optimiser per network name that is updated.
         device: the training device.
-        schedulers: optional learning-rate schedulers by name; stepped at every epoch end by the trainer.
+        schedulers: optional learning-rate schedulers by name (saved in checkpoints); the trainer steps them with
+            MONAI's ``LrScheduleHandler`` every ``scheduler_interval`` (see :meth:`lr_schedule_handlers`).
         amp: enable mixed precision (``torch.autocast`` with ``amp_dtype`` on the device type).
         amp_dtype: ``"bfloat16"`` (default; CPU and recent GPUs) or ``"float16"`` (CUDA, with gradient scaling).
         n_critic: discriminator updates per generator update.
@@ -59,6 +85,8 @@ class TrainingStep:
         optimizer_networks: which networks each optimiser updates, e.g.
             ``{"generators": ["gen_n", "gen_p", "attn_n", "attn_p"], "discriminators": ["disc_n", "disc_p"]}``
             (CycleGAN updates both generators with one Adam); default: the network of the optimiser's own name.
+        scheduler_interval: step the schedulers at every ``"epoch"`` end (default) or every ``"iteration"`` (the
+            papers that give their schedules in steps: MUNIT, SimGAN, the detector).
     """
 
     def __init__(
@@ -72,6 +100,7 @@ class TrainingStep:
         n_critic: int = 1,
         image_key: str = "image",
         optimizer_networks: Mapping[str, Sequence[str]] | None = None,
+        scheduler_interval: str = "epoch",
     ) -> None:
         groups = {k: list((optimizer_networks or {}).get(k, [k])) for k in optimizers}
         missing = sorted({n for names in groups.values() for n in names if n not in networks})
@@ -81,10 +110,13 @@ class TrainingStep:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
         if amp_dtype not in _AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {list(_AMP_DTYPES)}, got '{amp_dtype}'.")
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {scheduler_interval!r}.")
         self.networks = dict(networks)
         self.optimizers = dict(optimizers)
         self.optimizer_networks = groups
         self.schedulers = dict(schedulers or {})
+        self.scheduler_interval = scheduler_interval
         self.device = torch.device(device)
         self.amp = bool(amp)
         self.amp_dtype = _AMP_DTYPES[amp_dtype]
@@ -105,10 +137,15 @@ class TrainingStep:
         objects.update({f"scaler_{k}": v for k, v in self.scalers.items()})
         return objects
 
-    def on_epoch_completed(self, engine: Any) -> None:
-        """Step the learning-rate schedulers once per epoch."""
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+    def lr_schedule_handlers(self) -> list[LrScheduleHandler]:
+        """One MONAI ``LrScheduleHandler`` per scheduler, stepping it every ``scheduler_interval``.
+
+        The trainer attaches them before any other handler, so that a checkpoint written at the same event holds
+        the stepped schedulers and a resumed run continues the schedule exactly (the schedulers' states are part
+        of :meth:`state_objects`; the handlers hold no state of their own).
+        """
+        epoch_level = self.scheduler_interval == "epoch"
+        return [LrScheduleHandler(s, print_lr=False, epoch_level=epoch_level) for s in self.schedulers.values()]
 
     # ----------------------------------------------------------------- helpers
     def autocast(self) -> Any:
@@ -172,9 +209,9 @@ class TrainingStep:
     @torch.no_grad()
     def sync_gradients(self, name: str) -> None:
         """Average the gradients of the networks of optimiser ``name`` over all ranks (no-op when not distributed)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        world = get_world_size()
+        if world == 1:
             return
-        world = dist.get_world_size()
         params = [p for net in self.optimizer_networks[name] for p in self.networks[net].parameters()]
         for p in params:
             if p.grad is not None:
@@ -184,7 +221,7 @@ class TrainingStep:
     @torch.no_grad()
     def broadcast_parameters(self, src: int = 0) -> None:
         """Copy rank ``src``'s parameters and buffers of every network to all ranks (no-op when not distributed)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if get_world_size() == 1:
             return
         for net in self.networks.values():
             for t in list(net.parameters()) + list(net.buffers()):
@@ -195,3 +232,129 @@ class TrainingStep:
         """Clamp every parameter of network ``name`` to ``[-clip_value, clip_value]`` (WGAN, Arjovsky 2017)."""
         for p in self.networks[name].parameters():
             p.clamp_(-clip_value, clip_value)
+
+    # ----------------------------------------------------------------- the adversarial skeleton
+    def critic_update(
+        self,
+        engine: Any,
+        name: str,
+        critic: Callable[[torch.Tensor], torch.Tensor],
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        adversarial: AdversarialLoss,
+        gp_weight: float = 0.0,
+        drift_weight: float = 0.0,
+        clip_value: float | None = None,
+    ) -> CriticLosses:
+        """One update of the critic (discriminator) whose optimiser is ``name``.
+
+        Loss ``adversarial(D(real), real) + adversarial(D(fake), fake)`` under autocast, plus the drift term
+        ``drift_weight * E[D(real)^2]`` (Karras et al. 2018, appendix A.1) and ``gp_weight`` times the gradient
+        penalty at random interpolates (Gulrajani et al. 2017, computed in float32); then the optimiser step (with
+        gradient scaling when on) and, with ``clip_value``, WGAN weight clipping (Arjovsky et al. 2017).
+
+        Args:
+            engine: the trainer (for the iteration named in a divergence error).
+            name: the critic's optimiser (and, for clipping, network) name.
+            critic: the critic as a function of the images, ``(B, C, *spatial) -> (B, 1)`` or a patch map (bind
+                conditions, stage or ``alpha`` in it).
+            real: real images ``(B, C, *spatial)``.
+            fake: generated images of the same shape, made without gradients.
+            adversarial: the adversarial criterion.
+            gp_weight: gradient-penalty weight (0: no penalty).
+            drift_weight: drift-term weight (0: off).
+            clip_value: clamp the critic's parameters to ``[-clip_value, clip_value]`` after the step (``None``: off).
+
+        Returns:
+            The :class:`CriticLosses` of the update.
+        """
+        with self.autocast():
+            d_real, d_fake = critic(real), critic(fake)
+            adv = adversarial(d_real, True) + adversarial(d_fake, False)
+            loss = adv
+            if drift_weight > 0:
+                loss = loss + drift_weight * d_real.float().pow(2).mean()
+        penalty = None
+        if gp_weight > 0:
+            penalty = gradient_penalty(critic, real, fake)
+            loss = loss + gp_weight * penalty
+        self.optimise(engine, name, loss)
+        if clip_value is not None:
+            self.clip_weights(name, clip_value)
+        return CriticLosses(loss, adv.detach(), penalty)
+
+    def generator_update(
+        self, engine: Any, name: str, loss_fn: Callable[[], torch.Tensor], frozen: Sequence[str] = ()
+    ) -> torch.Tensor:
+        """One update of optimiser ``name`` with the networks ``frozen`` (the critics) frozen, under autocast.
+
+        Args:
+            engine: the trainer.
+            name: the optimiser to step.
+            loss_fn: computes the scalar loss (called inside the frozen and autocast block; use
+                ``self.module(critic, frozen=True)`` for the critics in it).
+            frozen: the networks whose parameters get no gradient.
+
+        Returns:
+            The loss.
+        """
+        with self.frozen(*frozen), self.autocast():
+            loss = loss_fn()
+        self.optimise(engine, name, loss)
+        return loss
+
+    def adversarial_iteration(
+        self,
+        engine: Any,
+        real: torch.Tensor,
+        generate: Callable[[nn.Module], torch.Tensor],
+        discriminate: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+        adversarial: AdversarialLoss,
+        gp_weight: float = 0.0,
+        drift_weight: float = 0.0,
+        clip_value: float | None = None,
+        generator: str = "generator",
+        discriminator: str = "discriminator",
+    ) -> dict[str, float]:
+        """One iteration of a noise-to-image GAN: a critic update, and a generator update every ``n_critic``-th.
+
+        The sequence: generated images without gradients -> :meth:`critic_update` (adversarial loss, drift,
+        gradient penalty, clipping) -> when :meth:`generator_turn`, new generated images and
+        :meth:`generator_update` with the critic frozen (non-saturating loss, ``-E[D(G(z))]`` for WGAN).
+
+        Args:
+            engine: the trainer.
+            real: real images ``(B, C, *spatial)``.
+            generate: ``generate(net) -> (B, C, *spatial)``: runs the generator ``net`` on freshly drawn latents
+                (and conditions); called once for the critic update and once for the generator update.
+            discriminate: ``discriminate(net, images) -> scores``: runs the critic ``net``.
+            adversarial: the adversarial criterion.
+            gp_weight, drift_weight, clip_value: see :meth:`critic_update`.
+            generator, discriminator: names of the two networks and their optimisers.
+
+        Returns:
+            ``{"gradient_penalty" (with gp_weight > 0), "loss_d", "wasserstein_estimate" (WGAN), "loss_g" (on
+            generator turns)}``.
+        """
+        out: dict[str, float] = {}
+        with torch.no_grad(), self.autocast():
+            fake = generate(self.module(generator, frozen=True)).float()
+        critic = functools.partial(discriminate, self.networks[discriminator])
+        d = self.critic_update(
+            engine, discriminator, critic, real, fake, adversarial, gp_weight, drift_weight, clip_value
+        )
+        if d.penalty is not None:
+            out["gradient_penalty"] = d.penalty.item()
+        out["loss_d"] = d.total.item()
+        if adversarial.criterion == "wgan":
+            out["wasserstein_estimate"] = -d.adversarial.item()
+
+        if self.generator_turn(engine):
+            frozen_critic = self.module(discriminator, frozen=True)
+
+            def generator_loss() -> torch.Tensor:
+                scores = discriminate(frozen_critic, generate(self.networks[generator]))
+                return adversarial(scores, True, for_discriminator=False)
+
+            out["loss_g"] = self.generator_update(engine, generator, generator_loss, (discriminator,)).item()
+        return out

@@ -1,34 +1,40 @@
-"""The adversarial workflow: MONAI's :class:`~monai.engines.Trainer` running a per-method training step."""
+"""The step trainer: MONAI's :class:`~monai.engines.Trainer` running a per-method training step."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Events
 from monai.engines import Trainer
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader
 
+from common.utils import get_rank
+
 from .step import TrainingStep
 
-__all__ = ["AdversarialTrainer", "rank_seed"]
+__all__ = ["AdversarialTrainer", "StepTrainer", "rank_seed"]
 
 
 def rank_seed(seed: int) -> int:
-    """``seed + rank`` under ``torch.distributed`` (each rank draws its own noise and augmentations), else ``seed``."""
-    return int(seed) + (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
+    """``seed + rank`` when running distributed (each rank draws its own noise and augmentations), else ``seed``."""
+    return int(seed) + get_rank()
 
 
-class AdversarialTrainer(Trainer):
+class StepTrainer(Trainer):
     """MONAI ``Trainer`` whose ``iteration_update`` is a :class:`~common.engines.TrainingStep`.
 
     The engine owns the loop, handlers, distributed sampler epochs, checkpoints and resume; the step owns the
     method's maths and returns a dict of scalar losses, which becomes ``engine.state.output`` (logged by MONAI's
-    ``StatsHandler``/``TensorBoardStatsHandler``). Learning-rate schedulers of the step are stepped at every
-    epoch end.
+    ``StatsHandler``/``TensorBoardStatsHandler``). The step's learning-rate schedulers are stepped by MONAI's
+    ``LrScheduleHandler`` at every epoch or iteration end (the step's ``scheduler_interval``), attached before the
+    given handlers so that a checkpoint written at the same event holds the stepped schedulers.
+
+    Unlike :class:`monai.engines.AdversarialTrainer` (one generator and one discriminator, with the losses and the
+    update order fixed by the trainer), any number of networks and optimisers is allowed: the step decides.
 
     Args:
         device: training device.
@@ -66,9 +72,29 @@ class AdversarialTrainer(Trainer):
             amp=False,  # mixed precision is handled by the step (autocast by device type)
             decollate=False,
         )
-        self.add_event_handler(Events.EPOCH_COMPLETED, step.on_epoch_completed)
+        for lr_handler in step.lr_schedule_handlers():
+            lr_handler.attach(self)
         # all ranks start from rank 0's weights (on resume every rank then loads the same checkpoint file)
         self.add_event_handler(Events.STARTED, lambda _: step.broadcast_parameters(0))
-        # handlers are attached after the step's own event so that e.g. a resume loader sees the whole state
+        # handlers are attached after the step's own events so that e.g. a resume loader sees the whole state
         for handler in handlers or ():
             handler.attach(self)
+
+
+class AdversarialTrainer(StepTrainer):
+    """Deprecated alias of :class:`StepTrainer` (the name clashed with :class:`monai.engines.AdversarialTrainer`,
+    which has another contract); it will be removed in the next release.
+
+    Args:
+        args: the arguments of :class:`StepTrainer`.
+        kwargs: the keyword arguments of :class:`StepTrainer`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            "common.engines.AdversarialTrainer is deprecated and will be removed in the next release: "
+            "use common.engines.StepTrainer (same arguments).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)

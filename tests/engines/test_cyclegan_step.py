@@ -1,9 +1,11 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv
 
-from common.engines import AdversarialTrainer, CycleGANStep, ImagePool, LinearDecay, constant_then_linear_decay
+from common.engines import CycleGANStep, ImagePool, LinearDecay, StepTrainer, constant_then_linear_decay
 
 
 class Gen(nn.Module):
@@ -87,7 +89,7 @@ def batches(dims=2, n=2, size=8):
 def test_family_runs_and_updates_all_networks(dims, attention):
     step = make_step(dims, attention)
     before = {k: [p.detach().clone() for p in v.parameters()] for k, v in step.networks.items()}
-    trainer = AdversarialTrainer("cpu", 2, batches(dims), step)
+    trainer = StepTrainer("cpu", 2, batches(dims), step)
     trainer.run()
     out = trainer.state.output
     expected = {"loss_g", "loss_g_adv", "loss_cycle", "loss_identity", "loss_d_n", "loss_d_p"}
@@ -99,12 +101,12 @@ def test_family_runs_and_updates_all_networks(dims, attention):
 
 def test_attention_loss_only_on_positive_to_negative_and_needs_mask():
     step = make_step()
-    trainer = AdversarialTrainer("cpu", 1, [{k: v for k, v in batches()[0].items() if k != "mask"}], step)
+    trainer = StepTrainer("cpu", 1, [{k: v for k, v in batches()[0].items() if k != "mask"}], step)
     with pytest.raises(KeyError, match="mask"):
         trainer.run()
     # without supervision ("w/o SS") no mask is needed and no attention loss is reported
     step = make_step(lambda_attention=0.0)
-    trainer = AdversarialTrainer("cpu", 1, [{k: v for k, v in batches()[0].items() if k != "mask"}], step)
+    trainer = StepTrainer("cpu", 1, [{k: v for k, v in batches()[0].items() if k != "mask"}], step)
     trainer.run()
     assert "loss_attention" not in trainer.state.output
 
@@ -115,7 +117,7 @@ def test_attention_loss_is_l1_of_map_p_against_the_tumour_mask():
     with torch.no_grad():
         map_p = step.networks["attn_n"](batch["positive"])
     expected = (map_p - batch["mask"]).abs().mean().item()
-    trainer = AdversarialTrainer("cpu", 1, [batch], step)
+    trainer = StepTrainer("cpu", 1, [batch], step)
     trainer.run()
     assert trainer.state.output["loss_attention"] == pytest.approx(expected, rel=1e-5)
 
@@ -133,7 +135,7 @@ def test_translation_composites_and_discriminator_map_is_detached():
 
 def test_pools_are_checkpointed():
     step = make_step(pool_size=3)
-    AdversarialTrainer("cpu", 1, batches(), step).run()
+    StepTrainer("cpu", 1, batches(), step).run()
     objects = step.state_objects()
     assert {"pool_n", "pool_p", "optimizer_generators", "optimizer_discriminators", "attn_n"} <= set(objects)
     state = objects["pool_n"].state_dict()
@@ -182,3 +184,61 @@ def test_linear_decay_matches_cyclegan_schedule():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([1e-4, 1e-4, 1e-4 * 2 / 3, 1e-4 / 3, 0.0])
+
+
+class SpyDisc(Disc):
+    """Records every ``(image, attention_map)`` pair it is called with."""
+
+    def __init__(self, dims):
+        super().__init__(dims, guided=True)
+        self.calls = []
+
+    def forward(self, x, attention_map=None):
+        self.calls.append((x.detach().clone(), attention_map.detach().clone()))
+        return super().forward(x, attention_map)
+
+
+class MapOf(nn.Module):
+    """An attention network whose map is a fixed, recognisable function of its input."""
+
+    def __init__(self, offset):
+        super().__init__()
+        self.offset = offset
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.offset + 0.25 * torch.sigmoid(x[:, :1])
+
+
+def test_each_discriminator_input_carries_its_own_attention_map():
+    """CDA-GAN eq. 7-8: D_N sees (n, A_P(n)) and (G_N^A(p), A_N(p)); D_P sees (p, A_N(p)) and (G_P^A(n), A_P(n))."""
+    torch.manual_seed(0)
+    gen_n, gen_p, disc_n, disc_p = Gen(2), Gen(2), SpyDisc(2), SpyDisc(2)
+    attn_n, attn_p = MapOf(0.0), MapOf(0.5)  # A_N maps lie in (0, 0.25), A_P maps in (0.5, 0.75)
+    step = CycleGANStep(
+        gen_n,
+        gen_p,
+        disc_n,
+        disc_p,
+        torch.optim.Adam(list(gen_n.parameters()) + list(gen_p.parameters()), 1e-3),
+        torch.optim.Adam(list(disc_n.parameters()) + list(disc_p.parameters()), 1e-3),
+        attn_n=attn_n,
+        attn_p=attn_p,
+        pool_size=0,
+    )
+    batch = batches()[0]
+    p, n = batch["positive"], batch["negative"]
+    with torch.no_grad():
+        fake_n, fake_p = step.translate(p, "n")[0], step.translate(n, "p")[0]
+    step(SimpleNamespace(state=SimpleNamespace(iteration=1, epoch=1)), batch)
+
+    # generator update: the fakes with their sources' maps; discriminator update: real, then fake
+    expected = {
+        "disc_n": [(fake_n, attn_n(p)), (n, attn_p(n)), (fake_n, attn_n(p))],
+        "disc_p": [(fake_p, attn_p(n)), (p, attn_n(p)), (fake_p, attn_p(n))],
+    }
+    for name, spy in (("disc_n", disc_n), ("disc_p", disc_p)):
+        assert len(spy.calls) == 3, name
+        for (image, seen), (want_image, want_map) in zip(spy.calls, expected[name]):
+            assert torch.allclose(image, want_image, atol=1e-6), name
+            assert torch.allclose(seen, want_map, atol=1e-6), name

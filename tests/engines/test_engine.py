@@ -6,11 +6,11 @@ import torch
 from ignite.engine import Events
 
 from common.engines import (
-    AdversarialTrainer,
     CheckpointHandler,
     DivergenceError,
     GANStep,
     ResumeHandler,
+    StepTrainer,
     TrainingStep,
     latest_checkpoint,
     rank_seed,
@@ -55,7 +55,7 @@ def adam_steps(optimizer):
 def test_gan_step_trains(spatial_dims, loss, kwargs):
     step = make_step(spatial_dims, loss=loss, **kwargs)
     before = [p.detach().clone() for p in step.networks["generator"].parameters()]
-    trainer = AdversarialTrainer("cpu", 2, make_data(spatial_dims), step, seed=0)
+    trainer = StepTrainer("cpu", 2, make_data(spatial_dims), step, seed=0)
     trainer.run()
     out = trainer.state.output
     assert {"loss_d", "loss_g"} <= set(out) and all(torch.isfinite(torch.tensor(v)) for v in out.values())
@@ -68,7 +68,7 @@ def test_gan_step_trains(spatial_dims, loss, kwargs):
 
 def test_n_critic_counts_updates():
     step = make_step(loss="wgan", n_critic=3, clip_value=0.01)
-    trainer = AdversarialTrainer("cpu", 2, make_data(n_batches=3), step)
+    trainer = StepTrainer("cpu", 2, make_data(n_batches=3), step)
     trainer.run()
     assert adam_steps(step.optimizers["discriminator"]) == 6  # one critic update per iteration
     assert adam_steps(step.optimizers["generator"]) == 2  # one generator update every 3 iterations
@@ -90,13 +90,13 @@ def test_generator_update_does_not_touch_discriminator():
     # make the discriminator's own update a no-op so that only the generator update could change it
     for group in step.optimizers["discriminator"].param_groups:
         group["lr"] = 0.0
-    AdversarialTrainer("cpu", 1, make_data(n_batches=1), step).run()
+    StepTrainer("cpu", 1, make_data(n_batches=1), step).run()
     assert all(torch.equal(a, b) for a, b in zip(d_before, step.networks["discriminator"].parameters()))
 
 
 def test_amp_bfloat16_on_cpu():
     step = make_step(amp=True)
-    trainer = AdversarialTrainer("cpu", 1, make_data(n_batches=2), step)
+    trainer = StepTrainer("cpu", 1, make_data(n_batches=2), step)
     trainer.run()
     assert all(torch.isfinite(torch.tensor(v)) for v in trainer.state.output.values())
     assert not step.scalers["generator"].is_enabled()  # gradient scaling is for float16 on CUDA only
@@ -104,7 +104,7 @@ def test_amp_bfloat16_on_cpu():
 
 def test_checkpoint_contents_atomic_and_weights_only(tmp_path):
     step = make_step()
-    trainer = AdversarialTrainer(
+    trainer = StepTrainer(
         "cpu",
         2,
         make_data(n_batches=2),
@@ -129,7 +129,7 @@ class _Kill(Exception):
 def test_killed_run_resumes_from_checkpoint_counters(tmp_path):
     data = make_data(n_batches=3)
     step = make_step()
-    trainer = AdversarialTrainer("cpu", 3, data, step, handlers=[CheckpointHandler(tmp_path, step)])
+    trainer = StepTrainer("cpu", 3, data, step, handlers=[CheckpointHandler(tmp_path, step)])
 
     @trainer.on(Events.ITERATION_COMPLETED(once=5))
     def kill(_):  # dies in the middle of epoch 2, after the epoch-1 checkpoint
@@ -141,7 +141,7 @@ def test_killed_run_resumes_from_checkpoint_counters(tmp_path):
 
     step2 = make_step(seed=123)  # fresh weights: everything must come from the checkpoint
     resume = ResumeHandler(tmp_path, step2, resume=True)
-    trainer2 = AdversarialTrainer("cpu", 3, data, step2, handlers=[resume, CheckpointHandler(tmp_path, step2)])
+    trainer2 = StepTrainer("cpu", 3, data, step2, handlers=[resume, CheckpointHandler(tmp_path, step2)])
     seen = []
     trainer2.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append((e.state.epoch, e.state.iteration)))
     trainer2.run()
@@ -155,7 +155,7 @@ def test_killed_run_resumes_from_checkpoint_counters(tmp_path):
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     step = make_step()
     handler = ResumeHandler(tmp_path / "none", step, resume=True)
-    trainer = AdversarialTrainer("cpu", 1, make_data(n_batches=1), step, handlers=[handler])
+    trainer = StepTrainer("cpu", 1, make_data(n_batches=1), step, handlers=[handler])
     trainer.run()
     assert handler.loaded_from is None and trainer.state.iteration == 1
     with pytest.raises(FileNotFoundError):
@@ -165,7 +165,7 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path):
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     step = make_step()
     data = make_data(n_batches=2)
-    trainer = AdversarialTrainer("cpu", 3, data, step, handlers=[CheckpointHandler(tmp_path, step, n_saved=3)])
+    trainer = StepTrainer("cpu", 3, data, step, handlers=[CheckpointHandler(tmp_path, step, n_saved=3)])
 
     @trainer.on(Events.EPOCH_COMPLETED(once=1))
     def poison(_):
@@ -201,7 +201,7 @@ def test_rank_seed_and_require_file(tmp_path):
 def test_same_seed_same_training():
     def run():
         step = make_step(seed=3)
-        AdversarialTrainer("cpu", 1, make_data(n_batches=2), step, seed=5).run()
+        StepTrainer("cpu", 1, make_data(n_batches=2), step, seed=5).run()
         blob = b"".join(p.detach().numpy().tobytes() for p in step.networks["generator"].parameters())
         return hashlib.sha256(blob).hexdigest()
 
@@ -217,7 +217,7 @@ def test_model_files_skip_missing_and_load_network_files(tmp_path):
     handler = CheckpointHandler(
         tmp_path, step, model_files={"model.pt": "generator", "a.pt": "attn"}, skip_missing=True
     )
-    AdversarialTrainer("cpu", 1, make_data(n_batches=1), step, handlers=[handler]).run()
+    StepTrainer("cpu", 1, make_data(n_batches=1), step, handlers=[handler]).run()
     assert (tmp_path / "model.pt").is_file() and not (tmp_path / "a.pt").exists()
     fresh = DCGANGenerator(2, LATENT, 1, 16, base_channels=2)
     assert load_network_files(tmp_path, {"model.pt": fresh, "a.pt": None}).endswith("model.pt")

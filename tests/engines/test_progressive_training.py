@@ -6,12 +6,12 @@ from ignite.engine import Events
 from torch.utils.data import DataLoader
 
 from common.engines import (
-    AdversarialTrainer,
     CheckpointHandler,
     ProgressiveBatchSampler,
     ProgressiveGANStep,
     ProgressiveSchedule,
     ResumeHandler,
+    StepTrainer,
     latest_checkpoint,
 )
 from common.networks import ProgressiveDiscriminator, ProgressiveGenerator
@@ -74,7 +74,7 @@ def _trainer(ckpt_dir, resume=False, stop_at=None, record=None):
         ResumeHandler(ckpt_dir, step, resume=resume),
         CheckpointHandler(ckpt_dir, step, save_interval=3, epoch_level=False, model_files={"model.pt": "generator"}),
     ]
-    trainer = AdversarialTrainer("cpu", 1, loader, step, epoch_length=schedule.total_iterations, handlers=handlers)
+    trainer = StepTrainer("cpu", 1, loader, step, epoch_length=schedule.total_iterations, handlers=handlers)
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def _(engine):

@@ -3,8 +3,9 @@
 from types import SimpleNamespace
 
 import torch
+from ignite.engine import Events
 
-from common.engines import HistoryBuffer, MUNITStep, SimGANStep
+from common.engines import HistoryBuffer, MUNITStep, SimGANStep, StepTrainer
 from common.networks import MUNIT, MultiScaleDiscriminator, SimGANDiscriminator, SimGANRefiner
 
 
@@ -106,8 +107,7 @@ def test_simgan_iteration_scheduler_halves_learning_rate():
     sched = torch.optim.lr_scheduler.MultiStepLR(step.optimizers["refiner"], milestones=[3], gamma=0.5)
     step.schedulers = {"refiner": sched}
     x = torch.rand(2, 1, 8, 8)
-    for i in range(1, 5):
-        step(engine_at(i), {"synthetic": x, "real": x})
+    StepTrainer("cpu", 1, [{"synthetic": x, "real": x}] * 4, step).run()  # schedulers stepped per iteration
     assert step.optimizers["refiner"].param_groups[0]["lr"] == 0.5e-2
     assert "history_buffer" in step.state_objects()
 
@@ -123,7 +123,10 @@ def test_munit_step_updates_all_networks_with_finite_losses():
     step = MUNITStep(gen, dis_a, dis_b, g_opt, d_opt, lambda_cycle=10.0, schedulers={"generator": sched})
     before = {n: [p.clone() for p in m.parameters()] for n, m in step.networks.items()}
     batch = {"synthetic": torch.rand(1, 1, 16, 16) * 2 - 1, "real": torch.rand(1, 1, 16, 16) * 2 - 1}
-    losses = [step(engine_at(i), batch) for i in (1, 2)]
+    losses = []
+    trainer = StepTrainer("cpu", 1, [batch, batch], step)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(e.state.output))
+    trainer.run()
     keys = {"loss_d_a", "loss_d_b", "loss_g", "loss_g_adv", "loss_recon_x", "loss_recon_c", "loss_recon_s"}
     assert keys | {"loss_cycle"} == set(losses[0])
     assert all(torch.isfinite(torch.tensor(v)) for out in losses for v in out.values())
