@@ -28,7 +28,7 @@ from typing import Any
 import fire
 from reference_cyclegan import benchmark_reference_cyclegan
 
-from common.engines.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
+from common.bundle.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
 
 WORKFLOWS = {"training": benchmark_training_step, "inference": benchmark_inference}
 

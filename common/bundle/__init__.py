@@ -1,4 +1,5 @@
-"""Bundle tools: verification and export for the MONAI model zoo (not imported by ``import common``).
+"""Bundle tools: verification and export for the MONAI model zoo, and benchmarks of a bundle's training step and
+inference (:mod:`common.bundle.benchmark`); not imported by ``import common``.
 
 ``bundle_root`` lives in :mod:`common.utils.paths`; it is re-exported here for callers of the tools."""
 
