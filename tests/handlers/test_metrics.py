@@ -14,15 +14,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from common.handlers import ClassificationMetricsHandler, MetricsHandler, SegmentationMetricsHandler
 from common.metrics import SegmentationMetrics
-
-
-def _random(n, c, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, c, n)
-    logits = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[y]  # informative but imperfect
-    logits = np.round(logits, 1)  # ties in the scores
-    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    return prob, y
+from tests.builders import random_probabilities
 
 
 def onehot(labels: np.ndarray, num_classes: int = 2) -> torch.Tensor:
@@ -31,7 +23,7 @@ def onehot(labels: np.ndarray, num_classes: int = 2) -> torch.Tensor:
 
 
 def test_classification_handler(tmp_path):
-    prob, y = _random(10, 2, 5)
+    prob, y = random_probabilities(10, 2, 5)
     batches = [(prob[i : i + 3], y[i : i + 3]) for i in range(0, 10, 3)]
 
     def step(engine, batch):

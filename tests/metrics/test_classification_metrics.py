@@ -6,20 +6,12 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from common.metrics import ClassificationMetrics, classification_metrics, rank_auc
-
-
-def _random(n, c, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, c, n)
-    logits = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[y]  # informative but imperfect
-    logits = np.round(logits, 1)  # ties in the scores
-    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    return prob, y
+from tests.builders import random_probabilities
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_binary_equals_sklearn(seed):
-    prob, y = _random(60, 2, seed)
+    prob, y = random_probabilities(60, 2, seed)
     m = classification_metrics(prob, y)
     pred = prob.argmax(1)
     assert m["acc"] == pytest.approx(accuracy_score(y, pred))
@@ -34,7 +26,7 @@ def test_binary_equals_sklearn(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_multiclass_macro_one_vs_rest_equals_sklearn(seed):
-    prob, y = _random(90, 3, seed)
+    prob, y = random_probabilities(90, 3, seed)
     m = classification_metrics(torch.as_tensor(prob), torch.as_tensor(y), class_names=["a", "b", "c"])
     pred = prob.argmax(1)
     assert m["acc"] == pytest.approx(accuracy_score(y, pred))
@@ -76,7 +68,7 @@ def test_degenerate_cases():
 
 
 def test_accumulator():
-    prob, y = _random(10, 2, 5)
+    prob, y = random_probabilities(10, 2, 5)
     batches = [(prob[i : i + 3], y[i : i + 3]) for i in range(0, 10, 3)]
     acc = ClassificationMetrics(2)
     for p, t in batches:

@@ -13,29 +13,7 @@ from common.metrics import (
     sensitivity_fp_per_image,
 )
 from common.metrics.detection import box_iou_np
-
-G1, G2 = [0, 0, 0, 10, 10, 10], [20, 20, 20, 30, 30, 30]
-G3, G4 = [0, 0, 0, 10, 10, 10], [40, 40, 40, 50, 50, 50]
-FAR = [60, 60, 60, 70, 70, 70]
-
-
-def two_scans():
-    """Scan A: nodules G1 (small), G2 (large); scan B: G3 (small), G4 (large)."""
-    a = {
-        "gt_boxes": [G1, G2],
-        "size": ["small", "large"],
-        # 0.9 hit G1; 0.8 far: FP; 0.7 hits G1 again: duplicate; 0.3 hits G2
-        "pred_boxes": [G1, FAR, [1, 0, 0, 10, 10, 10], G2],
-        "pred_scores": [0.9, 0.8, 0.7, 0.3],
-    }
-    b = {
-        "gt_boxes": [G3, G4],
-        "size": ["small", "large"],
-        # 0.85 far: FP; 0.6 hits G3; 0.2 far: FP
-        "pred_boxes": [FAR, G3, [80, 80, 80, 90, 90, 90]],
-        "pred_scores": [0.85, 0.6, 0.2],
-    }
-    return [a, b]
+from tests.builders import FAR, G1, G2, G3, G4, two_scans
 
 
 def test_match_image_kinds():

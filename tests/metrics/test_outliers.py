@@ -5,18 +5,7 @@ import pytest
 import torch
 
 from common.metrics import FeatureOutlierFilter
-
-
-def blobs(n, seed, size=16):
-    """Smooth 'anatomy-like' images: a bright disc at a jittered centre plus mild noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    out = []
-    for _ in range(n):
-        cy, cx = size / 2 + rng.normal(0, 1, 2)
-        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < (size / 3) ** 2).astype(np.float32)
-        out.append(disc + rng.normal(0, 0.05, (size, size)).astype(np.float32))
-    return np.stack(out)[:, None]
+from tests.builders import blobs
 
 
 @pytest.mark.parametrize("method", ["knn", "mahalanobis"])
