@@ -13,7 +13,7 @@ from common.metrics import (
     sensitivity_fp_per_image,
 )
 from common.metrics.detection import box_iou_np
-from tests.builders import FAR, G1, G2, G3, G4, two_scans
+from tests.builders import FAR, G1, G2, G4, two_scans
 
 
 def test_match_image_kinds():
