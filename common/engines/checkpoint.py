@@ -20,7 +20,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
-from common.utils import atomic_path, is_rank0
+from common.utils import atomic_path, is_rank0, remove_stale_temporaries
 
 from .step import unwrap
 
@@ -166,6 +166,9 @@ class CheckpointHandler:
 
     def attach(self, engine: Engine) -> None:
         os.makedirs(self.save_dir, exist_ok=True)
+        if is_rank0():  # temporary files of a killed earlier run in this folder (never read, only in the way)
+            for path in remove_stale_temporaries(self.save_dir):
+                logger.info(f"removed {path}, left by a run killed while writing it")
         self._checkpoint = Checkpoint(
             _objects(engine, self.step),
             DiskSaver(self.save_dir, require_empty=False, atomic=True),

@@ -8,7 +8,15 @@
 
 from common.utils.dist import get_rank, get_world_size, is_rank0
 from common.utils.hashing import sha256_file
-from common.utils.io import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, save_nifti, split_ext
+from common.utils.io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    save_nifti,
+    split_ext,
+)
 from common.utils.paths import bundle_root
 
 __all__ = [
@@ -20,6 +28,7 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "is_rank0",
+    "remove_stale_temporaries",
     "save_nifti",
     "sha256_file",
     "split_ext",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,7 +19,15 @@ import numpy as np
 import torch
 from monai.data import NibabelWriter
 
-__all__ = ["split_ext", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_nifti"]
+__all__ = [
+    "split_ext",
+    "atomic_path",
+    "remove_stale_temporaries",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "save_nifti",
+]
 
 _MULTI_EXTS = (".nii.gz", ".tar.gz")
 
@@ -37,6 +46,32 @@ def split_ext(path: str) -> tuple[str, str]:
         if lower.endswith(ext):
             return path[: -len(ext)], path[-len(ext) :]
     return os.path.splitext(path)
+
+
+_TMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[A-Za-z0-9.]+)?$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files that :func:`atomic_path` writers left in ``folder`` when their process was killed.
+
+    A process killed during a write (``SIGKILL``, out of memory) cannot clean up; its temporary file
+    (``.<stem>.<12 hex digits>.tmp<ext>``) never reaches a final name, so it is never read, but it takes space.
+    Call this where a run starts over in a folder (e.g. a resumed training), before any writer of this run starts.
+
+    Args:
+        folder: the folder to clean; a missing folder is left alone.
+
+    Returns:
+        the paths removed.
+    """
+    removed = []
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if _TMP_NAME.match(name) and os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 @contextmanager

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from common.utils import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, save_nifti, split_ext
+from common.utils import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    save_nifti,
+    split_ext,
+)
 
 AFFINE = np.array([[0.0, -1.5, 0.0, 10.0], [2.0, 0.0, 0.0, -4.0], [0.0, 0.0, 3.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
 
@@ -121,3 +129,31 @@ def test_save_nifti_dtype_header_tensor_and_default_affine(tmp_path):
     np.testing.assert_allclose(img.affine, np.eye(4))
     assert img.header["descrip"].tobytes().rstrip(b"\x00") == b"synthetic test 0.1"
     assert _only(tmp_path, "syn.nii")
+
+
+def test_remove_stale_temporaries_removes_only_killed_writers_files(tmp_path):
+    """What a killed atomic writer leaves (a hidden temporary name) is removed; final files and others stay."""
+    (tmp_path / "model.pt").write_bytes(b"final")
+    (tmp_path / ".model.0123456789ab.tmp.pt").write_bytes(b"half")
+    (tmp_path / ".datalist.abcdef012345.tmp.json").write_text("{")
+    (tmp_path / ".hidden_user_file").write_text("keep")
+    (tmp_path / "notes.tmp.txt").write_text("keep")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(os.path.basename(p) for p in removed) == [
+        ".datalist.abcdef012345.tmp.json",
+        ".model.0123456789ab.tmp.pt",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden_user_file", "model.pt", "notes.tmp.txt"]
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_atomic_path_temporary_name_is_recognised_as_stale(tmp_path):
+    """The temporary name atomic_path uses is the one remove_stale_temporaries looks for (as after a SIGKILL)."""
+    target = tmp_path / "checkpoint_3.pt"
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"x")
+        assert remove_stale_temporaries(tmp_path) == [tmp]
+        with open(tmp, "wb") as f:  # the writer goes on: only this test removed it
+            f.write(b"x")
+    assert target.read_bytes() == b"x"
