@@ -116,8 +116,8 @@ def nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: flo
     a boolean array. MONAI's ``batched_nms``/``non_max_suppression`` are not used because they are too slow here:
     about 9 s per 3D training step of the detection bundle with them, 1.71 +- 0.58 s with one IoU matrix over all
     groups (the batched-NMS offset trick), 0.62 +- 0.12 s with one matrix per group (``scripts/benchmark.py`` on the
-    project's shared 2-core x86-64 CPU without AMX, torch 2.13 CPU; the last two side by side, the first from an
-    earlier run on the same machine; see "Time and memory" in the bundle's model card).
+    project's shared 2-core x86-64 CPU without AMX, torch 2.13 CPU; separate runs of the same command, not one
+    side-by-side run; see "Time and memory" in the bundle's model card).
 
     Args:
         boxes: (N, 2 * spatial_dims) corner boxes.
