@@ -4,6 +4,8 @@ The layer above :mod:`common.engines`: the metrics themselves are the pure funct
 pipeline here reports through :func:`write_report` (a JSON file written atomically and a table in the log).
 
 - :class:`GenerativeEvaluation`: FID, KID, MMD and SSIM diversity of synthetic against real images;
+- :class:`QuickGenerativeCheck`: the same for a few samples of a generator at the end of training, next to real
+  training vs real test images;
 - :class:`TranslationEvaluation`: realism, attention overlap and locality of a P <-> N translation (CDA-GAN);
 - :class:`DetectionEvaluation`: CPM/FROC, CPM by attribute, per-image sensitivity/FPs and COCO mAP of a detector;
 - :class:`MCGANSynthesis`, :class:`NoduleGenerator`, :func:`evaluate_mcgan`: MCGAN nodules in CT volumes;
@@ -31,6 +33,7 @@ from common.evaluation.mcgan import (
     nodule_statistics,
 )
 from common.evaluation.outlier_filter import filter_synthetic_datalist
+from common.evaluation.quick_check import QuickGenerativeCheck
 from common.evaluation.refinement import evaluate_refinement
 from common.evaluation.report import format_table, write_report
 from common.evaluation.sweep import run_for_each
@@ -45,6 +48,7 @@ __all__ = [
     "GenerativeEvaluation",
     "MCGANSynthesis",
     "NoduleGenerator",
+    "QuickGenerativeCheck",
     "RESULT_KEYS",
     "TranslationEvaluation",
     "box_placement_statistics",

@@ -1,5 +1,5 @@
 """Ignite/MONAI event handlers shared by the bundles: sample grids, synthetic-data export, predicted masks and
-classes, and the classification/segmentation metric handlers."""
+classes, the classification/segmentation metric handlers, and the end-of-training run summary."""
 
 from common.handlers.classification_predictions import ClassificationPredictionWriter
 from common.handlers.datalist_writers import DetectionDatalistWriter, RefinedDatalistWriter
@@ -11,6 +11,7 @@ from common.handlers.metrics import (
     stack_pred_label,
 )
 from common.handlers.predictions import PredictionWriter, prediction_path
+from common.handlers.run_summary import RunSummaryHandler, display_path
 from common.handlers.sample_grid import SampleGridHandler, make_grid, save_png
 from common.handlers.synthetic_export import SyntheticDatalistWriter
 
@@ -19,6 +20,7 @@ __all__ = [
     "save_png",
     "PredictionWriter",
     "prediction_path",
+    "RunSummaryHandler",
     "SampleGridHandler",
     "SyntheticDatalistWriter",
     "DetectionDatalistWriter",
@@ -28,5 +30,6 @@ __all__ = [
     "MetricsHandler",
     "MetricsReport",
     "SegmentationMetricsHandler",
+    "display_path",
     "stack_pred_label",
 ]
