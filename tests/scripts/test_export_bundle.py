@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import common
 from common.bundle.export import RUN_OUTPUT_DIRS, TOOL_PACKAGES, common_package_dir, export_bundle, runtime_packages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MAIN_JOB = "dcgan_wgan"  # the bundle of the README's first command
 REAL_BUNDLES = sorted(p for p in (REPO_ROOT / "bundles").glob("*") if (p / "configs" / "metadata.json").is_file())
 
 TRAIN_YAML = """\
@@ -113,12 +116,6 @@ def test_runtime_packages() -> None:
     assert not set(names) & {"experiments", "bundle"}
 
 
-def test_vendored_common_wins_over_installed(bundle: Path, tmp_path: Path) -> None:
-    out = export_bundle(bundle, tmp_path / "export")
-    result = _run([sys.executable, "-c", "import common, sys; print(common.__file__)"], cwd=out)
-    _assert_vendored(result.stdout.strip(), out)
-
-
 def test_vendored_modules_import_without_tools_or_matplotlib(bundle: Path, tmp_path: Path) -> None:
     """Every vendored module imports from the copy alone (no tool package needed), without matplotlib (not a
     requirement of the bundles: ``None`` in ``sys.modules`` makes ``import matplotlib`` fail, as if not installed)."""
@@ -156,21 +153,97 @@ def _real_bundle_params() -> list[Any]:
     return [pytest.param(None, marks=pytest.mark.skip(reason="no bundle with configs/metadata.json under bundles/"))]
 
 
+_COMMON_NAME = re.compile(r"(?<![\w.])common(?:\.[A-Za-z_]\w*)+")
+
+
+def _config_common_names(bundle_dir: Path) -> set[str]:
+    """Every dotted ``common.…`` name written in a bundle's config files (``_target_`` values and expressions)."""
+    names: set[str] = set()
+    for path in (bundle_dir / "configs").rglob("*"):
+        if path.suffix in (".yaml", ".yml", ".json"):
+            names |= set(_COMMON_NAME.findall(path.read_text()))
+    return names
+
+
+def _resolve(dotted: str) -> Any:
+    """The object a dotted name refers to: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_config_common_names(bundle: Path) -> None:
+    """The name scan finds targets and expressions, not look-alikes; a tool name is outside the vendored packages."""
+    (bundle / "configs" / "evaluate.yaml").write_text(
+        "a: {_target_: common.handlers.SampleGridHandler}\nb: $common.utils.bundle_root()\n"
+        "c: $mycommon.x\nd: $common.experiments.runner.run_grid(1)\n"
+    )
+    names = _config_common_names(bundle) - {"common.__file__"}  # train.yaml's print
+    assert names == {
+        "common.handlers.SampleGridHandler",
+        "common.utils.bundle_root",
+        "common.experiments.runner.run_grid",
+    }
+    assert "experiments" not in runtime_packages()
+    assert callable(_resolve("common.utils.bundle_root"))
+    with pytest.raises(AttributeError):
+        _resolve("common.utils.no_such_function")
+
+
 @pytest.mark.parametrize("real_bundle", _real_bundle_params())
 def test_real_bundle_export(real_bundle: Path, tmp_path: Path) -> None:
+    """The export holds the bundle and the runtime packages of ``common``, and every ``common`` name its configs use
+    lies in a vendored package and resolves (so the export's configs need nothing it lacks)."""
     out = export_bundle(real_bundle, tmp_path / "export")
     files = _relative_files(out)
     assert "LICENSE" in files and "configs/metadata.json" in files and "common/__init__.py" in files
     assert not any(f.split("/")[0] in RUN_OUTPUT_DIRS for f in files)
     assert not any(f.startswith(tuple(f"common/{p}/" for p in TOOL_PACKAGES)) for f in files)
-    result = _run([sys.executable, "-c", "import common; print(common.__file__)"], cwd=out)
-    _assert_vendored(result.stdout.strip(), out)
+    names = _config_common_names(out)
+    assert names, "the bundle's configs name no common object"
+    for name in sorted(names):
+        package = name.split(".")[1]
+        assert package in runtime_packages(), f"{name} is not in a vendored package of common"
+        assert f"common/{package}/__init__.py" in files or f"common/{package}.py" in files, name
+        assert _resolve(name) is not None, name
+
+
+def test_real_bundle_exports_import_their_own_common(tmp_path: Path) -> None:
+    """``import common`` from each real bundle's export folder loads that export's copy (one interpreter for all
+    exports: the installed ``common`` and the other exports' copies are unloaded between them)."""
+    exports = [export_bundle(b, tmp_path / "export") for b in REAL_BUNDLES]
+    code = (
+        "import importlib, json, sys\n"
+        "found = {}\n"
+        "for folder in json.loads(sys.argv[1]):\n"
+        "    for name in [m for m in sys.modules if m == 'common' or m.startswith('common.')]:\n"
+        "        del sys.modules[name]\n"
+        "    sys.path.insert(0, folder)\n"
+        "    found[folder] = importlib.import_module('common').__file__\n"
+        "    sys.path.remove(folder)\n"
+        "print(json.dumps(found))\n"
+    )
+    result = _run([sys.executable, "-c", code, json.dumps([str(e) for e in exports])], cwd=tmp_path)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(found) == len(REAL_BUNDLES)
+    for folder, common_file in found.items():
+        _assert_vendored(common_file, Path(folder))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("real_bundle", _real_bundle_params())
+@pytest.mark.parametrize("real_bundle", [REPO_ROOT / "bundles" / MAIN_JOB], ids=[MAIN_JOB])
 def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
     """``training``, ``inference`` and ``evaluating`` work from inside the export (smoke-test sizes if available).
+
+    Run for the README's main job only: every bundle's runs are tested in the repository (tests/bundles), and
+    :func:`test_real_bundle_export` checks that every ``common`` name of every bundle's configs is vendored.
 
     The evaluate overlay is merged on ``train.yaml``, then the same variant files as for training.
     """
