@@ -7,7 +7,9 @@ not in a package on ``sys.path`` (its default ``prepend`` import mode), both und
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -109,3 +111,33 @@ def check_refined_datalist(root: Path, spatial_shape: tuple[int, ...], method: s
         validate_datalist(refined_file, spatial_dims=len(spatial_shape), num_channels=1)
     report = json.loads((root / "eval" / "refined" / "outliers.json").read_text())
     assert len(report["scores"]) == num_class1
+
+
+def check_run_summary(root: Path, sample_grid: bool, metrics: bool = False) -> dict[str, Any]:
+    """``eval/summary.json`` of a finished training run: every file it names exists, the commands name existing configs.
+
+    Args:
+        root: the bundle folder.
+        sample_grid: the bundle writes sample grids (their newest PNG must be named).
+        metrics: the bundle computes the quick metrics (finite FID/KID next to the real-vs-real reference).
+
+    Returns:
+        the summary.
+    """
+    summary = json.loads((root / "eval" / "summary.json").read_text())
+    assert summary["missing"] == [], summary["missing"]
+    checkpoint = Path(summary["checkpoint"])
+    assert checkpoint.is_file() and checkpoint.parent.resolve() == (root / "models").resolve()
+    assert "model.pt" in summary["model_files"] and all(Path(p).is_file() for p in summary["model_files"].values())
+    if sample_grid:
+        assert summary["sample_grid"].endswith(".png") and Path(summary["sample_grid"]).is_file()
+    commands = summary["commands"]
+    assert " run inference " in commands["inference"] and " run evaluating " in commands["evaluating"]
+    for command in (commands["inference"], commands["evaluating"]):
+        files = re.findall(r"[^\s'\"\[\],]+\.yaml", command)
+        assert files and all((Path(summary["cwd"]) / f).is_file() for f in files), command
+    assert ("metrics" in summary) == metrics and "metrics_error" not in summary
+    if metrics:
+        for name in ("generated", "reference"):
+            assert all(math.isfinite(summary["metrics"][name][k]) for k in ("fid", "kid_mean", "ssim_diversity"))
+    return summary

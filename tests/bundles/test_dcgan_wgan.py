@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
+from helpers import check_run_summary, cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.data import DatalistError, prepare_phantom, validate_datalist
@@ -40,6 +40,13 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, channels):
     assert state["trainer"]["iteration"] == wf.parser.get_parsed_content("train#trainer").state.iteration > 0
     assert list((root / "eval" / "samples").glob("samples_epoch*.png"))
     assert list((root / "eval" / "samples").glob("events.out.tfevents*"))
+    summary = check_run_summary(root, sample_grid=True, metrics=True)
+    assert summary["checkpoint"] == str(ckpt) and summary["iteration"] == state["trainer"]["iteration"]
+    if variants == ("tiny.yaml",):  # a resumed run that was already complete summarises the same files and numbers
+        run_workflow(configs(root, "train.yaml", *variants), "training", resume=True)
+        again = check_run_summary(root, sample_grid=True, metrics=True)
+        assert again["checkpoint"] == str(ckpt) and again["iteration"] == summary["iteration"]
+        assert again["metrics"]["generated"] == summary["metrics"]["generated"]
     if "wgan.yaml" in variants:
         d = state["discriminator"]
         assert max(v.abs().max().item() for k, v in d.items() if "weight" in k or "bias" in k) <= 0.01 + 1e-6

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import check_refined_datalist, configs, evaluate_configs, run_workflow
+from helpers import check_refined_datalist, check_run_summary, configs, evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
 from common.engines import latest_checkpoint
@@ -27,6 +27,8 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape):
     assert expected | {"scheduler_generator", "trainer"} <= set(state)
     num_steps = wf.parser.get_parsed_content("num_steps")
     assert state["trainer"]["iteration"] >= num_steps
+    summary = check_run_summary(root, sample_grid=False)
+    assert summary["checkpoint"] == str(ckpt) and summary["sample_grid"] is None
     # model.pt is the generator (both auto-encoders + the fixed style) and loads into the inference network
     model = torch.load(root / "models" / "model.pt", weights_only=True)
     assert "fixed_style" in model

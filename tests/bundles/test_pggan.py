@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import configs, evaluate_configs, run_workflow
+from helpers import check_run_summary, configs, evaluate_configs, run_workflow
 
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
@@ -33,6 +33,8 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_shape, cls):
     assert state["trainer"]["iteration"] == schedule.total_iterations
     assert state["schedule"]["stage"] == 2 and state["schedule"]["images_shown"] == schedule.total_images
     assert (root / "models" / "model.pt").is_file()
+    summary = check_run_summary(root, sample_grid=True)
+    assert summary["iteration"] == schedule.total_iterations and summary["sample_grid"].endswith(".png")
 
     wf, _ = run_workflow(configs(root, "inference.yaml", *variants), "inference")
     synthetic = root / "eval" / "synthetic" / "datalist.json"
