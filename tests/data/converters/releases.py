@@ -1,0 +1,199 @@
+"""Tiny copies of public releases, laid out with their exact folder and file names, data types and geometry.
+
+Arrays are tiny (16 x 16 x 8) but keep what the converters depend on: BraTS 2018-2021 int16 modalities with a
+uint8 segmentation using labels 1, 2, 4 and the LPS-like affine of the release; BraTS 2023 ``-t1n``/``-t1c``/...
+names with labels 1, 2, 3; an MSD Task01 4D float32 image ``(X, Y, Z, 4)`` with its ``dataset.json``; KiTS19 CT with
+the axial axis first. Each modality is filled with its own constant level plus noise, so that a test can tell which
+release file a written channel came from (:data:`BRATS_LEVELS`, :data:`MSD_LEVELS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+SHAPE: tuple[int, int, int] = (16, 16, 8)
+BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 15.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+"""BraTS stores 1 mm voxels with the first two axes flipped (x -> -x, y -> 239 - y for the 240-voxel release)."""
+BRATS_LEVELS: dict[str, int] = {"t1": 100, "t1ce": 200, "t2": 300, "flair": 400}
+"""Release suffix -> intensity level of the 2018-2021 fixtures (T1, T1c, T2, FLAIR = 100, 200, 300, 400)."""
+GLI_LEVELS: dict[str, int] = {"t1n": 100, "t1c": 200, "t2w": 300, "t2f": 400}
+MSD_MODALITIES: tuple[str, ...] = ("FLAIR", "T1w", "t1gd", "T2w")
+MSD_LEVELS: tuple[float, ...] = (40.0, 10.0, 20.0, 30.0)
+"""Intensity level of each Task01 channel in release order (FLAIR, T1w, t1gd, T2w): T1..FLAIR = 10..40."""
+KITS_AFFINE = np.array([[0, 0, -0.8, 0], [0, -0.8, 0, 0], [-3.0, 0, 0, 0], [0, 0, 0, 1.0]])
+"""KiTS19's affine: the first voxel axis is the (inferior) z axis, 3 mm slices, 0.8 mm pixels."""
+
+
+def save(array: np.ndarray, path: Path, affine: np.ndarray) -> Path:
+    """Write a NIfTI file the way the releases are written (nibabel's plain writer, no atomic rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+    return path
+
+
+def tumour_mask(
+    radii: Mapping[int, float], shape: Sequence[int] = SHAPE, labels: Sequence[int] = (1, 4, 2)
+) -> np.ndarray:
+    """uint8 mask with a disc of radius ``radii[z]`` around the centre of each slice ``z``: core, rim, oedema.
+
+    Args:
+        radii: slice index -> disc radius in voxels (a radius below 1 gives the centre voxel only).
+        shape: volume shape.
+        labels: values of the core (distance < 1), the rim (< 2) and the rest of the disc.
+    """
+    mask = np.zeros(shape, dtype=np.uint8)
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    distance = np.hypot(x - shape[0] // 2, y - shape[1] // 2)
+    for z, radius in radii.items():
+        disc = distance <= radius
+        plane = np.zeros(shape[:2], dtype=np.uint8)
+        plane[disc] = labels[2]
+        plane[disc & (distance < 2)] = labels[1]
+        plane[disc & (distance < 1)] = labels[0]
+        mask[:, :, z] = plane
+    return mask
+
+
+def _modality(level: float, rng: np.random.Generator, shape: Sequence[int], dtype: type) -> np.ndarray:
+    return (level + rng.integers(0, 10, size=tuple(shape))).astype(dtype)
+
+
+def brats_case(
+    parent: Path,
+    name: str,
+    radii: Mapping[int, float] | None = None,
+    scheme: str = "2018-2021",
+    ext: str = ".nii.gz",
+    seg_name: str | None = None,
+    missing: Sequence[str] = (),
+    seed: int = 0,
+) -> Path:
+    """Write one BraTS case folder ``parent/name`` and return it.
+
+    Args:
+        parent: folder of the case folders.
+        name: case folder name, e.g. ``BraTS20_Training_001`` or ``BraTS-GLI-00000-000``.
+        radii: tumour disc radius per slice (see :func:`tumour_mask`); ``None`` for an empty mask.
+        scheme: ``"2018-2021"`` (``_t1ce``, labels 1/2/4) or ``"2023+"`` (``-t1c``, labels 1/2/3).
+        ext: ``.nii.gz`` or ``.nii``.
+        seg_name: file name of the segmentation when it is not the standard one.
+        missing: release suffixes not written (e.g. ``["t1ce"]``).
+        seed: seed of the noise.
+    """
+    rng = np.random.default_rng(seed)
+    folder = parent / name
+    legacy = scheme == "2018-2021"
+    levels = BRATS_LEVELS if legacy else GLI_LEVELS
+    separator = "_" if legacy else "-"
+    for suffix, level in levels.items():
+        if suffix not in missing:
+            save(_modality(level, rng, SHAPE, np.int16), folder / f"{name}{separator}{suffix}{ext}", BRATS_AFFINE)
+    mask = tumour_mask(radii or {}, labels=(1, 4, 2) if legacy else (1, 3, 2))
+    save(mask, folder / (seg_name or f"{name}{separator}seg{ext}"), BRATS_AFFINE)
+    return folder
+
+
+def brats2020(root: Path, num_cases: int = 10, tumour_slices: Sequence[int] = (2, 3, 4, 5)) -> Path:
+    """A BraTS 2020 training release: ``MICCAI_BraTS2020_TrainingData/BraTS20_Training_XXX`` with
+    ``name_mapping.csv`` (first case LGG, the others HGG).
+
+    Case 001 has an empty mask; case 002 a tumour of one voxel in slice 2 (radius 0) and a full disc elsewhere;
+    the last case is named ``BraTS20_Training_355`` and ships its segmentation as ``W39_1998.09.19_Segm.nii``, as in
+    the release; every other case has a disc of radius 3 on ``tumour_slices``.
+
+    Returns:
+        the release folder ``root/MICCAI_BraTS2020_TrainingData``.
+    """
+    release = root / "MICCAI_BraTS2020_TrainingData"
+    names = [f"BraTS20_Training_{i:03d}" for i in range(1, num_cases)] + ["BraTS20_Training_355"]
+    for i, name in enumerate(names):
+        radii: dict[int, float] | None = {z: 3.0 for z in tumour_slices}
+        if i == 0:
+            radii = None
+        elif i == 1:
+            radii = {**radii, tumour_slices[0]: 0.0}
+        seg = "W39_1998.09.19_Segm.nii" if name.endswith("_355") else None
+        brats_case(release, name, radii, seg_name=seg, seed=i)
+    with open(release / "name_mapping.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Grade", "BraTS_2017_subject_ID", "BraTS_2018_subject_ID", "TCGA_TCIA_subject_ID",
+                         "BraTS_2019_subject_ID", "BraTS_2020_subject_ID"])  # fmt: skip
+        for i, name in enumerate(names):
+            writer.writerow(["LGG" if i == 0 else "HGG", "NA", "NA", "NA", "NA", name])
+    (release / "survival_info.csv").write_text("Brats20ID,Age,Survival_days,Extent_of_Resection\n")
+    return release
+
+
+def corrupt(path: Path) -> None:
+    """Truncate a ``.nii.gz`` file in the middle of its compressed stream (a broken download)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert path.suffix != ".gz" or _is_truncated(path)
+
+
+def _is_truncated(path: Path) -> bool:
+    try:
+        gzip.decompress(path.read_bytes())
+    except (EOFError, OSError):
+        return True
+    return False
+
+
+def msd_task01(root: Path, num_cases: int = 4) -> Path:
+    """A Task01_BrainTumour folder: ``dataset.json``, 4D float32 ``imagesTr/BRATS_XXX.nii.gz`` (X, Y, Z, 4), uint8
+    ``labelsTr`` (labels 1 edema, 2 non-enhancing, 3 enhancing), an ``imagesTs`` image and the ``._`` resource-fork
+    files of the released archive."""
+    task = root / "Task01_BrainTumour"
+    rng = np.random.default_rng(1)
+    training = []
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    for i in range(1, num_cases + 1):
+        name = f"BRATS_{i:03d}.nii.gz"
+        image = np.stack([level + rng.random(SHAPE, dtype=np.float32) for level in MSD_LEVELS], axis=-1)
+        save(image.astype(np.float32), task / "imagesTr" / name, affine)
+        radii = {z: 3.0 for z in (3, 4)} if i % 2 else {}
+        save(tumour_mask(radii, labels=(2, 3, 1)), task / "labelsTr" / name, affine)
+        (task / "imagesTr" / f"._{name}").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    save(np.zeros((*SHAPE, 4), np.float32), task / "imagesTs" / "BRATS_900.nii.gz", affine)
+    meta = {
+        "name": "BRATS",
+        "description": "Gliomas segmentation tumour and oedema in on brain images",
+        "reference": "https://www.med.upenn.edu/sbia/brats2017.html",
+        "licence": "CC-BY-SA 4.0",
+        "release": "2.0 04/05/2018",
+        "tensorImageSize": "4D",
+        "modality": {str(i): m for i, m in enumerate(MSD_MODALITIES)},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "numTraining": num_cases,
+        "numTest": 1,
+        "training": training,
+        "test": ["./imagesTs/BRATS_900.nii.gz"],
+    }
+    (task / "dataset.json").write_text(json.dumps(meta, indent=4))
+    return task
+
+
+def kits19(root: Path, num_cases: int = 3, num_test: int = 1) -> Path:
+    """The KiTS19 repository's ``data/`` folder: ``case_XXXXX/imaging.nii.gz`` (int16 HU, shape (Z, Y, X) = (8, 16,
+    16)) and ``segmentation.nii.gz`` (uint8, 1 kidney, 2 tumour) on slices 2-4; ``num_test`` cases after them
+    without segmentation (like cases 210-299)."""
+    data = root / "kits19" / "data"
+    rng = np.random.default_rng(2)
+    shape = (SHAPE[2], SHAPE[0], SHAPE[1])
+    for i in range(num_cases + num_test):
+        folder = data / f"case_{i:05d}"
+        save(rng.integers(-1000, 400, size=shape).astype(np.int16), folder / "imaging.nii.gz", KITS_AFFINE)
+        if i < num_cases:
+            seg = np.zeros(shape, dtype=np.uint8)
+            seg[2:5, 4:10, 4:10] = 1
+            seg[3, 6:8, 6:8] = 2
+            save(seg, folder / "segmentation.nii.gz", KITS_AFFINE)
+    return data.parent
