@@ -1,3 +1,4 @@
+from . import converters  # noqa: F401
 from .enhancement import attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries  # noqa: F401
 from .images import draw_per_class, read_datalist_images  # noqa: F401
 from .latent import latent_samples  # noqa: F401

@@ -676,7 +676,10 @@ def run_conversion(
                 handle(case, *_convert_one(converter, case, output_path, options))
                 bar.update()
         else:
-            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            # fork where there is one: a spawned worker would import torch and MONAI again (seconds each); the
+            # workers run numpy and nibabel only
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=int(num_workers), mp_context=context) as pool:
                 futures = {pool.submit(_convert_one, converter, c, output_path, options): c for c in todo}
                 try:

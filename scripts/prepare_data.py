@@ -1,0 +1,180 @@
+"""Command line front end of :py:mod:`common.data.converters`: a public release folder in, a datalist out.
+
+Examples::
+
+    # BraTS 2020, 2D axial slices 30-125 (CDA-GAN sec. 4.1: HGG cases, 7:2 train:test with 10 % validation)
+    python scripts/prepare_data.py brats MICCAI_BraTS2020_TrainingData data/brats_2d --spatial_dims 2 \\
+        --slices 30:126 --grades HGG --split 7:1:2 --num_workers 4
+    # BraTS 2023 volumes (T1, T1c, T2, FLAIR) with masks
+    python scripts/prepare_data.py brats ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData data/brats_3d
+    # Medical Segmentation Decathlon, 60/20/20 (Vu et al.)
+    python scripts/prepare_data.py msd Task09_Spleen data/spleen --split 60:20:20
+    python scripts/prepare_data.py msd Task01_BrainTumour data/msd_brain --channels T1w,t1gd,T2w,FLAIR
+    # KiTS19 (the repository clone; its data/ folder is found)
+    python scripts/prepare_data.py kits19 kits19 data/kits_2d --spatial_dims 2 --split 60:20:20
+
+Each command logs a progress counter and the conversion summary (also written to
+``OUTPUT_DIR/conversion_summary.json``), writes ``OUTPUT_DIR/datalist.json`` and prints its path. A bundle reads it
+with ``--dataset_dir OUTPUT_DIR --phantom_kind none``. A re-run into the same folder reuses the converted cases.
+Exit status 1 on a fatal error (unknown layout, unusable output folder, nothing converted), with the reason on
+stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import fire
+
+from common.data.converters import ConversionError, LayoutError, convert
+
+_COMMON_DOC = """
+    Args:
+        input_dir: the release folder as downloaded and unpacked.
+        output_dir: a new or empty folder, or an earlier conversion with the same options (finished cases reused).
+        spatial_dims: 3 for volumes, 2 for slices.
+        slices: 2D: slice range start:stop, half open (30:126 keeps slices 30-125); all slices when omitted.
+        slice_axis: 2D: voxel axis to slice (0, 1, 2); the axial axis of the affine when omitted.
+        split: training:validation:test ratios of patients, e.g. 7:1:2 or 60:20:20.
+        seed: seed of the patient split.
+        num_workers: worker processes (0 converts in this process).
+        check_values: validate every voxel of the written files (NaN/Inf), not only their headers.
+"""
+
+
+def _run(source: str, input_dir: str, output_dir: str, **kwargs: Any) -> None:
+    summary = convert(source, input_dir, output_dir, **kwargs)  # logs the summary (stderr)
+    print(summary["datalist"])
+
+
+def brats(
+    input_dir: str,
+    output_dir: str,
+    spatial_dims: int = 3,
+    slices: str | None = None,
+    slice_axis: int | None = None,
+    min_tumour_area: int = 1,
+    grades: str | Sequence[str] | None = None,
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """BraTS 2018-2021 (BraTS20_Training_001/..._{t1,t1ce,t2,flair,seg}.nii.gz) or 2023+ (BraTS-GLI-00000-000/...
+    -{t1n,t1c,t2w,t2f,seg}.nii.gz): channels T1, T1c, T2, FLAIR; labels 1 core, 2 oedema, 3 enhancing.
+
+    Args:
+        min_tumour_area: tumour pixels (2D) or voxels (3D) for class 1; entries with fewer (but some) are left out.
+        grades: keep only these grades, e.g. HGG (from HGG/LGG folders or BraTS 2020's name_mapping.csv).
+    """
+    _run(
+        "brats",
+        input_dir,
+        output_dir,
+        spatial_dims=spatial_dims,
+        slices=slices,
+        slice_axis=slice_axis,
+        min_area=min_tumour_area,
+        grades=grades,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
+def msd(
+    input_dir: str,
+    output_dir: str,
+    spatial_dims: int = 3,
+    slices: str | None = None,
+    slice_axis: int | None = None,
+    min_area: int = 1,
+    positive_labels: int | Sequence[int] | None = None,
+    channels: str | Sequence[str] | None = None,
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """A Medical Segmentation Decathlon task folder (TaskXX_Name/dataset.json, imagesTr/, labelsTr/); 4D images are
+    split into one file per channel, labels kept.
+
+    Args:
+        min_area: foreground voxels (2D: pixels) for class 1; entries with fewer (but some) are left out.
+        positive_labels: label values counted for the class (all > 0 when omitted).
+        channels: modality names or indices to keep, in order, e.g. T1w,t1gd,T2w,FLAIR (all when omitted).
+    """
+    _run(
+        "msd",
+        input_dir,
+        output_dir,
+        spatial_dims=spatial_dims,
+        slices=slices,
+        slice_axis=slice_axis,
+        min_area=min_area,
+        positive_labels=positive_labels,
+        channels=channels,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
+def kits19(
+    input_dir: str,
+    output_dir: str,
+    spatial_dims: int = 3,
+    slices: str | None = None,
+    slice_axis: int | None = None,
+    min_area: int = 1,
+    positive_labels: int | Sequence[int] | None = None,
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """KiTS19 (case_00000/imaging.nii.gz, segmentation.nii.gz; the repository's data/ folder is found): one CT
+    channel, labels 1 kidney, 2 tumour; test cases without segmentation are listed as skipped.
+
+    Args:
+        min_area: foreground voxels (2D: pixels) for class 1; entries with fewer (but some) are left out.
+        positive_labels: label values counted for the class, e.g. 2 for tumour only (kidney or tumour when omitted).
+    """
+    _run(
+        "kits19",
+        input_dir,
+        output_dir,
+        spatial_dims=spatial_dims,
+        slices=slices,
+        slice_axis=slice_axis,
+        min_area=min_area,
+        positive_labels=positive_labels,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
+for _command in (brats, msd, kits19):
+    _command.__doc__ = (_command.__doc__ or "").rstrip() + "\n" + _COMMON_DOC.replace("    Args:\n", "", 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one sub-command; returns the exit status (1 on a fatal conversion error, reported on stderr)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        fire.Fire({"brats": brats, "msd": msd, "kits19": kits19}, command=list(argv) if argv is not None else None)
+    except (LayoutError, ConversionError, ValueError, FileExistsError) as e:
+        print(f"prepare_data: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
