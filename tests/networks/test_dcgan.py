@@ -90,3 +90,37 @@ def test_initialisation_is_dcgan(build, monkeypatch):
             assert abs(m.weight.std().item() - 0.02) < 0.004 and abs(m.weight.mean().item()) < 0.004
         if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)) and m.bias is not None:
             assert torch.all(m.bias == 0)
+
+
+def test_spectral_norm_option():
+    torch.manual_seed(0)
+    plain = DCGANDiscriminator(2, 4, 32, base_channels=4, norm=None)
+    torch.manual_seed(0)
+    sn = DCGANDiscriminator(2, 4, 32, base_channels=4, norm=None, spectral_norm=True)
+    assert not any("parametrizations" in k for k in plain.state_dict())  # off by default: the thesis' keys
+    # the unnormalised weights are the DCGAN initialisation of the plain network
+    originals = {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in sn.state_dict().items()}
+    for key, value in plain.state_dict().items():
+        assert torch.equal(originals[key], value), key
+    layers = [m for m in sn.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert len(layers) == 5 and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    x = torch.randn(8, 4, 32, 32)
+    for _ in range(30):  # each training forward runs one power iteration
+        sn(x)
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
+        assert abs(sigma - 1.0) < 0.05, sigma
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_minibatch_std_option_sees_the_batch(spatial_dims):
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(spatial_dims, 2, 16, base_channels=4, norm=None, minibatch_std=4).eval()
+    plain = DCGANDiscriminator(spatial_dims, 2, 16, base_channels=4, norm=None).eval()
+    assert d.classifier.in_features == plain.classifier.in_features + 1  # one std channel at the 1^d final size
+    x = torch.randn(4, 2, *[16] * spatial_dims)
+    y = x.clone()
+    y[1:] = 3.0 * y[1:]  # same first sample, more varied batch
+    with torch.no_grad():
+        assert not torch.allclose(d(x)[0], d(y)[0])  # the score of a sample depends on the variety of its group
+        assert torch.allclose(plain(x)[0], plain(y)[0])  # without the option it does not
