@@ -23,7 +23,7 @@ The papers' slice ranges are options of the 2D output (:class:`~common.data.conv
 CDA-GAN sec. 4.1 keeps axial slices 30-125 (``slices=(30, 126)``); Han's thesis sec. 4.2.1 keeps slices 30-130 of
 155 (``(30, 131)``) and sec. 3.2.2 slices 80-149 "among the whole 240 slices" (``(80, 150)``; 240 is an in-plane
 size of the 240x240x155 volumes, so that range runs along a non-axial axis: give ``slice_axis`` explicitly).
-Vu et al. sec. 4 applies N4 bias-field correction to BraTS20 before normalisation; it is not part of this
+Vu et al. sec. 4.4 apply N4 bias-field correction to BraTS20 before normalisation; it is not part of this
 converter.
 """
 

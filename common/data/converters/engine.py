@@ -251,7 +251,9 @@ def _numbers(value: str | Sequence[Any], what: str) -> list[float]:
 def parse_split(split: str | Sequence[float]) -> tuple[float, float, float]:
     """Training / validation / test fractions from ratios such as ``"7:1:2"``, ``"60:20:20"`` or ``(0.6, 0.2, 0.2)``.
 
-    Two values give no test set (``"8:2"``). Ratios are normalised to sum to 1.
+    7:1:2 by patient is GA-UNet's split (Chen et al., sec. III.A) and CDA-GAN's (Xu et al. 2023, sec. 4.1: 20 % test,
+    10 % validation); 60:20:20 is Vu et al.'s (sec. 3.3). Two values give no test set (``"8:2"``). Ratios are
+    normalised to sum to 1.
 
     Raises:
         ValueError: for anything else, a negative ratio, or no training share.

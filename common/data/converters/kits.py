@@ -4,7 +4,7 @@ Layout: ``case_00000/imaging.nii.gz`` (contrast CT in Hounsfield units) and ``ca
 (0 background, 1 kidney, 2 tumour), under the given folder or its ``data/`` folder (the repository's layout). The
 test cases (``case_00210``-``case_00299``) have no segmentation and are listed as skipped. The volumes are stored
 with the axial axis first (shape ``(slices, 512, 512)``); 2D output finds that axis from the affine. KiTS21/23
-use the same file names and are read too. Vu et al. train on KiTS19 subsets of 20-203 patients (sec. 4.1-4.2);
+use the same file names and are read too. Vu et al. train on KiTS19 subsets of 20-210 patients (sec. 4.1, Table 1);
 with the default class rule a slice is positive when it shows kidney or tumour (``positive_labels=(2,)`` for
 tumour only).
 """

@@ -7,8 +7,8 @@ unlabelled ``imagesTs`` are never read. Channel names and label names come from 
 A multi-channel task stores 4D images ``(X, Y, Z, C)`` (Task01_BrainTumour: FLAIR, T1w, t1gd, T2w; Task05_Prostate:
 T2, ADC): each channel becomes its own file, optionally selected and reordered with ``channels`` (e.g.
 ``["T1w", "t1gd", "T2w", "FLAIR"]`` gives the T1, T1c, T2, FLAIR order of the BraTS converter and the phantoms).
-Labels are kept as released. Vu et al. use two of these tasks, D-HEART (Task02_Heart, left atrium, 20 MRI) and
-D-SPLEEN (Task09_Spleen, 41 CT), split 60/20/20 (sec. 4.1 and 4.2).
+Labels are kept as released. Vu et al. use two of these tasks (sec. 4.1), D-HEART (Task02_Heart, left atrium, 20
+MRI) and D-SPLEEN (Task09_Spleen, 41 CT), split 60/20/20 (sec. 3.3).
 """
 
 from __future__ import annotations
