@@ -9,6 +9,13 @@ Layouts read (case folders may sit at most three folders below the input folder,
   every release and the built-in phantom (:py:data:`common.data.phantoms.BRAIN_TUMOUR_LABELS`) share one
   convention. A case folder whose segmentation has another name is read from the one other NIfTI file in the
   folder: BraTS 2020's ``BraTS20_Training_355`` ships its segmentation as ``W39_1998.09.19_Segm.nii``.
+- BRATS 2015/2016 (MetaImage, read through ITK): ``BRATS2015_Training/HGG/brats_2013_pat0001_1/
+  VSD.Brain.XX.O.MR_{T1,T1c,T2,Flair}.<id>/VSD.Brain.XX.O.MR_<...>.<id>.mha`` and the ground truth
+  ``VSD.Brain_3more.XX.O.OT.<id>/VSD.Brain_3more.XX.O.OT.<id>.mha`` (the ``.mha`` files may also sit in the case
+  folder itself). Labels 1 necrosis, 2 oedema, 3 non-enhancing tumour, 4 enhancing tumour; as in the 2017+
+  releases, 3 joins 1 (tumour core) and 4 is written as 3. The world position of every voxel is kept (ITK's LPS
+  space is written as NIfTI's RAS). The patient is ``brats_2013_pat0001`` / ``brats_tcia_pat153`` (the last
+  number is the scan), so that several scans of a patient land in one split.
 - 2023+: ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (also ``BraTS-MEN``, ``-MET``,
   ``-PED``, ``-SSA``). Labels 1 non-enhancing tumour core, 2 surrounding FLAIR hyperintensity, 3 enhancing tumour
   (2024 post-treatment: 4 resection cavity), kept. The last number is the time point: the patient is
@@ -67,7 +74,14 @@ BRATS_LABELS: dict[str, str] = {
 # release suffix of each output channel and of the label, per naming scheme
 _LEGACY = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair", "label": "seg"}
 _GLI = {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f", "label": "seg"}
-_SCHEMES = {"2018-2021": ("_", _LEGACY, {4: 3}, (0, 1, 2, 4)), "2023+": ("-", _GLI, {}, (0, 1, 2, 3, 4))}
+_SCHEMES = {
+    "2018-2021": ("_", _LEGACY, {4: 3}, (0, 1, 2, 4)),
+    "2023+": ("-", _GLI, {}, (0, 1, 2, 3, 4)),
+    "2015-2016": ("", {}, {3: 1, 4: 3}, (0, 1, 2, 3, 4)),
+}
+_MHA_ROLE = re.compile(r"^VSD\.Brain[^.]*\.XX\.O\.(MR_T1c|MR_T1|MR_T2|MR_Flair|OT)\.\d+\.mha$", re.IGNORECASE)
+_MHA_ROLES = {"mr_t1": "t1", "mr_t1c": "t1c", "mr_t2": "t2", "mr_flair": "flair", "ot": "label"}
+_MHA_PATIENT = re.compile(r"^(brats_[A-Za-z0-9]+_pat\d+)_\d+$", re.IGNORECASE)
 _NIFTI = (".nii.gz", ".nii")
 _GLI_PATIENT = re.compile(r"^(BraTS-[A-Za-z]+-\d+)-\d+$")
 _MAX_DEPTH = 3
@@ -131,28 +145,33 @@ class BraTSConverter(VolumeConverter):
             if "name_mapping.csv" in files:
                 grade_table.update(_read_name_mapping(folder / "name_mapping.csv"))
             mha_seen = mha_seen or any(f.lower().endswith(".mha") for f in files)
-            if folder != input_dir and any(_is_case_file(folder.name, f) for f in files):
+            if folder != input_dir and (
+                any(_is_case_file(folder.name, f) for f in files)
+                or any(d.startswith("VSD.Brain") for d in dirs)
+                or any(_MHA_ROLE.match(f) for f in files)
+            ):
                 case_dirs.append(folder)
                 dirs[:] = []
             elif len(folder.parts) - base_depth >= _MAX_DEPTH:
                 dirs[:] = []
         if not case_dirs:
-            hint = (
-                " The folder holds .mha files: the BRATS 2015/2016 layout is not supported by this converter."
-                if mha_seen
-                else ""
-            )
+            hint = " (.mha files were found, but not in that layout)" if mha_seen else ""
             raise LayoutError(
-                f"no BraTS case folder found under {input_dir} (searched {_MAX_DEPTH} folder levels). Expected "
+                f"no BraTS case folder found under {input_dir} (searched {_MAX_DEPTH} folder levels){hint}. Expected "
                 "case folders such as BraTS20_Training_001/BraTS20_Training_001_{t1,t1ce,t2,flair,seg}.nii.gz "
-                "(2018-2021, possibly under HGG/ and LGG/) or "
-                "BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz (2023+)." + hint
+                "(2018-2021, possibly under HGG/ and LGG/), "
+                "BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz (2023+) or "
+                "HGG/brats_2013_pat0001_1/VSD.Brain.XX.O.MR_T1.<id>/VSD.Brain.XX.O.MR_T1.<id>.mha (2015/2016)."
             )
         return [self._case(folder, grade_table) for folder in sorted(case_dirs, key=lambda p: p.name)]
 
     def _case(self, folder: Path, grade_table: dict[str, str]) -> Case:
         """The case of one case folder: scheme, files, patient, grade, or the problem that makes it unusable."""
         name = folder.name
+        if any(_MHA_ROLE.match(f) for f in os.listdir(folder)) or any(
+            p.is_dir() and p.name.startswith("VSD.Brain") for p in folder.iterdir()
+        ):
+            return self._mha_case(folder, grade_table)
         files = sorted(f for f in os.listdir(folder) if _strip_nifti(f) is not None)
         stems = {_strip_nifti(f): f for f in files}
         scheme = "2023+" if any(f"{name}-{s}" in stems for s in _GLI.values()) else "2018-2021"
@@ -183,6 +202,38 @@ class BraTSConverter(VolumeConverter):
             problem = (
                 f"no segmentation (expected {name}{separator}seg.nii.gz); validation and test cases carry no labels"
             )
+        match = _GLI_PATIENT.match(name) if scheme == "2023+" else None
+        return self._make_case(folder, match.group(1) if match else name, paths, problem, grade_table)
+
+    def _mha_case(self, folder: Path, grade_table: dict[str, str]) -> Case:
+        """A BRATS 2015/2016 case folder: ``.mha`` files in ``VSD.Brain...`` subfolders (or in the folder)."""
+        found: dict[str, list[str]] = {}
+        for parent in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+            for file in sorted(os.listdir(parent)):
+                match = _MHA_ROLE.match(file)
+                if match:
+                    found.setdefault(_MHA_ROLES[match.group(1).lower()], []).append(str(parent / file))
+        paths = {role: files[0] for role, files in found.items() if len(files) == 1}
+        problem = None
+        several = sorted(role for role, files in found.items() if len(files) > 1)
+        missing = [role for role in BRATS_CHANNELS if role not in found]
+        if several:
+            problem = f"several .mha files for {', '.join(several)}"
+        elif missing:
+            names = {"t1": "MR_T1", "t1c": "MR_T1c", "t2": "MR_T2", "flair": "MR_Flair"}
+            problem = (
+                f"missing modality {', '.join(names[r] for r in missing)} (expected VSD.Brain.XX.O.<modality>.<id>.mha)"
+            )
+        elif "label" not in found:
+            problem = "no ground truth VSD.Brain_3more.XX.O.OT.<id>.mha; test cases carry no labels"
+        match = _MHA_PATIENT.match(folder.name)
+        return self._make_case(folder, match.group(1) if match else folder.name, paths, problem, grade_table)
+
+    def _make_case(
+        self, folder: Path, patient: str, paths: dict[str, str], problem: str | None, grade_table: dict[str, str]
+    ) -> Case:
+        """The case with its grade (parent folder or ``name_mapping.csv``) and the grade filter applied."""
+        name = folder.name
         grade = folder.parent.name.upper() if folder.parent.name.upper() in _GRADES else grade_table.get(name)
         attributes: dict[str, Any] = {} if grade is None else {"grade": grade}
         excluded = None
@@ -191,20 +242,23 @@ class BraTSConverter(VolumeConverter):
                 excluded = "grade unknown (no HGG/LGG parent folder, no name_mapping.csv entry)"
             elif grade not in self.grades:
                 excluded = f"grade {grade} not in {self.grades}"
-        match = _GLI_PATIENT.match(name) if scheme == "2023+" else None
-        patient = match.group(1) if match else name
         return Case(name, patient, paths, attributes, problem=problem, excluded=excluded)
 
     def load_case(self, case: Case) -> LoadedCase:
-        scheme = "2023+" if Path(case.files["t1"]).name.startswith(f"{case.case_id}-") else "2018-2021"
+        t1 = Path(case.files["t1"]).name
+        if t1.lower().endswith(".mha"):
+            scheme = "2015-2016"
+        else:
+            scheme = "2023+" if t1.startswith(f"{case.case_id}-") else "2018-2021"
         _, _, label_map, allowed = _SCHEMES[scheme]
         arrays = load_aligned(case, [*BRATS_CHANNELS, "label"])
         label = integer_labels(arrays["label"][0], case.case_id)
         unexpected = sorted(set(np.unique(label).tolist()) - set(allowed))
         if unexpected:
             raise CaseError(f"unexpected label values {unexpected} (BraTS {scheme} uses {list(allowed)})")
+        original = label.copy() if label_map else label
         for source, target in label_map.items():
-            label[label == source] = target
+            label[original == source] = target
         return LoadedCase([arrays[c][0] for c in BRATS_CHANNELS], label, arrays["label"][1])
 
 

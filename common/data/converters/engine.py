@@ -74,6 +74,7 @@ __all__ = [
     "VolumeConverter",
     "load_aligned",
     "load_volume",
+    "read_itk",
     "parse_slices",
     "parse_split",
     "run_conversion",
@@ -285,8 +286,39 @@ def parse_slices(slices: str | Sequence[int] | None) -> tuple[int, int] | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+_NIBABEL_EXTS = (".nii", ".nii.gz", ".img", ".hdr", ".mgz", ".mgh")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def read_itk(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image through ITK (MetaImage ``.mha``/``.mhd``, NRRD...) in nibabel's conventions.
+
+    ITK arrays are ``(z, y, x)`` and its physical space is LPS; the result is the ``(x, y, z)`` array and the
+    voxel-to-RAS affine ``diag(-1, -1, 1, 1) @ [direction * spacing | origin]``, so that a written NIfTI file keeps
+    the world position of every voxel. ITK is imported on first use (it is slow to import).
+
+    Returns:
+        ``(array, affine)``.
+    """
+    import itk  # heavy: only for the sources that need it
+
+    image = itk.imread(os.fspath(path))
+    array = np.asarray(itk.array_from_image(image))
+    dims = int(image.GetImageDimension())
+    if dims != 3 or array.ndim != 3:
+        raise ValueError(f"expected a 3D scalar image, got {dims}D with array shape {array.shape}")
+    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=np.float64)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing(), dtype=np.float64)[None, :]
+    lps[:3, 3] = np.asarray(image.GetOrigin(), dtype=np.float64)
+    return np.ascontiguousarray(array.transpose(2, 1, 0)), _LPS_TO_RAS @ lps
+
+
 def load_volume(path: str | os.PathLike, case_id: str, role: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NIfTI (or any nibabel-readable) file fully, turning every read failure into a :class:`CaseError`.
+    """Read an image file fully, turning every read failure into a :class:`CaseError`.
+
+    NIfTI (and the other nibabel formats) load through nibabel, anything else (``.mha``, ``.mhd``, ``.nrrd``)
+    through ITK (:func:`read_itk`).
 
     Args:
         path: the file.
@@ -302,9 +334,12 @@ def load_volume(path: str | os.PathLike, case_id: str, role: str) -> tuple[np.nd
     if not os.path.isfile(path):
         raise CaseError(f"{role} file missing: {path}")
     try:
-        image = nib.load(os.fspath(path))
-        array = np.asanyarray(image.dataobj)
-        affine = np.asarray(image.affine, dtype=np.float64)
+        if os.fspath(path).lower().endswith(_NIBABEL_EXTS):
+            image = nib.load(os.fspath(path))
+            array = np.asanyarray(image.dataobj)
+            affine = np.asarray(image.affine, dtype=np.float64)
+        else:
+            array, affine = read_itk(path)
     except Exception as e:  # nibabel raises many types for a corrupt file (EOFError, zlib.error, ImageFileError...)
         raise CaseError(f"{role} file unreadable or corrupt: {path} ({type(e).__name__}: {e})") from None
     if not np.all(np.isfinite(affine)):

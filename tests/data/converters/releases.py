@@ -197,3 +197,42 @@ def kits19(root: Path, num_cases: int = 3, num_test: int = 1) -> Path:
             seg[3, 6:8, 6:8] = 2
             save(seg, folder / "segmentation.nii.gz", KITS_AFFINE)
     return data.parent
+
+
+MHA_SPACING: tuple[float, float, float] = (0.9, 0.8, 2.0)
+MHA_ORIGIN: tuple[float, float, float] = (10.0, 20.0, 30.0)
+MHA_DIRECTION = np.diag([1.0, -1.0, 1.0])
+"""Geometry of the BRATS 2015 fixtures (ITK's LPS space): anisotropic spacing, an origin and a flipped y axis."""
+
+
+def brats2015_case(parent: Path, name: str, ids: int, radii: Mapping[int, float], seed: int = 0) -> Path:
+    """One BRATS 2015/2016 case folder: ``VSD.Brain.XX.O.MR_<modality>.<id>/VSD.Brain.XX.O.MR_<modality>.<id>.mha``
+    (int16) and ``VSD.Brain_3more.XX.O.OT.<id>/...mha`` (uint8, labels 1 necrosis, 2 oedema, 3 non-enhancing,
+    4 enhancing: the disc of :func:`tumour_mask` with 3 on its first pixel row), written through ITK.
+
+    Args:
+        parent: the ``HGG`` or ``LGG`` folder.
+        name: case folder name, e.g. ``brats_2013_pat0001_1``.
+        ids: first file id (the release numbers files consecutively).
+        radii: tumour disc radius per slice.
+        seed: seed of the noise.
+    """
+    import itk
+
+    rng = np.random.default_rng(seed)
+    folder = parent / name
+    mask = tumour_mask(radii, labels=(1, 4, 2))
+    rows = np.nonzero(mask.any(axis=(1, 2)))[0]
+    if rows.size:
+        mask[rows[0]][mask[rows[0]] > 0] = 3
+    volumes = [(f"MR_{m}", _modality(BRATS_LEVELS[k], rng, SHAPE, np.int16)) for m, k in
+               (("Flair", "flair"), ("T1", "t1"), ("T1c", "t1ce"), ("T2", "t2"))]  # fmt: skip
+    for offset, (modality, array) in enumerate([*volumes, ("OT", mask)]):
+        stem = f"VSD.Brain{'_3more' if modality == 'OT' else ''}.XX.O.{modality}.{ids + offset}"
+        image = itk.image_from_array(np.ascontiguousarray(array.transpose(2, 1, 0)))  # ITK arrays are (z, y, x)
+        image.SetSpacing(MHA_SPACING)
+        image.SetOrigin(MHA_ORIGIN)
+        image.SetDirection(itk.matrix_from_array(MHA_DIRECTION))
+        (folder / stem).mkdir(parents=True)
+        itk.imwrite(image, str(folder / stem / f"{stem}.mha"))
+    return folder

@@ -2,6 +2,7 @@
 patient splits, and bad cases (missing modality, corrupt file, image/label geometry mismatch)."""
 
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,7 +12,18 @@ import pytest
 
 from common.data import check_patient_disjoint, validate_datalist
 from common.data.converters import CASES_DIR, DATALIST_NAME, convert
-from tests.data.converters.releases import BRATS_AFFINE, SHAPE, brats_case, corrupt, save
+from tests.data.converters.releases import (
+    BRATS_AFFINE,
+    MHA_DIRECTION,
+    MHA_ORIGIN,
+    MHA_SPACING,
+    SHAPE,
+    brats2015_case,
+    brats_case,
+    corrupt,
+    save,
+    tumour_mask,
+)
 
 
 def _datalist(out: Path) -> dict:
@@ -148,3 +160,40 @@ def test_brats2018_grades(tmp_path):
     assert {e["grade"] for e in entries} == {"HGG"}
     with pytest.raises(ValueError, match="grades"):
         convert("brats", release, tmp_path / "out2", grades="GBM")
+
+
+def test_brats2015_mha_through_itk(tmp_path):
+    release = tmp_path / "BRATS2015_Training"
+    tumour = {z: 3.0 for z in (2, 3, 4)}
+    brats2015_case(release / "HGG", "brats_2013_pat0001_1", 54512, tumour, seed=0)
+    brats2015_case(release / "HGG", "brats_tcia_pat153_0109", 42300, tumour, seed=1)
+    brats2015_case(release / "HGG", "brats_tcia_pat153_0110", 42310, tumour, seed=2)
+    folder = brats2015_case(release / "LGG", "brats_tcia_pat101_0001", 42320, tumour, seed=3)
+    shutil.rmtree(next(folder.glob("VSD.Brain.XX.O.MR_T2.*")))
+    out = tmp_path / "out"
+    summary = convert("brats", release, out, spatial_dims=2, split="1:1:0", progress=False)
+    assert summary["skipped"] == [
+        {
+            "case": "brats_tcia_pat101_0001",
+            "reason": "missing modality MR_T2 (expected VSD.Brain.XX.O.<modality>.<id>.mha)",
+        }
+    ]
+    validate_datalist(out / DATALIST_NAME, sections=("training", "validation"), label_key="label", class_key="class",
+                      spatial_dims=2, num_channels=4)  # fmt: skip
+    entries = _entries(_datalist(out))
+    patients = {e["case"]: e["patient"] for e in entries}
+    assert patients["brats_tcia_pat153_0109"] == patients["brats_tcia_pat153_0110"] == "brats_tcia_pat153"
+    assert {e["grade"] for e in entries} == {"HGG"} and len(entries) == 3 * SHAPE[2]
+    entry = next(e for e in entries if e["case"] == "brats_2013_pat0001_1" and e["slice"] == 3)
+    levels = [float(np.asarray(nib.load(out / f).dataobj).mean()) for f in entry["image"]]
+    assert [round(v, -2) for v in levels] == [100, 200, 300, 400]  # T1, T1c, T2, FLAIR
+    label = nib.load(out / entry["label"])
+    source = tumour_mask(tumour, labels=(1, 4, 2))[:, :, 3]
+    expected = np.where(source == 4, 3, source)
+    rows = np.nonzero(source.any(axis=1))[0]
+    expected[rows[0]][source[rows[0]] > 0] = 1  # non-enhancing (3) joins the core (1)
+    assert np.array_equal(np.asarray(label.dataobj), expected)
+    # the world position of voxel (i, j, 3): ITK's LPS point origin + direction @ (spacing * index), in RAS
+    for i, j in ((0, 0), (5, 9)):
+        lps = np.asarray(MHA_ORIGIN) + MHA_DIRECTION @ (np.asarray(MHA_SPACING) * [i, j, 3])
+        assert np.allclose((label.affine @ [i, j, 0, 1])[:3], lps * [-1, -1, 1])

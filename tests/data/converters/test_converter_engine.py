@@ -104,9 +104,9 @@ def test_unknown_layouts_fail_before_writing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(LayoutError, match=r"no BraTS case folder found under .*downloads.*BraTS20_Training_001_"):
         convert("brats", empty, out)
-    (empty / "BRATS2015_Training" / "HGG" / "brats_2013_pat0001_1").mkdir(parents=True)
-    (empty / "BRATS2015_Training" / "HGG" / "brats_2013_pat0001_1" / "VSD.Brain.XX.O.MR_Flair.54512.mha").touch()
-    with pytest.raises(LayoutError, match=r"\.mha files: the BRATS 2015/2016 layout is not supported"):
+    (empty / "scans" / "patient1").mkdir(parents=True)
+    (empty / "scans" / "patient1" / "flair.mha").touch()
+    with pytest.raises(LayoutError, match=r"\(\.mha files were found, but not in that layout\)\. Expected .*2015/2016"):
         convert("brats", empty, out)
     with pytest.raises(LayoutError, match=r"not a Medical Segmentation Decathlon task folder: expected .*dataset.json"):
         convert("msd", empty, out)
