@@ -3,7 +3,9 @@
 A source family (:py:mod:`.brats`, :py:mod:`.msd`, :py:mod:`.kits`) supplies a :class:`VolumeConverter`: a reader
 that knows the public release's folder and file names (:py:meth:`VolumeConverter.find_cases`, one
 :class:`Case` per case folder) and a loader of one case's channel volumes and label
-(:py:meth:`VolumeConverter.load_case`). Everything else is shared and lives here:
+(:py:meth:`VolumeConverter.load_case`); a source with other outputs (class labels without masks, boxes) overrides
+:py:meth:`VolumeConverter.write_case` and :py:meth:`VolumeConverter.validation_args`. Everything else is shared and
+lives here:
 
 - **output**: 3D volumes (one NIfTI file per channel plus the label) or 2D slices along one axis in a slice range,
   each slice with the class "label present" (at least ``min_area`` voxels of the positive labels);
@@ -231,6 +233,26 @@ class VolumeConverter:
             CaseError: for a bad case (missing or unreadable file, geometry mismatch...).
         """
         raise NotImplementedError
+
+    def write_case(
+        self, loaded: LoadedCase, case: Case, folder: Path, prefix: str, options: OutputOptions
+    ) -> dict[str, Any]:
+        """Write one loaded case into its temporary folder and return its record (see :func:`write_case`).
+
+        Sources with other outputs (class labels without masks, boxes) override this and
+        :py:meth:`validation_args`; the engine's streaming, atomic case folders, resume, splits and summary stay.
+        """
+        return write_case(loaded, case, self.channel_names, folder, prefix, options)
+
+    def validation_args(self, options: OutputOptions) -> dict[str, Any]:
+        """Keyword arguments of :py:func:`common.data.validate_datalist` for the written datalist."""
+        return {
+            "label_key": "label",
+            "class_key": "class",
+            "required_keys": ("patient",),
+            "spatial_dims": options.spatial_dims,
+            "num_channels": len(self.channel_names),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -517,7 +539,7 @@ def convert_case(converter: VolumeConverter, case: Case, output_dir: Path, optio
         if case.problem is not None:
             raise CaseError(case.problem)
         loaded = converter.load_case(case)
-        record = write_case(loaded, case, converter.channel_names, tmp, f"{CASES_DIR}/{case.case_id}", options)
+        record = converter.write_case(loaded, case, tmp, f"{CASES_DIR}/{case.case_id}", options)
         atomic_write_json(record, tmp / RECORD_NAME)
         if final.exists():  # an incomplete folder of another writer (no record): replaced
             shutil.rmtree(final)
@@ -777,18 +799,15 @@ def run_conversion(
         validate_datalist(
             tmp,
             sections=[name for name in SPLIT_NAMES if sections[name]],
-            label_key="label",
-            class_key="class",
-            required_keys=("patient",),
-            spatial_dims=options.spatial_dims,
-            num_channels=len(converter.channel_names),
             check_values=check_values,
+            **converter.validation_args(options),
         )
     summary["datalist"] = str(datalist_path)
     summary["num_entries"] = {name: len(items) for name, items in sections.items()}
     summary["num_patients"] = {name: len({e["patient"] for e in items}) for name, items in sections.items()}
     summary["class_counts"] = {
-        name: dict(sorted(Counter(int(e["class"]) for e in items).items())) for name, items in sections.items()
+        name: dict(sorted(Counter(int(e["class"]) for e in items if "class" in e).items()))
+        for name, items in sections.items()
     }
     summary["ambiguous_entries"] = sum(int(r.get("num_ambiguous", 0)) for r in done)
     _finish_summary(summary, output_path, start_time)
