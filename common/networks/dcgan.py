@@ -9,8 +9,7 @@ Layout (the DCGAN reference layout, four resolution stages, generalised to ``spa
   -> 3 x [4x4 transposed conv, stride 2, BN, ReLU] -> 4x4 transposed conv, stride 2, to ``out_channels``;
   no output activation (sec. 3.2.2: no tanh);
 - discriminator: 4 x [4x4 conv, stride 2, BN (not on the first), ELU] -> linear to one logit/score; optionally
-  with spectral normalisation of every weight (Miyato et al. 2018, sec. 2.1) and a minibatch standard deviation
-  channel before the linear layer (Karras et al. 2018, sec. 3), neither of which is in the thesis.
+  with spectral normalisation of every weight (Miyato et al. 2018, sec. 2.1), which is not in the thesis.
 
 "Half channel size": the reference DCGAN uses 64 filters at the finest stage (doubling to 512); here
 ``base_channels=32`` by default, i.e. 32/64/128/256. This choice is written in the bundle's model card.
@@ -29,8 +28,6 @@ import torch.nn as nn
 from monai.networks.layers.factories import Act, Conv, Norm
 from monai.networks.utils import normal_init
 from monai.utils import ensure_tuple_rep
-
-from .blocks.progressive import MinibatchStdDev
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 
@@ -114,9 +111,6 @@ class DCGANDiscriminator(nn.Module):
             value, estimated by one power iteration per training forward (Miyato et al. 2018, sec. 2.1; usually
             with ``norm=None``). Off in the thesis. The state dict then holds ``parametrizations.weight.original``
             (the unnormalised weight, initialised as without spectral norm) instead of ``weight``.
-        minibatch_std: group size of a minibatch standard deviation channel appended to the last features
-            (Karras et al. 2018, sec. 3: it lets the discriminator see the variety of a batch, against mode
-            collapse); 0: off, as in the thesis.
 
     Shapes:
         input ``(B, in_channels, *image_size)``; output ``(B, 1)`` raw logits (BCE) or scores (WGAN).
@@ -132,7 +126,6 @@ class DCGANDiscriminator(nn.Module):
         norm: str | None = "batch",
         act: str = "elu",
         spectral_norm: bool = False,
-        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -150,9 +143,6 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(Norm[norm, spatial_dims](c_out))
             layers.append(Act[act]())
             c_in = c_out
-        if minibatch_std > 0:
-            layers.append(MinibatchStdDev(minibatch_std))
-            c_in += 1
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(c_in * int(np.prod(final_shape)), 1)
         self.apply(normal_init)  # DCGAN initialisation, see the module docstring
