@@ -203,6 +203,8 @@ class VolumeConverter:
     name: str = "volumes"
     description: str = ""
     reference: str = ""
+    input_is_file: bool = False
+    """True for a source released as one file (MedMNIST's ``.npz``): the input is that file, not a folder."""
 
     @property
     def channel_names(self) -> list[str]:
@@ -243,6 +245,10 @@ class VolumeConverter:
         :py:meth:`validation_args`; the engine's streaming, atomic case folders, resume, splits and summary stay.
         """
         return write_case(loaded, case, self.channel_names, folder, prefix, options)
+
+    def assign_splits(self, records: Sequence[dict[str, Any]], fractions: Sequence[float], seed: int) -> dict[str, str]:
+        """Patient -> ``"training"``/``"validation"``/``"test"``; a release with its own split overrides this."""
+        return _assign_splits(records, fractions, seed)
 
     def validation_args(self, options: OutputOptions) -> dict[str, Any]:
         """Keyword arguments of :py:func:`common.data.validate_datalist` for the written datalist."""
@@ -686,7 +692,10 @@ def run_conversion(
     if int(num_workers) < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers!r}.")
     input_path = Path(input_dir).expanduser().absolute()
-    if not input_path.is_dir():
+    if converter.input_is_file:
+        if not input_path.is_file():
+            raise LayoutError(f"input file {input_path} does not exist or is not a file.")
+    elif not input_path.is_dir():
         raise LayoutError(f"input folder {input_path} does not exist or is not a folder.")
     output_path = Path(output_dir).expanduser().absolute()
     if output_path == input_path or input_path in output_path.parents:
@@ -774,7 +783,7 @@ def run_conversion(
             f"no case of {input_path} could be converted ({len(skipped)} skipped; see {output_path / SUMMARY_NAME})."
         )
 
-    assignment = _assign_splits(done, fractions, seed)
+    assignment = converter.assign_splits(done, fractions, seed)
     sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for record in done:
         for entry in record["entries"]:

@@ -236,3 +236,24 @@ def brats2015_case(parent: Path, name: str, ids: int, radii: Mapping[int, float]
         (folder / stem).mkdir(parents=True)
         itk.imwrite(image, str(folder / stem / f"{stem}.mha"))
     return folder
+
+
+def medmnist_npz(path: Path, sizes: Sequence[int] = (7, 3, 4), shape: Sequence[int] = (8, 8), num_labels: int = 1,
+                 num_classes: int = 3, seed: int = 0) -> Path:  # fmt: skip
+    """A MedMNIST release file: ``{train,val,test}_{images,labels}`` with the release's dtypes, compressed.
+
+    Images are random uint8 ``(N, *shape)`` (``shape`` ``(H, W)``, ``(H, W, 3)`` or ``(D, H, W)``) from ``seed``, so
+    that a test can match every written file to its row; labels uint8 ``(N, 1)`` in ``0..num_classes-1`` or, with
+    ``num_labels > 1``, a binary ``(N, num_labels)`` matrix (ChestMNIST).
+    """
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), sizes):
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=(count, *shape), dtype=np.uint8)
+        if num_labels == 1:
+            arrays[f"{split}_labels"] = rng.integers(0, num_classes, size=(count, 1), dtype=np.uint8)
+        else:
+            arrays[f"{split}_labels"] = (rng.random((count, num_labels)) < 0.3).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
