@@ -257,3 +257,38 @@ def medmnist_npz(path: Path, sizes: Sequence[int] = (7, 3, 4), shape: Sequence[i
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     return path
+
+
+LGG_LEVELS: tuple[int, ...] = (60, 120, 180)
+"""Intensity level of the pre-contrast, FLAIR and post-contrast planes of the LGG fixtures."""
+
+
+def lgg_patient(parent: Path, name: str, tumour: Sequence[int], num_slices: int = 4, size: int = 8) -> Path:
+    """One ``kaggle_3m/TCGA_*`` folder: ``<name>_<n>.tif`` RGB uint8 slices and ``<name>_<n>_mask.tif`` 0/255 masks.
+
+    The planes hold :data:`LGG_LEVELS` plus the slice number; slice ``n`` (from 1) has a 2 x 2 tumour when ``n`` is in
+    ``tumour``, else an empty mask.
+    """
+    from PIL import Image
+
+    folder = parent / name
+    folder.mkdir(parents=True)
+    for number in range(1, num_slices + 1):
+        image = np.zeros((size, size, 3), np.uint8)
+        for plane, level in enumerate(LGG_LEVELS):
+            image[..., plane] = level + number
+        mask = np.zeros((size, size), np.uint8)
+        if number in tumour:
+            mask[2:4, 3:5] = 255
+        Image.fromarray(image, "RGB").save(folder / f"{name}_{number}.tif")
+        Image.fromarray(mask, "L").save(folder / f"{name}_{number}_mask.tif")
+    return folder
+
+
+def tcia_lgg(root: Path) -> Path:
+    """The Kaggle LGG release with two patients under ``root/kaggle_3m`` (4 slices, tumour in slices 2-3 / none) plus
+    its ``data.csv``; returns ``root``."""
+    lgg_patient(root / "kaggle_3m", "TCGA_CS_4941_19960909", tumour=(2, 3))
+    lgg_patient(root / "kaggle_3m", "TCGA_DU_5849_19950405", tumour=())
+    (root / "kaggle_3m" / "data.csv").write_text("Patient,RNASeqCluster\nTCGA_CS_4941,2\n")
+    return root
