@@ -12,6 +12,8 @@ Examples::
     python scripts/prepare_data.py msd Task01_BrainTumour data/msd_brain --channels T1w,t1gd,T2w,FLAIR
     # KiTS19 (the repository clone; its data/ folder is found)
     python scripts/prepare_data.py kits19 kits19 data/kits_2d --spatial_dims 2 --split 60:20:20
+    # LUNA16 nodule boxes (detection / MCGAN contract); or --datalist_json dataset_fold0.json of the model zoo
+    python scripts/prepare_data.py luna16 LUNA16 data/luna16 --annotations CSVFILES/annotations.csv --split 7:1:2
 
 Each command logs a progress counter and the conversion summary (also written to
 ``OUTPUT_DIR/conversion_summary.json``), writes ``OUTPUT_DIR/datalist.json`` and prints its path. A bundle reads it
@@ -161,6 +163,43 @@ def kits19(
     )
 
 
+def luna16(
+    input_dir: str,
+    output_dir: str,
+    annotations: str | None = None,
+    datalist_json: str | None = None,
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """LUNA16 (subset0..9/<seriesuid>.mhd + .raw, annotations.csv with world mm centres and diameters): one CT
+    volume per series with nodule boxes in voxel indices, size class small/medium/large (<= 10, <= 20, > 20 mm;
+    thesis sec. 6.2.1); series without nodules kept as negatives.
+
+    Args:
+        input_dir: the LUNA16 folder as downloaded and unpacked (subset0/ ... subset9/).
+        output_dir: a new or empty folder, or an earlier conversion with the same options (finished cases reused).
+        annotations: annotations.csv (found in INPUT_DIR or INPUT_DIR/CSVFILES when omitted).
+        datalist_json: the model zoo's LUNA16 detection datalist (cccwhd boxes in world mm) instead of annotations.
+        split: training:validation:test ratios of patients (series), e.g. 7:1:2.
+        seed: seed of the patient split.
+        num_workers: worker processes (0 converts in this process).
+        check_values: validate every voxel of the written files (NaN/Inf), not only their headers.
+    """
+    _run(
+        "luna16",
+        input_dir,
+        output_dir,
+        annotations=annotations,
+        datalist_json=datalist_json,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
 for _command in (brats, msd, kits19):
     _command.__doc__ = (_command.__doc__ or "").rstrip() + "\n" + _COMMON_DOC.replace("    Args:\n", "", 1)
 
@@ -169,7 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; returns the exit status (1 on a fatal conversion error, reported on stderr)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        fire.Fire({"brats": brats, "msd": msd, "kits19": kits19}, command=list(argv) if argv is not None else None)
+        fire.Fire(
+            {"brats": brats, "msd": msd, "kits19": kits19, "luna16": luna16},
+            command=list(argv) if argv is not None else None,
+        )
     except (LayoutError, ConversionError, ValueError, FileExistsError) as e:
         print(f"prepare_data: error: {e}", file=sys.stderr)
         return 1

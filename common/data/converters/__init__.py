@@ -6,7 +6,8 @@ patient-level splits, validation of the datalist, summary):
 
 - :py:class:`BraTSConverter` (:py:mod:`.brats`): BraTS 2018-2021 and 2023+;
 - :py:class:`MSDConverter` (:py:mod:`.msd`): Medical Segmentation Decathlon tasks (4D images split into channels);
-- :py:class:`KiTSConverter` (:py:mod:`.kits`): KiTS19.
+- :py:class:`KiTSConverter` (:py:mod:`.kits`): KiTS19;
+- :py:class:`LUNA16Converter` (:py:mod:`.luna16`): LUNA16 (or the model zoo's LUNA16 datalist), nodule boxes.
 
 :py:func:`convert` runs one of them by name; ``scripts/prepare_data.py`` is its command line.
 """
@@ -35,6 +36,7 @@ from common.data.converters.engine import (
     run_conversion,
 )
 from common.data.converters.kits import KITS_LABELS, KiTSConverter
+from common.data.converters.luna16 import LUNA16Converter
 from common.data.converters.msd import MSDConverter
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "KiTSConverter",
     "LayoutError",
     "LoadedCase",
+    "LUNA16Converter",
     "MSDConverter",
     "OutputOptions",
     "VolumeConverter",
@@ -64,6 +67,7 @@ __all__ = [
 
 CONVERTERS: dict[str, type[VolumeConverter]] = {"brats": BraTSConverter, "msd": MSDConverter, "kits19": KiTSConverter}
 """Source name -> converter class."""
+CONVERTERS["luna16"] = LUNA16Converter
 
 
 def convert(
