@@ -7,7 +7,9 @@ patient-level splits, validation of the datalist, summary):
 - :py:class:`BraTSConverter` (:py:mod:`.brats`): BraTS 2018-2021 and 2023+;
 - :py:class:`MSDConverter` (:py:mod:`.msd`): Medical Segmentation Decathlon tasks (4D images split into channels);
 - :py:class:`KiTSConverter` (:py:mod:`.kits`): KiTS19;
-- :py:class:`LUNA16Converter` (:py:mod:`.luna16`): LUNA16 (or the model zoo's LUNA16 datalist), nodule boxes.
+- :py:class:`LUNA16Converter` (:py:mod:`.luna16`): LUNA16 (or the model zoo's LUNA16 datalist), nodule boxes;
+- :py:class:`MedMNISTConverter` (:py:mod:`.medmnist`): one MedMNIST ``.npz`` file, class labels, the release's split;
+- :py:class:`TCIALGGConverter` (:py:mod:`.tcia_lgg`): the TCIA LGG FLAIR segmentation set (Kaggle layout).
 
 :py:func:`convert` runs one of them by name; ``scripts/prepare_data.py`` is its command line.
 """
@@ -37,7 +39,9 @@ from common.data.converters.engine import (
 )
 from common.data.converters.kits import KITS_LABELS, KiTSConverter
 from common.data.converters.luna16 import LUNA16Converter
+from common.data.converters.medmnist import MedMNISTConverter, medmnist_info
 from common.data.converters.msd import MSDConverter
+from common.data.converters.tcia_lgg import LGG_CHANNELS, TCIALGGConverter
 
 __all__ = [
     "BRATS_CHANNELS",
@@ -55,6 +59,10 @@ __all__ = [
     "LayoutError",
     "LoadedCase",
     "LUNA16Converter",
+    "LGG_CHANNELS",
+    "MedMNISTConverter",
+    "medmnist_info",
+    "TCIALGGConverter",
     "MSDConverter",
     "OutputOptions",
     "VolumeConverter",
@@ -68,6 +76,8 @@ __all__ = [
 CONVERTERS: dict[str, type[VolumeConverter]] = {"brats": BraTSConverter, "msd": MSDConverter, "kits19": KiTSConverter}
 """Source name -> converter class."""
 CONVERTERS["luna16"] = LUNA16Converter
+CONVERTERS["medmnist"] = MedMNISTConverter  # the input is the .npz file; spatial_dims must match it (2 or 3)
+CONVERTERS["tcia_lgg"] = TCIALGGConverter
 
 
 def convert(
