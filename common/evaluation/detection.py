@@ -150,7 +150,7 @@ class DetectionEvaluation:
         )
         metrics.update(self.extra)
         write_report(
-            {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()},
+            metrics,  # NaN (e.g. no nodule of a size) as null, listed under non_finite
             self.output_dir / "metrics.json",
             table=self.table(metrics),
             title="detection evaluation",

@@ -4,7 +4,8 @@ The metric is driven by MONAI's :class:`~monai.handlers.IgniteMetricHandler` (re
 update per iteration, ``aggregate()`` when the epoch completes); :class:`MetricsReport` then writes the flat JSON file
 the bundles, tests and the experiment runner read, and logs the same numbers as a table. MONAI's
 :class:`~monai.handlers.MetricsSaver` is not used for the file: it writes one CSV line per scalar metric, whereas the
-report is one JSON object with the descriptive ``extra`` entries (bundle, variant, split...) and ``null`` for NaN.
+report is one JSON object with the descriptive ``extra`` entries (bundle, variant, split...) and ``null`` for NaN
+(listed under ``non_finite``).
 
 - :class:`MetricsHandler`: any cumulative metric whose ``aggregate()`` returns a dict of numbers;
 - :class:`ClassificationMetricsHandler`: :class:`~common.metrics.ClassificationMetrics` (CDA-GAN eq. 11-14);
@@ -14,7 +15,6 @@ report is one JSON object with the descriptive ``extra`` entries (bundle, varian
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -101,10 +101,7 @@ class MetricsReport:
         if engine is not None:
             engine.state.metrics.update({k: v for k, v in results.items() if isinstance(v, float)})
         if is_rank0():
-            atomic_write_json(
-                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.results.items()},
-                self.output_file,
-            )
+            atomic_write_json(self.results, self.output_file)  # NaN as null, listed under non_finite
             logger.info("%s (%s):\n%s", self.title, os.fspath(self.output_file), format_table(self.results))
         return self.results
 

@@ -1,6 +1,6 @@
 """The floor of ``common``: helpers every other package may use and that use no other package of ``common``.
 
-- :mod:`common.utils.io`: atomic writes of text, JSON, bytes and NIfTI files (temporary name, then rename);
+- :mod:`common.utils.io`: atomic writes of text, strict JSON, bytes and NIfTI files (temporary name, then rename);
 - :mod:`common.utils.hashing`: SHA-256 of files;
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
@@ -16,6 +16,7 @@ from common.utils.io import (
     remove_stale_temporaries,
     save_nifti,
     split_ext,
+    strict_json,
 )
 from common.utils.paths import bundle_root
 
@@ -32,4 +33,5 @@ __all__ = [
     "save_nifti",
     "sha256_file",
     "split_ext",
+    "strict_json",
 ]

@@ -26,10 +26,15 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
+    "strict_json",
+    "NON_FINITE_KEY",
     "save_nifti",
 ]
 
 _MULTI_EXTS = (".nii.gz", ".tar.gz")
+
+NON_FINITE_KEY = "non_finite"
+"""Key under which :func:`atomic_write_json` lists the values it wrote as ``null`` because they were NaN or Inf."""
 
 
 def split_ext(path: str) -> tuple[str, str]:
@@ -128,16 +133,64 @@ def atomic_write_text(text: str, path: str | os.PathLike, encoding: str = "utf-8
     atomic_write_bytes(text.encode(encoding), path)
 
 
+def _non_finite_name(value: float) -> str:
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def strict_json(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """``obj`` with every NaN/Inf float (Python, NumPy or 0-d tensor scalar) replaced by ``None``, and where they were.
+
+    Strict JSON parsers (JavaScript, ``jq``, most other languages) reject the bare ``NaN``/``Infinity`` that
+    :func:`json.dumps` writes by default; a metric that is undefined (e.g. an AUC without positives) is written as
+    ``null`` instead, and its place is recorded so that the reason is not lost. NumPy scalars, arrays and tensors
+    become Python numbers and lists.
+
+    Args:
+        obj: nested mappings, lists and tuples of JSON-serialisable values, NumPy arrays and tensors.
+        path: the location of ``obj`` in the document (dotted keys, list indices in brackets), for the record.
+
+    Returns:
+        ``(clean, replaced)``: the cleaned copy, and ``{location: "NaN" | "Infinity" | "-Infinity"}``.
+    """
+    replaced: dict[str, str] = {}
+
+    def clean(value: Any, where: str) -> Any:
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            value = value.tolist()  # a Python number for 0-d, nested lists otherwise
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                replaced[where or "(root)"] = _non_finite_name(value)
+                return None
+            return value
+        if isinstance(value, Mapping):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return clean(obj, path), replaced
+
+
 def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 4, **kwargs: Any) -> None:
-    """Write ``obj`` as JSON (with a final newline) to ``path`` atomically.
+    """Write ``obj`` as strict JSON (with a final newline) to ``path`` atomically.
+
+    NaN and Inf values are written as ``null`` (see :func:`strict_json`); when ``obj`` is a mapping, the places and
+    kinds of the replaced values are added under :data:`NON_FINITE_KEY` (``{"auc": "NaN"}``: the metric was
+    undefined), unless ``obj`` already has that key. The file never holds a bare ``NaN`` or ``Infinity``.
 
     Args:
         obj: a JSON-serialisable object.
         path: destination file.
         indent: JSON indentation.
-        kwargs: passed to :func:`json.dumps` (e.g. ``sort_keys``, ``default``).
+        kwargs: passed to :func:`json.dumps` (e.g. ``sort_keys``, ``default``); ``allow_nan`` is always False.
     """
-    atomic_write_text(json.dumps(obj, indent=indent, **kwargs) + "\n", path)
+    kwargs.pop("allow_nan", None)
+    clean, replaced = strict_json(obj)
+    if replaced and isinstance(clean, dict) and NON_FINITE_KEY not in clean:
+        clean[NON_FINITE_KEY] = replaced
+    atomic_write_text(json.dumps(clean, indent=indent, allow_nan=False, **kwargs) + "\n", path)
 
 
 def save_nifti(

@@ -18,7 +18,9 @@ from common.utils import (
     remove_stale_temporaries,
     save_nifti,
     split_ext,
+    strict_json,
 )
+from common.utils.io import NON_FINITE_KEY
 
 AFFINE = np.array([[0.0, -1.5, 0.0, 10.0], [2.0, 0.0, 0.0, -4.0], [0.0, 0.0, 3.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
 
@@ -61,6 +63,51 @@ def test_json_round_trip(tmp_path):
     atomic_write_json(obj, path, indent=None)
     assert path.read_text() == json.dumps(obj) + "\n"
     assert _only(tmp_path, "out.json")
+
+
+def _strict_loads(text):
+    """json.loads that refuses NaN/Infinity, as strict JSON parsers do."""
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_and_records_non_finite_values(tmp_path):
+    path = tmp_path / "metrics.json"
+    obj = {
+        "auc": float("nan"),
+        "per_class": [0.5, np.float32("inf"), np.float64(0.25)],
+        "sens": {"small": -float("inf"), "large": 1.0},
+        "kid": torch.tensor(float("nan")),
+        "counts": np.array([1, 2]),
+        "n": np.int64(3),
+    }
+    atomic_write_json(obj, path)
+    data = _strict_loads(path.read_text())
+    assert data == {
+        "auc": None,
+        "per_class": [0.5, None, 0.25],
+        "sens": {"small": None, "large": 1.0},
+        "kid": None,
+        "counts": [1, 2],
+        "n": 3,
+        NON_FINITE_KEY: {
+            "auc": "NaN",
+            "per_class[1]": "Infinity",
+            "sens.small": "-Infinity",
+            "kid": "NaN",
+        },
+    }
+    assert obj["auc"] != obj["auc"]  # the caller's object is not changed
+    # an existing key of that name is kept; a list root has no place for the record
+    atomic_write_json({NON_FINITE_KEY: "mine", "x": float("nan")}, path, allow_nan=True)
+    assert _strict_loads(path.read_text()) == {NON_FINITE_KEY: "mine", "x": None}
+    atomic_write_json([float("nan"), 1], path)
+    assert _strict_loads(path.read_text()) == [None, 1]
+    clean, replaced = strict_json({"a": [1.0, float("nan")]})
+    assert clean == {"a": [1.0, None]} and replaced == {"a[1]": "NaN"}
 
 
 def test_atomic_path_keeps_old_content_when_the_body_raises(tmp_path):
