@@ -22,7 +22,10 @@ nodule's diameter: the voxels whose centres lie within half a diameter of the ce
 least the voxel of the centre). The ``size`` class follows Han's thesis (sec. 6.2.1, Data Preparation): small up to
 10 mm, medium over 10 and up to 20 mm, large over 20 mm. LUNA16 carries no attenuation (solid / part-solid /
 ground-glass, which LIDC-IDRI readers rate as texture), so entries have no ``attenuation`` key: the detection bundle
-trains on them; the MCGAN bundle, which conditions on attenuation, rejects them with a message naming the key.
+trains on them; the MCGAN bundle, which conditions on attenuation, rejects them with a message naming the key. With
+``lidc_xml`` (the LIDC-IDRI XML reader annotations), each nodule gets the attenuation of the median texture rating of
+the readers whose nodule centroid lies within its radius (at least 3 mm), when at least ``min_readers`` readers
+marked it, else ``"unknown"`` (:data:`LIDC_TEXTURE_ATTENUATION`, :func:`read_lidc_xml`).
 Series without nodules are kept as negatives (``class`` 0, no box). A nodule whose centre lies outside its volume
 makes the case skipped with the reason; an annotation naming a series that is not in the folder is listed as a
 skipped case ``<seriesuid>`` with the reason. A series is its own patient (LUNA16 does not name LIDC patients).
@@ -53,7 +56,14 @@ from common.data.converters.engine import (
 )
 from common.utils import save_nifti
 
-__all__ = ["LUNA16_SIZE_BINS", "LUNA16Converter", "nodule_size_class", "world_box_to_voxels"]
+__all__ = [
+    "LIDC_TEXTURE_ATTENUATION",
+    "LUNA16_SIZE_BINS",
+    "LUNA16Converter",
+    "nodule_size_class",
+    "read_lidc_xml",
+    "world_box_to_voxels",
+]
 
 LUNA16_SIZE_BINS: tuple[tuple[str, float], ...] = (("small", 10.0), ("medium", 20.0), ("large", math.inf))
 """Size class -> upper bound of the diameter in mm (inclusive): Han's thesis, sec. 6.2.1 (Data Preparation)."""
@@ -104,6 +114,95 @@ def world_box_to_voxels(
     return [int(v) for v in clipped_start] + [int(v) for v in clipped_stop], clipped
 
 
+LIDC_TEXTURE_ATTENUATION: dict[int, str] = {
+    1: "ground-glass",
+    2: "ground-glass",
+    3: "part-solid",
+    4: "solid",
+    5: "solid",
+}
+"""LIDC-IDRI reader texture rating (1 non-solid/GGO, 3 part solid/mixed, 5 solid) -> attenuation class of the thesis'
+conditions (sec. 6.2.1: solid, part-solid, ground-glass nodule); the thesis' own attenuation labels are not public."""
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(element: Any, name: str) -> Any:
+    return next((c for c in element if _local(c.tag) == name), None)
+
+
+def _children(element: Any, name: str) -> list[Any]:
+    return [c for c in element if _local(c.tag) == name]
+
+
+def read_lidc_xml(path: str | os.PathLike) -> tuple[str, list[dict[str, Any]]]:
+    """The reader nodules (>= 3 mm: those with characteristics) of one LIDC-IDRI XML annotation file.
+
+    Args:
+        path: an XML file of the LIDC-IDRI release (``LidcReadMessage``: one ``readingSession`` per reader, each with
+            ``unblindedReadNodule`` elements holding ``characteristics/texture`` and per-slice ``roi`` contours of
+            ``imageZposition`` and ``edgeMap`` pixel ``xCoord``/``yCoord``).
+
+    Returns:
+        ``(series instance UID, nodules)``, each nodule ``{"reader": session index, "pixel": (mean x, mean y) of the
+        contour points (column, row), "z": mean imageZposition (LPS mm), "texture": 1..5}``.
+
+    Raises:
+        ValueError: when the file is not such a message (no SeriesInstanceUid).
+    """
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.parse(os.fspath(path)).getroot()
+    header = _child(root, "ResponseHeader")
+    uid = _child(header, "SeriesInstanceUid") if header is not None else None
+    if uid is None or not (uid.text or "").strip():
+        raise ValueError(f"{path}: not a LIDC-IDRI XML annotation (no ResponseHeader/SeriesInstanceUid)")
+    nodules = []
+    for reader, session in enumerate(_children(root, "readingSession")):
+        for nodule in _children(session, "unblindedReadNodule"):
+            characteristics = _child(nodule, "characteristics")
+            texture = _child(characteristics, "texture") if characteristics is not None else None
+            if texture is None or not (texture.text or "").strip():
+                continue  # a nodule < 3 mm: no characteristics
+            points, zs = [], []
+            for roi in _children(nodule, "roi"):
+                inclusion = _child(roi, "inclusion")
+                if inclusion is not None and (inclusion.text or "").strip().upper() == "FALSE":
+                    continue
+                zs.append(float(_child(roi, "imageZposition").text))
+                for edge in _children(roi, "edgeMap"):
+                    points.append((float(_child(edge, "xCoord").text), float(_child(edge, "yCoord").text)))
+            if points and zs:
+                mean = np.mean(np.asarray(points), axis=0)
+                nodules.append(
+                    {"reader": reader, "pixel": (float(mean[0]), float(mean[1])), "z": float(np.mean(zs)),
+                     "texture": int(round(float(texture.text)))}  # fmt: skip
+                )
+    return uid.text.strip(), nodules
+
+
+def _attenuation(
+    center_lps: Sequence[float],
+    radius: float,
+    readers: Sequence[Mapping[str, Any]],
+    affine: np.ndarray,
+    min_readers: int,
+) -> str:
+    """Attenuation class of the median texture of the readers' nodules near a centre, ``"unknown"`` below
+    ``min_readers`` distinct readers (LUNA16 keeps nodules marked by >= 3 of 4 readers)."""
+    found: dict[int, int] = {}
+    for nodule in readers:
+        ras = affine[:3, :3] @ np.array([*nodule["pixel"], 0.0]) + affine[:3, 3]
+        world = np.array([-ras[0], -ras[1], nodule["z"]])  # axial LIDC geometry: x, y from the pixel, z given
+        if np.linalg.norm(world - np.asarray(center_lps)) <= max(radius, 3.0):
+            found.setdefault(int(nodule["reader"]), int(nodule["texture"]))
+    if len(found) < min_readers:
+        return "unknown"
+    return LIDC_TEXTURE_ATTENUATION[int(np.clip(np.round(np.median(list(found.values()))), 1, 5))]
+
+
 def _ball_mask(shape: Sequence[int], affine: np.ndarray, nodules: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """uint8 mask, 1 at the voxels whose centres lie within a nodule's radius (world distance) of its centre."""
     mask = np.zeros(tuple(shape), dtype=np.uint8)
@@ -126,17 +225,30 @@ class LUNA16Converter(VolumeConverter):
             its ``CSVFILES/`` folder when omitted.
         datalist_json: the model zoo's LUNA16 detection datalist (boxes ``cccwhd`` in LPS world mm) to read instead
             of the annotations; images are looked up under the input folder by their relative path or file name.
+        lidc_xml: folder (or file) of LIDC-IDRI XML reader annotations (absolute, or relative to the input folder):
+            adds each nodule's ``attenuation`` from the readers' texture ratings.
+        min_readers: readers that must have marked a nodule for its attenuation (else ``"unknown"``).
     """
 
     name = "luna16"
     description = "LUNA16 chest CT (HU) from LIDC-IDRI with lung nodule boxes (>= 3 mm, >= 3 of 4 readers)."
     reference = "Setio et al., Med. Image Anal. 42, 2017; https://luna16.grand-challenge.org/Data/"
 
-    def __init__(self, annotations: str | os.PathLike | None = None, datalist_json: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        annotations: str | os.PathLike | None = None,
+        datalist_json: str | os.PathLike | None = None,
+        lidc_xml: str | os.PathLike | None = None,
+        min_readers: int = 3,
+    ):
         if annotations is not None and datalist_json is not None:
             raise ValueError("give either annotations (annotations.csv) or datalist_json, not both.")
+        if int(min_readers) < 1:
+            raise ValueError(f"min_readers must be >= 1, got {min_readers!r}.")
         self.annotations = None if annotations is None else os.fspath(annotations)
         self.datalist_json = None if datalist_json is None else os.fspath(datalist_json)
+        self.lidc_xml = None if lidc_xml is None else os.fspath(lidc_xml)
+        self.min_readers = int(min_readers)
 
     @property
     def channel_names(self) -> list[str]:
@@ -148,8 +260,30 @@ class LUNA16Converter(VolumeConverter):
 
     def options(self) -> dict[str, Any]:
         if self.datalist_json is not None:
-            return {"boxes_from": f"datalist_json:{Path(self.datalist_json).name}"}
-        return {"boxes_from": "annotations.csv" if self.annotations is None else Path(self.annotations).name}
+            options = {"boxes_from": f"datalist_json:{Path(self.datalist_json).name}"}
+        else:
+            options = {"boxes_from": "annotations.csv" if self.annotations is None else Path(self.annotations).name}
+        if self.lidc_xml is not None:
+            options.update(lidc_xml=Path(self.lidc_xml).name, min_readers=self.min_readers)
+        return options
+
+    def _read_lidc(self, input_dir: Path) -> dict[str, tuple[dict[str, Any], ...]]:
+        """seriesuid -> reader nodules of every ``*.xml`` under ``lidc_xml`` (see :func:`read_lidc_xml`)."""
+        if self.lidc_xml is None:
+            return {}
+        folder = Path(self.lidc_xml)
+        folder = folder if folder.is_absolute() else input_dir / folder
+        files = sorted(folder.rglob("*.xml")) if folder.is_dir() else ([folder] if folder.is_file() else [])
+        if not files:
+            raise LayoutError(f"no LIDC-IDRI XML file under {folder} (lidc_xml).")
+        readers: dict[str, list[dict[str, Any]]] = {}
+        for file in files:
+            try:
+                uid, nodules = read_lidc_xml(file)
+            except Exception as e:  # a malformed XML file stops the conversion, naming the file
+                raise LayoutError(f"LIDC-IDRI XML file {file} unreadable: {e}") from None
+            readers.setdefault(uid, []).extend(nodules)
+        return {uid: tuple(nodules) for uid, nodules in readers.items()}
 
     # ------------------------------------------------------------------------------------------------------------
     # reading the release
@@ -242,8 +376,9 @@ class LUNA16Converter(VolumeConverter):
                 "<seriesuid>.raw."
             )
         nodules = self._read_annotations(self._annotation_file(input_dir))
+        lidc = self._read_lidc(input_dir)
         cases = [
-            Case(uid, uid, {"ct": str(path)}, attributes={"nodules": tuple(nodules.get(uid, ()))})
+            Case(uid, uid, {"ct": str(path)}, {"nodules": tuple(nodules.get(uid, ())), "lidc": lidc.get(uid)})
             for uid, path in sorted(series.items())
         ]
         for uid in sorted(set(nodules) - set(series)):
@@ -258,12 +393,14 @@ class LUNA16Converter(VolumeConverter):
                 if name.endswith(_IMAGE_EXTS) and not name.startswith("."):
                     by_name.setdefault(name, Path(root) / name)
         cases = []
+        lidc = self._read_lidc(input_dir)
         for image, (case_id, nodules) in sorted(self._read_datalist(input_dir).items()):
             path = input_dir / image
             if not path.is_file():
                 path = by_name.get(os.path.basename(image), path)
             problem = None if path.is_file() else f"image {image} of the datalist not found under {input_dir}"
-            cases.append(Case(case_id, case_id, {"ct": str(path)}, {"nodules": tuple(nodules)}, problem=problem))
+            attributes = {"nodules": tuple(nodules), "lidc": lidc.get(case_id)}
+            cases.append(Case(case_id, case_id, {"ct": str(path)}, attributes, problem=problem))
         return cases
 
     # ------------------------------------------------------------------------------------------------------------
@@ -307,6 +444,12 @@ class LUNA16Converter(VolumeConverter):
             "patient": case.patient,
             "case": case.case_id,
         }
+        if self.lidc_xml is not None:
+            readers = case.attributes.get("lidc") or ()
+            entry["attenuation"] = [
+                _attenuation(n["center"], 0.5 * n["diameter_mm"], readers, loaded.affine, self.min_readers)
+                for n in nodules
+            ]
         if any(n["clipped"] for n in nodules):
             entry["box_clipped"] = [n["clipped"] for n in nodules]
         return {"case": case.case_id, "patient": case.patient, "entries": [entry], "num_ambiguous": 0}

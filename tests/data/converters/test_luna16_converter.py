@@ -150,3 +150,48 @@ def test_luna16_zoo_datalist_and_cli(release, tmp_path, capsys):
     write_mhd(empty / "subset0" / f"{UID.format(0)}.mhd", np.zeros(SHAPE, np.int16))
     assert module.main(["luna16", str(empty), str(tmp_path / "out2")]) == 1
     assert "no annotations.csv in" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+def lidc_xml(path: Path, uid: str, readers: list) -> Path:
+    """A LIDC-IDRI ``LidcReadMessage`` (with its namespace): one reading session per reader, each a list of nodules
+    ``(x pixel, y pixel, [imageZposition, ...], texture)``; a texture of ``None`` is a nodule < 3 mm (no
+    characteristics)."""
+    sessions = []
+    for reader in readers:
+        nodules = []
+        for x, y, zs, texture in reader:
+            rois = "".join(
+                f"<roi><imageZposition>{z}</imageZposition><inclusion>TRUE</inclusion>"
+                + "".join(f"<edgeMap><xCoord>{x + dx}</xCoord><yCoord>{y + dy}</yCoord></edgeMap>" for dx, dy in
+                          ((-1, 0), (1, 0), (0, -1), (0, 1)))  # fmt: skip
+                + "</roi>"
+                for z in zs
+            )
+            chars = "" if texture is None else f"<characteristics><texture>{texture}</texture></characteristics>"
+            nodules.append(f"<unblindedReadNodule><noduleID>n</noduleID>{chars}{rois}</unblindedReadNodule>")
+        sessions.append(
+            f"<readingSession><annotationVersion>3.12</annotationVersion>{''.join(nodules)}</readingSession>"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="http://www.nih.gov" uid="1">'
+        f"<ResponseHeader><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>{''.join(sessions)}"
+        "</LidcReadMessage>"
+    )
+    return path
+
+
+def test_luna16_lidc_reader_attenuation(release, tmp_path):
+    # series 1: the small nodule at voxel (10, 7, 6) (z = -285 mm) rated part-solid-ish (3, 3, 2, 5 -> median 3) by
+    # four readers; the medium one (voxel (4.3, 12.6), z = -277) by two readers only (texture 5); a < 3 mm nodule
+    small, medium = (10, 7, [-287.5, -285.0, -282.5]), (4.3, 12.6, [-277.0])
+    readers = [[(*small, 3), (*medium, 5)], [(*small, 3), (*medium, 5)], [(*small, 2), (12, 3, [-290.0], None)],
+               [(*small, 5)]]  # fmt: skip
+    lidc_xml(tmp_path / "LIDC-XML-only" / "tcia-lidc-xml" / "185" / "068.xml", UID.format(1), readers)
+    lidc_xml(tmp_path / "LIDC-XML-only" / "tcia-lidc-xml" / "185" / "069.xml", UID.format(2), [[(*small, 1)]] * 3)
+    out = tmp_path / "out"
+    convert("luna16", release, out, lidc_xml=tmp_path / "LIDC-XML-only", split="5:1:1", progress=False)
+    entries = entries_of(out / DATALIST_NAME)
+    assert entries[UID.format(1)]["attenuation"] == ["part-solid", "unknown"]  # medium: 2 < 3 readers
+    assert entries[UID.format(2)]["attenuation"] == ["ground-glass"]
+    assert entries[UID.format(0)]["attenuation"] == [] and entries[UID.format(7)]["attenuation"] == ["unknown"]
