@@ -513,7 +513,11 @@ def validate_datalist(
             continue
         num_entries[section] = len(entries)
         if len(entries) < min_entries:
-            validator.add(section, None, None, None, f"has {len(entries)} entries, expected at least {min_entries}")
+            if not entries:
+                message = f"the {section} section is empty (expected at least {min_entries} entries)"
+            else:
+                message = f"has {len(entries)} entries, expected at least {min_entries}"
+            validator.add(section, None, None, None, message)
         counts: Counter = Counter()
         box_counts: list[int] = []
         for index, entry in enumerate(entries):

@@ -191,7 +191,7 @@ def test_section_missing_or_empty(tmp_path: Path) -> None:
     lines = str(err).splitlines()[1:]
     assert lines == [
         "training: has 1 entries, expected at least 2",
-        "validation: has 0 entries, expected at least 2",
+        "validation: the validation section is empty (expected at least 2 entries)",
         "test: section must be a list of entries, got str",
         "extra: section is missing",
     ]
