@@ -14,6 +14,11 @@ Examples::
     python scripts/prepare_data.py kits19 kits19 data/kits_2d --spatial_dims 2 --split 60:20:20
     # LUNA16 nodule boxes (detection / MCGAN contract); or --datalist_json dataset_fold0.json of the model zoo
     python scripts/prepare_data.py luna16 LUNA16 data/luna16 --annotations CSVFILES/annotations.csv --split 7:1:2
+    # MedMNIST (GA-UNet sec. III.A): the release's own split; ChestMNIST needs --label_index k or --multi_label
+    python scripts/prepare_data.py medmnist pathmnist_128.npz data/pathmnist_128 --num_workers 4
+    python scripts/prepare_data.py medmnist chestmnist.npz data/chest_effusion --label_index 2
+    # TCIA LGG (CDA-GAN sec. 4.1: FLAIR slices of 110 patients, 20 % test, 10 % validation)
+    python scripts/prepare_data.py tcia_lgg lgg-mri-segmentation data/tcia_lgg --split 7:1:2
 
 Each command logs a progress counter and the conversion summary (also written to
 ``OUTPUT_DIR/conversion_summary.json``), writes ``OUTPUT_DIR/datalist.json`` and prints its path. A bundle reads it
@@ -31,7 +36,7 @@ from typing import Any
 
 import fire
 
-from common.data.converters import ConversionError, LayoutError, convert
+from common.data.converters import ConversionError, LayoutError, convert, medmnist_info
 
 _COMMON_DOC = """
     Args:
@@ -168,6 +173,8 @@ def luna16(
     output_dir: str,
     annotations: str | None = None,
     datalist_json: str | None = None,
+    lidc_xml: str | None = None,
+    min_readers: int = 3,
     split: str = "7:1:2",
     seed: int = 0,
     num_workers: int = 0,
@@ -182,6 +189,9 @@ def luna16(
         output_dir: a new or empty folder, or an earlier conversion with the same options (finished cases reused).
         annotations: annotations.csv (found in INPUT_DIR or INPUT_DIR/CSVFILES when omitted).
         datalist_json: the model zoo's LUNA16 detection datalist (cccwhd boxes in world mm) instead of annotations.
+        lidc_xml: folder of LIDC-IDRI XML reader annotations: nodule attenuation (solid / part-solid / ground-glass)
+            from the median reader texture rating.
+        min_readers: readers needed for a nodule's attenuation (else unknown).
         split: training:validation:test ratios of patients (series), e.g. 7:1:2.
         seed: seed of the patient split.
         num_workers: worker processes (0 converts in this process).
@@ -193,6 +203,86 @@ def luna16(
         output_dir,
         annotations=annotations,
         datalist_json=datalist_json,
+        lidc_xml=lidc_xml,
+        min_readers=min_readers,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
+def medmnist(
+    npz_file: str,
+    output_dir: str,
+    label_index: int | None = None,
+    multi_label: bool = False,
+    images_per_case: int = 1000,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """A MedMNIST v2/v3 or MedMNIST+ file (pathmnist.npz, pathmnist_128.npz, nodulemnist3d_64.npz...): one NIfTI
+    file per image and channel (grey, or red/green/blue), 2D or 3D as the file holds, with its class; the release's
+    train/val/test split is kept and each image is its own patient (MedMNIST has no patient ids).
+
+    Args:
+        npz_file: the .npz file as downloaded.
+        output_dir: a new or empty folder, or an earlier conversion with the same options (finished blocks reused).
+        label_index: multi-label files (ChestMNIST): the finding (0-13) used as binary class.
+        multi_label: multi-label files: the label vector under "labels", class = any finding.
+        images_per_case: images per case folder (the unit of streaming, resume and workers).
+        num_workers: worker processes (0 converts in this process).
+        check_values: validate every voxel of the written files (NaN/Inf), not only their headers.
+    """
+    info = medmnist_info(npz_file)
+    _run(
+        "medmnist",
+        npz_file,
+        output_dir,
+        spatial_dims=info["spatial_dims"],
+        label_index=label_index,
+        multi_label=multi_label,
+        images_per_case=images_per_case,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
+def tcia_lgg(
+    input_dir: str,
+    output_dir: str,
+    spatial_dims: int = 2,
+    slices: str | None = None,
+    min_tumour_area: int = 1,
+    channels: str | Sequence[str] | None = "flair",
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """The TCIA LGG segmentation set as published on Kaggle (kaggle_3m/TCGA_CS_4941_19960909/..._1.tif with
+    ..._1_mask.tif): one case per patient folder, 2D slices with class = tumour present and the 0/1 mask.
+
+    Args:
+        input_dir: the unpacked archive (lgg-mri-segmentation/, kaggle_3m/ or its parent).
+        output_dir: a new or empty folder, or an earlier conversion with the same options (finished cases reused).
+        spatial_dims: 2 for slices (the release's form), 3 for the stacked slices of each patient as one volume.
+        slices: 2D: slice range start:stop, half open, 0-based (slice 0 is file _1.tif); all slices when omitted.
+        min_tumour_area: mask pixels for class 1; slices with fewer (but some) are left out.
+        channels: planes of the RGB slices to keep, of pre, flair, post (FLAIR only by default, as CDA-GAN).
+        split: training:validation:test ratios of patients (7:1:2 is CDA-GAN's).
+        seed: seed of the patient split.
+        num_workers: worker processes (0 converts in this process).
+        check_values: validate every voxel of the written files (NaN/Inf), not only their headers.
+    """
+    _run(
+        "tcia_lgg",
+        input_dir,
+        output_dir,
+        spatial_dims=spatial_dims,
+        slices=slices,
+        min_area=min_tumour_area,
+        channels=channels,
         split=split,
         seed=seed,
         num_workers=num_workers,
@@ -209,7 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         fire.Fire(
-            {"brats": brats, "msd": msd, "kits19": kits19, "luna16": luna16},
+            {
+                "brats": brats,
+                "msd": msd,
+                "kits19": kits19,
+                "luna16": luna16,
+                "medmnist": medmnist,
+                "tcia_lgg": tcia_lgg,
+            },
             command=list(argv) if argv is not None else None,
         )
     except (LayoutError, ConversionError, ValueError, FileExistsError) as e:

@@ -253,7 +253,7 @@ def medmnist_npz(path: Path, sizes: Sequence[int] = (7, 3, 4), shape: Sequence[i
         if num_labels == 1:
             arrays[f"{split}_labels"] = rng.integers(0, num_classes, size=(count, 1), dtype=np.uint8)
         else:
-            arrays[f"{split}_labels"] = (rng.random((count, num_labels)) < 0.3).astype(np.uint8)
+            arrays[f"{split}_labels"] = (rng.random((count, num_labels)) < 0.1).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     return path
