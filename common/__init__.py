@@ -16,4 +16,6 @@ __version__ = "0.1.0"
 
 from . import data, engines, evaluation, handlers, losses, metrics, networks, transforms, utils  # noqa: E402
 
+utils.install_excepthook()  # a bundle run that fails on the user's input ends with that error (common.utils.errors)
+
 __all__ = ["data", "engines", "evaluation", "handlers", "losses", "metrics", "networks", "transforms", "utils"]

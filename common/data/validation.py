@@ -25,6 +25,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from common.utils.errors import UserInputError
+
 __all__ = ["DatalistError", "DatalistProblem", "validate_datalist"]
 
 logger = logging.getLogger("common.data")
@@ -64,7 +66,7 @@ class DatalistProblem:
         return f"{where}: {self.problem}"
 
 
-class DatalistError(ValueError):
+class DatalistError(UserInputError, ValueError):
     """Raised by :func:`validate_datalist` when a datalist has one or more problems.
 
     Args:

@@ -3,10 +3,12 @@
 - :mod:`common.utils.io`: atomic writes of text, strict JSON, bytes and NIfTI files (temporary name, then rename);
 - :mod:`common.utils.hashing`: SHA-256 of files;
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
+- :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
 """
 
 from common.utils.dist import get_rank, get_world_size, is_rank0
+from common.utils.errors import UserInputError, find_user_error, install_excepthook
 from common.utils.hashing import sha256_file
 from common.utils.io import (
     atomic_path,
@@ -21,13 +23,16 @@ from common.utils.io import (
 from common.utils.paths import bundle_root
 
 __all__ = [
+    "UserInputError",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "bundle_root",
+    "find_user_error",
     "get_rank",
     "get_world_size",
+    "install_excepthook",
     "is_rank0",
     "remove_stale_temporaries",
     "save_nifti",
