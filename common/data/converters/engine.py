@@ -4,8 +4,9 @@ A source family (:py:mod:`.brats`, :py:mod:`.msd`, :py:mod:`.kits`) supplies a :
 that knows the public release's folder and file names (:py:meth:`VolumeConverter.find_cases`, one
 :class:`Case` per case folder) and a loader of one case's channel volumes and label
 (:py:meth:`VolumeConverter.load_case`); a source with other outputs (class labels without masks, boxes) overrides
-:py:meth:`VolumeConverter.write_case` and :py:meth:`VolumeConverter.validation_args`. Everything else is shared and
-lives here:
+:py:meth:`VolumeConverter.write_case` and :py:meth:`VolumeConverter.validation_args`, a release with its own split
+(MedMNIST) :py:meth:`VolumeConverter.assign_splits`, and one released as a single file sets
+:py:attr:`VolumeConverter.input_is_file`. Everything else is shared and lives here:
 
 - **output**: 3D volumes (one NIfTI file per channel plus the label) or 2D slices along one axis in a slice range,
   each slice with the class "label present" (at least ``min_area`` voxels of the positive labels);
