@@ -19,6 +19,8 @@ Examples::
     python scripts/prepare_data.py medmnist chestmnist.npz data/chest_effusion --label_index 2
     # TCIA LGG (CDA-GAN sec. 4.1: FLAIR slices of 110 patients, 20 % test, 10 % validation)
     python scripts/prepare_data.py tcia_lgg lgg-mri-segmentation data/tcia_lgg --split 7:1:2
+    # your own images: a CSV of patient,image[,label][,class][,box] (NIfTI, NRRD, MHA or DICOM series folders)
+    python scripts/prepare_data.py csv my_data/list.csv data/my_data --box_coordinates world --split 7:1:2
 
 Each command logs a progress counter and the conversion summary (also written to
 ``OUTPUT_DIR/conversion_summary.json``), writes ``OUTPUT_DIR/datalist.json`` and prints its path. A bundle reads it
@@ -290,6 +292,45 @@ def tcia_lgg(
     )
 
 
+def csv(
+    csv_file: str,
+    output_dir: str,
+    spatial_dims: int = 3,
+    slices: str | None = None,
+    slice_axis: int | None = None,
+    min_area: int = 1,
+    box_coordinates: str = "voxel",
+    split: str = "7:1:2",
+    seed: int = 0,
+    num_workers: int = 0,
+    check_values: bool = False,
+) -> None:
+    """Your own images listed in a CSV: columns patient, image (or image_<name> per channel, e.g. image_t1,image_t2),
+    optional label (mask), class (integer) and box (JSON list of boxes); paths relative to the CSV's folder, each a
+    NIfTI, NRRD or MHA file or a DICOM series folder. Bad rows are listed as skips with their reason.
+
+    Args:
+        csv_file: the CSV file.
+        min_area: mask voxels (2D: pixels) for class 1 when the class comes from the label.
+        box_coordinates: voxel ([x1, y1, z1, x2, y2, z2] voxel indices) or world ([x, y, z, w, h, d] LPS mm centre
+            and size, as LUNA16's annotations).
+    """
+    _run(
+        "csv",
+        csv_file,
+        output_dir,
+        spatial_dims=spatial_dims,
+        slices=slices,
+        slice_axis=slice_axis,
+        min_area=min_area,
+        box_coordinates=box_coordinates,
+        split=split,
+        seed=seed,
+        num_workers=num_workers,
+        check_values=check_values,
+    )
+
+
 for _command in (brats, msd, kits19):
     _command.__doc__ = (_command.__doc__ or "").rstrip() + "\n" + _COMMON_DOC.replace("    Args:\n", "", 1)
 
@@ -306,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "luna16": luna16,
                 "medmnist": medmnist,
                 "tcia_lgg": tcia_lgg,
+                "csv": csv,
             },
             command=list(argv) if argv is not None else None,
         )

@@ -9,7 +9,8 @@ patient-level splits, validation of the datalist, summary):
 - :py:class:`KiTSConverter` (:py:mod:`.kits`): KiTS19;
 - :py:class:`LUNA16Converter` (:py:mod:`.luna16`): LUNA16 (or the model zoo's LUNA16 datalist), nodule boxes;
 - :py:class:`MedMNISTConverter` (:py:mod:`.medmnist`): one MedMNIST ``.npz`` file, class labels, the release's split;
-- :py:class:`TCIALGGConverter` (:py:mod:`.tcia_lgg`): the TCIA LGG FLAIR segmentation set (Kaggle layout).
+- :py:class:`TCIALGGConverter` (:py:mod:`.tcia_lgg`): the TCIA LGG FLAIR segmentation set (Kaggle layout);
+- :py:class:`GenericCSVConverter` (:py:mod:`.generic_csv`): any NIfTI/NRRD/MHA files or DICOM series listed in a CSV.
 
 :py:func:`convert` runs one of them by name; ``scripts/prepare_data.py`` is its command line.
 """
@@ -37,6 +38,7 @@ from common.data.converters.engine import (
     parse_split,
     run_conversion,
 )
+from common.data.converters.generic_csv import GenericCSVConverter
 from common.data.converters.kits import KITS_LABELS, KiTSConverter
 from common.data.converters.luna16 import LUNA16Converter
 from common.data.converters.medmnist import MedMNISTConverter, medmnist_info
@@ -55,6 +57,7 @@ __all__ = [
     "Case",
     "CaseError",
     "ConversionError",
+    "GenericCSVConverter",
     "KiTSConverter",
     "LayoutError",
     "LoadedCase",
@@ -78,6 +81,7 @@ CONVERTERS: dict[str, type[VolumeConverter]] = {"brats": BraTSConverter, "msd": 
 CONVERTERS["luna16"] = LUNA16Converter
 CONVERTERS["medmnist"] = MedMNISTConverter  # the input is the .npz file; spatial_dims must match it (2 or 3)
 CONVERTERS["tcia_lgg"] = TCIALGGConverter
+CONVERTERS["csv"] = GenericCSVConverter  # the input is the CSV file; paths in it are relative to its folder
 
 
 def convert(
