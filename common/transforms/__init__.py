@@ -1,5 +1,6 @@
 """MONAI-style transforms shared by the bundles."""
 
+from .bias_field import N4BiasFieldCorrectiond
 from .box_condition import BoxConditiond, augment_boxes, boxes_to_condition, condition_samples, scale_boxes
 from .channels import SelectChannels, SelectChannelsd
 from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch
@@ -26,6 +27,7 @@ from .nodule import (
 from .pseudo_label import DifferencePseudoLabeld
 
 __all__ = [
+    "N4BiasFieldCorrectiond",
     "BoxConditiond",
     "augment_boxes",
     "boxes_to_condition",
