@@ -12,6 +12,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 
 from common.data.preprocessing import n4_bias_field_correction
 
@@ -77,9 +78,7 @@ class N4BiasFieldCorrectiond(MapTransform):
             out = np.stack(
                 [n4_bias_field_correction(c, mask=channel_mask, spacing=spacing, **self.kwargs) for c in array]
             )
-            if isinstance(img, torch.Tensor):
-                tensor = torch.as_tensor(out, device=img.device)
-                d[key] = MetaTensor(tensor, meta=img.meta) if isinstance(img, MetaTensor) else tensor
-            else:
-                d[key] = out
+            d[key] = convert_to_dst_type(
+                out, dst=img, dtype=torch.float32 if isinstance(img, torch.Tensor) else np.float32
+            )[0]
         return d

@@ -26,6 +26,14 @@ def test_transform_matches_the_function_per_channel():
         expected = n4_bias_field_correction(channel, mask=mask[0], spacing=(0.5, 1.5), **kwargs)
         np.testing.assert_allclose(out[c].numpy(), expected, rtol=1e-5, atol=1e-4)
         assert cv(out[c].numpy()[region]) < 0.5 * cv(channel[region])
+    out.meta["filename_or_obj"] = "changed"  # the output's metadata is a copy
+    assert image.meta.get("filename_or_obj") != "changed"
+    # a numpy item stays numpy, with the same values
+    out_np = N4BiasFieldCorrectiond(keys="image", mask_key="mask", spacing=(0.5, 1.5), **kwargs)(
+        {"image": image.numpy(), "mask": mask}
+    )["image"]
+    assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float32
+    np.testing.assert_allclose(out_np, out.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_transform_rejects_a_mask_of_another_size():
