@@ -267,6 +267,26 @@ class VolumeConverter:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def find_case_folders(candidates: Sequence[Path], pattern: re.Pattern[str]) -> tuple[Path, list[str]]:
+    """The first of ``candidates`` that holds sub-folders named like ``pattern``, and those names, sorted.
+
+    A release is often unpacked one folder up or down (``kits19/`` or ``kits19/data/``); the readers try each.
+
+    Args:
+        candidates: folders to try, in order.
+        pattern: the case folder names of the release.
+
+    Returns:
+        ``(folder, names)``; ``names`` is empty (and ``folder`` the first candidate) when no candidate has a case.
+    """
+    for folder in candidates:
+        if folder.is_dir():
+            names = sorted(n for n in os.listdir(folder) if pattern.match(n) and (folder / n).is_dir())
+            if names:
+                return folder, names
+    return candidates[0], []
+
+
 def _numbers(value: str | Sequence[Any], what: str) -> list[float]:
     if isinstance(value, str):
         parts = [p for p in re.split(r"[:,/\s]+", value.strip().strip("()[]")) if p]

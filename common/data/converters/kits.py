@@ -15,7 +15,15 @@ import os
 import re
 from pathlib import Path
 
-from common.data.converters.engine import Case, LayoutError, LoadedCase, VolumeConverter, integer_labels, load_aligned
+from common.data.converters.engine import (
+    Case,
+    LayoutError,
+    LoadedCase,
+    VolumeConverter,
+    find_case_folders,
+    integer_labels,
+    load_aligned,
+)
 
 __all__ = ["KITS_LABELS", "KiTSConverter"]
 
@@ -40,13 +48,7 @@ class KiTSConverter(VolumeConverter):
         return dict(KITS_LABELS)
 
     def find_cases(self, input_dir: Path) -> list[Case]:
-        for folder in (input_dir, input_dir / "data"):
-            if folder.is_dir():
-                names = sorted(n for n in os.listdir(folder) if _CASE.match(n) and (folder / n).is_dir())
-                if names:
-                    break
-        else:
-            names = []
+        folder, names = find_case_folders((input_dir, input_dir / "data"), _CASE)
         if not names:
             raise LayoutError(
                 f"no KiTS19 case folder under {input_dir} or {input_dir / 'data'}: expected "

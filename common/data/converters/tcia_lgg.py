@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from common.data.converters.engine import Case, CaseError, LayoutError, LoadedCase, VolumeConverter
+from common.data.converters.engine import Case, CaseError, LayoutError, LoadedCase, VolumeConverter, find_case_folders
 
 __all__ = ["LGG_CHANNELS", "TCIALGGConverter"]
 
@@ -100,13 +100,8 @@ class TCIALGGConverter(VolumeConverter):
         return {"channels": list(self.channels)}
 
     def find_cases(self, input_dir: Path) -> list[Case]:
-        for folder in (input_dir, input_dir / "kaggle_3m", input_dir / "lgg-mri-segmentation" / "kaggle_3m"):
-            if folder.is_dir():
-                names = sorted(n for n in os.listdir(folder) if _PATIENT.match(n) and (folder / n).is_dir())
-                if names:
-                    break
-        else:
-            names = []
+        candidates = (input_dir, input_dir / "kaggle_3m", input_dir / "lgg-mri-segmentation" / "kaggle_3m")
+        folder, names = find_case_folders(candidates, _PATIENT)
         if not names:
             raise LayoutError(
                 f"no TCGA_* patient folder under {input_dir} (or its kaggle_3m folder): expected "
