@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 
 from common.utils import atomic_path, is_rank0, remove_stale_temporaries
+from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
 
 from .step import unwrap
 
@@ -34,18 +34,7 @@ __all__ = [
     "save_atomic",
 ]
 
-CHECKPOINT_PREFIX = "checkpoint"
-_STEP = re.compile(rf"^{CHECKPOINT_PREFIX}_(\d+)\.pt$")
 logger = logging.getLogger("common.engines")
-
-
-def latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint with the highest iteration count in ``ckpt_dir`` (``checkpoint_<iteration>.pt``), if any."""
-    folder = Path(ckpt_dir)
-    if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.match(p.name))]
-    return max(found)[1] if found else None
 
 
 def require_file(path: str | os.PathLike, what: str) -> str:

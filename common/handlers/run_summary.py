@@ -6,14 +6,13 @@ import glob
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from common.utils import atomic_write_json, is_rank0
+from common.utils import CHECKPOINT_PREFIX, atomic_write_json, is_rank0, latest_checkpoint
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -24,8 +23,6 @@ else:
 __all__ = ["RunSummaryHandler", "display_path"]
 
 logger = logging.getLogger(__name__)
-
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
 def display_path(path: str | os.PathLike, cwd: str | os.PathLike | None = None) -> str:
@@ -48,19 +45,10 @@ def display_path(path: str | os.PathLike, cwd: str | os.PathLike | None = None) 
     return os.path.relpath(path, cwd) if inside else path
 
 
-def _newest(pattern: str, numbered: bool) -> str | None:
-    """The newest file matching the glob ``pattern``: highest trailing number of its stem (``numbered``), then the
-    latest modification time, then the name."""
-
-    def key(path: str) -> tuple[int, int, str]:
-        number = -1
-        if numbered:
-            match = _TRAILING_NUMBER.search(os.path.splitext(os.path.basename(path))[0])
-            number = int(match.group(1)) if match else -1
-        return number, os.stat(path).st_mtime_ns, path
-
+def _newest(pattern: str) -> str | None:
+    """The file matching the glob ``pattern`` modified last (then the last name)."""
     files = [p for p in glob.glob(pattern) if os.path.isfile(p)]
-    return os.path.abspath(max(files, key=key)) if files else None
+    return os.path.abspath(max(files, key=lambda p: (os.stat(p).st_mtime_ns, p))) if files else None
 
 
 def _format_value(value: Any) -> str:
@@ -94,8 +82,8 @@ class RunSummaryHandler:
     The metrics are injected (a callable built in the bundle config, e.g.
     :class:`common.evaluation.QuickGenerativeCheck`) rather than computed here: this handler stays in the handler
     layer, below :mod:`common.engines` and :mod:`common.evaluation` (design document, section 2), and serves every
-    generator bundle, while only the bundles where the check is cheap pay for it. For the same reason the
-    checkpoint naming convention of :class:`common.engines.CheckpointHandler` is matched by a glob pattern here.
+    generator bundle, while only the bundles where the check is cheap pay for it. The newest checkpoint is found by
+    :func:`common.utils.latest_checkpoint`, the function the engines resume from.
 
     Attach it after the checkpoint and sample-grid handlers (e.g. last in the bundle's ``train#logging_handlers``,
     the rank-0 list) so that the files of the last iteration exist when it runs.
@@ -112,7 +100,6 @@ class RunSummaryHandler:
         inference_config: the inference config, relative to ``bundle_root``.
         evaluate_config: the evaluation overlay, relative to ``bundle_root``.
         variants_dir: the folder of the variant files, relative to ``bundle_root`` (for the example in the hint).
-        checkpoint_pattern: glob of the checkpoint files in ``ckpt_dir``; the highest trailing number is the newest.
         sample_pattern: glob of the sample grids in ``sample_dir``; the latest modified is the newest.
     """
 
@@ -128,7 +115,6 @@ class RunSummaryHandler:
         inference_config: str = "configs/inference.yaml",
         evaluate_config: str = "configs/evaluate.yaml",
         variants_dir: str = "configs/variants",
-        checkpoint_pattern: str = "checkpoint_*.pt",
         sample_pattern: str = "*.png",
     ) -> None:
         self.bundle_root = os.path.abspath(os.fspath(bundle_root))
@@ -143,7 +129,6 @@ class RunSummaryHandler:
             "evaluate": os.path.join(self.bundle_root, evaluate_config),
         }
         self.variants_dir = os.path.join(self.bundle_root, variants_dir)
-        self.checkpoint_pattern = checkpoint_pattern
         self.sample_pattern = sample_pattern
         self.summary: dict[str, Any] | None = None
 
@@ -190,9 +175,10 @@ class RunSummaryHandler:
             ``metrics`` and ``metrics_seconds`` or ``metrics_error``.
         """
         missing: list[str] = []
-        checkpoint = _newest(os.path.join(glob.escape(self.ckpt_dir), self.checkpoint_pattern), numbered=True)
+        newest = latest_checkpoint(self.ckpt_dir)
+        checkpoint = None if newest is None else str(newest.resolve())
         if checkpoint is None:
-            missing.append(f"no checkpoint '{self.checkpoint_pattern}' in {self.ckpt_dir}")
+            missing.append(f"no checkpoint '{CHECKPOINT_PREFIX}_<iteration>.pt' in {self.ckpt_dir}")
         models: dict[str, str | None] = {}
         for name in self.model_files:
             path = os.path.join(self.ckpt_dir, name)
@@ -204,7 +190,7 @@ class RunSummaryHandler:
             if not os.path.isdir(self.sample_dir):
                 missing.append(f"sample folder {self.sample_dir} does not exist")
             else:
-                grid = _newest(os.path.join(glob.escape(self.sample_dir), self.sample_pattern), numbered=False)
+                grid = _newest(os.path.join(glob.escape(self.sample_dir), self.sample_pattern))
                 if grid is None:
                     missing.append(f"no sample grid '{self.sample_pattern}' in {self.sample_dir}")
         for name, path in self.configs.items():

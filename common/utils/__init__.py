@@ -2,11 +2,13 @@
 
 - :mod:`common.utils.io`: atomic writes of text, strict JSON, bytes and NIfTI files (temporary name, then rename);
 - :mod:`common.utils.hashing`: SHA-256 of files;
+- :mod:`common.utils.checkpoints`: checkpoint file names and the newest checkpoint of a folder;
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
 """
 
+from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
 from common.utils.dist import get_rank, get_world_size, is_rank0
 from common.utils.errors import UserInputError, find_user_error, install_excepthook
 from common.utils.hashing import sha256_file
@@ -23,6 +25,7 @@ from common.utils.io import (
 from common.utils.paths import bundle_root
 
 __all__ = [
+    "CHECKPOINT_PREFIX",
     "UserInputError",
     "atomic_path",
     "atomic_write_bytes",
@@ -34,6 +37,7 @@ __all__ = [
     "get_world_size",
     "install_excepthook",
     "is_rank0",
+    "latest_checkpoint",
     "remove_stale_temporaries",
     "save_nifti",
     "sha256_file",
