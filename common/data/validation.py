@@ -6,8 +6,13 @@ and every image, label, box and class it references. It collects *all* problems 
 
     training[3] image '/abs/path/case_3_t1.nii.gz': contains 12 NaN/Inf voxels
 
-Only the NIfTI headers are read (shape and affine are lazy in nibabel), except when ``check_values`` is set, in
-which case the voxel data of each referenced file is read once to detect unreadable data and NaN/Inf voxels.
+Files are read with the reader ``LoadImaged`` picks for them, so that validation and the training chain agree:
+nibabel for ``.nii``/``.nii.gz`` (only the header unless ``check_values`` or a label check needs the voxels), and
+MONAI's ``ITKReader`` for everything else: single DICOM files, DICOM series folders (a directory path), NRRD,
+MHA/MHD. ITK files are read whole; their affines are converted from ITK's LPS to RAS as ``LoadImaged`` does, so
+that they compare with NIfTI affines. A NIfTI of up to 3 axes has no channel axis (MONAI reads it as one channel),
+so a 2D slice may be stored as ``(H, W, 1)`` (the bundles drop the singleton axis with
+``common.transforms.SqueezeToSpatialDimsd``), and a channels-last 2D image as ``(H, W, 1, C)``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from monai.data import ITKReader, NibabelReader
+from monai.data.utils import to_affine_nd
 
 from common.utils.errors import UserInputError
 
@@ -35,6 +42,8 @@ AFFINE_RTOL = 1e-3
 """Relative tolerance used when comparing affines of files that must share a voxel grid."""
 AFFINE_ATOL = 1e-3
 """Absolute tolerance (in world units, usually mm) used when comparing affines."""
+MAX_LISTED_VALUES = 5
+"""Most offending label values named in one problem."""
 
 
 @dataclass(frozen=True)
@@ -98,30 +107,35 @@ class _FileInfo:
     affine: np.ndarray | None = None
     error: str | None = None
     nonfinite: int = 0
+    channels_last: bool = False
+    """Whether the reader gives the last axis as channels (NIfTI of more than 3 axes, ITK multi-component)."""
+    values: np.ndarray | None = None
+    """Sorted distinct voxel values, when asked for."""
 
 
-def _read_file(path: str, check_values: bool) -> _FileInfo:
-    """Read the header of ``path`` with nibabel, and its data when ``check_values``.
+def _value_info(info: _FileInfo, data: np.ndarray, check_values: bool, unique: bool) -> _FileInfo:
+    """Fill the NaN/Inf count (``check_values``) and distinct finite values (``unique``) of ``info`` from ``data``."""
+    if data.dtype.kind in "fc":
+        finite = np.isfinite(data)
+        if check_values:
+            info.nonfinite = int(data.size - np.count_nonzero(finite))
+        if unique:
+            info.values = np.unique(data[finite])
+    elif unique:
+        info.values = np.unique(data)
+    return info
 
-    Args:
-        path: absolute file path.
-        check_values: whether to load the voxel data and count NaN/Inf voxels.
 
-    Returns:
-        the file information; ``error`` is set when the file is missing or cannot be read.
-    """
-    if not os.path.exists(path):
-        return _FileInfo(error="file not found")
-    if not os.path.isfile(path):
-        return _FileInfo(error="is not a file")
+def _read_nifti(path: str, check_values: bool, unique: bool) -> _FileInfo:
+    """Read a NIfTI header with nibabel, and its data when ``check_values`` or ``unique``."""
     try:
         img = nib.load(path)
         shape = tuple(int(s) for s in img.shape)
         affine = None if getattr(img, "affine", None) is None else np.asarray(img.affine, dtype=np.float64)
     except Exception as e:  # nibabel raises many exception types for corrupt or unsupported files
         return _FileInfo(error=f"unreadable by nibabel ({type(e).__name__}: {e})")
-    info = _FileInfo(shape=shape, affine=affine)
-    if check_values:
+    info = _FileInfo(shape=shape, affine=affine, channels_last=len(shape) > 3)
+    if check_values or unique:
         try:
             data = np.asanyarray(img.dataobj)
             if data.shape != shape:
@@ -129,9 +143,54 @@ def _read_file(path: str, check_values: bool) -> _FileInfo:
         except Exception as e:  # truncated or corrupt data blocks surface as EOFError, OSError, zlib errors...
             info.error = f"unreadable voxel data ({type(e).__name__}: {e})"
             return info
-        if data.dtype.kind in "fc":
-            info.nonfinite = int(data.size - np.count_nonzero(np.isfinite(data)))
+        _value_info(info, data, check_values, unique)
     return info
+
+
+def _read_itk(path: str, check_values: bool, unique: bool) -> _FileInfo:
+    """Read a file or DICOM series folder with MONAI's ``ITKReader``, as ``LoadImaged`` does (RAS affine)."""
+    reader = ITKReader()
+    try:
+        data, meta = reader.get_data(reader.read(path))
+    except Exception as e:  # ITK raises RuntimeError for unknown formats, empty folders, corrupt files...
+        what = "a DICOM series folder" if os.path.isdir(path) else "a file"
+        return _FileInfo(error=f"unreadable by ITK as {what} ({type(e).__name__}: {str(e).strip()[:300]})")
+    data = np.asarray(data)
+    channel_dim = meta.get("original_channel_dim")
+    info = _FileInfo(
+        shape=tuple(int(s) for s in data.shape),
+        affine=np.asarray(meta["affine"], dtype=np.float64),
+        channels_last=isinstance(channel_dim, Integral),
+    )
+    return _value_info(info, data, check_values, unique)
+
+
+def _read_file(path: str, check_values: bool, unique: bool = False) -> _FileInfo:
+    """Read ``path`` with the reader ``LoadImaged`` uses for it: nibabel for NIfTI, else MONAI's ``ITKReader``.
+
+    Args:
+        path: absolute path of a file, or of a DICOM series folder.
+        check_values: whether to load the voxel data and count NaN/Inf voxels.
+        unique: whether to load the voxel data and keep its distinct finite values (label checks).
+
+    Returns:
+        the file information; ``error`` is set when the file is missing or cannot be read.
+    """
+    if not os.path.exists(path):
+        return _FileInfo(error="file not found")
+    if os.path.isfile(path) and NibabelReader().verify_suffix(path):
+        return _read_nifti(path, check_values, unique)
+    return _read_itk(path, check_values, unique)
+
+
+def _grid_affine(affine: np.ndarray, dims: int) -> np.ndarray:
+    """The world position of voxel ``0`` and the world steps of the first ``dims`` voxel axes, ``(3, dims + 1)``.
+
+    A 2D ITK file has a 3x3 affine and a 2D NIfTI a 4x4 one; both are embedded in 3D (``to_affine_nd``) and the
+    steps along singleton axes beyond ``dims`` (a slice's thickness) are left out, as they place no voxel.
+    """
+    full = to_affine_nd(3, affine)
+    return full[:3, [*range(min(dims, 3)), 3]]
 
 
 def _squeezed_extra(shape: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
@@ -162,6 +221,9 @@ class _Validator:
         spatial_dims: int | None,
         num_channels: int | None,
         check_values: bool,
+        label_values: Sequence[int] | None = None,
+        nonnegative_labels: bool = False,
+        box_attribute_keys: Sequence[str] = (),
     ) -> None:
         self.base_dir = base_dir
         self.image_key = image_key
@@ -172,6 +234,9 @@ class _Validator:
         self.spatial_dims = spatial_dims
         self.num_channels = num_channels
         self.check_values = check_values
+        self.label_values = None if label_values is None else sorted({int(v) for v in label_values})
+        self.nonnegative_labels = nonnegative_labels
+        self.box_attribute_keys = list(box_attribute_keys)
         keys = [image_key, label_key, box_key, class_key, *required_keys]
         self.keys = list(dict.fromkeys(k for k in keys if k is not None))
         self.problems: list[DatalistProblem] = []
@@ -179,15 +244,21 @@ class _Validator:
         self.dims_found: set[int] = set()
         self.channels_found: set[int] = set()
 
+    @property
+    def checks_labels(self) -> bool:
+        """Whether the label voxel values are checked (which needs the label data)."""
+        return self.label_values is not None or self.nonnegative_labels
+
     def add(self, section: str | None, index: int | None, key: str | None, file: str | None, problem: str) -> None:
         self.problems.append(DatalistProblem(section, index, key, file, problem))
 
     def resolve(self, path: str | os.PathLike) -> str:
         return os.path.normpath(os.path.join(self.base_dir, os.fspath(path)))
 
-    def info(self, path: str) -> _FileInfo:
-        if path not in self.cache:
-            self.cache[path] = _read_file(path, self.check_values)
+    def info(self, path: str, unique: bool = False) -> _FileInfo:
+        cached = self.cache.get(path)
+        if cached is None or (unique and cached.values is None and cached.error is None):
+            self.cache[path] = _read_file(path, self.check_values, unique)
         return self.cache[path]
 
     def paths_of(self, section: str, index: int, key: str, value: Any, allow_list: bool) -> list[str] | None:
@@ -204,9 +275,9 @@ class _Validator:
         self.add(section, index, key, None, f"expected {expected}, got {value!r}")
         return None
 
-    def check_file(self, section: str, index: int, key: str, path: str) -> _FileInfo | None:
+    def check_file(self, section: str, index: int, key: str, path: str, unique: bool = False) -> _FileInfo | None:
         """Report a missing, unreadable or non-finite file; return its info when its header is usable."""
-        info = self.info(path)
+        info = self.info(path, unique)
         if info.error is not None and not info.shape:
             self.add(section, index, key, path, info.error)
             return None
@@ -230,12 +301,9 @@ class _Validator:
                 f"spatial shape {shape} differs from spatial shape {ref_shape} of '{ref_path}'",
             )
         if info.affine is not None and ref.affine is not None:
-            if info.affine.shape != ref.affine.shape or not np.allclose(
-                info.affine, ref.affine, rtol=AFFINE_RTOL, atol=AFFINE_ATOL
-            ):
-                diff = (
-                    float(np.max(np.abs(info.affine - ref.affine))) if info.affine.shape == ref.affine.shape else "n/a"
-                )
+            affine, ref_affine = _grid_affine(info.affine, dims), _grid_affine(ref.affine, dims)
+            if not np.allclose(affine, ref_affine, rtol=AFFINE_RTOL, atol=AFFINE_ATOL):
+                diff = float(np.max(np.abs(affine - ref_affine)))
                 self.add(section, index, key, path, f"affine differs from affine of '{ref_path}' (max abs diff {diff})")
 
     def entry_dims(self, image_infos: list[_FileInfo], is_list: bool, label_info: _FileInfo | None) -> int | None:
@@ -276,7 +344,7 @@ class _Validator:
         if self.label_key is not None and entry.get(self.label_key) is not None:
             label_paths = self.paths_of(section, index, self.label_key, entry[self.label_key], allow_list=False)
             if label_paths:
-                info = self.check_file(section, index, self.label_key, label_paths[0])
+                info = self.check_file(section, index, self.label_key, label_paths[0], unique=self.checks_labels)
                 if info is not None:
                     label_file = (label_paths[0], info)
 
@@ -327,6 +395,17 @@ class _Validator:
                 )
                 continue
             if not is_list:
+                if extra and not info.channels_last:
+                    self.add(
+                        section,
+                        index,
+                        key,
+                        path,
+                        f"has shape {shape}, which is read as a single-channel {len(shape)}D image (no channel axis), "
+                        f"expected {dims} spatial dims (only singleton axes may follow them, e.g. (H, W, 1); store a "
+                        f"channels-last 2D NIfTI with its channels on the 4th axis, (H, W, 1, C))",
+                    )
+                    continue
                 if len(extra) > 1:
                     self.add(
                         section,
@@ -363,6 +442,30 @@ class _Validator:
             return
         if ref is not None:
             self.check_same_grid(section, index, self.label_key, path, info, ref[0], ref[1], dims)
+        if info.values is not None:
+            self.check_label_values(section, index, path, info.values)
+
+    def check_label_values(self, section: str, index: int, path: str, values: np.ndarray) -> None:
+        """Report label values that are negative (``nonnegative_labels``) or not in ``label_values``."""
+
+        def listed(bad: np.ndarray) -> str:
+            shown = ", ".join(f"{v:g}" for v in bad[:MAX_LISTED_VALUES].tolist())
+            return f"[{shown}{', ...' if len(bad) > MAX_LISTED_VALUES else ''}] ({len(bad)} distinct)"
+
+        if self.nonnegative_labels and values.size and values[0] < 0:
+            self.add(section, index, self.label_key, path, f"has negative label values {listed(values[values < 0])}")
+        if self.label_values is not None:
+            bad = values[~np.isin(values, self.label_values)]
+            if self.nonnegative_labels:
+                bad = bad[bad >= 0]  # already reported
+            if bad.size:
+                self.add(
+                    section,
+                    index,
+                    self.label_key,
+                    path,
+                    f"has label values {listed(bad)} outside the allowed values {self.label_values}",
+                )
 
     def check_boxes(
         self, section: str, index: int, entry: dict, shape: tuple[int, ...] | None, dims: int | None
@@ -396,17 +499,17 @@ class _Validator:
                     issues.append(f"outside the image of spatial shape {shape} on axis {axes}")
             if issues:
                 self.add(section, index, key, None, f"box {b} {list(box)}: " + ", ".join(issues))
-        if self.box_label_key is not None and entry.get(self.box_label_key) is not None:
-            box_labels = entry[self.box_label_key]
-            if not isinstance(box_labels, (list, tuple)):
-                self.add(section, index, self.box_label_key, None, f"expected a list, got {box_labels!r}")
-            elif len(box_labels) != len(boxes):
+        per_box = [self.box_label_key] if self.box_label_key is not None else []
+        per_box += [k for k in self.box_attribute_keys if k not in per_box]
+        for attribute_key in per_box:
+            if entry.get(attribute_key) is None:
+                continue
+            values = entry[attribute_key]
+            if not isinstance(values, (list, tuple)):
+                self.add(section, index, attribute_key, None, f"expected a list with one item per box, got {values!r}")
+            elif len(values) != len(boxes):
                 self.add(
-                    section,
-                    index,
-                    self.box_label_key,
-                    None,
-                    f"has {len(box_labels)} box labels but there are {len(boxes)} boxes",
+                    section, index, attribute_key, None, f"has {len(values)} items but there are {len(boxes)} boxes"
                 )
         return len(boxes)
 
@@ -425,15 +528,21 @@ def validate_datalist(
     check_values: bool = True,
     min_entries: int = 1,
     box_label_key: str | None = "box_label",
+    label_values: Sequence[int] | None = None,
+    nonnegative_labels: bool = False,
+    box_attribute_keys: Sequence[str] = (),
 ) -> dict:
     """Validate a Decathlon-style datalist and every file, box and class it references.
 
     All problems are collected before one :class:`DatalistError` is raised, so that a single run reports every bad
     entry. Paths are resolved relative to the folder of ``datalist_file`` unless absolute, as
-    ``monai.data.load_decathlon_datalist`` does. An image is either one file (single channel, or channels-last
-    ``(H, W, C)`` / ``(H, W, D, C)``) or a list of single-channel files, one per channel. When ``spatial_dims`` is
-    not given it is inferred per entry: from the first file of a list image, else from the label, else
-    ``min(ndim, 3)`` of the image (MONAI's convention).
+    ``monai.data.load_decathlon_datalist`` does. A path is a NIfTI, DICOM, NRRD or MHA/MHD file, or a folder
+    holding one DICOM series. An image is either one file (single channel, or channels-last as the reader gives
+    them: a NIfTI of 4 or more axes ``(H, W, 1, 1, C)`` / ``(H, W, D, C)``, an ITK multi-component file) or a list
+    of single-channel files, one per channel. Singleton axes after the spatial ones are accepted (a 2D slice stored
+    as ``(H, W, 1)``, or a single DICOM file, which ITK reads as one slice). When ``spatial_dims`` is not given it is
+    inferred per entry: from the first file of a list image, else from the label, else ``min(ndim, 3)`` of the
+    image (MONAI's convention).
 
     The function can be used from a bundle config, e.g.
     ``{_target_: common.data.validate_datalist, datalist_file: "@datalist", num_channels: "@in_channels"}``.
@@ -456,6 +565,13 @@ def validate_datalist(
         min_entries: minimum number of entries of each section.
         box_label_key: key of the per-box labels, whose length must equal the number of boxes when both are
             present; ``None`` to skip.
+        label_values: allowed label voxel values (e.g. ``range(num_classes)``); any other value found in a label
+            file is reported with the file. Used when ``label_key`` is given; the label data is then read.
+        nonnegative_labels: report label files with negative values (for masks read as "any value > 0 is
+            foreground"). Used when ``label_key`` is given; the label data is then read.
+        box_attribute_keys: keys of per-box attributes (e.g. ``["size", "attenuation"]``), each of which must be a
+            list with one item per box when present, like ``box_label_key`` (a string such as ``"small"`` is
+            reported, not read as one item per character). Needs ``box_key``.
 
     Returns:
         a summary dict with keys ``"datalist"`` (absolute path), ``"num_entries"`` (entries per section),
@@ -465,7 +581,8 @@ def validate_datalist(
 
     Raises:
         DatalistError: when any problem is found; its ``problems`` attribute lists them.
-        ValueError: when the arguments are inconsistent (``required_classes`` without ``class_key``).
+        ValueError: when the arguments are inconsistent (``required_classes`` without ``class_key``,
+            ``box_attribute_keys`` without ``box_key``).
     """
     if isinstance(sections, str):
         sections = (sections,)
@@ -473,6 +590,10 @@ def validate_datalist(
         required_keys = (required_keys,)
     if required_classes is not None and class_key is None:
         raise ValueError("required_classes needs class_key to be given.")
+    if isinstance(box_attribute_keys, str):
+        box_attribute_keys = (box_attribute_keys,)
+    if box_attribute_keys and box_key is None:
+        raise ValueError("box_attribute_keys needs box_key to be given.")
     path = os.path.abspath(os.fspath(datalist_file))
     validator = _Validator(
         base_dir=os.path.dirname(path),
@@ -485,6 +606,9 @@ def validate_datalist(
         spatial_dims=spatial_dims,
         num_channels=num_channels,
         check_values=check_values,
+        label_values=label_values,
+        nonnegative_labels=nonnegative_labels,
+        box_attribute_keys=box_attribute_keys,
     )
 
     try:

@@ -25,6 +25,7 @@ from .nodule import (
     unit_to_hu,
 )
 from .pseudo_label import DifferencePseudoLabeld
+from .spatial import SpatialAxesError, SqueezeToSpatialDims, SqueezeToSpatialDimsd
 
 __all__ = [
     "N4BiasFieldCorrectiond",
@@ -57,4 +58,7 @@ __all__ = [
     "sample_lung_box",
     "unit_to_hu",
     "DifferencePseudoLabeld",
+    "SpatialAxesError",
+    "SqueezeToSpatialDims",
+    "SqueezeToSpatialDimsd",
 ]

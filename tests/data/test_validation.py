@@ -31,7 +31,8 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> str
 
 
 def _image(path: Path, dims: int, channels: int | None = None, seed: int = 0) -> str:
-    shape = _shape(dims) + (() if channels is None else (channels,))
+    """A random image; channels-last as MONAI reads a NIfTI: ``(H, W, 1, C)`` in 2D, ``(H, W, D, C)`` in 3D."""
+    shape = _shape(dims) + (() if channels is None else (1,) * (3 - dims) + (channels,))
     return _save(path, np.random.default_rng(seed).random(shape, dtype=np.float32))
 
 
@@ -261,10 +262,10 @@ def test_truncated_file(tmp_path: Path) -> None:
     assert "training[0] image" in str(err) and str(path) in str(err) and "unreadable voxel data" in str(err)
 
 
-def test_directory_instead_of_file(tmp_path: Path) -> None:
-    (tmp_path / "folder.nii.gz").mkdir()
+def test_folder_without_dicom_series(tmp_path: Path) -> None:
+    (tmp_path / "folder.nii.gz").mkdir()  # a folder is read as a DICOM series, as LoadImaged reads it
     err = _errors(_write(tmp_path, {"training": [{"image": "folder.nii.gz"}]}))
-    assert "is not a file" in str(err)
+    assert "unreadable by ITK as a DICOM series folder" in str(err)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -330,11 +331,20 @@ def test_spatial_dims_too_few(tmp_path: Path) -> None:
 
 def test_spatial_dims_3d_data_for_2d(tmp_path: Path) -> None:
     err = _errors(_write(tmp_path, {"training": _entries(tmp_path, 3, 1)}), label_key="label", spatial_dims=2)
-    # a 3D image alone reads as 2D with 8 channels; the 3D label and the channel count give it away
-    assert len(err.problems) == 1 and err.problems[0].key == "label"
+    # a 3-axis NIfTI has no channel axis for MONAI's reader: (8, 8, 8) is a volume, not 2D with 8 channels
+    assert [p.key for p in err.problems] == ["image", "label"]
+    assert "read as a single-channel 3D image (no channel axis), expected 2 spatial dims" in str(err)
     assert "expected a single-channel 2D mask" in str(err)
-    err = _errors(_write(tmp_path, {"training": _entries(tmp_path, 3, 1)}), spatial_dims=2, num_channels=1)
-    assert "has 8 channels" in str(err) and "num_channels=1" in str(err)
+
+
+def test_channels_last_2d_needs_a_fourth_axis(tmp_path: Path) -> None:
+    """(H, W, C) loads as (1, H, W, C), a volume; (H, W, 1, C) loads as (C, H, W, 1), C channels of a 2D slice."""
+    volume = _save(tmp_path / "hwc.nii.gz", np.zeros((SIZE, SIZE, 3), dtype=np.float32))
+    err = _errors(_write(tmp_path, {"training": [{"image": volume}]}), spatial_dims=2)
+    assert "(H, W, 1, C)" in str(err)
+    image = _save(tmp_path / "hw1c.nii.gz", np.zeros((SIZE, SIZE, 1, 3), dtype=np.float32))
+    summary = validate_datalist(_write(tmp_path, {"training": [{"image": image}]}), spatial_dims=2, num_channels=3)
+    assert summary["num_channels"] == [3] and summary["spatial_dims"] == [2]
 
 
 def test_spatial_dims_list_image(tmp_path: Path) -> None:
@@ -437,7 +447,7 @@ def test_box_label_count(tmp_path: Path) -> None:
     entries = _entries(tmp_path, 3)
     entries[0]["box_label"] = [1, 2]
     err = _errors(_write(tmp_path, {"training": entries}), box_key="box")
-    assert err.problems == [DatalistProblem("training", 0, "box_label", None, "has 2 box labels but there are 1 boxes")]
+    assert err.problems == [DatalistProblem("training", 0, "box_label", None, "has 2 items but there are 1 boxes")]
     validate_datalist(_write(tmp_path, {"training": entries}), box_key="box", box_label_key=None)
 
 
