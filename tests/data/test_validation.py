@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import itk
 import nibabel as nib
 import numpy as np
 import pytest
+from monai.transforms import LoadImaged
 
 from common.data.validation import DatalistError, DatalistProblem, validate_datalist
 
@@ -512,3 +514,117 @@ def test_speed(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - start
     assert summary["num_files"] == 100
     assert elapsed < 3.0, f"validating 100 files took {elapsed:.2f}s"
+
+
+# ---- other formats: (H, W, 1) NIfTI, DICOM, MHA (read with the reader LoadImaged uses)
+
+
+def test_slice_with_trailing_singleton_axis(tmp_path: Path) -> None:
+    """An (H, W, 1) NIfTI is a single-channel 2D image; its label may be a native (H, W) NIfTI of another z step."""
+    thick = np.diag([0.5, 0.5, 3.0, 1.0])
+    image = _save(tmp_path / "img.nii.gz", np.zeros((SIZE, SIZE, 1), dtype=np.float32), thick)
+    label = _save(tmp_path / "seg.nii.gz", np.zeros((SIZE, SIZE), dtype=np.uint8), np.diag([0.5, 0.5, 1.0, 1.0]))
+    path = _write(tmp_path, {"training": [{"image": image, "label": label}]})
+    summary = validate_datalist(path, label_key="label", spatial_dims=2, num_channels=1)
+    assert summary["spatial_dims"] == [2] and summary["num_channels"] == [1]
+
+
+def _dicom_series(folder: Path, slices: int, spacing: tuple[float, float, float], origin: tuple[float, ...]) -> None:
+    """Write one DICOM file per slice of a ``(W, H, slices)`` int16 volume, with the geometry tags of a series."""
+    folder.mkdir()
+    uid = "1.2.826.0.1.3680043.2.1125.7"
+    for k in range(slices):
+        image = itk.image_from_array(np.full((1, 5, 6), k, dtype=np.int16))
+        image.SetSpacing(spacing)
+        position = (origin[0], origin[1], origin[2] + k * spacing[2])
+        tags = {
+            "0020|000e": uid,  # series instance UID
+            "0020|000d": uid + ".0",  # study instance UID
+            "0008|0018": f"{uid}.{k + 1}",  # SOP instance UID
+            "0020|0013": str(k + 1),  # instance number
+            "0020|0032": "\\".join(str(p) for p in position),  # image position (patient, LPS)
+            "0020|0037": "1\\0\\0\\0\\1\\0",  # image orientation
+            "0028|0030": f"{spacing[1]}\\{spacing[0]}",  # pixel spacing (row, column)
+            "0018|0050": str(spacing[2]),  # slice thickness
+            "0008|0060": "CT",
+        }
+        for tag, value in tags.items():
+            image.GetMetaDataDictionary()[tag] = value
+        io = itk.GDCMImageIO.New()
+        io.SetKeepOriginalUID(True)
+        itk.imwrite(image, str(folder / f"slice_{k}.dcm"), imageio=io)
+
+
+def test_dicom_series_folder(tmp_path: Path) -> None:
+    """A folder is a DICOM series: validated and loaded with its spacing and RAS position, like a NIfTI label."""
+    _dicom_series(tmp_path / "series", 3, (0.5, 0.7, 2.0), (1.0, 2.0, 3.0))
+    ras = np.array([[-0.5, 0, 0, -1.0], [0, -0.7, 0, -2.0], [0, 0, 2.0, 3.0], [0, 0, 0, 1]])  # LPS -> RAS
+    _save(tmp_path / "seg.nii.gz", np.zeros((6, 5, 3), dtype=np.uint8), ras)
+    path = _write(tmp_path, {"training": [{"image": "series", "label": "seg.nii.gz"}]})
+    summary = validate_datalist(path, label_key="label", spatial_dims=3, num_channels=1, label_values=[0])
+    assert summary["spatial_dims"] == [3] and summary["num_files"] == 2
+    image = LoadImaged("image", image_only=True, ensure_channel_first=True)({"image": str(tmp_path / "series")})
+    assert image["image"].shape == (1, 6, 5, 3) and np.allclose(image["image"].affine.numpy(), ras)
+    moved = _save(tmp_path / "moved.nii.gz", np.zeros((6, 5, 3), dtype=np.uint8), ras + np.diag([0, 0, 0.5, 0]))
+    err = _errors(_write(tmp_path, {"training": [{"image": "series", "label": moved}]}), label_key="label")
+    assert "affine differs" in str(err) and "series" in str(err)
+
+
+def test_mha_with_direction(tmp_path: Path) -> None:
+    """An MHA with a rotated direction matrix compares with a NIfTI label in RAS, as LoadImaged gives both."""
+    image = itk.image_from_array(np.zeros((4, 5, 6), dtype=np.float32))  # (z, y, x) -> MONAI (6, 5, 4)
+    image.SetSpacing((0.5, 0.7, 2.0))
+    image.SetOrigin((1.0, 2.0, 3.0))
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    image.SetDirection(itk.matrix_from_array(rotation))
+    itk.imwrite(image, str(tmp_path / "img.mha"))
+    lps = np.eye(4)
+    lps[:3, :3] = rotation @ np.diag([0.5, 0.7, 2.0])
+    lps[:3, 3] = [1.0, 2.0, 3.0]
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    label = _save(tmp_path / "seg.nii.gz", np.zeros((6, 5, 4), dtype=np.uint8), ras)
+    path = _write(tmp_path, {"training": [{"image": "img.mha", "label": label}]})
+    assert validate_datalist(path, label_key="label", spatial_dims=3)["spatial_dims"] == [3]
+    flipped = _save(tmp_path / "flipped.nii.gz", np.zeros((6, 5, 4), dtype=np.uint8), lps)  # LPS left as is
+    err = _errors(_write(tmp_path, {"training": [{"image": "img.mha", "label": flipped}]}), label_key="label")
+    assert len(err.problems) == 1 and "affine differs" in str(err)
+
+
+# ---- label values and per-box attributes
+
+
+def test_label_values(tmp_path: Path) -> None:
+    image = _image(tmp_path / "img.nii.gz", 2)
+    data = np.zeros(_shape(2), dtype=np.int16)
+    data[0, :4] = [-1, -2, 5, 7]
+    label = _save(tmp_path / "seg.nii.gz", data)
+    path = _write(tmp_path, {"training": [{"image": image, "label": label}]})
+    assert validate_datalist(path, label_key="label")  # not checked unless asked
+    err = _errors(path, label_key="label", nonnegative_labels=True)
+    assert err.problems == [
+        DatalistProblem("training", 0, "label", label, "has negative label values [-2, -1] (2 distinct)")
+    ]
+    err = _errors(path, label_key="label", label_values=range(4), nonnegative_labels=True)
+    assert [p.problem for p in err.problems] == [
+        "has negative label values [-2, -1] (2 distinct)",
+        "has label values [5, 7] (2 distinct) outside the allowed values [0, 1, 2, 3]",
+    ]
+    data[1, :7] = np.arange(10, 17)
+    _save(tmp_path / "seg.nii.gz", data)
+    err = _errors(path, label_key="label", label_values=[0, 1])
+    assert "[-2, -1, 5, 7, 10, ...] (11 distinct) outside the allowed values [0, 1]" in str(err)
+
+
+def test_box_attribute_lists(tmp_path: Path) -> None:
+    """A per-box attribute given as a string (``"size": "small"``) is reported, not read as 5 characters."""
+    entries = _entries(tmp_path, 3, 2)
+    entries[0].update(size="small", attenuation=["solid"])
+    entries[1].update(size=["small", "large"], attenuation=["solid"])
+    path = _write(tmp_path, {"training": entries})
+    err = _errors(path, box_key="box", box_attribute_keys=["size", "attenuation"])
+    assert err.problems == [
+        DatalistProblem("training", 0, "size", None, "expected a list with one item per box, got 'small'"),
+        DatalistProblem("training", 1, "size", None, "has 2 items but there are 1 boxes"),
+    ]
+    with pytest.raises(ValueError, match="box_attribute_keys needs box_key"):
+        validate_datalist(path, box_attribute_keys=["size"])
