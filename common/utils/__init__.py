@@ -6,6 +6,7 @@
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
+- :mod:`common.utils.rng`: capture and restore of every random state (global and object-owned generators).
 """
 
 from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
@@ -23,6 +24,7 @@ from common.utils.io import (
     strict_json,
 )
 from common.utils.paths import bundle_root
+from common.utils.rng import object_rng_states, rng_state, set_object_rng_states, set_rng_state
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -38,8 +40,12 @@ __all__ = [
     "install_excepthook",
     "is_rank0",
     "latest_checkpoint",
+    "object_rng_states",
     "remove_stale_temporaries",
+    "rng_state",
     "save_nifti",
+    "set_object_rng_states",
+    "set_rng_state",
     "sha256_file",
     "split_ext",
     "strict_json",
