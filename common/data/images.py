@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized, ScaleIntensityd
+from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized, ScaleIntensityd, SqueezeDim
 
 __all__ = ["draw_per_class", "read_datalist_images"]
 
@@ -41,7 +41,8 @@ def read_datalist_images(
     Args:
         entries: datalist entries (e.g. from ``monai.data.load_decathlon_datalist``); a list of files under
             ``image_key`` is read as channels.
-        spatial_dims: 2 or 3; ``None`` takes the number of spatial dimensions of the first image.
+        spatial_dims: 2 or 3; ``None`` takes the number of spatial dimensions of the first image. With 2, trailing
+            singleton axes of the files, e.g. ``(H, W, 1)`` NIfTI slices, are dropped.
         image_size: side(s) of the grid every image is resized to (area interpolation).
         channels: channel indices to keep (e.g. ``[1]`` for T1c only), all when ``None``.
         image_key: key of the image file(s).
@@ -60,6 +61,9 @@ def read_datalist_images(
     post: Compose | None = None
     for entry in entries:
         item = load({image_key: entry[image_key]})
+        if spatial_dims is not None:  # (H, W, 1) slices as most tools write them: drop the trailing singleton axes
+            while item[image_key].ndim > int(spatial_dims) + 1 and item[image_key].shape[-1] == 1:
+                item[image_key] = SqueezeDim(dim=-1, update_meta=False)(item[image_key])
         if channels is not None:
             item[image_key] = _select_channels(item[image_key], channels)
         if post is None:

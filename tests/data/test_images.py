@@ -11,6 +11,7 @@ from common.data import draw_per_class, read_datalist_images
 
 def _write(folder, arrays):
     """One NIfTI file per channel-last array; entries with absolute paths (a list of files: channels)."""
+    folder.mkdir(exist_ok=True)
     entries = []
     for i, array in enumerate(arrays):
         files = []
@@ -44,6 +45,18 @@ def test_read_matches_definition(tmp_path, spatial_dims, scale):
         torch.testing.assert_close(image, _expected(array[[2, 0]], 4, scale), rtol=1e-5, atol=1e-5)
     # spatial_dims from the first image
     assert torch.equal(read_datalist_images(entries, None, 4, channels=[2, 0], scale=scale), images)
+
+
+def test_read_2d_slices_with_a_trailing_singleton_axis(tmp_path):
+    """(H, W, 1) NIfTI slices read as 2D, exactly as the same slices stored as (H, W)."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.random((2, 8, 6)).astype(np.float32) for _ in range(2)]
+    flat = read_datalist_images(_write(tmp_path / "flat", arrays), 2, 4)
+    entries = _write(tmp_path / "slices", [a[..., None] for a in arrays])
+    assert nib.load(entries[0]["image"][0]).shape == (8, 6, 1)
+    slices = read_datalist_images(entries, 2, 4)
+    assert slices.shape == (2, 2, 4, 4)
+    torch.testing.assert_close(slices, flat)
 
 
 def test_read_errors(tmp_path):
