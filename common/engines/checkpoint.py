@@ -145,7 +145,10 @@ class RandomStateTracker:
     ``Events.STARTED``, after the checkpoint is loaded) set the generators to the iterator-start state, so that
     ignite creates the same iterator; at the first ``Events.GET_BATCH_STARTED`` the batches already used are drawn
     again and dropped (data loading only, no training), then the generators are set to the saved current state.
-    A checkpoint written when the iterator was exhausted (the usual epoch end) restores the current state only.
+    A checkpoint written when the iterator was exhausted (the usual epoch end) restores the current state only, as
+    does one of a loader without a length (an endless batch sampler such as
+    :class:`~common.engines.ProgressiveBatchSampler`, whose iterator depends on its own checkpointed state): the
+    batches skipped on resume are thus at most one pass over the data.
 
     Exactness holds on a CPU, with ``num_workers=0`` or non-persistent workers, and when no handler attached after
     the :class:`CheckpointHandler` draws from the global generators at the event where checkpoints are written (the
@@ -218,8 +221,10 @@ class RandomStateTracker:
             length = len(loader) if loader is not None else None
         except TypeError:  # an iterable without a length
             length = None
-        if loader is None or drawn == 0 or (length is not None and drawn >= length):
-            self._apply(engine, state["current"])  # the next batch comes from a new iterator
+        if length is None or drawn == 0 or drawn >= length:
+            # a new iterator gives the next batch (a finished pass), or the loader is endless, e.g.
+            # ProgressiveBatchSampler, whose iterator follows its own restored state instead
+            self._apply(engine, state["current"])
             return
         self._apply(engine, state["iterator_start"])  # ignite creates the same iterator again...
         self._skip, self._resume_state = drawn, state["current"]  # ...whose used batches are then skipped
