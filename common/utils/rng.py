@@ -4,11 +4,12 @@ Two kinds of random state decide what a run draws:
 
 - the global generators: Python's ``random``, NumPy's global ``RandomState``, torch's CPU generator and, when CUDA
   is available, each CUDA device's generator (:func:`rng_state` / :func:`set_rng_state`);
-- generators owned by objects: MONAI ``Randomizable`` transforms (their ``R``, a NumPy ``RandomState``), samplers
-  and data loaders given a ``torch.Generator``, image pools and history buffers (:func:`object_rng_states` /
-  :func:`set_object_rng_states`, which find them by walking the objects' attributes).
+- generators owned by objects: MONAI ``Randomizable`` transforms (their ``R``, a NumPy ``RandomState``), datasets
+  with a NumPy ``Generator`` (e.g. :class:`~common.data.UnpairedDataset`), samplers and data loaders given a
+  ``torch.Generator``, image pools and history buffers (:func:`object_rng_states` / :func:`set_object_rng_states`,
+  which find them by walking the objects' attributes).
 
-NumPy ``RandomState`` states are converted to tensors and numbers (no pickled NumPy objects), so that a checkpoint
+NumPy states are converted to tensors, lists, numbers and strings (no pickled NumPy objects), so that a checkpoint
 holding them loads with ``torch.load(weights_only=True)``.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 __all__ = ["object_rng_states", "rng_state", "set_object_rng_states", "set_rng_state"]
 
-_Generator = np.random.RandomState | torch.Generator
+_Generator = np.random.RandomState | np.random.Generator | torch.Generator
 
 
 def _numpy_state(rs: np.random.RandomState) -> dict[str, Any]:
@@ -42,6 +43,34 @@ def _set_numpy_state(rs: np.random.RandomState, state: dict[str, Any]) -> None:
     rs.set_state(
         (state["bit_generator"], keys, int(state["pos"]), int(state["has_gauss"]), float(state["cached_gaussian"]))
     )
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy bit generator's state with arrays as lists of Python numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _kind(item: Any) -> str:
+    """The kind of a generator, or of a state returned by :func:`object_rng_states`."""
+    if isinstance(item, np.random.RandomState) or (isinstance(item, dict) and "keys" in item):
+        return "RandomState"
+    if isinstance(item, np.random.Generator) or (isinstance(item, dict) and "bit_generator_state" in item):
+        return "Generator"
+    return "torch"
+
+
+def _state(generator: _Generator) -> dict[str, Any] | torch.Tensor:
+    if isinstance(generator, np.random.RandomState):
+        return _numpy_state(generator)
+    if isinstance(generator, np.random.Generator):
+        return {"bit_generator_state": _plain(generator.bit_generator.state)}
+    return generator.get_state()
 
 
 def rng_state() -> dict[str, Any]:
@@ -97,7 +126,7 @@ def _find_generators(roots: Iterable[Any]) -> list[_Generator]:
         if obj is None or id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, (np.random.RandomState, torch.Generator)):
+        if isinstance(obj, (np.random.RandomState, np.random.Generator, torch.Generator)):
             found.append(obj)
             continue
         if isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, np.ndarray, torch.nn.Module, type)):
@@ -124,10 +153,10 @@ def object_rng_states(roots: Sequence[Any]) -> list[dict[str, Any] | torch.Tenso
         roots: objects to search (e.g. a data loader, a batch preparation, a training step).
 
     Returns:
-        one entry per generator found, in a fixed order: a dict for a NumPy ``RandomState``, a uint8 tensor for a
-        ``torch.Generator``.
+        one entry per generator found, in a fixed order: a dict for a NumPy ``RandomState`` (``"keys"``, ...) or
+        ``Generator`` (``"bit_generator_state"``), a uint8 tensor for a ``torch.Generator``.
     """
-    return [_numpy_state(g) if isinstance(g, np.random.RandomState) else g.get_state() for g in _find_generators(roots)]
+    return [_state(g) for g in _find_generators(roots)]
 
 
 def set_object_rng_states(roots: Sequence[Any], states: Sequence[dict[str, Any] | torch.Tensor]) -> bool:
@@ -142,12 +171,13 @@ def set_object_rng_states(roots: Sequence[Any], states: Sequence[dict[str, Any] 
         describe (a different number or kind), e.g. after a change of the data pipeline.
     """
     generators = _find_generators(roots)
-    kinds = [isinstance(g, np.random.RandomState) for g in generators]
-    if kinds != [isinstance(s, dict) for s in states]:
+    if [_kind(g) for g in generators] != [_kind(s) for s in states]:
         return False
     for generator, state in zip(generators, states):
         if isinstance(generator, np.random.RandomState):
             _set_numpy_state(generator, state)  # type: ignore[arg-type]
+        elif isinstance(generator, np.random.Generator):
+            generator.bit_generator.state = state["bit_generator_state"]  # type: ignore[index]
         else:
             generator.set_state(state)  # type: ignore[arg-type]
     return True
