@@ -9,10 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from ignite.engine import Engine, Events
+from monai.data import DataLoader, Dataset
+from monai.transforms import RandGaussianNoised
 from training_runs import build, record_losses
 
-from common.engines import latest_checkpoint
+from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
 from common.engines.checkpoint import RANDOM_STATE_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +57,72 @@ def _assert_same(a, b, where: str = "") -> None:
             _assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a} vs {b}"
+
+
+def _engine_run(ckpt_dir, resume=False, stop_at=None, epoch_length=4, max_epochs=3):
+    """A plain ignite engine over a shuffled loader (6 batches, random transform) with a random draw per iteration.
+
+    Returns:
+        ``(engine, records)``: per iteration the batch's item ids, its noisy values' sum and the draw.
+    """
+    torch.manual_seed(0)
+    np.random.seed(0)
+    data = [{"id": i, "x": torch.full((1, 2), float(i))} for i in range(12)]
+    loader = DataLoader(Dataset(data, RandGaussianNoised("x", prob=1.0)), batch_size=2, shuffle=True)
+    net = torch.nn.Linear(2, 1)
+    records = []
+
+    def _update(engine, batch):
+        records.append((batch["id"].tolist(), float(batch["x"].sum()), float(torch.rand(())), float(np.random.rand())))
+        return {}
+
+    engine = Engine(_update)
+    state = TrainingState({"net": net})
+    ResumeHandler(ckpt_dir, state, resume=resume).attach(engine)
+    CheckpointHandler(ckpt_dir, state, save_interval=1, epoch_level=False, n_saved=None).attach(engine)
+    if stop_at is not None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda e: e.terminate(skip_completed=True))
+    engine.run(loader, max_epochs=max_epochs, epoch_length=epoch_length)
+    return engine, records
+
+
+def test_resume_within_an_iterator_that_spans_epochs(tmp_path):
+    """Epochs of 4 batches over a loader of 6: the data iterator outlives epochs; resume at every iteration."""
+    _, full = _engine_run(tmp_path / "full")
+    assert len(full) == 12 and full[:6] != full[6:]  # a second pass over the data with another order and noise
+    for stop_at in (3, 5, 6, 8):
+        killed = tmp_path / f"killed_{stop_at}"
+        _, before = _engine_run(killed, stop_at=stop_at)
+        saved = torch.load(latest_checkpoint(killed), weights_only=True)["trainer"]["iteration"]
+        # stopped after the last iteration of an epoch but before its EPOCH_COMPLETED save: resumed from the one before
+        assert saved == (stop_at - 1 if stop_at % 4 == 0 else stop_at)
+        engine, after = _engine_run(killed, resume=True)
+        assert before[:saved] + after == full, stop_at
+        assert engine.state.iteration == 12
+
+
+def test_sigterm_at_an_epoch_end_saves_after_the_epoch_handlers(tmp_path):
+    """SIGTERM in the last iteration of an epoch: the checkpoint follows the epoch-end handlers attached before it,
+    the run ends without COMPLETED, and the signal goes on to the previous handler, which is put back."""
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        engine = Engine(lambda e, b: signal.raise_signal(signal.SIGTERM) if e.state.iteration == 2 else None)
+        epochs_done = []
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: epochs_done.append(e.state.epoch))
+        handler = CheckpointHandler(tmp_path, TrainingState({"net": torch.nn.Linear(1, 1)}), save_interval=10)
+        handler.attach(engine)
+        completed = []
+        engine.add_event_handler(Events.COMPLETED, lambda e: completed.append(True))
+        engine.run([0, 1], max_epochs=5)
+        restored = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert engine.state.iteration == 2 and epochs_done == [1] and not completed
+    assert received == [signal.SIGTERM]  # raised again once, to the handler that was there before the run
+    assert restored is not handler._on_sigterm and restored.__name__ == "<lambda>"
+    state = torch.load(latest_checkpoint(tmp_path), weights_only=True)
+    assert latest_checkpoint(tmp_path).name == "checkpoint_2.pt" and state["trainer"]["iteration"] == 2
 
 
 def test_sigkilled_runs_resume_exactly(tmp_path):
