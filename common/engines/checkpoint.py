@@ -22,7 +22,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
@@ -30,7 +29,6 @@ from monai.handlers import CheckpointLoader
 
 from common.utils import (
     atomic_path,
-    get_world_size,
     is_rank0,
     object_rng_states,
     remove_stale_temporaries,
@@ -300,9 +298,13 @@ class CheckpointHandler:
     the process therefore ends as killed by SIGTERM (exit status 143 in a shell, -15 for ``subprocess``), which
     schedulers and launchers read as "stopped, not finished": a Kubernetes Job or ``torchrun`` restarts it, a
     requeued Slurm job runs it again, and ``train && evaluate`` does not evaluate a half-trained model; rerun with
-    ``--resume true``. Under distributed training the ranks agree (all-reduce of the flag at every iteration)
-    so that all stop at the same iteration. A SIGTERM that arrives when the engine is not running (e.g. after
-    an exception ended the run) goes straight to the previous handler.
+    ``--resume true``. Under distributed training rank 0 does this; the other ranks keep training (their handler
+    only records the signal) so that rank 0 can finish its iteration, whose collectives need them, and are ended
+    by the launcher or scheduler once rank 0 has exited (``torchrun`` stops the other workers when one ends, Slurm
+    and Kubernetes send SIGKILL after the grace period). Ranks cannot agree on a stop iteration without a
+    collective call that every rank would have to make, and some bundles attach this handler on rank 0 only. A
+    SIGTERM that arrives when the engine is not running (e.g. after an exception ended the run) goes straight to
+    the previous handler.
 
     Args:
         save_dir: folder of the checkpoints (``checkpoint_<iteration>.pt``).
@@ -347,7 +349,6 @@ class CheckpointHandler:
         self._previous_handler: Any = None
         self._installed = False
         self.sigterm_received = False
-        self._stopping = False
 
     def attach(self, engine: Engine) -> None:
         os.makedirs(self.save_dir, exist_ok=True)
@@ -399,7 +400,7 @@ class CheckpointHandler:
             self(engine)
 
     def _install_sigterm_handler(self, engine: Engine) -> None:
-        self.sigterm_received = self._stopping = False
+        self.sigterm_received = False
         if self._installed or threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set in the main thread
         self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -421,19 +422,14 @@ class CheckpointHandler:
         signal.raise_signal(signum)
 
     def _stop_on_sigterm(self, engine: Engine) -> None:
-        stop = self.sigterm_received
-        if get_world_size() > 1:  # every rank stops at the same iteration, whichever received the signal first
-            stop = bool(idist.all_reduce(int(stop), op="MAX"))
-        self._stopping = stop
-        if stop and not _ends_epoch(engine):  # else at EPOCH_COMPLETED, after the epoch-end handlers
+        if self.sigterm_received and is_rank0() and not _ends_epoch(engine):  # else at EPOCH_COMPLETED
             self._save_and_stop(engine)
 
     def _stop_on_sigterm_at_epoch_end(self, engine: Engine) -> None:
-        if self._stopping:
+        if self.sigterm_received and is_rank0():
             self._save_and_stop(engine)
 
     def _save_and_stop(self, engine: Engine) -> None:
-        self.sigterm_received = True
         self(engine)
         engine.terminate(skip_completed=True)
         # registered now, so it runs after every other TERMINATE handler

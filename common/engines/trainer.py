@@ -31,7 +31,10 @@ class StepTrainer(Trainer):
     method's maths and returns a dict of scalar losses, which becomes ``engine.state.output`` (logged by MONAI's
     ``StatsHandler``/``TensorBoardStatsHandler``). The step's learning-rate schedulers are stepped by MONAI's
     ``LrScheduleHandler`` at every epoch or iteration end (the step's ``scheduler_interval``), attached before the
-    given handlers so that a checkpoint written at the same event holds the stepped schedulers.
+    given handlers so that a checkpoint written at the same event holds the stepped schedulers. Checkpoints and
+    resume come from :class:`~common.engines.CheckpointHandler` and :class:`~common.engines.ResumeHandler` among the
+    handlers; they also save and restore every random state and the position in the data, so that a resumed run
+    repeats the uninterrupted one exactly on a CPU, and write a checkpoint and stop on SIGTERM.
 
     Unlike :class:`monai.engines.AdversarialTrainer` (one generator and one discriminator, with the losses and the
     update order fixed by the trainer), any number of networks and optimisers is allowed: the step decides.
