@@ -132,7 +132,15 @@ def test_sigkilled_runs_resume_exactly(tmp_path):
     MONAI's SupervisedTrainer with validation); both are killed in one subprocess (see training_runs.py), at
     iteration 3 of 2-iteration epochs, with a checkpoint every iteration; the full runs have 4 epochs (8 iterations).
     """
-    threads = torch.get_num_threads()  # the subprocess computes with as many threads as this one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess: the same kernels; and no thread oversubscription on a busy CI host
+    try:
+        _killed_and_resumed(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _killed_and_resumed(tmp_path: Path) -> None:
     names = ("dcgan_wgan", "classification")
     roots = {name: _bundle_copy(tmp_path, name) for name in names}
     runs = [
@@ -146,7 +154,7 @@ def test_sigkilled_runs_resume_exactly(tmp_path):
         }
         for n in names
     ]
-    proc = _spawn({"threads": threads, "mode": "kill", "runs": runs}, tmp_path)
+    proc = _spawn({"threads": 1, "mode": "kill", "runs": runs}, tmp_path)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, out[-4000:]
 
