@@ -269,6 +269,14 @@ def _objects(engine: Engine, step: Any, random_state: bool = True) -> dict[str, 
     return objects
 
 
+def _checkpoint_keys(path: Path) -> list[str]:
+    """The entries of a checkpoint file, memory-mapped when its format allows (only the names are needed)."""
+    try:
+        return list(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    except RuntimeError:  # a file of torch's legacy (non-zip) format cannot be memory-mapped
+        return list(torch.load(path, map_location="cpu", weights_only=True))
+
+
 def _ends_epoch(engine: Engine) -> bool:
     """Whether the engine's current iteration is the last of its epoch."""
     length = engine.state.epoch_length
@@ -496,8 +504,7 @@ class ResumeHandler:
                 logger.info(f"resume requested but no checkpoint in '{self.ckpt_dir}': starting from scratch.")
             return
         self.loaded_from = path
-        # memory-mapped: only the names of the entries are read here
-        exact = RANDOM_STATE_KEY in torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        exact = RANDOM_STATE_KEY in _checkpoint_keys(path)
         if not exact:
             logger.warning(f"{path} holds no random state (an earlier version wrote it): the resumed run is not exact.")
         load_dict = _objects(engine, self.step, random_state=exact)

@@ -101,6 +101,19 @@ def test_resume_within_an_iterator_that_spans_epochs(tmp_path):
         assert engine.state.iteration == 12
 
 
+def test_checkpoint_without_random_state_still_resumes(tmp_path, caplog):
+    """A checkpoint of an earlier version (no random state) resumes its counters, with a warning."""
+    _engine_run(tmp_path, stop_at=3)
+    path = latest_checkpoint(tmp_path)
+    state = torch.load(path, weights_only=True)
+    del state[RANDOM_STATE_KEY]
+    torch.save(state, path, _use_new_zipfile_serialization=False)  # also: a format that cannot be memory-mapped
+    with caplog.at_level("WARNING", logger="common.engines"):
+        engine, after = _engine_run(tmp_path, resume=True)
+    assert engine.state.iteration == 12 and len(after) == 9
+    assert "holds no random state" in caplog.text
+
+
 def test_sigterm_at_an_epoch_end_saves_after_the_epoch_handlers(tmp_path):
     """SIGTERM in the last iteration of an epoch: the checkpoint follows the epoch-end handlers attached before it,
     the run ends without COMPLETED, and the signal goes on to the previous handler, which is put back."""
