@@ -26,9 +26,8 @@ import multiprocessing
 from typing import Any
 
 import fire
-from reference_cyclegan import benchmark_reference_cyclegan
-
 from common.bundle.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
+from reference_cyclegan import benchmark_reference_cyclegan
 
 WORKFLOWS = {"training": benchmark_training_step, "inference": benchmark_inference}
 

@@ -10,7 +10,6 @@ Example::
 from __future__ import annotations
 
 import fire
-
 from common.bundle.export import export_bundle
 
 

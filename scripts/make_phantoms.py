@@ -24,11 +24,10 @@ from typing import Any
 import fire
 import numpy as np
 import torch
-from monai.bundle import ConfigWorkflow
-from monai.data import load_decathlon_datalist
-
 from common.data.phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom
 from common.handlers.sample_grid import make_grid, save_png
+from monai.bundle import ConfigWorkflow
+from monai.data import load_decathlon_datalist
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import fire
-
 from common.data.converters import ConversionError, LayoutError, convert, medmnist_info
 
 _COMMON_DOC = """

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 
 import fire
-
 from common.experiments import GridRunner, build_reports, load_grid
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 
 import fire
-
 from common.bundle.verify import check_format, verify_bundle
 
 

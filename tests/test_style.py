@@ -4,7 +4,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-
 from common.bundle import check_format
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data import load_decathlon_datalist
-
 from common.utils import atomic_write_json
+from monai.data import load_decathlon_datalist
 
 __all__ = ["attach_difference_maps", "mix_synthetic_pairs", "pseudo_label_entries"]
 

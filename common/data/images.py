@@ -83,10 +83,7 @@ def read_datalist_images(
 
 
 def draw_per_class(
-    entries: Sequence[Mapping[str, Any]],
-    class_key: str = "class",
-    max_per_class: int | None = None,
-    seed: int = 0,
+    entries: Sequence[Mapping[str, Any]], class_key: str = "class", max_per_class: int | None = None, seed: int = 0
 ) -> list[Mapping[str, Any]]:
     """At most ``max_per_class`` entries of each class, drawn at random without replacement.
 

@@ -53,8 +53,4 @@ __all__ = [
     "save_atomic",
     "unwrap",
 ]
-__all__ += [
-    "HistoryBuffer",
-    "MUNITStep",
-    "SimGANStep",
-]
+__all__ += ["HistoryBuffer", "MUNITStep", "SimGANStep"]

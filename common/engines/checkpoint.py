@@ -23,10 +23,6 @@ from types import FrameType
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver
-from monai.handlers import CheckpointLoader
-
 from common.utils import (
     atomic_path,
     is_rank0,
@@ -37,6 +33,9 @@ from common.utils import (
     set_rng_state,
 )
 from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader
 
 from .step import unwrap
 

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-
 from common.losses import AdversarialLoss
 
 from .step import TrainingStep

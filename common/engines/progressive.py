@@ -28,18 +28,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import Sampler
-
 from common.losses import AdversarialLoss
 from common.utils import get_rank, get_world_size
+from torch.utils.data import Sampler
 
 from .step import TrainingStep, unwrap
 
-__all__ = [
-    "ProgressiveBatchSampler",
-    "ProgressiveGANStep",
-    "ProgressiveSchedule",
-]
+__all__ = ["ProgressiveBatchSampler", "ProgressiveGANStep", "ProgressiveSchedule"]
 
 
 def _per_stage(value: int | Sequence[int], num_stages: int, name: str) -> list[int]:

@@ -33,11 +33,10 @@ from typing import Any, NamedTuple
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from monai.handlers import LrScheduleHandler
-from torch.nn.parallel import DataParallel, DistributedDataParallel
-
 from common.losses import AdversarialLoss, gradient_penalty
 from common.utils import get_world_size
+from monai.handlers import LrScheduleHandler
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 __all__ = ["SCHEDULER_INTERVALS", "CriticLosses", "DivergenceError", "TrainingStep", "unwrap"]
 

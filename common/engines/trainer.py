@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from common.utils import get_rank
 from ignite.engine import Events
 from monai.engines import Trainer
 from monai.utils import set_determinism
 from torch.utils.data import DataLoader
-
-from common.utils import get_rank
 
 from .step import TrainingStep
 

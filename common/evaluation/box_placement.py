@@ -12,7 +12,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from common.engines.step import unwrap
 from common.evaluation.report import format_table, write_report
 

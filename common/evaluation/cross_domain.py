@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from common.networks.cyclegan import CrossDomainTranslator
 from common.utils import atomic_write_json, save_nifti, sha256_file
 
@@ -153,7 +152,7 @@ class CrossDomainSynthesis:
                 diff = torch.zeros_like(x)
             stem = self.output_dir / "difference" / f"difference_{index:05d}"
             difference = self._write(to_source_size(diff).clip(0.0, 1.0), reference.affine, stem)
-            real = {k: v for k, v in entry.items()}
+            real = dict(entry)
             real[self.difference_key] = (
                 [str(self.output_dir / d) for d in difference]
                 if isinstance(difference, list)

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 
 import nibabel as nib
 import numpy as np
-from monai.data import load_decathlon_datalist
-from scipy.ndimage import gaussian_filter
-
 from common.handlers.synthetic_export import SyntheticDatalistWriter
 from common.utils import atomic_write_json
+from monai.data import load_decathlon_datalist
+from scipy.ndimage import gaussian_filter
 
 __all__ = ["make_degraded_synthetic"]
 

@@ -15,15 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common.evaluation.report import write_report
-from common.metrics.detection import (
-    CPM_FP_RATES,
-    coco_metrics,
-    cpm,
-    cpm_by_attribute,
-    sensitivity_fp_per_image,
-)
+from common.metrics.detection import CPM_FP_RATES, coco_metrics, cpm, cpm_by_attribute, sensitivity_fp_per_image
 from common.utils import atomic_path
 
 __all__ = ["DetectionEvaluation"]

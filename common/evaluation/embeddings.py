@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.data import load_decathlon_datalist
-
 from common.data.images import draw_per_class, read_datalist_images
 from common.metrics.embeddings import image_features, tsne_embedding
+from monai.data import load_decathlon_datalist
 
 __all__ = ["tsne_real_vs_synthetic"]
 

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common.evaluation.report import write_report
 from common.handlers import ClassificationMetricsHandler
 from common.metrics.classification import classification_metrics
@@ -98,7 +97,7 @@ class FeatureSVM:
         num_classes: int = 2,
         label_key: str = "class",
         kernel: str = "rbf",
-        C: float = 1.0,
+        C: float = 1.0,  # noqa: N803 - scikit-learn's name for the SVM regularisation, as configs pass it
         gamma: str | float = "scale",
         class_weight: str | None = "balanced",
         grid: int = 8,
@@ -192,11 +191,7 @@ class FeatureSVM:
         return handler.write({**results, "num_train": float(self.num_train)})
 
     def run(
-        self,
-        stage: str,
-        loader: Iterable[Mapping[str, Any]],
-        output_file: str,
-        extra: Mapping[str, Any] | None = None,
+        self, stage: str, loader: Iterable[Mapping[str, Any]], output_file: str, extra: Mapping[str, Any] | None = None
     ) -> dict:
         """The bundle entry point: ``stage="train"`` fits and scores the validation ``loader``;
         ``stage="evaluate"`` refits, checks and scores the test ``loader``; both write ``output_file``."""

@@ -32,8 +32,6 @@ import nibabel as nib
 import numpy as np
 import torch
 import torch.nn as nn
-from monai.data import load_decathlon_datalist
-
 from common.evaluation.report import write_report
 from common.handlers.sample_grid import make_grid, save_png
 from common.metrics.features import extract_features
@@ -53,6 +51,7 @@ from common.transforms.nodule import (
     sample_lung_box,
 )
 from common.utils import atomic_write_json, save_nifti, sha256_file
+from monai.data import load_decathlon_datalist
 
 __all__ = ["MCGANSynthesis", "NoduleGenerator", "evaluate_mcgan", "format_nodule_table", "nodule_statistics"]
 

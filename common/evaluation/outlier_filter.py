@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import load_decathlon_datalist
-
 from common.data.images import read_datalist_images
 from common.metrics.outliers import FeatureOutlierFilter, image_feature_vectors
 from common.utils import atomic_write_json
+from monai.data import load_decathlon_datalist
 
 __all__ = ["filter_synthetic_datalist"]
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import load_decathlon_datalist
-from monai.utils import convert_to_tensor
-
 from common.data import latent_samples
 from common.evaluation.generative import GenerativeEvaluation
 from common.metrics.features import build_feature_extractor
+from monai.data import load_decathlon_datalist
+from monai.utils import convert_to_tensor
 
 __all__ = ["QuickGenerativeCheck"]
 

@@ -9,14 +9,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monai.data import load_decathlon_datalist
-
 from common.data.images import read_datalist_images
 from common.data.refinement import class_entries, synthetic_entries
 from common.evaluation.report import write_report
 from common.metrics.features import build_feature_extractor, extract_features
 from common.metrics.generative import fid, kid
 from common.metrics.outliers import FeatureOutlierFilter
+from monai.data import load_decathlon_datalist
 
 __all__ = ["evaluate_refinement"]
 

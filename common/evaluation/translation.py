@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-
 from common.evaluation.report import write_report
 from common.metrics.features import build_feature_extractor, extract_features
 from common.metrics.generative import fid, kid

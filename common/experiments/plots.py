@@ -21,11 +21,10 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
-
 from common.experiments.results import aggregate, metrics_of, ratio_curves
 from common.experiments.spec import GridSpec, slugify
 from common.utils import atomic_path
+from matplotlib.figure import Figure
 
 __all__ = ["bar_plot", "cd_diagram", "ratio_plot", "tsne_plot", "write_plots"]
 

@@ -30,12 +30,7 @@ from common.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "build_reports",
-    "markdown_tables",
-    "statistics_report",
-    "write_grid_snapshot",
-]
+__all__ = ["build_reports", "markdown_tables", "statistics_report", "write_grid_snapshot"]
 
 
 def write_grid_snapshot(spec: GridSpec, output_dir: str | os.PathLike) -> None:
@@ -176,7 +171,7 @@ def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
             md += ["", f"### Nemenyi scores per data set ({ms.label}; Vu et al. Table 2 layout)", ""]
             md.append("| Method | " + " | ".join(entry["per_dataset"]) + " |")
             md.append("|---|" + "---|" * len(entry["per_dataset"]))
-            for i, m in enumerate(methods):
+            for m in methods:
                 cells = [
                     str(c["nemenyi"]["scores"][c["methods"].index(m)]) if "nemenyi" in c else "–"
                     for c in entry["per_dataset"].values()
@@ -198,7 +193,7 @@ def _comparison_md(c: Mapping[str, Any]) -> list[str]:
         f"Friedman chi2 = {_fmt(fr['statistic'])}, p = {_fmt(fr['pvalue'])} (k = {fr['n_methods']}, "
         f"N = {fr['n_blocks']}); Iman-Davenport F = {_fmt(fr['iman_davenport'])}, p = "
         f"{_fmt(fr['iman_davenport_pvalue'])}. Nemenyi CD = {_fmt(ne['critical_difference'])} "
-        f"(q_alpha = {_fmt(ne['q_alpha'])}).",
+        f"(q_alpha = {_fmt(ne['q_alpha'])})."
     ]
     if c.get("dropped_blocks"):
         lines.append(f"Blocks without a value for every method, left out: {c['dropped_blocks']}.")

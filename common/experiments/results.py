@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-
 from common.experiments.spec import GridSpec
 from common.utils import atomic_write_text
+from scipy import stats
 
 __all__ = ["CSV_FIELDS", "aggregate", "metrics_of", "ratio_curves", "read_results_csv", "write_results_csv"]
 

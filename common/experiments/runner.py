@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import write_results_csv

@@ -80,7 +80,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from common.data.splits import SPLIT_MODES
 
 __all__ = [

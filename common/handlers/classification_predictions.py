@@ -7,9 +7,8 @@ import os
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
-
 from common.utils import atomic_write_json, is_rank0
+from ignite.engine import Engine, Events
 
 __all__ = ["ClassificationPredictionWriter"]
 

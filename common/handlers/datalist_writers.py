@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from common.handlers.synthetic_export import SyntheticDatalistWriter
 
 __all__ = ["DetectionDatalistWriter", "RefinedDatalistWriter"]

@@ -20,13 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Engine
-from monai.handlers import IgniteMetricHandler
-from monai.metrics import CumulativeIterationMetric
-
 from common.metrics import ClassificationMetrics, SegmentationMetrics
 from common.utils import atomic_write_json, is_rank0
 from common.utils.tables import format_table
+from ignite.engine import Engine
+from monai.handlers import IgniteMetricHandler
+from monai.metrics import CumulativeIterationMetric
 
 __all__ = [
     "ClassificationMetricsHandler",

@@ -11,7 +11,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
-
 from common.utils import atomic_write_json, is_rank0, save_nifti, split_ext
 
 __all__ = ["PredictionWriter", "prediction_path"]

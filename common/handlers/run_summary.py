@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from monai.utils import IgniteInfo, min_version, optional_import
-
 from common.utils import CHECKPOINT_PREFIX, atomic_write_json, is_rank0, latest_checkpoint
+from monai.utils import IgniteInfo, min_version, optional_import
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
-
 from common.utils import atomic_path, is_rank0
+from monai.utils import IgniteInfo, min_version, optional_import
 
 Image, _ = optional_import("PIL.Image")
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")

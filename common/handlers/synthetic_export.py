@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from common.utils import atomic_write_json, get_rank, get_world_size, is_rank0, save_nifti, sha256_file
 from monai.data import decollate_batch
 from monai.data.meta_tensor import MetaTensor
 from monai.utils import IgniteInfo, convert_to_numpy, min_version, optional_import, string_list_all_gather
-
-from common.utils import atomic_write_json, get_rank, get_world_size, is_rank0, save_nifti, sha256_file
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

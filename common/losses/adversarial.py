@@ -83,10 +83,7 @@ class AdversarialLoss(_Loss):
         return loss
 
     def forward(
-        self,
-        output: torch.Tensor | Sequence[torch.Tensor],
-        target_is_real: bool,
-        for_discriminator: bool = True,
+        self, output: torch.Tensor | Sequence[torch.Tensor], target_is_real: bool, for_discriminator: bool = True
     ) -> torch.Tensor | list[torch.Tensor]:
         """
         Args:

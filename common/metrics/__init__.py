@@ -2,12 +2,7 @@
 segmentation and detection metrics, statistics, embeddings and the feature-space outlier filter. The pipelines that
 load data, run networks and write reports are in :mod:`common.evaluation`."""
 
-from common.metrics.classification import (
-    CLASSIFICATION_KEYS,
-    ClassificationMetrics,
-    classification_metrics,
-    rank_auc,
-)
+from common.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics, classification_metrics, rank_auc
 from common.metrics.embeddings import image_features, tsne_embedding
 from common.metrics.features import (
     SUPPORTED_ARCHS,
@@ -17,11 +12,7 @@ from common.metrics.features import (
     load_state_dict_file,
 )
 from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial_kernel, ssim_diversity, unbiased_mmd2
-from common.metrics.segmentation import (
-    SEGMENTATION_KEYS,
-    SegmentationMetrics,
-    segmentation_metrics,
-)
+from common.metrics.segmentation import SEGMENTATION_KEYS, SegmentationMetrics, segmentation_metrics
 from common.metrics.statistics import (
     FriedmanResult,
     NemenyiResult,
@@ -99,9 +90,4 @@ from common.metrics.outliers import (  # noqa: E402
     image_feature_vectors,
 )
 
-__all__ += [
-    "OUTLIER_METHODS",
-    "FeatureOutlierFilter",
-    "OutlierResult",
-    "image_feature_vectors",
-]
+__all__ += ["OUTLIER_METHODS", "FeatureOutlierFilter", "OutlierResult", "image_feature_vectors"]

@@ -35,12 +35,7 @@ from monai.metrics import (
 )
 from scipy.stats import rankdata
 
-__all__ = [
-    "CLASSIFICATION_KEYS",
-    "ClassificationMetrics",
-    "classification_metrics",
-    "rank_auc",
-]
+__all__ = ["CLASSIFICATION_KEYS", "ClassificationMetrics", "classification_metrics", "rank_auc"]
 
 CLASSIFICATION_KEYS: tuple[str, ...] = ("acc", "auc", "recall", "specificity", "precision", "f1")
 """The metrics written by :func:`classification_metrics` (CDA-GAN Table 2 reports ACC, AUC, Recall, F1)."""

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common.metrics.features import build_feature_extractor, extract_features
 
 __all__ = ["image_features", "tsne_embedding"]

@@ -21,10 +21,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from common.utils import sha256_file
 from monai.networks import nets
 from monai.utils import convert_to_tensor, ensure_tuple_rep
-
-from common.utils import sha256_file
 
 __all__ = ["FeatureExtractor", "build_feature_extractor", "extract_features", "load_state_dict_file", "SUPPORTED_ARCHS"]
 

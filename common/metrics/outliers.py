@@ -23,15 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from common.metrics.features import build_feature_extractor, extract_features
 
-__all__ = [
-    "OUTLIER_METHODS",
-    "FeatureOutlierFilter",
-    "OutlierResult",
-    "image_feature_vectors",
-]
+__all__ = ["OUTLIER_METHODS", "FeatureOutlierFilter", "OutlierResult", "image_feature_vectors"]
 
 OUTLIER_METHODS = ("knn", "mahalanobis")
 

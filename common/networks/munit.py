@@ -283,13 +283,7 @@ class MUNITGenerator(nn.Module):
         self.enc_content = MUNITContentEncoder(spatial_dims, in_channels, base_channels, num_downsample, num_res_blocks)
         self.enc_style = MUNITStyleEncoder(spatial_dims, in_channels, style_dim, base_channels, style_downsample)
         self.dec = MUNITDecoder(
-            spatial_dims,
-            in_channels,
-            self.enc_content.out_channels,
-            style_dim,
-            num_downsample,
-            num_res_blocks,
-            mlp_dim,
+            spatial_dims, in_channels, self.enc_content.out_channels, style_dim, num_downsample, num_res_blocks, mlp_dim
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -384,12 +378,7 @@ class MultiScaleDiscriminator(nn.Module):
     """
 
     def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        base_channels: int = 64,
-        num_layers: int = 4,
-        num_scales: int = 3,
+        self, spatial_dims: int, in_channels: int, base_channels: int = 64, num_layers: int = 4, num_scales: int = 3
     ) -> None:
         super().__init__()
         self.scales = nn.ModuleList(

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from common.data.preprocessing import n4_bias_field_correction
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
-
-from common.data.preprocessing import n4_bias_field_correction
 
 __all__ = ["N4BiasFieldCorrectiond"]
 

@@ -31,11 +31,7 @@ class DifferencePseudoLabeld(MapTransform):
     """
 
     def __init__(
-        self,
-        keys: KeysCollection,
-        threshold: float = 0.1,
-        output_key: str = "label",
-        allow_missing_keys: bool = False,
+        self, keys: KeysCollection, threshold: float = 0.1, output_key: str = "label", allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) not in (1, 2):

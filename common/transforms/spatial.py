@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import torch
+from common.utils.errors import UserInputError
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, SqueezeDim
 from monai.utils import TraceKeys
-
-from common.utils.errors import UserInputError
 
 __all__ = ["SpatialAxesError", "SqueezeToSpatialDims", "SqueezeToSpatialDimsd"]
 

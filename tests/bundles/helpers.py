@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import nibabel as nib
-from monai.bundle import ConfigWorkflow
-
 from common.data import validate_datalist
+from monai.bundle import ConfigWorkflow
 
 #: the repository root.
 REPO = Path(__file__).resolve().parents[2]

@@ -7,11 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
-
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
 from common.metrics import change_inside_outside
+from helpers import cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
 
 NAME = "cda_gan"
 VARIANTS = [

@@ -6,11 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, configs, evaluate_configs, run_workflow
-
 from common.bundle.verify import verify_bundle
 from common.data import DatalistError, prepare_phantom
 from common.engines import latest_checkpoint
+from helpers import REPO, configs, evaluate_configs, run_workflow
 
 NAME = "classification"
 METRIC_KEYS = ("acc", "auc", "recall", "specificity", "precision", "f1")

@@ -38,7 +38,7 @@ ALLOWED: dict[str, str] = {
 WORKFLOW_IDS = ("initialize", "run", "finalize", "training", "inference", "evaluating")
 ALLOWED_WORKFLOW_OVERRIDES: dict[str, str] = {
     "classification/svm.yaml": "its `run` fits the SVM when `stage` is train (train.yaml) and refits, checks and "
-    "scores it when `stage` is evaluate (evaluate.yaml)",
+    "scores it when `stage` is evaluate (evaluate.yaml)"
 }
 
 

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import torch
 import torch.nn.functional as F
-from helpers import evaluate_configs, run_workflow
-from monai.bundle import ConfigWorkflow
-
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
+from helpers import evaluate_configs, run_workflow
+from monai.bundle import ConfigWorkflow
 
 NAME = "cpggan"
 

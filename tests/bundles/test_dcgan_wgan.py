@@ -12,12 +12,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import check_run_summary, cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
-from monai.bundle import ConfigWorkflow
-
 from common.data import DatalistError, prepare_phantom, validate_datalist
 from common.engines import latest_checkpoint
 from common.networks import DCGANDiscriminator, DCGANGenerator
+from helpers import check_run_summary, cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
+from monai.bundle import ConfigWorkflow
 
 NAME = "dcgan_wgan"
 

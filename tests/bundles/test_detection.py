@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import configs, evaluate_configs, run_workflow
-from monai.bundle import ConfigWorkflow
-
 from common.engines import latest_checkpoint
 from common.metrics import cpm
+from helpers import configs, evaluate_configs, run_workflow
+from monai.bundle import ConfigWorkflow
 
 NAME = "detection"
 SENS8_3D = 0.15  # sensitivity at 8 FPs per scan the 3D functional test requires (docs/README.md: 0.267 here)

@@ -5,10 +5,9 @@ import json
 import nibabel as nib
 import numpy as np
 import torch
-from helpers import configs, evaluate_configs, run_workflow
-
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
+from helpers import configs, evaluate_configs, run_workflow
 
 NAME = "mcgan_3d"
 

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from helpers import cli_list, free_port, run_cli
-
 from common.engines import latest_checkpoint
+from helpers import cli_list, free_port, run_cli
 
 # bundle -> the variants merged after train.yaml and multi_gpu_train.yaml (tiny sizes)
 BUNDLES = {

@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from common.engines import latest_checkpoint
 from helpers import check_refined_datalist, check_run_summary, configs, evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
-
-from common.engines import latest_checkpoint
 
 NAME = "munit"
 

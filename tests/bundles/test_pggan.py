@@ -6,10 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import check_run_summary, configs, evaluate_configs, run_workflow
-
 from common.data import validate_datalist
 from common.engines import latest_checkpoint
+from helpers import check_run_summary, configs, evaluate_configs, run_workflow
 
 NAME = "pggan"
 

@@ -9,13 +9,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import configs, evaluate_configs, run_cli, run_workflow
-from monai.bundle import ConfigWorkflow
-from scipy import ndimage
-
 from common.data import prepare_phantom
 from common.engines import latest_checkpoint
 from common.metrics import SEGMENTATION_KEYS
+from helpers import configs, evaluate_configs, run_cli, run_workflow
+from monai.bundle import ConfigWorkflow
+from scipy import ndimage
 
 NAME = "segmentation"
 TINY = {

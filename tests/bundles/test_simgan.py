@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import check_refined_datalist, configs, evaluate_configs, run_workflow
-
 from common.engines import latest_checkpoint
+from helpers import check_refined_datalist, configs, evaluate_configs, run_workflow
 
 NAME = "simgan"
 

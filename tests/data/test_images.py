@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from common.data import draw_per_class, read_datalist_images
 
 

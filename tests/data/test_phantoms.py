@@ -11,18 +11,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.data import load_decathlon_datalist
-from monai.transforms import LoadImaged
-from scipy import ndimage
-
-from common.data.phantoms import (
-    BRAIN_MR_CHANNELS,
-    NODULE_ATTENUATIONS,
-    NODULE_SIZES,
-)
+from common.data.phantoms import BRAIN_MR_CHANNELS, NODULE_ATTENUATIONS, NODULE_SIZES
 from common.data.phantoms import base as phantom_base
 from common.data.phantoms import brain_mr as brain_mr_phantom
 from common.data.phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom
+from monai.data import load_decathlon_datalist
+from monai.transforms import LoadImaged
+from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = ("training", "validation", "test")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from common.data.preprocessing import n4_bias_field_correction
 
 FAST = {"num_iterations": (20, 20)}

@@ -4,7 +4,6 @@ thesis Table 2: many more synthetic than real images)."""
 from collections import Counter
 
 import pytest
-
 from common.data import balance_classes, mix_synthetic
 
 

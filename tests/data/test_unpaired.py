@@ -1,5 +1,4 @@
 import pytest
-
 from common.data import UnpairedDataset, split_by_class
 
 

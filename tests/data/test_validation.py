@@ -15,9 +15,8 @@ import itk
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.transforms import LoadImaged
-
 from common.data.validation import DatalistError, DatalistProblem, validate_datalist
+from monai.transforms import LoadImaged
 
 SIZE = 8
 

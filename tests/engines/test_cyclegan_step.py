@@ -3,9 +3,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Conv
-
 from common.engines import CycleGANStep, ImagePool, LinearDecay, StepTrainer, constant_then_linear_decay
+from monai.networks.layers.factories import Conv
 
 
 class Gen(nn.Module):

@@ -3,8 +3,6 @@ import os
 
 import pytest
 import torch
-from ignite.engine import Events
-
 from common.engines import (
     CheckpointHandler,
     DivergenceError,
@@ -17,6 +15,7 @@ from common.engines import (
     require_file,
 )
 from common.networks import DCGANDiscriminator, DCGANGenerator
+from ignite.engine import Events
 
 LATENT = 8
 
@@ -229,9 +228,8 @@ def test_model_files_skip_missing_and_load_network_files(tmp_path):
 
 def test_training_state_checkpoints_a_supervised_trainer(tmp_path):
     """TrainingState lets CheckpointHandler/ResumeHandler save and restore a MONAI SupervisedTrainer's objects."""
-    from monai.engines import SupervisedTrainer
-
     from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
+    from monai.engines import SupervisedTrainer
 
     def make():
         torch.manual_seed(0)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
+from common.engines.checkpoint import RANDOM_STATE_KEY
 from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.transforms import RandGaussianNoised
 from training_runs import build, record_losses
-
-from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
-from common.engines.checkpoint import RANDOM_STATE_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

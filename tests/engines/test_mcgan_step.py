@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from common.engines import MCGANStep
 from common.networks import MCGANContextDiscriminator, MCGANGenerator, MCGANNoduleDiscriminator
 

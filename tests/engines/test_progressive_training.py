@@ -2,9 +2,6 @@
 
 import pytest
 import torch
-from ignite.engine import Events
-from torch.utils.data import DataLoader
-
 from common.engines import (
     CheckpointHandler,
     ProgressiveBatchSampler,
@@ -15,6 +12,8 @@ from common.engines import (
     latest_checkpoint,
 )
 from common.networks import ProgressiveDiscriminator, ProgressiveGenerator
+from ignite.engine import Events
+from torch.utils.data import DataLoader
 
 
 def test_schedule_arithmetic():

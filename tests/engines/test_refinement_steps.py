@@ -3,10 +3,9 @@
 from types import SimpleNamespace
 
 import torch
-from ignite.engine import Events
-
 from common.engines import HistoryBuffer, MUNITStep, SimGANStep, StepTrainer
 from common.networks import MUNIT, MultiScaleDiscriminator, SimGANDiscriminator, SimGANRefiner
+from ignite.engine import Events
 
 
 def tagged(ids):

@@ -10,9 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from ignite.engine import Events
-from monai.handlers import LrScheduleHandler
-
 from common.engines import (
     AdversarialTrainer,
     CheckpointHandler,
@@ -41,6 +38,8 @@ from common.networks import (
     SimGANDiscriminator,
     SimGANRefiner,
 )
+from ignite.engine import Events
+from monai.handlers import LrScheduleHandler
 
 LATENT = 8
 

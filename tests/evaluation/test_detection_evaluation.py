@@ -5,8 +5,8 @@ import logging
 import sys
 
 import pytest
-
 from common.evaluation import DetectionEvaluation
+
 from tests.builders import G1, G2, G3, G4, two_scans
 
 

@@ -8,9 +8,8 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.data import DataLoader, Dataset
-
 from common.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
+from monai.data import DataLoader, Dataset
 
 
 def _loader(n: int, seed: int, size: int, spatial_dims: int, noise: bool = False) -> DataLoader:

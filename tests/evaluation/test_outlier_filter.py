@@ -5,8 +5,8 @@ import json
 
 import nibabel as nib
 import numpy as np
-
 from common.evaluation import filter_synthetic_datalist
+
 from tests.builders import blobs
 
 

@@ -9,11 +9,11 @@ import os
 import re
 from pathlib import Path
 
+import common
 import pytest
 import yaml
-
-import common
 from common.experiments import GridError, GridRunner, build_reports, parse_grid, read_metrics
+
 from tests.experiments.helpers import n_calls
 
 REPO = Path(__file__).resolve().parents[2]

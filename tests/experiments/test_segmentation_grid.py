@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from common.experiments import GridRunner, load_grid, parse_grid, slugify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +101,7 @@ def test_smallest_segmentation_grid_end_to_end(tmp_path):
         return next(iter(state.get("model", state).values())).shape[1]
 
     assert in_channels(runs[ENHANCED]) == 8 and in_channels(runs["w/o DA"]) == 4
-    for method, run_dir in runs.items():
+    for run_dir in runs.values():
         metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
         assert metrics["seed"] == 1 and 0.0 <= metrics["dice"] <= 1.0
     with open(out / "results.csv") as f:

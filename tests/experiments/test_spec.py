@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from common.experiments import GridError, load_grid, parse_grid, resolve_refs, slugify, tsne_plot
 from common.experiments.plots import _cliques, cd_diagram
 from common.experiments.runner import variant_path

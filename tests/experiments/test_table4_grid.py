@@ -4,7 +4,6 @@
 from pathlib import Path
 
 import yaml
-
 from common.experiments import GridRunner, load_grid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def test_table4_grid_parses():
     ]
     assert [m.higher_is_better for m in spec.metrics] == [True, False, True, False, True]
     assert set(spec.generators) == set(RATIOS)
-    for name, g in spec.generators.items():
+    for g in spec.generators.values():
         assert Path(g.bundle).name == "cpggan" and g.per_dataset
         assert g.outputs["synthetic_datalist"] == "synthetic/datalist.json"
         # CPGGAN generates at the detector's image size, from the same phantom

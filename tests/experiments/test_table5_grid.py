@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from monai.bundle import ConfigParser
-
 from common.evaluation import run_for_each
 from common.experiments import GridRunner, load_grid, parse_grid
+from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = REPO / "scripts" / "experiments" / "mcgan_detection_table5.yaml"

@@ -7,13 +7,13 @@ import logging
 import numpy as np
 import pytest
 import torch
+from common.handlers import ClassificationMetricsHandler, MetricsHandler, SegmentationMetricsHandler
+from common.metrics import SegmentationMetrics
 from ignite.engine import Engine
 from monai.handlers import IgniteMetricHandler
 from monai.networks.utils import one_hot
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from common.handlers import ClassificationMetricsHandler, MetricsHandler, SegmentationMetricsHandler
-from common.metrics import SegmentationMetrics
 from tests.builders import random_probabilities
 
 

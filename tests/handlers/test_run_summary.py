@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
-
 from common.evaluation import QuickGenerativeCheck
 from common.handlers import RunSummaryHandler, display_path
 from common.utils import atomic_write_json
+from ignite.engine import Engine
+
 from tests.builders import blobs
 
 NUM_TRAIN, NUM_TEST, SIZE = 10, 6, 16

@@ -8,10 +8,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from common.handlers import SampleGridHandler, make_grid, save_png
 from ignite.engine import Engine
 from PIL import Image
-
-from common.handlers import SampleGridHandler, make_grid, save_png
 
 
 def _engine() -> Engine:

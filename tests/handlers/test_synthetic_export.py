@@ -11,10 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from common.handlers import SyntheticDatalistWriter
 from monai.data import DataLoader, load_decathlon_datalist
 from monai.engines import SupervisedEvaluator
-
-from common.handlers import SyntheticDatalistWriter
 
 DEVICE = torch.device("cpu")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from common.metrics import ClassificationMetrics, classification_metrics, rank_auc
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from common.metrics import ClassificationMetrics, classification_metrics, rank_auc
 from tests.builders import random_probabilities
 
 

@@ -2,17 +2,10 @@
 
 import numpy as np
 import pytest
+from common.metrics import coco_metrics, cpm, cpm_by_attribute, froc_curve, match_image, sensitivity_fp_per_image
+from common.metrics.detection import box_iou_np
 from monai.data.box_utils import box_iou
 
-from common.metrics import (
-    coco_metrics,
-    cpm,
-    cpm_by_attribute,
-    froc_curve,
-    match_image,
-    sensitivity_fp_per_image,
-)
-from common.metrics.detection import box_iou_np
 from tests.builders import FAR, G1, G2, G4, two_scans
 
 

@@ -6,11 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import load_decathlon_datalist
-
 from common.data import draw_per_class, read_datalist_images
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.metrics.embeddings import image_features, tsne_embedding
+from monai.data import load_decathlon_datalist
 
 
 def _two_clusters(n_per=10, dim=20, seed=0):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from common.metrics import build_feature_extractor, extract_features
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import resnet10
-
-from common.metrics import build_feature_extractor, extract_features
 
 
 def _smooth(n: int, seed: int, size: int = 24, spatial_dims: int = 2, channels: int = 1) -> torch.Tensor:

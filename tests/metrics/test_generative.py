@@ -7,7 +7,6 @@ import pytest
 import scipy.linalg
 import torch
 import torch.nn.functional as F
-
 from common.metrics import build_feature_extractor, extract_features, fid, kid, mmd, ssim_diversity
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from common.metrics import FeatureOutlierFilter
+
 from tests.builders import blobs
 
 

@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from common.metrics import SegmentationMetrics, segmentation_metrics
 from monai.losses import DiceLoss
 from monai.networks.utils import one_hot
 from sklearn.metrics import f1_score, jaccard_score
-
-from common.metrics import SegmentationMetrics, segmentation_metrics
 
 
 def onehot(labels: np.ndarray, num_classes: int = 2) -> torch.Tensor:

@@ -4,8 +4,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from common.metrics.statistics import (
     average_ranks,
     compare_methods,
@@ -15,6 +13,7 @@ from common.metrics.statistics import (
     nemenyi_test,
     rank_blocks,
 )
+from scipy import stats
 
 # 3 methods (A, B, C) x 4 data sets, higher is better; data set 3 ties B and C.
 TABLE = np.array(

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from monai.networks.blocks import ChannelSELayer
-
 from common.networks import AMSEBlock, CBAMBlock, SEBlock, get_channel_attention
+from monai.networks.blocks import ChannelSELayer
 
 W1 = [[1.0, -1.0], [0.5, 2.0]]
 B1 = [0.1, -0.2]

@@ -1,8 +1,6 @@
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
-
 from common.networks import (
     AMSEBlock,
     CBAMBlock,
@@ -14,6 +12,7 @@ from common.networks import (
     attention_composite,
     patchgan_receptive_field,
 )
+from torch.nn.utils import parametrize
 
 ATTENTION_TYPES = {None: nn.Identity, "none": nn.Identity, "se": SEBlock, "amse": AMSEBlock, "cbam": CBAMBlock}
 CONVS = (nn.Conv2d, nn.Conv3d)

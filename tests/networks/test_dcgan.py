@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from common.networks import DCGANDiscriminator, DCGANGenerator, dcgan
 
 

@@ -7,8 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from monai.data.box_utils import box_iou
-
 from common.networks.detection import (
     BalancedPositiveNegativeSampler,
     FasterRCNN,
@@ -22,6 +20,7 @@ from common.networks.detection import (
     sliding_window_detect,
     window_slices,
 )
+from monai.data.box_utils import box_iou
 
 
 def interp(f: np.ndarray, point) -> float:

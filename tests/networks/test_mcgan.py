@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn as nn
-
 from common.networks import MCGANContextDiscriminator, MCGANGenerator, MCGANNoduleDiscriminator, mcgan, tile_conditions
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from common.networks import (
     MUNIT,
     AdaptiveInstanceNorm,

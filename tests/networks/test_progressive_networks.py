@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from common.networks import ConditionalSynthesisNetwork, ProgressiveDiscriminator, ProgressiveGenerator
 from common.networks.blocks import EqualizedConv, EqualizedLinear, MinibatchStdDev, PixelNorm
 from common.networks.progressive import progressive_channels, progressive_resolutions

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import common
+import pytest
 from common.bundle.export import RUN_OUTPUT_DIRS, TOOL_PACKAGES, common_package_dir, export_bundle, runtime_packages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

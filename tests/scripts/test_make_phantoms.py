@@ -7,9 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from PIL import Image
-
 from common.handlers.sample_grid import make_grid
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from common.networks import PatchGANDiscriminator, ResNetGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))

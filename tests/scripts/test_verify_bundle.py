@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from common.bundle.verify import (
     META_SCHEMA_FILE,
     META_SCHEMA_SHA256,
@@ -389,7 +388,7 @@ def test_real_bundle_min(real_bundle: Path) -> None:
 # bundles whose network cannot pass the full checks, and why (each model card says so too)
 FULL_MODE_EXEMPT = {
     "detection": "the Faster R-CNN returns a dict of losses or per-image box lists: no TorchScript export or "
-    "single-tensor verify_net_in_out",
+    "single-tensor verify_net_in_out"
 }
 
 

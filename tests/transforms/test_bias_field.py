@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
-
 from common.data.preprocessing import n4_bias_field_correction
 from common.transforms import N4BiasFieldCorrectiond
+from monai.data import MetaTensor
+
 from tests.data.test_preprocessing import biased_phantom, cv
 
 

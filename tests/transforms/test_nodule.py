@@ -3,9 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
-from scipy import ndimage
-
 from common.transforms import (
     ConditionAugmentd,
     NoduleVOId,
@@ -22,6 +19,8 @@ from common.transforms import (
     sample_lung_box,
     unit_to_hu,
 )
+from monai.data import MetaTensor
+from scipy import ndimage
 
 
 def _volume_with_cube(shape=(40, 40, 40), box=(10, 14, 12, 16, 20, 18)):

@@ -10,12 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from common.data import validate_datalist
+from common.transforms import SpatialAxesError, SqueezeToSpatialDims, SqueezeToSpatialDimsd
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged
-
-from common.data import validate_datalist
-from common.transforms import SpatialAxesError, SqueezeToSpatialDims, SqueezeToSpatialDimsd
 
 REPO = Path(__file__).resolve().parents[2]
 AFFINE = np.array([[0.5, 0, 0, 1.0], [0, 0.7, 0, 2.0], [0, 0, 2.0, 3.0], [0, 0, 0, 1]])

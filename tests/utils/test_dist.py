@@ -6,7 +6,6 @@ import multiprocessing as mp
 import socket
 
 import torch.distributed as dist
-
 from common.utils import get_rank, get_world_size, is_rank0
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 import common
+import pytest
 from common.data import DatalistError, DatalistProblem
 from common.utils.errors import UserInputError, find_user_error, install_excepthook
 
@@ -17,7 +16,7 @@ def _wrapped(error: BaseException) -> RuntimeError:
     try:
         try:
             raise error
-        except BaseException as e:
+        except BaseException as e:  # noqa: B036 - re-raised, wrapped as MONAI wraps any error
             raise RuntimeError("Failed to evaluate ConfigExpression: $validate(...)") from e
     except RuntimeError as outer:
         return outer
@@ -31,7 +30,7 @@ def test_find_user_error_walks_causes_and_contexts() -> None:
         try:
             raise user
         except DatalistError:
-            raise KeyError("while handling")  # implicit context, no cause
+            raise KeyError("while handling")  # noqa: B904 - implicit context, no cause, is the case under test
     except KeyError as e:
         assert find_user_error(e) is user
     assert find_user_error(_wrapped(ValueError("other"))) is None and find_user_error(None) is None

@@ -6,7 +6,6 @@ import hashlib
 import os
 
 import pytest
-
 from common.utils import sha256_file
 
 

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from common.utils import (
     atomic_path,
     atomic_write_bytes,
@@ -93,12 +92,7 @@ def test_json_is_strict_and_records_non_finite_values(tmp_path):
         "kid": None,
         "counts": [1, 2],
         "n": 3,
-        NON_FINITE_KEY: {
-            "auc": "NaN",
-            "per_class[1]": "Infinity",
-            "sens.small": "-Infinity",
-            "kid": "NaN",
-        },
+        NON_FINITE_KEY: {"auc": "NaN", "per_class[1]": "Infinity", "sens.small": "-Infinity", "kid": "NaN"},
     }
     assert obj["auc"] != obj["auc"]  # the caller's object is not changed
     # an existing key of that name is kept; a list root has no place for the record

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monai.bundle import ConfigWorkflow
-
 from common.utils import bundle_root
+from monai.bundle import ConfigWorkflow
 
 TRAIN_YAML = """\
 imports:

@@ -4,9 +4,8 @@ import random
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandFlipd, RandGaussianNoised
-
 from common.utils import object_rng_states, rng_state, set_object_rng_states, set_rng_state
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised
 
 
 def _draws(pipeline: Compose, sampler_generator: torch.Generator, dataset_rng: np.random.Generator) -> list:

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common.data.converters.engine import (
     Case,
     CaseError,

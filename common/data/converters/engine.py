@@ -58,7 +58,6 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-
 from common.data.phantoms.base import _split_patients
 from common.data.splits import check_patient_disjoint
 from common.data.validation import validate_datalist
@@ -858,7 +857,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines = [
         f"{summary['source']}: {summary['cases_found']} cases found, {summary['cases_converted']} converted, "
         f"{summary['cases_reused']} reused, {len(summary['skipped'])} skipped, {len(summary['excluded'])} excluded "
-        f"in {summary.get('seconds', 0):.1f} s",
+        f"in {summary.get('seconds', 0):.1f} s"
     ]
     for name in SPLIT_NAMES:
         if "num_entries" in summary:

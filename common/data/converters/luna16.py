@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common.data.converters.engine import (
     LABEL_NAME,
     Case,

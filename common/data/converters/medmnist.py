@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-
 from common.data.converters.engine import Case, CaseError, LayoutError, LoadedCase, OutputOptions, VolumeConverter
 from common.utils import save_nifti
 

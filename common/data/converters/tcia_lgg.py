@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from common.data.converters.engine import Case, CaseError, LayoutError, LoadedCase, VolumeConverter, find_case_folders
 
 __all__ = ["LGG_CHANNELS", "TCIALGGConverter"]

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-
 from common.utils import atomic_write_text, save_nifti
+from scipy import ndimage
 
 __all__ = ["DATALIST_NAME", "DEFAULT_SPLIT_FRACTIONS", "SPLIT_NAMES"]
 

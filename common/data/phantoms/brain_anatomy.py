@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-
 from common.data.phantoms.base import _coordinates, _ellipsoid_distance, _sigmoid, _smooth_field
+from scipy import ndimage
 
 __all__ = ["BRAIN_MR_CHANNELS"]
 

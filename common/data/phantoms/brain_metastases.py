@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-
 from common.data.phantoms.base import (
     DATALIST_NAME,
     DEFAULT_SPLIT_FRACTIONS,
@@ -40,6 +38,7 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from scipy import ndimage
 
 __all__ = ["make_brain_metastases"]
 

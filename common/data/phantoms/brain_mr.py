@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-
 from common.data.phantoms.base import (
     DATALIST_NAME,
     DEFAULT_SPLIT_FRACTIONS,
@@ -42,6 +40,7 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from scipy import ndimage
 
 __all__ = ["BRAIN_TUMOUR_LABELS", "make_brain_mr"]
 

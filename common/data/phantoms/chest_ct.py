@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-
 from common.data.phantoms.base import (
     DATALIST_NAME,
     DEFAULT_SPLIT_FRACTIONS,
@@ -32,6 +30,7 @@ from common.data.phantoms.base import (
     _split_patients,
     _write_datalist,
 )
+from scipy import ndimage
 
 __all__ = ["NODULE_ATTENUATIONS", "NODULE_SIZES", "make_chest_ct"]
 

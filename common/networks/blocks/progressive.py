@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv
 
+#: He initialisation gain for ReLU-like activations, the default of the equalised-learning-rate layers.
+HE_GAIN = math.sqrt(2.0)
+
 __all__ = ["EqualizedConv", "EqualizedLinear", "MinibatchStdDev", "PixelNorm"]
 
 
@@ -103,7 +106,7 @@ class EqualizedConv(nn.Module):
         out_channels: int,
         kernel_size: int = 3,
         padding: int | None = None,
-        gain: float = math.sqrt(2.0),
+        gain: float = HE_GAIN,
         bias: bool = True,
     ) -> None:
         super().__init__()
@@ -132,7 +135,7 @@ class EqualizedLinear(nn.Module):
         input ``(B, in_features)``; output ``(B, out_features)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, gain: float = math.sqrt(2.0), bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, gain: float = HE_GAIN, bias: bool = True) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         nn.init.normal_(self.linear.weight, 0.0, 1.0)

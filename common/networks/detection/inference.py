@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common.utils import atomic_write_json
 from monai.data.utils import dense_patch_slices
 from torch import Tensor, nn
-
-from common.utils import atomic_write_json
 
 from .matching import nms
 

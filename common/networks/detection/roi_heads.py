@@ -14,11 +14,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from common.losses.detection import box_head_loss
 from monai.apps.detection.utils.box_coder import BoxCoder
 from monai.data.box_utils import box_iou, clip_boxes_to_image
 from torch import Tensor, nn
-
-from common.losses.detection import box_head_loss
 
 from .matching import BalancedPositiveNegativeSampler, IoUMatcher, nms
 from .roi_align import MultiScaleRoIAlign

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from common.losses.detection import rpn_loss
 from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
 from monai.apps.detection.utils.box_coder import BoxCoder
 from monai.data.box_utils import box_iou, clip_boxes_to_image
 from monai.networks.layers.factories import Conv
 from torch import Tensor, nn
-
-from common.losses.detection import rpn_loss
 
 from .matching import BalancedPositiveNegativeSampler, IoUMatcher, nms
 

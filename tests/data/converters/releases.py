@@ -114,7 +114,7 @@ def brats2020(root: Path, num_cases: int = 10, tumour_slices: Sequence[int] = (2
     release = root / "MICCAI_BraTS2020_TrainingData"
     names = [f"BraTS20_Training_{i:03d}" for i in range(1, num_cases)] + ["BraTS20_Training_355"]
     for i, name in enumerate(names):
-        radii: dict[int, float] | None = {z: 3.0 for z in tumour_slices}
+        radii: dict[int, float] | None = dict.fromkeys(tumour_slices, 3.0)
         if i == 0:
             radii = None
         elif i == 1:
@@ -158,7 +158,7 @@ def msd_task01(root: Path, num_cases: int = 4) -> Path:
         name = f"BRATS_{i:03d}.nii.gz"
         image = np.stack([level + rng.random(SHAPE, dtype=np.float32) for level in MSD_LEVELS], axis=-1)
         save(image.astype(np.float32), task / "imagesTr" / name, affine)
-        radii = {z: 3.0 for z in (3, 4)} if i % 2 else {}
+        radii = dict.fromkeys((3, 4), 3.0) if i % 2 else {}
         save(tumour_mask(radii, labels=(2, 3, 1)), task / "labelsTr" / name, affine)
         (task / "imagesTr" / f"._{name}").write_bytes(b"\x00\x05\x16\x07 Mac OS X resource fork")
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})

@@ -9,9 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from common.data import check_patient_disjoint, validate_datalist
 from common.data.converters import CASES_DIR, DATALIST_NAME, convert
+
 from tests.data.converters.releases import (
     BRATS_AFFINE,
     MHA_DIRECTION,
@@ -96,7 +96,7 @@ def test_brats2020_slices(brats2020_release, tmp_path):
 
 def test_brats2023_volumes_and_bad_cases(tmp_path):
     release = tmp_path / "download" / "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData"
-    tumour = {z: 3.0 for z in (2, 3, 4)}
+    tumour = dict.fromkeys((2, 3, 4), 3.0)
     for i, name in enumerate(
         ["BraTS-GLI-00000-000", "BraTS-GLI-00000-001", "BraTS-GLI-00002-000", "BraTS-GLI-00005-000"]
         + ["BraTS-GLI-00006-000", "BraTS-GLI-00008-000", "BraTS-GLI-00009-000", "BraTS-GLI-00011-000"]
@@ -164,7 +164,7 @@ def test_brats2018_grades(tmp_path):
 
 def test_brats2015_mha_through_itk(tmp_path):
     release = tmp_path / "BRATS2015_Training"
-    tumour = {z: 3.0 for z in (2, 3, 4)}
+    tumour = dict.fromkeys((2, 3, 4), 3.0)
     brats2015_case(release / "HGG", "brats_2013_pat0001_1", 54512, tumour, seed=0)
     brats2015_case(release / "HGG", "brats_tcia_pat153_0109", 42300, tumour, seed=1)
     brats2015_case(release / "HGG", "brats_tcia_pat153_0110", 42310, tumour, seed=2)

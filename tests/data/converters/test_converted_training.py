@@ -6,6 +6,7 @@ import shutil
 
 from common.data.converters import convert
 from common.engines import latest_checkpoint
+
 from tests.bundles.helpers import REPO, configs, run_workflow
 
 

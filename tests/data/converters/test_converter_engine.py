@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from common.data.converters import (
     CASES_DIR,
     DATALIST_NAME,
@@ -17,6 +16,7 @@ from common.data.converters import (
     parse_slices,
     parse_split,
 )
+
 from tests.data.converters.releases import brats_case
 
 
@@ -82,7 +82,7 @@ def test_resume_and_killed_conversion(brats2020_release, tmp_path, monkeypatch):
     assert sorted(counter.loaded) == sorted(set(all_cases) - set(finished))  # only the unfinished cases
     assert summary["cases_reused"] == 3 and summary["cases_converted"] == 7
     assert not [p for p in (out / CASES_DIR).iterdir() if p.name.startswith(".")]
-    assert not [p for p in out.rglob(".*tmp*")]
+    assert not list(out.rglob(".*tmp*"))
     before = _mtimes(out / CASES_DIR)
 
     # a complete conversion run again loads nothing, rewrites no case file, and may change the split only

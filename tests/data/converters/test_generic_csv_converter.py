@@ -9,9 +9,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from common.data import validate_datalist
 from common.data.converters import DATALIST_NAME, SUMMARY_NAME, LayoutError, convert
+
 from tests.bundles.helpers import REPO
 
 SECTIONS = ("training", "validation", "test")

@@ -10,10 +10,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from common.data import check_patient_disjoint, validate_datalist
 from common.data.converters import DATALIST_NAME, convert
 from common.data.converters.luna16 import nodule_size_class
+
 from tests.bundles.helpers import REPO
 
 SHAPE = (24, 20, 16)  # (x, y, z) voxels

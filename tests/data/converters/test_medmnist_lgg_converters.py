@@ -8,9 +8,9 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-
 from common.data import validate_datalist
 from common.data.converters import DATALIST_NAME, LayoutError, convert
+
 from tests.bundles.helpers import REPO
 from tests.data.converters.releases import LGG_LEVELS, medmnist_npz, tcia_lgg
 

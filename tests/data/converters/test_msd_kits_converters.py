@@ -6,9 +6,9 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-
 from common.data import validate_datalist
 from common.data.converters import DATALIST_NAME, LayoutError, convert
+
 from tests.data.converters.releases import KITS_AFFINE, MSD_LEVELS, SHAPE, kits19, msd_task01
 
 

@@ -4,6 +4,7 @@ import importlib.util
 import json
 
 from common.data.converters import DATALIST_NAME, SUMMARY_NAME, convert
+
 from tests.bundles.helpers import REPO, run_cli
 
 SECTIONS = ("training", "validation", "test")
