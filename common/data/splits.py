@@ -18,7 +18,7 @@ Every draw is seeded and independent of the order of the sections; entries keep 
 from __future__ import annotations
 
 import copy
-import json
+import inspect
 import logging
 import os
 import zlib
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from common.utils import atomic_write_json
+from common.data.validation import DatalistError, DatalistProblem, load_datalist_file
+from common.utils import atomic_write_json, sha256_file
 
 __all__ = [
     "BRATS_S_FRACTION",
@@ -161,12 +161,19 @@ def subsample_patients(
     Raises:
         ValueError: when ``fraction`` is not in (0, 1].
     """
+    return _select(datalist, _subsample_indices(datalist, fraction, sections, seed, key, class_key))
+
+
+def _subsample_indices(
+    datalist: dict, fraction: float, sections: Sequence[str], seed: int, key: str, class_key: str | None
+) -> dict[str, list[int]]:
+    """Indices of the entries :func:`subsample_patients` keeps, per subsampled section (same arguments)."""
     fraction = float(fraction)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
-    result = copy.deepcopy(datalist)
+    kept_indices: dict[str, list[int]] = {}
     for section in sections:
-        entries = result.get(section)
+        entries = datalist.get(section)
         if not entries:
             continue
         groups = patient_groups(entries, key)
@@ -181,7 +188,7 @@ def subsample_patients(
             order = rng.permutation(len(patients))
             kept.update(patients[i] for i in order[:count])
         keep = sorted(i for p in kept for i in groups[p])
-        result[section] = [entries[i] for i in keep]
+        kept_indices[section] = keep
         logger.info(
             "subsample_patients: %s keeps %d of %d patients (%d of %d entries).",
             section,
@@ -190,6 +197,14 @@ def subsample_patients(
             len(keep),
             len(entries),
         )
+    return kept_indices
+
+
+def _select(datalist: dict, indices: dict[str, list[int]]) -> dict:
+    """A deep copy of ``datalist`` whose sections named in ``indices`` keep only the entries at those indices."""
+    result = copy.deepcopy(datalist)
+    for section, keep in indices.items():
+        result[section] = [result[section][i] for i in keep]
     _update_counts(result)
     return result
 
@@ -234,11 +249,28 @@ def imbalanced_subset(
         ValueError: for negative counts, a section without positives or negatives, or (without
             ``scale_to_available``) too few samples.
     """
+    indices = _imbalanced_indices(
+        datalist, num_positive, num_negative, sections, seed, class_key, negative_class, scale_to_available
+    )
+    return _select(datalist, indices)
+
+
+def _imbalanced_indices(
+    datalist: dict,
+    num_positive: int,
+    num_negative: int,
+    sections: Sequence[str],
+    seed: int,
+    class_key: str,
+    negative_class: int,
+    scale_to_available: bool,
+) -> dict[str, list[int]]:
+    """Indices of the entries :func:`imbalanced_subset` keeps, per rebuilt section (same arguments)."""
     if num_positive < 1 or num_negative < 1:
         raise ValueError(f"num_positive and num_negative must be >= 1, got {num_positive} and {num_negative}.")
-    result = copy.deepcopy(datalist)
+    kept_indices: dict[str, list[int]] = {}
     for section in sections:
-        entries = result.get(section)
+        entries = datalist.get(section)
         if not entries:
             continue
         classes = [e.get(class_key) if isinstance(e, dict) else None for e in entries]
@@ -262,10 +294,9 @@ def imbalanced_subset(
         rng = _section_seed(seed, section)
         chosen = [positives[i] for i in rng.permutation(len(positives))[:n_pos]]
         chosen += [negatives[i] for i in rng.permutation(len(negatives))[:n_neg]]
-        result[section] = [entries[i] for i in sorted(chosen)]
+        kept_indices[section] = sorted(chosen)
         logger.info("imbalanced_subset: %s keeps %d positive and %d negative entries.", section, n_pos, n_neg)
-    _update_counts(result)
-    return result
+    return kept_indices
 
 
 def _rewrite_paths(value: Any, source_dir: Path, target_dir: Path, absolute: bool) -> Any:
@@ -306,9 +337,11 @@ def make_split_datalist(
     - ``"imbalanced"``: the extreme-imbalance set of CDA-GAN sec. 5.7, :func:`imbalanced_subset` (70 positive and
       730 negative training samples, scaled down keeping the ratio when fewer are available).
 
-    The new file records the mode, seed, parameters and source in a ``"split"`` header field. Relative file paths
-    of the entries are rewritten relative to the new file's folder (or made absolute), so that the new datalist can
-    live anywhere (e.g. in the run's ``ckpt_dir``).
+    The new file records the mode, seed, parameters, source, source's SHA-256 and, per section, the indices of the
+    source entries kept (``"origin"``) in a ``"split"`` header field; :func:`common.data.validate_datalist` uses
+    them to report problems against the user's datalist, entries and paths as written. Relative file paths of the
+    entries are rewritten relative to the new file's folder (or made absolute), so that the new datalist can live
+    anywhere (e.g. in the run's ``ckpt_dir``).
 
     Args:
         datalist: path of the source datalist JSON.
@@ -325,26 +358,38 @@ def make_split_datalist(
         the path of the written datalist, as a string.
 
     Raises:
-        FileNotFoundError: when ``datalist`` does not exist.
-        ValueError: for an unknown mode, arguments the mode does not take, or patients shared between sections.
+        DatalistError: when ``datalist`` is missing, unreadable or not a JSON object, or when patients are shared
+            between sections (both name ``datalist``).
+        ValueError: for an unknown mode or bad arguments of the mode.
+        TypeError: for arguments the mode does not take.
     """
-    source = Path(datalist).expanduser()
-    if not source.is_file():
-        raise FileNotFoundError(f"Datalist {str(source)!r} not found.")
+    source = Path(datalist).expanduser().absolute()
     mode_name = str(mode).strip().lower()
     if mode_name not in SPLIT_MODES:
         raise ValueError(f"Unknown split mode {mode!r}; expected one of {list(SPLIT_MODES)}.")
-    with open(source) as f:
-        data = json.load(f)
+    data = load_datalist_file(source)
     if mode_name == "full":
         if kwargs:
             raise ValueError(f"Split mode 'full' takes no further arguments, got {sorted(kwargs)}.")
-        result = copy.deepcopy(data)
+        indices: dict[str, list[int]] = {}
     elif mode_name == "small":
-        result = subsample_patients(data, seed=seed, key=patient_key, **kwargs)
+        bound = inspect.signature(subsample_patients).bind(data, seed=seed, key=patient_key, **kwargs)
+        bound.apply_defaults()
+        indices = _subsample_indices(**bound.arguments)
     else:
-        result = imbalanced_subset(data, seed=seed, **kwargs)
-    check_patient_disjoint(result, sections=check_sections, key=patient_key)
+        bound = inspect.signature(imbalanced_subset).bind(data, seed=seed, **kwargs)
+        bound.apply_defaults()
+        indices = _imbalanced_indices(**bound.arguments)
+    result = _select(data, indices)
+    try:
+        check_patient_disjoint(result, sections=check_sections, key=patient_key)
+    except ValueError as e:
+        raise DatalistError([DatalistProblem(None, None, None, str(source), str(e))], source) from e
+    origin = {
+        section: indices.get(section, list(range(len(entries))))
+        for section, entries in data.items()
+        if isinstance(entries, list)
+    }
     target = Path(output).expanduser()
     target_dir = target.parent.resolve() if target.parent.exists() else Path(os.path.abspath(target.parent))
     source_dir = source.parent.resolve()
@@ -352,7 +397,14 @@ def make_split_datalist(
         if isinstance(result.get(section), list):
             result[section] = [_rewrite_paths(e, source_dir, target_dir, absolute_paths) for e in result[section]]
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
-    result["split"] = {"mode": mode_name, "seed": int(seed), "parameters": params, "source": str(source.resolve())}
+    result["split"] = {
+        "mode": mode_name,
+        "seed": int(seed),
+        "parameters": params,
+        "source": str(source.resolve()),
+        "source_sha256": sha256_file(source),
+        "origin": origin,
+    }
     atomic_write_json(result, target, indent=2)
     logger.info("make_split_datalist: wrote %s (mode %s, seed %d).", target, mode_name, seed)
     return str(target)

@@ -29,12 +29,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from common.utils.errors import UserInputError
+from common.utils.hashing import sha256_file
 from monai.data import ITKReader, NibabelReader
 from monai.data.utils import to_affine_nd
 
-from common.utils.errors import UserInputError
-
-__all__ = ["DatalistError", "DatalistProblem", "validate_datalist"]
+__all__ = ["DatalistError", "DatalistProblem", "load_datalist_file", "validate_datalist"]
 
 logger = logging.getLogger("common.data")
 
@@ -87,7 +87,10 @@ class DatalistError(UserInputError, ValueError):
         datalist_file: path of the datalist JSON file.
     """
 
-    def __init__(self, problems: Sequence[DatalistProblem], datalist_file: str | os.PathLike | None = None) -> None:
+    # B042: __reduce__ below gives pickle and copy the arguments, the message is built from them
+    def __init__(  # noqa: B042
+        self, problems: Sequence[DatalistProblem], datalist_file: str | os.PathLike | None = None
+    ) -> None:
         self.problems = list(problems)
         self.datalist_file = None if datalist_file is None else os.fspath(datalist_file)
         n = len(self.problems)
@@ -514,6 +517,76 @@ class _Validator:
         return len(boxes)
 
 
+def load_datalist_file(datalist_file: str | os.PathLike) -> dict:
+    """Read a datalist JSON file whose top level is an object.
+
+    Args:
+        datalist_file: path of the datalist JSON file.
+
+    Returns:
+        the loaded datalist.
+
+    Raises:
+        DatalistError: naming the file when it is missing, unreadable, not JSON or not a JSON object.
+    """
+    path = os.path.abspath(os.fspath(datalist_file))
+    try:
+        with open(path, encoding="utf-8") as f:
+            datalist = json.load(f)
+    except FileNotFoundError:
+        problem = "datalist file not found"
+    except (OSError, UnicodeDecodeError) as e:
+        problem = f"datalist file unreadable ({type(e).__name__}: {e})"
+    except json.JSONDecodeError as e:
+        problem = f"not valid JSON ({e})"
+    else:
+        if isinstance(datalist, dict):
+            return datalist
+        problem = f"top level must be a JSON object, got {type(datalist).__name__}"
+    raise DatalistError([DatalistProblem(None, None, None, path, problem)], path)
+
+
+def _split_source(datalist: dict) -> tuple[str, dict, dict[str, list[int]]] | None:
+    """The user's datalist behind a datalist written by :func:`common.data.make_split_datalist`.
+
+    A split datalist records in its ``"split"`` header the source file, the source's SHA-256 and, per section, the
+    indices of the source entries it kept (``"origin"``). Its file paths were rewritten to resolve from its own
+    folder, which works for existing files only; a missing file keeps the path the user wrote, which then resolves
+    to nothing meaningful. Checking the kept source entries instead reports what the user wrote.
+
+    Args:
+        datalist: a loaded datalist.
+
+    Returns:
+        ``(source path, view, positions)``: the view is the source datalist whose recorded sections hold only the
+        kept entries, in order, and ``positions[section]`` their indices in the source; ``None`` when
+        ``datalist`` is not a split datalist or its source is gone or has changed since.
+    """
+    split = datalist.get("split")
+    if not isinstance(split, dict) or not isinstance(split.get("origin"), dict):
+        return None
+    source = split.get("source")
+    if not isinstance(source, str) or not os.path.isfile(source):
+        return None
+    try:
+        if sha256_file(source) != split.get("source_sha256"):
+            return None
+        with open(source, encoding="utf-8") as f:
+            view = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(view, dict):
+        return None
+    positions: dict[str, list[int]] = {}
+    for section, indices in split["origin"].items():
+        entries = view.get(section)
+        if not isinstance(entries, list) or not all(_is_int(i) and 0 <= i < len(entries) for i in indices):
+            return None
+        positions[section] = [int(i) for i in indices]
+        view[section] = [entries[i] for i in positions[section]]
+    return source, view, positions
+
+
 def validate_datalist(
     datalist_file: str | os.PathLike,
     sections: Sequence[str] | str = ("training",),
@@ -573,8 +646,14 @@ def validate_datalist(
             list with one item per box when present, like ``box_label_key`` (a string such as ``"small"`` is
             reported, not read as one item per character). Needs ``box_key``.
 
+    A datalist written by :func:`common.data.make_split_datalist` is checked through the user's datalist it was
+    made from, when that file is unchanged: the problems name the user's datalist, the entries' indices in it and
+    their paths as written there, resolved against its folder (a missing file is not reported under the folder of
+    the generated split file, where its path would resolve to nothing).
+
     Returns:
-        a summary dict with keys ``"datalist"`` (absolute path), ``"num_entries"`` (entries per section),
+        a summary dict with keys ``"datalist"`` (absolute path), ``"source"`` (the user's datalist a split datalist
+        was made from, else ``"datalist"``), ``"num_entries"`` (entries per section),
         ``"num_files"`` (distinct files read), ``"spatial_dims"`` and ``"num_channels"`` (sorted lists of the values
         found), plus ``"class_counts"`` (per section, class value to count) when ``class_key`` is given and
         ``"num_boxes"`` (per section) when ``box_key`` is given.
@@ -611,20 +690,14 @@ def validate_datalist(
         box_attribute_keys=box_attribute_keys,
     )
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            datalist = json.load(f)
-    except FileNotFoundError:
-        validator.add(None, None, None, path, "datalist file not found")
-    except (OSError, UnicodeDecodeError) as e:
-        validator.add(None, None, None, path, f"datalist file unreadable ({type(e).__name__}: {e})")
-    except json.JSONDecodeError as e:
-        validator.add(None, None, None, path, f"not valid JSON ({e})")
+    datalist = load_datalist_file(path)
+    positions: dict[str, list[int]] = {}
+    source = _split_source(datalist)
+    if source is not None:  # report the user's datalist, entries and paths as written (see _split_source)
+        reported, datalist, positions = source
+        validator.base_dir = os.path.dirname(reported)
     else:
-        if not isinstance(datalist, dict):
-            validator.add(None, None, None, path, f"top level must be a JSON object, got {type(datalist).__name__}")
-    if validator.problems:
-        raise DatalistError(validator.problems, path)
+        reported = path
 
     num_entries: dict[str, int] = {}
     class_counts: dict[str, Counter] = {}
@@ -646,7 +719,8 @@ def validate_datalist(
             validator.add(section, None, None, None, message)
         counts: Counter = Counter()
         box_counts: list[int] = []
-        for index, entry in enumerate(entries):
+        indices = positions.get(section, range(len(entries)))
+        for index, entry in zip(indices, entries):
             validator.check_entry(section, index, entry, counts, box_counts)
         class_counts[section] = counts
         num_boxes[section] = sum(box_counts)
@@ -655,10 +729,11 @@ def validate_datalist(
                 validator.add(section, None, class_key, None, f"required class {c} has no samples")
 
     if validator.problems:
-        raise DatalistError(validator.problems, path)
+        raise DatalistError(validator.problems, reported)
 
     summary: dict[str, Any] = {
         "datalist": path,
+        "source": reported,
         "num_entries": num_entries,
         "num_files": len(validator.cache),
         "spatial_dims": sorted(validator.dims_found),
@@ -668,7 +743,8 @@ def validate_datalist(
         summary["class_counts"] = {s: dict(sorted(c.items())) for s, c in class_counts.items()}
     if box_key is not None:
         summary["num_boxes"] = num_boxes
-    message = f"Datalist '{path}' is valid: " + ", ".join(f"{s}={n}" for s, n in num_entries.items()) + " entries"
+    of = "" if reported == path else f" (entries of '{reported}')"
+    message = f"Datalist '{path}'{of} is valid: " + ", ".join(f"{s}={n}" for s, n in num_entries.items()) + " entries"
     message += f", {summary['num_files']} files, spatial_dims={summary['spatial_dims']}"
     message += f", num_channels={summary['num_channels']}"
     if class_key is not None:

@@ -5,8 +5,8 @@ import os
 from collections import Counter
 
 import pytest
-
 from common.data import (
+    DatalistError,
     check_patient_disjoint,
     imbalanced_subset,
     make_brain_mr,
@@ -132,6 +132,7 @@ def test_make_split_datalist_writes_a_resolvable_disjoint_datalist(phantom, tmp_
     check_patient_disjoint(data)
     assert [e["patient"] for e in data["test"]] == [e["patient"] for e in source["test"]]
     summary = validate_datalist(out, sections=("training", "validation", "test"), class_key="class")
+    assert summary["datalist"] == out and summary["source"] == os.path.realpath(phantom)
     assert summary["num_entries"]["test"] == len(source["test"])
     if mode == "full":
         assert summary["num_entries"]["training"] == len(source["training"])
@@ -147,7 +148,7 @@ def test_make_split_datalist_writes_a_resolvable_disjoint_datalist(phantom, tmp_
 def test_make_split_datalist_rejects_bad_input(phantom, tmp_path):
     with pytest.raises(ValueError, match="Unknown split mode"):
         make_split_datalist(phantom, tmp_path / "x.json", mode="tiny")
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+    with pytest.raises(DatalistError, match="missing.json.*\n.*datalist file not found"):
         make_split_datalist(tmp_path / "missing.json", tmp_path / "x.json")
     with open(phantom) as f:
         data = json.load(f)
@@ -157,3 +158,52 @@ def test_make_split_datalist_rejects_bad_input(phantom, tmp_path):
     with pytest.raises(ValueError, match="in training, test"):
         make_split_datalist(bad, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
+
+
+def _user_datalist(phantom: str, folder) -> str:
+    """The phantom's datalist written to ``folder`` with absolute image paths and missing relative label paths."""
+    with open(phantom) as f:
+        data = json.load(f)
+    phantom_dir = os.path.dirname(phantom)
+    for section in ("training", "validation", "test"):
+        for i, entry in enumerate(data[section]):
+            entry["image"] = [os.path.join(phantom_dir, p) for p in entry["image"]]
+            entry["label"] = f"missing/{section}_{i}.nii.gz"
+    folder.mkdir()
+    path = folder / "my_datalist.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["full", "small"])
+def test_split_datalist_problems_name_the_users_datalist_entries_and_paths(phantom, tmp_path, mode):
+    user = _user_datalist(phantom, tmp_path / "user")
+    out = make_split_datalist(user, tmp_path / "run" / "split.json", mode=mode, seed=0)
+    with open(out) as f:
+        kept = json.load(f)["split"]["origin"]["training"]
+    with pytest.raises(DatalistError) as err:
+        validate_datalist(out, sections=("training",), label_key="label")
+    message = str(err.value)
+    assert message.startswith(f"Datalist '{os.path.realpath(user)}' failed validation with {len(kept)} problems:")
+    for i in kept:  # the entry's index in the user's datalist and its path as written, from the user's folder
+        assert (
+            f"training[{i}] label '{tmp_path / 'user' / 'missing' / f'training_{i}.nii.gz'}': file not found" in message
+        )
+    assert str(tmp_path / "run") not in message
+    assert err.value.datalist_file == os.path.realpath(user)
+    if mode == "small":
+        assert kept != list(range(len(kept)))  # the indices are the user's, not the split file's
+
+
+def test_split_datalist_whose_source_changed_is_reported_as_itself(phantom, tmp_path):
+    user = _user_datalist(phantom, tmp_path / "user")
+    out = make_split_datalist(user, tmp_path / "run" / "split.json")
+    with open(user) as f:
+        data = json.load(f)
+    data["training"] = data["training"][:1]
+    with open(user, "w") as f:
+        json.dump(data, f)
+    with pytest.raises(DatalistError) as err:
+        validate_datalist(out, sections=("training",), label_key="label")
+    assert err.value.datalist_file == out
+    assert f"training[0] label '{tmp_path / 'run' / 'missing' / 'training_0.nii.gz'}'" in str(err.value)
