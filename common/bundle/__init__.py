@@ -5,6 +5,7 @@ inference (:mod:`common.bundle.benchmark`); not imported by ``import common``.
 
 from common.bundle.export import export_bundle
 from common.bundle.verify import check_format, verify_bundle
+from common.bundle.zoo_format import check_zoo_format
 from common.utils.paths import bundle_root
 
-__all__ = ["bundle_root", "check_format", "export_bundle", "verify_bundle"]
+__all__ = ["bundle_root", "check_format", "check_zoo_format", "export_bundle", "verify_bundle"]

@@ -13,17 +13,30 @@ Only the packages that ``import common`` loads are vendored (:func:`runtime_pack
 (``common.experiments``, ``common.bundle``, see ``TOOL_PACKAGES``) are never imported by bundle configs, and would
 bring requirements (matplotlib) that are not in the bundle's metadata.
 
-Run outputs (``models/``, ``eval/``, ``data/``, ``runs/``, ``outputs/``) and caches are not exported.  Because
+Run outputs (``models/``, ``eval/``, ``data/``, ``runs/``, ``outputs/``) and caches are not exported.
+
+Publishing trained weights (``weights``, ``variants``, ``weights_url``): the trained ``models/model.pt`` is copied into
+the export, the variant files it was trained with are merged into every top-level config (so that the inference
+config's ``network_def`` alone fits the weights, as the zoo's checks read it; the fit is checked), and
+``large_files.yml`` lists the file with its URL and md5 hash in the zoo's format::
+
+    large_files:
+    - path: models/model.pt
+      url: <where the file is uploaded>
+      hash_val: <md5 of the file>
+      hash_type: md5
+  Because
 ``python -m monai.bundle run ...`` puts the working directory first on ``sys.path``, running the exported bundle from
 inside its folder imports the vendored ``common`` rather than any installed copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import common
@@ -36,7 +49,11 @@ __all__ = [
     "common_package_dir",
     "copy_ignore",
     "export_bundle",
+    "file_hash",
+    "LARGE_FILE_HASHES",
+    "merge_variants",
     "runtime_packages",
+    "write_large_files",
 ]
 
 #: top-level bundle folders holding run outputs (checkpoints, evaluation results, data, logs); never exported.
@@ -55,6 +72,25 @@ IGNORED_NAMES: tuple[str, ...] = (
 VENDORED_PACKAGE = "common"
 #: sub-packages of ``common`` that are tools (not imported by ``import common``); never vendored.
 TOOL_PACKAGES: tuple[str, ...] = ("experiments", "bundle")
+#: hash types that the zoo's download of ``large_files`` entries (``monai.apps.download_url``) checks.
+LARGE_FILE_HASHES: tuple[str, ...] = ("md5", "sha1", "sha256", "sha512")
+#: file the zoo reads to download large files before verifying a bundle.
+LARGE_FILES_NAME = "large_files.yml"
+#: where the published weights go in the bundle (the zoo's preferred file).
+WEIGHTS_PATH = "models/model.pt"
+#: config files at the top of ``configs/`` that are not workflow configs (never merged with variants).
+NON_WORKFLOW_CONFIGS: tuple[str, ...] = ("metadata.json",)
+
+
+def file_hash(path: str | os.PathLike, hash_type: str = "md5", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file with one of ``LARGE_FILE_HASHES``."""
+    if hash_type not in LARGE_FILE_HASHES:
+        raise ValueError(f"hash_type must be one of {LARGE_FILE_HASHES}, got {hash_type!r}.")
+    digest = hashlib.new(hash_type)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def common_package_dir() -> Path:
@@ -115,11 +151,98 @@ def copy_ignore(
     return _fn
 
 
+def merge_variants(bundle_dir: str | os.PathLike, variants: Sequence[str | os.PathLike]) -> list[str]:
+    """Merge variant files into every workflow config at the top of a bundle's ``configs/``, in place.
+
+    Each ``configs/<name>.{json,yaml,yml}`` (not ``NON_WORKFLOW_CONFIGS``) becomes its merge with ``variants``, in
+    order, as ``monai.bundle`` merges a ``--config_file`` list; an overlay (``evaluate.yaml``, merged on
+    ``train.yaml``) then gives the same result as before.  YAML comments are not kept: a header names the merge.
+
+    Args:
+        bundle_dir: bundle folder to rewrite.
+        variants: variant config files.
+
+    Returns:
+        the names of the rewritten config files.
+    """
+    from monai.bundle import ConfigParser
+
+    variant_files = [Path(v) for v in variants]
+    configs = sorted(
+        p
+        for p in (Path(bundle_dir) / "configs").iterdir()
+        if p.is_file() and p.suffix in (".json", ".yaml", ".yml") and p.name not in NON_WORKFLOW_CONFIGS
+    )
+    for path in configs:
+        merged = ConfigParser.load_config_files([path, *variant_files])
+        if path.suffix == ".json":
+            ConfigParser.export_config_file(merged, path, fmt="json", indent=4)
+            continue
+        ConfigParser.export_config_file(merged, path, fmt="yaml", sort_keys=False, default_flow_style=None)
+        header = f"# {path.name} merged with {', '.join(v.name for v in variant_files)} by the export\n"
+        path.write_text(header + path.read_text())
+    return [p.name for p in configs]
+
+
+def write_large_files(
+    bundle_dir: str | os.PathLike, url: str, path: str = WEIGHTS_PATH, hash_type: str = "md5"
+) -> Path:
+    """Write ``large_files.yml`` (the zoo's format) listing ``path`` of the bundle with its URL and hash.
+
+    Args:
+        bundle_dir: bundle folder holding ``path``.
+        url: where the file will be downloaded from (the place it is uploaded to).
+        path: the file, relative to ``bundle_dir``.
+        hash_type: one of ``LARGE_FILE_HASHES``; the zoo's bundles use md5.
+
+    Returns:
+        the path of the written file.
+    """
+    import yaml
+
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"the weights URL must be an http(s) URL, got {url!r}.")
+    entry = {
+        "path": path,
+        "url": url,
+        "hash_val": file_hash(Path(bundle_dir) / path, hash_type),
+        "hash_type": hash_type,
+    }
+    out = Path(bundle_dir) / LARGE_FILES_NAME
+    out.write_text(yaml.safe_dump({"large_files": [entry]}, sort_keys=False))
+    return out
+
+
+def _check_weights_fit(bundle_dir: Path, weights: Path, net_id: str = "network_def") -> None:
+    """Raise ValueError unless ``weights`` load into ``net_id`` of the bundle's inference config (strictly)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    inference = next((bundle_dir / "configs").glob("inference.*"), None)
+    if inference is None:
+        raise ValueError(f"{bundle_dir} has no configs/inference.* to check the weights against.")
+    parser = ConfigParser()
+    parser.read_config(str(inference))
+    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle_dir)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        parser.get_parsed_content(net_id).load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(
+            f"the weights {weights} do not fit '{net_id}' of {inference.name}; pass the variant files they were "
+            f"trained with: {e}"
+        ) from e
+
+
 def export_bundle(
     bundle_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     overwrite: bool = False,
     bundle_name: str | None = None,
+    weights: str | os.PathLike | None = None,
+    variants: Sequence[str | os.PathLike] = (),
+    weights_url: str | None = None,
 ) -> Path:
     """Write a self-contained copy of a bundle to ``<output_dir>/<bundle_name>``.
 
@@ -134,13 +257,19 @@ def export_bundle(
         output_dir: folder to export into; created if missing.
         overwrite: replace an existing non-empty ``<output_dir>/<bundle_name>``; otherwise refuse.
         bundle_name: name of the exported folder, defaults to the name of ``bundle_dir``.
+        weights: trained weights to publish (a state dict, e.g. the bundle's ``models/model.pt``), written to
+            ``WEIGHTS_PATH`` of the export; needs ``weights_url``.
+        variants: the variant files the weights were trained with (relative to ``bundle_dir`` or absolute), merged
+            into the exported workflow configs (:func:`merge_variants`).
+        weights_url: the URL ``weights`` will be downloaded from, written to ``large_files.yml`` with its md5.
 
     Returns:
         The path of the exported bundle folder.
 
     Raises:
         FileNotFoundError: if ``bundle_dir`` has no ``configs/metadata.json``.
-        ValueError: if ``output_dir`` lies inside ``bundle_dir``, or the bundle already has a top-level ``common``.
+        ValueError: if ``output_dir`` lies inside ``bundle_dir``, the bundle already has a top-level ``common``,
+            ``weights`` come without ``weights_url`` (or a non-http one), or do not fit the inference network.
         FileExistsError: if the target exists, is not empty, and ``overwrite`` is False.
     """
     src = Path(bundle_dir).resolve()
@@ -151,6 +280,14 @@ def export_bundle(
     out = Path(output_dir).resolve()
     if out == src or src in out.parents:
         raise ValueError(f"output_dir {out} must not be inside the bundle folder {src}.")
+    if weights is not None and not weights_url:
+        raise ValueError("weights need weights_url, the URL they will be downloaded from (written to large_files.yml).")
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    variant_files = [Path(v) if Path(v).is_absolute() else src / v for v in variants]
+    missing = [str(v) for v in variant_files if not v.is_file()]
+    if missing:
+        raise FileNotFoundError(f"variant file(s) not found: {', '.join(missing)}")
     name = bundle_name or src.name
     target = out / name
     if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
@@ -163,6 +300,13 @@ def export_bundle(
         staged = tmp / name
         shutil.copytree(src, staged, ignore=copy_ignore(src))
         _vendor_common(staged / VENDORED_PACKAGE)
+        if variant_files:
+            merge_variants(staged, variant_files)
+        if weights is not None and weights_url:
+            (staged / WEIGHTS_PATH).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(weights, staged / WEIGHTS_PATH)
+            _check_weights_fit(staged, staged / WEIGHTS_PATH)
+            write_large_files(staged, weights_url)
         if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
             target.rmdir()
         elif target.exists() or target.is_symlink():

@@ -4,6 +4,12 @@ This is the project's own implementation of the checks that the MONAI model zoo 
 ``ci/verify_bundle.py`` in "min" and "full" modes and the key conventions of its contribution guide), plus the
 project's own requirements (``docs/README.md``, ``docs/data_license.txt``, a train config, no committed weights).
 
+The zoo's checks followed are those of Project-MONAI/model-zoo at commit ``ZOO_COMMIT``
+(dfae206df112837d817e78d3727c9f32b3b52e82): ``ci/verify_bundle.py`` (required and preferred files, ``large_files``
+entries, version and changelog, the metadata schema; in full mode ``verify_net_in_out`` and the TorchScript export by
+``ckpt_export`` of ``network_def`` from ``configs/inference.*``), its exclusion lists of ``ci/bundle_custom_data.py``
+(``ZOO_EXCLUSIONS``), and its code-format check (:mod:`common.bundle.zoo_format`).
+
 ``verify_bundle(bundle_dir, mode)`` returns a list of human-readable problems; an empty list means the bundle passes.
 
 The metadata schema is kept in the repository (``schemas/meta_schema_20240725.json``) so that validation never needs
@@ -27,7 +33,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from common.bundle.export import IGNORED_NAMES, RUN_OUTPUT_DIRS, copy_ignore
+from common.bundle.export import IGNORED_NAMES, LARGE_FILE_HASHES, RUN_OUTPUT_DIRS, copy_ignore, file_hash
+from common.bundle.zoo_format import ZOO_COMMIT, check_zoo_format
 from common.utils import sha256_file
 
 __all__ = [
@@ -47,9 +54,12 @@ __all__ = [
     "check_configs",
     "check_config_ids",
     "check_files",
+    "check_large_files",
     "check_network",
     "check_format",
     "verify_bundle",
+    "ZOO_COMMIT",
+    "ZOO_EXCLUSIONS",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -81,6 +91,19 @@ EVALUATED_IDS: tuple[str, ...] = ("bundle_root", "device", "dataset_dir", "ckpt_
 WEIGHT_SUFFIXES: tuple[str, ...] = (".pt", ".pth", ".ts", ".ckpt", ".onnx", ".safetensors")
 #: metadata keys the zoo needs beyond the schema ("name" is shown in the model browser).
 METADATA_KEYS: tuple[str, ...] = ("name", "changelog")
+
+#: the zoo's route for bundles whose network cannot take its full-mode network checks: the bundle's name in the
+#: lists of its ``ci/bundle_custom_data.py`` (``exclude_verify_shape_list``: no ``verify_net_in_out``;
+#: ``exclude_verify_torchscript_list``: no TorchScript export).  A zoo submission adds the name to those lists.
+#: ``{bundle name: {check: reason}}``; the reasons are repeated in the bundles' model cards.
+ZOO_EXCLUSIONS: dict[str, dict[str, str]] = {
+    "detection": {
+        "verify_net_in_out": "the two-stage Faster R-CNN returns one dict of boxes, labels and scores per image (a "
+        "list, not a tensor), as MONAI's lung_nodule_ct_detection, which the zoo excludes the same way",
+        "torchscript": "proposal selection, RoI align and per-image NMS in the forward pass use Python lists of "
+        "variable length and dict outputs, which TorchScript cannot script",
+    }
+}
 
 _PERSONAL_PATH = re.compile(r"(^|[\s'\"=(])(/home/|/Users/|~/|[A-Za-z]:[\\/]+Users[\\/])")
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
@@ -355,6 +378,47 @@ def check_files(bundle_dir: str | os.PathLike, max_file_size: int = MAX_FILE_SIZ
     return problems
 
 
+def check_large_files(bundle_dir: str | os.PathLike) -> list[str]:
+    """Check ``large_files.{yml,yaml,json}`` as the zoo reads it to download the weights before its checks.
+
+    Each entry of its ``large_files`` list needs ``path`` (relative, inside the bundle), ``url`` (http or https) and
+    ``hash_val`` with a ``hash_type`` the download understands (``LARGE_FILE_HASHES``); a listed file present in the
+    bundle folder must have that hash.  No large-files file is fine (a bundle without weights).
+    """
+    root = Path(bundle_dir)
+    found = [root / f"large_files.{s}" for s in CONFIG_SUFFIXES if (root / f"large_files.{s}").is_file()]
+    if not found:
+        return []
+    name = found[0].name
+    try:
+        entries = _load_config(found[0]).get("large_files")
+    except Exception as e:  # noqa: BLE001 - any parse failure is a problem to report
+        return [f"large_files: {name} does not load: {type(e).__name__}: {e}"]
+    if not isinstance(entries, list) or not entries:
+        return [f"large_files: {name} needs a non-empty 'large_files' list"]
+    problems = []
+    for i, entry in enumerate(entries):
+        where = f"large_files: {name} entry {i}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is not a mapping")
+            continue
+        missing = [k for k in ("path", "url", "hash_val", "hash_type") if not entry.get(k)]
+        if missing:
+            problems.append(f"{where} lacks {', '.join(missing)}")
+            continue
+        path, hash_type = str(entry["path"]), str(entry["hash_type"]).lower()
+        if Path(path).is_absolute() or ".." in Path(path).parts:
+            problems.append(f"{where}: path {path!r} must be relative to the bundle folder")
+            continue
+        if not str(entry["url"]).startswith(("http://", "https://")):
+            problems.append(f"{where}: url {entry['url']!r} is not an http(s) URL")
+        if hash_type not in LARGE_FILE_HASHES:
+            problems.append(f"{where}: hash_type {hash_type!r} is not one of {', '.join(LARGE_FILE_HASHES)}")
+        elif (root / path).is_file() and file_hash(root / path, hash_type) != str(entry["hash_val"]).lower():
+            problems.append(f"{where}: {path} does not have the listed {hash_type} {entry['hash_val']}")
+    return problems
+
+
 @contextmanager
 def _on_sys_path(folder: Path) -> Iterator[None]:
     """Put a bundle folder first on ``sys.path`` (as the zoo does) so bundle-local modules can be imported."""
@@ -417,6 +481,8 @@ def check_network(
     device: str | None = None,
     torchscript: bool = True,
     fresh_weights: bool = False,
+    variants: Sequence[str | os.PathLike] = (),
+    bundle_name: str | None = None,
 ) -> list[str]:
     """Run the network checks of the zoo's full mode on a temporary copy of the bundle.
 
@@ -426,15 +492,19 @@ def check_network(
        file is loaded back and, when the metadata input shape is fixed, run and compared with the eager network.  A
        provided ``models/model.ts`` is loaded too.
 
-    The repository bundle is never written to.
+    A check that the zoo skips for the bundle (``ZOO_EXCLUSIONS``) is skipped.  The repository bundle is never
+    written to.
 
     Args:
         bundle_dir: bundle folder.
         net_id: id of the network in the inference config.
         device: device for the forward pass, defaults to ``cuda:0`` when available, else ``cpu``.
         torchscript: run the TorchScript export checks.
-        fresh_weights: ignore a local ``models/model.pt`` (a run output, possibly of another config variant) and
-            export freshly initialised weights.
+        fresh_weights: ignore a local ``models/model.pt`` and export freshly initialised weights.
+        variants: the variant files that ``models/model.pt`` was trained with (relative to the bundle folder or
+            absolute), merged after the inference config as for the inference run, so that ``net_id`` fits the
+            weights; the zoo reads the inference config alone (``export_bundle`` merges the variants into it).
+        bundle_name: the name the zoo knows the bundle by, for ``ZOO_EXCLUSIONS``; defaults to the folder name.
     """
     import torch
     from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
@@ -444,24 +514,31 @@ def check_network(
     if inference is None or not (src / "configs" / "metadata.json").is_file():
         return ["network: needs configs/metadata.json and an inference config"]
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    excluded = ZOO_EXCLUSIONS.get(bundle_name or src.name, {})
+    variant_files = [Path(v) if Path(v).is_absolute() else src / v for v in variants]
+    missing = [str(v) for v in variant_files if not v.is_file()]
+    if missing:
+        return [f"network: variant file(s) not found: {', '.join(missing)}"]
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="verify_bundle_") as tmp, _on_sys_path(src):
         root = Path(tmp) / src.name
         shutil.copytree(src, root, ignore=copy_ignore(src))
-        meta_file, config_file = root / "configs" / "metadata.json", root / "configs" / inference.name
-        common_args = {"meta_file": str(meta_file), "config_file": str(config_file), "bundle_root": str(root)}
-        try:
-            verify_net_in_out(net_id=net_id, device=device, **common_args)
-        except Exception as e:  # noqa: BLE001 - report, do not crash
-            problems.append(f"network: verify_net_in_out failed: {type(e).__name__}: {e}")
-        if not torchscript:
+        meta_file = root / "configs" / "metadata.json"
+        config_file = [str(root / "configs" / inference.name), *(str(v) for v in variant_files)]
+        common_args = {"meta_file": str(meta_file), "config_file": config_file, "bundle_root": str(root)}
+        if "verify_net_in_out" not in excluded:
+            try:
+                verify_net_in_out(net_id=net_id, device=device, **common_args)
+            except Exception as e:  # noqa: BLE001 - report, do not crash
+                problems.append(f"network: verify_net_in_out failed: {type(e).__name__}: {e}")
+        if not torchscript or "torchscript" in excluded:
             return problems
 
         models = root / "models"
         models.mkdir(exist_ok=True)
         ckpt = models / CHECKPOINT_NAME
         parser = ConfigParser()
-        parser.read_config(str(config_file))
+        parser.read_config(config_file)
         parser.read_meta(str(meta_file))
         parser["bundle_root"] = str(root)
         local_ckpt = src / "models" / CHECKPOINT_NAME
@@ -472,7 +549,15 @@ def check_network(
                 try:
                     net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
                 except Exception as e:  # noqa: BLE001
-                    problems.append(f"network: models/{CHECKPOINT_NAME} does not fit '{net_id}': {_root_cause(e)}")
+                    hint = (
+                        "merge the variant files it was trained with (--variants), or check fresh weights "
+                        "(--fresh_weights true)"
+                    )
+                    problems.append(
+                        f"network: models/{CHECKPOINT_NAME} does not fit '{net_id}' of {inference.name}"
+                        f"{' + ' + ', '.join(v.name for v in variant_files) if variant_files else ''}: "
+                        f"{_root_cause(e)}; {hint}"
+                    )
                     return problems
             else:
                 torch.save(net.state_dict(), ckpt)
@@ -549,12 +634,18 @@ def verify_bundle(
     schema_file: str | os.PathLike | None = None,
     torchscript: bool = True,
     fresh_weights: bool = False,
+    variants: Sequence[str | os.PathLike] = (),
 ) -> list[str]:
     """Verify a bundle folder the way the model zoo does, plus the project's own requirements.
 
     ``"min"``: required files, metadata (version in changelog, schema, ``image``/``pred`` I/O names), config keys and
-    ids, absolute paths, file sizes and committed weights.  ``"full"``: also :func:`check_config_ids`,
-    :func:`check_network` and :func:`check_format` on the bundle's own Python files.
+    ids, absolute paths, file sizes, committed weights and ``large_files.yml``.  ``"full"``: also
+    :func:`check_config_ids`, :func:`check_network` and the zoo's format check
+    (:func:`common.bundle.zoo_format.check_zoo_format`) on the bundle's Python files.
+
+    Full mode checks the local ``models/model.pt`` when there is one: it must fit ``network_def`` of the inference
+    config merged with ``variants``, the variant files it was trained with.  ``fresh_weights`` checks freshly
+    initialised weights instead (e.g. the weights of a smoke-test run, when checking the bundle's default network).
 
     Args:
         bundle_dir: bundle folder.
@@ -563,6 +654,7 @@ def verify_bundle(
         schema_file: metadata schema to validate against, defaults to the stored copy named by the metadata.
         torchscript: in full mode, check the TorchScript export.
         fresh_weights: in full mode, export freshly initialised weights even if a local ``models/model.pt`` exists.
+        variants: in full mode, the variant files ``models/model.pt`` was trained with (see :func:`check_network`).
 
     Returns:
         The problems found; empty when the bundle passes.
@@ -576,8 +668,11 @@ def verify_bundle(
     problems += check_metadata(root, schema_file=schema_file)
     problems += check_configs(root)
     problems += check_files(root)
+    problems += check_large_files(root)
     if mode == "full":
         problems += check_config_ids(root)
-        problems += check_network(root, device=device, torchscript=torchscript, fresh_weights=fresh_weights)
-        problems += check_format(root)
+        problems += check_network(
+            root, device=device, torchscript=torchscript, fresh_weights=fresh_weights, variants=variants
+        )
+        problems += check_zoo_format([root])
     return problems
