@@ -181,7 +181,9 @@ class ProgressiveBatchSampler(Sampler):
     Each batch takes the schedule's batch size at the moment it is drawn (with ``num_workers = 0`` exactly the size
     of the iteration that uses it; prefetching workers may deliver a few batches of the previous size after a stage
     change, which the training step accepts). Indices are shuffled per pass over the data with a seeded generator;
-    under ``torch.distributed`` each rank takes every ``world_size``-th index of the same permutation.
+    under ``torch.distributed`` each rank takes every ``world_size``-th index of the same permutation. A new
+    iterator starts at the schedule's position: after the ``images_shown`` indices its completed iterations used,
+    so that a run resumed from a checkpoint (the schedule restored first) draws the batches of the uninterrupted run.
 
     Args:
         data_source: the dataset (only its length is used).
@@ -210,8 +212,11 @@ class ProgressiveBatchSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[list[int]]:
-        pass_index = self.schedule.iteration  # a resumed run draws a different but reproducible stream
-        pool: list[int] = []
+        # the batches of the completed iterations took the stream's first ``images_shown`` indices (each pass has
+        # the same length): a resumed run continues the stream where the interrupted one stopped
+        pass_index, offset = divmod(self.schedule.images_shown, len(self._indices(0)))
+        pool = self._indices(pass_index)[offset:]
+        pass_index += 1
         while True:
             size = int(self.schedule.current()["batch_size"])
             while len(pool) < size:

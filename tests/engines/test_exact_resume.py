@@ -10,9 +10,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from common.engines import CheckpointHandler, ResumeHandler, TrainingState, latest_checkpoint
+from common.engines import (
+    CheckpointHandler,
+    ProgressiveBatchSampler,
+    ProgressiveGANStep,
+    ProgressiveSchedule,
+    ResumeHandler,
+    StepTrainer,
+    TrainingState,
+    latest_checkpoint,
+)
 from common.engines.checkpoint import RANDOM_STATE_KEY
+from common.networks import ProgressiveDiscriminator, ProgressiveGenerator
 from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.transforms import RandGaussianNoised
@@ -230,3 +241,70 @@ def test_sigterm_writes_checkpoint_and_ends_with_the_signal(tmp_path):
     assert state["trainer"]["iteration"] == done >= 3 and ckpt.name == f"checkpoint_{done}.pt"
     assert RANDOM_STATE_KEY in state and "network" in state and "optimizer" in state
     assert f"stopped on SIGTERM at iteration {done}" in out
+
+
+def test_progressive_batch_sampler_continues_the_stream_at_the_schedule_position():
+    """A new iterator at iteration k yields what an iterator running since iteration 0 yields from k on (5 samples,
+    batches of 4 then 2: passes end inside batches)."""
+    schedule = ProgressiveSchedule([4, 8], 8, 8, [4, 2])
+    sampler = ProgressiveBatchSampler(list(range(5)), schedule, seed=3)
+    stream = iter(sampler)
+    batches = []
+    for i in range(schedule.total_iterations):
+        schedule.iteration = i
+        batches.append(next(stream))
+    for k in range(schedule.total_iterations):
+        schedule.iteration = k
+        resumed = iter(sampler)
+        for i in range(k, schedule.total_iterations):
+            schedule.iteration = i
+            assert next(resumed) == batches[i], (k, i)
+
+
+def _progressive_run(ckpt_dir, resume=False, stop_at=None):
+    """A tiny PGGAN training (3 stages, 5 images, batches of 4, 4 and 2); returns the losses of its iterations."""
+    torch.manual_seed(0)
+    generator = ProgressiveGenerator(2, 4, 1, 16, fmap_base=16, fmap_max=4)
+    discriminator = ProgressiveDiscriminator(2, 1, 16, fmap_base=16, fmap_max=4)
+    schedule = ProgressiveSchedule(generator.resolutions, 8, 8, [4, 4, 2])
+    step = ProgressiveGANStep(
+        generator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.0, 0.99)),
+        torch.optim.Adam(discriminator.parameters(), 1e-3, betas=(0.0, 0.99)),
+        schedule,
+        latent_size=4,
+    )
+    data = [{"image": torch.linspace(-1, 1, 256).roll(17 * i).reshape(1, 16, 16)} for i in range(5)]
+    loader = torch.utils.data.DataLoader(data, batch_sampler=ProgressiveBatchSampler(data, schedule, seed=0))
+    handlers = [
+        ResumeHandler(ckpt_dir, step, resume=resume),
+        CheckpointHandler(ckpt_dir, step, save_interval=1, epoch_level=False, model_files={"model.pt": "generator"}),
+    ]
+    trainer = StepTrainer("cpu", 1, loader, step, epoch_length=schedule.total_iterations, handlers=handlers)
+    losses = record_losses(trainer)
+    if stop_at is not None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda engine: engine.terminate())
+    trainer.run()
+    return losses
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RandomStateTracker.restore sets the saved global state at STARTED, before ignite creates the endless "
+    "loader's new iterator, whose creation draws the loader's base seed from the global torch generator (the "
+    "uninterrupted run drew it once, at its start): the state must be set at the first GET_BATCH_STARTED instead",
+)
+def test_progressive_training_resumes_exactly(tmp_path):
+    """PGGAN's endless batch sampler: stopped after 3 iterations (12 images: the 3rd pass over the 5 images, from
+    its 3rd index) and resumed, the losses are those of the uninterrupted run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same kernels in every run, and no thread oversubscription on a busy host
+    try:
+        full = _progressive_run(tmp_path / "full")
+        before = _progressive_run(tmp_path / "stopped", stop_at=3)
+        after = _progressive_run(tmp_path / "stopped", resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(before) == 3 and len(full) == len(before) + len(after)
+    assert before + after == full
