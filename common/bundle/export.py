@@ -166,6 +166,7 @@ def merge_variants(bundle_dir: str | os.PathLike, variants: Sequence[str | os.Pa
         the names of the rewritten config files.
     """
     from monai.bundle import ConfigParser
+    from monai.bundle.utils import merge_kv
 
     variant_files = [Path(v) for v in variants]
     configs = sorted(
@@ -174,7 +175,14 @@ def merge_variants(bundle_dir: str | os.PathLike, variants: Sequence[str | os.Pa
         if p.is_file() and p.suffix in (".json", ".yaml", ".yml") and p.name not in NON_WORKFLOW_CONFIGS
     )
     for path in configs:
-        merged = ConfigParser.load_config_files([path, *variant_files])
+        parser = ConfigParser(ConfigParser.load_config_file(path))
+        for variant in variant_files:
+            for key, value in ConfigParser.load_config_file(variant).items():
+                try:
+                    merge_kv(parser, key, value)
+                except (KeyError, ValueError):  # an overlay (evaluate.yaml) lacks the section: its base gets it
+                    continue
+        merged = parser.get()
         if path.suffix == ".json":
             ConfigParser.export_config_file(merged, path, fmt="json", indent=4)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,16 @@ from typing import Any
 
 import common
 import pytest
-from common.bundle.export import RUN_OUTPUT_DIRS, TOOL_PACKAGES, common_package_dir, export_bundle, runtime_packages
+from common.bundle.export import (
+    RUN_OUTPUT_DIRS,
+    TOOL_PACKAGES,
+    common_package_dir,
+    export_bundle,
+    file_hash,
+    runtime_packages,
+)
+from common.bundle.verify import META_SCHEMA_FILE, verify_bundle
+from common.bundle.zoo_format import check_zoo_format
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_JOB = "dcgan_wgan"  # the bundle of the README's first command
@@ -236,6 +246,39 @@ def test_real_bundle_exports_import_their_own_common(tmp_path: Path) -> None:
         _assert_vendored(common_file, Path(folder))
 
 
+def test_real_bundle_exports_pass_the_zoo_format_and_schema_checks(tmp_path: Path) -> None:
+    """Every bundle's export passes the zoo's format check (isort, black, flake8 with its settings and plugins) and
+    its metadata schema check.  The vendored ``common`` is byte-identical in every export, so the format tools (one
+    subprocess each) see it once, in the first export, plus every export's own Python files."""
+    from monai.bundle import verify_metadata
+
+    exports = [export_bundle(b, tmp_path / "models") for b in REAL_BUNDLES]
+    vendored = [{p.relative_to(e): file_hash(p) for p in (e / "common").rglob("*.py")} for e in exports]
+    assert all(v == vendored[0] for v in vendored), "the vendored common differs between exports"
+    checked = tmp_path / "checked"
+    for export in exports[1:]:
+        shutil.copytree(export, checked / export.name, ignore=shutil.ignore_patterns("common"))
+    assert check_zoo_format([exports[0], *(checked / e.name for e in exports[1:])]) == []
+    for export in exports:
+        verify_metadata(meta_file=str(export / "configs" / "metadata.json"), filepath=str(META_SCHEMA_FILE))
+
+
+def test_zoo_format_check_catches_the_zoo_rules(tmp_path: Path) -> None:
+    """The zoo's isort places ``common`` with the third-party imports; its flake8 runs pep8-naming and
+    flake8-comprehensions."""
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "ok.py").write_text('"""Module."""\n\nimport torch\nfrom common import utils\n\nprint(torch, utils)\n')
+    assert check_zoo_format([bundle]) == []
+    (bundle / "bad.py").write_text(
+        '"""Module."""\n\nimport torch\n\nfrom common import utils\n\n\ndef f(C):\n'
+        "    return {k: v for k, v in C.items()}, torch, utils\n"
+    )
+    problems = "\n".join(check_zoo_format([bundle]))
+    assert "zoo isort check failed" in problems and "bad.py" in problems
+    assert "N803" in problems and "C416" in problems
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("real_bundle", [REPO_ROOT / "bundles" / MAIN_JOB], ids=[MAIN_JOB])
 def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
@@ -257,3 +300,25 @@ def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
         _run([sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg], cwd=out)
         if run_id == "training":
             assert (out / "models" / "model.pt").is_file()  # the run's outputs land in the export's own folders
+    # publishing the trained weights: full mode passes with the variant they were trained with, and the export of
+    # the weights (variant merged into the configs, large_files.yml) passes it as the zoo reads it, without variants
+    # (the tiny variant changes the latent and image sizes, which metadata.json describes for the default network:
+    # verify_net_in_out, shaped from the metadata, is the one check that a shape-changing variant fails)
+    variants = ["configs/variants/tiny.yaml"] if tiny else []
+    # verify_net_in_out and the export's check run, both shaped from the metadata, are what such a variant fails
+    shape = "mat1 and mat2 shapes cannot be multiplied"
+    shape_problems = ["network: verify_net_in_out failed", "network: TorchScript export failed"] if tiny else []
+    problems = verify_bundle(out, mode="full", device="cpu", variants=variants)
+    assert [p.split(": RuntimeError")[0] for p in problems] == shape_problems and all(shape in p for p in problems)
+    published = export_bundle(
+        real_bundle,
+        tmp_path / "publish",
+        weights=out / "models" / "model.pt",
+        variants=variants,
+        weights_url="https://example.org/dcgan_wgan/model.pt",
+    )
+    large_files = (published / "large_files.yml").read_text()
+    assert "path: models/model.pt" in large_files and file_hash(out / "models" / "model.pt") in large_files
+    assert verify_bundle(published, mode="min") == []
+    problems = verify_bundle(published, mode="full", device="cpu")
+    assert [p.split(": RuntimeError")[0] for p in problems] == shape_problems and all(shape in p for p in problems)
