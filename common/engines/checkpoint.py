@@ -218,9 +218,12 @@ class RandomStateTracker:
             length = len(loader) if loader is not None else None
         except TypeError:  # an iterable without a length
             length = None
-        if length is None or drawn == 0 or drawn >= length:
-            # a new iterator gives the next batch (a finished pass), or the loader is endless, e.g.
-            # ProgressiveBatchSampler, whose iterator follows its own restored state instead
+        if length is None:
+            # an endless loader (e.g. ProgressiveBatchSampler's) follows its own restored position, but creating its
+            # new iterator draws a base seed from the global generator: set the saved state at the first batch
+            self._skip, self._resume_state = 0, state["current"]
+            return
+        if drawn == 0 or drawn >= length:  # a new iterator gives the next batch (a finished pass)
             self._apply(engine, state["current"])
             return
         self._apply(engine, state["iterator_start"])  # ignite creates the same iterator again...

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from common.engines import (
     CheckpointHandler,
@@ -289,12 +288,6 @@ def _progressive_run(ckpt_dir, resume=False, stop_at=None):
     return losses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RandomStateTracker.restore sets the saved global state at STARTED, before ignite creates the endless "
-    "loader's new iterator, whose creation draws the loader's base seed from the global torch generator (the "
-    "uninterrupted run drew it once, at its start): the state must be set at the first GET_BATCH_STARTED instead",
-)
 def test_progressive_training_resumes_exactly(tmp_path):
     """PGGAN's endless batch sampler: stopped after 3 iterations (12 images: the 3rd pass over the 5 images, from
     its 3rd index) and resumed, the losses are those of the uninterrupted run."""
