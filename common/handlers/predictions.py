@@ -33,7 +33,8 @@ class PredictionWriter:
 
     The evaluator's postprocessing must bring ``pred`` back to the image's own grid (MONAI ``Invertd``) and to
     integer classes (``AsDiscreted(argmax=True)``): ``(1, *spatial)``. The mask gets the affine of the image file
-    itself (read with nibabel), so it overlays the image in any viewer; its shape must equal the image's. Files are
+    itself (read with nibabel) and keeps its header's sform/qform codes and units, so it overlays the image in any
+    viewer and in tools that read the codes; its shape must equal the image's. Files are
     written atomically. When the run completes, ``datalist_file`` lists ``{"image": ..., "label": mask}`` entries
     (mask paths relative to it; ``reference_label`` keeps the entry's own label when it has one).
 
@@ -83,7 +84,7 @@ class PredictionWriter:
                 raise ValueError(f"prediction of shape {mask.shape} for '{source}' of shape {reference.shape}.")
             path = prediction_path(entry["image"], self.output_dir, self.postfix)
             if is_rank0():
-                save_nifti(mask, path, reference.affine)
+                save_nifti(mask, path, reference.affine, geometry_from=reference.header)
             self.written.append({**entry, "mask": path})
 
     def _complete(self, engine: Any) -> None:

@@ -199,11 +199,13 @@ def save_nifti(
     affine: np.ndarray | torch.Tensor | None = None,
     dtype: Any = None,
     header: Mapping[str, Any] | None = None,
+    geometry_from: nib.Nifti1Header | None = None,
 ) -> None:
     """Write ``array`` as a NIfTI file atomically, with MONAI's :class:`~monai.data.NibabelWriter`.
 
     The array is written as given (no channel handling, no resampling, no squeezing of singleton axes);
-    sform and qform both carry ``affine`` with code 1 (scanner), the spatial unit is mm.
+    sform and qform both carry ``affine`` with code 1 (scanner), the spatial unit is mm, unless ``geometry_from``
+    gives the header whose sform, qform (with their codes) and units are kept, e.g. a prediction's source image.
 
     Args:
         array: ``(H, W)``, ``(H, W, D)`` or with trailing channel/time axes, in nibabel's axis order.
@@ -211,6 +213,8 @@ def save_nifti(
         affine: 4x4 voxel-to-world affine (RAS, as nibabel); identity when ``None``.
         dtype: output data type; the array's own when ``None``.
         header: NIfTI header fields to set (e.g. ``{"descrip": b"synthetic"}``).
+        geometry_from: a NIfTI header on the same voxel grid whose sform/qform and codes (e.g. 2 "aligned",
+            4 "MNI") and spatial/time units the file keeps; a form whose code is 0 stays unset, as in the source.
     """
     data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     data = np.ascontiguousarray(data if dtype is None else data.astype(dtype))
@@ -218,9 +222,15 @@ def save_nifti(
     # MONAI's backend object and header codes, as NibabelWriter.write makes them, without its channel-last
     # conversion (which would add a trailing axis to every array)
     image = NibabelWriter.create_backend_obj(data, affine=affine, dtype=data.dtype)
-    image.set_sform(affine, code=1)
-    image.set_qform(affine, code=1)
-    image.header.set_xyzt_units("mm")
+    if geometry_from is None:
+        image.set_sform(affine, code=1)
+        image.set_qform(affine, code=1)
+        image.header.set_xyzt_units("mm")
+    else:
+        for get, put in ((geometry_from.get_sform, image.set_sform), (geometry_from.get_qform, image.set_qform)):
+            form, code = get(coded=True)
+            put(form, code=int(code))
+        image.header.set_xyzt_units(*geometry_from.get_xyzt_units())
     for key, value in (header or {}).items():
         image.header[key] = value
     with atomic_path(path) as tmp:
