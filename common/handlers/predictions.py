@@ -24,7 +24,7 @@ def _first(image: Any) -> str:
 
 def prediction_path(image: str | Sequence[str], prediction_dir: str | os.PathLike, postfix: str = "seg") -> Path:
     """``<prediction_dir>/<image stem>_<postfix>.nii.gz``; a list of channel files is named after its first file."""
-    stem, _ = split_ext(os.path.basename(_first(image)))
+    stem, _ = split_ext(os.path.basename(os.path.normpath(_first(image))))  # a DICOM series folder: its name
     return Path(prediction_dir) / f"{stem}_{postfix}.nii.gz"
 
 
@@ -34,7 +34,8 @@ class PredictionWriter:
     The evaluator's postprocessing must bring ``pred`` back to the image's own grid (MONAI ``Invertd``) and to
     integer classes (``AsDiscreted(argmax=True)``): ``(1, *spatial)``. The mask gets the affine of the image file
     itself (read with nibabel) and keeps its header's sform/qform codes and units, so it overlays the image in any
-    viewer and in tools that read the codes; its shape must equal the image's. Files are
+    viewer and in tools that read the codes; a DICOM file or series, NRRD or MHA source gives the RAS affine MONAI's
+    ``ITKReader`` loaded it with. The mask's shape must equal the image's. Files are
     written atomically. When the run completes, ``datalist_file`` lists ``{"image": ..., "label": mask}`` entries
     (mask paths relative to it; ``reference_label`` keeps the entry's own label when it has one).
 
@@ -78,13 +79,18 @@ class PredictionWriter:
             if source is None:
                 raise ValueError("the prediction carries no source file name: keep MetaTensors in the pipeline.")
             entry = self.entries.get(os.path.realpath(source), {"image": source})
-            reference = nib.load(source)
             mask = torch.as_tensor(pred).detach().cpu().numpy()[0].round().astype(np.uint8)
-            if mask.shape != reference.shape[: mask.ndim]:
-                raise ValueError(f"prediction of shape {mask.shape} for '{source}' of shape {reference.shape}.")
+            if split_ext(source)[1].lower() in (".nii", ".nii.gz"):
+                reference = nib.load(source)
+                shape, affine, header = reference.shape, reference.affine, reference.header
+            else:  # DICOM, NRRD, MHA (MONAI's ITKReader): the loader's RAS affine and grid, as NIfTI wants them
+                shape = tuple(int(s) for s in pred.meta.get("spatial_shape", mask.shape))
+                affine, header = np.asarray(pred.meta.get("original_affine", pred.affine), dtype=np.float64), None
+            if mask.shape != tuple(shape[: mask.ndim]):
+                raise ValueError(f"prediction of shape {mask.shape} for '{source}' of shape {tuple(shape)}.")
             path = prediction_path(entry["image"], self.output_dir, self.postfix)
             if is_rank0():
-                save_nifti(mask, path, reference.affine, geometry_from=reference.header)
+                save_nifti(mask, path, affine, geometry_from=header)
             self.written.append({**entry, "mask": path})
 
     def _complete(self, engine: Any) -> None:
