@@ -12,6 +12,7 @@ from .checkpoint import (
 )
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .detection_step import DetectionStep, detection_collate
+from .diff_augment import DiffAugment
 from .gan_step import GANStep
 from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
@@ -53,4 +54,4 @@ __all__ = [
     "save_atomic",
     "unwrap",
 ]
-__all__ += ["HistoryBuffer", "MUNITStep", "SimGANStep"]
+__all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]

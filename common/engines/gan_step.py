@@ -9,7 +9,7 @@ iteration also performs one generator update (the shared sequence of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -40,6 +40,8 @@ class GANStep(TrainingStep):
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
         image_key: key of the real images in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``, stepped per epoch.
+        augment: differentiable augmentation applied to every batch the discriminator sees, real and generated, in
+            both updates (e.g. :class:`~common.engines.DiffAugment`, Zhao et al. 2020); ``None``: off.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class GANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(
             networks={"generator": generator, "discriminator": discriminator},
@@ -76,6 +79,7 @@ class GANStep(TrainingStep):
         self.clip_value = clip_value
         self.gp_weight = float(gp_weight)
         self.drift_weight = float(drift_weight)
+        self.augment = augment
 
     def sample_latent(self, batch_size: int) -> torch.Tensor:
         """Standard normal latents ``(batch_size, *latent_shape)`` on the device."""
@@ -88,7 +92,7 @@ class GANStep(TrainingStep):
             engine,
             real,
             generate=lambda net: net(self.sample_latent(batch_size)),
-            discriminate=lambda net, x: net(x),
+            discriminate=lambda net, x: net(x if self.augment is None else self.augment(x)),
             adversarial=self.adversarial,
             gp_weight=self.gp_weight,
             drift_weight=self.drift_weight,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from common.data import DatalistError, prepare_phantom, validate_datalist
-from common.engines import latest_checkpoint
+from common.engines import DiffAugment, latest_checkpoint
 from common.networks import DCGANDiscriminator, DCGANGenerator
 from helpers import check_run_summary, cli_list, configs, evaluate_configs, free_port, run_cli, run_workflow
 from monai.bundle import ConfigWorkflow
@@ -206,6 +206,7 @@ def test_paper_variants_keep_the_thesis_hyper_parameters(variant, bundle_copy, t
     assert (step.n_critic, step.clip_value) == ((5, 0.01) if wgan else (1, None))
     assert (step.gp_weight, step.drift_weight, step.adversarial.real_label, step.amp) == (0.0, 0.0, 1.0, False)
     assert step.schedulers == {}  # constant learning rates
+    assert step.augment is None  # no DiffAugment
     # the networks of the thesis: half channels (base 32), no tanh, ELU, batch norm, no spectral norm
     torch.manual_seed(0)
     reference_g = DCGANGenerator(2, latent_size=100, out_channels=4, image_size=64, base_channels=32)
@@ -235,3 +236,5 @@ def test_default_differs_from_the_paper_dcgan_only_where_the_card_says(bundle_co
         assert scheduler.total_iters == sizes["max_epochs"]
     assert set(step.schedulers) == {"generator", "discriminator"}
     assert sizes["image_size"] == 64 and sizes["method"] == "dcgan"
+    assert isinstance(step.augment, DiffAugment) and step.augment.policy == ("translation",)  # Zhao et al. 2020
+    assert (step.augment.ratio, step.augment.fill) == (0.125, -1.0)

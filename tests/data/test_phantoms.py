@@ -316,7 +316,12 @@ def test_prepare_phantom_generates_once(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="common.data"):
         assert prepare_phantom(tmp_path / "set", "brain_metastases", **kwargs) == path
     assert Path(path).stat().st_mtime_ns == mtime and not image.exists()
-    assert not caplog.records
+    assert not caplog.records  # same parameters (image_size 32 is the recorded [32, 32]): no warning
+    with caplog.at_level(logging.INFO, logger="common.data"):
+        assert prepare_phantom(tmp_path / "set", "brain_metastases", **{**kwargs, "num_patients": 4}) == path
+    assert Path(path).stat().st_mtime_ns == mtime  # kept as it is, with a warning naming what differs
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "num_patients=3 (asked: 4)" in warning.getMessage() and "image_size" not in warning.getMessage()
 
 
 def test_prepare_phantom_kinds(tmp_path):

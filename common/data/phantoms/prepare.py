@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -61,6 +62,32 @@ def prepare_phantom(dataset_dir: str | os.PathLike, kind: str | None, **kwargs: 
         raise ValueError(f"prepare_phantom always writes {DATALIST_NAME!r}; datalist_name cannot be given.")
     datalist = Path(dataset_dir).expanduser() / DATALIST_NAME
     if datalist.is_file():
+        _warn_if_generated_otherwise(datalist, kwargs)
         return str(datalist)
     logger.info("Generating phantom data set %r in %s.", kind, datalist.parent)
     return str(generator(datalist.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
+
+
+def _warn_if_generated_otherwise(datalist: Path, kwargs: dict[str, Any]) -> None:
+    """Warn when the existing set records generator parameters other than the requested ones (it is kept as is)."""
+    try:
+        recorded = json.loads(datalist.read_text(encoding="utf-8")).get("parameters", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    differ = {}
+    for key, value in kwargs.items():
+        if key not in recorded:
+            continue
+        old = recorded[key]
+        if isinstance(old, list) and not isinstance(value, (list, tuple)):
+            value = [value] * len(old)  # e.g. image_size 128 -> [128, 128]
+        if (list(value) if isinstance(value, tuple) else value) != old:
+            differ[key] = (old, kwargs[key])
+    if differ:
+        changes = ", ".join(f"{k}={old!r} (asked: {new!r})" for k, (old, new) in differ.items())
+        logger.warning(
+            "The phantom in %s was generated with %s and is used as it is; delete that folder to generate it with "
+            "the requested parameters.",
+            datalist.parent,
+            changes,
+        )
