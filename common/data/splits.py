@@ -36,10 +36,13 @@ __all__ = [
     "IMBALANCED_NUM_NEGATIVE",
     "IMBALANCED_NUM_POSITIVE",
     "SPLIT_MODES",
+    "SPLIT_NAMES",
     "check_patient_disjoint",
     "imbalanced_subset",
     "make_split_datalist",
     "patient_groups",
+    "split_counts",
+    "split_patients",
     "subsample_patients",
 ]
 
@@ -54,6 +57,78 @@ IMBALANCED_NUM_NEGATIVE: int = 730
 SPLIT_MODES: tuple[str, ...] = ("full", "small", "imbalanced")
 """Modes of :func:`make_split_datalist`."""
 DEFAULT_SECTIONS: tuple[str, ...] = ("training", "validation", "test")
+SPLIT_NAMES: tuple[str, ...] = DEFAULT_SECTIONS
+"""The sections of a datalist, in order."""
+
+
+def split_counts(num: int, fractions: Sequence[float]) -> list[int]:
+    """Number of patients per split: every split with a positive fraction gets one first, if there are enough.
+
+    Args:
+        num: number of patients to distribute.
+        fractions: fraction per split.
+
+    Returns:
+        one count per split, summing to ``num``.
+    """
+    active = [i for i, f in enumerate(fractions) if f > 0]
+    counts = [0] * len(fractions)
+    if num < len(active):  # too few to fill every split: training first, then by decreasing fraction
+        order = [0] + sorted((i for i in active if i != 0), key=lambda i: -fractions[i])
+        for i in order[:num]:
+            counts[i] = 1
+        return counts
+    for i in active:
+        counts[i] = 1
+    targets = [max(f * num - c, 0.0) for f, c in zip(fractions, counts)]
+    remaining = num - sum(counts)
+    total = sum(targets)
+    targets = [t * remaining / total for t in targets] if total > 0 else targets
+    floors = [int(np.floor(t)) for t in targets]
+    left = remaining - sum(floors)
+    by_remainder = sorted(range(len(fractions)), key=lambda i: (-(targets[i] - floors[i]), i))
+    for i in by_remainder[:left]:
+        floors[i] += 1
+    return [c + f for c, f in zip(counts, floors)]
+
+
+def split_patients(
+    patients: Sequence[str], classes: Sequence[int] | None, fractions: Sequence[float], rng: np.random.Generator
+) -> dict[str, str]:
+    """Assign each patient to a split, stratified by patient class.
+
+    Args:
+        patients: patient identifiers.
+        classes: class of each patient, or None for no stratification.
+        fractions: training, validation and test fractions.
+        rng: random generator used to shuffle the patients of each class.
+
+    Returns:
+        mapping patient identifier -> split name.
+    """
+    classes = [0] * len(patients) if classes is None else list(classes)
+    assignment: dict[str, str] = {}
+    for value in sorted(set(classes)):
+        group = [p for p, c in zip(patients, classes) if c == value]
+        group = [group[i] for i in rng.permutation(len(group))]
+        start = 0
+        for name, count in zip(SPLIT_NAMES, split_counts(len(group), fractions)):
+            assignment.update({p: name for p in group[start : start + count]})
+            start += count
+    # small sets: stratification may leave a split empty although there are enough patients; fill it from the
+    # largest split, taking a patient of the class most represented there
+    active = [name for name, f in zip(SPLIT_NAMES, fractions) if f > 0]
+    if len(patients) >= len(active):
+        for name in active:
+            members = {s: [p for p in patients if assignment[p] == s] for s in active}
+            if members[name]:
+                continue
+            donor = max(active, key=lambda s: len(members[s]))
+            donor_classes = [c for p, c in zip(patients, classes) if assignment[p] == donor]
+            common = max(set(donor_classes), key=lambda c: (donor_classes.count(c), c))
+            moved = [p for p, c in zip(patients, classes) if assignment[p] == donor and c == common][-1]
+            assignment[moved] = name
+    return assignment
 
 
 def _section_seed(seed: int, section: str) -> np.random.Generator:

@@ -12,9 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from common.data.phantoms import BRAIN_MR_CHANNELS, NODULE_ATTENUATIONS, NODULE_SIZES
-from common.data.phantoms import base as phantom_base
 from common.data.phantoms import brain_mr as brain_mr_phantom
 from common.data.phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom
+from common.data.splits import split_counts
 from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImaged
 from scipy import ndimage
@@ -127,7 +127,7 @@ def test_datalist_structure_and_patient_splits(name, request):
 @pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.8, 0.2, 0.0)])
 @pytest.mark.parametrize("num", [1, 2, 3, 5, 12, 24, 101])
 def test_split_counts(num, fractions):
-    counts = phantom_base._split_counts(num, fractions)
+    counts = split_counts(num, fractions)
     assert sum(counts) == num and min(counts) >= 0
     active = [i for i, f in enumerate(fractions) if f > 0]
     if num >= len(active):

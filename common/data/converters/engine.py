@@ -17,7 +17,7 @@ that knows the public release's folder and file names (:py:meth:`VolumeConverter
   record exists (resume) and removes the temporary folders a killed run left behind; the datalist JSON is written
   last, to a temporary name, validated with :py:func:`common.data.validate_datalist` and renamed;
 - **splits**: training / validation / test by patient with a fixed seed, stratified by the patient's class (any
-  positive entry), with the phantoms' assignment rule (:py:mod:`common.data.phantoms.base`) and checked with
+  positive entry), with the phantoms' assignment rule (:py:func:`common.data.splits.split_patients`) and checked with
   :py:func:`common.data.check_patient_disjoint`;
 - **bad input**: an unknown layout raises :class:`LayoutError` before anything is written; a bad case (missing
   channel, unreadable file, image/label geometry mismatch) raises :class:`CaseError` and is listed as skipped with
@@ -58,8 +58,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from common.data.phantoms.base import _split_patients
-from common.data.splits import check_patient_disjoint
+from common.data.splits import SPLIT_NAMES, check_patient_disjoint, split_patients
 from common.data.validation import validate_datalist
 from common.utils import atomic_path, atomic_write_json, save_nifti
 
@@ -90,7 +89,6 @@ OPTIONS_NAME = "conversion_options.json"
 CASES_DIR = "cases"
 RECORD_NAME = "case.json"
 LABEL_NAME = "seg"
-SPLIT_NAMES: tuple[str, ...] = ("training", "validation", "test")
 _PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -666,7 +664,7 @@ def _assign_splits(records: Sequence[dict[str, Any]], fractions: Sequence[float]
             patient_class[patient] = max(patient_class.get(patient, 0), int(entry.get("class", 0)))
     patients = sorted(patient_class)
     classes = [patient_class[p] for p in patients]
-    return _split_patients(patients, classes, fractions, np.random.default_rng(int(seed)))
+    return split_patients(patients, classes, fractions, np.random.default_rng(int(seed)))
 
 
 def run_conversion(

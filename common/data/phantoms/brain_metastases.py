@@ -25,7 +25,6 @@ from common.data.phantoms.base import (
     _local_block,
     _patient_rngs,
     _save_nifti,
-    _split_patients,
     _write_datalist,
 )
 from common.data.phantoms.brain_anatomy import (
@@ -38,6 +37,7 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from common.data.splits import split_patients
 from scipy import ndimage
 
 __all__ = ["make_brain_metastases"]
@@ -139,7 +139,7 @@ def make_brain_metastases(
     root, rngs = _patient_rngs(seed, num_patients)
     classes = _assign_positives(num_patients, positive_fraction, root)
     patients = [f"mets_P{i:04d}" for i in range(num_patients)]
-    splits = _split_patients(patients, classes, fractions, root)
+    splits = split_patients(patients, classes, fractions, root)
     parameters = {
         "num_patients": num_patients,
         "cases_per_patient": cases_per_patient,

@@ -26,7 +26,6 @@ from common.data.phantoms.base import (
     _patient_rngs,
     _save_nifti,
     _smooth_field,
-    _split_patients,
     _write_datalist,
 )
 from common.data.phantoms.brain_anatomy import (
@@ -40,6 +39,7 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from common.data.splits import split_patients
 from scipy import ndimage
 
 __all__ = ["BRAIN_TUMOUR_LABELS", "make_brain_mr"]
@@ -148,7 +148,7 @@ def make_brain_mr(
     root, rngs = _patient_rngs(seed, num_patients)
     classes = _assign_positives(num_patients, positive_fraction, root)
     patients = [f"brain_P{i:04d}" for i in range(num_patients)]
-    splits = _split_patients(patients, classes, fractions, root)
+    splits = split_patients(patients, classes, fractions, root)
     parameters = {
         "spatial_dims": spatial_dims,
         "num_patients": num_patients,

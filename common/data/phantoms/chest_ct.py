@@ -27,9 +27,9 @@ from common.data.phantoms.base import (
     _patient_rngs,
     _save_nifti,
     _smooth_field,
-    _split_patients,
     _write_datalist,
 )
+from common.data.splits import split_patients
 from scipy import ndimage
 
 __all__ = ["NODULE_ATTENUATIONS", "NODULE_SIZES", "make_chest_ct"]
@@ -226,7 +226,7 @@ def make_chest_ct(
 
     root, rngs = _patient_rngs(seed, num_cases)
     patients = [f"chest_P{i:04d}" for i in range(num_cases)]
-    splits = _split_patients(patients, None, fractions, root)
+    splits = split_patients(patients, None, fractions, root)
     parameters = {
         "num_cases": num_cases,
         "image_size": list(size),
