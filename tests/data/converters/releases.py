@@ -292,3 +292,88 @@ def tcia_lgg(root: Path) -> Path:
     lgg_patient(root / "kaggle_3m", "TCGA_DU_5849_19950405", tumour=())
     (root / "kaggle_3m" / "data.csv").write_text("Patient,RNASeqCluster\nTCGA_CS_4941,2\n")
     return root
+
+
+LUNA16_UID = "1.3.6.1.4.1.14519.5.2.1.6279.6001.{:03d}"
+"""Series instance UIDs of the LUNA16 fixtures (LIDC-IDRI's prefix and a three-digit number)."""
+LUNA16_SPACING: tuple[float, float, float] = (0.8, 0.8, 2.0)
+LUNA16_ORIGIN: tuple[float, float, float] = (-120.0, -110.0, -300.0)
+"""Geometry of :func:`luna16` (ITK's LPS frame, identity direction): world = origin + spacing * voxel index."""
+LIDC_TEXTURES: tuple[int, ...] = (5, 3, 1)
+"""LIDC-IDRI reader texture ratings of :func:`luna16`'s nodules in turn: solid, part-solid, ground-glass."""
+
+
+def lidc_xml(path: Path, uid: str, readers: Sequence[Sequence[tuple[float, float, Sequence[float], int]]]) -> Path:
+    """A LIDC-IDRI ``LidcReadMessage`` (with its namespace): one reading session per reader, each a list of nodules
+    ``(x pixel, y pixel, [imageZposition, ...], texture)`` drawn as 4-point contours around the pixel."""
+    sessions = []
+    for reader in readers:
+        nodules = []
+        for x, y, zs, texture in reader:
+            edges = "".join(
+                f"<edgeMap><xCoord>{x + dx}</xCoord><yCoord>{y + dy}</yCoord></edgeMap>"
+                for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1))
+            )
+            rois = "".join(
+                f"<roi><imageZposition>{z}</imageZposition><inclusion>TRUE</inclusion>{edges}</roi>" for z in zs
+            )
+            chars = f"<characteristics><texture>{texture}</texture></characteristics>"
+            nodules.append(f"<unblindedReadNodule><noduleID>n</noduleID>{chars}{rois}</unblindedReadNodule>")
+        sessions.append(f"<readingSession>{''.join(nodules)}</readingSession>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="http://www.nih.gov" uid="1">'
+        f"<ResponseHeader><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>{''.join(sessions)}"
+        "</LidcReadMessage>"
+    )
+    return path
+
+
+def luna16(
+    root: Path,
+    num_series: int = 8,
+    shape: Sequence[int] = (32, 32, 16),
+    diameters: Sequence[float] = (6.0, 12.0),
+    num_readers: int = 4,
+) -> Path:
+    """A LUNA16 release with the LIDC-IDRI reader annotations, sized for the 3D bundles' tiny patches.
+
+    ``subset0/``, ``subset1/`` of int16 ``<seriesuid>.mhd`` + ``.raw`` volumes (``shape`` (x, y, z), lung
+    parenchyma at -700 HU plus noise, :data:`LUNA16_SPACING`, :data:`LUNA16_ORIGIN`), ``CSVFILES/annotations.csv``
+    and ``LIDC-XML-only/tcia-lidc-xml/<n>.xml``. Every third series (0, 3, ...) has no nodule; each other one has
+    a solid 40 HU ball of ``diameters[i % len(diameters)]`` mm at a voxel centre that moves with the series, marked
+    by ``num_readers`` readers with the texture ``LIDC_TEXTURES[i % 3]``.
+
+    Returns:
+        ``root`` (the input folder of ``convert("luna16", root, ..., lidc_xml=root / "LIDC-XML-only")``).
+    """
+    import itk
+
+    rng = np.random.default_rng(4)
+    spacing, origin = np.asarray(LUNA16_SPACING), np.asarray(LUNA16_ORIGIN)
+    rows: list[list] = []
+    for i in range(num_series):
+        uid = LUNA16_UID.format(i)
+        hu = rng.normal(-700.0, 30.0, tuple(shape))
+        if i % 3:
+            n = len(rows)
+            voxel = np.array([shape[0] // 2 + i % 4 - 2, shape[1] // 2 - i % 3, shape[2] // 2], dtype=np.float64)
+            diameter = float(diameters[n % len(diameters)])
+            grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
+            hu[np.linalg.norm((grid - voxel) * spacing, axis=-1) <= diameter / 2] = 40.0
+            centre = origin + spacing * voxel
+            rows.append([uid, *centre.round(3), diameter])
+            zs = [centre[2] + dz * spacing[2] for dz in (-1, 0, 1)]
+            readers = [[(voxel[0], voxel[1], zs, LIDC_TEXTURES[n % 3])]] * num_readers
+            lidc_xml(root / "LIDC-XML-only" / "tcia-lidc-xml" / f"{i:03d}.xml", uid, readers)
+        image = itk.image_from_array(np.ascontiguousarray(hu.astype(np.int16).transpose(2, 1, 0)))  # (z, y, x)
+        image.SetSpacing(LUNA16_SPACING)
+        image.SetOrigin(LUNA16_ORIGIN)
+        (root / f"subset{i % 2}").mkdir(parents=True, exist_ok=True)
+        itk.imwrite(image, str(root / f"subset{i % 2}" / f"{uid}.mhd"))
+    (root / "CSVFILES").mkdir(parents=True, exist_ok=True)
+    with open(root / "CSVFILES" / "annotations.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"])
+        writer.writerows(rows)
+    return root
