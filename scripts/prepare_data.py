@@ -31,9 +31,11 @@ stderr.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fire
@@ -70,6 +72,7 @@ def brats(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """BraTS 2018-2021 (BraTS20_Training_001/..._{t1,t1ce,t2,flair,seg}.nii.gz) or 2023+ (BraTS-GLI-00000-000/...
     -{t1n,t1c,t2w,t2f,seg}.nii.gz): channels T1, T1c, T2, FLAIR; labels 1 core, 2 oedema, 3 enhancing.
@@ -91,6 +94,7 @@ def brats(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
@@ -107,6 +111,7 @@ def msd(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """A Medical Segmentation Decathlon task folder (TaskXX_Name/dataset.json, imagesTr/, labelsTr/); 4D images are
     split into one file per channel, labels kept.
@@ -130,6 +135,7 @@ def msd(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
@@ -145,6 +151,7 @@ def kits19(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """KiTS19 (case_00000/imaging.nii.gz, segmentation.nii.gz; the repository's data/ folder is found): one CT
     channel, labels 1 kidney, 2 tumour; test cases without segmentation are listed as skipped.
@@ -166,6 +173,7 @@ def kits19(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
@@ -180,6 +188,7 @@ def luna16(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """LUNA16 (subset0..9/<seriesuid>.mhd + .raw, annotations.csv with world mm centres and diameters): one CT
     volume per series with nodule boxes in voxel indices, size class small/medium/large (<= 10, <= 20, > 20 mm;
@@ -210,6 +219,7 @@ def luna16(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
@@ -260,6 +270,7 @@ def tcia_lgg(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """The TCIA LGG segmentation set as published on Kaggle (kaggle_3m/TCGA_CS_4941_19960909/..._1.tif with
     ..._1_mask.tif): one case per patient folder, 2D slices with class = tumour present and the 0/1 mask.
@@ -288,6 +299,7 @@ def tcia_lgg(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
@@ -303,6 +315,7 @@ def csv(
     seed: int = 0,
     num_workers: int = 0,
     check_values: bool = False,
+    **preprocessing: Any,
 ) -> None:
     """Your own images listed in a CSV: columns patient, image (or image_<name> per channel, e.g. image_t1,image_t2),
     optional label (mask), class (integer) and box (JSON list of boxes); paths relative to the CSV's folder, each a
@@ -327,11 +340,68 @@ def csv(
         seed=seed,
         num_workers=num_workers,
         check_values=check_values,
+        **preprocessing,
     )
 
 
 for _command in (brats, msd, kits19):
     _command.__doc__ = (_command.__doc__ or "").rstrip() + "\n" + _COMMON_DOC.replace("    Args:\n", "", 1)
+
+_PREPROCESSING: dict[str, tuple[Any, Any, str]] = {
+    "n4": (False, bool, "N4 bias-field correction of every channel first (paper 004 sec. 4.4: BraTS20)."),
+    "orientation": (None, str | None, "reorient to these axis codes, e.g. RAS."),
+    "spacing": (None, str | None, "resample to this voxel spacing in mm, e.g. 1,1,1."),
+    "size": (None, str | None, "in-plane size of slices (and of volumes), e.g. 256,256 (papers 002, 004)."),
+    "size_mode": ("resize", str, "resize (interpolate) or crop_pad (centre crop / pad with the minimum)."),
+    "intensity": (None, str | None, "zscore, percentile:LOW:HIGH, window:LOW:HIGH (CT HU) or range:A:B."),
+    "lung_mask": (False, bool, "CT: also write a lung mask per case, under 'lung' in each entry."),
+}
+"""Preprocessing options (:class:`common.data.preprocessing.VolumePreprocessing`): name -> (default, type, help)."""
+
+
+def _preprocessing_options(command: Callable[..., None], names: Sequence[str]) -> Callable[..., None]:
+    """``command`` with ``names`` of :data:`_PREPROCESSING` as explicit keyword parameters in place of its
+    ``**preprocessing`` (listed by ``--help``), refusing any other option with a clear error."""
+    signature = inspect.signature(command)
+    parameters = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    for name in names:
+        default, annotation, _ = _PREPROCESSING[name]
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    known = {p.name for p in parameters}
+    # fire calls a command before it reports the flags it could not consume: this catch-all makes fire pass them
+    # in, so that the command refuses them before converting anything
+    parameters.append(inspect.Parameter("unknown", inspect.Parameter.VAR_KEYWORD))
+    new_signature = signature.replace(parameters=parameters)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ValueError(
+                f"{command.__name__} takes no option {', '.join('--' + u for u in unknown)}; see "
+                f"`python scripts/prepare_data.py {command.__name__} --help`."
+            )
+        command(*args, **kwargs)
+
+    wrapper.__signature__ = new_signature  # type: ignore[attr-defined]
+    if names:
+        lines = "".join(f"        {name}: {_PREPROCESSING[name][2]}\n" for name in names)
+        wrapper.__doc__ = (
+            (command.__doc__ or "").rstrip() + "\n\n    Preprocessing (before slicing; off by default):\n" + lines
+        )
+    return wrapper
+
+
+_VOLUME_OPTIONS = ("n4", "orientation", "spacing", "size", "size_mode", "intensity")
+brats = _preprocessing_options(brats, _VOLUME_OPTIONS)
+msd = _preprocessing_options(msd, _VOLUME_OPTIONS)
+kits19 = _preprocessing_options(kits19, _VOLUME_OPTIONS)
+tcia_lgg = _preprocessing_options(tcia_lgg, _VOLUME_OPTIONS)
+luna16 = _preprocessing_options(luna16, ("orientation", "spacing", "size", "size_mode", "intensity", "lung_mask"))
+csv = _preprocessing_options(csv, (*_VOLUME_OPTIONS, "lung_mask"))
+medmnist = _preprocessing_options(medmnist, ())  # image blocks, not volumes: no preprocessing
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common.data.preprocessing import lung_mask
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
@@ -463,38 +464,6 @@ class PasteNoduled(MapTransform):
                 d[key], d[self.nodule_key], d[self.region_key], self.nodule_size, self.hu_window, self.blend_width
             )
         return d
-
-
-def lung_mask(volume_hu: np.ndarray, threshold: float = -500.0, closing: int = 2) -> np.ndarray:
-    """A lung mask of a CT volume by HU threshold: low-HU components not touching the volume border, closed.
-
-    Air outside the body touches the in-plane (x, y) borders and is dropped; vessels and nodules inside the lungs are
-    filled by a binary closing and hole filling.
-
-    Args:
-        volume_hu: ``(*spatial)`` HU array (a leading channel of size 1 is dropped).
-        threshold: HU below which a voxel is air-like (lung parenchyma is about -850 HU).
-        closing: iterations of the binary closing.
-
-    Returns:
-        boolean mask of the volume's spatial shape.
-    """
-    v = np.asarray(volume_hu)
-    if v.ndim in (3, 4) and v.shape[0] == 1:
-        v = v[0]
-    low = v < threshold
-    labels, num = ndimage.label(low)
-    border = set()
-    # air outside the body touches the in-plane borders; lungs and trachea may reach the cranio-caudal (last) ones
-    for axis in range(v.ndim if v.ndim == 2 else v.ndim - 1):
-        for index in (0, -1):
-            border.update(np.unique(np.take(labels, index, axis=axis)).tolist())
-    keep = [i for i in range(1, num + 1) if i not in border]
-    mask = np.isin(labels, keep)
-    if closing > 0:  # on an edge-padded copy, so that a lung reaching the volume border is not eroded there
-        padded = ndimage.binary_closing(np.pad(mask, closing, mode="edge"), iterations=closing)
-        mask = padded[tuple(slice(closing, -closing) for _ in range(mask.ndim))]
-    return ndimage.binary_fill_holes(mask)
 
 
 def sample_lung_box(

@@ -34,6 +34,7 @@ from common.data.converters.engine import (
     OutputOptions,
     VolumeConverter,
     format_summary,
+    parse_numbers,
     parse_slices,
     parse_split,
     run_conversion,
@@ -44,6 +45,7 @@ from common.data.converters.luna16 import LUNA16Converter
 from common.data.converters.medmnist import MedMNISTConverter, medmnist_info
 from common.data.converters.msd import MSDConverter
 from common.data.converters.tcia_lgg import LGG_CHANNELS, TCIALGGConverter
+from common.data.preprocessing import VolumePreprocessing
 
 __all__ = [
     "BRATS_CHANNELS",
@@ -72,6 +74,7 @@ __all__ = [
     "convert",
     "format_summary",
     "parse_slices",
+    "parse_numbers",
     "parse_split",
     "run_conversion",
 ]
@@ -98,6 +101,13 @@ def convert(
     num_workers: int = 0,
     progress: bool = True,
     check_values: bool = False,
+    n4: bool = False,
+    orientation: str | None = None,
+    spacing: str | Sequence[float] | None = None,
+    size: str | Sequence[int] | None = None,
+    size_mode: str = "resize",
+    intensity: str | None = None,
+    lung_mask: bool = False,
     **converter_args: Any,
 ) -> dict[str, Any]:
     """Convert a downloaded release of ``source`` (``"brats"``, ``"msd"``, ``"kits19"``) into ``output_dir``.
@@ -116,6 +126,14 @@ def convert(
         num_workers: worker processes (0: this process).
         progress: show the progress bar / counter.
         check_values: let the datalist validation read every voxel (not only the headers).
+        n4: N4 bias-field correction of every channel (paper 004 sec. 4.4 applies it to BraTS20).
+        orientation: reorient to these axis codes, e.g. ``"RAS"``.
+        spacing: resample to this voxel spacing in mm, e.g. ``"1,1,1"``.
+        size: in-plane size of the slices (and of the volumes' two in-plane axes), e.g. ``"256,256"``.
+        size_mode: ``"resize"`` (interpolate) or ``"crop_pad"`` (centre crop / pad with each channel's minimum).
+        intensity: ``"zscore"``, ``"percentile:LOW:HIGH"``, ``"window:LOW:HIGH"`` or ``"range:A:B"``
+            (:func:`common.data.preprocessing.normalize_intensity`).
+        lung_mask: CT: also write a lung mask per case (``"lung"`` in each entry).
         converter_args: arguments of the source's converter (e.g. ``grades`` of :py:class:`BraTSConverter`,
             ``channels`` of :py:class:`MSDConverter`).
 
@@ -126,12 +144,22 @@ def convert(
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(CONVERTERS)}.")
     if isinstance(positive_labels, int):
         positive_labels = (positive_labels,)
+    preprocessing = VolumePreprocessing(
+        n4=bool(n4),
+        orientation=None if orientation in (None, "") else str(orientation),
+        spacing=None if spacing in (None, "") else tuple(parse_numbers(spacing, "spacing")),
+        size=None if size in (None, "") else tuple(parse_numbers(size, "size")),
+        size_mode=str(size_mode),
+        lung=bool(lung_mask),
+        intensity=None if intensity in (None, "") else str(intensity),
+    )
     options = OutputOptions(
         spatial_dims=int(spatial_dims),
         slices=parse_slices(slices),
         slice_axis=None if slice_axis is None else int(slice_axis),
         min_area=int(min_area),
         positive_labels=None if positive_labels is None else tuple(int(v) for v in positive_labels),
+        preprocessing=preprocessing,
     )
     converter = CONVERTERS[source](**converter_args)
     return run_conversion(

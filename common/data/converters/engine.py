@@ -58,6 +58,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from common.data.preprocessing import VolumePreprocessing, axial_axis
 from common.data.splits import SPLIT_NAMES, check_patient_disjoint, split_patients
 from common.data.validation import validate_datalist
 from common.utils import atomic_path, atomic_write_json, save_nifti
@@ -76,6 +77,7 @@ __all__ = [
     "load_aligned",
     "load_volume",
     "read_itk",
+    "parse_numbers",
     "parse_slices",
     "parse_split",
     "run_conversion",
@@ -136,11 +138,14 @@ class LoadedCase:
         channels: one spatial array ``(X, Y, Z)`` per channel, in the converter's channel order.
         label: integer label array ``(X, Y, Z)``.
         affine: 4x4 voxel-to-world affine shared by the channels and the label.
+        masks: extra boolean masks on the same grid by name (e.g. ``"lung"``, from the preprocessing), written
+            beside the label as ``<name>.nii.gz`` and named in each entry under that key.
     """
 
     channels: list[np.ndarray]
     label: np.ndarray
     affine: np.ndarray
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,9 @@ class OutputOptions:
         min_area: voxels (2D: pixels of the slice; 3D: voxels of the volume) of the positive labels for class 1;
             an entry with some but fewer positive voxels is ambiguous and left out (counted in the summary).
         positive_labels: label values that count as positive for the class; ``None`` for every value > 0.
+        preprocessing: what is done to each case's volume before it is written (N4, orientation, spacing,
+            in-plane size, lung mask, intensity; :class:`common.data.preprocessing.VolumePreprocessing`); nothing
+            by default. The 2D slices are cut from the preprocessed volume, so ``slices`` index its grid.
     """
 
     spatial_dims: int = 3
@@ -163,6 +171,7 @@ class OutputOptions:
     slice_axis: int | None = None
     min_area: int = 1
     positive_labels: tuple[int, ...] | None = None
+    preprocessing: VolumePreprocessing = field(default_factory=VolumePreprocessing)
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -183,6 +192,8 @@ class OutputOptions:
             "slice_axis": self.slice_axis,
             "min_area": int(self.min_area),
             "positive_labels": list(self.positive_labels) if self.positive_labels is not None else None,
+            # only when some step is on, so that conversions made before the preprocessing existed still resume
+            **({} if self.preprocessing.is_identity else {"preprocessing": self.preprocessing.as_dict()}),
         }
 
 
@@ -203,6 +214,9 @@ class VolumeConverter:
     reference: str = ""
     input_is_file: bool = False
     """True for a source released as one file (MedMNIST's ``.npz``): the input is that file, not a folder."""
+    supports_preprocessing: bool = True
+    """False for a source whose cases are not volumes on one grid (MedMNIST's image blocks): preprocessing options
+    are refused before anything is written."""
 
     @property
     def channel_names(self) -> list[str]:
@@ -248,6 +262,18 @@ class VolumeConverter:
         """Patient -> ``"training"``/``"validation"``/``"test"``; a release with its own split overrides this."""
         return _assign_splits(records, fractions, seed)
 
+    def check_options(self, options: OutputOptions) -> None:
+        """Refuse output options this source cannot honour; called after :py:meth:`find_cases`, before any write.
+
+        Raises:
+            ValueError: naming the option and why.
+        """
+        if not (self.supports_preprocessing or options.preprocessing.is_identity):
+            raise ValueError(
+                f"the {self.name} converter takes no preprocessing (asked: {options.preprocessing.as_dict()}); its "
+                "cases are not volumes on one grid. Preprocess in the bundle's transforms instead."
+            )
+
     def validation_args(self, options: OutputOptions) -> dict[str, Any]:
         """Keyword arguments of :py:func:`common.data.validate_datalist` for the written datalist."""
         return {
@@ -284,7 +310,8 @@ def find_case_folders(candidates: Sequence[Path], pattern: re.Pattern[str]) -> t
     return candidates[0], []
 
 
-def _numbers(value: str | Sequence[Any], what: str) -> list[float]:
+def parse_numbers(value: str | Sequence[Any], what: str) -> list[float]:
+    """Numbers from ``"7:1:2"``, ``"1,1,1.5"``, ``"(256, 256)"`` or a sequence; ``what`` names the option in errors."""
     if isinstance(value, str):
         parts = [p for p in re.split(r"[:,/\s]+", value.strip().strip("()[]")) if p]
     else:
@@ -292,7 +319,7 @@ def _numbers(value: str | Sequence[Any], what: str) -> list[float]:
     try:
         return [float(p) for p in parts]
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: expected numbers such as 7:1:2, got {value!r}.") from None
+        raise ValueError(f"{what}: expected numbers such as 7:1:2 or 1,1,1.5, got {value!r}.") from None
 
 
 def parse_split(split: str | Sequence[float]) -> tuple[float, float, float]:
@@ -305,7 +332,7 @@ def parse_split(split: str | Sequence[float]) -> tuple[float, float, float]:
     Raises:
         ValueError: for anything else, a negative ratio, or no training share.
     """
-    values = _numbers(split, "split")
+    values = parse_numbers(split, "split")
     if len(values) == 2:
         values.append(0.0)
     if len(values) != 3 or min(values) < 0 or values[0] <= 0:
@@ -321,7 +348,7 @@ def parse_slices(slices: str | Sequence[int] | None) -> tuple[int, int] | None:
     """A half-open slice range from ``"30:126"`` or ``(30, 126)``; ``None``, ``""`` or ``"all"`` for all slices."""
     if slices is None or (isinstance(slices, str) and slices.strip().lower() in ("", "all", "none")):
         return None
-    values = _numbers(slices, "slices")
+    values = parse_numbers(slices, "slices")
     if len(values) != 2 or any(v != int(v) for v in values) or not 0 <= values[0] < values[1]:
         raise ValueError(f"slices: expected start:stop with 0 <= start < stop (e.g. 30:126), got {slices!r}.")
     return int(values[0]), int(values[1])
@@ -450,15 +477,6 @@ def integer_labels(label: np.ndarray, case_id: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def axial_axis(affine: np.ndarray) -> int:
-    """The voxel axis closest to the world's inferior-superior direction (nibabel's axis codes S or I)."""
-    codes = nib.aff2axcodes(affine)
-    for axis, code in enumerate(codes):
-        if code in ("S", "I"):
-            return axis
-    return 2
-
-
 def _slice_affine(affine: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Affine of slice ``index`` along ``axis``: the two remaining axes first, the sliced axis third, origin moved."""
     others = [a for a in range(3) if a != axis]
@@ -516,7 +534,10 @@ def write_case(
             save_nifti(channel, folder / f"{name}.nii.gz", loaded.affine)
             files.append(f"{prefix}/{name}.nii.gz")
         save_nifti(loaded.label, folder / f"{LABEL_NAME}.nii.gz", loaded.affine)
-        entries.append({"image": files, "label": f"{prefix}/{LABEL_NAME}.nii.gz", "class": label_class, **base})
+        masks = write_masks(loaded, folder, prefix)
+        entries.append(
+            {"image": files, "label": f"{prefix}/{LABEL_NAME}.nii.gz", "class": label_class, **masks, **base}
+        )
     else:
         axis = axial_axis(loaded.affine) if options.slice_axis is None else options.slice_axis
         size = loaded.label.shape[axis]
@@ -538,12 +559,52 @@ def write_case(
                 files.append(f"{prefix}/{stem}_{name}.nii.gz")
             save_nifti(mask, folder / f"{stem}_{LABEL_NAME}.nii.gz", affine)
             entry = {"image": files, "label": f"{prefix}/{stem}_{LABEL_NAME}.nii.gz", "class": slice_class}
+            entry.update(write_masks(loaded, folder, prefix, f"{stem}_", axis, index))
             entries.append({**entry, **base, "slice": index})
         if not entries:
             raise CaseError(
                 f"every slice of the range {start}:{stop} has fewer than min_area={options.min_area} tumour pixels"
             )
     return {"case": case.case_id, "patient": case.patient, "entries": entries, "num_ambiguous": ambiguous}
+
+
+def preprocess_case(loaded: LoadedCase, options: OutputOptions) -> LoadedCase:
+    """``loaded`` after ``options.preprocessing`` (itself when no step is on).
+
+    Raises:
+        CaseError: a step cannot run on this case (named, with the reason).
+    """
+    preprocessing = options.preprocessing
+    if preprocessing.is_identity:
+        return loaded
+    try:
+        out = preprocessing(loaded.channels, loaded.label, loaded.affine, slice_axis=options.slice_axis)
+    except ValueError as e:
+        raise CaseError(f"preprocessing {preprocessing.as_dict()} failed: {e}") from None
+    return LoadedCase(out.channels, out.label, out.affine, {**loaded.masks, **out.masks})
+
+
+def write_masks(
+    loaded: LoadedCase, folder: Path, prefix: str, stem: str = "", axis: int | None = None, index: int | None = None
+) -> dict[str, str]:
+    """Write the case's extra masks (uint8) as ``<stem><name>.nii.gz``; their entry keys -> relative paths.
+
+    Args:
+        loaded: the case (its ``masks``, ``affine``).
+        folder: the case's (temporary) output folder.
+        prefix: the case's folder as it appears in the entries.
+        stem: file name prefix (2D: ``"s030_"``).
+        axis, index: 2D: write the slice ``index`` along ``axis`` (with the slice's affine); 3D: ``None``.
+    """
+    paths: dict[str, str] = {}
+    for name, mask in loaded.masks.items():
+        if axis is None or index is None:
+            array, affine = mask, loaded.affine
+        else:
+            array, affine = np.take(mask, index, axis=axis), _slice_affine(loaded.affine, axis, index)
+        save_nifti(np.asarray(array, dtype=np.uint8), folder / f"{stem}{name}.nii.gz", affine)
+        paths[name] = f"{prefix}/{stem}{name}.nii.gz"
+    return paths
 
 
 def convert_case(converter: VolumeConverter, case: Case, output_dir: Path, options: OutputOptions) -> dict[str, Any]:
@@ -562,7 +623,7 @@ def convert_case(converter: VolumeConverter, case: Case, output_dir: Path, optio
     try:
         if case.problem is not None:
             raise CaseError(case.problem)
-        loaded = converter.load_case(case)
+        loaded = preprocess_case(converter.load_case(case), options)
         record = converter.write_case(loaded, case, tmp, f"{CASES_DIR}/{case.case_id}", options)
         atomic_write_json(record, tmp / RECORD_NAME)
         if final.exists():  # an incomplete folder of another writer (no record): replaced
@@ -732,6 +793,7 @@ def run_conversion(
         if not _SAFE_ID.match(c.case_id):
             raise LayoutError(f"case identifier {c.case_id!r} is not a safe folder name.")
 
+    converter.check_options(options)
     fingerprint = {"converter": converter.name, **converter.options(), **options.as_dict()}
     _prepare_output(output_path, fingerprint)
 

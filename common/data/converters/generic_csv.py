@@ -192,6 +192,16 @@ class GenericCSVConverter(VolumeConverter):
         label = integer_labels(arrays["label"][0], case.case_id) if self.has_label else np.zeros(shape, np.uint8)
         return LoadedCase(channels, label, affine)
 
+    def check_options(self, options: OutputOptions) -> None:
+        """Voxel boxes index the images as listed: refused when the preprocessing changes the voxel grid."""
+        super().check_options(options)
+        pre = options.preprocessing
+        if self.has_box and self.box_coordinates == "voxel" and (pre.orientation or pre.spacing or pre.size):
+            raise ValueError(
+                "voxel boxes index the listed images' grid, which orientation / spacing / size would change; give "
+                "the boxes in world coordinates (box_coordinates='world') or leave the grid as it is."
+            )
+
     def _voxel_boxes(self, boxes: list[list[float]], loaded: LoadedCase) -> list[list[int]]:
         shape = loaded.channels[0].shape
         result = []

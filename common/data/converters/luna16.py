@@ -52,6 +52,7 @@ from common.data.converters.engine import (
     OutputOptions,
     VolumeConverter,
     load_volume,
+    write_masks,
 )
 from common.utils import save_nifti
 
@@ -435,6 +436,7 @@ class LUNA16Converter(VolumeConverter):
         entry: dict[str, Any] = {
             "image": f"{prefix}/ct.nii.gz",
             "label": f"{prefix}/{LABEL_NAME}.nii.gz",
+            **write_masks(loaded, folder, prefix),  # "lung" with the lung_mask preprocessing
             "box": [n["box"] for n in nodules],
             "box_label": [0] * len(nodules),
             "size": [nodule_size_class(n["diameter_mm"]) for n in nodules],

@@ -186,6 +186,7 @@ class MedMNISTConverter(VolumeConverter):
     description = "MedMNIST class-labelled images, with the release's training / validation / test split."
     reference = "Yang et al., MedMNIST v2, Scientific Data 10:41, 2023; https://medmnist.com"
     input_is_file = True
+    supports_preprocessing = False  # blocks of images, not volumes on one grid
 
     def __init__(self, label_index: int | None = None, multi_label: bool = False, images_per_case: int = 1000):
         if label_index is not None and multi_label:
