@@ -26,6 +26,7 @@ to the volume's own HU range, and the affine is unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
 from scipy import ndimage
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_HU_WINDOW",
@@ -96,18 +99,30 @@ def condition_vector(size: str, attenuation: str) -> np.ndarray:
     return vector
 
 
-def nodule_entries(entries: Sequence[Mapping[str, Any]], box_key: str = "box") -> list[dict[str, Any]]:
+def nodule_entries(
+    entries: Sequence[Mapping[str, Any]], box_key: str = "box", known_only: bool = True
+) -> list[dict[str, Any]]:
     """One entry per nodule from datalist entries with lists of boxes, sizes and attenuations.
+
+    A nodule whose size or attenuation is not one of the generator's conditions (:data:`NODULE_SIZES`,
+    :data:`NODULE_ATTENUATIONS`) cannot condition the 3D MCGAN: with ``known_only`` it is left out, with one warning
+    that counts the values found (the LUNA16 converter writes ``"unknown"`` for a nodule that too few LIDC-IDRI
+    readers rated, see :py:mod:`common.data.converters.luna16`).
 
     Args:
         entries: datalist entries ``{"image", "box": [[x1, y1, z1, x2, y2, z2], ...], "size": [...],
             "attenuation": [...], ...}``.
         box_key: key of the boxes.
+        known_only: leave out the nodules with a size or attenuation outside the conditions (else keep them all).
 
     Returns:
         entries ``{"image", "box": [6 ints], "size": str, "attenuation": str, "nodule_index": i, "patient"?}``.
+
+    Raises:
+        ValueError: an entry's lists differ in length, or ``known_only`` leaves no nodule.
     """
     out = []
+    left_out: dict[str, int] = {}
     for entry in entries:
         boxes = entry.get(box_key) or []
         sizes, attenuations = entry.get("size") or [], entry.get("attenuation") or []
@@ -117,11 +132,32 @@ def nodule_entries(entries: Sequence[Mapping[str, Any]], box_key: str = "box") -
                 f"{len(attenuations)} attenuations."
             )
         for i, (box, size, attenuation) in enumerate(zip(boxes, sizes, attenuations)):
+            unknown = [
+                f"{name} {value!r}"
+                for name, value, known in (
+                    ("size", size, NODULE_SIZES),
+                    ("attenuation", attenuation, NODULE_ATTENUATIONS),
+                )
+                if value not in known
+            ]
+            if known_only and unknown:
+                for reason in unknown:
+                    left_out[reason] = left_out.get(reason, 0) + 1
+                continue
             item = {"image": entry["image"], "box": [int(v) for v in box], "size": size, "attenuation": attenuation}
             item["nodule_index"] = i
             if "patient" in entry:
                 item["patient"] = entry["patient"]
             out.append(item)
+    if left_out:
+        counts = ", ".join(f"{n} with {reason}" for reason, n in sorted(left_out.items()))
+        message = (
+            f"nodules left out: {counts} (the conditions are sizes {list(NODULE_SIZES)} and attenuations "
+            f"{list(NODULE_ATTENUATIONS)})"
+        )
+        if not out:
+            raise ValueError(f"no nodule has a known size and attenuation; {message}.")
+        logger.warning("%d nodules kept; %s.", len(out), message)
     return out
 
 

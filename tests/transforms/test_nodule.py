@@ -155,3 +155,19 @@ def test_nodule_entries():
     assert [e["size"] for e in out] == ["small", "large"] and out[1]["box"] == [3, 3, 3, 5, 5, 5]
     with pytest.raises(ValueError, match="sizes"):
         nodule_entries([{"image": "a", "box": [[0, 0, 0, 1, 1, 1]], "size": [], "attenuation": []}])
+
+
+def test_nodule_entries_leave_out_unknown_conditions(caplog):
+    entries = [
+        {"image": "a", "box": [[0, 0, 0, 2, 2, 2], [3, 3, 3, 5, 5, 5]], "size": ["small", "small"],
+         "attenuation": ["unknown", "solid"]},
+        {"image": "b", "box": [[0, 0, 0, 2, 2, 2]], "size": ["tiny"], "attenuation": ["unknown"]},
+    ]  # fmt: skip
+    with caplog.at_level("WARNING"):
+        out = nodule_entries(entries)
+    assert [(e["image"], e["nodule_index"]) for e in out] == [("a", 1)]
+    assert "1 nodules kept" in caplog.text and "2 with attenuation 'unknown'" in caplog.text
+    assert "1 with size 'tiny'" in caplog.text
+    assert len(nodule_entries(entries, known_only=False)) == 3
+    with pytest.raises(ValueError, match="no nodule has a known size and attenuation"):
+        nodule_entries(entries[1:])
