@@ -13,10 +13,15 @@ Examples::
     # inference throughput: the `benchmark#call` of an inference config (random weights), e.g. 3D MCGAN synthesis
     python scripts/benchmark.py --workflow inference --config_file bundles/mcgan_3d/configs/inference.yaml \
         --benchmark_batch_size 16
+    # the release converters (no config): synthetic BraTS, LUNA16 and MedMNIST releases at real per-case size,
+    # converted with 0 and 2 workers: cases/s, slices/s, peak memory per worker, the NIfTI writer before/after
+    python scripts/benchmark.py --workflow conversion --brats_cases 8 --workers 0,2 --output conversion.json
+    python scripts/benchmark.py --workflow conversion --conversions "['brats_2d']" --brats_cases 4
 
 Every configuration runs in a fresh process (its own peak memory). With ``--repeats N`` the configurations run in
 N rounds, one after the other within each round, and each result holds the step times of all its rounds, so that a
-slow drift of the machine's load falls on every configuration alike.
+slow drift of the machine's load falls on every configuration alike. The conversion workflow takes the arguments of
+:py:func:`common.bundle.conversion_benchmark.benchmark_conversion` and runs each conversion in a process of its own.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from typing import Any
 
 import fire
 from common.bundle.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
+from common.bundle.conversion_benchmark import benchmark_conversion
 from reference_cyclegan import benchmark_reference_cyclegan
 
 WORKFLOWS = {"training": benchmark_training_step, "inference": benchmark_inference}
+CONVERSION = "conversion"
+"""The workflow that benchmarks the release converters (no bundle config)."""
 
 
 def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -74,16 +82,23 @@ def main(
         reference_cyclegan: keyword arguments of ``benchmark_reference_cyclegan`` (``channels``, ``image_size``,
             ``num_res_blocks``, ``batch_size``): also time the plain PyTorch CycleGAN of ``reference_cyclegan.py``
             in the same run, as the last entry of the output list.
-        workflow: ``training`` (the training step, ``benchmark_training_step``) or ``inference`` (the config's
-            ``benchmark#call``, ``benchmark_inference``).
-        override: config overrides for every configuration, e.g. ``--image_size 128``.
+        workflow: ``training`` (the training step, ``benchmark_training_step``), ``inference`` (the config's
+            ``benchmark#call``, ``benchmark_inference``) or ``conversion`` (the release converters,
+            ``benchmark_conversion``; no config, one JSON object).
+        override: config overrides for every configuration, e.g. ``--image_size 128``; for ``conversion`` the
+            arguments of ``benchmark_conversion``, e.g. ``--brats_cases 8 --workers 0,2``.
     """
+    if workflow == CONVERSION:
+        if config_file is not None or config_sets is not None or reference_cyclegan is not None:
+            raise ValueError("the conversion workflow takes no --config_file, --config_sets or --reference_cyclegan.")
+        _report(benchmark_conversion(**override), output)
+        return
     if (config_file is None) == (config_sets is None):
         raise ValueError("give exactly one of --config_file or --config_sets.")
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
     if workflow not in WORKFLOWS:
-        raise ValueError(f"workflow must be one of {sorted(WORKFLOWS)}, got {workflow!r}.")
+        raise ValueError(f"workflow must be one of {sorted([*WORKFLOWS, CONVERSION])}, got {workflow!r}.")
     sets = [config_file] if config_file is not None else list(config_sets)
     jobs: list[tuple[Any, tuple, dict[str, Any]]] = [
         (WORKFLOWS[workflow], (files,), dict(iterations=iterations, warmup=warmup, threads=threads, **override))
@@ -103,7 +118,12 @@ def main(
     for result in results:
         result.setdefault("device_name", cpu_name())
     single = config_file is not None and reference_cyclegan is None
-    text = json.dumps(results[0] if single else results, indent=2)
+    _report(results[0] if single else results, output)
+
+
+def _report(result: Any, output: str | None) -> None:
+    """Print ``result`` as JSON and write it to ``output`` when given."""
+    text = json.dumps(result, indent=2)
     print(text)
     if output:
         with open(output, "w") as f:

@@ -6,6 +6,8 @@ one. NIfTI files are written with MONAI's :class:`~monai.data.NibabelWriter` (sf
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import NibabelWriter
+from nibabel.openers import Opener
 
 __all__ = [
     "split_ext",
@@ -28,6 +31,7 @@ __all__ = [
     "atomic_write_json",
     "strict_json",
     "NON_FINITE_KEY",
+    "nifti_image",
     "save_nifti",
 ]
 
@@ -193,28 +197,19 @@ def atomic_write_json(obj: Any, path: str | os.PathLike, indent: int | None = 4,
     atomic_write_text(json.dumps(clean, indent=indent, allow_nan=False, **kwargs) + "\n", path)
 
 
-def save_nifti(
+def nifti_image(
     array: np.ndarray | torch.Tensor,
-    path: str | os.PathLike,
     affine: np.ndarray | torch.Tensor | None = None,
     dtype: Any = None,
     header: Mapping[str, Any] | None = None,
     geometry_from: nib.Nifti1Header | None = None,
-) -> None:
-    """Write ``array`` as a NIfTI file atomically, with MONAI's :class:`~monai.data.NibabelWriter`.
+) -> nib.Nifti1Image:
+    """The NIfTI image :func:`save_nifti` writes: MONAI's :class:`~monai.data.NibabelWriter` backend object.
 
-    The array is written as given (no channel handling, no resampling, no squeezing of singleton axes);
-    sform and qform both carry ``affine`` with code 1 (scanner), the spatial unit is mm, unless ``geometry_from``
-    gives the header whose sform, qform (with their codes) and units are kept, e.g. a prediction's source image.
+    Arguments as in :func:`save_nifti`.
 
-    Args:
-        array: ``(H, W)``, ``(H, W, D)`` or with trailing channel/time axes, in nibabel's axis order.
-        path: destination ``.nii`` or ``.nii.gz`` file.
-        affine: 4x4 voxel-to-world affine (RAS, as nibabel); identity when ``None``.
-        dtype: output data type; the array's own when ``None``.
-        header: NIfTI header fields to set (e.g. ``{"descrip": b"synthetic"}``).
-        geometry_from: a NIfTI header on the same voxel grid whose sform/qform and codes (e.g. 2 "aligned",
-            4 "MNI") and spatial/time units the file keeps; a form whose code is 0 stays unset, as in the source.
+    Returns:
+        the image, its array as given (no channel handling, no resampling, no squeezing of singleton axes).
     """
     data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     data = np.ascontiguousarray(data if dtype is None else data.astype(dtype))
@@ -233,5 +228,47 @@ def save_nifti(
         image.header.set_xyzt_units(*geometry_from.get_xyzt_units())
     for key, value in (header or {}).items():
         image.header[key] = value
+    return image
+
+
+_GZIP_BUFFER_BYTES = 2**20
+"""Bytes handed to the gzip compressor at a time by :func:`save_nifti` (nibabel writes one array row at a time)."""
+
+
+def save_nifti(
+    array: np.ndarray | torch.Tensor,
+    path: str | os.PathLike,
+    affine: np.ndarray | torch.Tensor | None = None,
+    dtype: Any = None,
+    header: Mapping[str, Any] | None = None,
+    geometry_from: nib.Nifti1Header | None = None,
+) -> None:
+    """Write ``array`` as a NIfTI file atomically, with MONAI's :class:`~monai.data.NibabelWriter` backend object.
+
+    The array is written as given (no channel handling, no resampling, no squeezing of singleton axes);
+    sform and qform both carry ``affine`` with code 1 (scanner), the spatial unit is mm, unless ``geometry_from``
+    gives the header whose sform, qform (with their codes) and units are kept, e.g. a prediction's source image.
+
+    A ``.nii.gz`` file holds the same bytes as nibabel's own ``nib.save`` of the image (its gzip stream: compression
+    level ``nibabel.openers.Opener.default_compresslevel``, no file name, time 0), written through a 1 MiB buffer:
+    nibabel hands the compressor one array row at a time, which costs about a third of the time of a
+    240 x 240 slice. Other extensions are written by ``nib.save``.
+
+    Args:
+        array: ``(H, W)``, ``(H, W, D)`` or with trailing channel/time axes, in nibabel's axis order.
+        path: destination ``.nii`` or ``.nii.gz`` file.
+        affine: 4x4 voxel-to-world affine (RAS, as nibabel); identity when ``None``.
+        dtype: output data type; the array's own when ``None``.
+        header: NIfTI header fields to set (e.g. ``{"descrip": b"synthetic"}``).
+        geometry_from: a NIfTI header on the same voxel grid whose sform/qform and codes (e.g. 2 "aligned",
+            4 "MNI") and spatial/time units the file keeps; a form whose code is 0 stays unset, as in the source.
+    """
+    image = nifti_image(array, affine, dtype=dtype, header=header, geometry_from=geometry_from)
     with atomic_path(path) as tmp:
-        nib.save(image, tmp)
+        if tmp.lower().endswith(".gz"):
+            level = Opener.default_compresslevel
+            with open(tmp, "wb") as file, gzip.GzipFile("", "wb", level, file, mtime=0) as compressed:
+                with io.BufferedWriter(compressed, buffer_size=_GZIP_BUFFER_BYTES) as stream:
+                    image.to_stream(stream)
+        else:
+            nib.save(image, tmp)
