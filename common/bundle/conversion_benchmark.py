@@ -9,7 +9,8 @@ Each conversion runs in a child process of its own (forked, as the converter's w
 unavailable), so that its peak resident memory and that of its workers (``ru_maxrss`` of the process and of its
 reaped children) are its own; converting the same release at two case counts shows whether memory grows with the
 number of cases. :func:`benchmark_nifti_writer` times :py:func:`common.utils.save_nifti` beside nibabel's own
-writer (``nib.save`` of the same image, what ``save_nifti`` ran before) on the files a conversion writes.
+writer (``nib.save`` of the same image from a C-order copy of the array, what ``save_nifti`` ran before) on the
+files a conversion writes.
 
 Speed claims about the converters (README, "Use your own data") come from this benchmark through
 ``scripts/benchmark.py --workflow conversion``, never from timed tests. The synthetic volumes are noise inside a
@@ -367,9 +368,10 @@ def benchmark_nifti_writer(
 ) -> dict[str, Any]:
     """Time :py:func:`common.utils.save_nifti` beside nibabel's ``nib.save`` of the same image, in turns.
 
-    ``nib.save(nifti_image(...))`` is what ``save_nifti`` ran before it streamed the gzip data through a buffer; the
-    files are compared byte for byte. Arrays: a BraTS-like int16 slice and uint8 mask slice (the files of a 2D
-    conversion) and the int16 volume (3D).
+    ``nib.save(nifti_image(np.ascontiguousarray(array)))`` is what ``save_nifti`` ran before it kept the array's
+    memory order and streamed the gzip data through a buffer; the files are compared byte for byte. Arrays: a
+    BraTS-like int16 slice and uint8 mask slice (the files of a 2D conversion) and the int16 volume in Fortran order,
+    as nibabel loads it (3D).
 
     Args:
         folder: where the files are written.
@@ -402,7 +404,7 @@ def benchmark_nifti_writer(
                 if writer == "save_nifti":
                     save_nifti(array, path, BRATS_AFFINE)
                 else:
-                    nib.save(nifti_image(array, BRATS_AFFINE), str(path))
+                    nib.save(nifti_image(np.ascontiguousarray(array), BRATS_AFFINE), str(path))
                 times[writer].append(time.perf_counter() - start)
         before = (folder / f"{name}_nibabel_save_0.nii.gz").read_bytes()
         after = (folder / f"{name}_save_nifti_0.nii.gz").read_bytes()

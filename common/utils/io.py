@@ -212,7 +212,9 @@ def nifti_image(
         the image, its array as given (no channel handling, no resampling, no squeezing of singleton axes).
     """
     data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-    data = np.ascontiguousarray(data if dtype is None else data.astype(dtype))
+    # any memory order: nibabel writes the file in Fortran order whatever the array's layout, so a C-order copy
+    # of a loaded (Fortran-order) volume would only cost time and memory
+    data = data if dtype is None else data.astype(dtype)
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     # MONAI's backend object and header codes, as NibabelWriter.write makes them, without its channel-last
     # conversion (which would add a trailing axis to every array)
@@ -251,8 +253,9 @@ def save_nifti(
 
     A ``.nii.gz`` file holds the same bytes as nibabel's own ``nib.save`` of the image (its gzip stream: compression
     level ``nibabel.openers.Opener.default_compresslevel``, no file name, time 0), written through a 1 MiB buffer:
-    nibabel hands the compressor one array row at a time, which costs about a third of the time of a
-    240 x 240 slice. Other extensions are written by ``nib.save``.
+    nibabel hands the compressor one array row at a time, a quarter to a third of the time of writing a 240 x 240
+    slice (``scripts/benchmark.py --workflow conversion`` times both). Other extensions are written by ``nib.save``.
+    The array keeps its memory order (the file's order is nibabel's), so a loaded volume is not copied.
 
     Args:
         array: ``(H, W)``, ``(H, W, D)`` or with trailing channel/time axes, in nibabel's axis order.
