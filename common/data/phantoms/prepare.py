@@ -30,22 +30,28 @@ PHANTOM_KINDS: dict[str, tuple[Callable[..., Path], dict[str, Any]]] = {
 NO_PHANTOM = ("", "none", "null", "false")
 
 
-def prepare_phantom(dataset_dir: str | os.PathLike, kind: str | None, **kwargs: Any) -> str | None:
+def prepare_phantom(
+    dataset_dir: str | os.PathLike, kind: str | None, *, datalist: str | os.PathLike | None = None, **kwargs: Any
+) -> str | None:
     """Return the datalist of a phantom set in ``dataset_dir``, generating the set first if it is missing.
 
     Cheap when ``<dataset_dir>/datalist.json`` exists (nothing is read or regenerated), so it can be called from a
-    bundle config's ``initialize`` section.
+    bundle config's ``initialize`` section. A bundle passes its ``datalist`` too: when that is another file than the
+    phantom's own ``<dataset_dir>/datalist.json`` (compared as resolved paths), the user brought their own data and
+    nothing is generated, whatever ``kind`` says.
 
     Args:
         dataset_dir: directory of the set.
         kind: one of ``"brain_mr_2d"``, ``"brain_mr_3d"``, ``"chest_ct"``, ``"brain_metastases"``; ``None`` or
             ``"none"`` (also ``"null"``, ``"false"``, ``""``) when the bundle uses the user's own datalist: nothing is
             generated (``python -m monai.bundle run`` drops ``None`` overrides, hence the strings).
+        datalist: the datalist the bundle will read (its config's ``datalist``); ``None`` when unknown.
         kwargs: keyword arguments of the generator (:py:func:`make_brain_mr`, :py:func:`make_chest_ct` or
             :py:func:`make_brain_metastases`), used only when the set is generated.
 
     Returns:
-        path of ``<dataset_dir>/datalist.json`` as a string, or ``None`` when ``kind`` says no phantom.
+        path of ``<dataset_dir>/datalist.json`` as a string, or ``None`` when ``kind`` says no phantom or
+        ``datalist`` is another file.
 
     Raises:
         ValueError: for an unknown ``kind`` or keyword arguments that contradict it.
@@ -60,12 +66,15 @@ def prepare_phantom(dataset_dir: str | os.PathLike, kind: str | None, **kwargs: 
             raise ValueError(f"Phantom kind {kind!r} requires {key}={value!r}, got {kwargs[key]!r}.")
     if "datalist_name" in kwargs:
         raise ValueError(f"prepare_phantom always writes {DATALIST_NAME!r}; datalist_name cannot be given.")
-    datalist = Path(dataset_dir).expanduser() / DATALIST_NAME
-    if datalist.is_file():
-        _warn_if_generated_otherwise(datalist, kwargs)
-        return str(datalist)
-    logger.info("Generating phantom data set %r in %s.", kind, datalist.parent)
-    return str(generator(datalist.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
+    own = Path(dataset_dir).expanduser() / DATALIST_NAME
+    if datalist is not None and Path(datalist).expanduser().resolve() != own.resolve():
+        logger.info("Datalist %s is not the phantom's %s: no phantom data set is generated.", datalist, own)
+        return None
+    if own.is_file():
+        _warn_if_generated_otherwise(own, kwargs)
+        return str(own)
+    logger.info("Generating phantom data set %r in %s.", kind, own.parent)
+    return str(generator(own.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
 
 
 def _warn_if_generated_otherwise(datalist: Path, kwargs: dict[str, Any]) -> None:
