@@ -237,6 +237,10 @@ class GridRunner:
 
     # ---- planning
     def dataset_dir(self, dataset_slug: str) -> str:
+        """The data set's folder: its ``dataset_dir`` (an existing conversion) or ``<output_dir>/data/<slug>``."""
+        for dataset in self.spec.datasets:
+            if dataset.slug == dataset_slug and dataset.dataset_dir is not None:
+                return dataset.dataset_dir
         return str(self.out / "data" / dataset_slug)
 
     def _context(self, dataset=None, seed: int = 0, run_dir: Path | None = None) -> dict[str, Any]:

@@ -65,7 +65,10 @@ of the generator's, e.g. a second rule or section of the same trained networks).
 Substitutions: a string value ``${key}`` is replaced by the value of ``key`` (keeping its type when the string is
 only the reference), with keys ``output_dir`` (absolute), ``dataset`` (the data set's folder name),
 ``dataset_dir`` (``<output_dir>/data/<dataset>``, the default ``dataset_dir`` override of every run, so data
-sets with different phantom arguments never share a folder), ``seed``, ``run_dir``, ``vars.<key>`` and
+sets with different phantom arguments never share a folder; a data set's own ``dataset_dir`` key (a path resolved as the other
+paths of the grid) names an existing folder instead, e.g. a ``scripts/prepare_data.py``
+conversion, whose ``datalist.json`` then is the source of its ``split`` and of its generators, and no phantom is
+made there), ``seed``, ``run_dir``, ``vars.<key>`` and
 ``generators.<name>.<output>`` (``ckpt_dir``, ``output_dir`` and the ``outputs`` of the generator).
 """
 
@@ -148,6 +151,8 @@ class DatasetSpec:
     vars: dict[str, Any] = field(default_factory=dict)
     bundle: str | None = None
     split: dict[str, Any] | None = None
+    dataset_dir: str | None = None
+    """An existing data folder (e.g. a ``scripts/prepare_data.py`` conversion) instead of ``<output_dir>/data/<slug>``."""
 
 
 @dataclass
@@ -220,7 +225,7 @@ _GRID_KEYS = {
     "overrides", "vars", "train_config", "evaluate_config", "metrics_file", "error", "alpha", "digits",
     "timeout_s", "env", "tsne", "ratio_plot", "root",
 }  # fmt: skip
-_DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split"}
+_DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split", "dataset_dir"}
 _METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
@@ -347,6 +352,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
                 vars=_mapping(item.get("vars"), f"dataset {item['name']!r} vars", source),
                 bundle=_path(item.get("bundle")),
                 split=_split(item.get("split"), f"dataset {item['name']!r} split", source),
+                dataset_dir=_path(item.get("dataset_dir")),
             )
         )
     methods = []

@@ -110,7 +110,7 @@ def _without_datasets(spec: Any) -> dict[str, Any]:
     for key in ("name", "output_dir", "source", "datasets"):
         data.pop(key)
     if data.get("tsne"):
-        data["tsne"] = {k: v for k, v in data["tsne"].items() if k not in ("dataset", "real_datalist")}
+        data["tsne"] = {k: v for k, v in data["tsne"].items() if k != "dataset"}
     return data
 
 
@@ -123,14 +123,14 @@ def test_twin_differs_only_in_datasets(twin):
     assert [(d.split or {}).get("mode", "full") for d in real.datasets] == [
         (d.split or {}).get("mode", "full") for d in phantom.datasets
     ]
-    folders = {Path(d.split["datalist"]).parent.as_posix() for d in real.datasets}
+    assert all(d.dataset_dir and not (d.split or {}).get("datalist") for d in real.datasets)
+    folders = {Path(d.dataset_dir).relative_to(REPO).as_posix() for d in real.datasets}
     assert all(d.overrides == {"phantom_kind": "none"} and not d.variants and not d.vars for d in real.datasets)
     assert len(folders) == 1 and not folders & {"", "."}
     # the grid's comment converts that very folder
     outputs = {_options(c)[0][2] for c in _commands(_grid_comment_lines(EXPERIMENTS / twin), PREPARE)}
     assert outputs == folders
     if real.tsne:
-        assert Path(real.tsne["real_datalist"]).parent.as_posix() in folders
         assert real.tsne["dataset"] in {d.name for d in real.datasets}
 
 
@@ -140,11 +140,14 @@ def test_twin_runs_and_generators_read_the_converted_datalist(twin):
     runner = GridRunner(spec, dry_run=True, log=lambda *_: None)
     records = runner.run()
     assert records and not runner.failed
-    datalist = spec.datasets[0].split["datalist"]
+    folder = spec.datasets[0].dataset_dir
     for record in [*records, *runner.generator_records]:
         assert record["status"] == "dry_run", record
-        call = record["overrides"]["datalist"]
-        assert call.startswith(f"$common.data.make_split_datalist({datalist!r}, "), call
+        overrides = record["overrides"]
+        assert overrides["dataset_dir"] == folder, record  # no phantom folder under output_dir/data
+        if "datalist" in overrides:  # a `split` subset of the conversion's datalist
+            source = str(Path(folder) / "datalist.json")
+            assert overrides["datalist"].startswith(f"$common.data.make_split_datalist({source!r}, "), overrides
     assert all(r["overrides"]["phantom_kind"] == "none" for r in records)
 
 
