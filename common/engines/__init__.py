@@ -13,6 +13,7 @@ from .checkpoint import (
 from .cyclegan_step import ATTENTION_MODES, CycleGANStep
 from .detection_step import DetectionStep, detection_collate
 from .diff_augment import DiffAugment
+from .ga_unet_step import GAUNetStep
 from .gan_step import GANStep
 from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
@@ -55,3 +56,4 @@ __all__ = [
     "unwrap",
 ]
 __all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]
+__all__ += ["GAUNetStep"]
