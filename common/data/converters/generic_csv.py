@@ -8,14 +8,16 @@ The CSV (the converter's input is the file itself) has one row per scan and the 
 - ``label`` (optional): integer mask file (same geometry as the image); the engine's class (foreground present)
   comes from it unless a ``class`` column is given;
 - ``class`` (optional): integer class of the scan (3D output);
-- ``box`` (optional, 3D output): JSON list of boxes, ``[[x1, y1, z1, x2, y2, z2], ...]`` in voxel indices of the
-  image (``box_coordinates="voxel"``, start inclusive, end exclusive) or ``[[x, y, z, w, h, d], ...]`` centre and
-  edge lengths in LPS millimetres like LUNA16's annotations (``box_coordinates="world"``, converted with
-  :py:func:`.luna16.world_box_to_voxels`); an empty cell is a scan without box.
+- ``box`` (optional): JSON list of boxes, ``[[x1, y1, z1, x2, y2, z2], ...]`` in voxel indices of the
+  image (``box_coordinates="voxel"``, start inclusive, end exclusive; ``[[x1, y1, x2, y2], ...]`` for a single-slice
+  image) or ``[[x, y, z, w, h, d], ...]`` centre and edge lengths in LPS millimetres like LUNA16's annotations
+  (``box_coordinates="world"``, converted with :py:func:`.luna16.world_box_to_voxels`); an empty cell is a scan
+  without box. 2D output cuts the boxes into the slices they cross (2D corner boxes per slice).
 
 Paths are relative to the CSV file's folder (or absolute). Each row is one case (``case`` = the patient, followed by
-``_<k>`` when the patient has several rows); the engine writes 3D volumes or, with a ``label`` column, 2D slices,
-splits by patient and validates the datalist with :py:func:`common.data.validate_datalist`. Missing required columns
+``_<k>`` when the patient has several rows); the engine writes 3D volumes or 2D slices,
+splits by patient and validates the datalist with :py:func:`common.data.validate_datalist`. 2D slices need a
+``label`` or a ``box`` column (a slice's class: mask present, else crossed by a box). Missing required columns
 raise :class:`LayoutError` before anything is written; a row with a missing file, an empty cell, a non-integer class
 or a malformed box is a listed skip naming the row and patient with the reason.
 """
@@ -45,6 +47,7 @@ from common.data.converters.engine import (
     write_case,
 )
 from common.data.converters.luna16 import world_box_to_voxels
+from common.data.preprocessing import axial_axis
 
 __all__ = ["GenericCSVConverter"]
 
@@ -169,10 +172,10 @@ class GenericCSVConverter(VolumeConverter):
             try:
                 boxes = json.loads(text) if text else []
                 if not isinstance(boxes, list) or any(
-                    not isinstance(b, list) or len(b) != 6 or not all(isinstance(v, (int, float)) for v in b)
+                    not isinstance(b, list) or len(b) not in (4, 6) or not all(isinstance(v, (int, float)) for v in b)
                     for b in boxes
                 ):
-                    raise ValueError("expected [[6 numbers], ...]")
+                    raise ValueError("expected [[6 numbers], ...], or [[4 numbers], ...] for single-slice images")
                 attributes["box"] = [[float(v) for v in b] for b in boxes]
             except ValueError as e:
                 problems.append(f"box {text!r} malformed ({e})")
@@ -203,9 +206,17 @@ class GenericCSVConverter(VolumeConverter):
             )
 
     def _voxel_boxes(self, boxes: list[list[float]], loaded: LoadedCase) -> list[list[int]]:
+        """3D voxel boxes ``[x1, y1, z1, x2, y2, z2]`` of the loaded volume (a 4-number box of a single-slice image
+        spans its one slice)."""
         shape = loaded.channels[0].shape
         result = []
         for i, box in enumerate(boxes):
+            if len(box) == 4:
+                if shape[2] != 1:
+                    raise CaseError(f"box {i} {box} has 4 numbers: 2D boxes need a single-slice image, not {shape}")
+                if self.box_coordinates == "world":
+                    raise CaseError(f"box {i} {box}: world boxes need 6 numbers (LPS mm centre and size)")
+                box = [box[0], box[1], 0, box[2], box[3], 1]
             if self.box_coordinates == "world":
                 try:
                     voxels, _ = world_box_to_voxels(box[:3], box[3:], loaded.affine, shape)
@@ -223,32 +234,53 @@ class GenericCSVConverter(VolumeConverter):
     def write_case(
         self, loaded: LoadedCase, case: Case, folder: Path, prefix: str, options: OutputOptions
     ) -> dict[str, Any]:
-        """The engine's output, with the CSV's class and voxel boxes; without a label column no mask is kept."""
-        if options.spatial_dims == 2 and not self.has_label:
-            raise CaseError("2D output needs a 'label' column (the class of a slice comes from its mask)")
-        if options.spatial_dims == 2 and self.has_box:
-            raise CaseError("boxes are converted for 3D output only (spatial_dims=3)")
+        """The engine's output, with the CSV's class and voxel boxes; without a label column no mask is kept.
+
+        2D output cuts each 3D box into the slices it crosses: a slice's boxes are the in-plane extents
+        ``[x1, y1, x2, y2]`` (the two axes other than the slice axis, in order) of the boxes that contain the slice,
+        as CPGGAN (Han's thesis, sec. 5.2.1) and 2D detection read them. Without a label column the class of a slice
+        is then "crossed by a box" (at least ``min_area`` box pixels), from a mask made of the boxes.
+        """
+        if options.spatial_dims == 2 and not (self.has_label or self.has_box):
+            raise CaseError("2D output needs a 'label' or a 'box' column (the class of a slice comes from either)")
         boxes = self._voxel_boxes(case.attributes.get("box", []), loaded) if self.has_box else None
+        if options.spatial_dims == 2 and boxes is not None and not self.has_label:
+            mask = np.zeros(loaded.label.shape, dtype=np.uint8)
+            for b in boxes:
+                mask[b[0] : b[3], b[1] : b[4], b[2] : b[5]] = 1
+            loaded = dataclasses.replace(loaded, label=mask)
         record = write_case(
             loaded, dataclasses.replace(case, attributes={}), self.channel_names, folder, prefix, options
         )
+        axis = axial_axis(loaded.affine) if options.slice_axis is None else options.slice_axis
+        in_plane = [a for a in range(3) if a != axis]
         for entry in record["entries"]:
             if not self.has_label:
                 os.remove(folder / Path(entry.pop("label")).name)
             if self.has_class and options.spatial_dims == 3:
                 entry["class"] = int(case.attributes["class"])
-            elif not self.has_label:
-                entry.pop("class")  # neither a mask nor a class column: no class
+            elif not (self.has_label or (boxes is not None and options.spatial_dims == 2)):
+                entry.pop("class")  # neither a mask, nor boxes cut into slices, nor a class column: no class
             if boxes is not None:
-                entry["box"] = boxes
-                entry["box_label"] = [0] * len(boxes)
+                if options.spatial_dims == 2:
+                    index = entry["slice"]
+                    entry["box"] = [
+                        [b[in_plane[0]], b[in_plane[1]], b[in_plane[0] + 3], b[in_plane[1] + 3]]
+                        for b in boxes
+                        if b[axis] <= index < b[axis + 3]
+                    ]
+                else:
+                    entry["box"] = boxes
+                entry["box_label"] = [0] * len(entry["box"])
         return record
 
     def validation_args(self, options: OutputOptions) -> dict[str, Any]:
         return {
             "label_key": "label" if self.has_label else None,
             "box_key": "box" if self.has_box else None,
-            "class_key": "class" if (self.has_label or self.has_class) else None,
+            "class_key": (
+                "class" if (self.has_label or self.has_class or (self.has_box and options.spatial_dims == 2)) else None
+            ),
             "required_keys": ("patient",),
             "spatial_dims": options.spatial_dims,
             "num_channels": len(self.columns),

@@ -151,3 +151,30 @@ def test_sources_refuse_what_they_cannot_honour(tmp_path, prepare_data, capsys):
     with pytest.raises(ValueError, match="voxel boxes index"):
         convert("csv", tmp_path / "list.csv", tmp_path / "csv_out", spacing="2,2,2", progress=False)
     assert not (tmp_path / "csv_out").exists()
+
+
+def test_csv_boxes_cut_into_slices_for_2d_detection(tmp_path):
+    """CPGGAN / 2D detection from the CSV route: a 3D voxel box becomes a 2D box on each slice it crosses, a slice
+    without box is a negative (class from the boxes when there is no mask), a single-slice image takes 4-number
+    boxes."""
+    volume = np.arange(8 * 6 * 5, dtype=np.int16).reshape(8, 6, 5)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "v.nii.gz"))
+    nib.save(nib.Nifti1Image(volume[:, :, :1], np.eye(4)), str(tmp_path / "s.nii.gz"))
+    (tmp_path / "list.csv").write_text(
+        'patient,image,box\na,v.nii.gz,"[[1, 2, 1, 4, 5, 3], [5, 0, 2, 7, 2, 4]]"\nb,s.nii.gz,"[[2, 1, 6, 3]]"\n'
+    )
+    out = tmp_path / "out"
+    convert("csv", tmp_path / "list.csv", out, spatial_dims=2, split="1:1:0", progress=False)
+    entries = {(e["patient"], e["slice"]): e for e in _entries(out)}
+    assert sorted(entries) == [("a", z) for z in range(5)] + [("b", 0)]
+    boxes = {z: entries["a", z]["box"] for z in range(5)}
+    assert boxes == {0: [], 1: [[1, 2, 4, 5]], 2: [[1, 2, 4, 5], [5, 0, 7, 2]], 3: [[5, 0, 7, 2]], 4: []}
+    assert [entries["a", z]["class"] for z in range(5)] == [0, 1, 1, 1, 0]
+    assert entries["a", 2]["box_label"] == [0, 0] and entries["b", 0]["box"] == [[2, 1, 6, 3]]
+    assert "label" not in entries["a", 1] and not list(out.glob("cases/a/*seg*"))
+    assert _load(out, entries["a", 1]["image"][0]).shape == (8, 6)
+    # a 4-number box on a volume of several slices is a listed skip
+    (tmp_path / "bad.csv").write_text('patient,image,box\na,v.nii.gz,"[[2, 1, 6, 3]]"\nb,s.nii.gz,\n')
+    summary = convert("csv", tmp_path / "bad.csv", tmp_path / "bad", spatial_dims=2, split="1:0:0", progress=False)
+    assert [s["case"] for s in summary["skipped"]] == ["a"]
+    assert "2D boxes need a single-slice image" in summary["skipped"][0]["reason"]
