@@ -45,8 +45,10 @@ class SameClassPairDataset(Randomizable, Dataset):
     Both images go through one transform chain, e.g. ``LoadImaged(keys=["image", "pair"])``; a random transform on
     both keys applies the same random parameters to the two images of a pair.
 
-    In data-loader workers, MONAI's :func:`~monai.data.utils.worker_init_fn` (used by ``monai.data.DataLoader``)
-    calls :meth:`set_random_state` with each worker's seed, which seeds the draws and the transform chain.
+    ``monai.data.DataLoader`` reseeds the dataset through :meth:`set_random_state`, which seeds the draws and the
+    transform chain: from the global torch generator when it is built with ``num_workers=0``, and with each
+    worker's seed in its workers (:func:`~monai.data.utils.worker_init_fn`); the draws then follow the run's seed
+    (``monai.utils.set_determinism``) rather than ``seed``.
 
     Args:
         data: datalist entries, each with ``image_key`` and an integer ``class_key``.

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 from common.data import SameClassPairDataset
-from common.engines import GAUNetStep, StepTrainer
+from common.engines import CheckpointHandler, GAUNetStep, ResumeHandler, StepTrainer, latest_checkpoint
+from ignite.engine import Events
 from monai.data import DataLoader
 
 SHAPE = (1, 4, 4)
@@ -161,3 +162,37 @@ def test_two_iterations_with_the_step_trainer_on_pairs():
     x_i, x_j = step.samples()[:2], step.samples()[2:4]
     classes = (x_i * 8).round().long() % 2, (x_j * 8).round().long() % 2
     assert torch.equal(*classes) and not torch.equal(x_i, x_j)  # the critic's real pairs are same-class pairs
+
+
+def _pair_run(ckpt_dir, resume=False, stop_at=None):
+    """6 iterations (2 epochs of 3 over a shuffled loader of 4 pair batches), a checkpoint every iteration.
+
+    Returns:
+        per iteration: the x_j of the batch (the partner draws) and the losses.
+    """
+    images = [{"image": np.full(SHAPE, k / 8, np.float32), "class": k % 2} for k in range(8)]
+    torch.manual_seed(0)  # MONAI's DataLoader reseeds the dataset from the global generator
+    loader = DataLoader(SameClassPairDataset(images, seed=1), batch_size=2, shuffle=True)
+    step, _, _ = make_step(optimizer="adam")
+    handlers = [
+        ResumeHandler(ckpt_dir, step, resume=resume),
+        CheckpointHandler(ckpt_dir, step, save_interval=1, epoch_level=False, n_saved=None),
+    ]
+    trainer = StepTrainer("cpu", 2, loader, step, epoch_length=3, handlers=handlers, seed=0)
+    records = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: records.append((step.samples()[2:4].flatten().tolist(), e.state.output))
+    )
+    if stop_at is not None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda e: e.terminate())
+    trainer.run()
+    return records
+
+
+def test_resumed_run_draws_the_same_pairs_and_losses(tmp_path):
+    """The partner draws live in the dataset's RandomState: a run stopped mid-epoch and resumed equals the full run."""
+    full = _pair_run(tmp_path / "full")
+    before = _pair_run(tmp_path / "stopped", stop_at=4)
+    assert torch.load(latest_checkpoint(tmp_path / "stopped"), weights_only=True)["trainer"]["iteration"] == 4
+    after = _pair_run(tmp_path / "stopped", resume=True)
+    assert len(full) == 6 and before[:4] + after == full
