@@ -25,6 +25,7 @@ from .nodule import (
     unit_to_hu,
 )
 from .pseudo_label import DifferencePseudoLabeld
+from .shift import RandShiftFractiond
 from .spatial import SpatialAxesError, SqueezeToSpatialDims, SqueezeToSpatialDimsd
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "sample_lung_box",
     "unit_to_hu",
     "DifferencePseudoLabeld",
+    "RandShiftFractiond",
     "SpatialAxesError",
     "SqueezeToSpatialDims",
     "SqueezeToSpatialDimsd",
