@@ -91,3 +91,7 @@ from common.metrics.outliers import (  # noqa: E402
 )
 
 __all__ += ["OUTLIER_METHODS", "FeatureOutlierFilter", "OutlierResult", "image_feature_vectors"]
+
+from common.metrics.pixel_accuracy import PixelAccuracyMetric, mean_confidence_interval, pixel_accuracy  # noqa: E402
+
+__all__ += ["PixelAccuracyMetric", "mean_confidence_interval", "pixel_accuracy"]
