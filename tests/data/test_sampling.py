@@ -4,6 +4,7 @@ thesis Table 2: many more synthetic than real images)."""
 from collections import Counter
 
 import pytest
+import torch
 from common.data import balance_classes, mix_synthetic
 
 
@@ -73,3 +74,21 @@ def test_mix_synthetic_ratio_above_one_draws_distinct_images_when_there_are_enou
         small = mix_synthetic(real, synthetic[:50], ratio=24.0, seed=0)
     assert len(small) == 5 + 120 and len({e["image"] for e in small[5:]}) <= 50
     assert "drawing with replacement (generate at least 120 images" in caplog.text
+
+
+def test_conditional_latent_samples():
+    from common.data import conditional_latent_samples
+
+    entries = [{"image": "a.nii.gz", "class": 0}, {"image": "b.nii.gz", "class": 1}]
+    out = conditional_latent_samples(entries, 3, 4, seed=1)
+    assert [(e["image"], e["class"], e["source_index"], e["sample_index"]) for e in out] == [
+        ("a.nii.gz", 0, 0, 0), ("a.nii.gz", 0, 0, 1), ("a.nii.gz", 0, 0, 2),
+        ("b.nii.gz", 1, 1, 0), ("b.nii.gz", 1, 1, 1), ("b.nii.gz", 1, 1, 2),
+    ]  # fmt: skip
+    z = torch.stack([e["z"] for e in out])
+    assert z.shape == (6, 4) and len({tuple(v.tolist()) for v in z}) == 6
+    again = conditional_latent_samples(entries, 3, 4, seed=1)
+    assert all(torch.equal(a["z"], b["z"]) for a, b in zip(out, again))
+    assert "z" not in entries[0]
+    with pytest.raises(ValueError):
+        conditional_latent_samples(entries, 0, 4)
