@@ -35,16 +35,18 @@ TINY_PHANTOM_OF = {"brain_mr_2d": "segmentation", "brain_metastases": "cpggan", 
 SLICE_AFFINE = np.array(
     [[-0.9375, 0.0, 0.0, 14.5], [0.0, -0.8, 0.0, 12.0], [0.0, 0.0, 5.0, -37.5], [0.0, 0.0, 0.0, 1.0]]
 )
-#: every 2D bundle: its phantom kind and the id of the entries its trainer iterates over.
+#: every 2D bundle (test id -> bundle, its 2D variants before tiny, its phantom kind, the id of the entries its trainer
+#: iterates over); detection is 3D unless merged with its 2d.yaml.
 BUNDLES_2D = {
-    "cda_gan": ("brain_mr_2d", "train#datalist"),
-    "classification": ("brain_mr_2d", "train#entries"),
-    "cpggan": ("brain_metastases", "train#datalist"),
-    "dcgan_wgan": ("brain_mr_2d", "train#datalist"),
-    "munit": ("brain_mr_2d", "train#datalist"),
-    "pggan": ("brain_mr_2d", "train#datalist"),
-    "segmentation": ("brain_mr_2d", "train#datalist"),
-    "simgan": ("brain_mr_2d", "train#datalist"),
+    "cda_gan": ("cda_gan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "classification": ("classification", ("tiny.yaml",), "brain_mr_2d", "train#entries"),
+    "cpggan": ("cpggan", ("tiny.yaml",), "brain_metastases", "train#datalist"),
+    "dcgan_wgan": ("dcgan_wgan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "detection-2d": ("detection", ("2d.yaml", "tiny_2d.yaml"), "brain_metastases", "train#datalist"),
+    "munit": ("munit", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "pggan": ("pggan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "segmentation": ("segmentation", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "simgan": ("simgan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
 }
 #: one iteration of one epoch, whatever the bundle's own schedule.
 ONE_ITERATION = {"max_epochs": 1, "train#trainer#epoch_length": 1}
@@ -154,16 +156,17 @@ def _loaded(workflow: ConfigWorkflow, chain_id: str, entry: dict) -> MetaTensor:
     return Compose(chain)({"image": entry["image"]})["image"]
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLES_2D))
-def test_2d_bundle_trains_on_hw1_nifti(name: str, slice_sets: dict[str, Path], tmp_path: Path) -> None:
-    kind, entries_id = BUNDLES_2D[name]
+@pytest.mark.parametrize("case", sorted(BUNDLES_2D))
+def test_2d_bundle_trains_on_hw1_nifti(case: str, slice_sets: dict[str, Path], tmp_path: Path) -> None:
+    name, variants, kind, entries_id = BUNDLES_2D[case]
     root = _bundle_copy(name, tmp_path)
     override = {"dataset_dir": str(slice_sets[kind]), "phantom_kind": "none", **ONE_ITERATION}
     if name in ("munit", "simgan"):  # their stand-in synthetic domain, degraded from the datalist: in the copy
         override["default_synthetic_datalist"] = str(root / "synthetic" / "datalist.json")
     if name == "dcgan_wgan":  # the end-of-run FID/KID (seconds) reads through the training chain again
         override["summary_metrics"] = False
-    workflow, _ = run_workflow(configs(root, "train.yaml", "tiny.yaml"), "training", **override)
+    workflow, _ = run_workflow(configs(root, "train.yaml", *variants), "training", **override)
+    assert workflow.parser.get_parsed_content("spatial_dims") == 2
     files = _check_trained(workflow, root, entries_id, slice_sets[kind])
     assert all(nib.load(f).shape[2:] == (1,) for f in files)
 
