@@ -89,9 +89,10 @@ class SameClassPairDataset(Randomizable, Dataset):
                 problems.append(DatalistProblem(section, index, image_key, None, f"missing key '{image_key}'"))
             label = entry.get(class_key)
             if isinstance(label, bool) or not isinstance(label, Integral):
-                problems.append(
-                    DatalistProblem(section, index, class_key, None, f"the class must be an integer, got {label!r}")
+                problem = (
+                    f"missing key '{class_key}'" if label is None else f"the class must be an integer, got {label!r}"
                 )
+                problems.append(DatalistProblem(section, index, class_key, None, problem))
                 continue
             members.setdefault(int(label), []).append(index)
         if not self.data:

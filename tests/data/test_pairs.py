@@ -54,6 +54,8 @@ def test_single_image_class_is_an_error_naming_the_class_unless_allowed():
 def test_bad_entries_are_errors():
     with pytest.raises(DatalistError, match=r"training\[1\] class.*integer, got 'a'"):
         SameClassPairDataset([{"image": "x", "class": 0}, {"image": "y", "class": "a"}, {"image": "z", "class": 0}])
+    with pytest.raises(DatalistError, match=r"validation\[0\] class: missing key 'class'"):
+        SameClassPairDataset([{"image": "x"}, {"image": "y", "class": 0}], section="validation")
     with pytest.raises(DatalistError, match="no entries"):
         SameClassPairDataset([])
 
