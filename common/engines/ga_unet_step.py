@@ -19,6 +19,11 @@ whose condition is ``x_i``, and its real pairs carry ``x_j`` in that slot, so th
 the real pair member ``x_j`` and ``x_g`` in the image slot with the condition ``x_i`` held fixed
 (``gradient_penalty(D(., x_i), x_j, x_g)``), the gradient being taken with respect to the image slot. Interpolating
 towards ``x_i`` itself would penalise the critic on the line to the pair ``(x_i, x_i)``, which it never sees as real.
+
+The baselines of Table II are this step with the image condition switched off (``image_condition=False``: both
+networks get zeros in place of ``x_i``, so ``G`` maps noise to images and ``D`` judges single images, real ``x_j``
+against ``G(z)``): the GAN without labels, the class-conditional GAN (cGAN, eq. 2) with them. They share GA-UNet's
+networks, loss and optimiser, so Table II compares the conditioning only.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class GAUNetStep(TrainingStep):
         n_critic: critic updates (each on a new batch) per generator update (1, sec. II-D).
         use_labels: pass the batch's classes (``class_key``, ``(B,)`` integers) to both networks as ``labels``
             (sec. II-B, last paragraph: "the class information is provided").
+        image_condition: give both networks ``x_i`` (GA-UNet); ``False`` gives them zeros of its shape (the GAN and
+            cGAN baselines of Table II).
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
         image_key: batch key of ``x_i``.
         pair_key: batch key of ``x_j``.
@@ -71,6 +78,7 @@ class GAUNetStep(TrainingStep):
         gp_weight: float = 10.0,
         n_critic: int = 1,
         use_labels: bool = False,
+        image_condition: bool = True,
         amp: bool = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
@@ -95,6 +103,7 @@ class GAUNetStep(TrainingStep):
         self.latent_dim = int(latent_dim)
         self.gp_weight = float(gp_weight)
         self.use_labels = bool(use_labels)
+        self.image_condition = bool(image_condition)
         self.pair_key, self.class_key = pair_key, class_key
         self.wgan = AdversarialLoss("wgan")
         self.last_samples: torch.Tensor | None = None
@@ -113,6 +122,8 @@ class GAUNetStep(TrainingStep):
                 f"'{self.image_key}' (x_i) and '{self.pair_key}' (x_j) must have the same shape, got "
                 f"{tuple(condition.shape)} and {tuple(pair.shape)}."
             )
+        if not self.image_condition:
+            condition = torch.zeros_like(condition)
         labels = self.labels(batchdata)
         batch = condition.shape[0]
         generated: list[torch.Tensor] = []

@@ -151,6 +151,17 @@ def test_labels_reach_both_networks_and_amp_runs():
     assert all(labels is None for labels in g.labels + d.labels)
 
 
+def test_baselines_without_the_image_condition():
+    """GAN / cGAN of Table II: both networks get zeros where GA-UNet gives x_i; the critic's real image is x_j."""
+    step, g, d = make_step(num_classes=3, image_condition=False)
+    data = batch()
+    step(engine(1), data)
+    assert all(not c.any() for _, c, _ in d.inputs)  # every critic call: condition slot zeros
+    reals = [i for i, c, grad in d.inputs if not grad and torch.equal(i, data["pair"])]
+    assert reals, "the critic never saw x_j as the real image"
+    assert all(torch.equal(labels, data["class"]) for labels in g.labels)  # cGAN: the class still conditions
+
+
 def test_two_iterations_with_the_step_trainer_on_pairs():
     images = [{"image": np.full(SHAPE, k / 8, np.float32), "class": k % 2} for k in range(8)]
     loader = DataLoader(SameClassPairDataset(images, seed=1), batch_size=2, shuffle=True)
