@@ -9,6 +9,7 @@ from .cyclegan import (
     attention_translate,
 )
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .ga_unet import GAUNetBlock, GAUNetCritic, GAUNetGenerator
 from .mcgan import (
     MCGAN_NUM_CONDITIONS,
     MCGANContextDiscriminator,
@@ -51,6 +52,9 @@ __all__ = [
     "CrossDomainTranslator",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "GAUNetBlock",
+    "GAUNetCritic",
+    "GAUNetGenerator",
     "PatchGANDiscriminator",
     "ResNetGenerator",
     "ResidualAttentionBlock",
