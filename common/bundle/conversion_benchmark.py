@@ -359,8 +359,10 @@ def measure_conversion(
     }
 
 
-def _median_ms(times: Sequence[float]) -> float:
-    return round(1000 * statistics.median(times), 3)
+def _milliseconds(times: Sequence[float]) -> dict[str, float]:
+    """Median and minimum of ``times`` (seconds) in milliseconds; the minimum is the write least disturbed by other
+    processes."""
+    return {"median": round(1000 * statistics.median(times), 3), "min": round(1000 * min(times), 3)}
 
 
 def benchmark_nifti_writer(
@@ -379,8 +381,8 @@ def benchmark_nifti_writer(
         shape: the volume shape; the slices are ``shape[:2]``.
 
     Returns:
-        per array: ``shape``, ``dtype``, ``bytes`` (the file), median milliseconds per file of ``nibabel_save`` and
-        ``save_nifti``, ``speedup`` and ``identical_bytes``.
+        per array: ``shape``, ``dtype``, ``bytes`` (the file), milliseconds per file (median and minimum) of
+        ``nibabel_save_ms`` and ``save_nifti_ms``, ``speedup`` (ratio of the minima) and ``identical_bytes``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -413,9 +415,9 @@ def benchmark_nifti_writer(
             "dtype": str(array.dtype),
             "bytes": len(after),
             "files": count,
-            "nibabel_save_ms": _median_ms(times["nibabel_save"]),
-            "save_nifti_ms": _median_ms(times["save_nifti"]),
-            "speedup": round(statistics.median(times["nibabel_save"]) / statistics.median(times["save_nifti"]), 2),
+            "nibabel_save_ms": _milliseconds(times["nibabel_save"]),
+            "save_nifti_ms": _milliseconds(times["save_nifti"]),
+            "speedup": round(min(times["nibabel_save"]) / min(times["save_nifti"]), 2),
             "identical_bytes": before == after,
         }
     return results
