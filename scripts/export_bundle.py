@@ -7,7 +7,8 @@ Example::
     cd /tmp/export/dcgan_wgan && python -m monai.bundle run training --config_file configs/train.yaml
 
 Publishing trained weights to the model zoo (the variant files they were trained with are merged into the configs,
-and ``large_files.yml`` lists the weights with their md5)::
+``configs/metadata.json``'s ``network_data_format`` is rewritten for the merged network, whose shapes a variant may
+change, and ``large_files.yml`` lists the weights with their md5)::
 
     python scripts/export_bundle.py --bundle bundles/dcgan_wgan --output_dir /tmp/export \
         --weights bundles/dcgan_wgan/models/model.pt --variants "['configs/variants/3d.yaml']" \
@@ -37,7 +38,8 @@ def main(
         overwrite: replace an existing non-empty export.
         name: exported folder name, defaults to the bundle folder's name.
         weights: trained weights to publish (e.g. ``<bundle>/models/model.pt``), copied to ``models/model.pt``.
-        variants: variant file(s) the weights were trained with, relative to the bundle folder; merged into the configs.
+        variants: variant file(s) the weights were trained with, relative to the bundle folder; merged into the configs,
+            and the metadata's ``network_data_format`` describes the merged network.
         weights_url: URL the weights will be uploaded to, written to ``large_files.yml`` with their md5.
     """
     variant_list = [variants] if isinstance(variants, str) else list(variants)

@@ -10,6 +10,9 @@ Examples::
 
 Full mode checks the bundle's local ``models/model.pt`` if it has one: pass the variant files it was trained with
 (``--variants``), or ``--fresh_weights true`` to check freshly initialised weights of the default network instead.
+Full mode also compares the input and output shapes that ``metadata.json`` declares with those of ``network_def``
+(merged with ``--variants``): a repository bundle's metadata describes its default network, an export made with
+``scripts/export_bundle.py --variants`` describes the merged one.
 The checks reproduce the MONAI model zoo's ``ci/verify_bundle.py`` and code-format check at model-zoo commit
 dfae206df112837d817e78d3727c9f32b3b52e82 (``common.bundle.verify.ZOO_COMMIT``).
 

@@ -17,22 +17,25 @@ Run outputs (``models/``, ``eval/``, ``data/``, ``runs/``, ``outputs/``) and cac
 
 Publishing trained weights (``weights``, ``variants``, ``weights_url``): the trained ``models/model.pt`` is copied into
 the export, the variant files it was trained with are merged into every top-level config (so that the inference
-config's ``network_def`` alone fits the weights, as the zoo's checks read it; the fit is checked), and
-``large_files.yml`` lists the file with its URL and md5 hash in the zoo's format::
+config's ``network_def`` alone fits the weights, as the zoo's checks read it; the fit is checked), the
+``network_data_format`` of ``configs/metadata.json`` is rewritten for the merged network (a variant may change its
+input and output shapes; :mod:`common.bundle.network_format`), and ``large_files.yml`` lists the file with its URL
+and md5 hash in the zoo's format::
 
     large_files:
     - path: models/model.pt
       url: <where the file is uploaded>
       hash_val: <md5 of the file>
       hash_type: md5
-  Because
-``python -m monai.bundle run ...`` puts the working directory first on ``sys.path``, running the exported bundle from
+
+Because ``python -m monai.bundle run ...`` puts the working directory first on ``sys.path``, running the exported bundle from
 inside its folder imports the vendored ``common`` rather than any installed copy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -40,6 +43,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import common
+from common.bundle.network_format import describe_network, write_network_data_format
 
 __all__ = [
     "RUN_OUTPUT_DIRS",
@@ -243,6 +247,17 @@ def _check_weights_fit(bundle_dir: Path, weights: Path, net_id: str = "network_d
         ) from e
 
 
+def _describe_merged_network(bundle_dir: Path) -> None:
+    """Rewrite the ``network_data_format`` of the bundle's metadata for ``network_def`` of its (merged) inference
+    config (:func:`common.bundle.network_format.describe_network`); a bundle without an inference config or without
+    that metadata key is left as it is."""
+    inference = next((bundle_dir / "configs").glob("inference.*"), None)
+    meta_file = bundle_dir / "configs" / "metadata.json"
+    if inference is None or "network_data_format" not in json.loads(meta_file.read_text(encoding="utf-8")):
+        return
+    write_network_data_format(meta_file, describe_network(inference, meta_file, bundle_dir))
+
+
 def export_bundle(
     bundle_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -268,7 +283,8 @@ def export_bundle(
         weights: trained weights to publish (a state dict, e.g. the bundle's ``models/model.pt``), written to
             ``WEIGHTS_PATH`` of the export; needs ``weights_url``.
         variants: the variant files the weights were trained with (relative to ``bundle_dir`` or absolute), merged
-            into the exported workflow configs (:func:`merge_variants`).
+            into the exported workflow configs (:func:`merge_variants`); the exported metadata's
+            ``network_data_format`` then describes the merged inference config's ``network_def``.
         weights_url: the URL ``weights`` will be downloaded from, written to ``large_files.yml`` with its md5.
 
     Returns:
@@ -310,6 +326,7 @@ def export_bundle(
         _vendor_common(staged / VENDORED_PACKAGE)
         if variant_files:
             merge_variants(staged, variant_files)
+            _describe_merged_network(staged)
         if weights is not None and weights_url:
             (staged / WEIGHTS_PATH).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(weights, staged / WEIGHTS_PATH)

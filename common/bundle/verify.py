@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from common.bundle.export import IGNORED_NAMES, LARGE_FILE_HASHES, RUN_OUTPUT_DIRS, copy_ignore, file_hash
+from common.bundle.network_format import describe_network, network_format_differences
 from common.bundle.zoo_format import ZOO_COMMIT, check_zoo_format
 from common.utils import sha256_file
 
@@ -486,7 +487,10 @@ def check_network(
 ) -> list[str]:
     """Run the network checks of the zoo's full mode on a temporary copy of the bundle.
 
-    1. ``monai.bundle.verify_net_in_out``: ``net_id`` from the inference config on a dummy input shaped from metadata.
+    1. ``monai.bundle.verify_net_in_out``: ``net_id`` from the inference config on a dummy input shaped from metadata;
+       then the metadata's input and output shapes are compared with those of ``net_id`` (:func:`describe_network`:
+       its constructor arguments and a dry forward pass), which the zoo's check leaves out (it compares output
+       channels and dtype only).
     2. ``monai.bundle.ckpt_export`` to TorchScript, from ``models/model.pt`` if present (it must match ``net_id``),
        else from the state dict of a freshly initialised ``net_id`` written into the temporary copy; the TorchScript
        file is loaded back and, when the metadata input shape is fixed, run and compared with the eager network.  A
@@ -531,6 +535,7 @@ def check_network(
                 verify_net_in_out(net_id=net_id, device=device, **common_args)
             except Exception as e:  # noqa: BLE001 - report, do not crash
                 problems.append(f"network: verify_net_in_out failed: {type(e).__name__}: {e}")
+        problems += _data_format_problems(config_file, meta_file, root, net_id)
         if not torchscript or "torchscript" in excluded:
             return problems
 
@@ -574,6 +579,21 @@ def check_network(
             except Exception as e:  # noqa: BLE001
                 problems.append(f"network: models/model.ts does not load: {type(e).__name__}: {e}")
     return problems
+
+
+def _data_format_problems(config_file: Sequence[str], meta_file: Path, root: Path, net_id: str) -> list[str]:
+    """Differences between the metadata's ``network_data_format`` and the shapes ``net_id`` takes and returns
+    (:func:`common.bundle.network_format.describe_network`); ``verify_net_in_out`` checks only output channels."""
+    try:
+        declared = json.loads(meta_file.read_text(encoding="utf-8")).get("network_data_format", {})
+        derived = describe_network(config_file, meta_file, root, net_id)
+    except Exception as e:  # noqa: BLE001 - report, do not crash
+        return [f"network: the shapes of '{net_id}' cannot be derived: {_root_cause(e)}"]
+    names = " + ".join(Path(f).name for f in config_file)
+    return [
+        f"network: metadata.json network_data_format does not describe '{net_id}' of {names}: {d}"
+        for d in network_format_differences(declared, derived)
+    ]
 
 
 def _compare_scripted(net: Any, scripted: Any, parser: Any) -> list[str]:

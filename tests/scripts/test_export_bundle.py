@@ -21,7 +21,8 @@ from common.bundle.export import (
     file_hash,
     runtime_packages,
 )
-from common.bundle.verify import META_SCHEMA_FILE, verify_bundle
+from common.bundle.network_format import describe_network, network_format_differences
+from common.bundle.verify import META_SCHEMA_FILE, check_metadata, check_network, verify_bundle
 from common.bundle.zoo_format import check_zoo_format
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -300,16 +301,16 @@ def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
         _run([sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_arg], cwd=out)
         if run_id == "training":
             assert (out / "models" / "model.pt").is_file()  # the run's outputs land in the export's own folders
-    # publishing the trained weights: full mode passes with the variant they were trained with, and the export of
-    # the weights (variant merged into the configs, large_files.yml) passes it as the zoo reads it, without variants
-    # (the tiny variant changes the latent and image sizes, which metadata.json describes for the default network:
-    # verify_net_in_out, shaped from the metadata, is the one check that a shape-changing variant fails)
+    # publishing the trained weights: the tiny variant changes the latent and image sizes, so the repository's
+    # metadata.json (the default network) does not describe the weights' network; the export of the weights
+    # (variant merged into the configs, metadata rewritten for the merged network, large_files.yml) passes full mode
+    # as the zoo reads it, without variants
     variants = ["configs/variants/tiny.yaml"] if tiny else []
-    # verify_net_in_out and the export's check run, both shaped from the metadata, are what such a variant fails
-    shape = "mat1 and mat2 shapes cannot be multiplied"
-    shape_problems = ["network: verify_net_in_out failed", "network: TorchScript export failed"] if tiny else []
     problems = verify_bundle(out, mode="full", device="cpu", variants=variants)
-    assert [p.split(": RuntimeError")[0] for p in problems] == shape_problems and all(shape in p for p in problems)
+    if tiny:
+        assert_reported(problems, "verify_net_in_out failed", "inputs#image#num_channels: declared 100, network 8")
+    else:
+        assert problems == []
     published = export_bundle(
         real_bundle,
         tmp_path / "publish",
@@ -320,5 +321,57 @@ def test_real_bundle_export_trains(real_bundle: Path, tmp_path: Path) -> None:
     large_files = (published / "large_files.yml").read_text()
     assert "path: models/model.pt" in large_files and file_hash(out / "models" / "model.pt") in large_files
     assert verify_bundle(published, mode="min") == []
-    problems = verify_bundle(published, mode="full", device="cpu")
-    assert [p.split(": RuntimeError")[0] for p in problems] == shape_problems and all(shape in p for p in problems)
+    assert verify_bundle(published, mode="full", device="cpu") == []
+
+
+def assert_reported(problems: list[str], *fragments: str) -> None:
+    """Every fragment occurs in one of the problems."""
+    for fragment in fragments:
+        assert any(fragment in p for p in problems), f"{fragment!r} not in {problems}"
+
+
+@pytest.mark.parametrize("name", ["dcgan_wgan", "classification", "segmentation", "detection"])
+def test_describe_network_reproduces_the_declared_metadata(name: str) -> None:
+    """On the default configuration, the derived shapes are the metadata's: a noise input (latent size, no shape), an
+    image input with an image or class-score output, and a network whose output is not a tensor (kept)."""
+    root = REPO_ROOT / "bundles" / name
+    meta_file = root / "configs" / "metadata.json"
+    declared = json.loads(meta_file.read_text())["network_data_format"]
+    derived = describe_network(root / "configs" / "inference.yaml", meta_file, root)
+    assert network_format_differences(declared, derived) == []
+    assert derived == declared  # the fields not derived are kept as declared
+
+
+def test_publish_a_variant_that_changes_the_network_shapes(tmp_path: Path) -> None:
+    """Weights of the 3D smoke-test variant (3D output, latent size 8): the export's metadata describes that
+    network, and the export passes the zoo's network checks and the metadata schema, read without variants."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    root = REPO_ROOT / "bundles" / MAIN_JOB
+    variants = ["configs/variants/3d.yaml", "configs/variants/tiny_3d.yaml"]
+    parser = ConfigParser()
+    parser.read_config([str(root / "configs" / "inference.yaml"), *(str(root / v) for v in variants)])
+    weights = tmp_path / "model.pt"
+    torch.save(parser.get_parsed_content("network_def").state_dict(), weights)
+    published = export_bundle(
+        root, tmp_path / "publish", weights=weights, variants=variants, weights_url="https://example.org/m.pt"
+    )
+    metadata = json.loads((published / "configs" / "metadata.json").read_text())
+    declared = json.loads((root / "configs" / "metadata.json").read_text())
+    image, pred = metadata["network_data_format"]["inputs"]["image"], metadata["network_data_format"]["outputs"]["pred"]
+    assert (image["num_channels"], image["spatial_shape"]) == (8, [])
+    assert (pred["num_channels"], pred["spatial_shape"], pred["dtype"]) == (4, [16, 16, 16], "float32")
+    assert pred["channel_def"] == declared["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert {k: v for k, v in metadata.items() if k != "network_data_format"} == {
+        k: v for k, v in declared.items() if k != "network_data_format"
+    }
+    assert check_metadata(published) == []
+    assert check_network(published, device="cpu") == []
+    # the repository's metadata describes the default network: the same weights are reported against it
+    problems = check_network(root, device="cpu", torchscript=False, variants=variants)
+    assert_reported(
+        problems,
+        "inputs#image#num_channels: declared 100, network 8",
+        "outputs#pred#spatial_shape: declared [64, 64], network [16, 16, 16]",
+    )
