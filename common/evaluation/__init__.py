@@ -4,6 +4,7 @@ The layer above :mod:`common.engines`: the metrics themselves are the pure funct
 pipeline here reports through :func:`write_report` (a JSON file written atomically and a table in the log).
 
 - :class:`GenerativeEvaluation`: FID, KID, MMD and SSIM diversity of synthetic against real images;
+- :class:`ConditionalGenerativeEvaluation`: FID, PA and the copy check of an image-conditioned generator (GA-UNet);
 - :class:`QuickGenerativeCheck`: the same for a few samples of a generator at the end of training, next to real
   training vs real test images;
 - :class:`TranslationEvaluation`: realism, attention overlap and locality of a P <-> N translation (CDA-GAN);
@@ -19,6 +20,7 @@ pipeline here reports through :func:`write_report` (a JSON file written atomical
 """
 
 from common.evaluation.box_placement import BoxPlacementEvaluation, box_placement_statistics
+from common.evaluation.conditional import ConditionalGenerativeEvaluation
 from common.evaluation.cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from common.evaluation.degraded import make_degraded_synthetic
 from common.evaluation.detection import DetectionEvaluation
@@ -41,6 +43,7 @@ from common.evaluation.translation import TranslationEvaluation
 
 __all__ = [
     "BoxPlacementEvaluation",
+    "ConditionalGenerativeEvaluation",
     "CrossDomainSynthesis",
     "DIFFERENCE_RULES",
     "DetectionEvaluation",

@@ -64,9 +64,9 @@ def gradient_penalty(
     with torch.autocast(device_type=x_hat.device.type, enabled=False):
         score = critic(x_hat, *critic_args)
         if isinstance(score, (list, tuple)):
-            score = torch.stack([s.float().flatten(1).mean(1) for s in score], 0).sum(0)
+            score = torch.stack([s.float().reshape(s.shape[0], -1).mean(1) for s in score], 0).sum(0)
         else:
-            score = score.float().flatten(1).mean(1)
+            score = score.float().reshape(score.shape[0], -1).mean(1)
         (grads,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
     norms = grads.flatten(1).norm(2, dim=1)
     return ((norms - target_norm) ** 2).mean()

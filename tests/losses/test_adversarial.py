@@ -61,6 +61,9 @@ def test_gradient_penalty_linear_critic_exact(spatial):
 
     gp = gradient_penalty(critic, torch.randn(shape), torch.randn(shape))
     assert gp.item() == pytest.approx((w.norm().item() - 1.0) ** 2, rel=1e-4)
+    # a critic with one score per sample, (B,) instead of (B, 1), gives the same penalty
+    flat = gradient_penalty(lambda x: critic(x)[:, 0], torch.randn(shape), torch.randn(shape))
+    assert flat.item() == pytest.approx(gp.item(), rel=1e-4)
 
 
 def test_gradient_penalty_patch_critic_uses_per_sample_mean():
