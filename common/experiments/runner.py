@@ -117,13 +117,18 @@ def split_expression(split: Mapping[str, Any], output: str | os.PathLike, datase
         dataset_dir: the data set's folder (the default source is its ``datalist.json``).
 
     Returns:
-        a ``$common.data.make_split_datalist(...)`` expression (for the ``datalist`` id of a bundle config).
+        a ``$common.data.make_split_datalist(...)`` expression (for the ``datalist`` id of a bundle config).  Its
+        source is made first by ``common.data.prepare_phantom`` with the bundle's ``dataset_dir``, ``phantom_kind``
+        and ``phantom_args`` (nothing is made when the source is not the phantom's own datalist, or the kind is
+        ``none``): the bundle's own ``prepare_phantom`` step receives this ``datalist``, another file than the
+        phantom's, and makes nothing, and it evaluates this expression before it runs.
     """
     cfg = dict(split)
     source = str(cfg.pop("datalist", None) or os.path.join(dataset_dir, "datalist.json"))
     mode, seed = cfg.pop("mode"), int(cfg.pop("seed", 0))
     kwargs = "".join(f", {k}={v!r}" for k, v in cfg.items())
-    return f"$common.data.make_split_datalist({source!r}, {str(output)!r}, mode={mode!r}, seed={seed}{kwargs})"
+    prepared = f"common.data.prepare_phantom(@dataset_dir, @phantom_kind, datalist={source!r}, **@phantom_args)"
+    return f"$common.data.make_split_datalist({prepared} or {source!r}, {str(output)!r}, mode={mode!r}, seed={seed}{kwargs})"
 
 
 def _write_yaml(data: Mapping[str, Any], path: Path) -> None:

@@ -147,7 +147,8 @@ def test_twin_runs_and_generators_read_the_converted_datalist(twin):
         assert overrides["dataset_dir"] == folder, record  # no phantom folder under output_dir/data
         if "datalist" in overrides:  # a `split` subset of the conversion's datalist
             source = str(Path(folder) / "datalist.json")
-            assert overrides["datalist"].startswith(f"$common.data.make_split_datalist({source!r}, "), overrides
+            prepared = f"common.data.prepare_phantom(@dataset_dir, @phantom_kind, datalist={source!r}, **@phantom_args)"
+            assert overrides["datalist"].startswith(f"$common.data.make_split_datalist({prepared} or {source!r}, ")
     assert all(r["overrides"]["phantom_kind"] == "none" for r in records)
 
 
