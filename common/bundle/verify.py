@@ -103,7 +103,13 @@ ZOO_EXCLUSIONS: dict[str, dict[str, str]] = {
         "list, not a tensor), as MONAI's lung_nodule_ct_detection, which the zoo excludes the same way",
         "torchscript": "proposal selection, RoI align and per-image NMS in the forward pass use Python lists of "
         "variable length and dict outputs, which TorchScript cannot script",
-    }
+    },
+    "ga_unet": {
+        "verify_net_in_out": "the generator takes three inputs, the real image x_i, the latent z and the class c "
+        "(paper 002 sec. II-B), and refuses to make up the class the zoo's one-input call leaves out",
+        "torchscript": "the generator's optional latent and class inputs and its shape checks use Python features "
+        "that TorchScript cannot script",
+    },
 }
 
 _PERSONAL_PATH = re.compile(r"(^|[\s'\"=(])(/home/|/Users/|~/|[A-Za-z]:[\\/]+Users[\\/])")
@@ -490,7 +496,8 @@ def check_network(
     1. ``monai.bundle.verify_net_in_out``: ``net_id`` from the inference config on a dummy input shaped from metadata;
        then the metadata's input and output shapes are compared with those of ``net_id`` (:func:`describe_network`:
        its constructor arguments and a dry forward pass), which the zoo's check leaves out (it compares output
-       channels and dtype only).
+       channels and dtype only). A bundle excluded from ``verify_net_in_out`` skips both: the dry pass also calls
+       the network with its one metadata input.
     2. ``monai.bundle.ckpt_export`` to TorchScript, from ``models/model.pt`` if present (it must match ``net_id``),
        else from the state dict of a freshly initialised ``net_id`` written into the temporary copy; the TorchScript
        file is loaded back and, when the metadata input shape is fixed, run and compared with the eager network.  A
@@ -535,7 +542,8 @@ def check_network(
                 verify_net_in_out(net_id=net_id, device=device, **common_args)
             except Exception as e:  # noqa: BLE001 - report, do not crash
                 problems.append(f"network: verify_net_in_out failed: {type(e).__name__}: {e}")
-        problems += _data_format_problems(config_file, meta_file, root, net_id)
+            # the declared shapes against a dry forward pass, which calls the network with one input as well
+            problems += _data_format_problems(config_file, meta_file, root, net_id)
         if not torchscript or "torchscript" in excluded:
             return problems
 

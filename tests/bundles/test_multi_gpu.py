@@ -15,6 +15,7 @@ BUNDLES = {
     "cpggan": ["tiny.yaml"],
     "munit": ["tiny.yaml"],
     "simgan": ["tiny.yaml"],
+    "ga_unet": ["tiny.yaml"],
 }
 
 
