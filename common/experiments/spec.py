@@ -108,6 +108,7 @@ KNOWN_GENERATOR_OUTPUTS: dict[str, dict[str, str]] = {
     },
     # SyntheticDatalistWriter under inference.yaml's synthetic_dir
     "dcgan_wgan": {"synthetic_datalist": "synthetic/datalist.json"},
+    "ga_unet": {"synthetic_datalist": "synthetic/datalist.json"},
 }
 """Outputs of the project's generator bundles, relative to their inference ``output_dir``."""
 

@@ -43,7 +43,7 @@ from monai.utils import ensure_tuple_rep
 
 from .blocks.batch_renorm import BatchRenorm
 
-__all__ = ["GAUNetBlock", "GAUNetCritic", "GAUNetGenerator", "layer_norm"]
+__all__ = ["SamplingDropout", "GAUNetBlock", "GAUNetCritic", "GAUNetGenerator", "layer_norm"]
 
 
 def _leaky_relu(negative_slope: float) -> nn.Module:
@@ -69,6 +69,13 @@ def layer_norm(spatial_dims: int, channels: int) -> nn.Module:
     return get_norm_layer(("group", {"num_groups": 1}), spatial_dims, channels)
 
 
+class SamplingDropout(nn.Dropout):
+    """Dropout that stays active in eval mode: the generator's noise at sampling time as well (pix2pix, sec. 2.2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(x, self.p, training=True, inplace=self.inplace)
+
+
 class GAUNetBlock(nn.Module):
     """One GA-UNet generator block (sec. II-C): residual unit of 3x3 convolutions, then a down- or upscaling layer.
 
@@ -84,6 +91,8 @@ class GAUNetBlock(nn.Module):
         scale: ``"down"`` (encoder) or ``"up"`` (decoder).
         num_convs: 3x3 convolutions of the unit (4 in the paper).
         dropout: dropout probability of the scaling layer.
+        sampling_dropout: keep the dropout active in eval mode too (pix2pix, paper 002 ref. [12], sec. 2.2: "dropout,
+            applied on several layers of our generator at both training and test time").
         negative_slope: leaky ReLU slope (0.01, eq. 8).
         renorm: keyword arguments of every :class:`BatchRenorm` (its clipping schedule).
 
@@ -102,6 +111,7 @@ class GAUNetBlock(nn.Module):
         dropout: float = 0.5,
         negative_slope: float = 0.01,
         renorm: dict | None = None,
+        sampling_dropout: bool = False,
     ) -> None:
         super().__init__()
         if scale not in ("down", "up"):
@@ -125,7 +135,8 @@ class GAUNetBlock(nn.Module):
         else:
             resample = Conv[Conv.CONVTRANS, spatial_dims](out_channels, out_channels, 4, stride=2, padding=1)
             norm = BatchRenorm(out_channels, **renorm)
-        self.scale = nn.Sequential(resample, _leaky_relu(negative_slope), norm, nn.Dropout(dropout))
+        drop = SamplingDropout(dropout) if sampling_dropout else nn.Dropout(dropout)
+        self.scale = nn.Sequential(resample, _leaky_relu(negative_slope), norm, drop)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -168,6 +179,8 @@ class GAUNetGenerator(nn.Module):
         class_channels: channels of the tiled class embedding at the bottleneck.
         num_convs: 3x3 convolutions per block (4 in the paper).
         dropout: dropout probability of every scaling layer (the paper gives no rate).
+        sampling_dropout: keep that dropout active in eval mode (pix2pix's test-time dropout, paper 002 ref. [12]);
+            then two calls with the same ``z`` differ.
         negative_slope: leaky ReLU slope (0.01, eq. 8).
         renorm: keyword arguments of every :class:`BatchRenorm`, e.g. its clipping schedule
             (``warmup_steps``, ``r_ramp_steps``, ``d_ramp_steps``, ``r_max_final``, ``d_max_final``).
@@ -193,6 +206,7 @@ class GAUNetGenerator(nn.Module):
         dropout: float = 0.5,
         negative_slope: float = 0.01,
         renorm: dict | None = None,
+        sampling_dropout: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -209,7 +223,13 @@ class GAUNetGenerator(nn.Module):
         self.latent_channels = latent_channels
         self.num_classes = num_classes
         self.bottleneck_size = tuple(s // factor for s in self.image_size)
-        block_args = {"num_convs": num_convs, "dropout": dropout, "negative_slope": negative_slope, "renorm": renorm}
+        block_args = {
+            "num_convs": num_convs,
+            "dropout": dropout,
+            "negative_slope": negative_slope,
+            "renorm": renorm,
+            "sampling_dropout": sampling_dropout,
+        }
         self.encoder = nn.ModuleList(
             GAUNetBlock(spatial_dims, c_in, c_out, "down", **block_args)
             for c_in, c_out in zip((in_channels,) + channels[:-1], channels)

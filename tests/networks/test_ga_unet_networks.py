@@ -4,6 +4,7 @@ import pytest
 import torch
 from common.networks import GAUNetCritic, GAUNetGenerator
 from common.networks.blocks import BatchRenorm
+from common.networks.ga_unet import SamplingDropout
 
 TINY_G = {"channels": (2, 3, 4, 4), "latent_dim": 5, "latent_channels": 2, "class_channels": 2}
 TINY_D = {"growth_rate": 2, "init_channels": 3}
@@ -154,3 +155,13 @@ def test_invalid_arguments():
         GAUNetGenerator(1, 1, 1, image_size=16)
     with pytest.raises(ValueError, match="spatial_dims"):
         GAUNetCritic(4, 1)
+
+
+def test_sampling_dropout_keeps_the_generator_stochastic_in_eval_mode():
+    kwargs = {"latent_dim": 8, "image_size": 16, "channels": (4, 8), "latent_channels": 4}
+    x, z = torch.randn(2, 3, 16, 16), torch.randn(2, 8)
+    plain = GAUNetGenerator(2, 3, 3, **kwargs).eval()
+    assert torch.equal(plain(x, z), plain(x, z))
+    noisy = GAUNetGenerator(2, 3, 3, sampling_dropout=True, **kwargs).eval()
+    assert not torch.equal(noisy(x, z), noisy(x, z))
+    assert sum(isinstance(m, SamplingDropout) for m in noisy.modules()) == 4  # every scaling layer of 2 + 2 blocks
