@@ -477,6 +477,12 @@ def integer_labels(label: np.ndarray, case_id: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def _plane(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``axis`` as a view: ``np.take`` first copies a Fortran-order volume (as nibabel loads
+    it) whole into C order, for every slice and channel, which was 95 % of a BraTS 2D conversion."""
+    return array[(slice(None),) * axis + (index,)]
+
+
 def _slice_affine(affine: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Affine of slice ``index`` along ``axis``: the two remaining axes first, the sliced axis third, origin moved."""
     others = [a for a in range(3) if a != axis]
@@ -546,7 +552,7 @@ def write_case(
         if not indices:
             raise CaseError(f"no slice in the range {start}:{stop} (the volume has {size} slices along axis {axis})")
         for index in indices:
-            mask = np.take(loaded.label, index, axis=axis)
+            mask = _plane(loaded.label, axis, index)
             slice_class = _class_of(_positive_count(mask, options.positive_labels), options.min_area)
             if slice_class is None:
                 ambiguous += 1
@@ -555,7 +561,7 @@ def write_case(
             stem = f"s{index:03d}"
             files = []
             for name, channel in zip(channel_names, loaded.channels):
-                save_nifti(np.take(channel, index, axis=axis), folder / f"{stem}_{name}.nii.gz", affine)
+                save_nifti(_plane(channel, axis, index), folder / f"{stem}_{name}.nii.gz", affine)
                 files.append(f"{prefix}/{stem}_{name}.nii.gz")
             save_nifti(mask, folder / f"{stem}_{LABEL_NAME}.nii.gz", affine)
             entry = {"image": files, "label": f"{prefix}/{stem}_{LABEL_NAME}.nii.gz", "class": slice_class}
@@ -601,7 +607,7 @@ def write_masks(
         if axis is None or index is None:
             array, affine = mask, loaded.affine
         else:
-            array, affine = np.take(mask, index, axis=axis), _slice_affine(loaded.affine, axis, index)
+            array, affine = _plane(mask, axis, index), _slice_affine(loaded.affine, axis, index)
         save_nifti(np.asarray(array, dtype=np.uint8), folder / f"{stem}{name}.nii.gz", affine)
         paths[name] = f"{prefix}/{stem}{name}.nii.gz"
     return paths

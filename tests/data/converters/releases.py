@@ -303,9 +303,12 @@ LIDC_TEXTURES: tuple[int, ...] = (5, 3, 1)
 """LIDC-IDRI reader texture ratings of :func:`luna16`'s nodules in turn: solid, part-solid, ground-glass."""
 
 
-def lidc_xml(path: Path, uid: str, readers: Sequence[Sequence[tuple[float, float, Sequence[float], int]]]) -> Path:
+def lidc_xml(
+    path: Path, uid: str, readers: Sequence[Sequence[tuple[float, float, Sequence[float], int | None]]]
+) -> Path:
     """A LIDC-IDRI ``LidcReadMessage`` (with its namespace): one reading session per reader, each a list of nodules
-    ``(x pixel, y pixel, [imageZposition, ...], texture)`` drawn as 4-point contours around the pixel."""
+    ``(x pixel, y pixel, [imageZposition, ...], texture)`` drawn as 4-point contours around the pixel; a texture of
+    ``None`` is a nodule < 3 mm (no characteristics)."""
     sessions = []
     for reader in readers:
         nodules = []
@@ -317,9 +320,11 @@ def lidc_xml(path: Path, uid: str, readers: Sequence[Sequence[tuple[float, float
             rois = "".join(
                 f"<roi><imageZposition>{z}</imageZposition><inclusion>TRUE</inclusion>{edges}</roi>" for z in zs
             )
-            chars = f"<characteristics><texture>{texture}</texture></characteristics>"
+            chars = "" if texture is None else f"<characteristics><texture>{texture}</texture></characteristics>"
             nodules.append(f"<unblindedReadNodule><noduleID>n</noduleID>{chars}{rois}</unblindedReadNodule>")
-        sessions.append(f"<readingSession>{''.join(nodules)}</readingSession>")
+        sessions.append(
+            f"<readingSession><annotationVersion>3.12</annotationVersion>{''.join(nodules)}</readingSession>"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         '<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="http://www.nih.gov" uid="1">'

@@ -15,6 +15,7 @@ from common.data.converters import DATALIST_NAME, convert
 from common.data.converters.luna16 import nodule_size_class
 
 from tests.bundles.helpers import REPO
+from tests.data.converters.releases import lidc_xml
 
 SHAPE = (24, 20, 16)  # (x, y, z) voxels
 SPACING = (0.7, 0.8, 2.5)  # mm
@@ -150,35 +151,6 @@ def test_luna16_zoo_datalist_and_cli(release, tmp_path, capsys):
     write_mhd(empty / "subset0" / f"{UID.format(0)}.mhd", np.zeros(SHAPE, np.int16))
     assert module.main(["luna16", str(empty), str(tmp_path / "out2")]) == 1
     assert "no annotations.csv in" in capsys.readouterr().err and not (tmp_path / "out2").exists()
-
-
-def lidc_xml(path: Path, uid: str, readers: list) -> Path:
-    """A LIDC-IDRI ``LidcReadMessage`` (with its namespace): one reading session per reader, each a list of nodules
-    ``(x pixel, y pixel, [imageZposition, ...], texture)``; a texture of ``None`` is a nodule < 3 mm (no
-    characteristics)."""
-    sessions = []
-    for reader in readers:
-        nodules = []
-        for x, y, zs, texture in reader:
-            rois = "".join(
-                f"<roi><imageZposition>{z}</imageZposition><inclusion>TRUE</inclusion>"
-                + "".join(f"<edgeMap><xCoord>{x + dx}</xCoord><yCoord>{y + dy}</yCoord></edgeMap>" for dx, dy in
-                          ((-1, 0), (1, 0), (0, -1), (0, 1)))  # fmt: skip
-                + "</roi>"
-                for z in zs
-            )
-            chars = "" if texture is None else f"<characteristics><texture>{texture}</texture></characteristics>"
-            nodules.append(f"<unblindedReadNodule><noduleID>n</noduleID>{chars}{rois}</unblindedReadNodule>")
-        sessions.append(
-            f"<readingSession><annotationVersion>3.12</annotationVersion>{''.join(nodules)}</readingSession>"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        '<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="http://www.nih.gov" uid="1">'
-        f"<ResponseHeader><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>{''.join(sessions)}"
-        "</LidcReadMessage>"
-    )
-    return path
 
 
 def test_luna16_lidc_reader_attenuation(release, tmp_path):
