@@ -191,7 +191,13 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
             f.write(b"partial")
         raise KeyboardInterrupt
 
+    def broken_stream(img, stream):  # save_nifti streams a .nii.gz through its own gzip writer
+        stream.write(b"partial")
+        stream.flush()
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(nib, "save", broken_save)
+    monkeypatch.setattr(nib.Nifti1Image, "to_stream", broken_stream)
     with pytest.raises(KeyboardInterrupt):
         writer.write_sample({"pred": torch.zeros(1, 4, 4)})
     assert os.listdir(tmp_path) == []
