@@ -325,10 +325,6 @@ def axial_axis(affine: np.ndarray) -> int:
     return 2
 
 
-def _voxel_sizes(affine: np.ndarray) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
-
-
 @dataclass
 class PreprocessedVolume:
     """A case's arrays after :class:`VolumePreprocessing`.
@@ -452,7 +448,7 @@ class VolumePreprocessing:
             return PreprocessedVolume(channels, label, np.asarray(affine, dtype=np.float64), {})
         dtypes = [c.dtype for c in channels]
         if self.n4:
-            spacing = _voxel_sizes(affine)
+            spacing = tuple(float(s) for s in nib.affines.voxel_sizes(affine))
             channels = [
                 n4_bias_field_correction(c, spacing=spacing, shrink_factor=int(self.n4_shrink)) for c in channels
             ]

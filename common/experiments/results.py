@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 from common.experiments.spec import GridSpec
+from common.metrics.statistics import mean_confidence_interval
 from common.utils import atomic_write_text
-from scipy import stats
 
 __all__ = ["CSV_FIELDS", "aggregate", "metrics_of", "ratio_curves", "read_results_csv", "write_results_csv"]
 
@@ -76,8 +76,9 @@ def _err(values: np.ndarray, kind: str) -> float:
     sd = float(np.std(values, ddof=1))
     if kind == "std":
         return sd
-    sem = sd / math.sqrt(n)
-    return sem if kind == "sem" else float(stats.t.ppf(0.975, n - 1) * sem)
+    if kind == "sem":
+        return sd / math.sqrt(n)
+    return mean_confidence_interval(values, 0.95)[1]
 
 
 def aggregate(rows: Sequence[Mapping[str, Any]], error: str = "std") -> dict[tuple[str, str, str], dict[str, Any]]:

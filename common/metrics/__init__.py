@@ -92,6 +92,7 @@ from common.metrics.outliers import (  # noqa: E402
 
 __all__ += ["OUTLIER_METHODS", "FeatureOutlierFilter", "OutlierResult", "image_feature_vectors"]
 
-from common.metrics.pixel_accuracy import PixelAccuracyMetric, mean_confidence_interval, pixel_accuracy  # noqa: E402
+from common.metrics.pixel_accuracy import PixelAccuracyMetric, pixel_accuracy  # noqa: E402
+from common.metrics.statistics import mean_confidence_interval  # noqa: E402
 
 __all__ += ["PixelAccuracyMetric", "mean_confidence_interval", "pixel_accuracy"]

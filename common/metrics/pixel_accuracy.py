@@ -17,20 +17,16 @@ fraction of generated images that a classifier trained on the real training imag
 of equal size make the mean of per-image accuracies equal to the pooled per-pixel accuracy of the FCN-score.
 
 The 95 % confidence interval (Table II's "±") is the Student-t interval of the mean of the per-image accuracies
-(:func:`mean_confidence_interval`).
+(:func:`common.metrics.statistics.mean_confidence_interval`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-import numpy as np
 import torch
+from common.metrics.statistics import mean_confidence_interval
 from monai.metrics import CumulativeIterationMetric
-from scipy import stats
 
-__all__ = ["PixelAccuracyMetric", "mean_confidence_interval", "pixel_accuracy"]
+__all__ = ["PixelAccuracyMetric", "pixel_accuracy"]
 
 
 def _as_indices(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,32 +70,6 @@ def pixel_accuracy(y_pred: torch.Tensor, y: torch.Tensor, ignore_index: int | No
     counted = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
     correct = ((pred == target) & counted).reshape(len(pred), -1).sum(1)
     return correct.double() / counted.reshape(len(pred), -1).sum(1).double()
-
-
-def mean_confidence_interval(
-    values: Sequence[float] | np.ndarray | torch.Tensor, confidence: float = 0.95
-) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval of the mean (NaN values are left out).
-
-    Args:
-        values: ``(n,)`` per-sample values (e.g. per-image accuracies).
-        confidence: the coverage of the interval (0.95: Table II's 95 % interval).
-
-    Returns:
-        ``(mean, half_width)``: the interval is ``mean ± half_width``; the half-width is NaN with fewer than two
-        values, the mean NaN with none.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
-    v = torch.as_tensor(values, dtype=torch.float64).flatten().cpu().numpy()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, math.nan
-    sem = float(v.std(ddof=1)) / math.sqrt(v.size)
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * sem)
 
 
 class PixelAccuracyMetric(CumulativeIterationMetric):

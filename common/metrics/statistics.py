@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "average_ranks",
     "compare_methods",
     "friedman_test",
+    "mean_confidence_interval",
     "nemenyi_critical_difference",
     "nemenyi_q_alpha",
     "nemenyi_test",
@@ -268,3 +270,29 @@ def compare_methods(
     out["friedman"] = asdict(friedman_test(scores, higher_is_better))
     out["nemenyi"] = asdict(nemenyi_test(scores, higher_is_better, alpha))
     return out
+
+
+def mean_confidence_interval(
+    values: Sequence[float] | np.ndarray | torch.Tensor, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Mean and half-width of the Student-t confidence interval of the mean (NaN values are left out).
+
+    Args:
+        values: ``(n,)`` per-sample values (e.g. per-image accuracies).
+        confidence: the coverage of the interval (0.95: Table II's 95 % interval).
+
+    Returns:
+        ``(mean, half_width)``: the interval is ``mean ± half_width``; the half-width is NaN with fewer than two
+        values, the mean NaN with none.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    v = torch.as_tensor(values, dtype=torch.float64).flatten().cpu().numpy()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan
+    sem = float(v.std(ddof=1)) / math.sqrt(v.size)
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * sem)
