@@ -108,3 +108,18 @@ def test_short_training_lowers_fid_without_copying(bundle_copy):
     assert trained["feature_extractor"] == untrained["feature_extractor"]
     assert trained["fid"] < untrained["fid"], (trained["fid"], untrained["fid"])
     assert trained["copy_fraction"] <= 0.1 and trained["nn_distance_fake_median"] > trained["nn_distance_real_q05"]
+
+
+@pytest.mark.parametrize("variants,labels", [(("tiny.yaml",), True), (("gan.yaml", "tiny.yaml"), False)])
+def test_synthesis_benchmark_call(variants, labels):
+    """The inference config's `benchmark#call` (scripts/benchmark.py --workflow inference) synthesises one batch
+    of `benchmark_batch_size` images of the configured shape, with classes exactly when the method uses them."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(configs(REPO / "bundles" / NAME, "inference.yaml", *variants))
+    parser["benchmark_batch_size"] = 3
+    out = parser.get_parsed_content("benchmark#call")()
+    assert out.shape == (3, 4, 16, 16) and parser.get_parsed_content("benchmark#items") == 3
+    assert (parser.get_parsed_content("benchmark#labels") is not None) == labels
+    assert out.abs().max() <= 1.0

@@ -26,7 +26,11 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 #: id of the CheckpointHandler in each bundle's train.yaml.
-CHECKPOINT_HANDLER = {"dcgan_wgan": "train#handlers#1", "classification": "train#logging_handlers#0"}
+CHECKPOINT_HANDLER = {
+    "dcgan_wgan": "train#handlers#1",
+    "ga_unet": "train#handlers#1",
+    "classification": "train#logging_handlers#0",
+}
 
 
 def build(
@@ -63,6 +67,8 @@ def build(
     }
     if name == "dcgan_wgan":
         override.update(summary_metrics=False, sample_interval=10**6)
+    if name == "ga_unet":
+        override.update(sample_interval=10**6)
     wf = ConfigWorkflow(
         config_file=[str(configs / "train.yaml"), str(configs / "variants" / "tiny.yaml")],
         workflow_type="train",
