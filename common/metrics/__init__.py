@@ -1,6 +1,6 @@
 """Pure metric functions and classes: feature extractors, FID, KID, MMD, SSIM diversity, classification,
-segmentation and detection metrics, statistics, embeddings and the feature-space outlier filter. The pipelines that
-load data, run networks and write reports are in :mod:`common.evaluation`."""
+segmentation and detection metrics, mask realism statistics, statistics, embeddings and the feature-space outlier
+filter. The pipelines that load data, run networks and write reports are in :mod:`common.evaluation`."""
 
 from common.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics, classification_metrics, rank_auc
 from common.metrics.embeddings import image_features, tsne_embedding
@@ -96,3 +96,13 @@ from common.metrics.pixel_accuracy import PixelAccuracyMetric, pixel_accuracy  #
 from common.metrics.statistics import mean_confidence_interval  # noqa: E402
 
 __all__ += ["PixelAccuracyMetric", "mean_confidence_interval", "pixel_accuracy"]
+
+from common.metrics.mask_statistics import (  # noqa: E402
+    MASK_STATISTICS,
+    class_area_fractions,
+    class_component_counts,
+    compare_mask_sets,
+    mask_statistics,
+)
+
+__all__ += ["MASK_STATISTICS", "class_area_fractions", "class_component_counts", "compare_mask_sets", "mask_statistics"]
