@@ -1,4 +1,4 @@
-"""Losses shared by the bundles: adversarial criteria and regularisers."""
+"""Losses shared by the bundles: adversarial criteria, regularisers, detection and soft Dice (Vu et al. eq. 5)."""
 
 from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss
 from .gradient_penalty import gradient_penalty, interpolate_samples
@@ -8,3 +8,11 @@ __all__ = ["ADVERSARIAL_CRITERIA", "AdversarialLoss", "gradient_penalty", "inter
 from .detection import box_head_loss, rpn_loss  # noqa: E402
 
 __all__ += ["box_head_loss", "rpn_loss"]
+
+from .soft_dice import SoftDiceLoss, soft_dice_score  # noqa: E402
+
+__all__ += ["SoftDiceLoss", "soft_dice_score"]
+
+from .stylegan2 import PathLengthPenalty, path_length_penalty, r1_penalty  # noqa: E402
+
+__all__ += ["PathLengthPenalty", "path_length_penalty", "r1_penalty"]

@@ -23,6 +23,15 @@ one-hot masks ``(B, C, *spatial)`` (channel 0 = background). For each image and 
 
 Per-image values are averaged over images (then over classes); ``dice_global`` is eq. 16 on the TP/FP/FN summed over
 every image of the set.
+
+**DSC of Vu et al. (paper 004, eq. 6)**, :func:`dsc_per_image`: ``DSC = -L_DSC`` of eq. 5 with ``eps = 0``, one ratio
+over every element of the one-hot masks of one image (all classes, background included). It is computed on the
+binarised (arg-max one-hot) prediction, not the softmax: the paper "evaluated the segmentation tasks using the DSC",
+the score of the predicted masks. One value per test image, as paper 004's Friedman and Nemenyi tests (sec. 3.4) rank
+per-image scores; :class:`SegmentationMetrics` reports its mean over all images as ``dsc_eq6``. With the background
+included and binary one-hot masks, ``sum m = sum m_hat = N`` voxels and ``sum m m_hat`` counts the correctly
+labelled voxels, so eq. 6 equals the pixel accuracy of the image; ``include_background=False`` gives the foreground
+reading (1 for an empty mask predicted empty, the limit eq. 5's eps gives).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from common.losses.soft_dice import soft_dice_score
 from monai.metrics import (
     CumulativeIterationMetric,
     compute_confusion_matrix_metric,
@@ -41,10 +51,25 @@ from monai.metrics import (
     get_confusion_matrix,
 )
 
-__all__ = ["SEGMENTATION_KEYS", "SegmentationMetrics", "segmentation_metrics"]
+__all__ = ["SEGMENTATION_KEYS", "SegmentationMetrics", "dsc_per_image", "segmentation_metrics"]
 
 SEGMENTATION_KEYS = ("dice", "sensitivity", "hd95", "miou")
 """The four headline metrics of CDA-GAN Table 3, always present in :meth:`SegmentationMetrics.aggregate`."""
+
+
+def dsc_per_image(y_pred: torch.Tensor, y: torch.Tensor, include_background: bool = True) -> torch.Tensor:
+    """Vu et al. eq. 6, ``DSC = (2 sum m m_hat) / (sum m + sum m_hat)``, of each image (eq. 5's score, ``eps = 0``).
+
+    Args:
+        y_pred: binary one-hot prediction ``(B, K, *spatial)`` (e.g. MONAI's ``AsDiscrete(argmax=True, to_onehot=K)``
+            of the logits).
+        y: ground truth, one-hot ``(B, K, *spatial)`` or class indices ``(B, 1, *spatial)``.
+        include_background: whether channel 0 is summed (eq. 6: yes; then the DSC is the pixel accuracy).
+
+    Returns:
+        ``(B,)`` scores in ``[0, 1]``; 1 where mask and prediction are both empty (``include_background=False``).
+    """
+    return soft_dice_score(y_pred.float(), y, epsilon=0.0, include_background=include_background, per_image=True)
 
 
 def _nanmean(values: torch.Tensor) -> float:
@@ -94,8 +119,8 @@ class SegmentationMetrics(CumulativeIterationMetric):
             y: binary one-hot ground truth, same shape.
 
         Returns:
-            the batch's per-image values, ``[dice, sensitivity, hd95, iou, empty_fp]`` each ``(B, C')`` and the
-            ``(B, C', 3)`` TP/FP/FN counts (``C'`` scored classes).
+            the batch's per-image values, ``[dice, sensitivity, hd95, iou, empty_fp]`` each ``(B, C')``, the
+            ``(B, C', 3)`` TP/FP/FN counts (``C'`` scored classes) and eq. 6's DSC ``(B, 1)`` (all ``C`` channels).
         """
         if not isinstance(y_pred, (torch.Tensor, list, tuple)):
             y_pred = torch.as_tensor(y_pred)
@@ -141,6 +166,7 @@ class SegmentationMetrics(CumulativeIterationMetric):
             iou.float().cpu(),
             empty_fp.cpu(),
             counts.double().cpu(),
+            dsc_per_image(y_pred, y).unsqueeze(1).cpu(),
         ]
 
     def _names(self, num: int) -> list[str]:
@@ -157,7 +183,8 @@ class SegmentationMetrics(CumulativeIterationMetric):
         Returns:
             ``dice``, ``sensitivity``, ``hd95``, ``miou`` (means over images with a non-empty ground truth, then over
             classes), ``dice_global`` (eq. 16 on the summed counts), ``empty_false_positive_rate``,
-            ``num_images``, ``num_scored`` (images with foreground in the ground truth), and ``<metric>_<class>``
+            ``num_images``, ``num_scored`` (images with foreground in the ground truth), ``dsc_eq6`` (Vu et al. eq. 6
+            on all channels, mean over all images, :func:`dsc_per_image`), and ``<metric>_<class>``
             for every class when there are several. NaN where no image could be scored.
 
         Raises:
@@ -166,7 +193,7 @@ class SegmentationMetrics(CumulativeIterationMetric):
         buffers = self.get_buffer()
         if buffers is None:
             raise RuntimeError("no batch was added: the evaluation set is empty.")
-        dice, sensitivity, hd, iou, empty_fp, counts = buffers
+        dice, sensitivity, hd, iou, empty_fp, counts, dsc = buffers
         per_image = {"dice": dice, "sensitivity": sensitivity, "hd95": hd, "miou": iou}
         tp, fp, fn = counts.sum(0).unbind(-1)
         global_dice = torch.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), torch.nan)
@@ -174,6 +201,7 @@ class SegmentationMetrics(CumulativeIterationMetric):
         per_class["dice_global"] = [float(d) for d in global_dice]
         per_class["empty_false_positive_rate"] = [_nanmean(empty_fp[:, c]) for c in range(empty_fp.shape[1])]
         results: dict[str, Any] = {k: _nanmean(torch.tensor(v)) for k, v in per_class.items()}
+        results["dsc_eq6"] = float(dsc.mean())
         results["num_images"] = int(empty_fp.shape[0])
         # empty_fp is NaN where the ground truth has foreground
         results["num_scored"] = int(torch.isnan(empty_fp).any(dim=1).sum())
