@@ -60,7 +60,10 @@ class SyntheticDatalistWriter:
     produced by ``decollate=True``, or a dict of batched values) is written: its channel-first ``pred``
     ``(C, H, W[, D])`` becomes ``<prefix>_{index:05d}.nii.gz`` when ``C == 1``, or one single-channel file
     ``<prefix>_{index:05d}_<channel_name>.nii.gz`` per channel when ``C > 1`` (the datalist ``image`` is then
-    the list of these files, following the data contract of multi-modal images). The files get a fresh
+    the list of these files, following the data contract of multi-modal images). With ``label_key``, the sample's
+    integer label map ``(1, H, W[, D])`` or ``(H, W[, D])`` (e.g. the mask of a generated image+mask pair) is
+    written too, as ``<prefix>_{index:05d}_label.nii.gz`` with ``label_dtype`` voxels, and recorded as the entry's
+    ``label``. The files get a fresh
     NIfTI header with the given ``affine`` (identity by default): nothing, in particular no patient
     metadata, is copied from the source images. Every file is written to a temporary name in the same
     folder and moved into place, so an interrupted run leaves no half-written file.
@@ -71,7 +74,8 @@ class SyntheticDatalistWriter:
 
         {"name": ..., "description": "synthetic data written by <bundle> <version>", "synthetic": true,
          "generator": {"bundle": ..., "version": ..., "checkpoint": <basename>, "checkpoint_sha256": <hex>},
-         <section>: [{"image": <path(s) relative to the JSON>, "synthetic": true, "source": ...,
+         <section>: [{"image": <path(s) relative to the JSON>, ["label": <path relative to the JSON>,]
+                      "synthetic": true, "source": ...,
                       "generator": {...}, <copy_keys>..., <extra_entry>...}, ...]}
 
     A new ``engine.run`` starts a new export (entries, counter and ``num_written`` are reset; files with the
@@ -98,10 +102,14 @@ class SyntheticDatalistWriter:
         affine: 4x4 affine of the written images; identity when None.
         extra_entry: constant items added to every entry (after the other keys).
         output_dtype: data type of the stored voxels.
+        label_key: key of the per-sample integer label map to write next to the image (looked up like
+            ``source_key``); None writes no label.
+        label_dtype: integer data type of the stored label voxels (the label values must fit in it).
 
     Raises:
         FileNotFoundError: when ``checkpoint`` is given but is not a file.
-        ValueError: for an affine that is not 4x4.
+        ValueError: for an affine that is not 4x4, a ``label_dtype`` that is not an integer type, or a channel
+            named ``"label"`` together with ``label_key`` (its file name would be the label's).
     """
 
     def __init__(
@@ -120,6 +128,8 @@ class SyntheticDatalistWriter:
         affine: np.ndarray | torch.Tensor | None = None,
         extra_entry: dict | None = None,
         output_dtype: np.dtype | type = np.float32,
+        label_key: str | None = None,
+        label_dtype: np.dtype | type = np.uint8,
     ) -> None:
         if checkpoint is not None and not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"generator checkpoint not found: {os.fspath(checkpoint)!r}.")
@@ -139,6 +149,12 @@ class SyntheticDatalistWriter:
         self.affine = aff
         self.extra_entry = copy.deepcopy(dict(extra_entry or {}))
         self.output_dtype = np.dtype(output_dtype)
+        self.label_key = label_key
+        self.label_dtype = np.dtype(label_dtype)
+        if not np.issubdtype(self.label_dtype, np.integer):
+            raise ValueError(f"label_dtype must be an integer type, got {self.label_dtype}.")
+        if label_key is not None and "label" in (self.channel_names or []):
+            raise ValueError("a channel named 'label' would share its file name with the label map of label_key.")
         self.generator_info: dict[str, Any] = {
             "bundle": bundle_name,
             "version": bundle_version,
@@ -200,22 +216,45 @@ class SyntheticDatalistWriter:
             value = value.meta.get("filename_or_obj", None)
         return _to_python(value)
 
-    def _save_nifti(self, array: np.ndarray, path: str) -> None:
+    def _save_nifti(self, array: np.ndarray, path: str, dtype: np.dtype | None = None) -> None:
         descrip = f"synthetic {self.bundle_name} {self.bundle_version}".encode()[:79]
-        save_nifti(array, path, self.affine, dtype=self.output_dtype, header={"descrip": descrip})
+        dtype = self.output_dtype if dtype is None else dtype
+        save_nifti(array, path, self.affine, dtype=dtype, header={"descrip": descrip})
+
+    def _label(self, sample: Mapping, spatial_shape: tuple[int, ...]) -> np.ndarray:
+        """The sample's label map ``(H, W[, D])`` as ``label_dtype``, checked against the image's spatial shape."""
+        label = convert_to_numpy(self._lookup(sample, self.label_key))
+        if label.ndim == len(spatial_shape) + 1 and label.shape[0] == 1:
+            label = label[0]
+        if label.shape != spatial_shape:
+            raise ValueError(
+                f"{self.label_key!r} must be a label map (1, *S) or (*S) with S = {spatial_shape} (the image's), "
+                f"got shape {label.shape}."
+            )
+        if not np.issubdtype(label.dtype, np.integer) and not np.array_equal(label, np.round(label)):
+            raise ValueError(f"{self.label_key!r} must hold integer class indices, got non-integer values.")
+        info = np.iinfo(self.label_dtype)
+        if label.size and (label.min() < info.min or label.max() > info.max):
+            raise ValueError(
+                f"{self.label_key!r} values from {label.min()} to {label.max()} do not fit label_dtype "
+                f"{self.label_dtype}."
+            )
+        return label.astype(self.label_dtype)
 
     def write_sample(self, sample: Mapping) -> dict:
         """Write one sample's prediction and record its datalist entry.
 
         Args:
-            sample: per-sample dict with ``pred_key`` (``(C, H, W)`` or ``(C, H, W, D)``) and the other keys.
+            sample: per-sample dict with ``pred_key`` (``(C, H, W)`` or ``(C, H, W, D)``), ``label_key``
+                (``(1, H, W[, D])`` or ``(H, W[, D])``) when set, and the other keys.
 
         Returns:
-            the datalist entry (image paths relative to the datalist file).
+            the datalist entry (image and label paths relative to the datalist file).
 
         Raises:
             KeyError: when a required key is missing.
-            ValueError: when the prediction is not channel-first 2D/3D or ``channel_names`` does not match.
+            ValueError: when the prediction is not channel-first 2D/3D, ``channel_names`` does not match, or the
+                label map does not match the image's spatial shape, is not integer or does not fit ``label_dtype``.
         """
         pred = convert_to_numpy(self._lookup(sample, self.pred_key))
         if pred.ndim not in (3, 4):
@@ -229,16 +268,17 @@ class SyntheticDatalistWriter:
             if len(names) != n_channels:
                 raise ValueError(f"{len(names)} channel_names given for a prediction with {n_channels} channels.")
             paths = [f"{stem}_{name}.nii.gz" for name in names]
+        label = None if self.label_key is None else self._label(sample, tuple(pred.shape[1:]))
         for c, path in enumerate(paths):
             self._save_nifti(pred[c], path)
         base = os.path.dirname(os.path.abspath(self.datalist_path))
         rel = [os.path.relpath(os.path.abspath(p), base) for p in paths]
-        entry: dict[str, Any] = {
-            "image": rel[0] if n_channels == 1 else rel,
-            "synthetic": True,
-            "source": self._source(sample),
-            "generator": dict(self.generator_info),
-        }
+        entry: dict[str, Any] = {"image": rel[0] if n_channels == 1 else rel}
+        if label is not None:
+            label_path = f"{stem}_label.nii.gz"
+            self._save_nifti(label, label_path, self.label_dtype)
+            entry["label"] = os.path.relpath(os.path.abspath(label_path), base)
+        entry.update({"synthetic": True, "source": self._source(sample), "generator": dict(self.generator_info)})
         for key in self.copy_keys:
             entry[key] = _to_python(self._lookup(sample, key))
         entry.update(copy.deepcopy(self.extra_entry))

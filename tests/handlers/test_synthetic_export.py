@@ -216,3 +216,52 @@ def test_meta_tensor_source_and_fresh_affine(tmp_path):
     img = nib.load(tmp_path / entry["image"])
     np.testing.assert_array_equal(img.affine, np.eye(4))
     assert b"someone" not in gzip.decompress((tmp_path / entry["image"]).read_bytes())
+
+
+def test_label_key_writes_integer_masks_next_to_images(tmp_path):
+    net = _net(2, 3)
+    data = _data(3, (4, 5, 6))
+    rng = np.random.default_rng(1)
+    for d in data:
+        d["label"] = rng.integers(0, 3, size=(1, 4, 5, 6)).astype(np.float32)  # as a loader gives a mask
+    affine = np.diag([0.5, 0.75, 2.0, 1.0])
+    writer = SyntheticDatalistWriter(
+        tmp_path / "pairs", "sg", "0.1", None, channel_names=["t1", "t2"], affine=affine, label_key="label"
+    )
+    _run(writer, net, data)
+
+    raw = json.loads((tmp_path / "pairs" / "datalist.json").read_text())
+    assert [e["label"] for e in raw["training"]] == [f"synthetic_{i:05d}_label.nii.gz" for i in range(3)]
+    assert list(raw["training"][0])[:3] == ["image", "label", "synthetic"]
+    entries = load_decathlon_datalist(str(tmp_path / "pairs" / "datalist.json"), is_segmentation=True)
+    for i, entry in enumerate(entries):
+        mask = nib.load(entry["label"])
+        assert mask.get_data_dtype() == np.uint8
+        np.testing.assert_array_equal(mask.affine, affine)
+        np.testing.assert_array_equal(mask.affine, nib.load(entry["image"][0]).affine)
+        np.testing.assert_array_equal(np.asarray(mask.dataobj), data[i]["label"][0])
+        assert nib.load(entry["image"][1]).shape == (4, 5, 6)
+    assert _no_tmp_left(tmp_path / "pairs")
+
+
+def test_label_key_spatial_label_map_and_errors(tmp_path):
+    writer = SyntheticDatalistWriter(tmp_path, "sg", "0.1", None, label_key="mask", label_dtype=np.int16)
+    entry = writer.write_sample({"pred": torch.rand(1, 4, 6), "mask": torch.tensor([[0, 300] * 3] * 4)})
+    assert entry["label"] == "synthetic_00000_label.nii.gz" and entry["image"] == "synthetic_00000.nii.gz"
+    mask = nib.load(tmp_path / entry["label"])
+    assert mask.get_data_dtype() == np.int16 and int(np.asarray(mask.dataobj).max()) == 300
+    with pytest.raises(ValueError, match="shape"):
+        writer.write_sample({"pred": torch.rand(1, 4, 6), "mask": torch.zeros(1, 4, 5)})
+    with pytest.raises(ValueError, match="integer"):
+        writer.write_sample({"pred": torch.rand(1, 4, 6), "mask": torch.full((4, 6), 0.5)})
+    with pytest.raises(KeyError, match="mask"):
+        writer.write_sample({"pred": torch.rand(1, 4, 6)})
+    assert writer.num_written == 1
+    with pytest.raises(ValueError, match="fit"):
+        SyntheticDatalistWriter(tmp_path, "sg", "0.1", None, label_key="m").write_sample(
+            {"pred": torch.rand(1, 4, 4), "m": torch.full((4, 4), 256)}
+        )
+    with pytest.raises(ValueError, match="integer type"):
+        SyntheticDatalistWriter(tmp_path, "sg", "0.1", None, label_key="m", label_dtype=np.float32)
+    with pytest.raises(ValueError, match="'label'"):
+        SyntheticDatalistWriter(tmp_path, "sg", "0.1", None, channel_names=["image", "label"], label_key="m")
