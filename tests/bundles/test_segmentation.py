@@ -11,9 +11,11 @@ import pytest
 import torch
 from common.data import prepare_phantom
 from common.engines import latest_checkpoint
+from common.losses import SoftDiceLoss
 from common.metrics import SEGMENTATION_KEYS
 from helpers import configs, evaluate_configs, run_cli, run_workflow
-from monai.bundle import ConfigWorkflow
+from ignite.engine import Events
+from monai.bundle import ConfigParser, ConfigWorkflow
 from scipy import ndimage
 
 NAME = "segmentation"
@@ -193,6 +195,44 @@ def test_train_infer_evaluate(bundle_copy, phantoms, kind, variants):
         split = json.loads((root / "eval" / "datalist_small.json").read_text())
         full = json.loads((root / "data" / kind / "datalist.json").read_text())
         assert len(split["training"]) < len(full["training"]) and len(split["test"]) == len(full["test"])
+
+
+def test_vu_setup_trains_with_eq5_at_a_fixed_learning_rate(bundle_copy, phantoms):
+    """variants/vu.yaml (paper 004 sec. 4.3-4.4): eq. 5's SoftDiceLoss, Adam at 1e-4 at every iteration of the run,
+    batch norm after every convolution of the U-Net but the output one; it merges with classic and multiclass."""
+    root = bundle_with_data(bundle_copy, phantoms, "brain_mr_2d")
+    parser = ConfigParser()
+    parser.read_config(configs(root, "train.yaml", "vu.yaml"))
+    assert parser.get_parsed_content("batch_size") == 64 and parser.get_parsed_content("max_epochs") == 70
+    net = parser.get_parsed_content("network_def")
+    convs = {n for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+    normed = {n.removesuffix(".adn.N") + ".conv" for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    unnormed = convs - normed
+    assert len(convs) > 4 and len(unnormed) == 1
+    assert net.get_submodule(unnormed.pop()).out_channels == parser.get_parsed_content("num_classes")
+    parser.read_config(configs(root, "train.yaml", "vu.yaml", "classic.yaml", "multiclass.yaml"))
+    assert isinstance(parser.get_parsed_content("loss"), SoftDiceLoss) and parser.get_parsed_content("num_classes") == 4
+    assert len(parser.get_parsed_content("transforms#augmentation")) == 2
+
+    wf = ConfigWorkflow(
+        config_file=configs(root, "train.yaml", "vu.yaml", "tiny.yaml"),
+        workflow_type=None,
+        run_id="training",
+        logging_file=False,
+        max_epochs=2,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert isinstance(trainer.loss_function, SoftDiceLoss) and trainer.loss_function.epsilon == 1e-5
+    rates = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda _: rates.append(trainer.optimizer.param_groups[0]["lr"])
+    )
+    wf.run()
+    wf.finalize()
+    assert trainer.state.epoch == 2 and len(rates) == trainer.state.iteration >= 4
+    assert set(rates) == {1e-4} and trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert -1.0 <= float(trainer.state.output[0]["loss"]) <= 0.0
 
 
 def test_enhanced_rules_are_enforced(bundle_copy, phantoms):
