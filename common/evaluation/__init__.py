@@ -4,6 +4,8 @@ The layer above :mod:`common.engines`: the metrics themselves are the pure funct
 pipeline here reports through :func:`write_report` (a JSON file written atomically and a table in the log).
 
 - :class:`GenerativeEvaluation`: FID, KID, MMD and SSIM diversity of synthetic against real images;
+- :class:`PairedGenerativeEvaluation`: the same for the images and the masks of synthetic image+mask pairs, with the
+  mask realism statistics (class areas, connected components) against real pairs (StyleGAN2 family);
 - :class:`ConditionalGenerativeEvaluation`: FID, PA and the copy check of an image-conditioned generator (GA-UNet);
 - :class:`QuickGenerativeCheck`: the same for a few samples of a generator at the end of training, next to real
   training vs real test images;
@@ -35,6 +37,7 @@ from common.evaluation.mcgan import (
     nodule_statistics,
 )
 from common.evaluation.outlier_filter import filter_synthetic_datalist
+from common.evaluation.paired_generative import PAIRED_RESULT_KEYS, PairedGenerativeEvaluation
 from common.evaluation.quick_check import QuickGenerativeCheck
 from common.evaluation.refinement import evaluate_refinement
 from common.evaluation.report import format_table, write_report
@@ -51,6 +54,8 @@ __all__ = [
     "GenerativeEvaluation",
     "MCGANSynthesis",
     "NoduleGenerator",
+    "PAIRED_RESULT_KEYS",
+    "PairedGenerativeEvaluation",
     "QuickGenerativeCheck",
     "RESULT_KEYS",
     "TranslationEvaluation",
