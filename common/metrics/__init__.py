@@ -12,7 +12,7 @@ from common.metrics.features import (
     load_state_dict_file,
 )
 from common.metrics.generative import MS_SSIM_WEIGHTS, fid, kid, mmd, polynomial_kernel, ssim_diversity, unbiased_mmd2
-from common.metrics.segmentation import SEGMENTATION_KEYS, SegmentationMetrics, segmentation_metrics
+from common.metrics.segmentation import SEGMENTATION_KEYS, SegmentationMetrics, dsc_per_image, segmentation_metrics
 from common.metrics.statistics import (
     FriedmanResult,
     NemenyiResult,
@@ -35,6 +35,7 @@ __all__ = [
     "MS_SSIM_WEIGHTS",
     "SEGMENTATION_KEYS",
     "SegmentationMetrics",
+    "dsc_per_image",
     "segmentation_metrics",
     "SUPPORTED_ARCHS",
     "attention_dice_iou",

@@ -103,8 +103,9 @@ def test_accumulates_batches():
 
 @pytest.mark.parametrize("spatial", [(6, 6), (4, 5, 6)])
 def test_monai_dice_loss_is_eq5_plus_one(spatial):
-    """Vu et al. eq. 5, L = -(2 sum m m_hat + eps) / (sum m + sum m_hat + eps), per class over the batch, equals
-    MONAI's DiceLoss(smooth_nr=eps, smooth_dr=eps, batch=True) minus 1: the same gradient, so no new class."""
+    """A per-class reading of Vu et al. eq. 5, L = -(2 sum m m_hat + eps) / (sum m + sum m_hat + eps) for each class
+    over the batch, equals MONAI's DiceLoss(smooth_nr=eps, smooth_dr=eps, batch=True) minus 1. Eq. 5 as printed sums
+    over all classes at once, which differs (tests/losses/test_soft_dice.py::test_eq5_is_not_monais_per_class_mean)."""
     eps = 1e-5
     torch.manual_seed(0)
     logits = torch.randn(2, 3, *spatial, requires_grad=True)
