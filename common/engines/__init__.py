@@ -1,5 +1,6 @@
 """Ignite engines: one adversarial workflow that runs a method's training step, with checkpoints and resume."""
 
+from .adaptive_augment import ADA_TRANSFORMS, AdaptiveAugment
 from .checkpoint import (
     CHECKPOINT_PREFIX,
     CheckpointHandler,
@@ -23,6 +24,7 @@ from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, Progressiv
 from .schedules import LinearDecay, constant_then_linear_decay
 from .simgan_step import SimGANStep
 from .step import SCHEDULER_INTERVALS, CriticLosses, DivergenceError, TrainingStep, unwrap
+from .stylegan2_step import StyleGAN2Step
 from .trainer import AdversarialTrainer, StepTrainer, rank_seed
 
 __all__ = [
@@ -57,3 +59,4 @@ __all__ = [
 ]
 __all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]
 __all__ += ["GAUNetStep"]
+__all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]

@@ -1,0 +1,241 @@
+"""Tests of the StyleGAN2 training step: lazy R1 and path-length updates on their iterations and scaled by their
+intervals, the EMA generator, ADA's probability, the checkpointed state, C-SG's conditions and the sample grid.
+
+The networks are tiny stand-ins with the interface of ``StyleGAN2Generator`` (``mapping``, ``synthesis``, ``num_ws``,
+``w_avg``) and ``StyleGAN2Discriminator`` (``D(x[, c]) -> (B, 1)``). The discriminator is linear in the image,
+``D(x, c) = sum(a * x) + sum(u * c) + bias``, so its R1 penalty is ``sum(a^2)`` for every image, and one SGD step on
+``gamma / 2 * interval * sum(a^2)`` multiplies ``a`` by ``1 - lr * gamma * interval``.
+"""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+from common.engines import AdaptiveAugment, StyleGAN2Step
+
+SIZE = 4
+LATENT, STYLE, NUM_WS = 3, 5, 3
+LR = 0.01
+
+
+class TinyGenerator(nn.Module):
+    """``w = fc(z)`` broadcast ``num_ws`` times; ``image = sum_l M_l^T w_l [+ conv1x1(c)]``; records its inputs."""
+
+    num_ws = NUM_WS
+
+    def __init__(self, channels: int = 1, condition_channels: int = 0) -> None:
+        super().__init__()
+        self.channels = channels
+        self.fc = nn.Linear(LATENT, STYLE)
+        self.weight = nn.Parameter(torch.randn(NUM_WS, STYLE, channels * SIZE * SIZE) * 0.3)
+        self.cond = nn.Conv2d(condition_channels, channels, 1) if condition_channels else None
+        self.register_buffer("w_avg", torch.zeros(STYLE))
+        self.conditions, self.batches = [], []
+
+    def mapping(self, z, truncation_psi=1.0, truncation_cutoff=None):
+        w = self.fc(z)
+        if self.training:
+            self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, 0.9))
+        return w[:, None, :].repeat(1, NUM_WS, 1)
+
+    def synthesis(self, ws, condition=None, noise_mode="random"):
+        self.conditions.append(None if condition is None else condition.detach().clone())
+        self.batches.append(ws.shape[0])
+        image = torch.einsum("bld,ldp->bp", ws, self.weight).reshape(-1, self.channels, SIZE, SIZE)
+        if self.cond is not None:
+            image = image + self.cond(condition)
+        return image
+
+    def forward(self, z, condition=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random"):
+        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), condition, noise_mode)
+
+
+class LinearDiscriminator(nn.Module):
+    """``sum(a * x) + sum(u * c) + bias`` per sample, ``(B, 1)``; records the images and conditions it judges."""
+
+    def __init__(self, channels: int = 1, condition_channels: int = 0, bias: float = 0.0) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(1, channels, SIZE, SIZE) * 0.1)
+        self.u = nn.Parameter(torch.randn(1, condition_channels, SIZE, SIZE) * 0.1) if condition_channels else None
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
+        self.calls = []
+
+    def forward(self, x, condition=None):
+        self.calls.append((x.detach().clone(), None if condition is None else condition.detach().clone()))
+        score = (self.a * x).flatten(1).sum(1) + self.bias
+        if self.u is not None:
+            score = score + (self.u * condition).flatten(1).sum(1)
+        return score[:, None]
+
+
+def engine(iteration):
+    return SimpleNamespace(state=SimpleNamespace(iteration=iteration, epoch=1))
+
+
+def make_step(channels=1, condition_channels=0, bias=0.0, **kwargs):
+    torch.manual_seed(0)
+    g = TinyGenerator(channels, condition_channels)
+    d = LinearDiscriminator(channels, condition_channels, bias)
+    ema = copy.deepcopy(g)
+    opt = lambda net: torch.optim.SGD(net.parameters(), lr=LR)  # noqa: E731
+    kwargs.setdefault("condition_key", "mask" if condition_channels else None)
+    return StyleGAN2Step(g, d, ema, opt(g), opt(d), latent_dim=LATENT, **kwargs)
+
+
+def batch(b=4, channels=1, classes=0):
+    out = {"image": torch.rand(b, channels, SIZE, SIZE) * 2 - 1}
+    if classes:
+        labels = torch.randint(0, classes, (b, 1, SIZE, SIZE))
+        out["mask"] = torch.zeros(b, classes, SIZE, SIZE).scatter_(1, labels, 1.0)
+    return out
+
+
+def spy_updates(step):
+    """Record ``(optimiser name, loss)`` of every update of ``step``."""
+    calls, optimise = [], step.optimise
+
+    def record(engine, name, loss):
+        calls.append((name, loss.item()))
+        optimise(engine, name, loss)
+
+    step.optimise = record
+    return calls
+
+
+def test_lazy_r1_and_path_length_on_their_iterations_scaled_by_their_intervals():
+    gamma, pl_weight = 4.0, 3.0
+    step = make_step(r1_gamma=gamma, r1_interval=4, pl_weight=pl_weight, pl_interval=3, pl_batch_shrink=2)
+    calls = spy_updates(step)
+    disc, gen = step.networks["discriminator"], step.networks["generator"]
+    for it in range(1, 9):
+        calls.clear()
+        gen.batches.clear()
+        out = step(engine(it), batch(4))
+        names = [name for name, _ in calls]
+        assert ("r1_penalty" in out) == (it % 4 == 0) and ("pl_penalty" in out) == ("pl_mean" in out) == (it % 3 == 0)
+        assert names == ["discriminator"] * (2 if it % 4 == 0 else 1) + ["generator"] * (2 if it % 3 == 0 else 1)
+        if it % 4 == 0:
+            # R1 of the linear D is sum(a^2); the update multiplies a by (1 - lr * gamma * interval)
+            assert calls[1][1] == pytest.approx(out["r1_penalty"] * gamma / 2 * 4)
+            a_before = disc.a.detach() / (1 - LR * gamma * 4)
+            assert out["r1_penalty"] == pytest.approx(a_before.square().sum().item(), rel=1e-5)
+        if it % 3 == 0:
+            assert calls[-1][1] == pytest.approx(out["pl_penalty"] * pl_weight * 3)
+            assert gen.batches[-1] == 2  # batch // pl_batch_shrink samples
+            assert step.path_length.mean.item() == out["pl_mean"] > 0
+
+
+def test_no_regulariser_without_weight():
+    step = make_step(r1_gamma=0.0, pl_weight=0.0, r1_interval=1, pl_interval=1)
+    out = step(engine(1), batch())
+    assert set(out) == {"loss_d", "loss_g"}
+
+
+def test_ema_is_the_lerp_with_the_known_beta_and_copies_buffers():
+    # beta = 0.5 ** (batch / (ema_kimg * 1000)) = 0.5 ** (4 / 8)
+    step = make_step(ema_kimg=0.008, pl_weight=0.0)
+    beta = 0.5**0.5
+    g, ema = step.networks["generator"], step.networks["generator_ema"]
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(1.0)
+    ema_old = [p.detach().clone() for p in ema.parameters()]
+    step(engine(1), batch(4))
+    for p_ema, old, p in zip(ema.parameters(), ema_old, g.parameters()):
+        torch.testing.assert_close(p_ema, beta * old + (1 - beta) * p.detach())
+        assert not torch.allclose(p_ema, p)
+        assert not p_ema.requires_grad
+    torch.testing.assert_close(ema.w_avg, g.w_avg)
+    assert g.w_avg.abs().sum() > 0
+
+
+def test_ema_rampup_copies_the_generator_at_the_first_iteration():
+    # with ema_rampup, ema_nimg = min(ema_kimg * 1000, images_seen * rampup) = 0 before any image: beta = 0
+    step = make_step(ema_kimg=10.0, ema_rampup=0.05, pl_weight=0.0)
+    step(engine(1), batch(4))
+    for p_ema, p in zip(step.networks["generator_ema"].parameters(), step.networks["generator"].parameters()):
+        torch.testing.assert_close(p_ema, p.detach())
+    beta = step.update_ema(images_seen=1000, batch=4)  # ema_nimg = min(10000, 50) = 50
+    assert beta == pytest.approx(0.5 ** (4 / 50))
+
+
+def test_ada_p_rises_on_its_interval_when_real_logits_are_positive():
+    step = make_step(bias=10.0, augment="ada", ada_interval=2, ada_kimg=0.1, pl_weight=0.0)
+    out1 = step(engine(1), batch(4))
+    assert "real_sign" not in out1 and out1["augment_p"] == 0.0
+    out2 = step(engine(2), batch(4))
+    # r_t = 1 > 0.6: p += 2 iterations * 4 images / 100
+    assert out2["real_sign"] == 1.0 and out2["augment_p"] == pytest.approx(0.08)
+    disc = step.networks["discriminator"]
+    disc.calls.clear()
+    step(engine(3), batch(4))
+    assert len(disc.calls) == 3  # real, fake, generator pass: every image D sees goes through the augmentation
+
+
+def test_state_objects_round_trip_restores_p_and_pl_mean():
+    step = make_step(augment="ada", ada_interval=1, ada_kimg=0.1, bias=10.0, pl_interval=1)
+    for it in (1, 2):
+        step(engine(it), batch(4))
+    objects = step.state_objects()
+    assert {"augment", "path_length", "generator_ema"} <= set(objects)
+    fresh = make_step(augment="ada", ada_interval=1, ada_kimg=0.1, pl_interval=1)
+    fresh_objects = fresh.state_objects()
+    for name, obj in objects.items():
+        fresh_objects[name].load_state_dict(copy.deepcopy(obj.state_dict()))
+    assert fresh.augment_pipe.p.item() == step.augment_pipe.p.item() > 0
+    assert fresh.path_length.mean.item() == step.path_length.mean.item() > 0
+
+
+def test_csg_discriminator_judges_real_and_fake_with_the_batch_masks():
+    step = make_step(channels=2, condition_channels=3, style_mixing_prob=1.0, pl_interval=1)
+    data = batch(4, channels=2, classes=3)
+    step(engine(1), data)
+    disc, gen = step.networks["discriminator"], step.networks["generator"]
+    # D main pass: real then fake; G pass: fake; all with the batch's masks
+    assert len(disc.calls) == 3
+    for _, condition in disc.calls:
+        torch.testing.assert_close(condition, data["mask"])
+    torch.testing.assert_close(disc.calls[0][0], data["image"])
+    for condition in gen.conditions[:2]:  # the D pass's and the G pass's fakes are generated from the masks
+        torch.testing.assert_close(condition, data["mask"])
+    torch.testing.assert_close(gen.conditions[-1], data["mask"][:2])  # path-length pass on batch // 2 samples
+
+
+@pytest.mark.parametrize("augment", ["ada", "diffaugment"])
+def test_csg_augmentation_moves_the_mask_with_its_image(augment):
+    step = make_step(condition_channels=1, augment=augment, pl_weight=0.0)
+    if augment == "ada":  # the geometric transformations at p = 1 (colour would change the image only)
+        step.augment_pipe = AdaptiveAugment(transforms=("xflip", "rotate90", "xint", "scale", "rotate"), initial_p=1)
+    data = batch(6, classes=1)
+    data["mask"] = (torch.rand(6, 1, SIZE, SIZE) > 0.5).float()
+    data["image"] = data["mask"] * 2 - 1  # the image is its mask: after augmentation they must still agree
+    step(engine(1), data)
+    image, condition = step.networks["discriminator"].calls[0]
+    assert not torch.equal(condition, data["mask"])  # it was augmented
+    torch.testing.assert_close(image, condition * 2 - 1)
+
+
+def test_samples_show_real_masks_and_ema_samples():
+    step = make_step(channels=2, condition_channels=3, pl_weight=0.0)
+    with pytest.raises(RuntimeError, match="no training iteration"):
+        step.samples()
+    data = batch(3, channels=2, classes=3)
+    step(engine(1), data)
+    grid = step.samples()
+    assert grid.shape == (9, 2, SIZE, SIZE)  # 3 real, 3 label maps, 3 EMA samples (one per mask)
+    torch.testing.assert_close(grid[:3], data["image"])
+    torch.testing.assert_close(grid[3:6, 0], data["mask"].argmax(1).float())
+    assert step.networks["generator_ema"].training  # mode restored
+    plain = make_step(pl_weight=0.0)
+    plain(engine(1), batch(2))
+    assert plain.samples().shape == (6, 1, SIZE, SIZE)  # 2 real + 4 EMA samples of the fixed latents
+    torch.testing.assert_close(plain.samples(), plain.samples())  # fixed latents, deterministic stand-in
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="augment"):
+        make_step(augment="cutout")
+    with pytest.raises(ValueError, match="r1_interval"):
+        make_step(r1_interval=0)
