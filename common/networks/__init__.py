@@ -35,6 +35,7 @@ from .progressive import (
     progressive_resolutions,
 )
 from .simgan import SimGANDiscriminator, SimGANRefiner
+from .stylegan2 import MappingNetwork, StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = [
     "ConditionalSynthesisNetwork",
@@ -81,3 +82,4 @@ __all__ += [
     "SimGANDiscriminator",
     "SimGANRefiner",
 ]
+__all__ += ["MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]

@@ -1,9 +1,10 @@
-"""Building blocks shared by the networks: channel attention and residual blocks."""
+"""Building blocks shared by the networks: channel attention, residual blocks, progressive and StyleGAN2 layers."""
 
 from .batch_renorm import BatchRenorm
 from .channel_attention import CHANNEL_ATTENTION, AMSEBlock, CBAMBlock, SEBlock, get_channel_attention
 from .progressive import EqualizedConv, EqualizedLinear, MinibatchStdDev, PixelNorm
 from .residual import ResidualAttentionBlock
+from .stylegan2 import FIRResample, ModulatedConv, NoiseInjection, ScaledLeakyReLU, ToRGB, upfirdn
 
 __all__ = [
     "BatchRenorm",
@@ -17,4 +18,10 @@ __all__ = [
     "ResidualAttentionBlock",
     "SEBlock",
     "get_channel_attention",
+    "FIRResample",
+    "ModulatedConv",
+    "NoiseInjection",
+    "ScaledLeakyReLU",
+    "ToRGB",
+    "upfirdn",
 ]
