@@ -10,10 +10,20 @@ The networks are tiny stand-ins with the interface of ``StyleGAN2Generator`` (``
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from common.engines import AdaptiveAugment, StyleGAN2Step
+from common.engines import (
+    AdaptiveAugment,
+    CheckpointHandler,
+    ResumeHandler,
+    StepTrainer,
+    StyleGAN2Step,
+    latest_checkpoint,
+)
+from ignite.engine import Events
+from monai.data import DataLoader
 
 SIZE = 4
 LATENT, STYLE, NUM_WS = 3, 5, 3
@@ -186,6 +196,54 @@ def test_state_objects_round_trip_restores_p_and_pl_mean():
         fresh_objects[name].load_state_dict(copy.deepcopy(obj.state_dict()))
     assert fresh.augment_pipe.p.item() == step.augment_pipe.p.item() > 0
     assert fresh.path_length.mean.item() == step.path_length.mean.item() > 0
+
+
+def _resumable_run(ckpt_dir, resume=False, stop_at=None):
+    """6 iterations (2 epochs of 3) of C-SG with ADA (p rising by 0.2 per iteration), a checkpoint every iteration.
+
+    Returns:
+        the outputs of every iteration and the final step.
+    """
+    rng = np.random.default_rng(0)
+    one_hot = np.eye(2, dtype=np.float32)
+    data = [
+        {
+            "image": rng.uniform(-1, 1, (1, SIZE, SIZE)).astype(np.float32),
+            "mask": one_hot[rng.integers(0, 2, (SIZE, SIZE))].transpose(2, 0, 1).copy(),
+        }
+        for _ in range(8)
+    ]
+    torch.manual_seed(0)
+    loader = DataLoader(data, batch_size=2, shuffle=True)
+    step = make_step(
+        condition_channels=2, bias=10.0, augment="ada", ada_interval=1, ada_kimg=0.01, pl_interval=2, r1_interval=2
+    )
+    handlers = [
+        ResumeHandler(ckpt_dir, step, resume=resume),
+        CheckpointHandler(ckpt_dir, step, save_interval=1, epoch_level=False, n_saved=None),
+    ]
+    trainer = StepTrainer("cpu", 2, loader, step, epoch_length=3, handlers=handlers, seed=0)
+    outputs = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+    if stop_at is not None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=stop_at), lambda e: e.terminate())
+    trainer.run()
+    return outputs, step
+
+
+def test_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    full, full_step = _resumable_run(tmp_path / "full")
+    before, _ = _resumable_run(tmp_path / "stopped", stop_at=3)
+    assert torch.load(latest_checkpoint(tmp_path / "stopped"), weights_only=True)["trainer"]["iteration"] == 3
+    after, resumed_step = _resumable_run(tmp_path / "stopped", resume=True)
+    assert len(full) == 6 and before + after == full
+    assert 0 < full[2]["augment_p"] < full[-1]["augment_p"]  # the augmentation ran, with a p that was restored
+    assert {"r1_penalty", "pl_penalty", "pl_mean", "real_sign"} <= set(full[-1])
+    assert resumed_step.path_length.mean.item() == full_step.path_length.mean.item()
+    for p_resumed, p_full in zip(
+        resumed_step.networks["generator_ema"].parameters(), full_step.networks["generator_ema"].parameters()
+    ):
+        torch.testing.assert_close(p_resumed, p_full, rtol=0, atol=0)
 
 
 def test_csg_discriminator_judges_real_and_fake_with_the_batch_masks():
