@@ -149,11 +149,11 @@ class MappingNetwork(nn.Module):
         w = self.net(z)
         if self.training:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
         if truncation_psi != 1.0:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            head = self.w_avg.lerp(ws[:, :cutoff], truncation_psi)
+            head = self.w_avg.to(ws.dtype).lerp(ws[:, :cutoff], truncation_psi)
             ws = torch.cat([head, ws[:, cutoff:]], dim=1)
         return ws
 

@@ -357,3 +357,13 @@ def test_discriminator_scripts():
     d = _discriminator(cond=1)
     x, c = torch.randn(2, 2, 16, 16), torch.rand(2, 1, 16, 16)
     assert torch.allclose(torch.jit.script(d)(x, c), d(x, c), atol=1e-6)
+
+
+def test_bfloat16_autocast_with_w_avg_tracking_and_truncation():
+    g, d = _generator(cond=1).train(), _discriminator(cond=1)
+    mask = torch.rand(2, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        image = g(torch.randn(2, 8), mask, truncation_psi=0.5)
+        logits = d(image, mask)
+    assert image.dtype == logits.dtype == torch.bfloat16 and g.w_avg.dtype == torch.float32
+    assert torch.isfinite(logits.float()).all() and g.w_avg.abs().sum() > 0
