@@ -22,6 +22,7 @@ from common.engines import (
     StyleGAN2Step,
     latest_checkpoint,
 )
+from common.networks import StyleGAN2Discriminator, StyleGAN2Generator
 from ignite.engine import Events
 from monai.data import DataLoader
 
@@ -290,6 +291,42 @@ def test_samples_show_real_masks_and_ema_samples():
     plain(engine(1), batch(2))
     assert plain.samples().shape == (6, 1, SIZE, SIZE)  # 2 real + 4 EMA samples of the fixed latents
     torch.testing.assert_close(plain.samples(), plain.samples())  # fixed latents, deterministic stand-in
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_iterations_with_the_real_networks(spatial_dims):
+    """C-SG with ADA at p = 1 and every regulariser on both iterations, on the StyleGAN2 networks at 8 pixels."""
+    torch.manual_seed(0)
+    sizes = dict(channel_base=32, channel_max=8)
+    g = StyleGAN2Generator(
+        spatial_dims, 1, 8, latent_dim=4, style_dim=4, mapping_layers=1, condition_channels=2, **sizes
+    )
+    d = StyleGAN2Discriminator(spatial_dims, 1, 8, condition_channels=2, mbstd_group_size=2, **sizes)
+    optimizers = [torch.optim.Adam(net.parameters(), 2e-3, betas=(0.0, 0.99)) for net in (g, d)]
+    step = StyleGAN2Step(
+        g,
+        d,
+        copy.deepcopy(g),
+        *optimizers,
+        latent_dim=4,
+        r1_interval=1,
+        pl_interval=1,
+        augment="ada",
+        ada_interval=1,
+        condition_key="mask",
+        ema_rampup=0.05,
+    )
+    step.augment_pipe.p.fill_(1.0)
+    shape = (2,) + (8,) * spatial_dims
+    labels = torch.randint(0, 2, (2, 1, *shape[1:]))
+    data = {"image": torch.rand(2, 1, *shape[1:]) * 2 - 1, "mask": torch.zeros(2, 2, *shape[1:]).scatter_(1, labels, 1)}
+    for it in (1, 2):
+        out = step(engine(it), data)
+        assert {"loss_d", "loss_g", "r1_penalty", "pl_penalty", "pl_mean", "real_sign", "augment_p"} <= set(out)
+        assert all(np.isfinite(v) for v in out.values())
+    ema_params = dict(step.networks["generator_ema"].named_parameters())
+    assert any(not torch.equal(p, ema_params[n]) for n, p in g.named_parameters())  # EMA lags the generator
+    assert step.samples().shape == (6, 1) + shape[1:]
 
 
 def test_invalid_arguments():
