@@ -273,11 +273,10 @@ class AdaptiveAugment(nn.Module):
             x = self._scale_rotate(x, p)
         if "brightness" in self.transforms or "contrast" in self.transforms:
             channels = x.shape[1] if color_channels is None else int(color_channels)
-            x = (
-                torch.cat([self._color(x[:, :channels], p), x[:, channels:]], 1)
-                if channels < x.shape[1]
-                else self._color(x, p)
-            )
+            if channels >= x.shape[1]:
+                x = self._color(x, p)
+            elif channels > 0:  # 0: no image channels (M-SG's masks), nothing to colour
+                x = torch.cat([self._color(x[:, :channels], p), x[:, channels:]], 1)
         return x
 
     def extra_repr(self) -> str:

@@ -84,6 +84,9 @@ class StyleGAN2Step(TrainingStep):
         image_key: batch key of the real images ``(B, C, *spatial)`` in ``[-1, 1]``.
         condition_key: batch key of the C-SG masks ``(B, K, *spatial)``, one-hot in ``[0, 1]`` (``None``: no
             condition).
+        color_channels: ADA's colour transformations (brightness, contrast) change only the first
+            ``color_channels`` channels of the images (B-SG: the image, not the one-hot mask generated after it);
+            ``None``: every channel. The C-SG condition is never colour-transformed.
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
     """
@@ -112,6 +115,7 @@ class StyleGAN2Step(TrainingStep):
         ada_kimg: float = 500.0,
         image_key: str = "image",
         condition_key: str | None = None,
+        color_channels: int | None = None,
         amp: bool = False,
         amp_dtype: str = "bfloat16",
         schedulers: Mapping[str, Any] | None = None,
@@ -153,6 +157,7 @@ class StyleGAN2Step(TrainingStep):
         self.augment = augment
         self.ada_interval = int(ada_interval)
         self.condition_key = condition_key
+        self.color_channels = None if color_channels is None else int(color_channels)
         self.path_length = PathLengthPenalty(pl_decay).to(self.device)
         self.augment_pipe: AdaptiveAugment | DiffAugment | None = None
         if augment == "ada":
@@ -212,6 +217,8 @@ class StyleGAN2Step(TrainingStep):
         if self.augment_pipe is None:
             return images, condition
         if condition is None:
+            if isinstance(self.augment_pipe, AdaptiveAugment):
+                return self.augment_pipe(images, color_channels=self.color_channels), None
             return self.augment_pipe(images), None
         channels = images.shape[1]
         joined = torch.cat([images, (condition * 2 - 1).to(images.dtype)], 1)

@@ -10,6 +10,7 @@ from .cyclegan import (
 )
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .ga_unet import GAUNetBlock, GAUNetCritic, GAUNetGenerator
+from .image_mask_sampler import ImageMaskSampler
 from .mcgan import (
     MCGAN_NUM_CONDITIONS,
     MCGANContextDiscriminator,
@@ -82,4 +83,4 @@ __all__ += [
     "SimGANDiscriminator",
     "SimGANRefiner",
 ]
-__all__ += ["MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]
+__all__ += ["ImageMaskSampler", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]

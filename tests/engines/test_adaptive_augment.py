@@ -104,6 +104,8 @@ def test_color_is_an_affine_change_of_the_image_channels_only():
     ratio = diff_out[:, 1:] / diff_in[:, 1:]
     torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio), atol=1e-4, rtol=1e-4)
     assert ratio[:, 0].std() > 0.05  # contrasts vary between samples
+    # no image channels (M-SG's masks): nothing is coloured
+    torch.testing.assert_close(AdaptiveAugment(transforms=("brightness",), initial_p=1.0)(x, color_channels=0), x)
 
 
 def test_non_square_axial_plane_keeps_its_shape():

@@ -334,3 +334,26 @@ def test_invalid_arguments():
         make_step(augment="cutout")
     with pytest.raises(ValueError, match="r1_interval"):
         make_step(r1_interval=0)
+
+
+def test_color_channels_keep_b_sg_masks_out_of_the_colour_transformations():
+    """B-SG with ADA: brightness/contrast change the image channels of the discriminator's input, never the mask."""
+    from common.engines import StyleGAN2Step
+
+    gen, disc = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    step = StyleGAN2Step(
+        gen,
+        disc,
+        torch.nn.Linear(1, 1),
+        torch.optim.SGD(gen.parameters(), lr=0.1),
+        torch.optim.SGD(disc.parameters(), lr=0.1),
+        latent_dim=2,
+        augment="ada",
+        color_channels=2,
+    )
+    step.augment_pipe.transforms = ("brightness", "contrast")
+    step.augment_pipe.p.fill_(1.0)
+    x = torch.rand(8, 3, 4, 4) * 2 - 1
+    out, _ = step.augmented(x, None)
+    torch.testing.assert_close(out[:, 2:], x[:, 2:])
+    assert not torch.allclose(out[:, :2], x[:, :2])
