@@ -11,9 +11,21 @@ Front end: ``python scripts/run_experiment.py run <grid.yaml>`` and ``... tables
 
 from common.experiments.plots import bar_plot, cd_diagram, ratio_plot, tsne_plot, write_plots
 from common.experiments.report import build_reports, markdown_tables, statistics_report
-from common.experiments.results import CSV_FIELDS, aggregate, read_results_csv, write_results_csv
+from common.experiments.results import (
+    CSV_FIELDS,
+    PER_IMAGE_FIELDS,
+    aggregate,
+    aggregate_per_image,
+    cell_aggregates,
+    read_per_image,
+    read_per_image_csv,
+    read_results_csv,
+    write_per_image_csv,
+    write_results_csv,
+)
 from common.experiments.runner import GridRunner, RunPlan, RunStep, read_metrics, split_expression, variant_path
 from common.experiments.spec import (
+    BLOCKS,
     KNOWN_GENERATOR_OUTPUTS,
     DatasetSpec,
     GeneratorSpec,
@@ -28,6 +40,7 @@ from common.experiments.spec import (
 )
 
 __all__ = [
+    "BLOCKS",
     "CSV_FIELDS",
     "DatasetSpec",
     "GeneratorSpec",
@@ -37,17 +50,22 @@ __all__ = [
     "KNOWN_GENERATOR_OUTPUTS",
     "MethodSpec",
     "MetricSpec",
+    "PER_IMAGE_FIELDS",
     "RunPlan",
     "RunStep",
     "aggregate",
+    "aggregate_per_image",
     "bar_plot",
     "build_reports",
     "cd_diagram",
+    "cell_aggregates",
     "load_grid",
     "markdown_tables",
     "parse_grid",
     "ratio_plot",
     "read_metrics",
+    "read_per_image",
+    "read_per_image_csv",
     "read_results_csv",
     "resolve_refs",
     "slugify",
@@ -55,6 +73,7 @@ __all__ = [
     "statistics_report",
     "tsne_plot",
     "variant_path",
+    "write_per_image_csv",
     "write_plots",
     "write_results_csv",
 ]

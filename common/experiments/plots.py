@@ -3,11 +3,13 @@
 Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG through the Agg renderer), without
 ``pyplot``: importing this module changes no global matplotlib state (back end, open figures).
 
-- ``bars_<metric>.png``: metric per data set and method, error bars = the grid's spread over seeds;
+- ``bars_<metric>.png``: metric per data set and method, error bars = the grid's spread over seeds (over test
+  images for the metrics with per-image values of a ``blocks: test_images`` grid, as the tables);
 - ``cd_<metric>_<blocks>.png``: critical-difference diagram of the Nemenyi test (Demšar 2006, Fig. 1): methods on
   an average-rank axis, groups not significantly different joined by a bar, the CD drawn on top;
 - ``ratio_<metric>.png``: metric vs synthetic ratio or number of synthetic samples, one panel per data set, error
-  bars = standard error over seeds (CDA-GAN Table 7; Vu et al. Fig. 5);
+  bars = standard error over seeds, or over test images as the tables (CDA-GAN Table 7; Vu et al. Fig. 5: DSC vs
+  the number of generated patients, the baseline at x = 0);
 - ``tsne.png``: t-SNE of real vs synthetic images, colour = class, marker = real/synthetic (Han sec. 4.2.6).
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-from common.experiments.results import aggregate, metrics_of, ratio_curves
+from common.experiments.results import cell_aggregates, metrics_of, ratio_curves
 from common.experiments.spec import GridSpec, slugify
 from common.utils import atomic_path
 from matplotlib.figure import Figure
@@ -170,12 +172,24 @@ def tsne_plot(result: Mapping[str, Any], path: str | os.PathLike) -> str | None:
 
 
 def write_plots(
-    spec: GridSpec, rows: Sequence[Mapping[str, Any]], statistics: Mapping[str, Any], folder: str | os.PathLike
+    spec: GridSpec,
+    rows: Sequence[Mapping[str, Any]],
+    statistics: Mapping[str, Any],
+    folder: str | os.PathLike,
+    per_image_rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """All plots of a grid (see the module docstring) into ``folder``; returns the paths by name."""
+    """All plots of a grid (see the module docstring) into ``folder``; returns the paths by name.
+
+    Args:
+        spec: the grid.
+        rows: rows of ``results.csv``.
+        statistics: the JSON of :func:`~common.experiments.report.statistics_report`.
+        folder: where the PNG files go.
+        per_image_rows: rows of ``per_image.csv`` (used with ``blocks: test_images``).
+    """
     folder = Path(folder)
-    agg = aggregate(rows, spec.error)
-    sem = aggregate(rows, "sem")
+    agg = cell_aggregates(spec, rows, per_image_rows)
+    sem = cell_aggregates(spec, rows, per_image_rows, "sem")
     datasets = [d.name for d in spec.datasets]
     methods = [m.name for m in spec.methods]
     written: dict[str, str] = {}
@@ -186,9 +200,11 @@ def write_plots(
             continue
         errs = np.array([[agg.get((d, m, metric), {}).get("err", np.nan) for m in methods] for d in datasets])
         slug = slugify(metric)
+        cells = [agg.get((d, m, metric), {}) for d in datasets for m in methods]
+        over = "test images" if any(c.get("over") == "images" for c in cells) else "seeds"
         written[f"bars_{slug}"] = bar_plot(
             means, errs, datasets, methods, ms.label, folder / f"bars_{slug}.png",
-            f"{spec.name}: {ms.label} (± {spec.error} over seeds)",
+            f"{spec.name}: {ms.label} (± {spec.error} over {over})",
         )  # fmt: skip
         entry = statistics.get("metrics", {}).get(metric, {})
         comparisons = {"all": entry.get("across_datasets")} if entry.get("across_datasets") else {}
@@ -197,8 +213,9 @@ def write_plots(
             if not c or "nemenyi" not in c:
                 continue
             ne, fr = c["nemenyi"], c["friedman"]
+            kind = c.get("block_kind", "data sets" if blocks == "all" else "seeds")
             title = (
-                f"{ms.label}, {'data sets' if blocks == 'all' else blocks + ' (seeds)'} as blocks: "
+                f"{ms.label}, {'data sets' if blocks == 'all' else f'{blocks} ({kind})'} as blocks: "
                 f"Friedman p = {fr['pvalue']:.3g}, N = {fr['n_blocks']}"
             )
             written[f"cd_{slug}_{blocks}"] = cd_diagram(

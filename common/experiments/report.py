@@ -7,9 +7,14 @@ t-interval half-width, the grid's ``error``), the best mean of each column in bo
 metrics); with a ``ratio_plot``, a second table gives the metric against the synthetic ratio (CDA-GAN Table 7).
 
 ``statistics.json``/``statistics.md``: per metric, the Friedman test and Nemenyi post-hoc test (paper 004 sec.
-3.4) (a) across data sets (blocks = data sets, values = means over seeds; Demšar 2006) and (b) within each data
-set (blocks = seeds: runs with the same seed share data split and initialisation), the direction matrix and
-scores of paper 004 Table 3 and the per-data-set score table of its Table 2.
+3.4) (a) across data sets (blocks = data sets, values = the table's means; Demšar 2006) and (b) within each data
+set (``blocks: seeds``: runs with the same seed share data split and initialisation; ``blocks: test_images``: the
+test images, each image's per-image value averaged over the seeds, as paper 004 ranks "the predictions made on the
+test set"), the direction matrix and scores of paper 004 Table 3 and the per-data-set score table of its Table 2.
+
+With ``blocks: test_images`` the tables' ``mean ± err`` and the ratio plot of the metrics with per-image values
+(``per_image.csv``) are over the test images (paper 004 Fig. 5: DSC and its standard error); other metrics stay
+over seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common.experiments.plots import tsne_plot, write_plots
-from common.experiments.results import aggregate, metrics_of, ratio_curves, read_results_csv
+from common.experiments.results import cell_aggregates, metrics_of, ratio_curves, read_per_image_csv, read_results_csv
 from common.experiments.spec import GridSpec, parse_grid
 from common.metrics.statistics import compare_methods
 from common.utils import atomic_write_json, atomic_write_text
@@ -47,7 +52,8 @@ def _spec_from_snapshot(output_dir: Path) -> GridSpec:
         k: d[k]
         for k in (
             "name", "seeds", "common_variants", "overrides", "vars", "train_config", "evaluate_config",
-            "metrics_file", "error", "alpha", "digits", "timeout_s", "env", "tsne", "ratio_plot",
+            "metrics_file", "error", "alpha", "digits", "timeout_s", "env", "tsne", "ratio_plot", "blocks",
+            "per_image_file",
         )
         if d.get(k) is not None
     }  # fmt: skip
@@ -73,7 +79,7 @@ def _cell(entry: Mapping[str, Any] | None, digits: int, bold: bool, n_seeds: int
     text = f"{entry['mean']:.{digits}f} ± {entry['err']:.{digits}f}"
     if bold:
         text = f"**{text}**"
-    if entry["n"] < n_seeds:
+    if entry.get("over", "seeds") == "seeds" and entry["n"] < n_seeds:
         text += f" (n={entry['n']})"
     return text
 
@@ -81,17 +87,37 @@ def _cell(entry: Mapping[str, Any] | None, digits: int, bold: bool, n_seeds: int
 _ERR_NAMES = {"std": "standard deviation", "sem": "standard error", "ci95": "95 % confidence interval (t)"}
 
 
-def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
-    """The papers' tables as Markdown (see the module docstring)."""
-    agg = aggregate(rows, spec.error)
+def _over_images(agg: Mapping[tuple[str, str, str], Mapping[str, Any]]) -> list[str]:
+    """The metrics whose table entries are over test images."""
+    return sorted({k[2] for k, v in agg.items() if v.get("over") == "images"})
+
+
+def markdown_tables(
+    spec: GridSpec, rows: Sequence[Mapping[str, Any]], per_image_rows: Sequence[Mapping[str, Any]] | None = None
+) -> str:
+    """The papers' tables as Markdown (see the module docstring).
+
+    Args:
+        spec: the grid.
+        rows: rows of ``results.csv``.
+        per_image_rows: rows of ``per_image.csv`` (used with ``blocks: test_images``).
+    """
+    agg = cell_aggregates(spec, rows, per_image_rows)
     metrics = metrics_of(spec, rows)
     datasets = [d.name for d in spec.datasets]
     methods = [m.name for m in spec.methods]
     n_seeds = len(spec.seeds)
+    images = [spec.metric(m).label for m in metrics if m in _over_images(agg)]
+    over = (
+        f"over seeds {spec.seeds}"
+        if not images
+        else f"over test images for {', '.join(images)} (each image's value averaged over seeds {spec.seeds}), "
+        f"over seeds for the other metrics"
+    )
     lines = [
         f"# {spec.name}",
         "",
-        f"Mean ± {_ERR_NAMES[spec.error]} over seeds {spec.seeds}; best mean per column in bold "
+        f"Mean ± {_ERR_NAMES[spec.error]} {over}; best mean per column in bold "
         "(lowest for "
         + (", ".join(spec.metric(m).label for m in metrics if not spec.metric(m).higher_is_better) or "none")
         + "); `(n=k)`: only k runs succeeded; `–`: no result.",
@@ -136,16 +162,29 @@ def markdown_tables(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], str]:
+def statistics_report(
+    spec: GridSpec, rows: Sequence[Mapping[str, Any]], per_image_rows: Sequence[Mapping[str, Any]] | None = None
+) -> tuple[dict[str, Any], str]:
     """Friedman + Nemenyi per metric, across data sets and within each data set (see the module docstring).
 
+    Args:
+        spec: the grid.
+        rows: rows of ``results.csv``.
+        per_image_rows: rows of ``per_image.csv`` (the blocks with ``blocks: test_images``).
+
     Returns:
-        ``(json_dict, markdown)``.
+        ``(json_dict, markdown)``; each comparison has ``block_kind`` (``data sets``, ``seeds`` or ``test images``).
     """
-    agg = aggregate(rows, spec.error)
+    agg = cell_aggregates(spec, rows, per_image_rows)
     methods = [m.name for m in spec.methods]
     datasets = [d.name for d in spec.datasets]
-    result: dict[str, Any] = {"alpha": spec.alpha, "methods": methods, "datasets": datasets, "metrics": {}}
+    result: dict[str, Any] = {
+        "alpha": spec.alpha,
+        "methods": methods,
+        "datasets": datasets,
+        "blocks": spec.blocks,
+        "metrics": {},
+    }
     md = [
         f"# Statistics: {spec.name}",
         "",
@@ -158,14 +197,22 @@ def statistics_report(spec: GridSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
         md += ["", f"## {ms.label} ({'higher' if ms.higher_is_better else 'lower'} is better)"]
         if len(datasets) >= 2:
             table = {m: {d: agg[(d, m, metric)]["mean"] for d in datasets if (d, m, metric) in agg} for m in methods}
-            entry["across_datasets"] = compare_methods(table, ms.higher_is_better, spec.alpha)
-            md += ["", "### Across data sets (blocks = data sets, values = means over seeds)", ""]
+            entry["across_datasets"] = {
+                **compare_methods(table, ms.higher_is_better, spec.alpha),
+                "block_kind": "data sets",
+            }
+            md += ["", "### Across data sets (blocks = data sets, values = the tables' means)", ""]
             md += _comparison_md(entry["across_datasets"])
         for d in datasets:
             table = {m: dict(agg.get((d, m, metric), {}).get("values", {})) for m in methods}
-            if len(spec.seeds) >= 2:
-                entry["per_dataset"][d] = compare_methods(table, ms.higher_is_better, spec.alpha)
-                md += ["", f"### {d} (blocks = seeds)", ""]
+            over = {agg[(d, m, metric)]["over"] for m in methods if (d, m, metric) in agg}
+            kind = "test images" if over == {"images"} else "seeds"
+            if kind == "test images" or len(spec.seeds) >= 2:
+                entry["per_dataset"][d] = {
+                    **compare_methods(table, ms.higher_is_better, spec.alpha),
+                    "block_kind": kind,
+                }
+                md += ["", f"### {d} (blocks = {kind})", ""]
                 md += _comparison_md(entry["per_dataset"][d])
         if entry["per_dataset"]:
             md += ["", f"### Nemenyi scores per data set ({ms.label}; Vu et al. Table 2 layout)", ""]
@@ -240,13 +287,17 @@ def build_reports(
         raise FileNotFoundError(f"{csv_path} is missing: run the grid first.")
     rows = read_results_csv(csv_path)
     written = {"results": str(csv_path)}
-    atomic_write_text(markdown_tables(spec, rows), out / "tables.md")
+    per_image_rows = None
+    if spec.blocks == "test_images" and (out / "per_image.csv").is_file():
+        per_image_rows = read_per_image_csv(out / "per_image.csv")
+        written["per_image"] = str(out / "per_image.csv")
+    atomic_write_text(markdown_tables(spec, rows, per_image_rows), out / "tables.md")
     written["tables"] = str(out / "tables.md")
-    stats_json, stats_md = statistics_report(spec, rows)
+    stats_json, stats_md = statistics_report(spec, rows, per_image_rows)
     atomic_write_json(stats_json, out / "statistics.json")
     atomic_write_text(stats_md, out / "statistics.md")
     written.update(statistics=str(out / "statistics.md"), statistics_json=str(out / "statistics.json"))
-    written.update(write_plots(spec, rows, stats_json, out / "plots"))
+    written.update(write_plots(spec, rows, stats_json, out / "plots", per_image_rows))
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
         written["tsne_plot"] = tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")

@@ -8,9 +8,12 @@ A run is two MONAI bundle commands in a subprocess (so a crash or leak of one ru
         "[<bundle>/configs/train.yaml, <bundle>/configs/evaluate.yaml, <variants>..., overrides.yaml]" ...
 
 The evaluate config is an overlay always merged on the training config, before the same variant files. A generator
-is ``training`` (``[train.yaml, <variants>..., overrides.yaml]``) then one ``inference`` command
-(``[inference.yaml, <variants>..., overrides.yaml]``) per item of its ``inference_runs``, a non-empty item's
-overrides in a last file (``overrides_inference.yaml``, ``overrides_inference_1.yaml``, ...).
+is ``training`` (``[train.yaml, <variants>..., overrides.yaml]``; left out with ``train: false``) then one
+``inference`` command (``[inference.yaml, <variants>..., <the item's variants>..., overrides.yaml]``) per item of its
+``inference_runs``, a non-empty item's overrides in a last file (``overrides_inference.yaml``,
+``overrides_inference_1.yaml``, ...). Generators run in the order of declaration, each planned just before it runs,
+so that its overrides can name the ``ckpt_dir`` or outputs of the generators before it (MC-SG's inference on the
+M-SG and C-SG checkpoints); a generator whose referenced generator failed fails before it starts.
 
 A data set with a ``split`` gives every run on it, and each of its generators, a ``datalist`` that is the same
 subset of the source datalist (:func:`common.data.make_split_datalist`, evaluated in the bundle process, after its
@@ -22,7 +25,8 @@ of the grid's ``overrides``, then the data set's, then the method's (later wins;
 ``<output_dir>/data/<dataset>``) are written, with ``${...}`` references resolved, to ``<run>/overrides.yaml``,
 the last file of the list: YAML keeps their types exactly (a dict, ``null``), which command-line values do not.
 Each run's folder holds ``models/``, ``eval/`` (with the bundle's ``metrics.json``), ``logs/<command>.log`` and
-``run.json`` (status, commands, metrics or error).
+``run.json`` (status, commands, metrics or error). With ``blocks: test_images`` a run must also write the grid's
+``per_image_file`` beside ``metrics.json``; its values go to ``run.json`` (``per_image``) and ``per_image.csv``.
 
 ``run()`` returns the downstream records; ``generator_records`` holds the generators'. A failed run does not stop
 the grid; the command line front end exits non-zero when any run or generator failed, after the reports are written.
@@ -50,7 +54,7 @@ from typing import Any
 import yaml
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
-from common.experiments.results import write_results_csv
+from common.experiments.results import read_per_image, write_per_image_csv, write_results_csv
 from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, resolve_refs
 from common.utils import atomic_path, atomic_write_json
 
@@ -254,21 +258,31 @@ class GridRunner:
         if dataset is not None:
             variables.update(dataset.vars)
             ctx.update(dataset=dataset.slug, dataset_dir=self.dataset_dir(dataset.slug))
-            gens = {}
-            for name, g in self.spec.generators.items():
-                key = (name, dataset.slug if g.per_dataset else None)
-                gens[name] = self.generator_outputs.get(key, RuntimeError(f"generator {name} has not run"))
-            ctx["generators"] = gens
+        gens: dict[str, Any] = {}
+        for name, g in self.spec.generators.items():
+            if g.per_dataset and dataset is None:
+                gens[name] = RuntimeError(f"generator {name} is per data set; no data set here")
+                continue
+            key = (name, dataset.slug if g.per_dataset else None)
+            gens[name] = self.generator_outputs.get(key, RuntimeError(f"generator {name} has not run"))
+        ctx["generators"] = gens
         ctx["vars"] = resolve_refs(variables, {k: v for k, v in ctx.items() if k != "vars"})
         return ctx
 
+    def generator_instances(self) -> list[tuple[GeneratorSpec, DatasetSpec | None]]:
+        """``(generator, data set or None)`` in the order they run: declaration order, each data set of a
+        ``per_dataset`` generator."""
+        return [
+            (g, d) for g in self.spec.generators.values() for d in (self.spec.datasets if g.per_dataset else [None])
+        ]
+
+    def generator_plan(self, g: GeneratorSpec, dataset: DatasetSpec | None) -> RunPlan:
+        """The plan of one generator instance, with the outputs of the generators that ran before it."""
+        return self._generator_plan(g, dataset, self.out / "generators" / g.name / (dataset.slug if dataset else ""))
+
     def generator_plans(self) -> list[RunPlan]:
-        plans = []
-        for g in self.spec.generators.values():
-            for dataset in self.spec.datasets if g.per_dataset else [None]:
-                run_dir = self.out / "generators" / g.name / (dataset.slug if dataset else "")
-                plans.append(self._generator_plan(g, dataset, run_dir))
-        return plans
+        """Every generator plan, made now (references to other generators resolve only after those ran)."""
+        return [self.generator_plan(g, d) for g, d in self.generator_instances()]
 
     def _split_overrides(self, dataset: DatasetSpec | None, run_dir: Path, ctx: Mapping[str, Any]) -> dict[str, Any]:
         """``{"datalist": <the split expression>}`` for a data set with a ``split``, else ``{}``."""
@@ -282,13 +296,14 @@ class GridRunner:
         variants = [variant_path(g.bundle, v) for v in g.variants]
         inference = [str(Path(g.bundle) / g.inference_config), *variants]
         ctx = self._context(dataset, g.seed, run_dir)
-        ctx.pop("generators", None)
-        steps = [RunStep("training", [str(Path(g.bundle) / g.train_config), *variants])]
+        steps = [RunStep("training", [str(Path(g.bundle) / g.train_config), *variants])] if g.train else []
         plan = RunPlan("generator", g.name, run_dir, steps, None, g.seed, dataset.name if dataset else None)
         try:
-            for i, extra in enumerate(g.inference_runs):
+            for i, item in enumerate(g.inference_runs):
                 name = "inference" if i == 0 else f"inference_{i}"
-                steps.append(RunStep("inference", inference, resolve_refs(extra, ctx) or None, name))
+                extra = {k: v for k, v in item.items() if k != "variants"}
+                files = [*inference, *[variant_path(g.bundle, v) for v in item.get("variants", [])]]
+                steps.append(RunStep("inference", files, resolve_refs(extra, ctx) or None, name))
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
@@ -377,7 +392,7 @@ class GridRunner:
         old = _read_json(status_path)
         if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
             try:
-                check(plan)
+                old.update(check(plan))  # read again: e.g. the per-image values a changed grid now reports
                 self.log(f"  skip (complete): {plan.run_dir}")
                 return old
             except (OSError, ValueError):
@@ -450,13 +465,24 @@ class GridRunner:
         return result
 
     def _check_generator(self, plan: RunPlan) -> dict[str, Any]:
-        missing = [p for k, p in plan.outputs.items() if k not in ("ckpt_dir", "output_dir") and not Path(p).exists()]
+        """Its declared outputs exist (a generator that only trains: a non-empty ``ckpt_dir``)."""
+        files = {k: p for k, p in plan.outputs.items() if k not in ("ckpt_dir", "output_dir")}
+        if not any(s.workflow == "inference" for s in plan.steps):
+            files = {"ckpt_dir": plan.outputs["ckpt_dir"]}
+            if Path(files["ckpt_dir"]).is_dir() and any(Path(files["ckpt_dir"]).iterdir()):
+                files = {}
+        missing = [p for p in files.values() if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"generator {plan.name} did not write {missing}")
         return {"outputs": plan.outputs}
 
     def _check_run(self, plan: RunPlan) -> dict[str, Any]:
-        return {"metrics": read_metrics(plan.run_dir / "eval" / self.spec.metrics_file)}
+        """The run's metrics, and with ``blocks: test_images`` its per-image values (``per_image``)."""
+        eval_dir = plan.run_dir / "eval"
+        result: dict[str, Any] = {"metrics": read_metrics(eval_dir / self.spec.metrics_file)}
+        if self.spec.blocks == "test_images":
+            result["per_image"] = read_per_image(eval_dir / self.spec.per_image_file)
+        return result
 
     def run(self) -> list[dict[str, Any]]:
         """Runs generators, then every run, writing ``results.csv`` after each run and the reports at the end.
@@ -469,12 +495,12 @@ class GridRunner:
         if not self.dry_run:
             self.out.mkdir(parents=True, exist_ok=True)
             write_grid_snapshot(spec, self.out)
-        gplans = self.generator_plans()
-        for plan in gplans:
+        for g, dataset in self.generator_instances():
+            plan = self.generator_plan(g, dataset)  # after the generators it may refer to
             self.log(f"generator {plan.name}" + (f" on {plan.dataset}" if plan.dataset else ""))
             rec = self._execute(plan, self._check_generator)
             self.generator_records.append(rec)
-            key = (plan.name, Path(plan.run_dir).name if plan.dataset else None)
+            key = (plan.name, dataset.slug if dataset else None)
             if rec.get("status") in ("ok", "dry_run"):
                 self.generator_outputs[key] = plan.outputs
             else:
@@ -488,6 +514,8 @@ class GridRunner:
             records.append(self._execute(plan, self._check_run))
             if not self.dry_run:
                 write_results_csv(records, self.out / "results.csv")
+                if spec.blocks == "test_images":
+                    write_per_image_csv(records, self.out / "per_image.csv")
         if not self.dry_run:
             build_reports(self.out, spec=spec, log=self.log)
         failed = [r for r in records if r.get("status") == "failed"]

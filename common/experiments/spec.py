@@ -22,6 +22,8 @@ Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
     metrics: [acc, auc, {name: hd95, higher_is_better: false, label: HD95}]
     error: std                              # std | sem | ci95: the "±" of the tables
     alpha: 0.05                             # Nemenyi significance level
+    blocks: seeds                           # seeds | test_images: the blocks of the per-data-set statistics
+    per_image_file: per_image.json          # with blocks: test_images, written by `evaluating` beside metrics_file
     datasets:
       - {name: Phantom, overrides: {...}}
       - {name: Phantom_s, split: {mode: small}}   # BraTS_s (CDA-GAN sec. 4.1), for the generators too
@@ -40,6 +42,12 @@ Grid YAML (keys not listed are rejected, so a typo fails before anything runs)::
         seed: 0
         outputs: {synthetic_datalist: cross_domain/synthetic_datalist.json}   # defaults known per bundle
         inference_runs: [{}]                # one `inference` command per item, with these extra overrides
+      m_sg: {bundle: bundles/stylegan2, variants: [m_sg.yaml], inference_runs: []}   # trains only
+      mc_sg:                                # runs inference only, on other generators' checkpoints
+        bundle: bundles/stylegan2
+        train: false
+        inference_runs:
+          - {variants: [mc_sg.yaml], mask_checkpoint: '${generators.m_sg.ckpt_dir}/model.pt'}
     tsne: {generator: cda_gan, real_datalist: '${dataset_dir}/datalist.json', dataset: Phantom, per_class: 300}
     ratio_plot:
       x_label: synthetic ratio (%)
@@ -60,7 +68,20 @@ Runs (see :mod:`common.experiments.runner`): ``training`` with ``[train_config, 
 ``evaluating`` with ``[train_config, evaluate_config, <variants>..., overrides]``: the evaluate config is an overlay
 always merged on the training config. A generator runs ``training`` with ``[train_config, <variants>...]`` and
 ``inference`` with ``[inference_config, <variants>...]``, once per item of ``inference_runs`` (its overrides on top
-of the generator's, e.g. a second rule or section of the same trained networks).
+of the generator's, e.g. a second rule or section of the same trained networks); an item's ``variants`` (files as
+the generator's) are merged after the generator's own, before the overrides. ``inference_runs: []`` makes a generator
+that only trains (its outputs are ``ckpt_dir`` and ``output_dir``; it may not declare ``outputs``), ``train: false``
+one that only runs inference, on the checkpoints that its overrides name (``${generators.<other>.ckpt_dir}``).
+A generator's overrides and inference runs may refer to the outputs of the generators declared before it (not to
+itself or later ones); they run in the order of declaration, and a ``per_dataset: false`` generator may not refer to a
+per-data-set one.
+
+Statistics blocks (paper 004 sec. 3.4: the Friedman test "was used with the predictions made on the test set"):
+with ``blocks: seeds`` (the default) the per-data-set Friedman/Nemenyi tests rank the methods within each seed;
+with ``blocks: test_images`` each run's ``evaluating`` must also write ``per_image_file`` (``{"ids": [...],
+<metric>: [one value per image]}``, e.g. ``common.handlers.SegmentationMetricsHandler``'s ``per_image_file``),
+and for the metrics it holds the blocks are the test images (each image's value averaged over the seeds), the
+tables' ``mean ± err`` and the ratio plot are over test images too (see :mod:`common.experiments.report`).
 
 Substitutions: a string value ``${key}`` is replaced by the value of ``key`` (keeping its type when the string is
 only the reference), with keys ``output_dir`` (absolute), ``dataset`` (the data set's folder name),
@@ -69,7 +90,9 @@ sets with different phantom arguments never share a folder; a data set's own ``d
 paths of the grid) names an existing folder instead, e.g. a ``scripts/prepare_data.py``
 conversion, whose ``datalist.json`` then is the source of its ``split`` and of its generators, and no phantom is
 made there), ``seed``, ``run_dir``, ``vars.<key>`` and
-``generators.<name>.<output>`` (``ckpt_dir``, ``output_dir`` and the ``outputs`` of the generator).
+``generators.<name>.<output>`` (``ckpt_dir``, ``output_dir`` and the ``outputs`` of the generator). The x values of
+``ratio_plot`` curves may be ``${vars.<key>}`` references to the grid's ``vars`` (resolved when the grid is read), so
+that one ``vars`` entry sets a count for the generator runs and the plot.
 """
 
 from __future__ import annotations
@@ -86,6 +109,7 @@ import yaml
 from common.data.splits import SPLIT_MODES
 
 __all__ = [
+    "BLOCKS",
     "DatasetSpec",
     "GeneratorSpec",
     "GridError",
@@ -181,6 +205,9 @@ class GeneratorSpec:
     inference_config: str = "configs/inference.yaml"
     outputs: dict[str, str] = field(default_factory=dict)
     inference_runs: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    """One ``inference`` command per item: its overrides, and optional ``variants`` merged after the generator's."""
+    train: bool = True
+    """``False``: no ``training`` command (inference on checkpoints that the overrides name)."""
 
 
 @dataclass
@@ -208,6 +235,8 @@ class GridSpec:
     env: dict[str, str] = field(default_factory=dict)
     tsne: dict[str, Any] | None = None
     ratio_plot: dict[str, Any] | None = None
+    blocks: str = "seeds"
+    per_image_file: str = "per_image.json"
     source: str | None = None
 
     def metric(self, name: str) -> MetricSpec:
@@ -224,16 +253,18 @@ class GridSpec:
 _GRID_KEYS = {
     "name", "output_dir", "bundle", "seeds", "datasets", "methods", "metrics", "generators", "common_variants",
     "overrides", "vars", "train_config", "evaluate_config", "metrics_file", "error", "alpha", "digits",
-    "timeout_s", "env", "tsne", "ratio_plot", "root",
+    "timeout_s", "env", "tsne", "ratio_plot", "root", "blocks", "per_image_file",
 }  # fmt: skip
 _DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split", "dataset_dir"}
 _METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
-    "inference_runs",
+    "inference_runs", "train",
 }  # fmt: skip
 _SPLIT_IDS = ("datalist", "split_mode")  # config ids a data set's `split` sets in every run
 _ERRORS = ("std", "sem", "ci95")
+BLOCKS = ("seeds", "test_images")
+"""The blocks of the per-data-set Friedman/Nemenyi tests: the seeds, or the test images (paper 004 sec. 3.4)."""
 
 
 class GridError(ValueError):
@@ -299,11 +330,18 @@ def _split(value: Any, where: str, src: str) -> dict[str, Any] | None:
 
 
 def _inference_runs(value: Any, where: str, src: str) -> list[dict[str, Any]]:
+    """The ``inference_runs`` items: override mappings, each with an optional ``variants`` list of file names."""
     if value is None:
         return [{}]
-    if not isinstance(value, list) or not value:
-        raise GridError(f"{src}: {where} must be a non-empty list of override mappings, got {value!r}.")
-    return [_mapping(v, f"{where}[{i}]", src) for i, v in enumerate(value)]
+    if not isinstance(value, list):
+        raise GridError(f"{src}: {where} must be a list of override mappings, got {value!r}.")
+    runs = []
+    for i, v in enumerate(value):
+        run = _mapping(v, f"{where}[{i}]", src)
+        if "variants" in run:
+            run["variants"] = _str_list(run["variants"], f"{where}[{i}].variants", src)
+        runs.append(run)
+    return runs
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.PathLike | None = None) -> GridSpec:
@@ -392,10 +430,21 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             raise GridError(f"{source}: generator {gname!r} needs a `bundle`.")
         _check_keys(f"generator {gname!r}", g, _GENERATOR_KEYS, source)
         gbundle = _path(g["bundle"])
-        outputs = dict(KNOWN_GENERATOR_OUTPUTS.get(Path(gbundle).name, {}))
-        outputs.update(
-            {str(k): str(v) for k, v in _mapping(g.get("outputs"), f"generator {gname!r} outputs", source).items()}
-        )
+        runs = _inference_runs(g.get("inference_runs"), f"generator {gname!r} inference_runs", source)
+        train = g.get("train", True)
+        if not isinstance(train, bool):
+            raise GridError(f"{source}: generator {gname!r} train must be true/false, got {train!r}.")
+        if not runs and not train:
+            raise GridError(f"{source}: generator {gname!r} has train: false and no inference_runs: it runs nothing.")
+        declared = _mapping(g.get("outputs"), f"generator {gname!r} outputs", source)
+        if not runs and declared:
+            raise GridError(
+                f"{source}: generator {gname!r} only trains (inference_runs: []) but declares outputs "
+                f"{sorted(declared)}; refer to its ckpt_dir instead."
+            )
+        # the known outputs are those of the bundle's inference
+        outputs = dict(KNOWN_GENERATOR_OUTPUTS.get(Path(gbundle).name, {})) if runs else {}
+        outputs.update({str(k): str(v) for k, v in declared.items()})
         generators[str(gname)] = GeneratorSpec(
             name=str(gname),
             bundle=gbundle,
@@ -406,12 +455,17 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             train_config=str(g.get("train_config", "configs/train.yaml")),
             inference_config=str(g.get("inference_config", "configs/inference.yaml")),
             outputs=outputs,
-            inference_runs=_inference_runs(g.get("inference_runs"), f"generator {gname!r} inference_runs", source),
+            inference_runs=runs,
+            train=train,
         )
 
     error = data.get("error", "std")
     if error not in _ERRORS:
         raise GridError(f"{source}: `error` must be one of {_ERRORS}, got {error!r}.")
+    blocks = data.get("blocks", "seeds")
+    if blocks not in BLOCKS:
+        raise GridError(f"{source}: `blocks` must be one of {BLOCKS}, got {blocks!r}.")
+    grid_vars = _mapping(data.get("vars"), "`vars`", source)
     spec = GridSpec(
         name=str(data["name"]),
         output_dir=_path(str(data["output_dir"])),
@@ -423,7 +477,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
         generators=generators,
         common_variants=_str_list(data.get("common_variants"), "`common_variants`", source),
         overrides=_mapping(data.get("overrides"), "`overrides`", source),
-        vars=_mapping(data.get("vars"), "`vars`", source),
+        vars=grid_vars,
         train_config=str(data.get("train_config", "configs/train.yaml")),
         evaluate_config=str(data.get("evaluate_config", "configs/evaluate.yaml")),
         metrics_file=str(data.get("metrics_file", "metrics.json")),
@@ -433,12 +487,36 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
         timeout_s=None if data.get("timeout_s") is None else float(data["timeout_s"]),
         env={str(k): str(v) for k, v in _mapping(data.get("env"), "`env`", source).items()},
         tsne=_mapping(data.get("tsne"), "`tsne`", source) or None,
-        ratio_plot=_mapping(data.get("ratio_plot"), "`ratio_plot`", source) or None,
+        ratio_plot=_ratio_plot(data.get("ratio_plot"), grid_vars, source),
+        blocks=blocks,
+        per_image_file=str(data.get("per_image_file", "per_image.json")),
         source=source,
     )
     _check_references(spec)
     _check_splits(spec)
     return spec
+
+
+def _ratio_plot(value: Any, grid_vars: Mapping[str, Any], src: str) -> dict[str, Any] | None:
+    """The ``ratio_plot`` entry with ``${vars.<key>}`` x values replaced by the grid's ``vars`` (numbers)."""
+    rp = _mapping(value, "`ratio_plot`", src)
+    if not rp:
+        return None
+    curves = rp.get("curves")
+    if isinstance(curves, Mapping):
+        resolved = {}
+        for curve, points in curves.items():
+            if isinstance(points, Mapping):
+                try:
+                    points = resolve_refs(dict(points), {"vars": grid_vars})
+                except (KeyError, RuntimeError) as e:
+                    raise GridError(f"{src}: ratio_plot.curves.{curve}: {e}") from e
+                bad = {m: x for m, x in points.items() if isinstance(x, bool) or not isinstance(x, (int, float))}
+                if bad:
+                    raise GridError(f"{src}: ratio_plot.curves.{curve} x values must be numbers, got {bad}.")
+            resolved[curve] = points
+        rp["curves"] = resolved
+    return rp
 
 
 def _check_splits(spec: GridSpec) -> None:
@@ -496,6 +574,23 @@ def _check_references(spec: GridSpec) -> None:
                 raise GridError(f"{src}: reference ${{{ref}}}: generator {parts[1]!r} has outputs {sorted(allowed)}.")
         elif parts[0] not in ("output_dir", "dataset", "dataset_dir", "seed", "run_dir", "vars"):
             raise GridError(f"{src}: unknown reference ${{{ref}}}.")
+    order = list(spec.generators)
+    for g in spec.generators.values():
+        for ref in _references([g.overrides, g.inference_runs]):
+            parts = ref.strip().split(".")
+            if parts[0] != "generators":
+                continue
+            other = spec.generators[parts[1]]
+            if order.index(other.name) >= order.index(g.name):
+                raise GridError(
+                    f"{src}: generator {g.name!r} refers to ${{{ref}}}; a generator may only use the generators "
+                    f"declared before it ({order[: order.index(g.name)]})."
+                )
+            if other.per_dataset and not g.per_dataset:
+                raise GridError(
+                    f"{src}: generator {g.name!r} (per_dataset: false) refers to per-data-set generator "
+                    f"{other.name!r}; make {g.name!r} per_dataset too."
+                )
     method_names = {m.name for m in spec.methods}
     if spec.ratio_plot:
         curves = spec.ratio_plot.get("curves")

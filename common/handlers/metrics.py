@@ -9,7 +9,9 @@ report is one JSON object with the descriptive ``extra`` entries (bundle, varian
 
 - :class:`MetricsHandler`: any cumulative metric whose ``aggregate()`` returns a dict of numbers;
 - :class:`ClassificationMetricsHandler`: :class:`~common.metrics.ClassificationMetrics` (CDA-GAN eq. 11-14);
-- :class:`SegmentationMetricsHandler`: :class:`~common.metrics.SegmentationMetrics` (CDA-GAN eq. 15-20).
+- :class:`SegmentationMetricsHandler`: :class:`~common.metrics.SegmentationMetrics` (CDA-GAN eq. 15-20), and
+  optionally the per-image DSC of Vu et al. eq. 6 with the image ids (``per_image.json``), the blocks of paper
+  004's Friedman and Nemenyi tests (sec. 3.4) in the experiment grids (``blocks: test_images``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ __all__ = [
     "SegmentationMetricsHandler",
     "stack_pred_label",
 ]
+
+_DSC_EQ6_BUFFER = -1
+"""Index of eq. 6's per-image DSC ``(N, 1)`` among :class:`~common.metrics.SegmentationMetrics`'s buffers (the last
+value of its ``__call__``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -196,11 +202,18 @@ class SegmentationMetricsHandler(MetricsHandler):
     At every iteration it reads ``pred`` and ``label`` from the (decollated) engine output, which must hold binary
     one-hot masks ``(C, *spatial)``.
 
+    With ``per_image_file``, the per-image values are written too, as ``{"ids": [N ids], "dsc_eq6": [N values]}``
+    (eq. 6 on all channels, :func:`common.metrics.dsc_per_image`, whose mean is the report's ``dsc_eq6``), in the
+    order the images were scored: ``image_ids`` names them (e.g. the label files of an unshuffled test loader),
+    else their indices ``"0"``, ``"1"``...
+
     Args:
         output_file: the JSON file (e.g. the bundle's ``eval/metrics.json``).
         metrics: the accumulator (default: binary tumour-vs-background).
         extra: descriptive entries added to the file (bundle, variant, split...).
         output_transform: maps the engine output to ``(y_pred, y)`` batches; default stacks ``pred``/``label``.
+        per_image_file: the JSON file of the per-image values (``None``: not written).
+        image_ids: the ids of the images in scoring order; their number must equal the images scored.
     """
 
     def __init__(
@@ -209,6 +222,8 @@ class SegmentationMetricsHandler(MetricsHandler):
         metrics: SegmentationMetrics | None = None,
         extra: Mapping[str, Any] | None = None,
         output_transform: Callable[[Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        per_image_file: str | os.PathLike | None = None,
+        image_ids: Sequence[Any] | None = None,
     ) -> None:
         super().__init__(
             metrics if metrics is not None else SegmentationMetrics(),
@@ -217,3 +232,28 @@ class SegmentationMetricsHandler(MetricsHandler):
             output_transform,
             title="segmentation metrics",
         )
+        self.per_image_file = per_image_file
+        self.image_ids = None if image_ids is None else [str(i) for i in image_ids]
+
+    def per_image(self) -> dict[str, list]:
+        """The per-image values of the images scored since the last reset.
+
+        Returns:
+            ``{"ids": [N ids], "dsc_eq6": [N floats]}``.
+
+        Raises:
+            ValueError: when ``image_ids`` does not name every scored image exactly once.
+        """
+        dsc = self.metric_fn.get_buffer()[_DSC_EQ6_BUFFER].reshape(-1)
+        ids = self.image_ids if self.image_ids is not None else [str(i) for i in range(len(dsc))]
+        if len(ids) != len(dsc):
+            raise ValueError(f"{len(dsc)} images were scored but image_ids names {len(ids)}.")
+        if len(set(ids)) != len(ids):
+            raise ValueError("image_ids has duplicates.")
+        return {"ids": list(ids), "dsc_eq6": [float(v) for v in dsc]}
+
+    def completed(self, engine: Engine, name: str) -> None:
+        """Aggregate the metric, write and log the report, and write the per-image file when one is named."""
+        super().completed(engine, name)
+        if self.per_image_file is not None and is_rank0():
+            atomic_write_json(self.per_image(), self.per_image_file)

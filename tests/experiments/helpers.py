@@ -4,7 +4,9 @@
 (``<python> -m monai.bundle run <workflow> --config_file [...] --ckpt_dir ... --output_dir ... --seed ...``): it
 merges the YAML config files as MONAI does (later files replace top-level keys), applies the command-line ids, logs
 the call (workflow, ckpt_dir, seed, config files) to ``$FAKE_CALLS`` and does what the workflow of a tiny bundle
-would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes.
+would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes: ``inference`` reads the model
+of ``checkpoint`` when the config names one (an inference-only generator on another's checkpoint), and
+``evaluating`` writes ``per_image.json`` from a ``per_image`` id (``{image id: value}``, plus ``quality``).
 """
 
 import textwrap
@@ -36,7 +38,7 @@ FAKE_MONAI = textwrap.dedent("""
         ckpt.mkdir(parents=True, exist_ok=True)
         (ckpt / "model.json").write_text(json.dumps(cfg))
     elif workflow == "inference":
-        assert (ckpt / "model.json").is_file(), "train first"
+        assert Path(cfg.get("checkpoint") or ckpt / "model.json").is_file(), "train first"
         folder = out / cfg.get("synthetic_subdir", "synthetic")
         folder.mkdir(parents=True, exist_ok=True)
         entries = [{"image": f"s{j}.nii.gz", "class": j % 2} for j in range(cfg["num_samples"])]
@@ -50,6 +52,10 @@ FAKE_MONAI = textwrap.dedent("""
         out.mkdir(parents=True, exist_ok=True)
         metrics = {"acc": 0.5 + 0.1 * q + 0.01 * s, "hd95": 10.0 - q + s, "syn_count": n_syn, "note": "text"}
         (out / "metrics.json").write_text(json.dumps(metrics))
+        if cfg.get("per_image"):
+            ids = list(cfg["per_image"])
+            values = [v + q + 0.01 * s for v in cfg["per_image"].values()]
+            (out / "per_image.json").write_text(json.dumps({"ids": ids, "acc": values, "non_finite": {}}))
     """)
 
 

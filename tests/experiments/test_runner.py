@@ -222,7 +222,7 @@ def test_inference_runs_are_extra_inference_commands(fake_env, tmp_path):
     assert [c["workflow"] for c in workflows[:3]] == ["training", "inference", "inference"]
     assert Path(workflows[2]["files"][-1]).name == "overrides_inference_1.yaml"
     with pytest.raises(GridError, match="inference_runs"):
-        _grid(tmp_path, down, gen, generators={"g": {"bundle": str(gen), "inference_runs": []}})
+        _grid(tmp_path, down, gen, generators={"g": {"bundle": str(gen), "inference_runs": {}}})
 
 
 def test_cli_exits_non_zero_after_the_reports_when_a_run_failed(fake_env, tmp_path, capsys):
@@ -339,3 +339,93 @@ def test_read_metrics_flattens_nested_objects(tmp_path):
     path.write_text(json.dumps({"text": "a"}))
     with pytest.raises(ValueError, match="no numeric"):
         read_metrics(path)
+
+
+def test_generators_chain_train_only_and_inference_only_with_run_variants(fake_env, tmp_path):
+    """A generator that only trains (inference_runs: []), then one that only runs inference (train: false) on the
+    first one's checkpoint, with a variant file of its inference run (MC-SG on M-SG/C-SG in phantom_stylegan2.yaml);
+    a failed first generator fails the second before it starts."""
+    python, calls, down, gen = fake_env
+    (gen / "configs" / "variants" / "mc.yaml").write_text("synthetic_subdir: mc\n")
+    generators = {
+        "t": {"bundle": str(gen), "inference_runs": []},
+        "i": {
+            "bundle": str(gen),
+            "train": False,
+            "overrides": {"checkpoint": "${generators.t.ckpt_dir}/model.json"},
+            "inference_runs": [{"variants": ["mc.yaml"], "num_samples": 3}],
+            "outputs": {"synthetic_datalist": "mc/datalist.json"},
+        },
+    }
+    methods = [{"name": "syn", "overrides": {"synthetic_datalist": "${generators.i.synthetic_datalist}"}}]
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=["A"], methods=methods, generators=generators,
+                 ratio_plot=None)  # fmt: skip
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    (rec,) = runner.run()
+    assert rec["status"] == "ok" and rec["metrics"]["syn_count"] == 3
+    t_rec, i_rec = runner.generator_records
+    assert t_rec["status"] == i_rec["status"] == "ok" and t_rec["outputs"]["ckpt_dir"].endswith("generators/t/models")
+    done = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert [c["workflow"] for c in done[:2]] == ["training", "inference"]
+    assert [Path(f).name for f in done[1]["files"]] == ["inference.yaml", "mc.yaml", "overrides.yaml",
+                                                        "overrides_inference.yaml"]  # fmt: skip
+    i_over = yaml.safe_load((Path(spec.output_dir) / "generators" / "i" / "overrides.yaml").read_text())
+    assert i_over["checkpoint"] == str(Path(spec.output_dir) / "generators" / "t" / "models" / "model.json")
+
+    generators["t"]["variants"] = ["broken.yaml"]
+    spec = _grid(tmp_path, down, gen, output_dir=str(tmp_path / "out2"), seeds=[0], datasets=["A"], methods=methods,
+                 generators=generators, ratio_plot=None)  # fmt: skip
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    (rec,) = runner.run()
+    assert [r["status"] for r in runner.generator_records] == ["failed", "failed"]
+    assert "generator t failed" in runner.generator_records[1]["error"] and rec["status"] == "failed"
+
+
+def test_per_test_image_blocks(fake_env, tmp_path):
+    """blocks: test_images: the Friedman/Nemenyi blocks are the test images (each image's value averaged over the
+    seeds), the tables' mean ± sem are over the images; a metric without per-image values stays over seeds."""
+    python, calls, down, gen = fake_env
+    per_image = {
+        "best": {"i1": 0.9, "i2": 0.8, "i3": 0.7, "i4": 0.95},
+        "mid": {"i1": 0.5, "i2": 0.6, "i3": 0.4, "i4": 0.55},
+        "worst": {"i1": 0.1, "i2": 0.2, "i3": 0.3, "i4": 0.25},
+    }
+    methods = [{"name": m, "overrides": {"per_image": v}} for m, v in per_image.items()]
+    spec = _grid(tmp_path, down, gen, datasets=["A"], methods=methods, generators=None, ratio_plot=None,
+                 metrics=["acc", "hd95"], blocks="test_images", error="sem")  # fmt: skip
+    out = Path(spec.output_dir)
+    records = GridRunner(spec, python=python, log=lambda s: None).run()
+    assert all(r["status"] == "ok" for r in records) and records[0]["per_image"]["ids"] == ["i1", "i2", "i3", "i4"]
+    rows = _read_csv(out / "per_image.csv")
+    assert len(rows) == 3 * 2 * 4 and {r["image"] for r in rows} == {"i1", "i2", "i3", "i4"}
+
+    acc = json.loads((out / "statistics.json").read_text())["metrics"]["acc"]["per_dataset"]["A"]
+    # every image ranks best < mid < worst: N = 4, k = 3, R = (1, 2, 3); chi2 = 12*4/(3*4) * (1+4+9 - 12) = 8,
+    # p = e^-4; CD = q_0.05 sqrt(k (k+1) / (6 N)) = 2.343 * sqrt(0.5) = 1.657: only best vs worst (2 > CD) differs
+    assert acc["block_kind"] == "test images" and acc["blocks"] == ["i1", "i2", "i3", "i4"]
+    assert acc["nemenyi"]["average_ranks"] == [1.0, 2.0, 3.0]
+    assert acc["friedman"]["statistic"] == pytest.approx(8.0)
+    assert acc["friedman"]["pvalue"] == pytest.approx(0.018315638888734)
+    assert acc["nemenyi"]["critical_difference"] == pytest.approx(1.657, abs=1e-3)
+    assert acc["nemenyi"]["directions"] == [[0, 0, 1], [0, 0, 0], [-1, 0, 0]]
+    assert acc["nemenyi"]["scores"] == [1, 0, -1]
+    hd95 = json.loads((out / "statistics.json").read_text())["metrics"]["hd95"]["per_dataset"]["A"]
+    assert hd95["block_kind"] == "seeds" and hd95["blocks"] == ["0", "1"]
+
+    tables = (out / "tables.md").read_text()
+    assert "over test images for acc" in tables
+    best = next(line for line in tables.splitlines() if line.startswith("| best |"))
+    # mean of (0.9, 0.8, 0.7, 0.95) + 0.005 (the seeds' 0.00 and 0.01, averaged); sem = sd / 2 = 0.1109 / 2
+    assert "**0.8425 ± 0.0554**" in best
+    md = (out / "statistics.md").read_text()
+    assert "### A (blocks = test images)" in md and "| best | 1.000 | · | 0 | + | 1 |" in md
+    assert (out / "plots" / "cd_acc_a.png").read_bytes()[:8] == PNG
+    # the reports rebuild from the CSVs
+    (out / "tables.md").unlink()
+    build_reports(out, log=lambda s: None)
+    assert (out / "tables.md").read_text() == tables
+    # a run that does not write the per-image file fails, naming it
+    bad = _grid(tmp_path, down, gen, output_dir=str(tmp_path / "bad"), seeds=[0], datasets=["A"], methods=["x"],
+                generators=None, ratio_plot=None, blocks="test_images")  # fmt: skip
+    (rec,) = GridRunner(bad, python=python, log=lambda s: None).run()
+    assert rec["status"] == "failed" and "per_image.json" in rec["error"]

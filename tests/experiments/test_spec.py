@@ -43,6 +43,31 @@ def test_defaults_and_paths():
         ),
         ({"ratio_plot": {"curves": {"c": {"nope": 20}}}}, "unknown methods"),
         ({"tsne": {"generator": "nope"}}, "tsne"),
+        ({"blocks": "images"}, "blocks"),
+        ({"ratio_plot": {"curves": {"c": {"M": "${vars.nope}"}}}}, "ratio_plot.curves.c"),
+        ({"vars": {"n": "x"}, "ratio_plot": {"curves": {"c": {"M": "${vars.n}"}}}}, "must be numbers"),
+        ({"generators": {"g": {"bundle": "b", "train": False, "inference_runs": []}}}, "runs nothing"),
+        ({"generators": {"g": {"bundle": "b", "inference_runs": [], "outputs": {"s": "x.json"}}}}, "only trains"),
+        ({"generators": {"g": {"bundle": "b", "inference_runs": [{"variants": [1]}]}}}, "variants"),
+        ({"generators": {"g": {"bundle": "b", "overrides": {"c": "${generators.g.ckpt_dir}"}}}}, "declared before"),
+        (
+            {
+                "generators": {
+                    "a": {"bundle": "b", "overrides": {"c": "${generators.z.ckpt_dir}"}},
+                    "z": {"bundle": "b"},
+                }
+            },
+            "declared before",
+        ),
+        (
+            {
+                "generators": {
+                    "a": {"bundle": "b", "per_dataset": True},
+                    "z": {"bundle": "b", "overrides": {"c": "${generators.a.ckpt_dir}"}},
+                }
+            },
+            "per_dataset too",
+        ),
     ],
 )
 def test_invalid_grids_fail_naming_the_file(changes, message):
@@ -56,6 +81,35 @@ def test_known_generator_outputs():
     assert spec.generators["c"].outputs["synthetic_datalist"] == "cross_domain/synthetic_datalist.json"
     assert spec.generators["c"].outputs["enhanced_datalist"] == "cross_domain/enhanced_datalist.json"
     assert spec.generators["d"].outputs == {"synthetic_datalist": "synthetic/datalist.json"}
+
+
+def test_blocks_generator_chains_and_ratio_vars():
+    """The options of paper 004's grid: per-test-image blocks, a train-only and an inference-only generator with a
+    variant file per inference run, ratio-plot x values from `vars`."""
+    assert _parse().blocks == "seeds" and _parse().per_image_file == "per_image.json"
+    generators = {
+        "m": {"bundle": "bundles/stylegan2", "inference_runs": []},
+        "mc": {
+            "bundle": "bundles/stylegan2",
+            "train": False,
+            "overrides": {"mask_checkpoint": "${generators.m.ckpt_dir}/model.pt"},
+            "inference_runs": [{"variants": "mc_sg.yaml", "num_generated_patients": 2}],
+            "outputs": {"n1": "synthetic_n1/datalist.json"},
+        },
+    }
+    spec = _parse(
+        blocks="test_images",
+        per_image_file="scores.json",
+        vars={"n": {"n1": 2}},
+        generators=generators,
+        methods=["BL", "MC 1"],
+        ratio_plot={"curves": {"MC": {"BL": 0, "MC 1": "${vars.n.n1}"}}},
+    )
+    assert spec.blocks == "test_images" and spec.per_image_file == "scores.json"
+    m, mc = spec.generators["m"], spec.generators["mc"]
+    assert m.train and m.inference_runs == [] and m.outputs == {}
+    assert not mc.train and mc.inference_runs == [{"variants": ["mc_sg.yaml"], "num_generated_patients": 2}]
+    assert spec.ratio_plot["curves"]["MC"] == {"BL": 0, "MC 1": 2}
 
 
 def test_resolve_refs_keeps_types():

@@ -53,6 +53,32 @@ def test_segmentation_handler_writes_json(tmp_path):
     assert engine.state.metrics["dice"] == 1.0
 
 
+def test_segmentation_handler_writes_per_image_dsc_with_ids(tmp_path):
+    """Eq. 6 per image beside metrics.json: a perfect image scores 1; an image whose 3x3 tumour is predicted as
+    background has 55 of 64 pixels right: 2 * 55 / (64 + 64) = 0.859375. The mean is the report's dsc_eq6."""
+    gt = np.zeros((2, 8, 8), int)
+    gt[:, 2:5, 2:5] = 1
+    pred = gt.copy()
+    pred[1] = 0
+    batches = [[{"pred": onehot(pred)[i], "label": onehot(gt)[i]}] for i in range(2)]
+    engine = Engine(lambda e, b: b)
+    out, per_image = tmp_path / "metrics.json", tmp_path / "per_image.json"
+    handler = SegmentationMetricsHandler(str(out), per_image_file=str(per_image), image_ids=["a_seg", "b_seg"])
+    handler.attach(engine)
+    engine.run(batches)
+    data = json.loads(per_image.read_text())
+    assert data["ids"] == ["a_seg", "b_seg"] and data["dsc_eq6"] == pytest.approx([1.0, 0.859375])
+    assert json.loads(out.read_text())["dsc_eq6"] == pytest.approx(np.mean(data["dsc_eq6"]))
+    # without ids: the indices; with the wrong number of ids: an error naming both counts
+    SegmentationMetricsHandler(str(out), per_image_file=str(per_image)).attach(engine2 := Engine(lambda e, b: b))
+    engine2.run(batches)
+    assert json.loads(per_image.read_text())["ids"] == ["0", "1"]
+    bad = SegmentationMetricsHandler(str(out), per_image_file=str(per_image), image_ids=["a"])
+    bad.attach(engine3 := Engine(lambda e, b: b))
+    with pytest.raises(ValueError, match="2 images were scored but image_ids names 1"):
+        engine3.run(batches)
+
+
 def test_handlers_are_monai_metric_handlers_and_log_the_table(tmp_path, caplog):
     """One epoch per run: the metric is reset at each run, the report is logged as a table, NaN is written as null,
     and an extra entry may not hide a metric."""
