@@ -16,6 +16,7 @@ BUNDLES = {
     "munit": ["tiny.yaml"],
     "simgan": ["tiny.yaml"],
     "ga_unet": ["tiny.yaml"],
+    "stylegan2": ["tiny.yaml"],
 }
 
 
