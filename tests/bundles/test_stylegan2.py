@@ -75,16 +75,19 @@ def test_b_sg_train_infer_evaluate(bundle_copy, variants, spatial_shape):
     assert "mask_statistics" in metrics
 
 
-def test_mc_sg_masks_are_the_conditions(bundle_copy):
-    """M-SG and C-SG train into their own folders; MC-SG writes pairs whose mask is the condition C-SG was given."""
+@pytest.mark.parametrize("variants,spatial_shape", [((), (16, 16)), (("3d.yaml",), (8, 8, 8))], ids=["2d", "3d"])
+def test_mc_sg_masks_are_the_conditions(bundle_copy, variants, spatial_shape):
+    """M-SG and C-SG train into their own folders; MC-SG writes pairs whose mask is the condition C-SG was given;
+    evaluating with --synthetic_method mc_sg scores them."""
     root = bundle_copy(NAME)
+    sizes = [*variants, "tiny_3d.yaml" if variants else "tiny.yaml"]
     for method in ("m_sg", "c_sg"):
-        wf, _ = run_workflow(configs(root, "train.yaml", f"{method}.yaml", "tiny.yaml"), "training")
+        wf, _ = run_workflow(configs(root, "train.yaml", f"{method}.yaml", *sizes), "training")
         assert wf.parser.get_parsed_content("generator").out_channels == (NUM_CLASSES if method == "m_sg" else 4)
         assert (root / "models" / method / "model.pt").is_file()
     assert not (root / "models" / "model.pt").exists()  # B-SG's model is untouched
 
-    files = configs(root, "inference.yaml", "mc_sg.yaml", "tiny.yaml")
+    files = configs(root, "inference.yaml", "mc_sg.yaml", *sizes)
     workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id="inference", logging_file=False)
     workflow.initialize()
     conditions = []
@@ -96,14 +99,18 @@ def test_mc_sg_masks_are_the_conditions(bundle_copy):
     workflow.finalize()
     datalist = root / "eval" / "mc_sg" / "synthetic" / "datalist.json"
     count = workflow.parser.get_parsed_content("num_samples")
-    entries, labels = _check_pairs(datalist, (16, 16), count, "mc_sg", root / "models" / "c_sg" / "model.pt")
+    entries, labels = _check_pairs(datalist, spatial_shape, count, "mc_sg", root / "models" / "c_sg" / "model.pt")
     condition = torch.cat(conditions)
-    assert condition.shape == (count, NUM_CLASSES, 16, 16)
+    assert condition.shape == (count, NUM_CLASSES, *spatial_shape)
     assert torch.all(condition.sum(1) == 1)  # one-hot
     for label, cond in zip(labels, condition):
         np.testing.assert_array_equal(label, cond.argmax(0).numpy())
     mask_sha = hashlib.sha256((root / "models" / "m_sg" / "model.pt").read_bytes()).hexdigest()
     assert all(e["mask_generator"]["checkpoint_sha256"] == mask_sha for e in entries)
+
+    run_workflow(evaluate_configs(root, *sizes), "evaluating", synthetic_method="mc_sg", real_section="training")
+    metrics = json.loads((root / "eval" / "mc_sg" / "metrics.json").read_text())
+    assert metrics["method"] == "mc_sg" and np.isfinite(metrics["image_fid"]) and np.isfinite(metrics["mask_fid"])
 
 
 def test_resume_restores_ema_augmentation_and_counters(bundle_copy, tmp_path):

@@ -150,8 +150,9 @@ def test_sigterm_at_an_epoch_end_saves_after_the_epoch_handlers(tmp_path):
 def test_sigkilled_runs_resume_exactly(tmp_path):
     """N+M iterations uninterrupted == N iterations, SIGKILL mid-epoch, resume to N+M: losses and whole checkpoints.
 
-    Two adversarial bundles (dcgan_wgan: GANStep on a StepTrainer; ga_unet: GAUNetStep with its same-class pair
-    dataset, batch renormalisation and sampling dropout) and one downstream bundle (classification: MONAI's
+    Three adversarial bundles (dcgan_wgan: GANStep on a StepTrainer; ga_unet: GAUNetStep with its same-class pair
+    dataset, batch renormalisation and sampling dropout; stylegan2: the moving-average generator, ADA's probability
+    and the path-length mean) and one downstream bundle (classification: MONAI's
     SupervisedTrainer with validation); all are killed in one subprocess (see training_runs.py), at
     iteration 3 of 2-iteration epochs, with a checkpoint every iteration; the full runs have 4 epochs (8 iterations).
     """
@@ -164,7 +165,7 @@ def test_sigkilled_runs_resume_exactly(tmp_path):
 
 
 def _killed_and_resumed(tmp_path: Path) -> None:
-    names = ("dcgan_wgan", "ga_unet", "classification")
+    names = ("dcgan_wgan", "ga_unet", "stylegan2", "classification")
     roots = {name: _bundle_copy(tmp_path, name) for name in names}
     runs = [
         {

@@ -29,6 +29,7 @@ from monai.bundle import ConfigWorkflow
 CHECKPOINT_HANDLER = {
     "dcgan_wgan": "train#handlers#1",
     "ga_unet": "train#handlers#1",
+    "stylegan2": "train#handlers#1",
     "classification": "train#logging_handlers#0",
 }
 
@@ -69,6 +70,8 @@ def build(
         override.update(summary_metrics=False, sample_interval=10**6)
     if name == "ga_unet":
         override.update(sample_interval=10**6)
+    if name == "stylegan2":  # ADA adjusting p every iteration: its state must survive the kill too
+        override.update(sample_interval=10**6, augment="ada", ada_interval=1, ada_kimg=0.01)
     wf = ConfigWorkflow(
         config_file=[str(configs / "train.yaml"), str(configs / "variants" / "tiny.yaml")],
         workflow_type="train",

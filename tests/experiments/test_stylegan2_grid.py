@@ -1,4 +1,4 @@
-"""Paper 004's grid (scripts/experiments/phantom_stylegan2.yaml): 26 methods, B-SG/M-SG/C-SG/MC-SG generator runs,
+"""Paper 004's grid (scripts/experiments/phantom_stylegan2.yaml): 26 methods and a control, B-SG/M-SG/C-SG/MC-SG generator runs,
 per-test-image blocks, Fig. 5's curves; a dry run lists every command without running one."""
 
 from pathlib import Path
@@ -12,7 +12,11 @@ GRID = REPO / "scripts" / "experiments" / "phantom_stylegan2.yaml"
 def test_grid_has_the_26_methods_and_the_statistics_of_table_2_3():
     spec = load_grid(GRID, root=REPO)
     names = [m.name for m in spec.methods]
-    assert len(names) == 26 and names[0] == "BL + w.o." and names[13] == "BL + w."
+    assert len(names) == 27 and names[0] == "BL + w.o." and names[13] == "BL + w."
+    # the control: real data alone for n6's iterations (30 epochs of 20 iterations = 50 of 12)
+    control = spec.methods[26]
+    assert control.name == "BL + w.o. + iterations of n6" and control.overrides == {"max_epochs": 50}
+    assert not control.variants and spec.overrides["max_epochs"] == 30
     counts = spec.vars["generated_patients"]
     assert list(counts) == [f"n{i}" for i in range(1, 7)]
     for aug in ("w.o.", "w."):
@@ -22,7 +26,7 @@ def test_grid_has_the_26_methods_and_the_statistics_of_table_2_3():
             curve = spec.ratio_plot["curves"][f"{gen} {aug} aug."]
             assert curve == {f"BL + {aug}": 0, **{f"{gen} + {aug} + {n}": x for n, x in counts.items()}}
     assert spec.blocks == "test_images" and spec.error == "sem" and spec.seeds == [0]
-    assert [m.name for m in spec.metrics] == ["dsc_eq6"]
+    assert [m.name for m in spec.metrics] == ["dsc_eq6", "dice"]
     classic = {m.name for m in spec.methods if "classic.yaml" in m.variants}
     assert classic == {n for n in names if " + w. " in n or n == "BL + w."}
 
@@ -33,7 +37,7 @@ def test_dry_run_lists_the_generator_runs_and_every_method(tmp_path):
     lines: list[str] = []
     runner = GridRunner(spec, dry_run=True, log=lines.append)
     records = runner.run()
-    assert len(records) == 26 and {r["status"] for r in records} == {"dry_run"}
+    assert len(records) == 27 and {r["status"] for r in records} == {"dry_run"}
     assert not (tmp_path / "out").exists()
     gens = {r["name"]: r for r in runner.generator_records}
     assert list(gens) == ["b_sg", "m_sg", "c_sg", "mc_sg"] and {r["status"] for r in gens.values()} == {"dry_run"}
