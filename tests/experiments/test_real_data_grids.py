@@ -208,7 +208,7 @@ def test_every_card_has_the_section():
     names = {card.parts[-3] for card in CARDS}
     assert names >= {
         "cda_gan", "classification", "cpggan", "dcgan_wgan", "detection", "mcgan_3d", "munit", "pggan",
-        "segmentation", "simgan", "ga_unet",
+        "segmentation", "simgan", "ga_unet", "stylegan2",
     }  # fmt: skip
     for card in CARDS:
         # arabic (sec. 4.1) or, as paper 002 numbers them, roman (sec. III-A) section numbers
