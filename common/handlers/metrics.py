@@ -37,10 +37,6 @@ __all__ = [
     "stack_pred_label",
 ]
 
-_DSC_EQ6_BUFFER = -1
-"""Index of eq. 6's per-image DSC ``(N, 1)`` among :class:`~common.metrics.SegmentationMetrics`'s buffers (the last
-value of its ``__call__``)."""
-
 logger = logging.getLogger(__name__)
 
 
@@ -244,7 +240,7 @@ class SegmentationMetricsHandler(MetricsHandler):
         Raises:
             ValueError: when ``image_ids`` does not name every scored image exactly once.
         """
-        dsc = self.metric_fn.get_buffer()[_DSC_EQ6_BUFFER].reshape(-1)
+        dsc = self.metric_fn.per_image_dsc()
         ids = self.image_ids if self.image_ids is not None else [str(i) for i in range(len(dsc))]
         if len(ids) != len(dsc):
             raise ValueError(f"{len(dsc)} images were scored but image_ids names {len(ids)}.")

@@ -177,6 +177,18 @@ class SegmentationMetrics(CumulativeIterationMetric):
             return names
         return [f"class{i + (0 if self.include_background else 1)}" for i in range(num)]
 
+    def per_image_dsc(self) -> torch.Tensor:
+        """Vu et al. eq. 6 (all channels, :func:`dsc_per_image`) of every image added since the last :meth:`reset`,
+        in the order they were added: ``(N,)`` (the blocks of paper 004's per-image Friedman/Nemenyi tests).
+
+        Raises:
+            RuntimeError: when no batch was added.
+        """
+        buffers = self.get_buffer()
+        if buffers is None:
+            raise RuntimeError("no batch was added: the evaluation set is empty.")
+        return buffers[-1].reshape(-1)
+
     def aggregate(self) -> dict[str, Any]:  # type: ignore[override]
         """The metrics of every batch added since the last :meth:`reset`.
 

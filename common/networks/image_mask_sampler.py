@@ -85,5 +85,6 @@ class ImageMaskSampler(nn.Module):
             scores = self.mask_generator(z[:, 0], **kwargs)
             if scores.shape[1] != self.num_classes:
                 raise ValueError(f"M-SG's generator gave {scores.shape[1]} channels, expected {self.num_classes}.")
-            image = self.generator(z[:, 1], condition=self.one_hot(scores), **kwargs)
+            mask = self.one_hot(scores)
+            return torch.cat([self.generator(z[:, 1], condition=mask, **kwargs), mask * 2.0 - 1.0], dim=1)
         return torch.cat([image, self.one_hot(scores) * 2.0 - 1.0], dim=1)
