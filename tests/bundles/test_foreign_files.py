@@ -42,11 +42,13 @@ BUNDLES_2D = {
     "classification": ("classification", ("tiny.yaml",), "brain_mr_2d", "train#entries"),
     "cpggan": ("cpggan", ("tiny.yaml",), "brain_metastases", "train#datalist"),
     "dcgan_wgan": ("dcgan_wgan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "ga_unet": ("ga_unet", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "detection-2d": ("detection", ("2d.yaml", "tiny_2d.yaml"), "brain_metastases", "train#datalist"),
     "munit": ("munit", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "pggan": ("pggan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "segmentation": ("segmentation", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "simgan": ("simgan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "stylegan2": ("stylegan2", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
 }
 #: one iteration of one epoch, whatever the bundle's own schedule.
 ONE_ITERATION = {"max_epochs": 1, "train#trainer#epoch_length": 1}
