@@ -16,3 +16,7 @@ __all__ += ["SoftDiceLoss", "soft_dice_score"]
 from .stylegan2 import PathLengthPenalty, path_length_penalty, r1_penalty  # noqa: E402
 
 __all__ += ["PathLengthPenalty", "path_length_penalty", "r1_penalty"]
+
+from .attention import attention_tv_loss, pixel_loss  # noqa: E402
+
+__all__ += ["attention_tv_loss", "pixel_loss"]
