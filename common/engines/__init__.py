@@ -20,6 +20,7 @@ from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
 from .munit_step import MUNITStep
+from .pix2pix_step import Pix2PixStep
 from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
 from .schedules import LinearDecay, constant_then_linear_decay
 from .simgan_step import SimGANStep
@@ -60,3 +61,4 @@ __all__ = [
 __all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]
 __all__ += ["GAUNetStep"]
 __all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]
+__all__ += ["Pix2PixStep"]

@@ -28,6 +28,7 @@ from .munit import (
     MUNITStyleEncoder,
 )
 from .patchgan import PatchGANDiscriminator, patchgan_receptive_field
+from .pix2pix import Pix2PixGenerator, TestTimeDropout, set_test_time_dropout
 from .progressive import (
     ConditionalSynthesisNetwork,
     ProgressiveDiscriminator,
@@ -84,3 +85,4 @@ __all__ += [
     "SimGANRefiner",
 ]
 __all__ += ["ImageMaskSampler", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]
+__all__ += ["Pix2PixGenerator", "TestTimeDropout", "set_test_time_dropout"]
