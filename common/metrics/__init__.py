@@ -64,9 +64,12 @@ __all__ = [
 
 from common.metrics.detection import (  # noqa: E402
     CPM_FP_RATES,
+    DetectionScore,
     coco_metrics,
     cpm,
+    cpm_bootstrap,
     cpm_by_attribute,
+    detection_score,
     froc_curve,
     match_image,
     sensitivity_at_fp_rates,
@@ -75,9 +78,12 @@ from common.metrics.detection import (  # noqa: E402
 
 __all__ += [
     "CPM_FP_RATES",
+    "DetectionScore",
     "coco_metrics",
     "cpm",
+    "cpm_bootstrap",
     "cpm_by_attribute",
+    "detection_score",
     "froc_curve",
     "match_image",
     "sensitivity_at_fp_rates",

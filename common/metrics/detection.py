@@ -1,5 +1,6 @@
 """Detection metrics of Han's thesis: FROC and CPM (sec. 6.2.2 / Table 5) and per-image sensitivity and false
-positives at an IoU threshold (sec. 5.2.3 / Table 4), with a COCO mAP/mAR wrapper on MONAI's ``COCOMetric``.
+positives at an IoU threshold (sec. 5.2.3 / Table 4), bootstrap confidence intervals of the CPM (LUNA16), the
+validation score of model selection, and a COCO mAP/mAR wrapper on MONAI's ``COCOMetric``.
 
 Matching rules (one image at a time, detections in decreasing score order):
 
@@ -12,29 +13,55 @@ Matching rules (one image at a time, detections in decreasing score order):
 
 FROC: sweeping the score threshold ``t`` over the detection scores, sensitivity(t) = detected nodules / all
 nodules and FPs per scan(t) = false positives with score >= t / number of scans (detections of equal score enter
-together). The sensitivity at a FP rate ``r`` is the highest sensitivity of an operating point with at most ``r``
-FPs per scan (0 if none): a step function, never an interpolation between operating points (LUNA16's script
-interpolates linearly; the step rule gives the sensitivity one can actually achieve at that rate). CPM is the
-mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FPs per scan.
+together: one operating point per distinct score, as the ROC curve of LUNA16's evaluation script). The
+sensitivity at a FP rate ``r`` is read from these operating points in one of two ways:
+
+- ``mode="luna16"`` (the default): linear interpolation of the FROC curve over the FP axis, as LUNA16's
+  ``noduleCADEvaluationLUNA16.py`` does (``numpy.interp`` on the operating points; Setio et al. 2017). At a FP
+  rate shared by several operating points the highest sensitivity is taken; beyond the last operating point the
+  last sensitivity. As sensitivity only rises at true positives and the FP count only at false positives, this
+  differs from the step rule only where a true and a false positive share a score (a tie enters both at once, and
+  the curve is a straight line between the operating points before and after it).
+- ``mode="step"``: the highest sensitivity of an operating point with at most ``r`` FPs per scan (0 if none),
+  never an interpolation: the sensitivity one can actually achieve at that rate.
+
+The default is the LUNA16 rule, so that CPMs are comparable with LUNA16 results and with the thesis (Table 5
+reports the LUNA16 CPM, ref. [56]). CPM is the mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FPs per scan.
+
+Confidence intervals (:func:`cpm_bootstrap`): as LUNA16's script, scans are drawn with replacement (as many as
+there are, ``n_bootstrap`` times, 1000 by default), the FROC is recomputed on each sample (a scan drawn twice counts
+its nodules and false positives twice), and the 2.5 and 97.5 percentiles of the sensitivity at each FP rate (and of
+the CPM) over the samples bound the 95 % interval.
 
 CPM by attribute (Table 5: size, attenuation): for the nodules of one attribute value, hits on nodules of other
 values are ignored (they are neither hits nor false positives), false positives stay, the number of scans is
 unchanged.
+
+Model selection (thesis sec. 5.2.3: best sensitivity on validation at detection threshold 0.1 % and IoU 0.5;
+sec. 6.2.2: best sensitivity at detection threshold 0.5 and IoU 0.25): :func:`detection_score` gives the
+validation score (``"sensitivity"`` at a detection threshold, or ``"cpm"``), :class:`DetectionScore` the ignite
+metric that accumulates a validation run's detections for it (the key metric of a MONAI ``SupervisedEvaluator``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from ignite.metrics import Metric
 
 __all__ = [
     "CPM_FP_RATES",
     "box_iou_np",
     "coco_metrics",
+    "CPM_MODES",
+    "DetectionScore",
     "cpm",
+    "cpm_bootstrap",
     "cpm_by_attribute",
+    "detection_score",
+    "VALIDATION_METRICS",
     "froc_curve",
     "match_image",
     "sensitivity_at_fp_rates",
@@ -43,6 +70,9 @@ __all__ = [
 
 CPM_FP_RATES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """The seven false-positive rates per scan of the CPM (Han's thesis sec. 6.2.2, LUNA16)."""
+
+CPM_MODES: tuple[str, ...] = ("luna16", "step")
+"""How the sensitivity at a FP rate is read from the FROC operating points (:func:`sensitivity_at_fp_rates`)."""
 
 TP, FP, DUPLICATE = 1, 0, -1
 
@@ -120,47 +150,34 @@ def match_image(
     return kind, scores, gt_index
 
 
-def froc_curve(
-    images: Sequence[Mapping[str, Any]],
-    iou_threshold: float = 0.25,
-    duplicates: str = "ignore",
-    gt_mask: Sequence[Any] | None = None,
-) -> dict[str, np.ndarray | int]:
-    """FROC operating points over a set of images (scans or slices).
-
-    Args:
-        images: per image ``{"pred_boxes", "pred_scores", "gt_boxes"}``.
-        iou_threshold: minimum IoU of a hit.
-        duplicates: ``"ignore"`` (LUNA16) or ``"fp"``.
-        gt_mask: per image, a boolean (G,) selecting the ground truths that count (hits on the others are
-            ignored); None: all count.
-
-    Returns:
-        ``{"fps": FPs per image at each threshold, "sensitivity": ..., "thresholds": scores, "num_images",
-        "num_gt"}``; the arrays start at the operating point "no detection" (threshold +inf).
-    """
+def _match_images(
+    images: Sequence[Mapping[str, Any]], iou_threshold: float, duplicates: str, gt_mask: Sequence[Any] | None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """Per image: ``(scores (D,), hit (D,), false positive (D,), number of counted ground truths)``."""
     if duplicates not in ("ignore", "fp"):
         raise ValueError(f"duplicates must be 'ignore' or 'fp', got {duplicates!r}.")
-    all_scores, all_tp, all_fp = [], [], []
-    num_gt = 0
+    out = []
     for i, img in enumerate(images):
         gt = np.asarray(img["gt_boxes"], dtype=np.float64)
         g = len(gt) if gt.size else 0
         mask = np.ones(g, dtype=bool) if gt_mask is None else np.asarray(gt_mask[i], dtype=bool).reshape(-1)
-        num_gt += int(mask.sum())
         kind, scores, gt_index = match_image(img["pred_boxes"], img["pred_scores"], gt, iou_threshold)
         counted = np.where(gt_index >= 0, mask[np.clip(gt_index, 0, max(g - 1, 0))] if g else False, True)
         tp = (kind == TP) & counted
         fp = kind == FP
         if duplicates == "fp":
             fp = fp | ((kind == DUPLICATE) & counted)
-        all_scores.append(scores)
-        all_tp.append(tp)
-        all_fp.append(fp)
-    num_images = len(images)
-    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-    tp = np.concatenate(all_tp) if all_tp else np.zeros(0, dtype=bool)
-    fp = np.concatenate(all_fp) if all_fp else np.zeros(0, dtype=bool)
+        out.append((scores, tp, fp, int(mask.sum())))
+    return out
+
+
+def _froc_from_matches(matches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int]]) -> dict[str, Any]:
+    """The FROC operating points of matched images (see :func:`froc_curve`)."""
+    num_gt = sum(m[3] for m in matches)
+    num_images = len(matches)
+    scores = np.concatenate([m[0] for m in matches]) if matches else np.zeros(0)
+    tp = np.concatenate([m[1] for m in matches]) if matches else np.zeros(0, dtype=bool)
+    fp = np.concatenate([m[2] for m in matches]) if matches else np.zeros(0, dtype=bool)
     order = np.argsort(-scores, kind="stable")
     scores, tp, fp = scores[order], tp[order], fp[order]
     ctp, cfp = np.cumsum(tp), np.cumsum(fp)
@@ -172,12 +189,68 @@ def froc_curve(
     return {"fps": fps, "sensitivity": sens, "thresholds": thresholds, "num_images": num_images, "num_gt": num_gt}
 
 
+def froc_curve(
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.25,
+    duplicates: str = "ignore",
+    gt_mask: Sequence[Any] | None = None,
+) -> dict[str, np.ndarray | int]:
+    """FROC operating points over a set of images (scans or slices).
+
+    Args:
+        images: per image ``{"pred_boxes": (D, 2d), "pred_scores": (D,), "gt_boxes": (G, 2d)}``.
+        iou_threshold: minimum IoU of a hit.
+        duplicates: ``"ignore"`` (LUNA16) or ``"fp"``.
+        gt_mask: per image, a boolean (G,) selecting the ground truths that count (hits on the others are
+            ignored); None: all count.
+
+    Returns:
+        ``{"fps": FPs per image at each threshold, "sensitivity": ..., "thresholds": scores, "num_images",
+        "num_gt"}``; the arrays (P,) start at the operating point "no detection" (threshold +inf), one point per
+        distinct score.
+    """
+    return _froc_from_matches(_match_images(images, iou_threshold, duplicates, gt_mask))
+
+
 def sensitivity_at_fp_rates(
-    fps: np.ndarray, sensitivity: np.ndarray, fp_rates: Sequence[float] = CPM_FP_RATES
+    fps: np.ndarray, sensitivity: np.ndarray, fp_rates: Sequence[float] = CPM_FP_RATES, mode: str = "luna16"
 ) -> np.ndarray:
-    """Highest sensitivity among operating points with FPs per image <= each rate (step rule)."""
-    fps, sensitivity = np.asarray(fps), np.asarray(sensitivity)
-    return np.array([float(sensitivity[fps <= r].max()) if (fps <= r).any() else 0.0 for r in fp_rates])
+    """Sensitivity of a FROC curve at each FP rate (see the module docstring for the two modes).
+
+    Args:
+        fps: (P,) FPs per image of the operating points, non-decreasing (:func:`froc_curve`).
+        sensitivity: (P,) their sensitivities, non-decreasing.
+        fp_rates: (R,) the FP rates.
+        mode: ``"luna16"`` (linear interpolation over the FP axis, LUNA16's ``numpy.interp``) or ``"step"`` (the
+            highest sensitivity with at most that many FPs).
+
+    Returns:
+        (R,) sensitivities.
+    """
+    if mode not in CPM_MODES:
+        raise ValueError(f"mode must be one of {CPM_MODES}, got {mode!r}.")
+    fps, sensitivity = np.asarray(fps, dtype=np.float64), np.asarray(sensitivity, dtype=np.float64)
+    rates = np.asarray(fp_rates, dtype=np.float64)
+    if mode == "step":
+        return np.array([float(sensitivity[fps <= r].max()) if (fps <= r).any() else 0.0 for r in rates])
+    if fps.size == 0:
+        return np.zeros(len(rates))
+    # numpy.interp on points with repeated x values: at such an x the last (highest) sensitivity, between two x
+    # values a line from the highest sensitivity at the left one to the lowest at the right one; written out here
+    # because numpy.interp documents no result for x values that are not strictly increasing
+    xs, first = np.unique(fps, return_index=True)
+    last = np.r_[first[1:] - 1, len(fps) - 1]
+    lo, hi = sensitivity[first], sensitivity[last]
+    k = np.searchsorted(xs, rates, side="right") - 1
+    out = np.empty(len(rates))
+    for i, (r, j) in enumerate(zip(rates, k)):
+        if j < 0:
+            out[i] = lo[0]
+        elif j == len(xs) - 1:
+            out[i] = hi[j]
+        else:
+            out[i] = hi[j] + (lo[j + 1] - hi[j]) * (r - xs[j]) / (xs[j + 1] - xs[j])
+    return out
 
 
 def cpm(
@@ -186,15 +259,87 @@ def cpm(
     fp_rates: Sequence[float] = CPM_FP_RATES,
     duplicates: str = "ignore",
     gt_mask: Sequence[Any] | None = None,
+    mode: str = "luna16",
 ) -> dict[str, Any]:
     """Competition Performance Metric: mean sensitivity at ``fp_rates`` FPs per scan.
+
+    Args:
+        images: as :func:`froc_curve`.
+        iou_threshold / duplicates / gt_mask: as :func:`froc_curve`.
+        fp_rates: the FP rates (the seven of LUNA16 by default).
+        mode: ``"luna16"`` (interpolated, the default) or ``"step"`` (:func:`sensitivity_at_fp_rates`).
 
     Returns:
         ``{"cpm": float, "sensitivities": {rate: sensitivity}, "froc": froc_curve output}``.
     """
     froc = froc_curve(images, iou_threshold, duplicates, gt_mask)
-    sens = sensitivity_at_fp_rates(froc["fps"], froc["sensitivity"], fp_rates)  # type: ignore[arg-type]
+    sens = sensitivity_at_fp_rates(froc["fps"], froc["sensitivity"], fp_rates, mode)  # type: ignore[arg-type]
     return {"cpm": float(sens.mean()), "sensitivities": dict(zip(map(float, fp_rates), map(float, sens))), "froc": froc}
+
+
+def cpm_bootstrap(
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.25,
+    fp_rates: Sequence[float] = CPM_FP_RATES,
+    duplicates: str = "ignore",
+    mode: str = "luna16",
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Bootstrap confidence intervals of the CPM and of the sensitivity at each FP rate, over scans (LUNA16).
+
+    Each of the ``n_bootstrap`` samples draws ``len(images)`` scans with replacement (seeded), recomputes the FROC
+    and reads the sensitivities (``mode``) at ``fp_rates``; the interval is given by the ``(1 - confidence) / 2``
+    and ``(1 + confidence) / 2`` percentiles over the samples (``numpy.percentile``, linear). Each scan is matched
+    once: a sample reuses the matches of the scans it draws.
+
+    Args:
+        images: as :func:`froc_curve`.
+        iou_threshold / fp_rates / duplicates / mode: as :func:`cpm`.
+        n_bootstrap: number of bootstrap samples (LUNA16: 1000).
+        confidence: coverage of the interval (0.95: the 2.5 and 97.5 percentiles).
+        seed: seed of the draws.
+
+    Returns:
+        ``{"cpm_ci_low", "cpm_ci_high", "cpm_mean": mean CPM over the samples, "sens_ci_low": {rate: value},
+        "sens_ci_high": {rate: value}, "n_bootstrap", "confidence"}``; NaN bounds when there is no image.
+    """
+    if int(n_bootstrap) < 1:
+        raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}.")
+    if not 0 < float(confidence) < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    rates = [float(r) for r in fp_rates]
+    matches = _match_images(images, iou_threshold, duplicates, None)
+    n = len(matches)
+    if n == 0:
+        nan = float("nan")
+        return {
+            "cpm_ci_low": nan,
+            "cpm_ci_high": nan,
+            "cpm_mean": nan,
+            "sens_ci_low": dict.fromkeys(rates, nan),
+            "sens_ci_high": dict.fromkeys(rates, nan),
+            "n_bootstrap": int(n_bootstrap),
+            "confidence": float(confidence),
+        }
+    draws = np.random.default_rng(seed).integers(0, n, size=(int(n_bootstrap), n))
+    sens = np.empty((int(n_bootstrap), len(rates)))
+    for b, draw in enumerate(draws):
+        froc = _froc_from_matches([matches[i] for i in draw])
+        sens[b] = sensitivity_at_fp_rates(froc["fps"], froc["sensitivity"], rates, mode)
+    cpms = sens.mean(axis=1)
+    q = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]
+    (low, high), (s_low, s_high) = np.percentile(cpms, q), np.percentile(sens, q, axis=0)
+    return {
+        "cpm_ci_low": float(low),
+        "cpm_ci_high": float(high),
+        "cpm_mean": float(cpms.mean()),
+        "sens_ci_low": dict(zip(rates, map(float, s_low))),
+        "sens_ci_high": dict(zip(rates, map(float, s_high))),
+        "n_bootstrap": int(n_bootstrap),
+        "confidence": float(confidence),
+    }
 
 
 def cpm_by_attribute(
@@ -204,12 +349,14 @@ def cpm_by_attribute(
     fp_rates: Sequence[float] = CPM_FP_RATES,
     duplicates: str = "ignore",
     values: Sequence[str] | None = None,
+    mode: str = "luna16",
 ) -> dict[str, float]:
     """CPM restricted to the ground truths of each value of a per-box attribute (e.g. ``"size"``).
 
     Args:
         images: as :func:`froc_curve`, each with ``attribute``: a list of one value per ground-truth box.
         attribute: the attribute key.
+        iou_threshold / fp_rates / duplicates / mode: as :func:`cpm`.
         values: the values to report (default: those present, sorted); a value without nodules gives NaN.
 
     Returns:
@@ -222,7 +369,7 @@ def cpm_by_attribute(
         if not any(m.any() for m in masks):
             out[value] = float("nan")
             continue
-        out[value] = cpm(images, iou_threshold, fp_rates, duplicates, masks)["cpm"]
+        out[value] = cpm(images, iou_threshold, fp_rates, duplicates, masks, mode)["cpm"]
     return out
 
 
@@ -251,6 +398,101 @@ def sensitivity_fp_per_image(
         "num_gt": int(froc["num_gt"]),  # type: ignore[arg-type]
         "num_images": int(froc["num_images"]),  # type: ignore[arg-type]
     }
+
+
+VALIDATION_METRICS: tuple[str, ...] = ("cpm", "sensitivity")
+"""The validation scores of model selection (:func:`detection_score`)."""
+
+
+def detection_score(
+    images: Sequence[Mapping[str, Any]],
+    metric: str = "cpm",
+    iou_threshold: float = 0.25,
+    score_threshold: float = 0.5,
+    fp_rates: Sequence[float] = CPM_FP_RATES,
+    duplicates: str = "ignore",
+    mode: str = "luna16",
+) -> float:
+    """The validation score of model selection (thesis sec. 5.2.3 and 6.2.2: "the model with the best
+    sensitivity on validation" at a detection threshold and IoU threshold; or the CPM).
+
+    Args:
+        images: as :func:`froc_curve`.
+        metric: ``"sensitivity"`` (of the detections with score >= ``score_threshold``, at ``iou_threshold``;
+            :func:`sensitivity_fp_per_image`) or ``"cpm"`` (at ``iou_threshold``, ``fp_rates``, ``mode``).
+        iou_threshold: minimum IoU of a hit.
+        score_threshold: detection threshold of ``"sensitivity"`` (unused by ``"cpm"``).
+        fp_rates / duplicates / mode: as :func:`cpm`.
+
+    Returns:
+        the score, higher is better.
+    """
+    if metric == "cpm":
+        return float(cpm(images, iou_threshold, fp_rates, duplicates, mode=mode)["cpm"])
+    if metric == "sensitivity":
+        return float(sensitivity_fp_per_image(images, iou_threshold, score_threshold, duplicates)["sensitivity"])
+    raise ValueError(f"metric must be one of {VALIDATION_METRICS}, got {metric!r}.")
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+class DetectionScore(Metric):
+    """Ignite metric of a validation run's detections: :func:`detection_score` over all images seen since the last
+    reset (the key metric of a MONAI ``SupervisedEvaluator`` that selects the best checkpoint).
+
+    Each update takes ``(pred, label)`` from ``output_transform(engine.state.output)``: ``pred`` a list (one per
+    image) of the detector's eval-mode outputs ``{"boxes": (D, 2d), "scores": (D,), ...}`` (Faster R-CNN,
+    YOLOv3 or any detector with that output), ``label`` the list of ground-truth boxes ``(G, 2d)`` (or dicts with
+    ``"boxes"``), in the same coordinates. Images are gathered on one process: under distributed training each
+    rank validates the whole validation set.
+
+    Args:
+        metric / iou_threshold / score_threshold / fp_rates / duplicates / mode: as :func:`detection_score`.
+        output_transform: engine output -> ``(pred, label)``; default ``(output["pred"], output["label"])``.
+    """
+
+    def __init__(
+        self,
+        metric: str = "cpm",
+        iou_threshold: float = 0.25,
+        score_threshold: float = 0.5,
+        fp_rates: Sequence[float] = CPM_FP_RATES,
+        duplicates: str = "ignore",
+        mode: str = "luna16",
+        output_transform: Callable[[Any], Any] = lambda out: (out["pred"], out["label"]),
+    ) -> None:
+        if metric not in VALIDATION_METRICS:
+            raise ValueError(f"metric must be one of {VALIDATION_METRICS}, got {metric!r}.")
+        self.kwargs = {
+            "metric": metric,
+            "iou_threshold": float(iou_threshold),
+            "score_threshold": float(score_threshold),
+            "fp_rates": tuple(float(r) for r in fp_rates),
+            "duplicates": duplicates,
+            "mode": mode,
+        }
+        self.images: list[dict[str, np.ndarray]] = []
+        super().__init__(output_transform=output_transform)
+
+    def reset(self) -> None:
+        self.images = []
+
+    def update(self, output: Any) -> None:
+        preds, labels = output
+        for pred, gt in zip(preds, labels):
+            gt = gt["boxes"] if isinstance(gt, Mapping) else gt
+            self.images.append(
+                {
+                    "pred_boxes": _numpy(pred["boxes"]),
+                    "pred_scores": _numpy(pred["scores"]).reshape(-1),
+                    "gt_boxes": _numpy(gt) if gt is not None else np.zeros((0, 0)),
+                }
+            )
+
+    def compute(self) -> float:
+        return detection_score(self.images, **self.kwargs)  # type: ignore[arg-type]
 
 
 def coco_metrics(
