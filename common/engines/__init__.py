@@ -19,6 +19,7 @@ from .gan_step import GANStep
 from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
+from .msg_gan_step import MSG_GAN_LOSSES, MSGGANStep, image_pyramid
 from .munit_step import MUNITStep
 from .pix2pix_step import Pix2PixStep
 from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
@@ -62,3 +63,4 @@ __all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]
 __all__ += ["GAUNetStep"]
 __all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]
 __all__ += ["Pix2PixStep"]
+__all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]

@@ -1,9 +1,15 @@
 """Losses shared by the bundles: adversarial criteria, regularisers, detection and soft Dice (Vu et al. eq. 5)."""
 
-from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss
+from .adversarial import ADVERSARIAL_CRITERIA, AdversarialLoss, relativistic_average_hinge
 from .gradient_penalty import gradient_penalty, interpolate_samples
 
-__all__ = ["ADVERSARIAL_CRITERIA", "AdversarialLoss", "gradient_penalty", "interpolate_samples"]
+__all__ = [
+    "ADVERSARIAL_CRITERIA",
+    "AdversarialLoss",
+    "gradient_penalty",
+    "interpolate_samples",
+    "relativistic_average_hinge",
+]
 
 from .detection import box_head_loss, rpn_loss  # noqa: E402
 

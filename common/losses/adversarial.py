@@ -12,6 +12,9 @@ The methods of this project need the textbook forms on raw outputs, numerically 
 - ``"wgan"``: Wasserstein critic loss, Arjovsky et al. 2017 (critic: ``E[D(fake)] - E[D(real)]``,
   generator: ``-E[D(fake)]``); used by WGAN (Han, sec. 3.2.2) and, with the gradient penalty, WGAN-GP.
 - ``"hinge"``: hinge loss, Lim & Ye 2017 / Miyato et al. 2018.
+
+:func:`relativistic_average_hinge` is the relativistic average hinge loss (Jolicoeur-Martineau 2019), which needs the
+scores of real and generated samples together in both updates; used by MSG-GAN (Karnewar & Wang 2020).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["AdversarialLoss", "ADVERSARIAL_CRITERIA"]
+__all__ = ["AdversarialLoss", "ADVERSARIAL_CRITERIA", "relativistic_average_hinge"]
 
 ADVERSARIAL_CRITERIA = ("bce", "lsgan", "wgan", "hinge")
 
@@ -104,3 +107,30 @@ class AdversarialLoss(_Loss):
                 return losses
             return torch.stack(losses).mean()
         return self._single(output, target_is_real, for_discriminator)
+
+
+def relativistic_average_hinge(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, for_discriminator: bool = True
+) -> torch.Tensor:
+    """Relativistic average hinge loss (RaHinge; Jolicoeur-Martineau 2019, "The relativistic discriminator").
+
+    With ``r = D(x_r) - E[D(x_f)]`` and ``f = D(x_f) - E[D(x_r)]`` (the means over the batch):
+
+    - discriminator: ``E[max(0, 1 - r)] + E[max(0, 1 + f)]``;
+    - generator: ``E[max(0, 1 + r)] + E[max(0, 1 - f)]`` (the roles of real and fake swapped; the real scores
+      carry no gradient to the generator but set the reference it is judged against).
+
+    Args:
+        real_scores: raw discriminator outputs on real samples, e.g. ``(B, 1)``.
+        fake_scores: raw discriminator outputs on generated samples (any batch size).
+        for_discriminator: the discriminator's loss (``True``) or the generator's.
+
+    Returns:
+        The scalar loss, computed in float32.
+    """
+    real, fake = real_scores.float(), fake_scores.float()
+    rel_real = real - fake.mean()
+    rel_fake = fake - real.mean()
+    if for_discriminator:
+        return F.relu(1.0 - rel_real).mean() + F.relu(1.0 + rel_fake).mean()
+    return F.relu(1.0 + rel_real).mean() + F.relu(1.0 - rel_fake).mean()

@@ -85,4 +85,8 @@ __all__ += [
     "SimGANRefiner",
 ]
 __all__ += ["ImageMaskSampler", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]
+
+from .msg_gan import MSGGANDiscriminator, MSGGANGenerator  # noqa: E402
+
+__all__ += ["MSGGANDiscriminator", "MSGGANGenerator"]
 __all__ += ["Pix2PixGenerator", "TestTimeDropout", "set_test_time_dropout"]
