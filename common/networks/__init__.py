@@ -91,10 +91,6 @@ from .msg_gan import MSGGANDiscriminator, MSGGANGenerator  # noqa: E402
 __all__ += ["MSGGANDiscriminator", "MSGGANGenerator"]
 __all__ += ["Pix2PixGenerator", "TestTimeDropout", "set_test_time_dropout"]
 
-from .detection import YOLOv3  # noqa: E402
-
-__all__ += ["YOLOv3"]
-
 from .classifier_head import ClassifierHead, HeadedClassifier  # noqa: E402
 from .pretrained import PretrainedWeightsError, adapt_input_channels, load_imagenet_resnet  # noqa: E402
 
