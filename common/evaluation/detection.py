@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 from common.evaluation.report import write_report
-from common.metrics.detection import CPM_FP_RATES, coco_metrics, cpm, cpm_by_attribute, sensitivity_fp_per_image
+from common.metrics.detection import (
+    CPM_FP_RATES,
+    coco_metrics,
+    cpm,
+    cpm_bootstrap,
+    cpm_by_attribute,
+    sensitivity_fp_per_image,
+)
 from common.utils import atomic_path
 
 __all__ = ["DetectionEvaluation"]
@@ -31,9 +38,11 @@ def _nanfmt(v: float) -> str:
 class DetectionEvaluation:
     """Evaluate a predictions datalist against the ground truth and write ``metrics.json`` and a FROC plot.
 
-    ``metrics.json`` is flat: ``cpm``, ``sens@<rate>`` for the seven rates, ``cpm_<attribute>_<value>`` for each
-    attribute (Table 5), ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry
-    (Table 4), ``map``/``mar`` (COCO), and the counts.
+    ``metrics.json`` is flat: ``cpm``, ``sens@<rate>`` for the seven rates, the bootstrap 95 % intervals
+    ``cpm_ci_low``/``cpm_ci_high`` and ``sens@<rate>_ci_low``/``_ci_high`` (LUNA16: scans drawn with replacement,
+    :func:`~common.metrics.detection.cpm_bootstrap`), ``cpm_<attribute>_<value>`` for each attribute (Table 5),
+    ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry (Table 4), ``map``/``mar``
+    (COCO), and the counts.
 
     Args:
         datalist: ground-truth datalist JSON (boxes in ``box``, attributes per box).
@@ -49,6 +58,11 @@ class DetectionEvaluation:
         per_image_name: word used in the logged table ("scan" or "slice").
         attribute_values: optional ``{attribute: [values]}`` reported even when absent (NaN, written as null).
         extra: extra entries copied into ``metrics.json``.
+        cpm_mode: how sensitivities are read from the FROC: ``"luna16"`` (interpolated, the default) or ``"step"``
+            (see :mod:`common.metrics.detection`).
+        n_bootstrap: bootstrap samples of the confidence intervals (LUNA16: 1000); 0: no intervals.
+        confidence: coverage of the intervals.
+        bootstrap_seed: seed of the bootstrap draws.
     """
 
     def __init__(
@@ -66,6 +80,10 @@ class DetectionEvaluation:
         per_image_name: str = "scan",
         attribute_values: Mapping[str, Sequence[str]] | None = None,
         extra: Mapping[str, Any] | None = None,
+        cpm_mode: str = "luna16",
+        n_bootstrap: int = 1000,
+        confidence: float = 0.95,
+        bootstrap_seed: int = 0,
     ) -> None:
         self.attribute_values = {k: list(v) for k, v in (attribute_values or {}).items()}
         self.datalist = Path(datalist)
@@ -80,6 +98,10 @@ class DetectionEvaluation:
         self.duplicates = duplicates
         self.per_image_name = per_image_name
         self.extra = dict(extra or {})
+        self.cpm_mode = cpm_mode
+        self.n_bootstrap = int(n_bootstrap)
+        self.confidence = float(confidence)
+        self.bootstrap_seed = int(bootstrap_seed)
 
     def load(self) -> list[dict[str, Any]]:
         """Pair ground truths and predictions by resolved image path."""
@@ -118,13 +140,34 @@ class DetectionEvaluation:
             the metrics (non-finite values kept as ``nan``).
         """
         images = self.load()
-        result = cpm(images, self.iou_threshold, self.fp_rates, self.duplicates)
+        result = cpm(images, self.iou_threshold, self.fp_rates, self.duplicates, mode=self.cpm_mode)
         metrics: dict[str, Any] = {"cpm": result["cpm"]}
         for rate, sens in result["sensitivities"].items():
             metrics[f"sens@{rate:g}"] = sens
+        if self.n_bootstrap > 0:
+            ci = cpm_bootstrap(
+                images,
+                self.iou_threshold,
+                self.fp_rates,
+                self.duplicates,
+                self.cpm_mode,
+                self.n_bootstrap,
+                self.confidence,
+                self.bootstrap_seed,
+            )
+            metrics["cpm_ci_low"], metrics["cpm_ci_high"] = ci["cpm_ci_low"], ci["cpm_ci_high"]
+            for rate in self.fp_rates:
+                metrics[f"sens@{rate:g}_ci_low"] = ci["sens_ci_low"][rate]
+                metrics[f"sens@{rate:g}_ci_high"] = ci["sens_ci_high"][rate]
         for attr in self.attributes:
             for value, v in cpm_by_attribute(
-                images, attr, self.iou_threshold, self.fp_rates, self.duplicates, self.attribute_values.get(attr)
+                images,
+                attr,
+                self.iou_threshold,
+                self.fp_rates,
+                self.duplicates,
+                self.attribute_values.get(attr),
+                self.cpm_mode,
             ).items():
                 metrics[f"cpm_{attr}_{value}"] = v
         for t in self.iou_thresholds:
@@ -136,6 +179,9 @@ class DetectionEvaluation:
             {
                 "iou_threshold": self.iou_threshold,
                 "score_threshold": self.score_threshold,
+                "cpm_mode": self.cpm_mode,
+                "n_bootstrap": self.n_bootstrap,
+                "confidence": self.confidence if self.n_bootstrap > 0 else None,
                 "num_images": len(images),
                 "num_gt": int(result["froc"]["num_gt"]),
                 "section": self.section,
@@ -154,7 +200,8 @@ class DetectionEvaluation:
         return metrics
 
     def plot(self, froc: Mapping[str, Any]) -> str | None:
-        """FROC curve (log FP axis) as ``froc.png``.
+        """FROC curve (log FP axis) as ``froc.png``: the operating points joined by lines (``cpm_mode="luna16"``,
+        the curve the CPM reads) or steps (``"step"``).
 
         matplotlib is an optional dependency (``pip install .[experiments]``), imported here only, so that
         ``import common`` does not load it; without it the plot is skipped with a warning.
@@ -172,7 +219,10 @@ class DetectionEvaluation:
 
         fig, ax = plt.subplots(figsize=(5, 4))
         fps = np.maximum(np.asarray(froc["fps"]), 1e-3)
-        ax.step(fps, froc["sensitivity"], where="post")
+        if self.cpm_mode == "step":
+            ax.step(fps, froc["sensitivity"], where="post")
+        else:
+            ax.plot(fps, froc["sensitivity"])
         for r in self.fp_rates:
             ax.axvline(r, color="0.85", lw=0.5)
         ax.set_xscale("log")
@@ -198,6 +248,11 @@ class DetectionEvaluation:
             f"{_nanfmt(metrics['cpm'])}    "
             + "  ".join(_nanfmt(metrics[f"sens@{r:g}"]).rjust(6) for r in self.fp_rates)
         )
+        if "cpm_ci_low" in metrics:
+            lines.append(
+                f"{100 * self.confidence:g} % CI (bootstrap over {self.per_image_name}s, {self.n_bootstrap} samples): "
+                f"CPM {_nanfmt(metrics['cpm_ci_low']).strip()}-{_nanfmt(metrics['cpm_ci_high']).strip()}"
+            )
         for attr in self.attributes:
             keys = [k for k in metrics if k.startswith(f"cpm_{attr}_")]
             lines.append(
