@@ -27,6 +27,21 @@ lesions) and the negative domain N:
   sec. 3.1.2 says L2);
 - discriminators updated on a history pool of generated images (50 in CycleGAN), with the loss halved.
 
+Switches that make the family's baselines the methods they name (all off by default):
+
+- UAGGAN's second stage (Alami Mejjati et al. 2018, sec. 3, "attention-guided discriminator" and its training
+  details), ``attention_switch_epoch``: for the first ``attention_switch_epoch`` epochs (30 in UAGGAN) everything
+  is as above, the discriminators see whole images; after them the discriminators see only the attended regions,
+  with the attention thresholded at ``attention_tau`` (0.1): a real image ``t`` goes in as ``t`` where its own map
+  exceeds tau and 0 elsewhere (``t * [A_T(t) > tau]``, the map of the network translating it out of its domain, as
+  in the pairing above), a generated image as the raw generator output where the map that produced it exceeds tau
+  (``F(s) * [A_S(s) > tau]``); and the attention networks are no longer trained (no gradient, no update). The image
+  pools are emptied at the first iteration of the second stage, so that no whole image of the first stage reaches
+  a discriminator after the switch;
+- AGGAN's losses (Tang et al. 2019, sec. III-C): ``lambda_pixel * (||G^A_N(p) - p||_1 + ||G^A_P(n) - n||_1)`` and
+  ``lambda_tv * (TV(A_N(p)) + TV(A_P(n)))`` (:func:`~common.losses.pixel_loss`,
+  :func:`~common.losses.attention_tv_loss`).
+
 Networks (names in ``networks``): ``gen_n`` (P -> N), ``gen_p`` (N -> P), ``disc_n``, ``disc_p`` and, with
 ``attention="separate"``, ``attn_n`` and ``attn_p``. One optimiser updates all generator-side networks, one both
 discriminators, as in CycleGAN.
@@ -39,7 +54,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from common.losses import AdversarialLoss
+from common.losses import AdversarialLoss, attention_tv_loss, pixel_loss
 from common.networks.cyclegan import attention_translate
 
 from .image_pool import ImagePool
@@ -69,6 +84,11 @@ class CycleGANStep(TrainingStep):
         lambda_identity: identity weight relative to ``lambda_cycle`` (0.5 in CycleGAN; 0 disables it).
         lambda_attention: weight of the attention L1 against the tumour mask (0 disables supervision: "w/o SS").
         pool_size: size of the image pools (0 disables them).
+        lambda_pixel: weight of AGGAN's pixel loss between each input and its translation (0 disables it).
+        lambda_tv: weight of AGGAN's attention loss, the total variation of the two attention maps (0 disables it).
+        attention_switch_epoch: UAGGAN: after this many epochs the discriminators see only attended regions and the
+            attention networks are frozen (``attention="separate"`` only); ``None`` (default): never.
+        attention_tau: UAGGAN's threshold of the attention maps in the second stage (0.1).
         loss: adversarial criterion (``"lsgan"``; ``"bce"``, ``"hinge"``, ``"wgan"`` also accepted).
         positive_key / negative_key / mask_key: batch keys of the positive images, negative images and the
             positives' tumour masks (any value > 0 is tumour).
@@ -94,6 +114,10 @@ class CycleGANStep(TrainingStep):
         lambda_identity: float = 0.5,
         lambda_attention: float = 1.0,
         pool_size: int = 50,
+        lambda_pixel: float = 0.0,
+        lambda_tv: float = 0.0,
+        attention_switch_epoch: int | None = None,
+        attention_tau: float = 0.1,
         loss: str = "lsgan",
         positive_key: str = "positive",
         negative_key: str = "negative",
@@ -113,6 +137,17 @@ class CycleGANStep(TrainingStep):
             raise ValueError("attention_guided discriminators need attention maps: use attention != 'none'.")
         if attention == "none" and lambda_attention > 0:
             raise ValueError("lambda_attention > 0 needs attention maps: use attention != 'none' or set it to 0.")
+        if attention == "none" and lambda_tv > 0:
+            raise ValueError("lambda_tv > 0 needs attention maps: use attention != 'none' or set it to 0.")
+        if attention_switch_epoch is not None:
+            if attention != "separate":
+                raise ValueError(
+                    "attention_switch_epoch freezes separate attention networks: use attention='separate'."
+                )
+            if attention_switch_epoch < 0:
+                raise ValueError(f"attention_switch_epoch must be >= 0 or None, got {attention_switch_epoch}.")
+        if not 0.0 <= attention_tau < 1.0:
+            raise ValueError(f"attention_tau must be in [0, 1), got {attention_tau}.")
         networks = {"gen_n": gen_n, "gen_p": gen_p, "disc_n": disc_n, "disc_p": disc_p}
         if attention == "separate":
             networks.update({"attn_n": attn_n, "attn_p": attn_p})  # type: ignore[dict-item]
@@ -132,6 +167,10 @@ class CycleGANStep(TrainingStep):
         self.lambda_cycle = float(lambda_cycle)
         self.lambda_identity = float(lambda_identity)
         self.lambda_attention = float(lambda_attention)
+        self.lambda_pixel = float(lambda_pixel)
+        self.lambda_tv = float(lambda_tv)
+        self.attention_switch_epoch = None if attention_switch_epoch is None else int(attention_switch_epoch)
+        self.attention_tau = float(attention_tau)
         self.adversarial = AdversarialLoss(loss)
         self.pool_n = ImagePool(pool_size, seed=seed)
         self.pool_p = ImagePool(pool_size, seed=seed + 1)
@@ -152,6 +191,36 @@ class CycleGANStep(TrainingStep):
         """
         return attention_translate(x, self.networks[f"gen_{to}"], self.networks.get(f"attn_{to}"))
 
+    def _translate_parts(self, x: torch.Tensor, to: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`translate`, also returning the raw generator output ``G(x)`` ``(B, C, *spatial)`` (before
+        compositing), which UAGGAN's second stage shows the discriminators."""
+        generator, raw = self.networks[f"gen_{to}"], []
+
+        def generate(inputs: torch.Tensor) -> Any:
+            out = generator(inputs)
+            raw.append(out[0] if isinstance(out, tuple) else out)
+            return out
+
+        image, mask = attention_translate(x, generate, self.networks.get(f"attn_{to}"))  # type: ignore[arg-type]
+        return image, mask, raw[0]
+
+    # ------------------------------------------------------------------ UAGGAN's two stages
+    def attended_stage(self, engine: Any) -> bool:
+        """Whether this iteration is in UAGGAN's second stage (epoch ``> attention_switch_epoch``, 1-based)."""
+        return self.attention_switch_epoch is not None and engine.state.epoch > self.attention_switch_epoch
+
+    def attended(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """UAGGAN's discriminator input in the second stage: ``image`` where ``mask > attention_tau``, else 0.
+
+        Args:
+            image: images ``(B, C, *spatial)``.
+            mask: their attention maps ``(B, 1, *spatial)`` (detached here: the binary mask carries no gradient).
+
+        Returns:
+            ``image * [mask > tau]``, shape ``(B, C, *spatial)``.
+        """
+        return image * (mask.detach() > self.attention_tau).to(image.dtype)
+
     def _disc_input(self, image: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The image, with the detached attention map appended as a last channel when discriminators are guided."""
         if not self.attention_guided or mask is None:
@@ -169,19 +238,29 @@ class CycleGANStep(TrainingStep):
         real_p = self.images(batchdata, self.positive_key)
         real_n = self.images(batchdata, self.negative_key)
         out: dict[str, float] = {}
+        second_stage = self.attended_stage(engine)
+        if second_stage and engine.state.iteration == self.attention_switch_epoch * engine.state.epoch_length + 1:
+            self.pool_n.images.clear()  # UAGGAN's second stage starts: no whole first-stage fake is replayed
+            self.pool_p.images.clear()
+        frozen = ("disc_n", "disc_p", "attn_n", "attn_p") if second_stage else ("disc_n", "disc_p")
 
-        # generator update (Algorithm 1, lines 3-13), discriminators frozen
-        with self.frozen("disc_n", "disc_p"), self.autocast():
-            fake_n, map_p = self.translate(real_p, "n")  # P -> N, map_p = A_N(p), the map of the positive
-            fake_p, map_n = self.translate(real_n, "p")  # N -> P, map_n = A_P(n), the map of the negative
+        # generator update (Algorithm 1, lines 3-13), discriminators (and in UAGGAN's second stage the attention
+        # networks) frozen
+        with self.frozen(*frozen), self.autocast():
+            fake_n, map_p, raw_n = self._translate_parts(real_p, "n")  # P -> N, map_p = A_N(p), the positive's map
+            fake_p, map_n, raw_p = self._translate_parts(real_n, "p")  # N -> P, map_n = A_P(n), the negative's map
             rec_p, _ = self.translate(fake_n, "p")
             rec_n, _ = self.translate(fake_p, "n")
+            # what the discriminators see of the fakes: the composites, or in UAGGAN's second stage the attended
+            # raw outputs
+            seen_n = self.attended(raw_n, map_p) if second_stage else fake_n  # type: ignore[arg-type]
+            seen_p = self.attended(raw_p, map_n) if second_stage else fake_p  # type: ignore[arg-type]
             disc_n = self.module("disc_n", frozen=True)
             disc_p = self.module("disc_p", frozen=True)
             adv = self.adversarial(
-                self._discriminate(disc_n, self._disc_input(fake_n, map_p)), True, for_discriminator=False
+                self._discriminate(disc_n, self._disc_input(seen_n, map_p)), True, for_discriminator=False
             ) + self.adversarial(
-                self._discriminate(disc_p, self._disc_input(fake_p, map_n)), True, for_discriminator=False
+                self._discriminate(disc_p, self._disc_input(seen_p, map_n)), True, for_discriminator=False
             )
             cycle = F.l1_loss(rec_p.float(), real_p) + F.l1_loss(rec_n.float(), real_n)
             g_loss = adv + self.lambda_cycle * cycle
@@ -200,13 +279,24 @@ class CycleGANStep(TrainingStep):
                 att = F.l1_loss(map_p.float(), tumour)  # type: ignore[union-attr]
                 g_loss = g_loss + self.lambda_attention * att
                 out["loss_attention"] = att.item()
+            if self.lambda_pixel > 0:  # AGGAN's pixel loss
+                pix = pixel_loss(real_p, fake_n) + pixel_loss(real_n, fake_p)
+                g_loss = g_loss + self.lambda_pixel * pix
+                out["loss_pixel"] = pix.item()
+            if self.lambda_tv > 0:  # AGGAN's attention loss
+                tv = attention_tv_loss(map_p) + attention_tv_loss(map_n)  # type: ignore[arg-type]
+                g_loss = g_loss + self.lambda_tv * tv
+                out["loss_tv"] = tv.item()
         self.optimise(engine, "generators", g_loss)
         out["loss_g"] = g_loss.item()
 
         # discriminator update (lines 14-18) on pooled fakes, generators untouched; every image with its own map
         # (eq. 7-8): a fake with its source's map (pooled together), a real image with the map computed on it
-        pooled_n = self.pool_n.query(self._disc_input(fake_n.detach().float(), map_p))
-        pooled_p = self.pool_p.query(self._disc_input(fake_p.detach().float(), map_n))
+        # (in UAGGAN's second stage, attended regions only)
+        if second_stage:
+            real_n, real_p = self.attended(real_n, map_n), self.attended(real_p, map_p)  # type: ignore[arg-type]
+        pooled_n = self.pool_n.query(self._disc_input(seen_n.detach().float(), map_p))
+        pooled_p = self.pool_p.query(self._disc_input(seen_p.detach().float(), map_n))
         with self.autocast():
             d_n = self._disc_loss("disc_n", self._disc_input(real_n, map_n), pooled_n)
             d_p = self._disc_loss("disc_p", self._disc_input(real_p, map_p), pooled_p)

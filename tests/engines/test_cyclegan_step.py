@@ -241,3 +241,219 @@ def test_each_discriminator_input_carries_its_own_attention_map():
         for (image, seen), (want_image, want_map) in zip(spy.calls, expected[name]):
             assert torch.allclose(image, want_image, atol=1e-6), name
             assert torch.allclose(seen, want_map, atol=1e-6), name
+
+
+# ---------------------------------------------------------------- the default is unchanged by the method switches
+#: losses of four iterations (2 epochs x 2 batches) of make_step(2, attention), recorded before the UAGGAN and AGGAN
+#: switches were added (default off); the switches must leave the default family bit for bit as it was.
+RECORDED = {
+    "separate": ([17.702332, 18.553949, 17.496269, 18.346481], [0.573252, 0.595604, 0.544932, 0.574168]),
+    "shared": ([11.684464, 12.156445, 11.449497, 11.914894], [0.79996, 0.701284, 0.774931, 0.673131]),
+    "none": ([20.501257, 21.671974, 20.38456, 21.55294], [0.422939, 0.458761, 0.417003, 0.445105]),
+}
+
+
+@pytest.mark.parametrize("attention", ["separate", "shared", "none"])
+def test_default_losses_equal_the_recorded_ones(attention):
+    from ignite.engine import Events
+
+    step = make_step(2, attention)
+    outs = []
+    trainer = StepTrainer("cpu", 2, batches(2), step)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outs.append(dict(e.state.output)))
+    trainer.run()
+    loss_g, loss_d_n = RECORDED[attention]
+    assert [o["loss_g"] for o in outs] == pytest.approx(loss_g, rel=1e-4)
+    assert [o["loss_d_n"] for o in outs] == pytest.approx(loss_d_n, rel=1e-4)
+    assert not {"loss_pixel", "loss_tv"} & set(outs[-1])
+
+
+# ---------------------------------------------------------------- UAGGAN: two stages
+class Recorder(nn.Module):
+    """Wraps a network and records a copy of every output (the image part of a tuple)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.outputs = net, []
+
+    def forward(self, x):
+        out = self.net(x)
+        self.outputs.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+        return out
+
+
+class ImageSpyDisc(Disc):
+    """A discriminator without the attention-map input that records every image it sees."""
+
+    def __init__(self, dims):
+        super().__init__(dims, guided=False)
+        self.calls = []
+
+    def forward(self, x, attention_map=None):
+        assert attention_map is None
+        self.calls.append(x.detach().clone())
+        return super().forward(x)
+
+
+def attention_net():
+    """A trainable attention network whose map ``sigmoid(6 x - 4)`` lies on both sides of tau = 0.1 on ``[0, 1)``."""
+    conv = Conv[Conv.CONV, 2](1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(6.0)
+        conv.bias.fill_(-4.0)
+    return Recorder(nn.Sequential(conv, nn.Sigmoid()))
+
+
+def uaggan_step(pool_size=0):
+    torch.manual_seed(0)
+    gen_n, gen_p = Recorder(Gen(2)), Recorder(Gen(2))
+    attn_n, attn_p = attention_net(), attention_net()
+    disc_n, disc_p = ImageSpyDisc(2), ImageSpyDisc(2)
+    g_params = [p for m in (gen_n, gen_p, attn_n, attn_p) for p in m.parameters()]
+    return CycleGANStep(
+        gen_n,
+        gen_p,
+        disc_n,
+        disc_p,
+        torch.optim.Adam(g_params, 1e-2),
+        torch.optim.Adam(list(disc_n.parameters()) + list(disc_p.parameters()), 1e-2),
+        attn_n=attn_n,
+        attn_p=attn_p,
+        attention_guided=False,
+        lambda_identity=0.0,
+        lambda_attention=0.0,
+        pool_size=pool_size,
+        attention_switch_epoch=1,
+        attention_tau=0.1,
+    )
+
+
+def engine_at(epoch, iteration, epoch_length=1):
+    return SimpleNamespace(state=SimpleNamespace(epoch=epoch, iteration=iteration, epoch_length=epoch_length))
+
+
+def clear_records(step):
+    for net in step.networks.values():
+        for records in (getattr(net, "outputs", None), getattr(net, "calls", None)):
+            if records is not None:
+                records.clear()
+
+
+def test_uaggan_discriminators_see_whole_images_then_attended_regions():
+    """UAGGAN sec. 3: whole images up to the switch epoch; then t * [A_T(t) > tau] and F(s) * [A_S(s) > tau]."""
+    step = uaggan_step()
+    nets = step.networks
+    batch = batches()[0]
+    p, n = batch["positive"], batch["negative"]
+
+    step(engine_at(1, 1), batch)  # first stage: the composites and the whole real images
+    raw_n, map_p = nets["gen_n"].outputs[0], nets["attn_n"].outputs[0]
+    raw_p, map_n = nets["gen_p"].outputs[0], nets["attn_p"].outputs[0]
+    assert step.attended_stage(engine_at(1, 1)) is False
+    for disc, raw, mask, source, real in (("disc_n", raw_n, map_p, p, n), ("disc_p", raw_p, map_n, n, p)):
+        fake, seen_real, pooled = nets[disc].calls
+        assert torch.allclose(fake, mask * raw + (1 - mask) * source, atol=1e-6), disc
+        assert torch.equal(seen_real, real) and torch.equal(pooled, fake), disc
+
+    clear_records(step)
+    step(engine_at(2, 2), batch)  # second stage: attended regions, maps thresholded at tau
+    assert step.attended_stage(engine_at(2, 2)) is True
+    raw_n, map_p = nets["gen_n"].outputs[0], nets["attn_n"].outputs[0]
+    raw_p, map_n = nets["gen_p"].outputs[0], nets["attn_p"].outputs[0]
+    assert (map_n <= 0.1).any() and (map_n > 0.1).any() and (map_p <= 0.1).any()  # the threshold bites
+    for disc, raw, fake_map, real, real_map in (("disc_n", raw_n, map_p, n, map_n), ("disc_p", raw_p, map_n, p, map_p)):
+        fake, seen_real, pooled = nets[disc].calls
+        assert torch.allclose(fake, raw * (fake_map > 0.1).float(), atol=1e-6), disc
+        assert torch.equal(seen_real, real * (real_map > 0.1).float()), disc
+        assert torch.equal(pooled, fake), disc
+        assert (fake[fake_map <= 0.1] == 0).all() and (seen_real[real_map <= 0.1] == 0).all(), disc
+
+
+def test_uaggan_attended_thresholds_the_map_at_tau():
+    step = uaggan_step()
+    image = torch.tensor([2.0, -3.0, 4.0, 5.0, -6.0]).view(1, 1, 5, 1)
+    mask = torch.tensor([0.05, 0.1, 0.1001, 0.5, 1.0]).view(1, 1, 5, 1)
+    assert step.attended(image, mask).flatten().tolist() == [0.0, 0.0, 4.0, 5.0, -6.0]
+    step.attention_tau = 0.6
+    assert step.attended(image, mask).flatten().tolist() == [0.0, 0.0, 0.0, 0.0, -6.0]
+
+
+def test_uaggan_attention_networks_are_frozen_after_the_switch():
+    step = uaggan_step(pool_size=4)
+    nets = step.networks
+    batch = batches()[0]
+
+    def snapshot(name):
+        return [q.detach().clone() for q in nets[name].parameters()]
+
+    before = {k: snapshot(k) for k in nets}
+    step(engine_at(1, 1), batch)  # first stage: the attention networks learn
+    for name in nets:
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], nets[name].parameters())), name
+    assert len(step.pool_n) == 2
+    first_stage_pool = torch.cat(step.pool_n.images)
+
+    before = {k: snapshot(k) for k in nets}
+    clear_records(step)
+    step(engine_at(2, 2), batch)  # second stage: no gradient and no update of A_N and A_P, the rest still learns
+    for name in ("attn_n", "attn_p"):
+        assert all(torch.equal(a, b) for a, b in zip(before[name], nets[name].parameters())), name
+        assert all(q.grad is None for q in nets[name].parameters()), name
+        assert all(q.requires_grad for q in nets[name].parameters()), name  # restored after the update
+    for name in ("gen_n", "gen_p", "disc_n", "disc_p"):
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], nets[name].parameters())), name
+    # the pools were emptied at the switch: they hold this iteration's attended fakes only
+    assert len(step.pool_n) == 2 and not torch.equal(torch.cat(step.pool_n.images), first_stage_pool)
+    assert torch.equal(torch.cat(step.pool_n.images), nets["disc_n"].calls[0])
+
+
+# ---------------------------------------------------------------- AGGAN: pixel and attention (TV) losses
+def test_aggan_generator_loss_includes_weighted_pixel_and_tv_losses():
+    torch.manual_seed(0)
+    nets = [Gen(2, shared=True), Gen(2, shared=True), Disc(2, True), Disc(2, True)]
+    step = CycleGANStep(
+        *nets,
+        torch.optim.Adam(list(nets[0].parameters()) + list(nets[1].parameters()), 1e-3),
+        torch.optim.Adam(list(nets[2].parameters()) + list(nets[3].parameters()), 1e-3),
+        attention="shared",
+        lambda_identity=0.0,
+        lambda_attention=0.0,
+        lambda_pixel=1.0,
+        lambda_tv=1e-3,
+        pool_size=0,
+    )
+    batch = batches()[0]
+    p, n = batch["positive"], batch["negative"]
+    with torch.no_grad():
+        fake_n, map_p = step.translate(p, "n")
+        fake_p, map_n = step.translate(n, "p")
+
+    def tv(m):  # sum over each image of |horizontal| + |vertical| forward differences, mean over the batch
+        dh = (m[:, :, 1:, :] - m[:, :, :-1, :]).abs().sum((1, 2, 3))
+        dw = (m[:, :, :, 1:] - m[:, :, :, :-1]).abs().sum((1, 2, 3))
+        return (dh + dw).mean().item()
+
+    pixel = (fake_n - p).abs().mean().item() + (fake_p - n).abs().mean().item()
+    out = step(engine_at(1, 1), batch)
+    assert out["loss_pixel"] == pytest.approx(pixel, rel=1e-5)
+    assert out["loss_tv"] == pytest.approx(tv(map_p) + tv(map_n), rel=1e-5)
+    assert out["loss_tv"] > 1.0  # a sum over pixels, not a mean
+    total = out["loss_g_adv"] + 10.0 * out["loss_cycle"] + 1.0 * out["loss_pixel"] + 1e-3 * out["loss_tv"]
+    assert out["loss_g"] == pytest.approx(total, rel=1e-5)
+    assert "loss_identity" not in out and "loss_attention" not in out
+
+
+def test_method_switch_validation():
+    g, d = Gen(2), disc(2, False)
+    opt = torch.optim.SGD(g.parameters(), 0.1)
+    kw = dict(attention_guided=False, lambda_attention=0.0)
+    with pytest.raises(ValueError, match="lambda_tv"):
+        CycleGANStep(g, g, d, d, opt, opt, attention="none", lambda_tv=1e-6, **kw)
+    shared = Gen(2, shared=True)
+    with pytest.raises(ValueError, match="attention='separate'"):
+        CycleGANStep(shared, shared, d, d, opt, opt, attention="shared", attention_switch_epoch=30, **kw)
+    a = attn(2)
+    with pytest.raises(ValueError, match=">= 0"):
+        CycleGANStep(g, g, d, d, opt, opt, attn_n=a, attn_p=a, attention_switch_epoch=-1, **kw)
+    with pytest.raises(ValueError, match="attention_tau"):
+        CycleGANStep(g, g, d, d, opt, opt, attn_n=a, attn_p=a, attention_switch_epoch=1, attention_tau=1.0, **kw)
