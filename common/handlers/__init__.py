@@ -1,6 +1,7 @@
 """Ignite/MONAI event handlers shared by the bundles: sample grids, synthetic-data export, predicted masks and
 classes, the classification/segmentation metric handlers, and the end-of-training run summary."""
 
+from common.handlers.best_checkpoint import BEST_CHECKPOINT_NAME, BestCheckpointHandler, select_checkpoint
 from common.handlers.classification_predictions import ClassificationPredictionWriter
 from common.handlers.datalist_writers import DetectionDatalistWriter, RefinedDatalistWriter
 from common.handlers.metrics import (
@@ -16,6 +17,9 @@ from common.handlers.sample_grid import SampleGridHandler, make_grid, save_png
 from common.handlers.synthetic_export import SyntheticDatalistWriter
 
 __all__ = [
+    "BEST_CHECKPOINT_NAME",
+    "BestCheckpointHandler",
+    "select_checkpoint",
     "make_grid",
     "save_png",
     "PredictionWriter",
