@@ -1,3 +1,4 @@
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -457,3 +458,47 @@ def test_method_switch_validation():
         CycleGANStep(g, g, d, d, opt, opt, attn_n=a, attn_p=a, attention_switch_epoch=-1, **kw)
     with pytest.raises(ValueError, match="attention_tau"):
         CycleGANStep(g, g, d, d, opt, opt, attn_n=a, attn_p=a, attention_switch_epoch=1, attention_tau=1.0, **kw)
+
+
+# ---------------------------------------------------------------- both methods through the bundle runner
+@pytest.mark.parametrize("variant", ["uaggan", "aggan"])
+def test_cda_gan_bundle_trains_the_method_variants(tmp_path, variant):
+    """bundles/cda_gan with variants/<variant>.yaml and the tiny sizes, 2 epochs through MONAI's ConfigWorkflow:
+    UAGGAN (switch after epoch 1) keeps its attention networks of epoch 1 in epoch 2; AGGAN reports and adds its
+    pixel and TV losses."""
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    cfg = Path(__file__).resolve().parents[2] / "bundles" / "cda_gan" / "configs"
+    files = [str(cfg / "train.yaml"), str(cfg / "variants" / f"{variant}.yaml"), str(cfg / "variants" / "tiny.yaml")]
+    override = {"bundle_root": str(tmp_path)}  # data, checkpoints and logs under tmp_path
+    if variant == "uaggan":
+        override["attention_switch_epoch"] = 1
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, run_id="training", logging_file=False, **override)
+    workflow.initialize()
+    step, trainer = workflow.parser.get_parsed_content("train#step"), workflow.parser.get_parsed_content(
+        "train#trainer"
+    )
+    snapshots, outputs = {}, []
+
+    @trainer.on(Events.EPOCH_COMPLETED(once=1))
+    def _snapshot(engine):
+        snapshots.update({k: [q.detach().clone() for q in v.parameters()] for k, v in step.networks.items()})
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+    workflow.run()
+    workflow.finalize()
+    assert trainer.state.epoch == 2 and len(outputs) == 2 * trainer.state.epoch_length
+    assert step.lambda_identity == 0.0 and "loss_identity" not in outputs[-1]
+    if variant == "uaggan":
+        assert step.attention_switch_epoch == 1 and step.attention_tau == 0.1 and not step.attention_guided
+        for name in ("attn_n", "attn_p"):  # frozen in the second epoch
+            assert all(torch.equal(a, b) for a, b in zip(snapshots[name], step.networks[name].parameters())), name
+        for name in ("gen_n", "disc_n"):
+            assert any(not torch.equal(a, b) for a, b in zip(snapshots[name], step.networks[name].parameters())), name
+    else:
+        assert step.lambda_pixel == 1.0 and step.lambda_tv == 1e-6 and step.attention_guided
+        for out in outputs:
+            total = out["loss_g_adv"] + 10.0 * out["loss_cycle"] + out["loss_pixel"] + 1e-6 * out["loss_tv"]
+            assert out["loss_g"] == pytest.approx(total, rel=1e-5)
+    assert list((tmp_path / "models").glob("checkpoint_*.pt")) and (tmp_path / "models" / "model.pt").is_file()
