@@ -3,7 +3,7 @@
 from .bias_field import N4BiasFieldCorrectiond
 from .box_condition import BoxConditiond, augment_boxes, boxes_to_condition, condition_samples, scale_boxes
 from .channels import SelectChannels, SelectChannelsd
-from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch
+from .mixing import MIX_MODES, BatchMixer, ClassificationPrepareBatch, SegmentationPrepareBatch
 from .nodule import (
     DEFAULT_HU_WINDOW,
     NODULE_CONDITIONS,
@@ -40,6 +40,7 @@ __all__ = [
     "MIX_MODES",
     "BatchMixer",
     "ClassificationPrepareBatch",
+    "SegmentationPrepareBatch",
     "DEFAULT_HU_WINDOW",
     "NODULE_CONDITIONS",
     "ConditionAugmentd",

@@ -235,6 +235,43 @@ def test_vu_setup_trains_with_eq5_at_a_fixed_learning_rate(bundle_copy, phantoms
     assert -1.0 <= float(trainer.state.output[0]["loss"]) <= 0.0
 
 
+def test_batch_mixing_variants_train_on_mixed_masks(bundle_copy, phantoms):
+    """CDA-GAN Table 3's Mixup/CutMix/CutOut baselines: variants/cutmix.yaml trains one tiny epoch on one-hot masks
+    (loss without to_onehot_y); mixup.yaml gives soft masks; train.yaml alone keeps MONAI's label maps."""
+    root = bundle_with_data(bundle_copy, phantoms, "brain_mr_2d")
+    parser = ConfigParser()
+    parser.read_config(configs(root, "train.yaml", "tiny.yaml"))
+    parser["bundle_root"] = str(root)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    _, label = parser.get_parsed_content("train#prepare_batch")(batch, "cpu")
+    assert torch.equal(label, batch["label"]) and parser.get_parsed_content("loss").to_onehot_y
+    parser.read_config(configs(root, "train.yaml", "mixup.yaml", "tiny.yaml"))
+    parser["bundle_root"] = str(root)
+    image, soft = parser.get_parsed_content("train#prepare_batch")(batch, "cpu")
+    assert soft.shape == (2, 2, 16, 16) and torch.allclose(soft.sum(1), torch.ones(2, 16, 16))
+    assert not torch.equal(image, batch["image"])
+    assert not parser.get_parsed_content("loss").to_onehot_y
+
+    wf = ConfigWorkflow(
+        config_file=configs(root, "train.yaml", "cutmix.yaml", "tiny.yaml"),
+        workflow_type=None,
+        run_id="training",
+        logging_file=False,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    labels = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: labels.extend(o["label"] for o in e.state.output))
+    wf.run()
+    wf.finalize()
+    assert not trainer.loss_function.to_onehot_y and len(labels) == 2 * trainer.state.iteration > 0
+    for mask in labels:  # hard one-hot masks (K, H, W)
+        assert mask.shape == (2, 16, 16) and set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(mask.sum(0), torch.ones(16, 16))
+    assert math.isfinite(float(trainer.state.output[0]["loss"]))
+    assert (root / "models" / "model.pt").is_file()
+
+
 def test_enhanced_rules_are_enforced(bundle_copy, phantoms):
     root = bundle_with_data(bundle_copy, phantoms, "brain_mr_2d")
     write_enhanced(root, "brain_mr_2d")
