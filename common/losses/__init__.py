@@ -26,3 +26,7 @@ __all__ += ["PathLengthPenalty", "path_length_penalty", "r1_penalty"]
 from .attention import attention_tv_loss, pixel_loss  # noqa: E402
 
 __all__ += ["attention_tv_loss", "pixel_loss"]
+
+from .yolo import YOLOv3Loss, anchor_shape_iou, assign_yolo_targets, decode_yolo_boxes, yolov3_loss  # noqa: E402
+
+__all__ += ["YOLOv3Loss", "anchor_shape_iou", "assign_yolo_targets", "decode_yolo_boxes", "yolov3_loss"]

@@ -96,3 +96,7 @@ from .pretrained import PretrainedWeightsError, adapt_input_channels, load_image
 
 __all__ += ["ClassifierHead", "HeadedClassifier", "PretrainedWeightsError", "adapt_input_channels"]
 __all__ += ["load_imagenet_resnet"]
+
+from .detection import YOLOv3  # noqa: E402
+
+__all__ += ["YOLOv3"]

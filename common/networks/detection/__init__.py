@@ -31,3 +31,9 @@ __all__ = [
 from .inference import DetectionPredictor, patch_starts, sliding_window_detect, window_slices  # noqa: E402
 
 __all__ += ["DetectionPredictor", "patch_starts", "sliding_window_detect", "window_slices"]
+
+from .anchors import AnchorError, datalist_anchors, datalist_box_sizes, kmeans_anchors  # noqa: E402
+from .yolov3 import DarknetBackbone, DarknetResidualBlock, YOLOv3, YOLOv3Head  # noqa: E402
+
+__all__ += ["AnchorError", "datalist_anchors", "datalist_box_sizes", "kmeans_anchors"]
+__all__ += ["DarknetBackbone", "DarknetResidualBlock", "YOLOv3", "YOLOv3Head"]
