@@ -5,8 +5,12 @@ filter. The pipelines that load data, run networks and write reports are in :mod
 from common.metrics.classification import CLASSIFICATION_KEYS, ClassificationMetrics, classification_metrics, rank_auc
 from common.metrics.embeddings import image_features, tsne_embedding
 from common.metrics.features import (
+    INCEPTION_FID_ARCH,
+    INCEPTION_FID_WEIGHTS,
     SUPPORTED_ARCHS,
+    CentralSlices,
     FeatureExtractor,
+    FeatureWeightsError,
     build_feature_extractor,
     extract_features,
     load_state_dict_file,
@@ -31,7 +35,11 @@ __all__ = [
     "ClassificationMetrics",
     "classification_metrics",
     "rank_auc",
+    "CentralSlices",
     "FeatureExtractor",
+    "FeatureWeightsError",
+    "INCEPTION_FID_ARCH",
+    "INCEPTION_FID_WEIGHTS",
     "MS_SSIM_WEIGHTS",
     "SEGMENTATION_KEYS",
     "SegmentationMetrics",

@@ -86,6 +86,10 @@ __all__ += [
 ]
 __all__ += ["ImageMaskSampler", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator"]
 
+from .inception import FIDInceptionV3  # noqa: E402
+
+__all__ += ["FIDInceptionV3"]
+
 from .msg_gan import MSGGANDiscriminator, MSGGANGenerator  # noqa: E402
 
 __all__ += ["MSGGANDiscriminator", "MSGGANGenerator"]

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from common.metrics import build_feature_extractor, extract_features
+from common.metrics import INCEPTION_FID_WEIGHTS, FeatureWeightsError, build_feature_extractor, extract_features
+from common.utils import sha256_file
+from common.utils.errors import UserInputError
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import resnet10
+
+from tests.networks.test_inception import scaled_inception
 
 
 def _smooth(n: int, seed: int, size: int = 24, spatial_dims: int = 2, channels: int = 1) -> torch.Tensor:
@@ -118,3 +122,46 @@ def test_wrong_weights_files_raise_clear_errors(tmp_path):
         build_feature_extractor(2, 1, weights_path=str(r10), arch="resnet18")
     with pytest.raises(ValueError, match="2D weights but spatial_dims=3"):
         build_feature_extractor(3, 1, weights_path=str(r10), arch="resnet10")
+
+
+def test_inception_fid_extractor_loads_the_weights_file_2d_and_3d(tmp_path):
+    net = scaled_inception()
+    path = tmp_path / "fid_inception.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)  # DataParallel prefix is accepted
+    ext = build_feature_extractor(2, 1, weights_path=str(path), arch="inception_v3_fid")
+    assert ext.name.startswith("Inception-v3 FID pool3 (pt_inception-2015-12-05 layout) from weights fid_inception.pth")
+    assert f"sha256:{sha256_file(path)[:12]}" in ext.name and "fallback" not in ext.name
+    assert "input 299x299, in_channels 1 replicated to 3" in ext.name and "[0, 1] mapped to [-1, 1]" in ext.name
+    loaded = ext.backbone.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in net.state_dict().items())
+    assert not ext.training and not any(p.requires_grad for p in ext.parameters())
+    images = _smooth(2, 6, size=20)
+    feats = extract_features(ext, images)
+    with torch.no_grad():
+        direct = net(images)
+    assert feats.shape == (2, 2048) and torch.allclose(feats, direct, rtol=1e-4, atol=1e-6)
+
+    ext3 = build_feature_extractor(3, 1, weights_path=str(path), arch="inception_v3_fid")
+    assert "3 central orthogonal slices" in ext3.name and "not comparable with 2D FID" in ext3.name
+    volume = _smooth(1, 7, size=9, spatial_dims=3)
+    with torch.no_grad():
+        slices = [volume[:, :, 4], volume[:, :, :, 4], volume[..., 4]]
+        expected = torch.stack([net(s) for s in slices]).mean(0)
+    assert torch.allclose(extract_features(ext3, volume), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_inception_fid_extractor_clear_errors(tmp_path):
+    for missing in (None, str(tmp_path / INCEPTION_FID_WEIGHTS)):
+        with pytest.raises(FeatureWeightsError) as info:
+            build_feature_extractor(2, 1, weights_path=missing, arch="inception_v3_fid")
+        assert isinstance(info.value, UserInputError)
+        message = str(info.value)
+        assert INCEPTION_FID_WEIGHTS in message and "github.com/mseitzer/pytorch-fid/releases" in message
+    r10 = tmp_path / "r10.pth"
+    torch.save(resnet10(spatial_dims=2, n_input_channels=1, feed_forward=False).state_dict(), r10)
+    with pytest.raises(FeatureWeightsError, match=r"r10.pth do not fit the FID Inception-v3.*missing keys.*unexpected"):
+        build_feature_extractor(2, 1, weights_path=str(r10), arch="inception_v3_fid")
+    with pytest.raises(ValueError, match="input_size must be None or 299"):
+        build_feature_extractor(2, 1, weights_path=str(r10), arch="inception_v3_fid", input_size=64)
+    with pytest.raises(ValueError, match="do not apply"):
+        build_feature_extractor(2, 1, weights_path=str(r10), arch="inception_v3_fid", mean=0.5)
