@@ -31,3 +31,4 @@ from .splits import (  # noqa: F401
 )
 from .unpaired import UnpairedDataset, split_by_class  # noqa: F401
 from .validation import DatalistError, DatalistProblem, validate_datalist  # noqa: F401
+from .merging import merge_datalists  # noqa: F401,E402

@@ -71,3 +71,7 @@ __all__ = [
     "tsne_real_vs_synthetic",
     "write_report",
 ]
+
+from .refiner_selection import prediction_accuracy, select_refined_set  # noqa: E402
+
+__all__ += ["prediction_accuracy", "select_refined_set"]

@@ -65,3 +65,7 @@ __all__ = [
     "SqueezeToSpatialDims",
     "SqueezeToSpatialDimsd",
 ]
+
+from .channel_layout import PlaceChannels, PlaceChannelsd  # noqa: E402
+
+__all__ += ["PlaceChannels", "PlaceChannelsd"]
