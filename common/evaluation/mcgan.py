@@ -8,13 +8,19 @@ ones).
 
 :class:`NoduleGenerator` puts one nodule into a volume: VOI around the target box, noise box, conditions, generator,
 paste-back (:mod:`common.transforms.nodule`). :class:`MCGANSynthesis` writes ``ratio x N`` augmented scans for the
-``N`` real training scans: the ``k``-th copy of a scan receives, for each of its real nodules (or for each requested
-condition), one generated nodule of the same size/attenuation whose box is the real box after condition
-augmentation (zoom up to 10 %, shift up to 10 %) and whose position is drawn inside the lung (HU threshold mask, away
-from the other nodules; where no box fits wholly inside the lung, one with at least half of its voxels in it); the
-real nodules stay and keep their boxes. :func:`evaluate_mcgan` regenerates every held-out real nodule in place and
-compares generated with real ``32^3`` nodule crops (FID/KID with a named feature extractor) and, per size and
-attenuation, their mean HU and volume.
+``N`` real training scans; the ``k``-th copy of a scan receives, for each of its real nodules, one generated nodule of
+the same size/attenuation whose box is the real box after condition augmentation (each axis: centre shifted by up to
+10 % of the extent, extent zoomed by up to 10 %). Where it goes (``placement``):
+
+- ``"real_nodule"`` (default, the thesis's sec. 6.2.1): at the real nodule's own, augmented box: the generated nodule
+  is mapped back onto the scan there and replaces the real one (its box replaces the real box in the datalist);
+- ``"random_lung"``: at a random position inside the lung (the datalist entry's ``lung`` mask when it has one, as
+  written by the LUNA16/LIDC converters with the lung-mask preprocessing, else an HU-threshold mask), away from the
+  other nodules (where no box fits wholly inside the lung, one with at least half of its voxels in it); the real
+  nodules stay and keep their boxes. Only this mode takes a list of requested ``conditions``.
+
+:func:`evaluate_mcgan` regenerates every held-out real nodule in place and compares generated with real ``32^3``
+nodule crops (FID/KID with a named feature extractor) and, per size and attenuation, their mean HU and volume.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import nibabel as nib
 import numpy as np
 import torch
 import torch.nn as nn
+from common.data.validation import DatalistError, DatalistProblem
 from common.evaluation.report import write_report
 from common.handlers.sample_grid import make_grid, save_png
 from common.metrics.features import extract_features
@@ -51,9 +58,26 @@ from common.transforms.nodule import (
     sample_lung_box,
 )
 from common.utils import atomic_write_json, save_nifti, sha256_file
+from common.utils.errors import UserInputError
 from monai.data import load_decathlon_datalist
 
-__all__ = ["MCGANSynthesis", "NoduleGenerator", "evaluate_mcgan", "format_nodule_table", "nodule_statistics"]
+__all__ = [
+    "PLACEMENTS",
+    "MCGANSynthesis",
+    "NoduleGenerator",
+    "SynthesisSettingError",
+    "evaluate_mcgan",
+    "format_nodule_table",
+    "nodule_statistics",
+]
+
+PLACEMENTS: tuple[str, ...] = ("real_nodule", "random_lung")
+"""Where :class:`MCGANSynthesis` puts the generated nodules (see the module docstring)."""
+
+
+class SynthesisSettingError(UserInputError, ValueError):
+    """A setting of :class:`MCGANSynthesis` that cannot work (unknown placement, conditions the placement cannot take)."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +169,16 @@ class MCGANSynthesis:
         bundle_name, bundle_version: provenance.
         ratio: augmented scans per real scan (1, 2, 3 in Table 5).
         section: datalist section of the real scans.
-        conditions: None (one generated nodule per real nodule, same size/attenuation), or a list of
-            ``{"size": ..., "attenuation": ...}`` put into every augmented scan (box extents drawn from real nodules
-            of that size).
+        conditions: None (one generated nodule per real nodule, same size/attenuation), or, with ``random_lung``
+            placement only, a list of ``{"size": ..., "attenuation": ...}`` put into every augmented scan (box extents
+            drawn from real nodules of that size).
         shift, zoom: condition augmentation fractions (0.1).
-        lung_threshold: HU threshold of the lung mask (:func:`~common.transforms.lung_mask`).
+        placement: ``"real_nodule"`` (the thesis: at each real nodule's augmented box, replacing it) or
+            ``"random_lung"`` (anywhere in the lung, beside the real nodules); see :data:`PLACEMENTS`.
+        lung_threshold: HU threshold of the lung mask (:func:`~common.transforms.lung_mask`) for ``random_lung``
+            when the entry has no lung mask.
+        lung_key: entry key of a lung mask file (relative to the datalist, same grid as the image; non-zero is lung)
+            used by ``random_lung`` placement in place of the HU threshold; ``None`` to always threshold.
         datalist_name: name of the written datalist.
         seed: seed of the augmentation, placement and noise.
         nodule_kwargs: keyword arguments of :class:`NoduleGenerator` (geometry, window, blending, device).
@@ -168,13 +197,23 @@ class MCGANSynthesis:
         conditions: Sequence[Mapping[str, str]] | None = None,
         shift: float = 0.1,
         zoom: float = 0.1,
+        placement: str = "real_nodule",
         lung_threshold: float = -500.0,
+        lung_key: str | None = "lung",
         datalist_name: str = "datalist.json",
         seed: int = 0,
         **nodule_kwargs: Any,
     ) -> None:
         if int(ratio) < 1:
-            raise ValueError(f"ratio must be a positive integer, got {ratio}.")
+            raise SynthesisSettingError(f"ratio must be a positive integer, got {ratio}.")
+        placement = str(placement).strip().lower()
+        if placement not in PLACEMENTS:
+            raise SynthesisSettingError(f"unknown placement {placement!r}; expected one of {list(PLACEMENTS)}.")
+        if conditions and placement != "random_lung":
+            raise SynthesisSettingError(
+                "requested `conditions` need placement 'random_lung' (the 'real_nodule' placement generates each real "
+                "nodule again with its own size/attenuation, at its own box)."
+            )
         for c in conditions or ():
             condition_vector(c["size"], c["attenuation"])  # fail early on unknown classes
         self.nodules = NoduleGenerator(generator, seed=seed, **nodule_kwargs)
@@ -183,6 +222,7 @@ class MCGANSynthesis:
         self.ratio, self.section = int(ratio), section
         self.conditions = [dict(c) for c in conditions] if conditions else None
         self.shift, self.zoom, self.lung_threshold = float(shift), float(zoom), float(lung_threshold)
+        self.placement, self.lung_key = placement, lung_key
         self.datalist_name, self.rng = datalist_name, np.random.RandomState(seed)
         self.generator_info = {
             "bundle": bundle_name,
@@ -207,6 +247,47 @@ class MCGANSynthesis:
             out.append((pool[self.rng.randint(len(pool))], c["size"], c["attenuation"]))
         return out
 
+    def lung(self, entry: Mapping[str, Any], index: int, volume: torch.Tensor) -> np.ndarray:
+        """The lung mask ``(*spatial)`` of an entry: its ``lung_key`` file when it has one, else the HU threshold.
+
+        Raises:
+            DatalistError: when the mask file is missing, unreadable, on another grid or empty.
+        """
+        path = entry.get(self.lung_key) if self.lung_key else None
+        if not path:
+            return lung_mask(volume.numpy(), self.lung_threshold)
+        path = os.path.join(os.path.dirname(os.path.abspath(self.datalist)), os.fspath(path))
+
+        def fail(problem: str) -> DatalistError:
+            return DatalistError([DatalistProblem(self.section, index, self.lung_key, path, problem)], self.datalist)
+
+        try:
+            mask = np.asarray(nib.load(path).dataobj)
+        except Exception as error:  # missing or unreadable: named in the datalist error
+            raise fail(f"lung mask cannot be read ({type(error).__name__}: {error})") from error
+        spatial = tuple(volume.shape[1:])
+        while mask.ndim > len(spatial) and mask.shape[-1] == 1:  # a trailing channel of one
+            mask = mask[..., 0]
+        if mask.shape != spatial:
+            raise fail(f"lung mask shape {mask.shape} differs from the image's {spatial}")
+        if not mask.any():
+            raise fail("lung mask is empty")
+        return mask > 0
+
+    def real_nodule_box(self, template: Sequence[float], shape: Sequence[int]) -> list[int]:
+        """The thesis's test-time box (sec. 6.2.1): the real box shifted and zoomed by up to ``shift``/``zoom``.
+
+        Draws are repeated (10 at most) until the box lies inside the volume; then the real box itself is used
+        (clipped to the volume), which also satisfies the bounds.
+        """
+        d = len(shape)
+        for _ in range(10):
+            box = augment_box(template, self.rng, self.shift, self.zoom)
+            if all(box[a] >= 0 and box[d + a] <= shape[a] for a in range(d)):
+                return box
+        real = [int(round(v)) for v in template]
+        return [max(0, v) for v in real[:d]] + [min(int(shape[a]), real[d + a]) for a in range(d)]
+
     def run(self) -> dict[str, Any]:
         """Generate and write everything; return a summary (counts, nodules/s)."""
         images_dir = self.output_dir / "images"
@@ -215,31 +296,37 @@ class MCGANSynthesis:
         for copy in range(self.ratio):
             for index, entry in enumerate(self.entries):
                 volume, affine, _ = _load(entry["image"])
-                if entry["image"] not in lungs:
-                    lungs[entry["image"]] = lung_mask(volume.numpy(), self.lung_threshold)
+                if self.placement == "random_lung" and entry["image"] not in lungs:
+                    lungs[entry["image"]] = self.lung(entry, index, volume)
                 boxes = [list(map(int, b)) for b in entry.get("box") or []]
                 sizes, attenuations = list(entry.get("size") or []), list(entry.get("attenuation") or [])
                 flags = [False] * len(boxes)
-                for template, size, attenuation in self._requests(entry):
-                    aug = augment_box(template, self.rng, self.shift, self.zoom)
-                    d = len(aug) // 2
-                    extent = [aug[d + a] - aug[a] for a in range(d)]
-                    box = None
-                    for fraction, gap in ((1.0, 2), (0.5, 1)):  # whole box in the lung, else half of it
-                        box = sample_lung_box(lungs[entry["image"]], extent, self.rng, boxes, gap, fraction)
-                        if box is not None:
-                            break
-                    if box is None:
-                        skipped += 1
-                        continue
+                for number, (template, size, attenuation) in enumerate(self._requests(entry)):
+                    if self.placement == "real_nodule":  # replaces real nodule `number` at its augmented box
+                        box = self.real_nodule_box(template, volume.shape[1:])
+                    else:
+                        aug = augment_box(template, self.rng, self.shift, self.zoom)
+                        d = len(aug) // 2
+                        extent = [aug[d + a] - aug[a] for a in range(d)]
+                        box = None
+                        for fraction, gap in ((1.0, 2), (0.5, 1)):  # whole box in the lung, else half of it
+                            box = sample_lung_box(lungs[entry["image"]], extent, self.rng, boxes, gap, fraction)
+                            if box is not None:
+                                break
+                        if box is None:
+                            skipped += 1
+                            continue
                     start = time.perf_counter()
                     volume, _, _, _ = self.nodules(volume, box, size, attenuation)
                     seconds += time.perf_counter() - start
                     generated += 1
-                    boxes.append(box)
-                    sizes.append(size)
-                    attenuations.append(attenuation)
-                    flags.append(True)
+                    if self.placement == "real_nodule":
+                        boxes[number], flags[number] = box, True
+                    else:
+                        boxes.append(box)
+                        sizes.append(size)
+                        attenuations.append(attenuation)
+                        flags.append(True)
                 name = f"mcgan_{copy * len(self.entries) + index:05d}.nii.gz"
                 # a fresh header holding only the affine: no source metadata
                 save_nifti(volume[0], images_dir / name, affine, dtype=np.float32)
@@ -264,6 +351,7 @@ class MCGANSynthesis:
             "synthetic": True,
             "generator": self.generator_info,
             "ratio": self.ratio,
+            "placement": self.placement,
             "box_mode": "xyzxyz",
             "box_coordinates": "voxel",
             "box_labels": {"0": "nodule"},
@@ -275,6 +363,7 @@ class MCGANSynthesis:
             "num_scans": len(entries),
             "num_generated_nodules": generated,
             "num_skipped_nodules": skipped,
+            "placement": self.placement,
             "generation_seconds": seconds,
             "nodules_per_s": generated / seconds if seconds > 0 else None,
             "datalist": str(self.output_dir / self.datalist_name),

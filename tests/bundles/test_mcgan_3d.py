@@ -33,23 +33,31 @@ def test_train_resume_infer_evaluate(bundle_copy):
 
     real = json.loads((root / "data" / "chest_ct" / "datalist.json").read_text())["training"]
     real_boxes = [len(e["box"]) for e in real]
-    for ratio in (1, 2):
-        run_workflow(configs(root, "inference.yaml", "tiny.yaml"), "inference", ratio=ratio)
+    # ratio 1 with the default placement (thesis sec. 6.2.1: each real nodule regenerated at its own box, shifted and
+    # zoomed up to 10 %, in its place); ratio 2 with random_lung placement (one more nodule per real one, in the lung)
+    for ratio, placement in ((1, "real_nodule"), (2, "random_lung")):
+        overrides = {} if placement == "real_nodule" else {"placement": placement}
+        run_workflow(configs(root, "inference.yaml", "tiny.yaml"), "inference", ratio=ratio, **overrides)
         synthetic = root / "eval" / f"synthetic_{ratio}x" / "datalist.json"
         summary = validate_datalist(synthetic, spatial_dims=3, num_channels=1, box_key="box")
         assert summary["num_entries"]["training"] == ratio * len(real)
         data = json.loads(synthetic.read_text())
         entries = data["training"]
-        # each augmented scan: its real nodules plus one generated nodule per real nodule
-        assert [len(e["box"]) for e in entries] == [2 * n for n in real_boxes] * ratio
-        assert summary["num_boxes"]["training"] == 2 * ratio * sum(real_boxes)
+        assert data["placement"] == placement
+        per_real = 1 if placement == "real_nodule" else 2
+        assert [len(e["box"]) for e in entries] == [per_real * n for n in real_boxes] * ratio
+        assert summary["num_boxes"]["training"] == per_real * ratio * sum(real_boxes)
         for e, src in zip(entries, real * ratio):
             assert e["synthetic"] is True and e["synthetic_box"].count(True) == len(src["box"])
-            assert (
-                e["size"][len(src["box"]) :] == src["size"]
-                and e["attenuation"][len(src["box"]) :] == src["attenuation"]
-            )
+            assert e["size"][-len(src["box"]) :] == src["size"]
+            assert e["attenuation"][-len(src["box"]) :] == src["attenuation"]
             assert len(e["box_label"]) == len(e["box"]) and e["generator"]["checkpoint_sha256"]
+            if placement == "real_nodule":
+                for new_box, real_box in zip(np.array(e["box"], float), np.array(src["box"], float)):
+                    extent = real_box[3:] - real_box[:3]
+                    shift = (new_box[:3] + new_box[3:]) / 2 - (real_box[:3] + real_box[3:]) / 2
+                    assert np.all(np.abs(shift) <= 0.1 * extent + 0.5)
+                    assert np.all(np.abs(new_box[3:] - new_box[:3] - extent) <= 0.1 * extent + 0.5)
         first, src = entries[0], real[0]
         out = nib.load(synthetic.parent / first["image"])
         ref = nib.load(root / "data" / "chest_ct" / src["image"])
