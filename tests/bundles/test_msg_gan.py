@@ -32,21 +32,28 @@ def test_two_class_generators_resume_infer_evaluate(bundle_copy):
     # the non-tumour generator, into its own checkpoint folder
     run_workflow(configs(root, "train.yaml", "non_tumour.yaml", "tiny.yaml"), "training", ckpt_dir=str(root / "m0"))
 
-    # inference of both generators into the same folder: one datalist per class, and one of both classes
+    # inference of both generators: one datalist per class, and one of both classes (the non-tumour run writes to
+    # its own folder and names the tumour generator's datalist, as the experiment grids do)
     run_workflow(configs(root, "inference.yaml", "tumour.yaml", "tiny.yaml"), "inference")
+    tumour = root / "eval" / "synthetic" / "datalist_class1.json"
     wf, _ = run_workflow(
-        configs(root, "inference.yaml", "non_tumour.yaml", "tiny.yaml"), "inference", ckpt_dir=str(root / "m0")
+        configs(root, "inference.yaml", "non_tumour.yaml", "tiny.yaml"),
+        "inference",
+        ckpt_dir=str(root / "m0"),
+        output_dir=str(root / "eval0"),
+        class_datalists=[str(tumour), "$os.path.join(@synthetic_dir, 'datalist_class0.json')"],
     )
     num_samples = wf.parser.get_parsed_content("num_samples")
-    folder = root / "eval" / "synthetic"
-    for cls in (0, 1):
-        data = json.loads((folder / f"datalist_class{cls}.json").read_text())
+    folder = root / "eval0" / "synthetic"
+    for cls, path in ((0, folder / "datalist_class0.json"), (1, tumour)):
+        data = json.loads(path.read_text())
         assert [e["class"] for e in data["training"]] == [cls] * num_samples
     merged = folder / "datalist.json"
     assert validate_datalist(merged, spatial_dims=2, num_channels=4)["num_entries"]["training"] == 2 * num_samples
     entries = json.loads(merged.read_text())["training"]
-    assert sorted({e["class"] for e in entries}) == [0, 1] and len({str(e["image"]) for e in entries}) == len(entries)
-    entry = entries[-1]
+    assert [e["class"] for e in entries] == [1] * num_samples + [0] * num_samples
+    assert len({str(e["image"]) for e in entries}) == len(entries)
+    entry = entries[0]  # a tumour image, listed relative to the merged datalist
     assert entry["synthetic"] is True and entry["method"] == "msg_gan" and len(entry["image"]) == 4
     arr = nib.load(folder / entry["image"][0]).get_fdata()
     assert arr.shape == (16, 16) and 0.0 <= arr.min() and arr.max() <= 1.0 and arr.std() > 0
@@ -63,7 +70,8 @@ def test_train_and_infer_3d(bundle_copy):
     wf, _ = run_workflow(configs(root, "train.yaml", "3d.yaml", "tiny_3d.yaml"), "training")
     assert wf.parser.get_parsed_content("generator").resolutions == [4, 8, 16]
     assert (root / "models" / "model.pt").is_file()
-    run_workflow(configs(root, "inference.yaml", "3d.yaml", "tiny_3d.yaml"), "inference")
-    entry = json.loads((root / "eval" / "synthetic" / "datalist.json").read_text())["training"][0]
-    assert entry["class"] == 1
+    wf, _ = run_workflow(configs(root, "inference.yaml", "3d.yaml", "tiny_3d.yaml"), "inference")
+    entries = json.loads((root / "eval" / "synthetic" / "datalist.json").read_text())["training"]
+    assert {e["class"] for e in entries} == {1} and len(entries) == wf.parser.get_parsed_content("num_samples")
+    entry = entries[0]
     assert nib.load(root / "eval" / "synthetic" / entry["image"][0]).shape == (16, 16, 16)
