@@ -46,6 +46,7 @@ BUNDLES_2D = {
     "detection-2d": ("detection", ("2d.yaml", "tiny_2d.yaml"), "brain_metastases", "train#datalist"),
     "munit": ("munit", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "pggan": ("pggan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
+    "pix2pix": ("pix2pix", ("tiny.yaml",), "brain_metastases", "train#datalist"),
     "segmentation": ("segmentation", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "simgan": ("simgan", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
     "stylegan2": ("stylegan2", ("tiny.yaml",), "brain_mr_2d", "train#datalist"),
