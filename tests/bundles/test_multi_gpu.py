@@ -13,6 +13,7 @@ BUNDLES = {
     "mcgan_3d": ["tiny.yaml"],
     "pggan": ["tumour.yaml", "tiny.yaml"],
     "cpggan": ["tiny.yaml"],
+    "pix2pix": ["tiny.yaml"],
     "munit": ["tiny.yaml"],
     "simgan": ["tiny.yaml"],
     "ga_unet": ["tiny.yaml"],
