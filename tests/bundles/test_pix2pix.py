@@ -60,7 +60,7 @@ def test_train_resume_infer_evaluate_2d(bundle_copy):
         assert np.isfinite(metrics[key]), key
 
 
-def test_train_and_infer_3d_in_hounsfield_units(bundle_copy):
+def test_train_infer_evaluate_3d_in_hounsfield_units(bundle_copy):
     root = bundle_copy(NAME)
     run_workflow(configs(root, "train.yaml", "3d.yaml", "tiny_3d.yaml"), "training")
     assert (root / "models" / "model.pt").is_file()
@@ -74,3 +74,8 @@ def test_train_and_infer_3d_in_hounsfield_units(bundle_copy):
         # written in HU, in the window the detection bundle reads (lung window -1024 .. 400)
         assert image.shape[:3] == (16, 16, 16) and image.min() >= -1024.0 and image.max() <= 400.0
         assert image.max() - image.min() > 1.0
+
+    run_workflow(evaluate_configs(root, "3d.yaml", "tiny_3d.yaml"), "evaluating")
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert metrics["spatial_dims"] == 3 and metrics["num_fake"] == 4 and metrics["num_real"] >= 2
+    assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["mmd"])
