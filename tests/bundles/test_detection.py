@@ -1,8 +1,10 @@
-"""End-to-end tests of bundles/detection through MONAI's bundle runner on tiny phantom data (3D and 2D), resume,
-and functional tests: after a short training the detector finds phantom metastases (2D) and lung nodules (3D)
+"""End-to-end tests of bundles/detection through MONAI's bundle runner on tiny phantom data (3D and 2D), model
+selection on validation (models/model_best.pt, or the last model when none is selected), resume, and functional
+tests: after a short training the detector finds phantom metastases (2D) and lung nodules (3D)
 far better than random boxes."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -27,9 +29,11 @@ def one_thread():
 @pytest.mark.parametrize(
     "variants,spatial_dims", [(("tiny.yaml",), 3), (("2d.yaml", "tiny_2d.yaml"), 2)], ids=["3d", "2d"]
 )
-def test_train_infer_evaluate(bundle_copy, variants, spatial_dims):
+def test_train_infer_evaluate(bundle_copy, caplog, variants, spatial_dims):
     root = bundle_copy(NAME)
-    wf, _ = run_workflow(configs(root, "train.yaml", *variants), "training")
+    # 3D: validation after the one epoch selects the model (whole run); 2D: a window past the run keeps none
+    window = None if spatial_dims == 3 else [10**6, None]
+    wf, _ = run_workflow(configs(root, "train.yaml", *variants), "training", selection_window=window)
     ckpt = latest_checkpoint(root / "models")
     assert ckpt is not None and (root / "models" / "model.pt").is_file()
     state = torch.load(ckpt, weights_only=True)
@@ -37,8 +41,22 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_dims):
     iteration = wf.parser.get_parsed_content("train#trainer").state.iteration
     assert state["trainer"]["iteration"] == iteration > 0
     assert state["scheduler_network"]["last_epoch"] == iteration  # the schedule counts iterations
+    validator = wf.parser.get_parsed_content("validate#evaluator")
+    assert validator.state.iteration == len(wf.parser.get_parsed_content("validate#datalist")) > 0  # one pass
+    if spatial_dims == 3:  # the thesis's 3D rule: sensitivity at IoU 0.25 and detection threshold 0.5
+        best = json.loads((root / "models" / "model_best.json").read_text())
+        assert best["step"] == iteration and best["score"] == validator.state.metrics["val_score"]
+        assert (
+            best["metric"] == "val_score" and best["description"] == "sensitivity at IoU 0.25, detection threshold 0.5"
+        )
+        weights = torch.load(root / "models" / "model_best.pt", weights_only=True)
+        assert all(torch.equal(weights[k], state["network"][k]) for k in weights)  # the weights at that step
+    else:
+        assert not (root / "models" / "model_best.pt").exists()
 
-    run_workflow(configs(root, "inference.yaml", *variants), "inference")
+    with caplog.at_level(logging.WARNING, logger="common.handlers.best_checkpoint"):
+        run_workflow(configs(root, "inference.yaml", *variants), "inference")
+    assert ("using the last model" in caplog.text) == (spatial_dims == 2)  # no best model: the last, with a warning
     predictions = json.loads((root / "eval" / "predictions.json").read_text())
     datalist = json.loads((root / "data" / wf.parser.get_parsed_content("phantom_kind") / "datalist.json").read_text())
     assert len(predictions["test"]) == len(datalist["test"]) > 0
@@ -53,6 +71,7 @@ def test_train_infer_evaluate(bundle_copy, variants, spatial_dims):
     keys = {"cpm", "sens@0.125", "sens@0.25", "sens@0.5", "sens@1", "sens@2", "sens@4", "sens@8", "map", "mar"}
     assert keys <= set(metrics)
     assert metrics["cpm"] == pytest.approx(np.mean([metrics[k] for k in keys if k.startswith("sens@")]))
+    assert metrics["cpm_ci_low"] <= metrics["cpm"] <= metrics["cpm_ci_high"] and metrics["cpm_mode"] == "luna16"
     assert (root / "eval" / "froc.png").is_file()
     if spatial_dims == 3:
         assert {"cpm_size_small", "cpm_size_medium", "cpm_size_large", "cpm_attenuation_ground-glass"} <= set(metrics)
@@ -67,11 +86,18 @@ def test_resume_continues_the_iteration_count(bundle_copy):
     files = configs(root, "train.yaml", "2d.yaml", "tiny_2d.yaml")
     wf, _ = run_workflow(files, "training")
     first = wf.parser.get_parsed_content("train#trainer").state.iteration
+    best = json.loads((root / "models" / "model_best.json").read_text())
+    assert best["step"] == first and best["description"] == "sensitivity at IoU 0.5, detection threshold 0.001"
     wf, _ = run_workflow(files, "training", resume=True, max_epochs=2)
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.iteration == 2 * first and trainer.state.epoch == 2
     state = torch.load(latest_checkpoint(root / "models"), weights_only=True)
     assert state["trainer"]["iteration"] == 2 * first and state["scheduler_network"]["last_epoch"] == 2 * first
+    # the first run's best survives the resume: replaced only by a strictly better score at the second validation
+    second = wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_score"]
+    resumed = json.loads((root / "models" / "model_best.json").read_text())
+    expected = (2 * first, second) if second > best["score"] else (first, best["score"])
+    assert (resumed["step"], resumed["score"]) == expected
 
 
 def test_augmented_datalist_is_added_to_training(bundle_copy, tmp_path):
@@ -137,6 +163,7 @@ def test_detector_finds_metastases_better_than_chance(bundle_copy):
         learning_rate=0.01,
         max_epochs=10,
         save_interval=10,
+        val_interval=10,  # one validation, at the end (the test measures learning, not selection)
     )
     run_workflow(configs(root, "train.yaml", "2d.yaml"), "training", **train)
     run_workflow(evaluate_configs(root, "2d.yaml"), "evaluating", **override)
