@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from monai.data import MetaTensor
 from monai.data.box_utils import box_iou
 from torch import Tensor, nn
 
@@ -194,6 +195,11 @@ def ignored_predictions(
     return out
 
 
+def _plain(value: Tensor) -> Tensor:
+    """A MetaTensor (boxes from MONAI transforms) as a plain tensor."""
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
 def _binary_loss(logits: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
@@ -230,6 +236,7 @@ def yolov3_loss(
             raise ValueError(f"{name} must be 'bce' or 'sse', got {kind!r}.")
     d = anchors[0].shape[1]
     batch = predictions[0].shape[0]
+    targets = [{k: _plain(v) for k, v in t.items()} for t in targets]
     assigned = assign_yolo_targets([p.shape[2 : 2 + d] for p in predictions], anchors, strides, targets, num_classes)
     zero = predictions[0].sum() * 0.0
     loss_box, loss_obj, loss_cls = zero, zero, zero

@@ -27,8 +27,9 @@ def test_kmeans_recovers_known_clusters():
     assert anchors.shape == (3, 2)
     assert torch.allclose(anchors, torch.tensor(centres, dtype=torch.float32), rtol=0.03)  # sorted by area
     assert torch.equal(anchors, kmeans_anchors(sizes, 3, seed=1))
-    with pytest.raises(ValueError, match="distinct"):
-        kmeans_anchors(np.array([[4.0, 4.0]] * 5 + [[8.0, 8.0]]), 3)
+    with pytest.warns(UserWarning, match="2 distinct box shapes: 1 anchors repeat"):
+        few = kmeans_anchors(np.array([[4.0, 4.0]] * 5 + [[8.0, 8.0]]), 3)
+    assert sorted(map(tuple, few.tolist()))[0] == (4.0, 4.0) and (8.0, 8.0) in map(tuple, few.tolist())
 
 
 def test_datalist_anchors_read_and_scale_the_training_boxes(tmp_path):
@@ -47,11 +48,9 @@ def test_datalist_anchors_read_and_scale_the_training_boxes(tmp_path):
     scaled = datalist_box_sizes(path, spatial_dims=2, box_mode="xyxy", target_size=[128, 128])
     assert scaled.tolist() == [[8, 32], [24, 48], [60, 80]]  # x2 along axis 0 (64), x4 along axis 1 (32)
     assert datalist_anchors(path, 3, spatial_dims=2, box_mode="xyxy") == [[4, 8], [12, 12], [30, 20]]
-    with pytest.raises(AnchorError, match="cannot give 4 anchors") as err:
-        datalist_anchors(path, 4, spatial_dims=2)
-    assert isinstance(err.value, UserInputError) and str(path) in str(err.value)
-    with pytest.raises(AnchorError, match="no boxes"):
+    with pytest.raises(AnchorError, match="no boxes") as err:
         datalist_box_sizes(path, spatial_dims=2, section="test")
+    assert isinstance(err.value, UserInputError) and str(path) in str(err.value)
     with pytest.raises(AnchorError, match="no boxes"):
         datalist_box_sizes(path, spatial_dims=2, section="validation")
     with pytest.raises(AnchorError, match="cannot read"):
@@ -106,7 +105,7 @@ def test_training_and_eval_interface_of_faster_rcnn():
 
 def test_score_threshold_and_nms():
     net = YOLOv3(2, 1, 1, ANCHORS_2D, score_thresh=0.99, **TINY).eval()
-    assert net(torch.rand(1, 1, 32, 32))[0]["boxes"].shape == (0, 4)  # untrained scores are about 0.25
+    assert net(torch.rand(1, 1, 32, 32))[0]["boxes"].shape == (0, 4)  # untrained scores are about 0.01 * 0.5
     net = YOLOv3(2, 1, 1, ANCHORS_2D, nms_thresh=0.0, **TINY).eval()
     (det,) = net(torch.rand(1, 1, 32, 32))
     from monai.data.box_utils import box_iou

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ __all__ = ["AnchorError", "datalist_anchors", "datalist_box_sizes", "kmeans_anch
 
 
 class AnchorError(UserInputError, ValueError):
-    """The training boxes cannot give the requested anchors (too few boxes, or a datalist without boxes)."""
+    """The training boxes cannot give anchors (a section without boxes, or a box of zero size)."""
 
 
 def kmeans_anchors(box_sizes: Tensor | np.ndarray, k: int, seed: int = 0, max_iter: int = 300) -> Tensor:
@@ -42,23 +43,32 @@ def kmeans_anchors(box_sizes: Tensor | np.ndarray, k: int, seed: int = 0, max_it
     Returns:
         (k, d) float32 anchors sorted by increasing area (volume in 3D).
 
+    With fewer than ``k`` distinct box shapes (a phantom's integer boxes) every shape becomes an anchor and the
+    others repeat shapes (a warning says so); a repeated anchor is never responsible for a box (ties go to the
+    first), so it only learns a low objectness.
+
     Raises:
-        ValueError: fewer than ``k`` distinct box shapes, or a non-positive size.
+        ValueError: no boxes, or a non-positive size.
     """
     sizes = torch.as_tensor(np.asarray(box_sizes, dtype=np.float64))
     if sizes.ndim != 2 or sizes.shape[0] == 0:
         raise ValueError(f"box_sizes must be (N, d) with N > 0, got shape {tuple(sizes.shape)}.")
     if (sizes <= 0).any():
         raise ValueError("box sizes must be positive.")
-    if torch.unique(sizes, dim=0).shape[0] < k:
-        raise ValueError(
-            f"k-means needs at least k={k} distinct box shapes, got {torch.unique(sizes, dim=0).shape[0]}."
+    distinct = torch.unique(sizes, dim=0).shape[0]
+    if distinct < k:
+        warnings.warn(
+            f"k-means of {k} anchors on {distinct} distinct box shapes: {k - distinct} anchors repeat a shape.",
+            stacklevel=2,
         )
     rng = np.random.default_rng(seed)
     centroids = [sizes[int(rng.integers(sizes.shape[0]))]]
     for _ in range(1, k):
         dist = 1.0 - anchor_shape_iou(sizes, torch.stack(centroids)).max(1).values
         weights = (dist.clamp_min(0) ** 2).numpy()
+        if weights.sum() <= 0:  # every shape is a centroid already: repeat one
+            centroids.append(sizes[int(rng.integers(sizes.shape[0]))])
+            continue
         centroids.append(sizes[int(rng.choice(sizes.shape[0], p=weights / weights.sum()))])
     centres = torch.stack(centroids)
     assignment = None
@@ -158,7 +168,7 @@ def datalist_anchors(
         k anchors of ``spatial_dims`` sizes each, by increasing area (a plain list, as a config value).
 
     Raises:
-        AnchorError: no boxes, or fewer than ``k`` distinct box shapes.
+        AnchorError: no boxes.
     """
     sizes = datalist_box_sizes(datalist, spatial_dims, box_mode, section, box_key, target_size)
     try:

@@ -24,6 +24,7 @@ the anchors it was trained with.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -182,6 +183,9 @@ class YOLOv3(nn.Module):
         nms_thresh: IoU of the per-class NMS (Darknet's 0.45).
         pre_nms_top_n: highest-scored candidates given to NMS per image (bounds NMS's IoU matrix).
         detections_per_img: detections kept per image.
+        objectness_prior: initial objectness probability of every prediction (the output bias), so that the many
+            negatives do not dominate the first steps (not in Redmon & Farhadi; RetinaNet's prior, Lin et al. 2017);
+            None: PyTorch's default bias initialisation.
     """
 
     def __init__(
@@ -201,6 +205,7 @@ class YOLOv3(nn.Module):
         nms_thresh: float = 0.45,
         pre_nms_top_n: int = 1000,
         detections_per_img: int = 100,
+        objectness_prior: float | None = 0.01,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -231,6 +236,14 @@ class YOLOv3(nn.Module):
         self.head = YOLOv3Head(
             spatial_dims, self.backbone.out_channels, anchors_per_scale * (2 * spatial_dims + 1 + num_classes)
         )
+        if objectness_prior is not None:
+            if not 0.0 < objectness_prior < 1.0:
+                raise ValueError(f"objectness_prior must be in (0, 1), got {objectness_prior}.")
+            channels = 2 * spatial_dims + 1 + num_classes
+            for output in self.head.outputs:
+                with torch.no_grad():
+                    bias = output[-1].conv.bias.view(anchors_per_scale, channels)
+                    bias[:, 2 * spatial_dims] = -math.log((1.0 - objectness_prior) / objectness_prior)
         self.loss = YOLOv3Loss(num_classes, ignore_thresh, objectness_loss, class_loss)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
