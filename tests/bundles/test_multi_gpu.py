@@ -18,6 +18,7 @@ BUNDLES = {
     "simgan": ["tiny.yaml"],
     "ga_unet": ["tiny.yaml"],
     "stylegan2": ["tiny.yaml"],
+    "msg_gan": ["tumour.yaml", "tiny.yaml"],
 }
 
 
