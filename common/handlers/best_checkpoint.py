@@ -5,16 +5,19 @@ the best sensitivity on validation with detection threshold 0.1%/IoU threshold 0
 (YOLOv3, sec. 5.2.3) and "the highest sensitivity on validation between 30,000-40,000 steps under IoU threshold
 0.25/detection threshold 0.5" (3D Faster R-CNN, sec. 6.2.2). :class:`BestCheckpointHandler` does this for any
 trainer: MONAI's :class:`~monai.handlers.ValidationHandler` runs a MONAI evaluator every ``interval`` epochs or
-iterations; after each validation run the evaluator's key metric is compared with the best so far, and a strictly
-better score at a training step inside the window replaces ``model_best.pt`` (the network's ``state_dict``) and
-``model_best.json`` (step, epoch, metric, score, window). Both are written atomically (temporary file, then rename)
-by rank 0. MONAI's :class:`~monai.handlers.CheckpointSaver` is not used: it writes in place, has no step window, and
-its best score does not survive a resumed run.
+iterations; after each validation run the evaluator's key metric is compared with the best so far, and a score at
+least as good at a training step inside the window replaces ``model_best.pt`` (the network's ``state_dict``) and
+``model_best.json`` (step, epoch, metric, score, window). Equal scores go to the later step (the thesis is silent):
+a sensitivity at a fixed detection threshold is often equal over many validations (0 before any score reaches a
+high threshold, 1 once every lesion is found at a low one), and the later of two equally sensitive models has
+trained longer, which is what the thesis's late windows aim at ("to avoid severe FPs"). Both files are written
+atomically (temporary file, then rename) by rank 0. MONAI's :class:`~monai.handlers.CheckpointSaver` is not used: it
+writes in place, has no step window, and its best score does not survive a resumed run.
 
 Resume: the best score and step are read back from ``model_best.json`` when the run starts from a checkpoint (the
-trainer's iteration is then above 0), so a resumed run only replaces the best model by a better one. A run that
-starts from scratch removes a ``model_best.pt``/``.json`` left in the folder by an earlier run, so that inference
-never takes a model of another run. :func:`select_checkpoint` gives inference the best model, or the last one with a
+trainer's iteration is then above 0), so a resumed run only replaces the best model by one at least as good. A run
+that starts from scratch removes a ``model_best.pt``/``.json`` left in the folder by an earlier run, so that
+inference never takes a model of another run. :func:`select_checkpoint` gives inference the best model, or the last one with a
 warning when no best model was written (no validation data, or no validation inside the window).
 """
 
@@ -158,16 +161,16 @@ class BestCheckpointHandler:
         lo, hi = self.window
         return (lo is None or step >= lo) and (hi is None or step <= hi)
 
-    def is_better(self, score: float) -> bool:
-        """Whether ``score`` is strictly better than the best so far (a NaN score never is)."""
+    def replaces_best(self, score: float) -> bool:
+        """Whether ``score`` is at least as good as the best so far (ties go to the later step; NaN never does)."""
         if not math.isfinite(score):
             return False
         if self.best_score is None:
             return True
-        return score > self.best_score if self.higher_is_better else score < self.best_score
+        return score >= self.best_score if self.higher_is_better else score <= self.best_score
 
     def update(self, score: float, step: int, epoch: int | None = None) -> bool:
-        """Compare a validation score with the best; save the network when it is better and inside the window.
+        """Compare a validation score with the best; save the network when it is as good or better, inside the window.
 
         Args:
             score: the validation score.
@@ -178,7 +181,7 @@ class BestCheckpointHandler:
             whether the network was kept as the new best.
         """
         score = float(score)
-        kept = self.in_window(step) and self.is_better(score)
+        kept = self.in_window(step) and self.replaces_best(score)
         if kept:
             self.best_score, self.best_step = score, int(step)
             self._save(epoch)

@@ -62,24 +62,24 @@ def saved_step(tmp_path):
 
 def test_keeps_the_step_with_the_best_validation_score_inside_the_window(tmp_path):
     # validation after iterations 1..6; window [2, 5]: 0.9 at step 1 and 0.95 at step 6 are outside, 0.5 at step 4
-    # equals the best and does not replace it; the best inside the window is 0.5 at step 3
-    trainer, handler = make_run(tmp_path, [0.9, 0.2, 0.5, 0.5, float("nan"), 0.95], window=[2, 5])
+    # equals the best 0.5 of step 3 and replaces it (ties go to the later step), 0.3 at step 5 does not, NaN never
+    trainer, handler = make_run(tmp_path, [0.9, 0.2, 0.5, 0.5, 0.3, 0.95], window=[2, 5])
     trainer.run([0] * 6, max_epochs=1)
     record = json.loads((tmp_path / "models" / "model_best.json").read_text())
-    assert (handler.best_step, handler.best_score) == (3, 0.5) and saved_step(tmp_path) == 3
+    assert (handler.best_step, handler.best_score) == (4, 0.5) and saved_step(tmp_path) == 4
     assert record == {
         "file": "model_best.pt",
-        "step": 3,
+        "step": 4,
         "epoch": 1,
         "metric": "val_score",
         "description": "test",
         "score": 0.5,
         "window": [2, 5],
     }
-    # the whole run (no window): 0.95 at step 6
-    trainer, handler = make_run(tmp_path, [0.9, 0.2, 0.5, 0.5, float("nan"), 0.95])
+    # the whole run (no window): 0.95 at step 6; a NaN after it is never kept
+    trainer, handler = make_run(tmp_path, [0.9, 0.2, 0.5, 0.5, 0.95, float("nan")])
     trainer.run([0] * 6, max_epochs=1)
-    assert handler.best_step == 6 and saved_step(tmp_path) == 6
+    assert handler.best_step == 5 and saved_step(tmp_path) == 5
 
 
 def test_epoch_level_interval_and_lower_is_better(tmp_path):
