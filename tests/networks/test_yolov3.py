@@ -2,6 +2,7 @@
 shapes in 2D and 3D, the Darknet-53 size, training/eval interface of FasterRCNN, padding and network resolution."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -150,3 +151,15 @@ def test_anchors_are_sorted_and_travel_with_the_state_dict():
     assert torch.equal(other.anchors, net.anchors)
     with pytest.raises(ValueError, match="anchors must be 9"):
         YOLOv3(2, 1, 1, ANCHORS_2D[:6], **TINY)
+
+
+def test_objectness_prior_sets_the_output_bias():
+    net = YOLOv3(2, 1, 2, ANCHORS_2D, objectness_prior=0.01, **TINY)
+    for output in net.head.outputs:
+        bias = output[-1].conv.bias.view(3, 7)  # per anchor: t_x, t_y, t_w, t_h, objectness, 2 classes
+        assert torch.allclose(bias[:, 4], torch.full((3,), -math.log(99.0)))
+        assert bias[:, :4].abs().max() < 1.0  # the other biases keep PyTorch's initialisation
+    plain = YOLOv3(2, 1, 2, ANCHORS_2D, objectness_prior=None, **TINY)
+    assert plain.head.outputs[0][-1].conv.bias.view(3, 7)[:, 4].abs().max() < 1.0
+    with pytest.raises(ValueError, match="objectness_prior"):
+        YOLOv3(2, 1, 2, ANCHORS_2D, objectness_prior=1.0, **TINY)

@@ -171,7 +171,7 @@ class YOLOv3(nn.Module):
         in_channels: image channels.
         num_classes: object classes C.
         anchors: ``3 * anchors_per_scale`` anchor sizes (``spatial_dims`` values each) in pixels of the network
-            input (after ``input_size`` resizing), sorted by area: the smallest go to stride 8, the largest to 32.
+            input (after ``input_size`` resizing); sorted here by area, the smallest ``anchors_per_scale`` go to stride 8.
         anchors_per_scale: A (3 in YOLOv3).
         base_channels: width of the Darknet (32: Darknet-53's 32 ... 1024 channels).
         blocks: residual blocks of the five Darknet stages (Darknet-53: 1, 2, 8, 8, 4).
