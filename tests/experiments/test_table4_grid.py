@@ -33,7 +33,7 @@ def _dry_run(tmp_path):
 def test_table4_grid_parses_the_ten_setups():
     spec = load_grid(GRID, root=REPO)
     assert Path(spec.bundle).name == "detection" and spec.seeds
-    assert [Path(v).name for v in spec.common_variants] == ["2d.yaml", "tiny_2d.yaml"]
+    assert [Path(v).name for v in spec.common_variants] == ["2d.yaml", "yolov3.yaml", "tiny_2d.yaml"]
     assert [m.name for m in spec.methods] == ["Real only"] + [
         f"{label} {r}x" for _, _, label, r, _ in GENERATORS.values()
     ]

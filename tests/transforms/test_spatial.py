@@ -58,8 +58,10 @@ BUNDLES_2D = {
     "classification": [],
     "cpggan": [],
     "dcgan_wgan": [],
+    "msg_gan": [],
     "munit": [],
     "pggan": [],
+    "pix2pix": [],
     "segmentation": [],
     "simgan": [],
     "detection": ["variants/2d.yaml"],
@@ -100,7 +102,7 @@ def test_slices_through_the_2d_chains(tmp_path: Path) -> None:
                 spatial = tuple(out["image"].shape[-2:])
                 assert out["image"].ndim == 3 and min(spatial) > 1, (bundle, workflow, list_id, out["image"].shape)
                 checked.append(f"{bundle}/{workflow}:{list_id}")
-    assert len(checked) == 36, checked
+    assert len(checked) == 44, checked
 
 
 def test_single_dicom_slice_validates_and_loads(tmp_path: Path) -> None:
