@@ -58,7 +58,7 @@ class GenerativeEvaluation:
         in_channels: number of image channels.
         output_file: path of the JSON result file.
         weights_path: optional local weights of the feature extractor; ``None`` uses the named random-init fallback.
-        arch: MONAI ResNet name of the feature extractor.
+        arch: a MONAI ResNet name or ``"inception_v3_fid"`` (see :func:`common.metrics.features.build_feature_extractor`).
         device: device for feature extraction.
         image_key: key of the images in dict batches.
         kid_subsets: number of KID subsets.

@@ -192,7 +192,7 @@ def image_feature_vectors(
 
     Args:
         images: the images.
-        features: ``"pixels"`` (flattened images) or a MONAI ResNet name for
+        features: ``"pixels"`` (flattened images) or a MONAI ResNet name or ``"inception_v3_fid"`` for
             :func:`common.metrics.features.build_feature_extractor`.
         weights_path: local weights of the extractor (``None``: the named random-init fallback).
         device: device of the extractor.
