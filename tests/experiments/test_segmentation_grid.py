@@ -64,6 +64,7 @@ def test_smallest_segmentation_grid_end_to_end(tmp_path):
     data["seeds"] = [1]  # not the configs' default seed: --seed reaches the runs
     data["datasets"] = [d for d in data["datasets"] if d["name"] == "Phantom_s"]
     data["methods"] = [m for m in data["methods"] if m["name"] in ("w/o DA", ENHANCED)]
+    data["generators"] = {"cda_gan": data["generators"]["cda_gan"]}  # the baselines' CycleGAN family: same route
     spec = parse_grid(data, source=str(GRID), root=REPO)
     runner = GridRunner(spec, python=sys.executable, log=lambda s: None)
     records = runner.run()
