@@ -121,11 +121,23 @@ class BatchMixer:
 class _MixingPrepareBatch:
     """The shared ``prepare_batch`` of the supervised engines: ``(image, targets)``, targets optionally mixed.
 
-    Subclasses define :meth:`targets` (the float targets of a batch); mixing and the move to the device are here.
+    Subclasses define :meth:`targets` (the float targets of a batch) and their default ``label_key``; mixing and the
+    move to the device are here.
+
+    Args:
+        num_classes: number of classes.
+        label_key: key of the integer labels in the batch dictionary.
+        mixer: a :class:`BatchMixer` applied in training, ``None`` for none.
+        one_hot: return one-hot float targets (needed by every mixing mode).
     """
 
-    mixer: BatchMixer | None
-    one_hot: bool
+    def __init__(
+        self, num_classes: int = 2, label_key: str = "label", mixer: BatchMixer | None = None, one_hot: bool = True
+    ) -> None:
+        self.num_classes = int(num_classes)
+        self.label_key = label_key
+        self.mixer = mixer
+        self.one_hot = one_hot
 
     def targets(self, batchdata: Mapping[str, Any]) -> torch.Tensor:
         """The targets of ``batchdata`` (one-hot float when ``one_hot``)."""
@@ -168,10 +180,7 @@ class ClassificationPrepareBatch(_MixingPrepareBatch):
     def __init__(
         self, num_classes: int = 2, label_key: str = "class", mixer: BatchMixer | None = None, one_hot: bool = True
     ) -> None:
-        self.num_classes = int(num_classes)
-        self.label_key = label_key
-        self.mixer = mixer
-        self.one_hot = one_hot
+        super().__init__(num_classes, label_key, mixer, one_hot)
 
     def targets(self, batchdata: Mapping[str, Any]) -> torch.Tensor:
         """``(B, C)`` one-hot float labels, or ``(B,)`` class indices without ``one_hot``."""
@@ -194,14 +203,6 @@ class SegmentationPrepareBatch(_MixingPrepareBatch):
         mixer: a :class:`BatchMixer` applied in training, ``None`` for none.
         one_hot: return one-hot float masks (needed by every mixing mode).
     """
-
-    def __init__(
-        self, num_classes: int = 2, label_key: str = "label", mixer: BatchMixer | None = None, one_hot: bool = True
-    ) -> None:
-        self.num_classes = int(num_classes)
-        self.label_key = label_key
-        self.mixer = mixer
-        self.one_hot = one_hot
 
     def targets(self, batchdata: Mapping[str, Any]) -> torch.Tensor:
         """The one-hot float mask ``(B, K, *spatial)``, or the label map unchanged without ``one_hot``."""
