@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from common.networks.inception import FID_INCEPTION_INPUT_SIZE, FIDInceptionV3
 from common.utils import sha256_file
 from common.utils.errors import UserInputError
+from common.utils.state_dict import read_state_dict_file
 from monai.networks import nets
 from monai.utils import convert_to_tensor, ensure_tuple_rep
 
@@ -242,27 +243,7 @@ def load_state_dict_file(weights_path: str, drop_heads: bool = True) -> dict[str
         FileNotFoundError: when the file does not exist.
         ValueError: when the file cannot be loaded with ``weights_only=True`` or holds no tensor state dict.
     """
-    if not os.path.isfile(weights_path):
-        raise FileNotFoundError(f"feature extractor weights file not found: {weights_path}")
-    try:
-        obj = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling / format errors differ between torch versions
-        raise ValueError(f"could not load feature extractor weights {weights_path} with weights_only=True: {e}") from e
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            f"{weights_path} does not hold a state dict of tensors (optionally under 'state_dict' or 'model'); "
-            f"got {type(obj).__name__}."
-        )
-    out: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        key = re.sub(r"^module\.", "", str(key))
-        if not (drop_heads and key.startswith(_HEAD_PREFIXES)):
-            out[key] = value
-    return out
+    return read_state_dict_file(weights_path, _HEAD_PREFIXES if drop_heads else (), what="feature extractor weights")
 
 
 def _infer_resnet_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:

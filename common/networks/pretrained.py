@@ -14,12 +14,11 @@ RGB network's response to that grey image (replicated to R, G and B).
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 from common.utils.errors import UserInputError
+from common.utils.state_dict import read_state_dict_file
 
 __all__ = ["PretrainedWeightsError", "adapt_input_channels", "load_imagenet_resnet"]
 
@@ -55,24 +54,9 @@ def _read(weights_path: str) -> dict[str, torch.Tensor]:
             "to train from scratch."
         )
     try:
-        obj = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling / format errors differ between torch versions
-        raise PretrainedWeightsError(f"{weights_path}: cannot be read with torch.load(weights_only=True): {e}") from e
-    for key in ("state_dict", "model"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise PretrainedWeightsError(
-            f"{weights_path}: not a state dict of tensors (optionally under 'state_dict' or 'model'); "
-            f"got {type(obj).__name__}."
-        )
-    out = {}
-    for key, value in obj.items():
-        key = re.sub(r"^module\.", "", str(key))
-        if not key.startswith(_DROPPED):
-            out[key] = value
-    return out
+        return read_state_dict_file(weights_path, _DROPPED, what="ImageNet weights")
+    except ValueError as e:
+        raise PretrainedWeightsError(str(e)) from e
 
 
 def load_imagenet_resnet(network: nn.Module, weights_path: str | os.PathLike | None, prefix: str = "") -> nn.Module:

@@ -6,7 +6,8 @@
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
-- :mod:`common.utils.rng`: capture and restore of every random state (global and object-owned generators).
+- :mod:`common.utils.rng`: capture and restore of every random state (global and object-owned generators);
+- :mod:`common.utils.state_dict`: a state dict of tensors read from a local weights file (``weights_only=True``).
 """
 
 from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
@@ -25,6 +26,7 @@ from common.utils.io import (
 )
 from common.utils.paths import bundle_root
 from common.utils.rng import object_rng_states, rng_state, set_object_rng_states, set_rng_state
+from common.utils.state_dict import read_state_dict_file
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -41,6 +43,7 @@ __all__ = [
     "is_rank0",
     "latest_checkpoint",
     "object_rng_states",
+    "read_state_dict_file",
     "remove_stale_temporaries",
     "rng_state",
     "save_nifti",
