@@ -57,6 +57,22 @@ def test_yolov3_train_resume_infer_evaluate(bundle_copy):
     assert keys <= set(metrics) and all(0.0 <= metrics[k] for k in keys)
 
 
+def test_yolov3_3d_trains_and_evaluates(bundle_copy):
+    """The same YOLOv3 in 3D (a method of 2D slices in the thesis; the network takes ``spatial_dims``): the 3D
+    chest CT smoke sizes train with k-means anchors of the training boxes, validate, keep the best model and are
+    evaluated by CPM."""
+    root = bundle_copy(NAME)
+    tiny_3d = ("yolov3.yaml", "tiny.yaml")  # tiny.yaml last: its one short epoch
+    small = dict(yolo_base_channels=4, yolo_blocks=[1, 1, 1, 1, 1], batch_size=2)
+    wf, _ = run_workflow(configs(root, "train.yaml", *tiny_3d), "training", **small)
+    network = wf.parser.get_parsed_content("network")
+    assert type(network).__name__ == "YOLOv3" and network.spatial_dims == 3 and network.anchors.shape == (9, 3)
+    assert (root / "models" / "model_best.pt").is_file()
+    run_workflow(evaluate_configs(root, *tiny_3d), "evaluating", **small)
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["cpm"] <= 1.0 and metrics["cpm_ci_low"] <= metrics["cpm"] <= metrics["cpm_ci_high"]
+
+
 @pytest.mark.slow
 def test_yolov3_finds_metastases_better_than_chance(bundle_copy):
     """48 phantom slices of 64x64 (each with 1-2 metastases; half for training, half for testing), a Darknet of
