@@ -22,10 +22,11 @@ from .mcgan_step import MCGANStep
 from .msg_gan_step import MSG_GAN_LOSSES, MSGGANStep, image_pyramid
 from .munit_step import MUNITStep
 from .pix2pix_step import Pix2PixStep
+from .precision import AMP_CHOICES, PrecisionPolicy, cpu_has_amx, resolve_precision
 from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
 from .schedules import LinearDecay, constant_then_linear_decay
 from .simgan_step import SimGANStep
-from .step import SCHEDULER_INTERVALS, CriticLosses, DivergenceError, TrainingStep, unwrap
+from .step import SCHEDULER_INTERVALS, CriticLosses, DivergenceError, PrecisionState, TrainingStep, unwrap
 from .stylegan2_step import StyleGAN2Step
 from .trainer import AdversarialTrainer, StepTrainer, rank_seed
 
@@ -64,3 +65,4 @@ __all__ += ["GAUNetStep"]
 __all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]
 __all__ += ["Pix2PixStep"]
 __all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]
+__all__ += ["AMP_CHOICES", "PrecisionPolicy", "PrecisionState", "cpu_has_amx", "resolve_precision"]

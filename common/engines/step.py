@@ -4,7 +4,10 @@ The engine owns the loop (data, events, checkpoints, handlers); a step object ow
 (``__call__(engine, batchdata) -> dict`` of scalar losses). The helpers that every adversarial method needs
 live here once, not in each method:
 
-- autocast by device type (``torch.autocast(device.type, dtype)``; bfloat16 works on CPU and CUDA);
+- the precision policy (:func:`common.engines.precision.resolve_precision`: ``amp="auto"`` picks bfloat16 autocast
+  on AMX CPUs and bf16-capable CUDA devices, float16 with gradient scaling on older CUDA devices, float32
+  elsewhere), resolved once, logged, kept in checkpoints, and applied by :meth:`TrainingStep.autocast`
+  (``torch.autocast(device.type, dtype)``); penalties, losses and norm statistics stay float32 (see that module);
 - gradient scaling (``torch.amp.GradScaler``, enabled only for float16 autocast on CUDA);
 - ``n_critic``: discriminator steps per generator step (one fresh real batch per critic step, as in
   Algorithm 1 of Arjovsky et al. 2017: the generator is updated on every ``n_critic``-th iteration);
@@ -26,6 +29,7 @@ live here once, not in each method:
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
@@ -38,11 +42,13 @@ from common.utils import get_world_size
 from monai.handlers import LrScheduleHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-__all__ = ["SCHEDULER_INTERVALS", "CriticLosses", "DivergenceError", "TrainingStep", "unwrap"]
+from .precision import AMP_DTYPES, PrecisionPolicy, resolve_precision
+
+__all__ = ["SCHEDULER_INTERVALS", "CriticLosses", "DivergenceError", "PrecisionState", "TrainingStep", "unwrap"]
 
 SCHEDULER_INTERVALS = ("epoch", "iteration")
 
-_AMP_DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+logger = logging.getLogger(__name__)
 
 
 class DivergenceError(RuntimeError):
@@ -68,6 +74,37 @@ class CriticLosses(NamedTuple):
     penalty: torch.Tensor | None
 
 
+class PrecisionState:
+    """The checkpointed record of a step's precision policy (``state_dict``/``load_state_dict`` for checkpoints).
+
+    Saving writes ``step.precision.as_dict()``. Loading does not impose the saved policy: the resumed run keeps the
+    policy resolved for its own device (e.g. bf16 on an AMX CPU after fp32 on a CPU without AMX), logs both, and keeps
+    the saved one as ``step.resumed_precision``.
+
+    Args:
+        step: the training step.
+    """
+
+    def __init__(self, step: TrainingStep) -> None:
+        self.step = step
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.step.precision.as_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        saved = dict(state)
+        self.step.resumed_precision = saved
+        if saved != self.step.precision.as_dict():
+            logger.info(
+                "precision: the checkpoint was trained in %s (%s); this run uses %s",
+                saved.get("dtype"),
+                saved.get("reason"),
+                self.step.precision.describe(),
+            )
+        else:
+            logger.info("precision: resumed with the checkpoint's %s", self.step.precision.describe())
+
+
 class TrainingStep:
     """Base class of per-method training steps.
 
@@ -77,8 +114,13 @@ class TrainingStep:
         device: the training device.
         schedulers: optional learning-rate schedulers by name (saved in checkpoints); the trainer steps them with
             MONAI's ``LrScheduleHandler`` every ``scheduler_interval`` (see :meth:`lr_schedule_handlers`).
-        amp: enable mixed precision (``torch.autocast`` with ``amp_dtype`` on the device type).
-        amp_dtype: ``"bfloat16"`` (default; CPU and recent GPUs) or ``"float16"`` (CUDA, with gradient scaling).
+        amp: the precision policy (:func:`~common.engines.precision.resolve_precision`): ``"auto"`` (per device:
+            bfloat16 autocast on CPUs with AMX and bf16-capable CUDA devices, float16 with gradient scaling on older
+            CUDA devices, float32 otherwise; the bundles' default), ``True`` (autocast with ``amp_dtype``), ``False``
+            (float32; this class's default), or a dtype name (``"bfloat16"``, ``"float16"``, ``"float32"``). The
+            resolved policy is ``self.precision``, logged once at INFO and saved in checkpoints.
+        amp_dtype: the autocast dtype of ``amp=True``: ``"bfloat16"`` (default; CPU and recent GPUs) or
+            ``"float16"`` (CUDA, with gradient scaling).
         n_critic: discriminator updates per generator update.
         image_key: key of the images in the batch dictionaries.
         optimizer_networks: which networks each optimiser updates, e.g.
@@ -94,7 +136,7 @@ class TrainingStep:
         optimizers: Mapping[str, torch.optim.Optimizer],
         device: str | torch.device = "cpu",
         schedulers: Mapping[str, Any] | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         n_critic: int = 1,
         image_key: str = "image",
@@ -107,8 +149,8 @@ class TrainingStep:
             raise ValueError(f"optimizers update networks {missing} that are not in {list(networks)}.")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
-        if amp_dtype not in _AMP_DTYPES:
-            raise ValueError(f"amp_dtype must be one of {list(_AMP_DTYPES)}, got '{amp_dtype}'.")
+        if amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {list(AMP_DTYPES)}, got '{amp_dtype}'.")
         if scheduler_interval not in SCHEDULER_INTERVALS:
             raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {scheduler_interval!r}.")
         self.networks = dict(networks)
@@ -117,11 +159,14 @@ class TrainingStep:
         self.schedulers = dict(schedulers or {})
         self.scheduler_interval = scheduler_interval
         self.device = torch.device(device)
-        self.amp = bool(amp)
-        self.amp_dtype = _AMP_DTYPES[amp_dtype]
+        self.precision: PrecisionPolicy = resolve_precision(amp, self.device, amp_dtype)
+        self.resumed_precision: dict[str, Any] | None = None
+        logger.info("precision on %s: %s", self.device, self.precision.describe())
+        self.amp = self.precision.enabled
+        self.amp_dtype = self.precision.dtype if self.precision.enabled else AMP_DTYPES[amp_dtype]
         self.n_critic = int(n_critic)
         self.image_key = image_key
-        use_scaler = self.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        use_scaler = self.precision.grad_scaling
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=use_scaler) for k in self.optimizers}
 
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
@@ -134,6 +179,7 @@ class TrainingStep:
         objects.update({f"optimizer_{k}": v for k, v in self.optimizers.items()})
         objects.update({f"scheduler_{k}": v for k, v in self.schedulers.items()})
         objects.update({f"scaler_{k}": v for k, v in self.scalers.items()})
+        objects["precision"] = PrecisionState(self)
         return objects
 
     def lr_schedule_handlers(self) -> list[LrScheduleHandler]:
@@ -148,7 +194,7 @@ class TrainingStep:
 
     # ----------------------------------------------------------------- helpers
     def autocast(self) -> Any:
-        """``torch.autocast`` for the step's device type, or a no-op when AMP is off."""
+        """``torch.autocast`` in the dtype of ``self.precision`` for the step's device type, or a no-op (float32)."""
         if not self.amp:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)

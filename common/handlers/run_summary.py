@@ -70,7 +70,10 @@ class RunSummaryHandler:
       ``python -m monai.bundle run evaluating --config_file "['<bundle>/configs/train.yaml','<bundle>/configs/
       evaluate.yaml']"``, with a reminder to append the variant files used for training; paths are relative to the
       current folder when the bundle lies under it (see :func:`display_path`), so the commands can be pasted;
-    - the results of ``metrics()``, when given: one line per entry, a nested mapping as ``key value`` pairs.
+    - the results of ``metrics()``, when given: one line per entry, a nested mapping as ``key value`` pairs;
+    - the precision the run trained in: ``engine.step.precision.as_dict()`` when the trainer's step has a precision
+      policy (:class:`common.engines.StepTrainer` with a :class:`~common.engines.TrainingStep`, read by duck typing so
+      that this handler stays below the engines layer), else nothing.
 
     The same information goes to ``output_file`` as JSON (atomically; files as absolute paths, ``None`` when
     missing). Anything missing (no checkpoint, a model file or the sample folder absent) is listed under
@@ -170,8 +173,9 @@ class RunSummaryHandler:
 
         Returns:
             the summary: ``epoch``, ``iteration``, ``checkpoint``, ``model_files``, ``sample_grid`` (absolute paths or
-            None), ``commands``, ``config_files``, ``cwd``, ``missing`` (messages) and, with ``metrics``, either
-            ``metrics`` and ``metrics_seconds`` or ``metrics_error``.
+            None), ``commands``, ``config_files``, ``cwd``, ``missing`` (messages), ``precision`` (``{"enabled",
+            "dtype", "grad_scaling", "reason"}``, when the engine's step has a precision policy) and, with
+            ``metrics``, either ``metrics`` and ``metrics_seconds`` or ``metrics_error``.
         """
         missing: list[str] = []
         newest = latest_checkpoint(self.ckpt_dir)
@@ -207,6 +211,9 @@ class RunSummaryHandler:
             "cwd": os.getcwd(),
             "missing": missing,
         }
+        precision = getattr(getattr(engine, "step", None), "precision", None)
+        if callable(getattr(precision, "as_dict", None)):
+            summary["precision"] = dict(precision.as_dict())
         if self.metrics is not None:
             start = time.perf_counter()
             try:
@@ -223,6 +230,9 @@ class RunSummaryHandler:
 
         lines = [f"run summary: training completed at epoch {summary['epoch']}, iteration {summary['iteration']}"]
         lines.append(f"  checkpoint:  {show(summary['checkpoint'])}")
+        if "precision" in summary:
+            precision = summary["precision"]
+            lines.append(f"  precision:   {precision['dtype']} ({precision['reason']})")
         for name, path in summary["model_files"].items():
             lines.append(f"  model file:  {show(path)}" if path is not None else f"  model file:  {name} (missing)")
         if self.sample_dir is not None:

@@ -1,0 +1,201 @@
+"""The precision policy of a training step: which autocast dtype (if any) a device trains in, and why.
+
+``amp: auto`` (the bundles' default) picks per device what is reliably faster without changing what is learnt
+(issue 18, item 1):
+
+- CPU **with AMX** (Intel Advanced Matrix Extensions, e.g. Sapphire Rapids and later): ``bfloat16`` autocast. Its
+  tile units make bf16 convolutions and matrix products about twice as fast as fp32.
+- CPU **without AMX**: ``float32``. AVX-512-BF16 alone is not enough: measured on such a CPU, a bf16 matmul runs at
+  less than half the fp32 rate and a CycleGAN step under bf16 autocast takes 1.3x as long as in fp32. AMX is
+  detected itself (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
+- CUDA device with bf16 support (Ampere and later): ``bfloat16`` autocast, no gradient scaling (bf16 has fp32's
+  exponent range).
+- Older CUDA devices: ``float16`` autocast with gradient scaling (``torch.amp.GradScaler``) against underflow.
+- Any other device type (``mps``, ...): ``float32``.
+
+``amp: true`` keeps its earlier meaning (autocast with ``amp_dtype``, bfloat16 by default, on any device), ``amp:
+false`` and ``amp: float32`` train in fp32, and ``amp: bfloat16`` / ``amp: float16`` force that autocast dtype.
+
+What stays float32 under autocast (the step's helpers and the project's losses make sure of it):
+
+- parameters, gradients, optimiser states and batch-/instance-norm running statistics (autocast casts copies of
+  the operands of the ops it lists, never the stored tensors);
+- the gradient penalties: WGAN-GP (:func:`common.losses.gradient_penalty`), R1 and the path-length penalty
+  (:mod:`common.losses.stylegan2`) run with autocast disabled and their inputs cast to float32;
+- the losses: :class:`common.losses.AdversarialLoss`, the attention losses and the YOLO loss cast their inputs to
+  float32 before reducing; ``l1_loss``/``mse_loss``/``cross_entropy`` and the other losses and reductions on
+  autocast's float32 list run in float32 by autocast itself;
+- the drift term of :meth:`~common.engines.TrainingStep.critic_update` (``d_real.float()``) and the generated images
+  handed to the critic update (``.float()``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["AMP_CHOICES", "AMP_DTYPES", "PrecisionPolicy", "cpu_has_amx", "resolve_precision"]
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+"""Autocast dtypes by name (``amp_dtype`` and the explicit ``amp`` values)."""
+
+_FP32_NAMES = ("float32", "fp32")
+AMP_CHOICES = ("auto", True, False, *AMP_DTYPES, *_FP32_NAMES)
+"""The accepted values of ``amp``."""
+
+_CPUINFO = "/proc/cpuinfo"
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """The resolved precision of a training step.
+
+    Attributes:
+        enabled: whether the forward passes run under ``torch.autocast``.
+        dtype: the autocast dtype (``torch.bfloat16`` or ``torch.float16``), ``None`` when autocast is off (fp32).
+        grad_scaling: whether losses are scaled before backward (``torch.amp.GradScaler``; float16 on CUDA only).
+        reason: why this precision was chosen, e.g. ``"CPU with AMX"``.
+    """
+
+    enabled: bool
+    dtype: torch.dtype | None
+    grad_scaling: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        """The compute dtype's name: ``"bfloat16"``, ``"float16"`` or ``"float32"``."""
+        return str(self.dtype).replace("torch.", "") if self.enabled and self.dtype is not None else "float32"
+
+    def describe(self) -> str:
+        """One line, e.g. ``"bfloat16 autocast (CPU with AMX)"`` or ``"float32 (CPU without AMX: ...)"``."""
+        what = f"{self.name} autocast" + (" with gradient scaling" if self.grad_scaling else "")
+        return f"{what if self.enabled else 'float32'} ({self.reason})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON- and checkpoint-friendly form (strings and booleans only, loadable with ``weights_only=True``)."""
+        return {"enabled": self.enabled, "dtype": self.name, "grad_scaling": self.grad_scaling, "reason": self.reason}
+
+    def autocast(self, device_type: str) -> Any:
+        """``torch.autocast(device_type, dtype)`` when enabled, else a no-op context.
+
+        Args:
+            device_type: ``"cpu"``, ``"cuda"``, ...
+        """
+        if not self.enabled:
+            return nullcontext()
+        return torch.autocast(device_type=device_type, dtype=self.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tile units (Intel Advanced Matrix Extensions) usable by PyTorch's kernels.
+
+    Asks torch first (``torch.cpu._is_amx_tile_supported()``, which checks the CPUID bits and that the operating
+    system has enabled the tile state; ``torch.backends.cpu.get_cpu_capability()`` reports the vector ISA, e.g.
+    ``"AVX512"``, and says nothing about AMX). When this torch build lacks the query, falls back to the
+    ``amx_tile`` and ``amx_bf16`` flags of ``/proc/cpuinfo`` on Linux; elsewhere the answer is ``False`` (fp32,
+    never slower).
+
+    Returns:
+        True when AMX is available.
+    """
+    query = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    if callable(query):
+        try:
+            return bool(query())
+        except RuntimeError:  # pragma: no cover - a build without the CPU feature detector
+            pass
+    return _cpuinfo_has_amx()
+
+
+def _cpuinfo_has_amx(path: str | None = None) -> bool:
+    """Whether the first ``flags`` line of ``/proc/cpuinfo`` (or ``path``) lists ``amx_tile`` and ``amx_bf16``.
+
+    Linux only; ``False`` elsewhere or when the file cannot be read.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open(path or _CPUINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[-1].split())
+                    return {"amx_tile", "amx_bf16"} <= flags
+    except OSError:
+        return False
+    return False
+
+
+def _cuda_bf16_native() -> bool:
+    """Whether the current CUDA device computes bf16 natively (emulated bf16 on older devices is slow)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # pragma: no cover - torch versions without the emulation argument
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def _parse_amp(amp: bool | str) -> bool | str:
+    """``amp`` as ``True``, ``False``, ``"auto"``, ``"float32"`` or an :data:`AMP_DTYPES` name."""
+    if isinstance(amp, bool):
+        return amp
+    if isinstance(amp, str):
+        value = amp.strip().lower()
+        if value in ("true", "false"):
+            return value == "true"
+        if value in _FP32_NAMES:
+            return "float32"
+        if value == "auto" or value in AMP_DTYPES:
+            return value
+    raise ValueError(f"amp must be 'auto', true, false or a dtype name {[*AMP_DTYPES, *_FP32_NAMES]}, got {amp!r}.")
+
+
+def resolve_precision(amp: bool | str, device: str | torch.device, amp_dtype: str | None = None) -> PrecisionPolicy:
+    """Resolve the ``amp`` setting of a bundle or step for ``device`` (see the module docstring for the rules).
+
+    Args:
+        amp: ``"auto"`` (per device), ``True`` (autocast with ``amp_dtype``), ``False`` (fp32), or a dtype name:
+            ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"`` (autocast in it), ``"float32"``/``"fp32"`` (off).
+        device: the training device.
+        amp_dtype: the autocast dtype of ``amp=True`` (default ``"bfloat16"``); ignored by the other values.
+
+    Returns:
+        The :class:`PrecisionPolicy`; gradient scaling only for float16 on CUDA.
+
+    Raises:
+        ValueError: ``amp`` or ``amp_dtype`` is not one of the accepted values.
+    """
+    mode = _parse_amp(amp)
+    if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {list(AMP_DTYPES)}, got {amp_dtype!r}.")
+    device = torch.device(device)
+    if mode is False or mode == "float32":
+        return PrecisionPolicy(False, None, False, f"amp: {str(amp).lower()}")
+    if mode is True or mode in AMP_DTYPES:
+        name = (amp_dtype or "bfloat16") if mode is True else str(mode)
+        dtype = AMP_DTYPES[name]
+        scaling = dtype == torch.float16 and device.type == "cuda"
+        return PrecisionPolicy(True, dtype, scaling, f"amp: {str(amp).lower()}" + (f", {name}" if mode is True else ""))
+    # mode == "auto"
+    if device.type == "cpu":
+        if cpu_has_amx():
+            return PrecisionPolicy(True, torch.bfloat16, False, "CPU with AMX")
+        return PrecisionPolicy(False, None, False, "CPU without AMX: bfloat16 is slower than float32 there")
+    if device.type == "cuda":
+        if _cuda_bf16_native():
+            return PrecisionPolicy(True, torch.bfloat16, False, "CUDA device with bfloat16 support")
+        return PrecisionPolicy(True, torch.float16, True, "CUDA device without bfloat16 support")
+    return PrecisionPolicy(False, None, False, f"no mixed-precision policy for device type '{device.type}'")

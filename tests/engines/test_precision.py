@@ -1,0 +1,229 @@
+"""The precision policy (``amp: auto``): per-device resolution, the step's autocast, checkpoints, the run summary.
+
+The capability queries (AMX, CUDA bf16) are monkeypatched both ways, so the tests give the same answers on any
+machine; nothing here asserts a time.
+"""
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from common.engines import (
+    CheckpointHandler,
+    GANStep,
+    PrecisionPolicy,
+    ResumeHandler,
+    StepTrainer,
+    TrainingStep,
+    latest_checkpoint,
+    precision,
+    resolve_precision,
+)
+from common.handlers import RunSummaryHandler
+from common.losses import AdversarialLoss, gradient_penalty
+from common.networks import DCGANDiscriminator, DCGANGenerator
+
+LATENT = 8
+
+
+@pytest.fixture
+def amx(monkeypatch):
+    """Set whether the CPU reports AMX: ``amx(True)`` / ``amx(False)``."""
+
+    def _set(flag: bool) -> None:
+        monkeypatch.setattr(precision, "cpu_has_amx", lambda: flag)
+
+    return _set
+
+
+@pytest.fixture
+def cuda_bf16(monkeypatch):
+    """Set whether the CUDA device computes bf16 natively (the emulation argument must be off)."""
+
+    def _set(flag: bool) -> None:
+        def query(including_emulation: bool = True) -> bool:
+            assert including_emulation is False  # emulated bf16 is slow: never counts as support
+            return flag
+
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", query)
+
+    return _set
+
+
+# ---------------------------------------------------------------------- resolution
+def test_auto_on_cpu_is_bf16_only_with_amx(amx):
+    amx(True)
+    on = resolve_precision("auto", "cpu")
+    assert (on.enabled, on.dtype, on.grad_scaling, on.reason) == (True, torch.bfloat16, False, "CPU with AMX")
+    assert on.describe() == "bfloat16 autocast (CPU with AMX)"
+    amx(False)
+    off = resolve_precision("AUTO", torch.device("cpu"))
+    assert (off.enabled, off.dtype, off.grad_scaling) == (False, None, False)
+    assert off.reason.startswith("CPU without AMX") and off.name == "float32"
+    assert off.as_dict() == {"enabled": False, "dtype": "float32", "grad_scaling": False, "reason": off.reason}
+
+
+def test_auto_on_cuda_bf16_or_fp16_with_scaling(cuda_bf16):
+    cuda_bf16(True)
+    bf16 = resolve_precision("auto", "cuda:0")
+    assert (bf16.enabled, bf16.dtype, bf16.grad_scaling) == (True, torch.bfloat16, False)
+    cuda_bf16(False)
+    fp16 = resolve_precision("auto", "cuda")
+    assert (fp16.enabled, fp16.dtype, fp16.grad_scaling) == (True, torch.float16, True)
+    assert fp16.describe() == "float16 autocast with gradient scaling (CUDA device without bfloat16 support)"
+
+
+def test_auto_on_other_devices_is_fp32(amx, cuda_bf16):
+    amx(True)
+    cuda_bf16(True)
+    policy = resolve_precision("auto", "mps")
+    assert (policy.enabled, policy.dtype, policy.grad_scaling) == (False, None, False)
+    assert "mps" in policy.reason
+
+
+def test_explicit_values_override_the_device(amx):
+    amx(False)  # true / a dtype name autocast even where auto would not
+    assert resolve_precision(True, "cpu").dtype == torch.bfloat16
+    assert resolve_precision(True, "cpu", "float16") == PrecisionPolicy(
+        True, torch.float16, False, "amp: true, float16"
+    )
+    assert resolve_precision("true", "cpu", "fp16").dtype == torch.float16
+    scaled = resolve_precision(True, "cuda", "float16")
+    assert scaled.grad_scaling and scaled.dtype == torch.float16
+    assert resolve_precision("bfloat16", "cpu").dtype == torch.bfloat16
+    assert resolve_precision("bf16", "cpu", "float16").dtype == torch.bfloat16  # amp_dtype only for amp=True
+    assert resolve_precision("float16", "cuda").grad_scaling
+    assert not resolve_precision("float16", "cpu").grad_scaling  # fp16 scaling on CUDA only
+    amx(True)
+    for value in (False, "false", "float32", "FP32"):
+        policy = resolve_precision(value, "cpu")
+        assert (policy.enabled, policy.dtype, policy.grad_scaling) == (False, None, False), value
+
+
+@pytest.mark.parametrize("value", ["half", "yes", "", 1, None, 0.5])
+def test_invalid_amp_values_raise_a_clear_value_error(value):
+    with pytest.raises(ValueError, match=r"amp must be 'auto', true, false or a dtype name"):
+        resolve_precision(value, "cpu")
+    with pytest.raises(ValueError, match="amp_dtype must be one of"):
+        resolve_precision(True, "cpu", "float64")
+
+
+def test_amx_detection_asks_torch_then_cpuinfo(monkeypatch, tmp_path):
+    precision.cpu_has_amx.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert precision.cpu_has_amx() is False
+    precision.cpu_has_amx.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert precision.cpu_has_amx() is True
+    precision.cpu_has_amx.cache_clear()
+    # a torch without the query: the cpuinfo flags; AVX-512-BF16 alone is not AMX
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    monkeypatch.setattr(precision.sys, "platform", "linux")
+    no_amx, with_amx = tmp_path / "no_amx", tmp_path / "amx"
+    no_amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    assert precision._cpuinfo_has_amx(str(no_amx)) is False
+    assert precision._cpuinfo_has_amx(str(with_amx)) is True
+    assert precision._cpuinfo_has_amx(str(tmp_path / "absent")) is False
+    monkeypatch.setattr(precision, "_CPUINFO", str(with_amx))
+    assert precision.cpu_has_amx() is True
+    precision.cpu_has_amx.cache_clear()
+
+
+# ---------------------------------------------------------------------- the step
+def _step(amp, **kwargs):
+    net = torch.nn.Linear(4, 3)
+    return TrainingStep({"net": net}, {"net": torch.optim.SGD(net.parameters(), 0.1)}, amp=amp, **kwargs)
+
+
+def test_step_autocast_follows_the_policy(amx, caplog):
+    amx(True)
+    with caplog.at_level(logging.INFO, logger="common.engines.step"):
+        step = _step("auto")
+    assert "precision on cpu: bfloat16 autocast (CPU with AMX)" in caplog.text
+    assert step.precision.dtype == torch.bfloat16
+    x = torch.randn(2, 4)
+    with step.autocast():
+        assert step.networks["net"](x).dtype == torch.bfloat16
+    assert not any(s.is_enabled() for s in step.scalers.values())
+    amx(False)
+    step = _step("auto")
+    with step.autocast():
+        assert step.networks["net"](x).dtype == torch.float32
+    with _step("float16").autocast():
+        assert step.networks["net"](x).dtype == torch.float16
+    assert _step(False, amp_dtype="float16").precision.enabled is False  # the class default stays fp32
+    with pytest.raises(ValueError, match="amp must be"):
+        _step("bf32")
+
+
+def test_penalties_losses_and_norm_statistics_stay_float32_under_autocast():
+    """What the policy promises stays fp32 (module docstring of common.engines.precision)."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(1)
+    )
+    real, fake = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = critic(real)
+        assert scores.dtype == torch.bfloat16
+        for criterion in ("bce", "lsgan", "wgan", "hinge"):
+            assert AdversarialLoss(criterion)(scores, True).dtype == torch.float32, criterion
+        penalty = gradient_penalty(critic, real, fake)
+    assert penalty.dtype == torch.float32
+    assert critic[1].running_mean.dtype == torch.float32 and critic[1].running_var.dtype == torch.float32
+    assert critic[0].weight.dtype == torch.float32
+
+
+def _gan(amp):
+    torch.manual_seed(0)
+    g = DCGANGenerator(2, LATENT, 1, 16, base_channels=2)
+    d = DCGANDiscriminator(2, 1, 16, base_channels=2, norm="batch")
+    opt = lambda net: torch.optim.Adam(net.parameters(), 1e-3)  # noqa: E731
+    return GANStep(g, d, opt(g), opt(d), LATENT, amp=amp)
+
+
+def _gan_run(ckpt_dir: Path, amp, max_epochs: int, resume: bool = False):
+    step = _gan(amp)
+    gen = torch.Generator().manual_seed(1)
+    data = [{"image": torch.rand(4, 1, 16, 16, generator=gen) * 2 - 1} for _ in range(2)]
+    summary = RunSummaryHandler(ckpt_dir, ckpt_dir, model_files=(), output_file=ckpt_dir / "summary.json")
+    handlers = [
+        ResumeHandler(ckpt_dir, step, resume=resume),
+        CheckpointHandler(ckpt_dir, step, save_interval=1, epoch_level=True),
+        summary,
+    ]
+    trainer = StepTrainer("cpu", max_epochs, data, step, handlers=handlers)
+    trainer.run()
+    return step, trainer
+
+
+def test_policy_in_checkpoint_and_summary_and_resume_across_a_policy_change(tmp_path, caplog):
+    """Train in fp32, resume in bf16: the checkpoint records fp32, the resumed run logs both and trains on."""
+    step, _ = _gan_run(tmp_path, False, 1)
+    saved = torch.load(latest_checkpoint(tmp_path), weights_only=True)
+    assert saved["precision"] == {"enabled": False, "dtype": "float32", "grad_scaling": False, "reason": "amp: false"}
+    assert json.loads((tmp_path / "summary.json").read_text())["precision"]["dtype"] == "float32"
+    with caplog.at_level(logging.INFO, logger="common.engines"):
+        step, trainer = _gan_run(tmp_path, "bfloat16", 2, resume=True)
+    assert trainer.state.iteration == 4
+    assert step.resumed_precision == saved["precision"]
+    assert "the checkpoint was trained in float32 (amp: false); this run uses bfloat16 autocast" in caplog.text
+    assert all(torch.isfinite(p).all() for net in step.networks.values() for p in net.parameters())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["precision"] == {
+        "enabled": True,
+        "dtype": "bfloat16",
+        "grad_scaling": False,
+        "reason": "amp: bfloat16",
+    }
+    assert torch.load(latest_checkpoint(tmp_path), weights_only=True)["precision"]["dtype"] == "bfloat16"
+
+
+def test_summary_without_a_precision_policy_has_no_entry(tmp_path):
+    handler = RunSummaryHandler(tmp_path, tmp_path, model_files=())
+    engine = SimpleNamespace(state=SimpleNamespace(epoch=1, iteration=2), step=SimpleNamespace())
+    assert "precision" not in handler.summarise(engine)
