@@ -237,7 +237,7 @@ class CycleGANStep(TrainingStep):
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
         real_p = self.images(batchdata, self.positive_key)
         real_n = self.images(batchdata, self.negative_key)
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         second_stage = self.attended_stage(engine)
         if second_stage and engine.state.iteration == self.attention_switch_epoch * engine.state.epoch_length + 1:
             self.pool_n.images.clear()  # UAGGAN's second stage starts: no whole first-stage fake is replayed
@@ -264,12 +264,12 @@ class CycleGANStep(TrainingStep):
             )
             cycle = F.l1_loss(rec_p.float(), real_p) + F.l1_loss(rec_n.float(), real_n)
             g_loss = adv + self.lambda_cycle * cycle
-            out["loss_g_adv"], out["loss_cycle"] = adv.item(), cycle.item()
+            out["loss_g_adv"], out["loss_cycle"] = adv, cycle
             if self.lambda_identity > 0:
                 idt = F.l1_loss(self.translate(real_n, "n")[0].float(), real_n)
                 idt = idt + F.l1_loss(self.translate(real_p, "p")[0].float(), real_p)
                 g_loss = g_loss + self.lambda_identity * self.lambda_cycle * idt
-                out["loss_identity"] = idt.item()
+                out["loss_identity"] = idt
             if self.lambda_attention > 0:
                 if self.mask_key not in batchdata:
                     raise KeyError(f"lambda_attention > 0 needs the positives' tumour masks under '{self.mask_key}'.")
@@ -278,17 +278,17 @@ class CycleGANStep(TrainingStep):
                     tumour = tumour.amax(1, keepdim=True)
                 att = F.l1_loss(map_p.float(), tumour)  # type: ignore[union-attr]
                 g_loss = g_loss + self.lambda_attention * att
-                out["loss_attention"] = att.item()
+                out["loss_attention"] = att
             if self.lambda_pixel > 0:  # AGGAN's pixel loss
                 pix = pixel_loss(real_p, fake_n) + pixel_loss(real_n, fake_p)
                 g_loss = g_loss + self.lambda_pixel * pix
-                out["loss_pixel"] = pix.item()
+                out["loss_pixel"] = pix
             if self.lambda_tv > 0:  # AGGAN's attention loss
                 tv = attention_tv_loss(map_p) + attention_tv_loss(map_n)  # type: ignore[arg-type]
                 g_loss = g_loss + self.lambda_tv * tv
-                out["loss_tv"] = tv.item()
-        self.optimise(engine, "generators", g_loss)
-        out["loss_g"] = g_loss.item()
+                out["loss_tv"] = tv
+        self.optimise(engine, "generators", g_loss, terms=out)
+        out["loss_g"] = g_loss
 
         # discriminator update (lines 14-18) on pooled fakes, generators untouched; every image with its own map
         # (eq. 7-8): a fake with its source's map (pooled together), a real image with the map computed on it
@@ -300,9 +300,9 @@ class CycleGANStep(TrainingStep):
         with self.autocast():
             d_n = self._disc_loss("disc_n", self._disc_input(real_n, map_n), pooled_n)
             d_p = self._disc_loss("disc_p", self._disc_input(real_p, map_p), pooled_p)
-        self.optimise(engine, "discriminators", d_n + d_p)
-        out["loss_d_n"], out["loss_d_p"] = d_n.item(), d_p.item()
-        return out
+        out["loss_d_n"], out["loss_d_p"] = d_n, d_p
+        self.optimise(engine, "discriminators", d_n + d_p, terms={"loss_d_n": d_n, "loss_d_p": d_p})
+        return self.report(out)
 
     def _disc_loss(self, name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         disc = self.networks[name]

@@ -110,9 +110,6 @@ class DetectionStep(TrainingStep):
         with self.autocast():
             losses = network(images, targets)
         loss = sum(losses.values())
-        self.check_finite(engine, {"detection": loss, **losses})
-        self.optimise(engine, "network", loss)
-        out = {k: float(v.detach()) for k, v in losses.items()}
-        out["loss"] = float(loss.detach())
-        out["lr"] = float(self.optimizers["network"].param_groups[0]["lr"])
-        return out
+        self.optimise(engine, "network", loss, terms=losses)
+        lr = float(self.optimizers["network"].param_groups[0]["lr"])
+        return self.report({**losses, "loss": loss, "lr": lr})

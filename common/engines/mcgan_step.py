@@ -134,7 +134,7 @@ class MCGANStep(TrainingStep):
         box = self.box(real)
         real_nodule = real[box]
         d1, d2 = self.networks["context_discriminator"], self.networks["nodule_discriminator"]
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
 
         # discriminator updates on one generated batch
         with torch.no_grad(), self.autocast():
@@ -143,7 +143,7 @@ class MCGANStep(TrainingStep):
         with self.autocast():
             c_loss = 0.5 * (self.lsgan(d1(noisy, real), not flip) + self.lsgan(d1(noisy, fake), flip))
         self.optimise(engine, "context_discriminator", c_loss)
-        out["loss_context_d"] = c_loss.item()
+        out["loss_context_d"] = c_loss
 
         nodule = self.critic_update(
             engine,
@@ -154,10 +154,10 @@ class MCGANStep(TrainingStep):
             self.wgan,
             gp_weight=self.gp_weight,
         )
-        out["loss_nodule_d"] = nodule.total.item()
-        out["wasserstein_estimate"] = -nodule.adversarial.item()
+        out["loss_nodule_d"] = nodule.total
+        out["wasserstein_estimate"] = -nodule.adversarial
         if nodule.penalty is not None:
-            out["gradient_penalty"] = nodule.penalty.item()
+            out["gradient_penalty"] = nodule.penalty
 
         # generator update (eq. 1, or eq. 2 with lambda_l1 > 0), both discriminators frozen
         if self.generator_turn(engine):
@@ -177,14 +177,14 @@ class MCGANStep(TrainingStep):
                 engine, "generator", generator_loss, ("context_discriminator", "nodule_discriminator")
             )
             if "l1" in terms:
-                out["loss_l1"] = terms["l1"].item()
-            out["loss_g"] = g_loss.item()
-            out["loss_g_context"] = terms["g_context"].item()
-            out["loss_g_nodule"] = terms["g_nodule"].item()
+                out["loss_l1"] = terms["l1"]
+            out["loss_g"] = g_loss
+            out["loss_g_context"] = terms["g_context"]
+            out["loss_g_nodule"] = terms["g_nodule"]
             fake = terms["fake"]  # the sample grid shows the generator's latest output
         n = min(4, real.shape[0])
         self.last_samples = torch.cat([noisy[:n], fake[:n], real[:n]]).detach().float().cpu()
-        return out
+        return self.report(out)
 
     def samples(self) -> torch.Tensor:
         """Noise-boxed inputs, synthetic and real VOIs of the last batch (up to 4 each), for sample grids."""

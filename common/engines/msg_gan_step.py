@@ -124,7 +124,7 @@ class MSGGANStep(TrainingStep):
         with self.autocast():
             d_loss = self.discriminator_loss(disc(real), disc(fake))
         self.optimise(engine, "discriminator", d_loss)
-        out = {"loss_d": d_loss.item()}
+        out = {"loss_d": d_loss}
 
         if self.generator_turn(engine):
             frozen = self.module("discriminator", frozen=True)
@@ -135,8 +135,8 @@ class MSGGANStep(TrainingStep):
                     return self.adversarial(fake_scores, True, for_discriminator=False)
                 return relativistic_average_hinge(frozen(real), fake_scores, for_discriminator=False)
 
-            out["loss_g"] = self.generator_update(engine, "generator", loss_fn, ("discriminator",)).item()
-        return out
+            out["loss_g"] = self.generator_update(engine, "generator", loss_fn, ("discriminator",))
+        return self.report(out)
 
     @torch.no_grad()
     def sample(self, num: int) -> torch.Tensor:

@@ -99,7 +99,7 @@ class MUNITStep(TrainingStep):
         x_a = self.images(batchdata, self.domain_a_key)
         x_b = self.images(batchdata, self.domain_b_key)
         s_a, s_b = self.sample_style(x_a.shape[0]), self.sample_style(x_b.shape[0])
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
 
         # discriminator update: real images vs cross-domain translations with random styles
         gen = self.module("generator", frozen=True)
@@ -112,8 +112,8 @@ class MUNITStep(TrainingStep):
             d_a = self.adversarial(dis_a(x_ba), False) + self.adversarial(dis_a(x_a), True)
             d_b = self.adversarial(dis_b(x_ab), False) + self.adversarial(dis_b(x_b), True)
             d_loss = d_a + d_b
-        self.optimise(engine, "discriminators", d_loss)
-        out["loss_d_a"], out["loss_d_b"] = d_a.item(), d_b.item()
+        self.optimise(engine, "discriminators", d_loss, terms={"loss_d_a": d_a, "loss_d_b": d_b})
+        out["loss_d_a"], out["loss_d_b"] = d_a, d_b
 
         # generator update, discriminators frozen
         gen = self.networks["generator"]
@@ -139,13 +139,7 @@ class MUNITStep(TrainingStep):
                 x_bab = module.gen_b.decode(c_b_recon, s_b_prime)
                 cycle = F.l1_loss(x_aba.float(), x_a) + F.l1_loss(x_bab.float(), x_b)
                 g_loss = g_loss + self.lambda_cycle * cycle
-                out["loss_cycle"] = cycle.item()
+                out["loss_cycle"] = cycle
         self.optimise(engine, "generator", g_loss)
-        out.update(
-            loss_g=g_loss.item(),
-            loss_g_adv=adv.item(),
-            loss_recon_x=recon_x.item(),
-            loss_recon_c=recon_c.item(),
-            loss_recon_s=recon_s.item(),
-        )
-        return out
+        out.update(loss_g=g_loss, loss_g_adv=adv, loss_recon_x=recon_x, loss_recon_c=recon_c, loss_recon_s=recon_s)
+        return self.report(out)

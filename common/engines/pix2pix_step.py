@@ -100,7 +100,7 @@ class Pix2PixStep(TrainingStep):
                 f"condition {tuple(cond.shape)} and image {tuple(real.shape)} must share batch and spatial sizes."
             )
         discriminator = self.networks["discriminator"]
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         turn = self.generator_turn(engine)
         with torch.set_grad_enabled(turn), self.autocast():  # the graph of G(x) is kept for the generator update
             fake = self.networks["generator"](cond).float()
@@ -110,8 +110,8 @@ class Pix2PixStep(TrainingStep):
             d_real = self.adversarial(discriminator(self.pair(cond, real)), True)
             d_fake = self.adversarial(discriminator(self.pair(cond, fake.detach())), False)
             d_loss = 0.5 * (d_real + d_fake)
-        self.optimise(engine, "discriminator", d_loss)
-        out.update(loss_d=d_loss.item(), loss_d_real=d_real.item(), loss_d_fake=d_fake.item())
+        self.optimise(engine, "discriminator", d_loss, terms={"loss_d_real": d_real, "loss_d_fake": d_fake})
+        out.update(loss_d=d_loss, loss_d_real=d_real, loss_d_fake=d_fake)
 
         # generator: fool the frozen discriminator and stay close to the target in L1 (eq. 4)
         if turn:
@@ -124,13 +124,13 @@ class Pix2PixStep(TrainingStep):
                 return terms["adv"] + self.lambda_l1 * terms["l1"]
 
             g_loss = self.generator_update(engine, "generator", generator_loss, ("discriminator",))
-            out.update(loss_g=g_loss.item(), loss_g_adv=terms["adv"].item(), loss_l1=terms["l1"].item())
+            out.update(loss_g=g_loss, loss_g_adv=terms["adv"], loss_l1=terms["l1"])
         n = min(4, real.shape[0])
         shown = [fake[:n], real[:n]]
         if cond.shape[1] == real.shape[1]:
             shown.insert(0, cond[:n] * 2.0 - 1.0)
         self.last_samples = torch.cat(shown).detach().float().cpu()
-        return out
+        return self.report(out)
 
     def samples(self) -> torch.Tensor:
         """Conditions (mapped from ``[0, 1]`` to ``[-1, 1]``), generated and real images of the last batch (up to 4

@@ -122,7 +122,7 @@ class SimGANStep(TrainingStep):
         synthetic = self.images(batchdata, self.synthetic_key)
         iteration = int(engine.state.iteration)
         phase = self.phase(iteration)
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         refined: torch.Tensor | None = None
 
         if phase != "pretrain_discriminator":
@@ -134,9 +134,9 @@ class SimGANStep(TrainingStep):
                     logits = self.module("discriminator", frozen=True)(refined)
                     adv = self.adversarial(logits.float(), True, for_discriminator=False)
                     r_loss = r_loss + adv
-                    out["loss_r_adv"] = adv.item()
-            self.optimise(engine, "refiner", r_loss)
-            out["loss_self_reg"], out["loss_r"] = reg.item(), r_loss.item()
+                    out["loss_r_adv"] = adv
+            self.optimise(engine, "refiner", r_loss, terms={"loss_self_reg": reg, **out})
+            out["loss_self_reg"], out["loss_r"] = reg, r_loss
 
         update_d = phase == "pretrain_discriminator" or (
             phase == "adversarial"
@@ -153,6 +153,6 @@ class SimGANStep(TrainingStep):
                 d_real = self.adversarial(disc(real).float(), True)
                 d_fake = self.adversarial(disc(mixed).float(), False)
                 d_loss = d_real + d_fake
-            self.optimise(engine, "discriminator", d_loss)
-            out["loss_d"], out["loss_d_real"], out["loss_d_refined"] = d_loss.item(), d_real.item(), d_fake.item()
-        return out
+            self.optimise(engine, "discriminator", d_loss, terms={"loss_d_real": d_real, "loss_d_refined": d_fake})
+            out["loss_d"], out["loss_d_real"], out["loss_d_refined"] = d_loss, d_real, d_fake
+        return self.report(out)

@@ -42,6 +42,7 @@ from common.utils import get_world_size
 from monai.handlers import LrScheduleHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from .grad_sync import DEFAULT_BUCKET_MB, all_reduce_gradients
 from .precision import AMP_DTYPES, PrecisionPolicy, resolve_precision
 
 __all__ = ["SCHEDULER_INTERVALS", "CriticLosses", "DivergenceError", "PrecisionState", "TrainingStep", "unwrap"]
@@ -230,20 +231,59 @@ class TrainingStep:
         return engine.state.iteration % self.n_critic == 0
 
     def check_finite(self, engine: Any, losses: Mapping[str, torch.Tensor]) -> None:
-        """Raise :class:`DivergenceError` naming the loss if any loss is NaN or Inf."""
-        for name, value in losses.items():
-            if not torch.isfinite(value.detach()).all():
-                state = getattr(engine, "state", None)
-                where = f" at epoch {state.epoch}, iteration {state.iteration}" if state is not None else ""
-                raise DivergenceError(
-                    f"Loss '{name}' is {value.item()}{where}: training stopped before applying this update. "
-                    "The last checkpoint written before this iteration is kept unchanged; resume from it with a "
-                    "lower learning rate or with amp disabled."
-                )
+        """Raise :class:`DivergenceError` naming the first loss (in ``losses``' order) that is NaN or Inf.
 
-    def optimise(self, engine: Any, name: str, loss: torch.Tensor) -> None:
-        """Check ``loss``, back-propagate it and step the optimiser ``name`` (with gradient scaling if on)."""
-        self.check_finite(engine, {f"{name} loss": loss})
+        One host synchronisation for all the losses (the per-loss finiteness flags are stacked on the device and
+        read once); the offending loss is looked up only after that check failed.
+        """
+        if not losses:
+            return
+        finite = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()])
+        if bool(finite.all()):
+            return
+        name, value = next((k, v) for (k, v), ok in zip(losses.items(), finite.tolist()) if not ok)
+        state = getattr(engine, "state", None)
+        where = f" at epoch {state.epoch}, iteration {state.iteration}" if state is not None else ""
+        shown = value.item() if value.numel() == 1 else "not finite"
+        raise DivergenceError(
+            f"Loss '{name}' is {shown}{where}: training stopped before applying this update. "
+            "The last checkpoint written before this iteration is kept unchanged; resume from it with a "
+            "lower learning rate or with amp disabled."
+        )
+
+    def report(self, values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+        """The logged values of an iteration as Python floats, with one device-to-host transfer for all tensors.
+
+        The one-element tensors are detached, cast to float64 (exact for float32/bfloat16/float16, so each value
+        equals its ``.item()``), stacked and read with a single ``tolist()``; Python numbers pass through.
+
+        Args:
+            values: logged name -> one-element tensor (any shape with one element) or number.
+
+        Returns:
+            ``{name: float}`` in the order of ``values``.
+        """
+        tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+        fetched: dict[str, float] = {}
+        if tensors:
+            dtype = torch.float32 if self.device.type == "mps" else torch.float64
+            stacked = torch.stack([v.detach().reshape(()).to(self.device, dtype) for v in tensors.values()])
+            fetched = dict(zip(tensors, stacked.tolist()))
+        return {k: fetched[k] if k in fetched else float(v) for k, v in values.items()}
+
+    def optimise(
+        self, engine: Any, name: str, loss: torch.Tensor, terms: Mapping[str, torch.Tensor] | None = None
+    ) -> None:
+        """Check ``loss``, back-propagate it and step the optimiser ``name`` (with gradient scaling if on).
+
+        Args:
+            engine: the trainer (for the iteration named in a divergence error).
+            name: the optimiser.
+            loss: the scalar loss to minimise.
+            terms: optional named parts of ``loss``, checked with it in the same single host synchronisation so
+                that a divergence error names the part that became NaN or Inf (before the total).
+        """
+        self.check_finite(engine, {**(terms or {}), f"{name} loss": loss})
         optimizer, scaler = self.optimizers[name], self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -251,17 +291,21 @@ class TrainingStep:
         scaler.step(optimizer)
         scaler.update()
 
+    grad_bucket_mb: float = DEFAULT_BUCKET_MB
+    """Size of the gradient all-reduce buckets in MB (see :func:`common.engines.grad_sync.all_reduce_gradients`)."""
+
     @torch.no_grad()
     def sync_gradients(self, name: str) -> None:
-        """Average the gradients of the networks of optimiser ``name`` over all ranks (no-op when not distributed)."""
-        world = get_world_size()
-        if world == 1:
+        """Average the gradients of the networks of optimiser ``name`` over all ranks (no-op when not distributed).
+
+        One ``all_reduce`` per bucket of about :attr:`grad_bucket_mb` MB (as DDP's reducer), built from the parameter
+        order and ``requires_grad`` so that all ranks agree on it; see
+        :func:`~common.engines.grad_sync.all_reduce_gradients`.
+        """
+        if get_world_size() == 1:
             return
         params = [p for net in self.optimizer_networks[name] for p in self.networks[net].parameters()]
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(world)
+        all_reduce_gradients(params, self.grad_bucket_mb)
 
     @torch.no_grad()
     def broadcast_parameters(self, src: int = 0) -> None:
@@ -381,7 +425,7 @@ class TrainingStep:
             ``{"gradient_penalty" (with gp_weight > 0), "loss_d", "wasserstein_estimate" (WGAN), "loss_g" (on
             generator turns)}``.
         """
-        out: dict[str, float] = {}
+        out: dict[str, torch.Tensor] = {}
         with torch.no_grad(), self.autocast():
             fake = generate(self.module(generator, frozen=True)).float()
         critic = functools.partial(discriminate, self.networks[discriminator])
@@ -389,10 +433,10 @@ class TrainingStep:
             engine, discriminator, critic, real, fake, adversarial, gp_weight, drift_weight, clip_value
         )
         if d.penalty is not None:
-            out["gradient_penalty"] = d.penalty.item()
-        out["loss_d"] = d.total.item()
+            out["gradient_penalty"] = d.penalty
+        out["loss_d"] = d.total
         if adversarial.criterion == "wgan":
-            out["wasserstein_estimate"] = -d.adversarial.item()
+            out["wasserstein_estimate"] = -d.adversarial
 
         if self.generator_turn(engine):
             frozen_critic = self.module(discriminator, frozen=True)
@@ -401,5 +445,5 @@ class TrainingStep:
                 scores = discriminate(frozen_critic, generate(self.networks[generator]))
                 return adversarial(scores, True, for_discriminator=False)
 
-            out["loss_g"] = self.generator_update(engine, generator, generator_loss, (discriminator,)).item()
-        return out
+            out["loss_g"] = self.generator_update(engine, generator, generator_loss, (discriminator,))
+        return self.report(out)

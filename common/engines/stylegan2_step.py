@@ -256,9 +256,11 @@ class StyleGAN2Step(TrainingStep):
         return beta
 
     # ----------------------------------------------------------------- the updates
-    def discriminator_step(self, engine: Any, real: torch.Tensor, condition: torch.Tensor | None) -> dict[str, float]:
-        """The logistic discriminator update and, on its iterations, the lazy R1 update."""
-        out: dict[str, float] = {}
+    def discriminator_step(
+        self, engine: Any, real: torch.Tensor, condition: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The logistic discriminator update and, on its iterations, the lazy R1 update (losses not yet on the host)."""
+        out: dict[str, torch.Tensor] = {}
         with torch.no_grad(), self.autocast():
             fake = self.generate(real.shape[0], condition)[0].float()
         disc = self.networks["discriminator"]
@@ -271,32 +273,33 @@ class StyleGAN2Step(TrainingStep):
         if isinstance(self.augment_pipe, AdaptiveAugment):
             self.augment_pipe.accumulate(real_logits)
         self.optimise(engine, "discriminator", loss)
-        out["loss_d"] = loss.item()
+        out["loss_d"] = loss
         if self.r1_gamma > 0 and engine.state.iteration % self.r1_interval == 0:
             x = real_x.detach().float().requires_grad_(True)
             c = None if real_c is None else real_c.detach().float()
             penalty = r1_penalty(self.discriminate(disc, x, c), x)
             self.optimise(engine, "discriminator", penalty * (self.r1_gamma / 2) * self.r1_interval)
-            out["r1_penalty"] = penalty.item()
+            out["r1_penalty"] = penalty
         return out
 
-    def generator_step(self, engine: Any, batch: int, condition: torch.Tensor | None) -> dict[str, float]:
-        """The non-saturating generator update and, on its iterations, the lazy path-length update."""
-        out: dict[str, float] = {}
+    def generator_step(self, engine: Any, batch: int, condition: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The non-saturating generator update and, on its iterations, the lazy path-length update (losses not yet
+        on the host)."""
+        out: dict[str, torch.Tensor] = {}
         frozen_disc = self.module("discriminator", frozen=True)
 
         def loss_fn() -> torch.Tensor:
             x, c = self.augmented(self.generate(batch, condition)[0], condition)
             return F.softplus(-self.discriminate(frozen_disc, x, c).float()).mean()
 
-        out["loss_g"] = self.generator_update(engine, "generator", loss_fn, ("discriminator",)).item()
+        out["loss_g"] = self.generator_update(engine, "generator", loss_fn, ("discriminator",))
         if self.pl_weight > 0 and engine.state.iteration % self.pl_interval == 0:
             n = max(1, batch // self.pl_batch_shrink)
             images, ws = self.generate(n, None if condition is None else condition[:n], mixing=False)
             penalty, _ = self.path_length(images, ws)
             self.optimise(engine, "generator", penalty * self.pl_weight * self.pl_interval)
-            out["pl_penalty"] = penalty.item()
-            out["pl_mean"] = self.path_length.mean.item()
+            out["pl_penalty"] = penalty
+            out["pl_mean"] = self.path_length.mean.detach().clone()
         return out
 
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
@@ -309,7 +312,7 @@ class StyleGAN2Step(TrainingStep):
             )
         batch, world = real.shape[0], get_world_size()
         iteration = engine.state.iteration
-        out = self.discriminator_step(engine, real, condition)
+        out: dict[str, torch.Tensor | float] = {**self.discriminator_step(engine, real, condition)}
         out.update(self.generator_step(engine, batch, condition))
         self.update_ema((iteration - 1) * batch * world, batch * world)
         if isinstance(self.augment_pipe, AdaptiveAugment):
@@ -317,10 +320,10 @@ class StyleGAN2Step(TrainingStep):
                 r_t = self.augment_pipe.update(batch * world * self.ada_interval)
                 if r_t is not None:
                     out["real_sign"] = r_t
-            out["augment_p"] = float(self.augment_pipe.p)
+            out["augment_p"] = self.augment_pipe.p
         self.last_real = real[:NUM_SAMPLES].detach().cpu()
         self.last_condition = None if condition is None else condition[:NUM_SAMPLES].detach().cpu()
-        return out
+        return self.report(out)
 
     # ----------------------------------------------------------------- sample grids
     @torch.no_grad()
