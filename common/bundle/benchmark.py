@@ -5,12 +5,13 @@ configured training step is called on real batches of the configured loader, as 
 :func:`benchmark_inference`: the ``benchmark#call`` of an inference config (e.g. the generator on a batch of
 conditioned inputs, or a whole-volume sliding-window detection) is timed with random-initialised weights, items
 per second being ``benchmark#items`` per call. Speed claims in the model cards come from these functions through
-``scripts/benchmark.py``, never from timed tests.
+``scripts/benchmark.py``, never from timed tests. Every result names its hardware
+(:func:`common.bundle.peak_benchmark.hardware_info`); a training-step result also holds the FLOPs of one step
+(``step_gflop``, counted once outside the timed steps) and the achieved GFLOP/s over the mean step time.
 """
 
 from __future__ import annotations
 
-import platform
 import resource
 import statistics
 import time
@@ -19,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 
 __all__ = ["benchmark_training_step", "benchmark_inference", "cpu_name", "step_time_summary"]
 
@@ -33,18 +35,6 @@ def step_time_summary(times: Sequence[float]) -> dict[str, Any]:
         "min": min(times),
         "times": times,
     }
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -88,6 +78,7 @@ def _environment(files: Sequence[str], override: dict[str, Any], device: torch.d
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "hardware": hardware_info(device),
     }
 
 
@@ -99,6 +90,7 @@ def benchmark_training_step(
     loader_id: str = "train#dataloader",
     batch_size_id: str = "batch_size",
     threads: int | None = None,
+    flops: bool = True,
     **override: Any,
 ) -> dict[str, Any]:
     """Time ``iterations`` calls of a bundle's training step after ``warmup`` untimed calls.
@@ -111,12 +103,16 @@ def benchmark_training_step(
         loader_id: config id of the training data loader.
         batch_size_id: config id of the batch size, reported in the result.
         threads: ``torch.set_num_threads`` for the run (default: leave as is).
+        flops: after the timed steps, run one more step under
+            :func:`~common.bundle.peak_benchmark.count_flops` (forward and backward of every network the step
+            runs) and report ``step_gflop`` and ``achieved_gflops`` (``step_gflop`` over the mean step time).
         override: config overrides, e.g. ``image_size=128``.
 
     Returns:
-        A JSON-serialisable dict: configuration, device, timings (seconds per step: wall clock ``step_time_s`` and
-        the CPU time of this process ``step_cpu_time_s``, which other processes' load does not inflate; with one
-        thread it is the step's compute), samples/s, peak memory.
+        A JSON-serialisable dict: configuration, device and ``hardware``, timings (seconds per step: wall clock
+        ``step_time_s`` and the CPU time of this process ``step_cpu_time_s``, which other processes' load does not
+        inflate; with one thread it is the step's compute), samples/s, peak memory, and with ``flops``
+        ``step_gflop`` and ``achieved_gflops``.
     """
     from monai.bundle import ConfigWorkflow
 
@@ -150,6 +146,8 @@ def benchmark_training_step(
     batch_size = step.images(batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
+    # counted after the timed steps and the peak memory, so that the counter's dispatch overhead is never timed
+    step_gflop = count_flops(lambda: step(engine, next_batch())) / 1e9 if flops else None
     return {
         **_environment(files, override, device),
         "batch_size": batch_size,
@@ -161,6 +159,8 @@ def benchmark_training_step(
         "samples_per_s": batch_size / mean if batch_size else None,
         "peak_memory_mb": peak,
         "peak_memory_kind": kind,
+        "step_gflop": step_gflop,
+        "achieved_gflops": step_gflop / mean if step_gflop is not None else None,
     }
 
 

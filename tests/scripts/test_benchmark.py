@@ -45,7 +45,8 @@ def test_benchmark_prints_json_for_config_lists(tmp_path):
 
 
 def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
-    """--repeats merges the rounds of each configuration; --reference_cyclegan adds the plain CycleGAN last."""
+    """--repeats merges the rounds of each configuration; --reference_cyclegan adds the plain CycleGAN; --peak adds
+    the measured peaks last, and every step gets its FLOPs, speed-ups and fractions of those peaks."""
     cfg = REPO / "bundles" / "cda_gan" / "configs"
     sets = [[str(cfg / "train.yaml"), str(cfg / "variants" / "cyclegan.yaml"), str(cfg / "variants" / "tiny.yaml")]]
     proc = run_python(
@@ -61,16 +62,29 @@ def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
             "2",
             "--reference_cyclegan",
             "{'channels': 1, 'image_size': 32, 'num_res_blocks': 1}",
+            "--peak",
+            "{'matmul_size': 32, 'conv_channels': 8, 'conv_size': 8, 'reps': 1, 'warmup': 0}",
             "--bundle_root",
             str(tmp_path / "bundle"),
         ],
         cwd=tmp_path,
     )
     printed = json.loads(proc.stdout[proc.stdout.index("[") :])
-    assert len(printed) == 2
-    project, reference = printed
+    assert len(printed) == 3
+    project, reference, peak = printed
+    assert peak["workflow"] == "peak" and peak["rounds"] == 2 and peak["conv_shape"] == [1, 8, 8, 8]
+    assert all(len(rates) == 2 and max(rates) > 0 for rates in peak["peak_gflops_rounds"].values())
+    assert project["speedup_vs"]["first"] == 1.0 and reference["speedup_vs"]["reference"] == 1.0
+    assert project["speedup_vs"]["reference"] == reference["step_time_s"]["mean"] / project["step_time_s"]["mean"]
+    for result in (project, reference):
+        assert result["step_gflop"] > 0 and result["hardware"]["cpu"] and "amx" in result["hardware"]
+        assert result["achieved_gflops"] == result["step_gflop"] / result["step_time_s"]["mean"]
+        fp32_conv = result["achieved_gflops"] / peak["peak_gflops"]["fp32_conv"]
+        assert set(result["fraction_of_peak"]) == set(peak["peak_gflops"])
+        assert abs(result["fraction_of_peak"]["fp32_conv"] - fp32_conv) < 1e-12
+    assert "reference_cyclegan" in proc.stderr and "speedup vs first" in proc.stderr
     assert project["config_file"] == sets[0] and reference["config_file"].startswith("reference:cyclegan")
-    for result in printed:
+    for result in (project, reference):
         assert result["rounds"] == 2 and result["iterations"] == 4 and len(result["step_time_s"]["times"]) == 4
         assert result["step_time_s"]["min"] <= result["step_time_s"]["mean"] and result["device_name"]
         assert len(result["step_cpu_time_s"]["times"]) == 4 and result["step_cpu_time_s"]["mean"] > 0
