@@ -23,6 +23,7 @@ def test_peak_workflow_returns_positive_rates_with_counted_flops():
     for peak in result["peaks"].values():
         assert peak["gflops"] > 0 and len(peak["times_s"]) == 2
         assert peak["gflops"] == pytest.approx(peak["gflop_per_call"] / peak["median_s"])
+        assert peak["best_gflops"] == pytest.approx(peak["gflop_per_call"] / min(peak["times_s"]))
     assert result["hardware"]["threads"] == torch.get_num_threads()
     with pytest.raises(ValueError, match="precisions"):
         benchmark_peak(precisions=("fp16",))
