@@ -109,7 +109,8 @@ def benchmark_training_step(
         override: config overrides, e.g. ``image_size=128``.
 
     Returns:
-        A JSON-serialisable dict: configuration, device and ``hardware``, timings (seconds per step: wall clock
+        A JSON-serialisable dict: configuration, device and ``hardware``, the step's precision policy
+        (``precision``, e.g. ``{"dtype": "bfloat16", "reason": "CPU with AMX", ...}``), timings (seconds per step: wall clock
         ``step_time_s`` and the CPU time of this process ``step_cpu_time_s``, which other processes' load does not
         inflate; with one thread it is the step's compute), samples/s, peak memory, and with ``flops``
         ``step_gflop`` and ``achieved_gflops``.
@@ -153,6 +154,7 @@ def benchmark_training_step(
         "batch_size": batch_size,
         "configured_batch_size": parser.get(batch_size_id),
         "amp": bool(getattr(step, "amp", False)),
+        "precision": step.precision.as_dict() if hasattr(step, "precision") else None,
         "iterations": iterations,
         "step_time_s": step_time_summary(times),
         "step_cpu_time_s": step_time_summary(cpu_times),

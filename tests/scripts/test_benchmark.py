@@ -89,6 +89,7 @@ def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
         assert result["step_time_s"]["min"] <= result["step_time_s"]["mean"] and result["device_name"]
         assert len(result["step_cpu_time_s"]["times"]) == 4 and result["step_cpu_time_s"]["mean"] > 0
     assert reference["override"]["image_size"] == "32"
+    assert project["precision"]["dtype"] in ("float32", "bfloat16") and project["precision"]["reason"]
 
 
 def test_benchmark_inference_workflow(tmp_path):
