@@ -76,13 +76,16 @@ def all_reduce_gradients(
     world = dist.get_world_size(group)
     for bucket in gradient_buckets(params, bucket_mb):
         members = [params[i] for i in bucket]
-        flags = torch.tensor([p.grad is not None for p in members], dtype=members[0].dtype, device=members[0].device)
+        complete = all(p.grad is not None for p in members)
+        # the flags are made on the device (no host-to-device copy): all ones in the usual case
+        ones, zeros = members[0].new_ones(len(members)), members[0].new_zeros(1)
+        flags = ones if complete else torch.cat([ones[:1] if p.grad is not None else zeros for p in members])
         grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in members]
         flat = torch.cat([*grads, flags])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
         n_grad = flat.numel() - len(members)
         flat[:n_grad].div_(world)
-        counts = flat[n_grad:].tolist() if any(p.grad is None for p in members) else None
+        counts = None if complete else flat[n_grad:].tolist()
         offset = 0
         for j, p in enumerate(members):
             view = flat[offset : offset + p.numel()].view_as(p)
