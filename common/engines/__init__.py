@@ -16,6 +16,7 @@ from .detection_step import DetectionStep, detection_collate
 from .diff_augment import DiffAugment
 from .ga_unet_step import GAUNetStep
 from .gan_step import GANStep
+from .grad_sync import all_reduce_gradients, gradient_buckets
 from .history_buffer import HistoryBuffer
 from .image_pool import ImagePool
 from .mcgan_step import MCGANStep
@@ -66,3 +67,4 @@ __all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]
 __all__ += ["Pix2PixStep"]
 __all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]
 __all__ += ["AMP_CHOICES", "PrecisionPolicy", "PrecisionState", "cpu_has_amx", "resolve_precision"]
+__all__ += ["all_reduce_gradients", "gradient_buckets"]
