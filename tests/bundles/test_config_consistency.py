@@ -30,6 +30,8 @@ ALLOWED: dict[str, str] = {
     "imports": "each config imports the modules its own expressions use",
     # inference's loop, not the model: how many images one forward pass takes
     "batch_size": "the inference batch size is a throughput setting of the synthesis or prediction loop",
+    "amp": "training defaults to the precision policy (amp: auto, common/engines/precision.py); inference sets its "
+    "own autocast",
     "stylegan2:ckpt_dir": "train.yaml trains one of B-SG, M-SG and C-SG into models/, models/m_sg or models/c_sg; "
     "inference.yaml reads B-SG's, or M-SG's and C-SG's for MC-SG, from models/",
     "stylegan2:output_dir": "as ckpt_dir: the training's logs and samples go to eval/[m_sg|c_sg], the synthetic pairs "
