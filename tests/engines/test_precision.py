@@ -6,6 +6,7 @@ machine; nothing here asserts a time.
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,8 +26,10 @@ from common.engines import (
 from common.handlers import RunSummaryHandler
 from common.losses import AdversarialLoss, gradient_penalty
 from common.networks import DCGANDiscriminator, DCGANGenerator
+from training_runs import build
 
 LATENT = 8
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -227,3 +230,19 @@ def test_summary_without_a_precision_policy_has_no_entry(tmp_path):
     handler = RunSummaryHandler(tmp_path, tmp_path, model_files=())
     engine = SimpleNamespace(state=SimpleNamespace(epoch=1, iteration=2), step=SimpleNamespace())
     assert "precision" not in handler.summarise(engine)
+
+
+def test_tiny_bundle_run_records_the_policy_in_checkpoint_and_summary(tmp_path):
+    """dcgan_wgan's tiny training with the bundle default (amp: auto): the resolved policy is in both files."""
+    root = tmp_path / "dcgan_wgan"
+    shutil.copytree(
+        REPO / "bundles" / "dcgan_wgan", root, ignore=shutil.ignore_patterns("models", "eval", "data", "runs")
+    )
+    ckpt_dir = tmp_path / "models"
+    wf = build(root, "dcgan_wgan", ckpt_dir, max_epochs=1, save_interval=10**6)
+    step = wf.parser.get_parsed_content("train#step")
+    expected = resolve_precision("auto", step.device).as_dict()
+    assert step.precision.as_dict() == expected
+    wf.run()
+    assert torch.load(latest_checkpoint(ckpt_dir), weights_only=True)["precision"] == expected
+    assert json.loads((ckpt_dir / "eval" / "summary.json").read_text())["precision"] == expected
