@@ -271,6 +271,11 @@ def _objects(engine: Engine, step: Any, random_state: bool = True) -> dict[str, 
     return objects
 
 
+OPTIONAL_STATE_KEYS: tuple[str, ...] = ("precision",)
+"""Entries of a step's state that checkpoints of earlier versions lack (the precision policy): resuming such a
+checkpoint keeps the step's own value instead of failing on the missing key."""
+
+
 def _checkpoint_keys(path: Path) -> list[str]:
     """The entries of a checkpoint file, memory-mapped when its format allows (only the names are needed)."""
     try:
@@ -506,10 +511,14 @@ class ResumeHandler:
                 logger.info(f"resume requested but no checkpoint in '{self.ckpt_dir}': starting from scratch.")
             return
         self.loaded_from = path
-        exact = RANDOM_STATE_KEY in _checkpoint_keys(path)
+        keys = _checkpoint_keys(path)
+        exact = RANDOM_STATE_KEY in keys
         if not exact:
             logger.warning(f"{path} holds no random state (an earlier version wrote it): the resumed run is not exact.")
         load_dict = _objects(engine, self.step, random_state=exact)
+        for key in OPTIONAL_STATE_KEYS:
+            if key not in keys:  # written before the step had this entry: the step keeps its own
+                load_dict.pop(key, None)
         loader = CheckpointLoader(load_path=str(path), load_dict=load_dict, map_location=self.map_location)
         # registered first among the handlers so the state is restored before anything else runs
         engine.add_event_handler(Events.STARTED, loader)

@@ -226,6 +226,18 @@ def test_policy_in_checkpoint_and_summary_and_resume_across_a_policy_change(tmp_
     assert torch.load(latest_checkpoint(tmp_path), weights_only=True)["precision"]["dtype"] == "bfloat16"
 
 
+def test_checkpoint_of_an_earlier_version_without_a_policy_resumes(tmp_path):
+    """A checkpoint written before the precision policy existed (no "precision" entry) still resumes."""
+    _gan_run(tmp_path, False, 1)
+    path = latest_checkpoint(tmp_path)
+    old = torch.load(path, weights_only=True)
+    del old["precision"]
+    torch.save(old, path)
+    step, trainer = _gan_run(tmp_path, False, 2, resume=True)
+    assert trainer.state.iteration == 4 and step.resumed_precision is None
+    assert step.precision.dtype is None  # its own policy (fp32), nothing read back
+
+
 def test_summary_without_a_precision_policy_has_no_entry(tmp_path):
     handler = RunSummaryHandler(tmp_path, tmp_path, model_files=())
     engine = SimpleNamespace(state=SimpleNamespace(epoch=1, iteration=2), step=SimpleNamespace())
