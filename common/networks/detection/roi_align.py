@@ -111,7 +111,7 @@ def roi_align(
         )  # (1, C, K_b * P0, P1, (P2))
         sampled = sampled.reshape(channels, len(idx), *points).transpose(0, 1)
         sampled = sampled * valid[idx].unsqueeze(1).to(sampled.dtype)
-        result[idx] = pool(sampled, kernel_size=sampling_ratio, stride=sampling_ratio)
+        result[idx] = pool(sampled, kernel_size=sampling_ratio, stride=sampling_ratio).to(result.dtype)
     return result
 
 
