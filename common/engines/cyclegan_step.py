@@ -123,7 +123,7 @@ class CycleGANStep(TrainingStep):
         negative_key: str = "negative",
         mask_key: str = "mask",
         schedulers: dict[str, Any] | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         seed: int = 0,
     ) -> None:

@@ -83,7 +83,7 @@ class DetectionStep(TrainingStep):
         optimizer: torch.optim.Optimizer,
         device: str | torch.device = "cpu",
         lr_scheduler: Any = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         box_key: str = "box",

@@ -79,7 +79,7 @@ class GAUNetStep(TrainingStep):
         n_critic: int = 1,
         use_labels: bool = False,
         image_condition: bool = True,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         pair_key: str = "pair",

@@ -58,7 +58,7 @@ class GANStep(TrainingStep):
         gp_weight: float = 0.0,
         drift_weight: float = 0.0,
         real_label: float = 1.0,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,

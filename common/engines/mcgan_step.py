@@ -69,7 +69,7 @@ class MCGANStep(TrainingStep):
         gp_weight: float = 10.0,
         label_flip_every: int = 3,
         n_critic: int = 1,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         target_key: str = "target",

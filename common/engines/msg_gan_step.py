@@ -78,7 +78,7 @@ class MSGGANStep(TrainingStep):
         device: str | torch.device = "cpu",
         loss: str = "rahinge",
         n_critic: int = 1,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,

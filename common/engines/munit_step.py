@@ -71,7 +71,7 @@ class MUNITStep(TrainingStep):
         domain_b_key: str = "real",
         schedulers: dict[str, Any] | None = None,
         scheduler_interval: str = "iteration",
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
     ) -> None:
         super().__init__(

@@ -64,7 +64,7 @@ class Pix2PixStep(TrainingStep):
         loss: str = "bce",
         lambda_l1: float = 100.0,
         n_critic: int = 1,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
         condition_key: str = "condition",

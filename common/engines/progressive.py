@@ -263,7 +263,7 @@ class ProgressiveGANStep(TrainingStep):
         drift_weight: float = 0.001,
         n_critic: int = 1,
         condition_key: str | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         image_key: str = "image",
     ) -> None:

@@ -75,7 +75,7 @@ class SimGANStep(TrainingStep):
         real_key: str = "real",
         schedulers: dict[str, Any] | None = None,
         scheduler_interval: str = "iteration",
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         seed: int = 0,
     ) -> None:

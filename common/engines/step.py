@@ -19,9 +19,9 @@ live here once, not in each method:
 - learning-rate schedulers stepped per epoch or per iteration by MONAI's
   :class:`~monai.handlers.LrScheduleHandler` (:meth:`TrainingStep.lr_schedule_handlers`, attached by the trainer);
 - distributed data parallelism without a DDP wrapper: after each backward the step averages the updated
-  network's gradients over ranks (``all_reduce``). Adversarial steps run several forwards per backward
-  (discriminator on real, then on fake) and freeze one network during the other's update, which DDP's reducer
-  does not support; an explicit all-reduce supports both;
+  network's gradients over ranks (one ``all_reduce`` per ~4 MB bucket, :mod:`common.engines.grad_sync`).
+  Adversarial steps run several forwards per backward (discriminator on real, then on fake) and freeze one
+  network during the other's update, which DDP's reducer does not support; an explicit all-reduce supports both;
 - a non-finite loss check before every update: training stops with :class:`DivergenceError` and nothing is
   written after it, so the last checkpoint on disk is the last good one.
 """

@@ -116,7 +116,7 @@ class StyleGAN2Step(TrainingStep):
         image_key: str = "image",
         condition_key: str | None = None,
         color_channels: int | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         amp_dtype: str = "bfloat16",
         schedulers: Mapping[str, Any] | None = None,
     ) -> None:
