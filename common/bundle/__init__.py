@@ -1,5 +1,7 @@
 """Bundle tools: verification and export for the MONAI model zoo, and benchmarks of a bundle's training step and
-inference (:mod:`common.bundle.benchmark`); not imported by ``import common``.
+inference (:mod:`common.bundle.benchmark`), the machine's peak GFLOP/s and the FLOPs of a step
+(:mod:`common.bundle.peak_benchmark`), and the gradient all-reduce (:mod:`common.bundle.grad_sync_benchmark`); not
+imported by ``import common``.
 
 ``bundle_root`` lives in :mod:`common.utils.paths`; it is re-exported here for callers of the tools."""
 
