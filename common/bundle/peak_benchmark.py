@@ -1,7 +1,7 @@
 """The machine a benchmark ran on, its measured peak arithmetic rate, and the FLOPs of a training step.
 
-Issue 18, item 6 asks for every speed result to name its hardware (CPU model and whether it has AMX, or the GPU,
-driver and torch/CUDA versions) and for the achieved GFLOP/s of the training steps as a fraction of the peak that
+Every speed result names its hardware (CPU model and whether it has AMX, or the GPU,
+driver and torch/CUDA versions) and gives the achieved GFLOP/s of the training steps as a fraction of the peak that
 the same run measures:
 
 - :func:`hardware_info`: CPU model, the vector/matrix flags of ``/proc/cpuinfo`` that decide fp32 vs bf16 speed

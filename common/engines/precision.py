@@ -1,7 +1,6 @@
 """The precision policy of a training step: which autocast dtype (if any) a device trains in, and why.
 
-``amp: auto`` (the bundles' default) picks per device what is reliably faster without changing what is learnt
-(issue 18, item 1):
+``amp: auto`` (the bundles' default) picks per device what is reliably faster without changing what is learnt:
 
 - CPU **with AMX** (Intel Advanced Matrix Extensions, e.g. Sapphire Rapids and later): ``bfloat16`` autocast. Its
   tile units make bf16 convolutions and matrix products about twice as fast as fp32.

@@ -1,5 +1,5 @@
-"""Evaluation of generated image+mask pairs (StyleGAN2 family of paper 004, issue 16 item 3: FID of images and of
-masks, and a mask realism statistic) against the real pairs of a datalist section.
+"""Evaluation of generated image+mask pairs (StyleGAN2 family of paper 004: FID of images and of masks, and
+a mask realism statistic) against the real pairs of a datalist section.
 
 Both sets are Decathlon-style datalists whose entries have an ``image`` (one file, or a list of single-channel files)
 and a ``label`` (an integer label map with classes ``0 .. K-1``); every synthetic entry carries ``"synthetic": true``

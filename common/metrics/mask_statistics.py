@@ -1,5 +1,5 @@
-"""Mask realism statistics: how the label maps of a synthetic image+mask set compare with real ones (issue 16: "mask
-realism statistic (class areas, connected components vs real)").
+"""Mask realism statistics: how the label maps of a synthetic image+mask set compare with real ones (class areas
+and connected components, synthetic vs real).
 
 For integer label maps with classes ``0 .. K-1`` (2D or 3D), every mask gives two numbers per class:
 

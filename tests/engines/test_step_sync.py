@@ -1,4 +1,4 @@
-"""Host synchronisation of the training steps and the bucketed gradient all-reduce (issue 18, items 3 and 4).
+"""Host synchronisation of the training steps and the bucketed gradient all-reduce.
 
 Host transfers are counted by wrapping the ``torch.Tensor`` methods that read a device value into Python
 (``item``, ``tolist``, ``__bool__``, ``__float__``, ``__int__``) and counting the calls made from the step code

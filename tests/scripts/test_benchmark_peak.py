@@ -1,4 +1,4 @@
-"""Peak GFLOP/s, FLOP counting and hardware fields of the benchmark (issue 18, item 6), in-process, tiny sizes."""
+"""Peak GFLOP/s, FLOP counting and hardware fields of the benchmark, in-process, tiny sizes."""
 
 import sys
 from pathlib import Path
