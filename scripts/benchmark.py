@@ -35,7 +35,6 @@ counted in the first round only. The conversion workflow takes the arguments of
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
@@ -43,7 +42,13 @@ from typing import Any
 
 import fire
 import torch
-from common.bundle.benchmark import benchmark_inference, benchmark_training_step, cpu_name, step_time_summary
+from common.bundle.benchmark import (
+    benchmark_inference,
+    benchmark_training_step,
+    cpu_name,
+    report_json,
+    step_time_summary,
+)
 from common.bundle.conversion_benchmark import benchmark_conversion
 from common.bundle.peak_benchmark import benchmark_peak, count_flops, fractions_of_peak, hardware_info
 from reference_cyclegan import ReferenceCycleGAN, benchmark_reference_cyclegan
@@ -206,9 +211,9 @@ def main(
                 f"the {workflow} workflow takes no --config_file, --config_sets, --reference_cyclegan or --peak."
             )
         if workflow == PEAK:
-            _report(benchmark_peak(threads=threads, **override), output)
+            report_json(benchmark_peak(threads=threads, **override), output)
         else:
-            _report(benchmark_conversion(**override), output)
+            report_json(benchmark_conversion(**override), output)
         return
     if (config_file is None) == (config_sets is None):
         raise ValueError("give exactly one of --config_file or --config_sets.")
@@ -249,18 +254,9 @@ def main(
     if peak_result is not None:
         results.append(peak_result)
     single = config_file is not None and reference_cyclegan is None and not peak
-    _report(results[0] if single else results, output)
+    report_json(results[0] if single else results, output)
     if workflow == "training" and len(results) > 1:
         print(comparison_table(results), file=sys.stderr)
-
-
-def _report(result: Any, output: str | None) -> None:
-    """Print ``result`` as JSON and write it to ``output`` when given."""
-    text = json.dumps(result, indent=2)
-    print(text)
-    if output:
-        with open(output, "w") as f:
-            f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ speed-up over the per-parameter sync, and whether every bucketed result equalled
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import fire
+from common.bundle.benchmark import report_json
 from common.bundle.grad_sync_benchmark import CDA_GAN_NETWORKS, benchmark_grad_sync
 
 
@@ -34,11 +34,7 @@ def main(
 ) -> None:
     """Run the benchmark and print (and with ``output`` write) its JSON; see ``benchmark_grad_sync`` for arguments."""
     result = benchmark_grad_sync(config_file, networks, override, bucket_mb, world_size, repeats, warmup, threads)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if output:
-        with open(output, "w") as f:
-            f.write(text + "\n")
+    report_json(result, output)
 
 
 if __name__ == "__main__":

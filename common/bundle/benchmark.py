@@ -12,6 +12,7 @@ per second being ``benchmark#items`` per call. Speed claims in the model cards c
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import time
@@ -22,7 +23,16 @@ from typing import Any
 import torch
 from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 
-__all__ = ["benchmark_training_step", "benchmark_inference", "cpu_name", "step_time_summary"]
+__all__ = ["benchmark_training_step", "benchmark_inference", "cpu_name", "report_json", "step_time_summary"]
+
+
+def report_json(result: Any, output: str | None = None) -> None:
+    """Print a benchmark ``result`` as indented JSON, and write the same text to ``output`` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if output:
+        with open(output, "w") as f:
+            f.write(text + "\n")
 
 
 def step_time_summary(times: Sequence[float]) -> dict[str, Any]:
