@@ -139,11 +139,12 @@ class GAUNetStep(TrainingStep):
 
         out = self.adversarial_iteration(engine, pair, generate, discriminate, self.wgan, gp_weight=self.gp_weight)
         n = min(4, batch)
-        self.last_samples = torch.cat([condition[:n], pair[:n], generated[-1][:n].float()]).cpu()
+        # on the device: copied in samples()
+        self.last_samples = torch.cat([condition[:n], pair[:n], generated[-1][:n].float()]).detach()
         return out
 
     def samples(self) -> torch.Tensor:
         """``x_i``, ``x_j`` and the latest ``x_g`` of the last batch (up to 4 each, in that order), for sample grids."""
         if self.last_samples is None:
             raise RuntimeError("no training iteration has run yet.")
-        return self.last_samples
+        return self.last_samples.cpu()

@@ -183,11 +183,12 @@ class MCGANStep(TrainingStep):
             out["loss_g_nodule"] = terms["g_nodule"]
             fake = terms["fake"]  # the sample grid shows the generator's latest output
         n = min(4, real.shape[0])
-        self.last_samples = torch.cat([noisy[:n], fake[:n], real[:n]]).detach().float().cpu()
+        # on the device: no copy per iteration
+        self.last_samples = torch.cat([noisy[:n], fake[:n], real[:n]]).detach().float()
         return self.report(out)
 
     def samples(self) -> torch.Tensor:
         """Noise-boxed inputs, synthetic and real VOIs of the last batch (up to 4 each), for sample grids."""
         if self.last_samples is None:
             raise RuntimeError("no training iteration has run yet.")
-        return self.last_samples
+        return self.last_samples.cpu()

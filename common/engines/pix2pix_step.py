@@ -129,7 +129,8 @@ class Pix2PixStep(TrainingStep):
         shown = [fake[:n], real[:n]]
         if cond.shape[1] == real.shape[1]:
             shown.insert(0, cond[:n] * 2.0 - 1.0)
-        self.last_samples = torch.cat(shown).detach().float().cpu()
+        # on the device: copied in samples()
+        self.last_samples = torch.cat(shown).detach().float()
         return self.report(out)
 
     def samples(self) -> torch.Tensor:
@@ -137,4 +138,4 @@ class Pix2PixStep(TrainingStep):
         each, in that order; the conditions only when they have the image's channel count), for sample grids."""
         if self.last_samples is None:
             raise RuntimeError("no training iteration has run yet.")
-        return self.last_samples
+        return self.last_samples.cpu()

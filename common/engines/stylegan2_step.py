@@ -321,8 +321,9 @@ class StyleGAN2Step(TrainingStep):
                 if r_t is not None:
                     out["real_sign"] = r_t
             out["augment_p"] = self.augment_pipe.p
-        self.last_real = real[:NUM_SAMPLES].detach().cpu()
-        self.last_condition = None if condition is None else condition[:NUM_SAMPLES].detach().cpu()
+        # kept on the device (no copy per iteration); samples() copies them
+        self.last_real = real[:NUM_SAMPLES].detach().clone()
+        self.last_condition = None if condition is None else condition[:NUM_SAMPLES].detach().clone()
         return self.report(out)
 
     # ----------------------------------------------------------------- sample grids
@@ -350,9 +351,9 @@ class StyleGAN2Step(TrainingStep):
                 fake = ema(self.fixed_latents[: condition.shape[0]].to(self.device), condition=condition)
         finally:
             ema.train(was_training)
-        rows = [self.last_real.float()]
+        rows = [self.last_real.float().cpu()]
         if self.last_condition is not None:
-            rows.append(self.last_condition.argmax(1, keepdim=True).float())
+            rows.append(self.last_condition.argmax(1, keepdim=True).float().cpu())
         rows.append(fake.detach().float().cpu())
         channels = max(r.shape[1] for r in rows)
         rows = [torch.cat([r, r.new_zeros((r.shape[0], channels - r.shape[1], *r.shape[2:]))], 1) for r in rows]
