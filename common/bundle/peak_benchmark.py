@@ -144,10 +144,28 @@ def hardware_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     return info
 
 
+class _GlobalOnlyTracker:
+    """Stands in for ``FlopCounterMode``'s module tracker, which attributes counts to modules through autograd hooks
+    on their inputs: those hooks make ``torch.autograd.grad`` with a leaf input fail ("A leaf node was passed to
+    _will_engine_execute_node"), i.e. every WGAN-GP/R1 gradient penalty. Only the global total is needed here."""
+
+    parents = ("Global",)
+
+    def __enter__(self) -> _GlobalOnlyTracker:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
 def count_flops(call: Callable[[], Any]) -> int:
     """Floating-point operations of ``call()`` (every matmul, convolution and attention op it dispatches, forward
-    and backward), counted by ``torch.utils.flop_counter.FlopCounterMode``; ``call`` runs once, for real."""
-    with FlopCounterMode(display=False) as counter:
+    and backward, gradient penalties' double backward included), counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (global total only, no per-module attribution); ``call`` runs once,
+    for real."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnlyTracker()
+    with counter:
         call()
     return int(counter.get_total_flops())
 

@@ -43,6 +43,20 @@ def test_count_flops_of_linear_and_conv_forward_backward_equals_hand_count():
         assert count_flops(lambda: conv(image)) == per_pass
 
 
+def test_count_flops_through_a_gradient_penalty_double_backward():
+    linear = torch.nn.Linear(3, 5, bias=False)
+    x = torch.randn(4, 3)
+
+    def penalty_step() -> None:
+        x_hat = x.clone().requires_grad_(True)  # a leaf, as the WGAN-GP interpolates
+        (grads,) = torch.autograd.grad(linear(x_hat).sum(), x_hat, create_graph=True)
+        (grads.norm(2, dim=1) ** 2).mean().backward()
+
+    # forward, input gradient (ones @ W) and, in the second backward, the weight gradient of that product
+    assert count_flops(penalty_step) == 3 * 2 * 4 * 3 * 5
+    assert linear.weight.grad is not None and linear.weight.grad.abs().sum() > 0
+
+
 def test_hardware_info_names_the_cpu_and_its_bf16_paths():
     info = hardware_info("cpu")
     for key in ("cpu", "cpu_flags", "cpu_capability", "amx", "avx512_bf16", "logical_cpus", "usable_cpus", "torch"):
