@@ -1,0 +1,489 @@
+"""Same learning under two precision policies: loss curves and a short training's FID, fp32 against the default.
+
+:func:`compare_precision` trains a bundle's configured step for ``iterations`` iterations once per policy (e.g.
+``"float32"`` and ``"auto"``, the bundle's ``amp`` id) and seed (the bundle's ``seed`` id), every run built in this
+process from the config by :class:`monai.bundle.ConfigWorkflow` and re-seeded with
+:func:`monai.utils.set_determinism` after the bundle's ``initialize`` (which may or may not have to write the
+phantom first), so that the runs of one seed start from the same weights, the same batches in the same order and the
+same random noise: each run records SHA-256 digests of its initial weights, of the torch RNG state before the first
+iteration and of the first batch, and the comparison says whether they are equal across policies
+(``identical_start``). As in :mod:`common.bundle.benchmark`, the step is called with a stand-in engine, without the
+trainer's handlers (no checkpoints, no learning-rate schedule steps).
+
+After training, a fixed number of samples (``fid_samples``) comes from the trained generator, in float32 and eval
+mode, from the same inputs in every run (``eval_seed``), and is compared by FID with the same real phantom images in
+every run (their digest is recorded), on the project's named feature extractor
+(:func:`common.metrics.features.build_feature_extractor`; without weights the named random-init ResNet-18 fallback,
+whose name every result carries). What a sample is depends on the step (:data:`SAMPLERS`):
+
+- :class:`~common.engines.GANStep` (DCGAN, WGAN): ``generator(z)``, ``z`` standard normal, against the first
+  training images;
+- :class:`~common.engines.CycleGANStep` (CycleGAN, CDA-GAN): the training negatives translated to the positive domain
+  (``translate(n, "p")``, with attention where the variant has it) against the training positives;
+- :class:`~common.engines.MCGANStep` (3D MCGAN): training VOIs with the generator's nodule in the noise box
+  (``composite(G(x), voi)``) against the real VOIs (random flips and noise boxes drawn with ``eval_seed``).
+
+Images are mapped from ``[-1, 1]`` to ``[0, 1]`` and clipped before the features, as the bundles' evaluations do.
+
+The comparison (:func:`compare_runs`):
+
+- **first iteration**: every loss of iteration 1 of a policy against float32 of the same seed,
+  ``|a - r| / (|r| + eps)`` (``eps`` as below, from the whole float32 curve), must be at most ``first_tolerance``
+  (the losses of iteration 1 come from identical weights and inputs, so they differ only by the policy's rounding;
+  bf16 keeps 8 significant bits, a relative rounding of 2^-9 per value, which a forward pass through a few layers
+  accumulates to about 1 %);
+- **loss curves**: each curve is smoothed with an exponential moving average ``m_t = beta m_{t-1} + (1 - beta) x_t``
+  (``m_1 = x_1``; iterations where a loss is not logged are skipped), and the deviation of a policy from float32 for
+  one seed is ``max_t |m_t - m^fp32_t| / (|m^fp32_t| + eps)`` with ``eps = eps_fraction * mean_t |m^fp32_t|`` (at
+  least 1e-8), so that a loss that crosses zero (a WGAN critic loss, a Wasserstein estimate) is measured on its own
+  scale. The run-to-run noise is the same measure between float32 runs of different seeds (the mean over pairs);
+  a loss passes when its deviation (the largest over seeds) is at most ``max(tolerance, seed noise)``. Both the
+  fixed tolerance and the seed noise are reported, with a flag for each;
+- **FID**: per policy the mean over seeds; the difference ``mean(policy) - mean(float32)`` passes when it is at most
+  the run-to-run noise, the spread (max - min) of the float32 FIDs over seeds (undetermined with one seed).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import itertools
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from common.bundle.peak_benchmark import hardware_info
+from common.engines import CycleGANStep, GANStep, MCGANStep, TrainingStep
+from common.metrics.features import build_feature_extractor, extract_features
+from common.metrics.generative import fid
+
+__all__ = [
+    "SAMPLERS",
+    "compare_precision",
+    "compare_runs",
+    "curve_deviation",
+    "ema",
+    "first_iteration_deviation",
+    "run_policy",
+    "tensor_digest",
+]
+
+REFERENCE_POLICY = "float32"
+"""The policy every other policy is compared with."""
+
+Pairs = Callable[[Any, Any, int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+# ----------------------------------------------------------------------------------------------- digests
+def tensor_digest(tensors: Sequence[torch.Tensor] | Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 hex digest of tensors' shapes, dtypes and bytes (in the given order; a mapping's keys too)."""
+    h = hashlib.sha256()
+    items = tensors.items() if isinstance(tensors, Mapping) else enumerate(tensors)
+    for key, t in items:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _weights_digest(step: TrainingStep) -> str:
+    """Digest of the state dicts of all the step's networks (parameters and buffers)."""
+    return tensor_digest({f"{name}.{k}": v for name, net in step.networks.items() for k, v in net.state_dict().items()})
+
+
+def _batch_digest(batch: Any) -> str:
+    """Digest of the tensors of a batch (a dict of tensors, or a tensor)."""
+    if isinstance(batch, Mapping):
+        return tensor_digest({str(k): torch.as_tensor(v) for k, v in batch.items() if isinstance(v, torch.Tensor)})
+    return tensor_digest([torch.as_tensor(batch)])
+
+
+# ----------------------------------------------------------------------------------------------- samples for FID
+def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + chunk]).float().cpu() for i in range(0, x.shape[0], chunk)])
+
+
+def _stack(items: Sequence[Any]) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(getattr(v, "as_tensor", lambda: v)()).float() for v in items])
+
+
+def _gan_pairs(step: GANStep, dataset: Any, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real: the first ``count`` training images (cycling); fake: ``generator(z)`` with seeded normal latents."""
+    real = _stack([dataset[i % len(dataset)][step.image_key] for i in range(count)])
+    z = torch.randn((count, *step.latent_shape), generator=torch.Generator().manual_seed(seed))
+    generator = step.networks["generator"]
+    return real, _in_chunks(lambda v: generator(v.to(step.device)), z)
+
+
+def _cyclegan_pairs(step: CycleGANStep, dataset: Any, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real: the first ``count`` training positives; fake: the first ``count`` training negatives translated to P."""
+    image_key = dataset.image_key
+
+    def domain(entries: Sequence[Mapping[str, Any]], transform: Callable[[dict], dict]) -> torch.Tensor:
+        return _stack([transform(dict(entries[i % len(entries)]))[image_key] for i in range(count)])
+
+    real = domain(dataset.positives, dataset.transform_positive)
+    negatives = domain(dataset.negatives, dataset.transform_negative)
+    return real, _in_chunks(lambda v: step.translate(v.to(step.device), "p")[0], negatives)
+
+
+def _mcgan_pairs(step: MCGANStep, dataset: Any, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real: ``count`` training VOIs (cycling; flips and noise boxes drawn with ``seed``); fake: the same VOIs with
+    the generator's nodule box."""
+    from monai.data.utils import set_rnd
+
+    set_rnd(dataset, seed)
+    items = [dataset[i % len(dataset)] for i in range(count)]
+    x, real = _stack([it[step.image_key] for it in items]), _stack([it[step.target_key] for it in items])
+    generator = step.networks["generator"]
+    fake = torch.cat(
+        [
+            step.composite(generator(x[i : i + 16].to(step.device)).float(), real[i : i + 16].to(step.device)).cpu()
+            for i in range(0, count, 16)
+        ]
+    )
+    return real, fake
+
+
+SAMPLERS: dict[type, Pairs] = {GANStep: _gan_pairs, CycleGANStep: _cyclegan_pairs, MCGANStep: _mcgan_pairs}
+"""``(step, dataset, count, seed) -> (real, fake)`` by step class: ``count`` real and generated images
+``(count, C, *spatial)`` in ``[-1, 1]`` (the first matching class in order, so subclasses share their base's)."""
+
+
+def _sampler(step: TrainingStep) -> Pairs:
+    for cls, fn in SAMPLERS.items():
+        if isinstance(step, cls):
+            return fn
+    raise ValueError(f"no FID sampler for a {type(step).__name__}; steps with one: {[c.__name__ for c in SAMPLERS]}.")
+
+
+def _sample_fid(
+    step: TrainingStep, dataset: Any, count: int, seed: int, weights_path: str | None, arch: str
+) -> dict[str, Any]:
+    """FID of ``count`` samples of the trained generator against ``count`` real images (both in float32)."""
+    from monai.utils import set_determinism
+
+    networks = list(step.networks.values())
+    modes = [net.training for net in networks]
+    set_determinism(seed=seed)
+    try:
+        for net in networks:
+            net.eval()
+        with torch.no_grad():
+            real, fake = _sampler(step)(step, dataset, count, seed)
+    finally:
+        for net, mode in zip(networks, modes):
+            net.train(mode)
+    real, fake = ((t.clamp(-1.0, 1.0) + 1.0) / 2.0 for t in (real, fake))
+    extractor = build_feature_extractor(real.ndim - 2, real.shape[1], weights_path=weights_path, arch=arch)
+    real_f = extract_features(extractor, real, device=step.device)
+    fake_f = extract_features(extractor, fake, device=step.device)
+    return {
+        "fid": fid(real_f, fake_f),
+        "fid_samples": count,
+        "feature_extractor": extractor.name,
+        "real_images_sha256": tensor_digest([real]),
+        "image_shape": list(real.shape[1:]),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- one run
+def run_policy(
+    config_file: str | Sequence[str],
+    policy: str,
+    seed: int,
+    iterations: int,
+    fid_samples: int = 64,
+    eval_seed: int = 0,
+    feature_weights: str | None = None,
+    feature_arch: str = "resnet18",
+    step_id: str = "train#step",
+    loader_id: str = "train#dataloader",
+    amp_id: str = "amp",
+    seed_id: str = "seed",
+    **override: Any,
+) -> dict[str, Any]:
+    """Train a bundle's step ``iterations`` iterations under one precision policy and seed; then the FID.
+
+    Args:
+        config_file: a config file or a list merged in order.
+        policy: the ``amp`` value of the run, e.g. ``"float32"``, ``"auto"``, ``"bfloat16"``.
+        seed: the bundle's ``seed`` (weights, data order, noise).
+        iterations: step calls (each on the loader's next batch, cycling).
+        fid_samples: real and generated images of the FID (0: no FID).
+        eval_seed: seed of the FID's generator inputs and of the real images' random transforms.
+        feature_weights: local weights of the feature extractor (None: the named random-init fallback).
+        feature_arch: the feature extractor (see :func:`~common.metrics.features.build_feature_extractor`).
+        step_id, loader_id, amp_id, seed_id: config ids.
+        override: config overrides, e.g. ``image_size=64``.
+
+    Returns:
+        ``policy``, ``seed``, ``precision`` (the resolved policy), ``start`` (``weights_sha256``, ``rng_sha256``,
+        ``first_batch_sha256``), ``losses`` (name -> one value per iteration, ``None`` where not logged),
+        ``seconds`` (training wall time) and, with ``fid_samples``, ``fid`` and its ``fid_samples``,
+        ``feature_extractor``, ``real_images_sha256`` and ``image_shape``.
+    """
+    import time
+
+    from monai.bundle import ConfigWorkflow
+    from monai.utils import set_determinism
+
+    files = [config_file] if isinstance(config_file, str) else list(config_file)
+    settings = {**override, amp_id: policy, seed_id: int(seed)}
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **settings)
+    workflow.initialize()
+    # the bundle's initialize seeds, then may write the phantom (only in the first run): seed again so that every run
+    # builds its networks and loader from the same random state
+    set_determinism(seed=int(seed))
+    parser = workflow.parser
+    step = parser.get_parsed_content(step_id)
+    loader = parser.get_parsed_content(loader_id)
+    start = {"weights_sha256": _weights_digest(step), "rng_sha256": tensor_digest([torch.get_rng_state()])}
+    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1, epoch_length=len(loader)))
+    losses: dict[str, list[float | None]] = {}
+    batches = iter(loader)
+    began = time.perf_counter()
+    for i in range(int(iterations)):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+            engine.state.epoch += 1
+        if i == 0:
+            start["first_batch_sha256"] = _batch_digest(batch)
+        engine.state.iteration += 1
+        logged = step(engine, batch)
+        for name in logged.keys() - losses.keys():
+            losses[name] = [None] * i
+        for name, values in losses.items():
+            values.append(float(logged[name]) if name in logged else None)
+    seconds = time.perf_counter() - began
+    result: dict[str, Any] = {
+        "policy": policy,
+        "seed": int(seed),
+        "precision": step.precision.as_dict(),
+        "start": start,
+        "iterations": int(iterations),
+        "losses": losses,
+        "seconds": round(seconds, 3),
+    }
+    if fid_samples:
+        result.update(_sample_fid(step, loader.dataset, int(fid_samples), eval_seed, feature_weights, feature_arch))
+    del workflow, parser, step, loader, batches
+    gc.collect()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- comparison maths
+def ema(values: Sequence[float | None], beta: float = 0.9) -> list[float | None]:
+    """Exponential moving average ``m_t = beta m_{t-1} + (1 - beta) x_t``, ``m`` starting at the first value;
+    ``None`` values are skipped (their ``m`` is ``None`` and the average carries over them)."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}.")
+    out: list[float | None] = []
+    m: float | None = None
+    for x in values:
+        if x is None:
+            out.append(None)
+            continue
+        m = float(x) if m is None else beta * m + (1.0 - beta) * float(x)
+        out.append(m)
+    return out
+
+
+def _eps(reference: Sequence[float], eps_fraction: float) -> float:
+    return max(eps_fraction * statistics.fmean(abs(r) for r in reference), 1e-8) if reference else 1e-8
+
+
+def curve_deviation(
+    curve: Sequence[float | None], reference: Sequence[float | None], beta: float = 0.9, eps_fraction: float = 0.1
+) -> float | None:
+    """``max_t |EMA(curve)_t - EMA(reference)_t| / (|EMA(reference)_t| + eps)`` over the iterations where both
+    curves have a value; ``eps = eps_fraction * mean_t |EMA(reference)_t|`` (at least 1e-8). ``None`` when they
+    share no iteration."""
+    a, r = ema(curve, beta), ema(reference, beta)
+    pairs = [(x, y) for x, y in zip(a, r) if x is not None and y is not None]
+    if not pairs:
+        return None
+    eps = _eps([y for _, y in pairs], eps_fraction)
+    return max(abs(x - y) / (abs(y) + eps) for x, y in pairs)
+
+
+def first_iteration_deviation(
+    curve: Sequence[float | None], reference: Sequence[float | None], eps_fraction: float = 0.1
+) -> float | None:
+    """``|a_1 - r_1| / (|r_1| + eps)`` of the first logged values, ``eps = eps_fraction * mean_t |r_t|`` over the
+    whole reference curve (at least 1e-8): a loss that starts near zero by cancellation (a hinge generator loss at
+    initialisation) is measured on the scale it has in the run. ``None`` when either curve has no value."""
+    a = next((x for x in curve if x is not None), None)
+    r = next((x for x in reference if x is not None), None)
+    if a is None or r is None:
+        return None
+    return abs(a - r) / (abs(r) + _eps([x for x in reference if x is not None], eps_fraction))
+
+
+def compare_runs(
+    runs: Sequence[Mapping[str, Any]],
+    tolerance: float = 0.1,
+    first_tolerance: float = 0.03,
+    beta: float = 0.9,
+    eps_fraction: float = 0.1,
+    reference: str = REFERENCE_POLICY,
+) -> dict[str, Any]:
+    """Compare every policy's runs with the ``reference`` policy's runs of the same seed (see the module docstring).
+
+    Args:
+        runs: results of :func:`run_policy` (``policy``, ``seed``, ``losses``, ``start`` and optionally ``fid``).
+        tolerance: the fixed bound of a loss curve's smoothed relative deviation.
+        first_tolerance: the bound of the first iteration's relative difference of every loss.
+        beta: the EMA smoothing of the curves.
+        eps_fraction: ``eps`` of the relative deviation as a fraction of the reference curve's mean magnitude.
+        reference: the reference policy.
+
+    Returns:
+        ``settings`` (the arguments), ``seed_noise`` (per loss, the mean curve deviation between reference runs of
+        different seeds; ``None`` with one seed), ``fid_noise`` (spread of the reference FIDs over seeds) and
+        per other policy: ``identical_start`` (per seed), ``first_iteration`` (per loss: largest relative difference
+        over seeds, ``pass``), ``curves`` (per loss: ``deviation`` (largest over seeds), ``per_seed``,
+        ``seed_noise``, ``threshold``, ``within_tolerance``, ``within_seed_noise``, ``pass``), ``fid`` (means,
+        difference, noise, ``pass``: ``None`` when undetermined) and ``pass`` (all losses and the FID where
+        determined).
+    """
+    by_policy: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for run in runs:
+        by_policy.setdefault(str(run["policy"]), {})[int(run["seed"])] = run
+    if reference not in by_policy:
+        raise ValueError(f"no run of the reference policy {reference!r}; policies: {sorted(by_policy)}.")
+    ref = by_policy[reference]
+    names = sorted({name for run in ref.values() for name in run["losses"]})
+    noise: dict[str, float | None] = {}
+    for name in names:
+        values = [
+            curve_deviation(ref[a]["losses"].get(name, []), ref[b]["losses"].get(name, []), beta, eps_fraction)
+            for a, b in itertools.permutations(sorted(ref), 2)
+        ]
+        values = [v for v in values if v is not None]
+        noise[name] = statistics.fmean(values) if values else None
+    ref_fids = [ref[s]["fid"] for s in sorted(ref) if "fid" in ref[s]]
+    fid_noise = max(ref_fids) - min(ref_fids) if len(ref_fids) > 1 else None
+    out: dict[str, Any] = {
+        "reference": reference,
+        "settings": {
+            "tolerance": tolerance,
+            "first_tolerance": first_tolerance,
+            "ema_beta": beta,
+            "eps_fraction": eps_fraction,
+        },
+        "seed_noise": noise,
+        "fid_noise": fid_noise,
+        "policies": {},
+    }
+    for policy, seeds_runs in sorted(by_policy.items()):
+        if policy == reference:
+            continue
+        seeds = sorted(s for s in seeds_runs if s in ref)
+        result: dict[str, Any] = {
+            "identical_start": {str(s): dict(seeds_runs[s]["start"]) == dict(ref[s]["start"]) for s in seeds},
+            "first_iteration": {},
+            "curves": {},
+        }
+        for name in names:
+            pairs = [(seeds_runs[s]["losses"].get(name, []), ref[s]["losses"][name]) for s in seeds]
+            firsts = [first_iteration_deviation(a, r, eps_fraction) for a, r in pairs]
+            firsts = [v for v in firsts if v is not None]
+            first = max(firsts) if firsts else None
+            result["first_iteration"][name] = {
+                "deviation": first,
+                "pass": None if first is None else first <= first_tolerance,
+            }
+            per_seed = {str(s): curve_deviation(a, r, beta, eps_fraction) for s, (a, r) in zip(seeds, pairs)}
+            known = [v for v in per_seed.values() if v is not None]
+            deviation = max(known) if known else None
+            threshold = max(tolerance, noise[name] or 0.0)
+            result["curves"][name] = {
+                "deviation": deviation,
+                "per_seed": per_seed,
+                "seed_noise": noise[name],
+                "threshold": threshold,
+                "within_tolerance": None if deviation is None else deviation <= tolerance,
+                "within_seed_noise": None if deviation is None or noise[name] is None else deviation <= noise[name],
+                "pass": None if deviation is None else deviation <= threshold,
+            }
+        fids = [seeds_runs[s]["fid"] for s in seeds if "fid" in seeds_runs[s]]
+        fid_result: dict[str, Any] = {"pass": None}
+        if fids and ref_fids:
+            mean, ref_mean = statistics.fmean(fids), statistics.fmean(ref_fids)
+            fid_result = {
+                "mean": mean,
+                "reference_mean": ref_mean,
+                "difference": mean - ref_mean,
+                "noise": fid_noise,
+                "pass": None if fid_noise is None else mean - ref_mean <= fid_noise,
+            }
+        result["fid"] = fid_result
+        verdicts = [c["pass"] for c in result["curves"].values()] + [
+            f["pass"] for f in result["first_iteration"].values()
+        ]
+        verdicts += [fid_result["pass"], *result["identical_start"].values()]
+        result["pass"] = all(v for v in verdicts if v is not None)
+        out["policies"][policy] = result
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the whole comparison
+def compare_precision(
+    config_file: str | Sequence[str],
+    iterations: int = 100,
+    seeds: Sequence[int] = (0, 1),
+    policies: Sequence[str] = (REFERENCE_POLICY, "auto"),
+    fid_samples: int = 64,
+    tolerance: float = 0.1,
+    first_tolerance: float = 0.03,
+    beta: float = 0.9,
+    eps_fraction: float = 0.1,
+    threads: int | None = None,
+    **override: Any,
+) -> dict[str, Any]:
+    """Train the bundle's step under each policy and seed (:func:`run_policy`) and compare (:func:`compare_runs`).
+
+    Args:
+        config_file: a config file or a list merged in order (e.g. train.yaml and a variant).
+        iterations: training iterations per run.
+        seeds: the bundle's seeds; two or more measure the run-to-run noise.
+        policies: ``amp`` values; ``"float32"`` (the reference) must be one of them.
+        fid_samples: real and generated images of each run's FID (0: none).
+        tolerance, first_tolerance, beta, eps_fraction: see :func:`compare_runs`.
+        threads: ``torch.set_num_threads`` for the runs (default: leave as is).
+        override: config overrides (``image_size=64``) and :func:`run_policy`'s keyword arguments
+            (``eval_seed``, ``feature_weights``, ``feature_arch``, the config ids).
+
+    Returns:
+        ``config_file``, ``override``, ``hardware``, ``torch``, ``threads``, ``runs`` (one per policy and seed, in
+        the order run: seeds outer, policies inner) and ``comparison``.
+    """
+    if REFERENCE_POLICY not in [str(p) for p in policies]:
+        raise ValueError(f"policies must include {REFERENCE_POLICY!r} (the reference), got {list(policies)}.")
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}.")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    files = [config_file] if isinstance(config_file, str) else list(config_file)
+    runs = [
+        run_policy(files, str(policy), int(seed), int(iterations), int(fid_samples), **override)
+        for seed in seeds
+        for policy in policies
+    ]
+    return {
+        "config_file": files,
+        "override": {k: str(v) for k, v in override.items()},
+        "hardware": hardware_info("cuda" if torch.cuda.is_available() else "cpu"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "iterations": int(iterations),
+        "seeds": [int(s) for s in seeds],
+        "runs": runs,
+        "comparison": compare_runs(runs, tolerance, first_tolerance, beta, eps_fraction),
+    }
