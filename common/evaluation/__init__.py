@@ -75,3 +75,8 @@ __all__ = [
 from .refiner_selection import prediction_accuracy, select_refined_set  # noqa: E402
 
 __all__ += ["prediction_accuracy", "select_refined_set"]
+
+from .visual_turing import VisualTuringError, make_study  # noqa: E402
+from .visual_turing_score import score_study  # noqa: E402
+
+__all__ += ["VisualTuringError", "make_study", "score_study"]

@@ -121,3 +121,14 @@ from common.metrics.mask_statistics import (  # noqa: E402
 )
 
 __all__ += ["MASK_STATISTICS", "class_area_fractions", "class_component_counts", "compare_mask_sets", "mask_statistics"]
+
+from common.metrics.reader_study import (  # noqa: E402
+    binomial_accuracy,
+    cohen_kappa,
+    confusion_counts,
+    fleiss_kappa,
+    rating_counts,
+    score_task,
+)
+
+__all__ += ["binomial_accuracy", "cohen_kappa", "confusion_counts", "fleiss_kappa", "rating_counts", "score_task"]
