@@ -28,9 +28,11 @@ Every configuration runs in a fresh process (its own peak memory). With ``--repe
 N rounds, one after the other within each round, and each result holds the step times of all its rounds, so that a
 slow drift of the machine's load falls on every configuration alike. Each training result holds ``speedup_vs``
 (``first``: the first configuration's mean step time over its own; ``reference``: the reference CycleGAN's over its
-own) for wall-clock and CPU time, and a table of them is printed to stderr after the JSON. The FLOPs of a step are
-counted in the first round only. The conversion workflow takes the arguments of
-:py:func:`common.bundle.conversion_benchmark.benchmark_conversion` and runs each conversion in a process of its own.
+own) for wall-clock and CPU time, and a table of them is printed to stderr after the JSON, with the time each step
+waited for its batch (``data_time_s``: the loader's ``next``, timed apart from the step) and ``data_fraction`` (data
+time over data plus step time). The FLOPs of a step are counted in the first round only. The conversion workflow
+takes the arguments of :py:func:`common.bundle.conversion_benchmark.benchmark_conversion` and runs each conversion
+in a process of its own.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from common.bundle.benchmark import (
     benchmark_inference,
     benchmark_training_step,
     cpu_name,
+    data_fraction,
     report_json,
     step_time_summary,
 )
@@ -83,6 +86,10 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     times = [t for r in rounds for t in r[f"{prefix}_time_s"]["times"]]
     merged[f"{prefix}_time_s"] = step_time_summary(times)
     merged[f"{prefix}_cpu_time_s"] = step_time_summary([t for r in rounds for t in r[f"{prefix}_cpu_time_s"]["times"]])
+    if "data_time_s" in merged:
+        data_times = [t for r in rounds for t in r["data_time_s"]["times"]]
+        merged["data_time_s"] = step_time_summary(data_times)
+        merged["data_fraction"] = data_fraction(data_times, times)
     merged["iterations"] = len(times)
     merged["rounds"] = len(rounds)
     merged["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rounds)
@@ -139,10 +146,11 @@ def add_comparisons(
 
 
 def comparison_table(results: list[dict[str, Any]]) -> str:
-    """A plain-text table of the training results: mean wall and CPU step time, speed-ups, GFLOP/s, fractions."""
+    """A plain-text table of the training results: mean wall and CPU step time, data time per step and its share
+    of data plus step time, speed-ups, GFLOP/s, fractions of the peaks."""
     rows = [
-        "configuration | step s | cpu s | speedup vs first | vs reference | step GFLOP | GFLOP/s | of fp32 conv peak"
-        " | of bf16 conv peak"
+        "configuration | step s | cpu s | data s | data % | speedup vs first | vs reference | step GFLOP | GFLOP/s"
+        " | of fp32 conv peak | of bf16 conv peak"
     ]
 
     def fmt(value: Any, spec: str) -> str:
@@ -156,6 +164,8 @@ def comparison_table(results: list[dict[str, Any]]) -> str:
                     _label(r),
                     fmt(r["step_time_s"]["mean"], ".3f"),
                     fmt(r["step_cpu_time_s"]["mean"], ".3f"),
+                    fmt(r.get("data_time_s", {}).get("mean"), ".4f"),
+                    fmt(r.get("data_fraction"), ".1%"),
                     fmt(r.get("speedup_vs", {}).get("first"), ".3f"),
                     fmt(r.get("speedup_vs", {}).get("reference"), ".3f"),
                     fmt(r.get("step_gflop"), ".2f"),

@@ -23,7 +23,14 @@ from typing import Any
 import torch
 from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 
-__all__ = ["benchmark_training_step", "benchmark_inference", "cpu_name", "report_json", "step_time_summary"]
+__all__ = [
+    "benchmark_training_step",
+    "benchmark_inference",
+    "cpu_name",
+    "data_fraction",
+    "report_json",
+    "step_time_summary",
+]
 
 
 def report_json(result: Any, output: str | None = None) -> None:
@@ -60,13 +67,16 @@ def _time_calls(
     warmup: int,
     device: torch.device,
     prepare: Callable[[], Any] = lambda: None,
-) -> tuple[list[float], list[float]]:
-    """Wall-clock and process CPU seconds of ``call(prepare())`` after ``warmup`` untimed calls; ``prepare`` is
-    not timed."""
+) -> tuple[list[float], list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``call(prepare())`` after ``warmup`` untimed calls, and the wall-clock
+    seconds of each ``prepare()`` (timed apart from the call: e.g. drawing the next batch from a data loader)."""
     times: list[float] = []
     cpu_times: list[float] = []
+    prepare_times: list[float] = []
     for i in range(warmup + iterations):
+        prepare_start = time.perf_counter()
         argument = prepare()
+        prepare_time = time.perf_counter() - prepare_start
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -76,7 +86,14 @@ def _time_calls(
         if i >= warmup:
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-    return times, cpu_times
+            prepare_times.append(prepare_time)
+    return times, cpu_times, prepare_times
+
+
+def data_fraction(data_times: Sequence[float], step_times: Sequence[float]) -> float:
+    """The share of the training time spent waiting for data: total data time over total data and step time."""
+    data, step = float(sum(data_times)), float(sum(step_times))
+    return data / (data + step) if data + step > 0 else 0.0
 
 
 def _environment(files: Sequence[str], override: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -108,7 +125,10 @@ def benchmark_training_step(
     Args:
         config_file: a config file or a list merged in order (e.g. train.yaml and a variant).
         iterations: timed step calls (each on the next batch of the loader, cycling).
-        warmup: untimed calls first (allocator and kernel warm-up).
+        warmup: untimed calls first (allocator and kernel warm-up). They must cover the step's one-time work:
+            with ``compile`` the calls that compile each network (one per kind of call: the first iteration
+            compiles the critic's, the first generator turn, iteration ``n_critic``, the generator's), and with
+            ``memory_format: auto`` the first call's layout measurement; both are then excluded from the timings.
         step_id: config id of the training-step object.
         loader_id: config id of the training data loader.
         batch_size_id: config id of the batch size, reported in the result.
@@ -120,10 +140,14 @@ def benchmark_training_step(
 
     Returns:
         A JSON-serialisable dict: configuration, device and ``hardware``, the step's precision policy
-        (``precision``, e.g. ``{"dtype": "bfloat16", "reason": "CPU with AMX", ...}``), timings (seconds per step: wall clock
+        (``precision``, e.g. ``{"dtype": "bfloat16", "reason": "CPU with AMX", ...}``), the networks' memory
+        formats and compile state (``acceleration``, resolved after the timed steps), timings (seconds per step: wall clock
         ``step_time_s`` and the CPU time of this process ``step_cpu_time_s``, which other processes' load does not
-        inflate; with one thread it is the step's compute), samples/s, peak memory, and with ``flops``
-        ``step_gflop`` and ``achieved_gflops``.
+        inflate; with one thread it is the step's compute), the wall-clock seconds of each ``next`` on the loader's
+        iterator before a timed step (``data_time_s``, not part of ``step_time_s``; it includes starting the
+        loader's workers when a pass over the data ends) and ``data_fraction`` (data time over data plus step
+        time), the loader's ``num_workers``, samples/s, peak memory, and with ``flops`` ``step_gflop`` and
+        ``achieved_gflops``.
     """
     from monai.bundle import ConfigWorkflow
 
@@ -153,7 +177,7 @@ def benchmark_training_step(
         engine.state.iteration += 1
         return batch
 
-    times, cpu_times = _time_calls(lambda b: step(engine, b), iterations, warmup, device, next_batch)
+    times, cpu_times, data_times = _time_calls(lambda b: step(engine, b), iterations, warmup, device, next_batch)
     batch_size = step.images(batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
@@ -165,9 +189,13 @@ def benchmark_training_step(
         "configured_batch_size": parser.get(batch_size_id),
         "amp": bool(getattr(step, "amp", False)),
         "precision": step.precision.as_dict() if hasattr(step, "precision") else None,
+        "acceleration": step.acceleration.as_dict() if hasattr(step, "acceleration") else None,
         "iterations": iterations,
         "step_time_s": step_time_summary(times),
         "step_cpu_time_s": step_time_summary(cpu_times),
+        "data_time_s": step_time_summary(data_times),
+        "data_fraction": data_fraction(data_times, times),
+        "num_workers": getattr(loader, "num_workers", None),
         "samples_per_s": batch_size / mean if batch_size else None,
         "peak_memory_mb": peak,
         "peak_memory_kind": kind,
@@ -220,7 +248,7 @@ def benchmark_inference(
     call = parser.get_parsed_content(call_id)
     items = int(parser.get_parsed_content(items_id))
     with torch.no_grad():
-        times, cpu_times = _time_calls(lambda _: call(), iterations, warmup, device)
+        times, cpu_times, _ = _time_calls(lambda _: call(), iterations, warmup, device)
     peak, kind = _peak_memory_mb(device)
     return {
         "workflow": "inference",

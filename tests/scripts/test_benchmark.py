@@ -2,7 +2,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,6 +46,10 @@ def test_benchmark_prints_json_for_config_lists(tmp_path):
         assert result["device"] == "cpu" and result["batch_size"] == 4
         assert result["step_time_s"]["mean"] > 0 and result["samples_per_s"] > 0
         assert result["peak_memory_mb"] > 0 and result["peak_memory_kind"] == "cpu_process_peak_rss"
+        data, step = result["data_time_s"], result["step_time_s"]
+        assert result["num_workers"] == 0 and len(data["times"]) == 2 and min(data["times"]) > 0
+        assert result["data_fraction"] == sum(data["times"]) / (sum(data["times"]) + sum(step["times"]))
+    assert "data %" in proc.stderr
 
 
 def test_benchmark_rounds_and_reference_cyclegan(tmp_path):
@@ -132,3 +140,33 @@ def test_benchmark_inference_workflow(tmp_path):
         assert result["peak_memory_mb"] > 0
     # nothing was written: no phantom, no checkpoint is needed for timing
     assert not (tmp_path / "bundle").exists()
+
+
+def test_data_time_is_timed_apart_from_the_step():
+    """Each batch's loading (``prepare``) is timed apart from the step it feeds: a loader that sleeps 30 ms per batch
+    gives data times of at least 30 ms and step times without them; the data fraction is data over data + step."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from benchmark import _merge, comparison_table
+    from common.bundle.benchmark import _time_calls, data_fraction, step_time_summary
+
+    def slow_batch() -> int:
+        time.sleep(0.03)
+        return 1
+
+    times, cpu_times, data_times = _time_calls(lambda b: time.sleep(0.01 * b), 3, 1, torch.device("cpu"), slow_batch)
+    assert len(times) == len(cpu_times) == len(data_times) == 3
+    assert min(data_times) >= 0.03 and min(times) >= 0.01
+    assert data_fraction([0.1, 0.3], [0.9, 0.7]) == pytest.approx(0.2) and data_fraction([], []) == 0.0
+    rounds = [
+        {
+            "config_file": ["a.yaml"],
+            "step_time_s": step_time_summary(step),
+            "step_cpu_time_s": step_time_summary(step),
+            "data_time_s": step_time_summary(data),
+            "peak_memory_mb": 1.0,
+        }
+        for step, data in (([1.0, 3.0], [0.5, 0.5]), ([2.0], [1.0]))
+    ]
+    merged = _merge(rounds)
+    assert merged["data_time_s"]["times"] == [0.5, 0.5, 1.0] and merged["data_fraction"] == pytest.approx(2 / 8)
+    assert "| 25.0% |" in comparison_table([merged])
