@@ -173,7 +173,7 @@ def test_reader_answers_every_case_reloads_exports_and_the_score_matches(driver,
     by_id("download-json").click()
     deadline, files = time.time() + 10, []
     while time.time() < deadline:
-        files = [p for p in (tmp_path / "dl").glob("*.json")] if (tmp_path / "dl").is_dir() else []
+        files = list((tmp_path / "dl").glob("*.json")) if (tmp_path / "dl").is_dir() else []
         if files:
             break
         time.sleep(0.1)
