@@ -16,16 +16,21 @@ Examples::
     C=bundles/cda_gan/configs
     python scripts/compare_precision.py --config_file "['$C/train.yaml','$C/variants/cyclegan.yaml']" \
         --image_size 64 --iterations 150
+    # seeds as separate commands, then compared together
+    python scripts/compare_precision.py --config_file "['$B/train.yaml']" --seeds 0 --output s0.json
+    python scripts/compare_precision.py --config_file "['$B/train.yaml']" --seeds 1 --output s1.json
+    python scripts/compare_precision.py --merge "['s0.json', 's1.json']" --output both.json
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 import fire
 from common.bundle.benchmark import report_json
-from common.bundle.precision_comparison import compare_precision
+from common.bundle.precision_comparison import compare_precision, merge_comparisons
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -64,12 +69,13 @@ def summary_table(result: dict[str, Any]) -> str:
 
 
 def main(
-    config_file: Any,
+    config_file: Any = None,
     iterations: int = 100,
     seeds: Any = (0, 1),
     policies: Any = ("float32", "auto"),
     fid_samples: int = 64,
     output: str | None = None,
+    merge: Any = None,
     **kwargs: Any,
 ) -> None:
     """Print (and with ``output`` write) the comparison JSON; the table goes to stderr.
@@ -81,12 +87,25 @@ def main(
         policies: ``amp`` values, ``"float32"`` among them.
         fid_samples: images per set of each run's FID (0: none).
         output: also write the JSON to this file.
+        merge: instead of training, JSON files written by earlier runs of this script with the same configuration
+            (e.g. one per seed): their runs are compared together (``merge_comparisons``).
         kwargs: ``tolerance``, ``first_tolerance``, ``beta``, ``eps_fraction``, ``threads``, ``eval_seed``,
-            ``feature_weights``, ``feature_arch`` and config overrides (e.g. ``--image_size 64``).
+            ``feature_weights``, ``feature_arch`` and config overrides (e.g. ``--image_size 64``); with ``merge``
+            only the four tolerance settings.
     """
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    policies = [policies] if isinstance(policies, str) else list(policies)
-    result = compare_precision(config_file, iterations, seeds, policies, fid_samples, **kwargs)
+    if (config_file is None) == (merge is None):
+        raise ValueError("give exactly one of --config_file or --merge.")
+    if merge is not None:
+        files = [merge] if isinstance(merge, str) else list(merge)
+        results = []
+        for path in files:
+            with open(path) as f:
+                results.append(json.load(f))
+        result = merge_comparisons(results, **kwargs)
+    else:
+        seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+        policies = [policies] if isinstance(policies, str) else list(policies)
+        result = compare_precision(config_file, iterations, seeds, policies, fid_samples, **kwargs)
     report_json(result, output)
     print(summary_table(result), file=sys.stderr)
 

@@ -20,8 +20,9 @@ whose name every result carries). What a sample is depends on the step (:data:`S
   training images;
 - :class:`~common.engines.CycleGANStep` (CycleGAN, CDA-GAN): the training negatives translated to the positive domain
   (``translate(n, "p")``, with attention where the variant has it) against the training positives;
-- :class:`~common.engines.MCGANStep` (3D MCGAN): training VOIs with the generator's nodule in the noise box
-  (``composite(G(x), voi)``) against the real VOIs (random flips and noise boxes drawn with ``eval_seed``).
+- :class:`~common.engines.MCGANStep` (3D MCGAN): the generator's nodule boxes on training VOIs (``G(x)`` in the
+  central ``nodule_size`` box) against the real nodule boxes of the same VOIs (random flips and noise boxes drawn
+  with ``eval_seed``): nodule crops, as the bundle's evaluation compares (the surroundings are the real ones).
 
 Images are mapped from ``[-1, 1]`` to ``[0, 1]`` and clipped before the features, as the bundles' evaluations do.
 
@@ -66,6 +67,7 @@ __all__ = [
     "curve_deviation",
     "ema",
     "first_iteration_deviation",
+    "merge_comparisons",
     "run_policy",
     "tensor_digest",
 ]
@@ -130,21 +132,16 @@ def _cyclegan_pairs(step: CycleGANStep, dataset: Any, count: int, seed: int) -> 
 
 
 def _mcgan_pairs(step: MCGANStep, dataset: Any, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real: ``count`` training VOIs (cycling; flips and noise boxes drawn with ``seed``); fake: the same VOIs with
-    the generator's nodule box."""
+    """Real: the nodule boxes of ``count`` training VOIs (cycling; flips and noise boxes drawn with ``seed``); fake:
+    the generator's nodule boxes on the same VOIs."""
     from monai.data.utils import set_rnd
 
     set_rnd(dataset, seed)
     items = [dataset[i % len(dataset)] for i in range(count)]
     x, real = _stack([it[step.image_key] for it in items]), _stack([it[step.target_key] for it in items])
+    box = step.box(real)
     generator = step.networks["generator"]
-    fake = torch.cat(
-        [
-            step.composite(generator(x[i : i + 16].to(step.device)).float(), real[i : i + 16].to(step.device)).cpu()
-            for i in range(0, count, 16)
-        ]
-    )
-    return real, fake
+    return real[box], _in_chunks(lambda v: generator(v.to(step.device))[box], x)
 
 
 SAMPLERS: dict[type, Pairs] = {GANStep: _gan_pairs, CycleGANStep: _cyclegan_pairs, MCGANStep: _mcgan_pairs}
@@ -487,3 +484,48 @@ def compare_precision(
         "runs": runs,
         "comparison": compare_runs(runs, tolerance, first_tolerance, beta, eps_fraction),
     }
+
+
+def merge_comparisons(
+    results: Sequence[Mapping[str, Any]],
+    tolerance: float = 0.1,
+    first_tolerance: float = 0.03,
+    beta: float = 0.9,
+    eps_fraction: float = 0.1,
+) -> dict[str, Any]:
+    """One comparison from several :func:`compare_precision` results of the same configuration, e.g. one per seed
+    run as separate commands: their runs together, compared again with :func:`compare_runs`.
+
+    Args:
+        results: :func:`compare_precision` results with equal ``config_file``, ``override`` and ``iterations``.
+        tolerance, first_tolerance, beta, eps_fraction: see :func:`compare_runs`.
+
+    Returns:
+        The first result's fields with ``seeds``, ``runs`` (all, in the given order) and ``comparison`` replaced,
+        and ``merged`` (the number of results).
+
+    Raises:
+        ValueError: without results, when the configurations or iteration counts differ, or when a policy and seed
+            appear twice.
+    """
+    if not results:
+        raise ValueError("no results to merge.")
+    keys = ("config_file", "override", "iterations")
+    first = results[0]
+    for other in results[1:]:
+        different = [k for k in keys if other.get(k) != first.get(k)]
+        if different:
+            raise ValueError(f"results differ in {different}: only runs of one configuration can be merged.")
+    runs = [run for result in results for run in result["runs"]]
+    seen = [(run["policy"], run["seed"]) for run in runs]
+    repeated = sorted({k for k in seen if seen.count(k) > 1})
+    if repeated:
+        raise ValueError(f"policy and seed repeated in the merged runs: {repeated}.")
+    merged = dict(first)
+    merged.update(
+        seeds=sorted({int(run["seed"]) for run in runs}),
+        runs=runs,
+        merged=len(results),
+        comparison=compare_runs(runs, tolerance, first_tolerance, beta, eps_fraction),
+    )
+    return merged

@@ -6,7 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from common.bundle.precision_comparison import compare_runs, curve_deviation, ema, first_iteration_deviation
+from common.bundle.precision_comparison import (
+    compare_runs,
+    curve_deviation,
+    ema,
+    first_iteration_deviation,
+    merge_comparisons,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -83,6 +89,22 @@ def test_compare_runs_reports_a_different_start():
     assert res["identical_start"] == {"0": False} and res["pass"] is False
     with pytest.raises(ValueError, match="reference"):
         compare_runs([_run("auto", 0, {"a": [1.0]})])
+
+
+def test_merge_comparisons_compares_the_runs_of_separate_commands():
+    def result(seed, fid):
+        runs = [_run("float32", seed, {"a": [1.0, 1.0]}, fid=fid), _run("auto", seed, {"a": [1.0, 1.0]}, fid=fid)]
+        return {"config_file": ["t.yaml"], "override": {}, "iterations": 2, "seeds": [seed], "runs": runs}
+
+    merged = merge_comparisons([result(0, 10.0), result(1, 12.0)])
+    assert merged["seeds"] == [0, 1] and merged["merged"] == 2 and len(merged["runs"]) == 4
+    assert merged["comparison"]["fid_noise"] == pytest.approx(2.0)
+    assert merged["comparison"]["policies"]["auto"]["fid"]["pass"] is True
+    with pytest.raises(ValueError, match="repeated"):
+        merge_comparisons([result(0, 10.0), result(0, 10.0)])
+    other = dict(result(1, 10.0), iterations=3)
+    with pytest.raises(ValueError, match="iterations"):
+        merge_comparisons([result(0, 10.0), other])
 
 
 @pytest.mark.slow
