@@ -10,9 +10,11 @@ a synthetic datalist:
    stratified: ``n`` split evenly over the classes (:func:`class_quota`);
 2. **rendering** (:func:`render_image`): every case is read with MONAI's ``LoadImage``, windowed channel by
    channel (:func:`window_image`: the case's own 0.5-99.5 percentiles by default, or a fixed ``(lo, hi)`` window),
-   cut into panels (2D: the image; 3D: the three orthogonal central slices), each panel padded to a square and
+   cut into panels (2D: the image; 3D: the three orthogonal central slices, or the slices through the centre of
+   the case's first box with ``box_key``, optionally cropped around it), each panel padded to a square and
    resampled to ``display_size`` with one interpolation (bilinear with anti-aliasing) and tiled as one 8-bit
-   grey-scale PNG: rows are channels (one row with ``channel``), columns the views;
+   grey-scale PNG: 2D channels side by side (one panel with ``channel``), 3D one row of views per channel; the app
+   labels the panels;
 3. **hint stripping**: the cases are shuffled (:func:`shuffle_order`), named ``case-001``... in the shown order,
    encoded identically (:func:`encode_png`: 8-bit grey, the same size, only the IHDR, IDAT and IEND chunks: no
    text, time or physical-size chunk) and embedded in the page as data URIs, so the app holds no file name, path or
@@ -213,12 +215,33 @@ def window_image(
     return out
 
 
-def _panels(image: np.ndarray) -> list[np.ndarray]:
-    """The 2D panels of one channel ``(*spatial)``: the image itself in 2D, the central slices in 3D."""
+def _crop(panel: np.ndarray, center: Sequence[int], size: int | None) -> np.ndarray:
+    """The ``size x size`` square of ``panel`` centred on ``center``, zero (black) beyond its borders; the whole
+    panel when ``size`` is None."""
+    if size is None:
+        return panel
+    out = np.zeros((size, size), dtype=np.float32)
+    top, left = int(center[0]) - size // 2, int(center[1]) - size // 2
+    src_r = slice(max(top, 0), min(top + size, panel.shape[0]))
+    src_c = slice(max(left, 0), min(left + size, panel.shape[1]))
+    if src_r.start < src_r.stop and src_c.start < src_c.stop:
+        out[src_r.start - top : src_r.stop - top, src_c.start - left : src_c.stop - left] = panel[src_r, src_c]
+    return out
+
+
+def _panels(image: np.ndarray, center: Sequence[int] | None = None, crop: int | None = None) -> list[np.ndarray]:
+    """The 2D panels of one channel ``(*spatial)``: the image in 2D; in 3D the three orthogonal slices through
+    ``center`` (default: the central slices), in the order of :data:`VIEW_NAMES`; each cropped by :func:`_crop`."""
+    c = [s // 2 for s in image.shape] if center is None else [int(v) for v in center]
+    c = [min(max(v, 0), s - 1) for v, s in zip(c, image.shape)]
     if image.ndim == 2:
-        return [image]
-    x, y, z = (s // 2 for s in image.shape)
-    return [image[:, :, z], image[:, y, :], image[x, :, :]]
+        return [_crop(image, c, crop)]
+    x, y, z = c
+    return [
+        _crop(image[:, :, z], (x, y), crop),
+        _crop(image[:, y, :], (x, z), crop),
+        _crop(image[x, :, :], (y, z), crop),
+    ]
 
 
 def _square_resize(panel: np.ndarray, size: int) -> np.ndarray:
@@ -240,23 +263,31 @@ def render_image(
     display_size: int = 256,
     window: Sequence[float] | None = None,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    center: Sequence[int] | None = None,
+    crop: int | None = None,
 ) -> np.ndarray:
-    """Render a case as one 8-bit grey-scale picture: rows of channels, columns of views.
+    """Render a case as one 8-bit grey-scale picture: 2D, the channels side by side; 3D, one row of the three
+    orthogonal slices (:data:`VIEW_NAMES`) per channel.
 
     Args:
         image: ``(C, H, W)`` or ``(C, H, W, D)`` intensities.
         display_size: side in pixels of every panel.
-        window: fixed ``(lo, hi)`` window, or None for the per-channel ``percentiles`` of the case.
+        window: fixed ``(lo, hi)`` window, or None for the per-channel ``percentiles`` of the case (computed on the
+            whole case, before any crop).
         percentiles: see :func:`window_image`.
+        center: voxel the panels are centred on (e.g. a lesion's box centre); None: the image centre.
+        crop: side in voxels of the square cut around ``center`` in every panel; None keeps the whole slice.
 
     Returns:
-        ``(C * S + (C - 1) * gap, V * S + (V - 1) * gap)`` uint8, ``S = display_size``, ``V`` = 1 in 2D, 3 in 3D
-        (:data:`VIEW_NAMES`); the gaps are mid-grey.
+        ``(R * S + (R - 1) * gap, K * S + (K - 1) * gap)`` uint8, ``S = display_size``; 2D: ``R = 1``, ``K = C``;
+        3D: ``R = C``, ``K = 3``; the gaps are mid-grey.
     """
     if image.ndim not in (3, 4):
         raise ValueError(f"expected a (C, H, W) or (C, H, W, D) image, got shape {tuple(image.shape)}.")
     windowed = window_image(image, window, percentiles)
-    rows = [[_square_resize(p, display_size) for p in _panels(channel)] for channel in windowed]
+    rows = [[_square_resize(p, display_size) for p in _panels(channel, center, crop)] for channel in windowed]
+    if image.ndim == 3:  # 2D: the channels in one row
+        rows = [[row[0] for row in rows]]
     n_rows, n_cols = len(rows), len(rows[0])
     height = n_rows * display_size + (n_rows - 1) * _GAP
     width = n_cols * display_size + (n_cols - 1) * _GAP
@@ -266,6 +297,17 @@ def render_image(
             top, left = r * (display_size + _GAP), c * (display_size + _GAP)
             canvas[top : top + display_size, left : left + display_size] = np.round(panel * 255.0).astype(np.uint8)
     return canvas
+
+
+def _box_center(entry: Mapping[str, Any], box_key: str | None, spatial_dims: int, what: str) -> list[int] | None:
+    """The centre voxel of the entry's first box (``[x1, y1, (z1,) x2, y2, (z2)]``, MONAI's ``xyxy``/``xyzxyz``),
+    or None when the entry has no box (e.g. a negative case: the panels are then centred on the image)."""
+    if box_key is None or not entry.get(box_key):
+        return None
+    box = entry[box_key][0]
+    if not isinstance(box, (list, tuple)) or len(box) != 2 * spatial_dims:
+        raise VisualTuringError(f"{what}: box {box!r} of {entry['image']} is not [x1, y1, (z1,) x2, y2, (z2)].")
+    return [int((float(box[i]) + float(box[i + spatial_dims])) // 2) for i in range(spatial_dims)]
 
 
 def encode_png(picture: np.ndarray) -> bytes:
@@ -379,6 +421,8 @@ def make_study(
     window: str | Sequence[float] | None = None,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     display_size: int = 256,
+    box_key: str | None = None,
+    crop: int | None = None,
     seed: int = 0,
     confidence: bool = True,
     real_section: str = "training",
@@ -398,10 +442,14 @@ def make_study(
         class_names: names of the classes in the order of their values (default ``non-tumour,tumour`` for 0/1).
         channel: the channel to show of multi-channel images (one-channel images are shown as they are, e.g. a
             one-sequence synthetic set next to the four-sequence real set); None shows every channel in a row.
-        channel_names: labels of the shown channels (rows), e.g. ``t1,t1c,t2,flair``.
+        channel_names: labels of the shown channels, e.g. ``t1,t1c,t2,flair``.
         window: fixed intensity window ``lo,hi`` for every case; None: each case's own ``percentiles``.
         percentiles: percentiles of the per-case window (default 0.5 and 99.5).
         display_size: side of every panel in pixels (both origins resampled to it alike).
+        box_key: key of the entries' boxes (detection datalists, e.g. ``box``): the panels are centred on the first
+            box of each case (its lesion or nodule; in 3D the three slices pass through the box centre); cases
+            without a box are centred on the image.
+        crop: side in voxels of the square shown around the centre (e.g. 64 around a nodule); None: whole slices.
         seed: seed of the sampling and of the order.
         confidence: offer an optional confidence rating (1 = guess ... 5 = certain).
         real_section: datalist section of the real cases.
@@ -417,6 +465,8 @@ def make_study(
     """
     if display_size < 8:
         raise VisualTuringError(f"display_size must be at least 8 pixels, got {display_size}.")
+    if crop is not None and int(crop) < 2:
+        raise VisualTuringError(f"crop must be at least 2 voxels, got {crop}.")
     window_values = _parse_window(window)
     real_paths, synthetic_paths = _as_paths(real, "real"), _as_paths(synthetic, "synthetic")
     rng = np.random.default_rng(seed)
@@ -453,19 +503,28 @@ def make_study(
             raise VisualTuringError(f"{entry['image']}: expected a 2D or 3D image, got shape {array.shape[1:]}.")
         shapes[origin].add(tuple(array.shape[1:]))
         layout.add((array.shape[0], array.ndim - 1))
-        pictures.append(render_image(array, display_size, window_values, percentiles))
+        center = _box_center(entry, box_key, array.ndim - 1, entry["_datalist"])
+        pictures.append(render_image(array, display_size, window_values, percentiles, center, crop))
     if len(layout) != 1:
         raise VisualTuringError(
             f"the cases differ in (channels, spatial dims): {sorted(layout)}; pick one channel with --channel."
         )
     n_channels, spatial_dims = layout.pop()
-    rows = _as_paths(channel_names, "") if channel_names is not None else []
-    if channel_names is None:
-        rows = (
-            [f"channel {channel}"] if (channel is not None and n_channels == 1) else [str(c) for c in range(n_channels)]
-        )
-    if len(rows) != n_channels:
-        raise VisualTuringError(f"{len(rows)} channel names {rows} for {n_channels} shown channels.")
+    if channel_names is not None:
+        labels = _as_paths(channel_names, "channel names")
+    elif channel is not None and n_channels == 1:
+        labels = [f"channel {channel}"]
+    else:
+        labels = [f"channel {c}" for c in range(n_channels)]
+    if len(labels) != n_channels:
+        raise VisualTuringError(f"{len(labels)} channel names {labels} for {n_channels} shown channels.")
+    if spatial_dims == 3:
+        panel_layout = {
+            "rows": labels if (n_channels > 1 or channel_names is not None) else [],
+            "cols": list(VIEW_NAMES),
+        }
+    else:
+        panel_layout = {"rows": [], "cols": labels}
     warnings = []
     if shapes["real"] != shapes["synthetic"]:
         warnings.append(
@@ -487,6 +546,8 @@ def make_study(
         "window": list(window_values) if window_values is not None else None,
         "percentiles": None if window_values is not None else [float(p) for p in percentiles],
         "display_size": int(display_size),
+        "box_key": box_key,
+        "crop": crop,
         "interpolation": "bilinear, anti-aliased when shrinking; panels padded to squares",
         "real_datalists": [os.path.abspath(p) for p in real_paths],
         "synthetic_datalists": [os.path.abspath(p) for p in synthetic_paths],
@@ -520,7 +581,7 @@ def make_study(
         "title": title,
         "n_cases": len(chosen),
         "questions": {"origin": list(ORIGINS), "classes": class_questions, "confidence": bool(confidence)},
-        "layout": {"rows": rows, "cols": list(VIEW_NAMES) if spatial_dims == 3 else []},
+        "layout": panel_layout,
         "window": window_text,
         "answers_format": ANSWERS_FORMAT,
         "cases": [

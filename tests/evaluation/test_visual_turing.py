@@ -116,7 +116,7 @@ def test_make_writes_a_hint_free_app_and_a_separate_key(sets, tmp_path):
         {"value": 0, "name": "non-tumour", "key": "N"},
         {"value": 1, "name": "tumour", "key": "T"},
     ]
-    assert study["layout"] == {"rows": ["channel 1"], "cols": []}
+    assert study["layout"] == {"rows": [], "cols": ["channel 1"]}
     assert "0.5th" in study["window"] and "99.5th" in study["window"]
     assert any("native sizes" in w for w in result["warnings"])  # 32 x 32 real vs 24 x 24 synthetic: said, not hidden
 
@@ -174,9 +174,9 @@ def test_window_and_render_2d_and_3d():
     lo, hi = 0.005 * 999, 0.995 * 999  # numpy's linear percentiles of 0..999
     assert window_image(ramp)[0, 5, 0] == pytest.approx((500 - lo) / (hi - lo))
     assert np.all(window_image(np.full((1, 4, 4), 7.0)) == 0.0)
-    # 2D, two channels: a column of two 16 x 16 panels with a 4-pixel grey gap
+    # 2D, two channels: a row of two 16 x 16 panels with a 4-pixel grey gap
     two = render_image(np.stack([ramp[0, :, :10], ramp[0, :, :10].T]), 16)
-    assert two.shape == (36, 16) and np.all(two[16:20] == 96)
+    assert two.shape == (16, 36) and np.all(two[:, 16:20] == 96)
     # 3D: the three central slices side by side; a bright voxel line through the centre shows in every view
     volume = np.zeros((1, 8, 6, 4), dtype=np.float32)
     volume[0, 4, 3, :] = 1.0  # along the third axis through the centre: a dot across it, a line in the other views
@@ -188,16 +188,51 @@ def test_window_and_render_2d_and_3d():
     assert len(VIEW_NAMES) == 3
 
 
-def test_3d_study_shows_three_labelled_views(tmp_path):
-    real = write_synthetic_set(tmp_path / "real3d", 2, (10, 8, 6), seed=1)
-    synthetic = write_synthetic_set(tmp_path / "syn3d", 2, (10, 8, 6), seed=2)
+def write_nodule_set(folder: Path, n: int, seed: int) -> Path:
+    """3D volumes (10, 8, 6) of noise with one bright 3-voxel cube off the centre and its box."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(n):
+        volume = (rng.random((10, 8, 6)) * 100.0).astype(np.float32)
+        volume[1:4, 1:4, 0:3] = 300.0
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / f"images/v{i}.nii.gz")
+        entries.append({"image": f"images/v{i}.nii.gz", "box": [[1, 1, 0, 4, 4, 3]], "box_label": [0]})
+    (folder / "datalist.json").write_text(json.dumps({"training": entries}))
+    return folder / "datalist.json"
+
+
+def test_3d_study_shows_three_labelled_views_centred_on_the_box(tmp_path):
+    real = write_nodule_set(tmp_path / "real3d", 2, seed=1)
+    synthetic = write_nodule_set(tmp_path / "syn3d", 2, seed=2)
     result = make_study(real, synthetic, tmp_path / "study", 2, 2, display_size=32, window="0,300")
     study = study_of(Path(result["app"]))
-    assert study["layout"] == {"rows": ["0"], "cols": ["axial", "coronal", "sagittal"]}
-    image = Image.open(io.BytesIO(base64.b64decode(study["cases"][0]["image"].split(",", 1)[1])))
-    assert image.size == (3 * 32 + 2 * 4, 32)
+    assert study["layout"] == {"rows": [], "cols": ["axial", "coronal", "sagittal"]}
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(study["cases"][0]["image"].split(",", 1)[1]))))
+    assert image.shape == (32, 3 * 32 + 2 * 4)
     assert "window 0 to 300" in study["window"]
     assert result["warnings"] == []
+    # central slices (5, 4, 3) miss the cube; slices through the box centre (2, 2, 1), cropped to 4 voxels, show it
+    assert image.max() < 255
+    result = make_study(
+        real, synthetic, tmp_path / "boxed", 2, 2, display_size=32, window="0,300", box_key="box", crop=4
+    )
+    image = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(study_of(Path(result["app"]))["cases"][0]["image"].split(",", 1)[1])))
+    )
+    for i in range(3):
+        panel = image[:, i * 36 : i * 36 + 32]
+        assert panel[12:20, 12:20].min() == 255  # the cube fills the centre of every view
+
+
+def test_2d_channels_are_shown_side_by_side_with_their_names(sets, tmp_path):
+    result = make_study(
+        sets["real"], sets["real"], tmp_path / "s", 1, 1, display_size=16, channel_names="t1,t1c,t2,flair"
+    )
+    study = study_of(Path(result["app"]))
+    assert study["layout"] == {"rows": [], "cols": ["t1", "t1c", "t2", "flair"]}
+    image = Image.open(io.BytesIO(base64.b64decode(study["cases"][0]["image"].split(",", 1)[1])))
+    assert image.size == (4 * 16 + 3 * 4, 16)
 
 
 def test_make_errors_name_the_problem(sets, tmp_path):

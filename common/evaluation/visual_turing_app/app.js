@@ -102,9 +102,7 @@
     var cols = study.layout.cols || [];
     var rows = study.layout.rows || [];
     cols.forEach(function (c) { var s = document.createElement("span"); s.textContent = c; $("col-labels").appendChild(s); });
-    if (rows.length > 1 || cols.length > 0) {
-      rows.forEach(function (r) { var s = document.createElement("span"); s.textContent = r; $("row-labels").appendChild(s); });
-    }
+    rows.forEach(function (r) { var s = document.createElement("span"); s.textContent = r; $("row-labels").appendChild(s); });
     $("answer-real").addEventListener("click", function () { setAnswer("origin", "real"); });
     $("answer-synthetic").addEventListener("click", function () { setAnswer("origin", "synthetic"); });
     $("start").addEventListener("click", start);
