@@ -416,6 +416,7 @@ def make_study(
     classes: bool = False,
     class_key: str = "class",
     class_names: str | Sequence[str] | None = None,
+    only_class: int | None = None,
     channel: int | None = None,
     channel_names: str | Sequence[str] | None = None,
     window: str | Sequence[float] | None = None,
@@ -440,6 +441,8 @@ def make_study(
         classes: also ask for the class (tumour / non-tumour, sec. 4.2.5) and stratify the sampling by it.
         class_key: key of the integer class in both datalists.
         class_names: names of the classes in the order of their values (default ``non-tumour,tumour`` for 0/1).
+        only_class: keep only the entries of this class (``class_key``) in both datalists, e.g. 1 when the
+            generator makes lesion images only, so that real images without lesions do not give the origin away.
         channel: the channel to show of multi-channel images (one-channel images are shown as they are, e.g. a
             one-sequence synthetic set next to the four-sequence real set); None shows every channel in a row.
         channel_names: labels of the shown channels, e.g. ``t1,t1c,t2,flair``.
@@ -472,6 +475,12 @@ def make_study(
     rng = np.random.default_rng(seed)
     real_entries = _load_entries(real_paths, real_section, "real")
     synthetic_entries = _load_entries(synthetic_paths, synthetic_section, "synthetic")
+    if only_class is not None:
+        real_entries = [e for e in real_entries if e.get(class_key) == only_class]
+        synthetic_entries = [e for e in synthetic_entries if e.get(class_key) == only_class]
+        for paths, kept in ((real_paths, real_entries), (synthetic_paths, synthetic_entries)):
+            if not kept:
+                raise VisualTuringError(f"{paths}: no entry has {class_key!r} = {only_class!r} (--only_class).")
     key = class_key if classes else None
     class_values: list[Any] | None = None
     if key is not None:
@@ -542,6 +551,7 @@ def make_study(
         "seed": int(seed),
         "classes": bool(classes),
         "class_key": key,
+        "only_class": only_class,
         "channel": channel,
         "window": list(window_values) if window_values is not None else None,
         "percentiles": None if window_values is not None else [float(p) for p in percentiles],

@@ -243,6 +243,8 @@ def test_make_errors_name_the_problem(sets, tmp_path):
         make_study(sets["real"], sets["synthetic"], tmp_path / "b", 2, 2)  # 4 channels vs 1
     with pytest.raises(VisualTuringError, match="no list 'test'"):
         make_study(sets["real"], sets["synthetic"], tmp_path / "c", 2, 2, channel=0, synthetic_section="test")
+    with pytest.raises(VisualTuringError, match="no entry has 'class' = 2"):
+        make_study(sets["real"], sets["synthetic"], tmp_path / "e", 2, 2, channel=0, only_class=2)
     with pytest.raises(VisualTuringError, match="--window"):
         make_study(sets["real"], sets["synthetic"], tmp_path / "d", 2, 2, channel=0, window="5")
 
@@ -373,6 +375,13 @@ def test_script_commands_make_and_score(sets, tmp_path, capsys):
     )
     key = json.loads((tmp_path / "s" / "answer_key.json").read_text())
     assert key["study_id"] == study_id and key["settings"]["channel"] == 0
+    # --only_class keeps the lesion cases of both sets (4 real tumour slices of 8; synthetic entries 1, 3, 5, 7)
+    script.make(str(tmp_path / "t"), str(sets["real"]), str(sets["synthetic"]), 4, 4, only_class=1, channel=1)
+    only = json.loads((tmp_path / "t" / "answer_key.json").read_text())["cases"]
+    real_entries = json.loads(sets["real"].read_text())["training"]
+    tumour = {str(sets["real"].parent / e["image"][0]) for e in real_entries if e["class"] == 1}
+    assert {c["image"][0] for c in only if c["origin"] == "real"} == tumour
+    assert {c["image"][-11:] for c in only if c["origin"] == "synthetic"} == {f"{i:04d}.nii.gz" for i in (1, 3, 5, 7)}
     answers = {
         "format": "gda-visual-turing-answers",
         "study_id": study_id,
