@@ -39,7 +39,10 @@ The comparison (:func:`compare_runs`):
   least 1e-8), so that a loss that crosses zero (a WGAN critic loss, a Wasserstein estimate) is measured on its own
   scale. The run-to-run noise is the same measure between float32 runs of different seeds (the mean over pairs);
   a loss passes when its deviation (the largest over seeds) is at most ``max(tolerance, seed noise)``. Both the
-  fixed tolerance and the seed noise are reported, with a flag for each;
+  fixed tolerance and the seed noise are reported, with a flag for each, and how many iterations from the start
+  the smoothed curves stay within the fixed tolerance (``agreement_iterations``): GAN training amplifies any
+  perturbation, rounding included, so two runs that start equal agree closely at first and then drift apart as
+  runs of different seeds do;
 - **FID**: per policy the mean over seeds; the difference ``mean(policy) - mean(float32)`` passes when it is at most
   the run-to-run noise, the spread (max - min) of the float32 FIDs over seeds (undetermined with one seed).
 """
@@ -63,8 +66,10 @@ from common.metrics.generative import fid
 __all__ = [
     "SAMPLERS",
     "compare_precision",
+    "agreement_iterations",
     "compare_runs",
     "curve_deviation",
+    "deviation_series",
     "ema",
     "first_iteration_deviation",
     "merge_comparisons",
@@ -295,18 +300,41 @@ def _eps(reference: Sequence[float], eps_fraction: float) -> float:
     return max(eps_fraction * statistics.fmean(abs(r) for r in reference), 1e-8) if reference else 1e-8
 
 
+def deviation_series(
+    curve: Sequence[float | None], reference: Sequence[float | None], beta: float = 0.9, eps_fraction: float = 0.1
+) -> list[tuple[int, float]]:
+    """``(t, |EMA(curve)_t - EMA(reference)_t| / (|EMA(reference)_t| + eps))`` for every iteration ``t`` (1-based)
+    where both curves have a value; ``eps = eps_fraction * mean_t |EMA(reference)_t|`` (at least 1e-8)."""
+    a, r = ema(curve, beta), ema(reference, beta)
+    pairs = [(t, x, y) for t, (x, y) in enumerate(zip(a, r), 1) if x is not None and y is not None]
+    if not pairs:
+        return []
+    eps = _eps([y for _, _, y in pairs], eps_fraction)
+    return [(t, abs(x - y) / (abs(y) + eps)) for t, x, y in pairs]
+
+
 def curve_deviation(
     curve: Sequence[float | None], reference: Sequence[float | None], beta: float = 0.9, eps_fraction: float = 0.1
 ) -> float | None:
-    """``max_t |EMA(curve)_t - EMA(reference)_t| / (|EMA(reference)_t| + eps)`` over the iterations where both
-    curves have a value; ``eps = eps_fraction * mean_t |EMA(reference)_t|`` (at least 1e-8). ``None`` when they
-    share no iteration."""
-    a, r = ema(curve, beta), ema(reference, beta)
-    pairs = [(x, y) for x, y in zip(a, r) if x is not None and y is not None]
-    if not pairs:
-        return None
-    eps = _eps([y for _, y in pairs], eps_fraction)
-    return max(abs(x - y) / (abs(y) + eps) for x, y in pairs)
+    """The largest value of :func:`deviation_series`: ``max_t |EMA(curve)_t - EMA(reference)_t| /
+    (|EMA(reference)_t| + eps)``; ``None`` when the curves share no iteration."""
+    series = deviation_series(curve, reference, beta, eps_fraction)
+    return max(d for _, d in series) if series else None
+
+
+def agreement_iterations(
+    curve: Sequence[float | None],
+    reference: Sequence[float | None],
+    tolerance: float,
+    beta: float = 0.9,
+    eps_fraction: float = 0.1,
+) -> int:
+    """How many iterations the smoothed curves agree within ``tolerance`` from the start: the iteration before the
+    first one whose :func:`deviation_series` value exceeds it (the curve's length when none does)."""
+    for t, d in deviation_series(curve, reference, beta, eps_fraction):
+        if d > tolerance:
+            return t - 1
+    return len(curve)
 
 
 def first_iteration_deviation(
@@ -345,6 +373,7 @@ def compare_runs(
         different seeds; ``None`` with one seed), ``fid_noise`` (spread of the reference FIDs over seeds) and
         per other policy: ``identical_start`` (per seed), ``first_iteration`` (per loss: largest relative difference
         over seeds, ``pass``), ``curves`` (per loss: ``deviation`` (largest over seeds), ``per_seed``,
+        ``agreement_iterations`` (:func:`agreement_iterations` with ``tolerance``, the fewest over seeds),
         ``seed_noise``, ``threshold``, ``within_tolerance``, ``within_seed_noise``, ``pass``), ``fid`` (means,
         difference, noise, ``pass``: ``None`` when undetermined) and ``pass`` (all losses and the FID where
         determined).
@@ -397,12 +426,14 @@ def compare_runs(
                 "pass": None if first is None else first <= first_tolerance,
             }
             per_seed = {str(s): curve_deviation(a, r, beta, eps_fraction) for s, (a, r) in zip(seeds, pairs)}
+            agreement = [agreement_iterations(a, r, tolerance, beta, eps_fraction) for a, r in pairs]
             known = [v for v in per_seed.values() if v is not None]
             deviation = max(known) if known else None
             threshold = max(tolerance, noise[name] or 0.0)
             result["curves"][name] = {
                 "deviation": deviation,
                 "per_seed": per_seed,
+                "agreement_iterations": min(agreement) if agreement else None,
                 "seed_noise": noise[name],
                 "threshold": threshold,
                 "within_tolerance": None if deviation is None else deviation <= tolerance,

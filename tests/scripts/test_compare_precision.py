@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from common.bundle.precision_comparison import (
+    agreement_iterations,
     compare_runs,
     curve_deviation,
     ema,
@@ -41,6 +42,10 @@ def test_curve_deviation_is_relative_to_the_smoothed_reference():
     # a loss near zero is measured on its own scale, not divided by ~0
     assert curve_deviation([0.0, 1e-3], [0.0, 0.0]) == pytest.approx(1e-4 / 1e-8)
     assert curve_deviation([None, None], [1.0, 1.0]) is None
+    # the smoothed curves agree within 10 % for 11 iterations (1 after the jump), then the jump takes them apart
+    drifted = [1.0] * 10 + [1.6] * 10
+    assert agreement_iterations(drifted, ref + ref, 0.1) == 11
+    assert agreement_iterations(ref, ref, 0.1) == 10
     assert first_iteration_deviation([1.01, 5.0], [1.0, 1.0]) == pytest.approx(0.01 / 1.1)
     # the first logged value of a loss logged every second iteration
     assert first_iteration_deviation([None, 2.2], [None, 2.0]) == pytest.approx(0.2 / 2.2)
@@ -61,7 +66,7 @@ def test_compare_runs_flags_a_tolerance_violation_and_passes_equal_curves():
     assert out["seed_noise"]["b"] == 0.0
     assert res["curves"]["a"]["deviation"] == 0.0 and res["curves"]["a"]["pass"] is True
     b = res["curves"]["b"]
-    assert b["per_seed"]["1"] == 0.0 and b["deviation"] > 0.3
+    assert b["per_seed"]["1"] == 0.0 and b["deviation"] > 0.3 and b["agreement_iterations"] == 11
     assert b["within_tolerance"] is False and b["pass"] is False
     assert res["first_iteration"]["b"]["pass"] is True
     assert res["identical_start"] == {"0": True, "1": True}
