@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -199,3 +200,14 @@ def test_reader_answers_every_case_reloads_exports_and_the_score_matches(driver,
     assert scores["origin"]["accuracy"]["accuracy"] == correct / n
     rated = [c for _, _, c in plan if c is not None]
     assert scores["confidence"]["mean"] == pytest.approx(np.mean(rated))
+
+
+def test_a_missing_browser_skips_locally_and_fails_where_required(monkeypatch, tmp_path):
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv("GDA_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium is missing"):
+        module._browser_or_skip()
+    monkeypatch.setenv("GDA_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="GDA_REQUIRE_BROWSER=1"):
+        module._browser_or_skip()
