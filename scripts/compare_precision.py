@@ -41,7 +41,9 @@ def summary_table(result: dict[str, Any]) -> str:
     """A plain-text table of the comparison: per policy and loss the first-iteration and curve deviations with
     their verdicts, then the FIDs."""
     comparison = result["comparison"]
-    rows = ["policy | loss | first iteration | curve deviation | seed noise | threshold | pass"]
+    rows = [
+        "policy | loss | first iteration | curve deviation | agrees for (iterations) | seed noise | threshold | pass"
+    ]
     for policy, res in comparison["policies"].items():
         for name, curve in res["curves"].items():
             first = res["first_iteration"][name]
@@ -52,6 +54,7 @@ def summary_table(result: dict[str, Any]) -> str:
                         name,
                         _fmt(first["deviation"]),
                         _fmt(curve["deviation"]),
+                        str(curve["agreement_iterations"]),
                         _fmt(curve["seed_noise"]),
                         _fmt(curve["threshold"]),
                         str(curve["pass"] and first["pass"] is not False),

@@ -42,7 +42,8 @@ The comparison (:func:`compare_runs`):
   fixed tolerance and the seed noise are reported, with a flag for each, and how many iterations from the start
   the smoothed curves stay within the fixed tolerance (``agreement_iterations``): GAN training amplifies any
   perturbation, rounding included, so two runs that start equal agree closely at first and then drift apart as
-  runs of different seeds do;
+  runs of different seeds do. A float32 control run whose initial weights carry a rounding-sized random
+  perturbation (``perturb_control``) shows how fast any such perturbation takes the curves apart;
 - **FID**: per policy the mean over seeds; the difference ``mean(policy) - mean(float32)`` passes when it is at most
   the run-to-run noise, the spread (max - min) of the float32 FIDs over seeds (undetermined with one seed).
 """
@@ -205,6 +206,7 @@ def run_policy(
     loader_id: str = "train#dataloader",
     amp_id: str = "amp",
     seed_id: str = "seed",
+    perturb: float = 0.0,
     **override: Any,
 ) -> dict[str, Any]:
     """Train a bundle's step ``iterations`` iterations under one precision policy and seed; then the FID.
@@ -219,13 +221,17 @@ def run_policy(
         feature_weights: local weights of the feature extractor (None: the named random-init fallback).
         feature_arch: the feature extractor (see :func:`~common.metrics.features.build_feature_extractor`).
         step_id, loader_id, amp_id, seed_id: config ids.
+        perturb: when positive, a control run: after the start digests, every floating-point parameter of the
+            step's networks is multiplied by ``1 + perturb * n`` (``n`` standard normal from a generator of its own,
+            seeded with ``seed``; the global RNG is untouched), a perturbation of the size of one rounding
+            (``2**-9``: bf16's), and the run is labelled ``"<policy>+perturbed"``.
         override: config overrides, e.g. ``image_size=64``.
 
     Returns:
-        ``policy``, ``seed``, ``precision`` (the resolved policy), ``start`` (``weights_sha256``, ``rng_sha256``,
-        ``first_batch_sha256``), ``losses`` (name -> one value per iteration, ``None`` where not logged),
-        ``seconds`` (training wall time) and, with ``fid_samples``, ``fid`` and its ``fid_samples``,
-        ``feature_extractor``, ``real_images_sha256`` and ``image_shape``.
+        ``policy`` (the label), ``perturb``, ``seed``, ``precision`` (the resolved policy), ``start``
+        (``weights_sha256``, ``rng_sha256``, ``first_batch_sha256``, before any ``perturb``), ``losses`` (name -> one
+        value per iteration, ``None`` where not logged), ``seconds`` (training wall time) and, with ``fid_samples``,
+        ``fid`` and its ``fid_samples``, ``feature_extractor``, ``real_images_sha256`` and ``image_shape``.
     """
     import time
 
@@ -243,6 +249,14 @@ def run_policy(
     step = parser.get_parsed_content(step_id)
     loader = parser.get_parsed_content(loader_id)
     start = {"weights_sha256": _weights_digest(step), "rng_sha256": tensor_digest([torch.get_rng_state()])}
+    if perturb > 0:
+        noise = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            for net in step.networks.values():
+                for p in net.parameters():
+                    if p.is_floating_point():
+                        n = torch.randn(p.shape, generator=noise).to(p.device, p.dtype)
+                        p.mul_(1.0 + float(perturb) * n)
     engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1, epoch_length=len(loader)))
     losses: dict[str, list[float | None]] = {}
     batches = iter(loader)
@@ -264,7 +278,8 @@ def run_policy(
             values.append(float(logged[name]) if name in logged else None)
     seconds = time.perf_counter() - began
     result: dict[str, Any] = {
-        "policy": policy,
+        "policy": f"{policy}+perturbed" if perturb > 0 else policy,
+        "perturb": float(perturb),
         "seed": int(seed),
         "precision": step.precision.as_dict(),
         "start": start,
@@ -473,6 +488,7 @@ def compare_precision(
     beta: float = 0.9,
     eps_fraction: float = 0.1,
     threads: int | None = None,
+    perturb_control: float = 0.0,
     **override: Any,
 ) -> dict[str, Any]:
     """Train the bundle's step under each policy and seed (:func:`run_policy`) and compare (:func:`compare_runs`).
@@ -485,12 +501,15 @@ def compare_precision(
         fid_samples: real and generated images of each run's FID (0: none).
         tolerance, first_tolerance, beta, eps_fraction: see :func:`compare_runs`.
         threads: ``torch.set_num_threads`` for the runs (default: leave as is).
+        perturb_control: when positive, also one float32 control run per seed whose initial weights are perturbed
+            by this relative amount (``run_policy``'s ``perturb``, e.g. ``2**-9``): compared with float32 like a
+            policy (``"float32+perturbed"``), it shows how far any rounding-sized perturbation takes the curves.
         override: config overrides (``image_size=64``) and :func:`run_policy`'s keyword arguments
             (``eval_seed``, ``feature_weights``, ``feature_arch``, the config ids).
 
     Returns:
-        ``config_file``, ``override``, ``hardware``, ``torch``, ``threads``, ``runs`` (one per policy and seed, in
-        the order run: seeds outer, policies inner) and ``comparison``.
+        ``config_file``, ``override``, ``hardware``, ``torch``, ``threads``, ``perturb_control``, ``runs`` (one per
+        policy and seed, and the control runs, in the order run: seeds outer, policies inner) and ``comparison``.
     """
     if REFERENCE_POLICY not in [str(p) for p in policies]:
         raise ValueError(f"policies must include {REFERENCE_POLICY!r} (the reference), got {list(policies)}.")
@@ -499,11 +518,21 @@ def compare_precision(
     if threads is not None:
         torch.set_num_threads(int(threads))
     files = [config_file] if isinstance(config_file, str) else list(config_file)
-    runs = [
-        run_policy(files, str(policy), int(seed), int(iterations), int(fid_samples), **override)
-        for seed in seeds
-        for policy in policies
-    ]
+    runs = []
+    for seed in seeds:
+        for policy in policies:
+            runs.append(run_policy(files, str(policy), int(seed), int(iterations), int(fid_samples), **override))
+        if perturb_control > 0:
+            control = run_policy(
+                files,
+                REFERENCE_POLICY,
+                int(seed),
+                int(iterations),
+                int(fid_samples),
+                perturb=perturb_control,
+                **override,
+            )
+            runs.append(control)
     return {
         "config_file": files,
         "override": {k: str(v) for k, v in override.items()},
@@ -512,6 +541,7 @@ def compare_precision(
         "threads": torch.get_num_threads(),
         "iterations": int(iterations),
         "seeds": [int(s) for s in seeds],
+        "perturb_control": float(perturb_control),
         "runs": runs,
         "comparison": compare_runs(runs, tolerance, first_tolerance, beta, eps_fraction),
     }
@@ -525,7 +555,8 @@ def merge_comparisons(
     eps_fraction: float = 0.1,
 ) -> dict[str, Any]:
     """One comparison from several :func:`compare_precision` results of the same configuration, e.g. one per seed
-    run as separate commands: their runs together, compared again with :func:`compare_runs`.
+    run as separate commands: their runs together, compared again with :func:`compare_runs`. A run repeated in
+    several results (same policy and seed) must have the same start and losses; it is kept once.
 
     Args:
         results: :func:`compare_precision` results with equal ``config_file``, ``override`` and ``iterations``.
@@ -537,7 +568,8 @@ def merge_comparisons(
 
     Raises:
         ValueError: without results, when the configurations or iteration counts differ, or when a policy and seed
-            appear twice.
+            appear twice with different losses or starts (equal repeats, which a deterministic rerun gives, are
+            kept once).
     """
     if not results:
         raise ValueError("no results to merge.")
@@ -547,11 +579,16 @@ def merge_comparisons(
         different = [k for k in keys if other.get(k) != first.get(k)]
         if different:
             raise ValueError(f"results differ in {different}: only runs of one configuration can be merged.")
-    runs = [run for result in results for run in result["runs"]]
-    seen = [(run["policy"], run["seed"]) for run in runs]
-    repeated = sorted({k for k in seen if seen.count(k) > 1})
-    if repeated:
-        raise ValueError(f"policy and seed repeated in the merged runs: {repeated}.")
+    runs: list[Mapping[str, Any]] = []
+    seen: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for run in (run for result in results for run in result["runs"]):
+        key = (str(run["policy"]), int(run["seed"]))
+        if key in seen:
+            if seen[key]["losses"] != run["losses"] or seen[key]["start"] != run["start"]:
+                raise ValueError(f"policy and seed {key} repeated with different losses or start in the merged runs.")
+            continue  # the same run again (e.g. the float32 reference of a control command): kept once
+        seen[key] = run
+        runs.append(run)
     merged = dict(first)
     merged.update(
         seeds=sorted({int(run["seed"]) for run in runs}),

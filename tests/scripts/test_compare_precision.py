@@ -105,8 +105,11 @@ def test_merge_comparisons_compares_the_runs_of_separate_commands():
     assert merged["seeds"] == [0, 1] and merged["merged"] == 2 and len(merged["runs"]) == 4
     assert merged["comparison"]["fid_noise"] == pytest.approx(2.0)
     assert merged["comparison"]["policies"]["auto"]["fid"]["pass"] is True
+    assert len(merge_comparisons([result(0, 10.0), result(0, 10.0)])["runs"]) == 2  # an equal rerun, kept once
+    changed = result(0, 10.0)
+    changed["runs"][1]["losses"] = {"a": [1.0, 2.0]}
     with pytest.raises(ValueError, match="repeated"):
-        merge_comparisons([result(0, 10.0), result(0, 10.0)])
+        merge_comparisons([result(0, 10.0), changed])
     other = dict(result(1, 10.0), iterations=3)
     with pytest.raises(ValueError, match="iterations"):
         merge_comparisons([result(0, 10.0), other])
