@@ -201,6 +201,26 @@ def test_reader_answers_every_case_reloads_exports_and_the_score_matches(driver,
     rated = [c for _, _, c in plan if c is not None]
     assert scores["confidence"]["mean"] == pytest.approx(np.mean(rated))
 
+    # a study without classes or confidence shows neither question
+    plain = make_study(
+        tmp_path / "real" / "datalist.json",
+        tmp_path / "syn" / "datalist.json",
+        tmp_path / "plain",
+        2,
+        2,
+        channel=1,
+        confidence=False,
+    )
+    driver.get(Path(plain["app"]).as_uri())
+    by_id("reader-name").send_keys("Dr Test")
+    by_id("start").click()
+    assert by_id("answer-real").is_displayed()
+    assert not by_id("q-class").is_displayed() and not by_id("q-confidence").is_displayed()
+    hidden_shown = (
+        "return [...document.querySelectorAll('[hidden]')].filter(e => getComputedStyle(e).display !== 'none').length"
+    )
+    assert driver.execute_script(hidden_shown) == 0
+
 
 def test_a_missing_browser_skips_locally_and_fails_where_required(monkeypatch, tmp_path):
     module = sys.modules[__name__]
