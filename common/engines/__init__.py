@@ -1,5 +1,6 @@
 """Ignite engines: one adversarial workflow that runs a method's training step, with checkpoints and resume."""
 
+from .acceleration import MEMORY_FORMATS, AccelerationSettingError, NetworkAcceleration
 from .adaptive_augment import ADA_TRANSFORMS, AdaptiveAugment
 from .checkpoint import (
     CHECKPOINT_PREFIX,
@@ -68,3 +69,4 @@ __all__ += ["Pix2PixStep"]
 __all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]
 __all__ += ["AMP_CHOICES", "PrecisionPolicy", "PrecisionState", "cpu_has_amx", "resolve_precision"]
 __all__ += ["all_reduce_gradients", "gradient_buckets"]
+__all__ += ["MEMORY_FORMATS", "AccelerationSettingError", "NetworkAcceleration"]

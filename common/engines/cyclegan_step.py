@@ -94,6 +94,8 @@ class CycleGANStep(TrainingStep):
             positives' tumour masks (any value > 0 is tumour).
         schedulers: learning-rate schedulers, stepped per epoch, keys ``"generators"``/``"discriminators"``.
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         seed: seed of the image pools.
     """
 
@@ -125,6 +127,8 @@ class CycleGANStep(TrainingStep):
         schedulers: dict[str, Any] | None = None,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         seed: int = 0,
     ) -> None:
         if attention not in ATTENTION_MODES:
@@ -159,6 +163,8 @@ class CycleGANStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             image_key=positive_key,
             optimizer_networks={"generators": generators, "discriminators": ["disc_n", "disc_p"]},
         )

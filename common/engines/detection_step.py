@@ -74,6 +74,8 @@ class DetectionStep(TrainingStep):
         lr_scheduler: optional scheduler stepped every iteration.
         amp: mixed precision (autocast by device type).
         amp_dtype: ``"bfloat16"`` or ``"float16"``.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key / box_key / label_key: batch keys.
     """
 
@@ -85,6 +87,8 @@ class DetectionStep(TrainingStep):
         lr_scheduler: Any = None,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
         box_key: str = "box",
         label_key: str = "box_label",
@@ -96,6 +100,8 @@ class DetectionStep(TrainingStep):
             schedulers={"network": lr_scheduler} if lr_scheduler is not None else None,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             image_key=image_key,
             scheduler_interval="iteration",
         )

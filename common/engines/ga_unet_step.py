@@ -61,6 +61,8 @@ class GAUNetStep(TrainingStep):
         image_condition: give both networks ``x_i`` (GA-UNet); ``False`` gives them zeros of its shape (the GAN and
             cGAN baselines of Table II).
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key: batch key of ``x_i``.
         pair_key: batch key of ``x_j``.
         class_key: batch key of the classes.
@@ -81,6 +83,8 @@ class GAUNetStep(TrainingStep):
         image_condition: bool = True,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
         pair_key: str = "pair",
         class_key: str = "class",
@@ -93,6 +97,8 @@ class GAUNetStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             n_critic=n_critic,
             image_key=image_key,
         )

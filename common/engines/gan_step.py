@@ -38,6 +38,8 @@ class GANStep(TrainingStep):
         drift_weight: weight of the drift term ``E[D(real)^2]`` (PGGAN uses 0.001; 0: off).
         real_label: target of real samples for ``bce``/``lsgan`` (e.g. 0.9 for one-sided label smoothing).
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key: key of the real images in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``, stepped per epoch.
         augment: differentiable augmentation applied to every batch the discriminator sees, real and generated, in
@@ -60,6 +62,8 @@ class GANStep(TrainingStep):
         real_label: float = 1.0,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -71,6 +75,8 @@ class GANStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             n_critic=n_critic,
             image_key=image_key,
         )

@@ -49,6 +49,8 @@ class MCGANStep(TrainingStep):
         label_flip_every: swap real/synthetic targets of ``D1`` every this many iterations (3; 0: never).
         n_critic: discriminator updates per generator update.
         amp, amp_dtype: mixed precision.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key, target_key, condition_key: batch keys.
         schedulers: optional schedulers keyed like the optimisers.
     """
@@ -71,6 +73,8 @@ class MCGANStep(TrainingStep):
         n_critic: int = 1,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
         target_key: str = "target",
         condition_key: str = "condition",
@@ -91,6 +95,8 @@ class MCGANStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             n_critic=n_critic,
             image_key=image_key,
         )

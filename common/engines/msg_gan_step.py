@@ -61,6 +61,8 @@ class MSGGANStep(TrainingStep):
         loss: ``"rahinge"`` (default) or one of ``"bce"``, ``"lsgan"``, ``"wgan"``, ``"hinge"``.
         n_critic: discriminator updates per generator update.
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key: key of the real images in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
 
@@ -80,6 +82,8 @@ class MSGGANStep(TrainingStep):
         n_critic: int = 1,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,
     ) -> None:
@@ -90,6 +94,8 @@ class MSGGANStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             n_critic=n_critic,
             image_key=image_key,
         )

@@ -52,6 +52,8 @@ class MUNITStep(TrainingStep):
         scheduler_interval: ``"iteration"`` (the thesis' step-based halving) or ``"epoch"``; the trainer steps the
             schedulers (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
     """
 
     def __init__(
@@ -73,6 +75,8 @@ class MUNITStep(TrainingStep):
         scheduler_interval: str = "iteration",
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__(
             networks={"generator": generator, "dis_a": dis_a, "dis_b": dis_b},
@@ -81,6 +85,8 @@ class MUNITStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             image_key=domain_a_key,
             optimizer_networks={"generator": ["generator"], "discriminators": ["dis_a", "dis_b"]},
             scheduler_interval=scheduler_interval,

@@ -247,6 +247,8 @@ class ProgressiveGANStep(TrainingStep):
         n_critic: critic updates per generator update (1 in Karras et al.).
         condition_key: batch key of the condition images; ``None`` for an unconditional PGGAN.
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         image_key: batch key of the real images (full resolution; resized per stage here).
     """
 
@@ -265,6 +267,8 @@ class ProgressiveGANStep(TrainingStep):
         condition_key: str | None = None,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         image_key: str = "image",
     ) -> None:
         super().__init__(
@@ -273,6 +277,8 @@ class ProgressiveGANStep(TrainingStep):
             device=device,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             n_critic=n_critic,
             image_key=image_key,
         )

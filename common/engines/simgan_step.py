@@ -55,6 +55,8 @@ class SimGANStep(TrainingStep):
         scheduler_interval: step the schedulers every ``"iteration"`` (the thesis' step-based schedule) or
             ``"epoch"``; the trainer steps them (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         seed: seed of the history buffer.
     """
 
@@ -77,6 +79,8 @@ class SimGANStep(TrainingStep):
         scheduler_interval: str = "iteration",
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         seed: int = 0,
     ) -> None:
         if k_g < 1:
@@ -90,6 +94,8 @@ class SimGANStep(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             image_key=synthetic_key,
             scheduler_interval=scheduler_interval,
         )

@@ -42,6 +42,7 @@ from common.utils import get_world_size
 from monai.handlers import LrScheduleHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from .acceleration import NetworkAcceleration
 from .grad_sync import DEFAULT_BUCKET_MB, all_reduce_gradients
 from .precision import AMP_DTYPES, PrecisionPolicy, resolve_precision
 
@@ -129,6 +130,14 @@ class TrainingStep:
             (CycleGAN updates both generators with one Adam); default: the network of the optimiser's own name.
         scheduler_interval: step the schedulers at every ``"epoch"`` end (default) or every ``"iteration"`` (the
             papers that give their schedules in steps: MUNIT, SimGAN, the detector).
+        memory_format: layout of the networks and of the images of :meth:`images`
+            (:class:`~common.engines.acceleration.NetworkAcceleration`): ``"contiguous"`` (default),
+            ``"channels_last"`` (``channels_last``/``channels_last_3d`` for 2D/3D) or ``"auto"`` (per network, the
+            faster of the two measured at its first call under the step's autocast). Recorded in
+            ``self.acceleration``, logged once at INFO.
+        compile: ``True`` (or a dict of :func:`torch.compile` keyword arguments) compiles, in place, the networks
+            that an optimiser updates; where compilation is unavailable or fails, one WARNING and eager execution
+            with the same results. The first calls compile (warm-up). Default ``False``.
     """
 
     def __init__(
@@ -143,6 +152,8 @@ class TrainingStep:
         image_key: str = "image",
         optimizer_networks: Mapping[str, Sequence[str]] | None = None,
         scheduler_interval: str = "epoch",
+        memory_format: str = "contiguous",
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         groups = {k: list((optimizer_networks or {}).get(k, [k])) for k in optimizers}
         missing = sorted({n for names in groups.values() for n in names if n not in networks})
@@ -169,6 +180,10 @@ class TrainingStep:
         self.image_key = image_key
         use_scaler = self.precision.grad_scaling
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=use_scaler) for k in self.optimizers}
+        trained = sorted({n for names in groups.values() for n in names})
+        self.acceleration = NetworkAcceleration(
+            {k: unwrap(v) for k, v in self.networks.items()}, self.device, memory_format, compile, trained, trained
+        )
 
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:
         raise NotImplementedError
@@ -201,11 +216,12 @@ class TrainingStep:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def images(self, batchdata: Any, key: str | None = None) -> torch.Tensor:
-        """The batch's images on the device as a plain tensor (MONAI ``MetaTensor`` metadata dropped)."""
+        """The batch's images on the device as a plain tensor (MONAI ``MetaTensor`` metadata dropped), in the
+        memory format of the step's networks (``memory_format``)."""
         data = batchdata[key or self.image_key] if isinstance(batchdata, Mapping) else batchdata
         if hasattr(data, "as_tensor"):
             data = data.as_tensor()
-        return data.to(self.device, non_blocking=True).float()
+        return self.acceleration.images(data.to(self.device, non_blocking=True).float())
 
     def module(self, name: str, frozen: bool = False) -> nn.Module:
         """The network ``name``; unwrapped from DDP when it is used frozen (no gradient synchronisation)."""

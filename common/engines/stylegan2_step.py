@@ -88,6 +88,8 @@ class StyleGAN2Step(TrainingStep):
             ``color_channels`` channels of the images (B-SG: the image, not the one-hot mask generated after it);
             ``None``: every channel. The C-SG condition is never colour-transformed.
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
+        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
+            :class:`~common.engines.TrainingStep`.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
     """
 
@@ -118,6 +120,8 @@ class StyleGAN2Step(TrainingStep):
         color_channels: int | None = None,
         amp: bool | str = False,
         amp_dtype: str = "bfloat16",
+        memory_format: str = "contiguous",
+        compile: bool | dict[str, Any] = False,
         schedulers: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
@@ -127,6 +131,8 @@ class StyleGAN2Step(TrainingStep):
             schedulers=schedulers,
             amp=amp,
             amp_dtype=amp_dtype,
+            memory_format=memory_format,
+            compile=compile,
             image_key=image_key,
         )
         if latent_dim < 1:

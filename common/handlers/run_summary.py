@@ -73,7 +73,8 @@ class RunSummaryHandler:
     - the results of ``metrics()``, when given: one line per entry, a nested mapping as ``key value`` pairs;
     - the precision the run trained in: ``engine.step.precision.as_dict()`` when the trainer's step has a precision
       policy (:class:`common.engines.StepTrainer` with a :class:`~common.engines.TrainingStep`, read by duck typing so
-      that this handler stays below the engines layer), else nothing.
+      that this handler stays below the engines layer), else nothing; likewise the networks' memory formats and
+      compile state, ``engine.step.acceleration.as_dict()``.
 
     The same information goes to ``output_file`` as JSON (atomically; files as absolute paths, ``None`` when
     missing). Anything missing (no checkpoint, a model file or the sample folder absent) is listed under
@@ -174,7 +175,8 @@ class RunSummaryHandler:
         Returns:
             the summary: ``epoch``, ``iteration``, ``checkpoint``, ``model_files``, ``sample_grid`` (absolute paths or
             None), ``commands``, ``config_files``, ``cwd``, ``missing`` (messages), ``precision`` (``{"enabled",
-            "dtype", "grad_scaling", "reason"}``, when the engine's step has a precision policy) and, with
+            "dtype", "grad_scaling", "reason"}``, when the engine's step has a precision policy), ``acceleration``
+            (``{"memory_format", "formats", "compile", "compile_status"}``, likewise) and, with
             ``metrics``, either ``metrics`` and ``metrics_seconds`` or ``metrics_error``.
         """
         missing: list[str] = []
@@ -214,6 +216,9 @@ class RunSummaryHandler:
         precision = getattr(getattr(engine, "step", None), "precision", None)
         if callable(getattr(precision, "as_dict", None)):
             summary["precision"] = dict(precision.as_dict())
+        acceleration = getattr(getattr(engine, "step", None), "acceleration", None)
+        if callable(getattr(acceleration, "as_dict", None)):
+            summary["acceleration"] = dict(acceleration.as_dict())
         if self.metrics is not None:
             start = time.perf_counter()
             try:
@@ -233,6 +238,12 @@ class RunSummaryHandler:
         if "precision" in summary:
             precision = summary["precision"]
             lines.append(f"  precision:   {precision['dtype']} ({precision['reason']})")
+        if "acceleration" in summary:
+            acceleration = summary["acceleration"]
+            formats = ", ".join(f"{k} {v}" for k, v in acceleration["formats"].items())
+            lines.append(
+                f"  layout:      {acceleration['memory_format']} ({formats}); compile {acceleration['compile_status']}"
+            )
         for name, path in summary["model_files"].items():
             lines.append(f"  model file:  {show(path)}" if path is not None else f"  model file:  {name} (missing)")
         if self.sample_dir is not None:
