@@ -17,8 +17,12 @@ logged once per network at INFO. The measurement changes nothing that the traini
 copies of the inputs, takes gradients with ``torch.autograd.grad`` (no ``.grad`` is written), restores the
 network's buffers (running statistics, spectral-norm vectors) and runs under a forked random state. It costs
 ``2 + 2 * rounds`` forward+backward passes per network (:data:`AUTO_ROUNDS`), about two training steps of a
-CycleGAN. A resumed run measures again, so its choice may differ from the interrupted run's; for bit-exact resume
-use an explicit format.
+CycleGAN. Only networks with torch convolution modules are measured, at a call of the network itself: one used
+only through its submodules or methods (e.g. MUNIT's ``encode``/``decode``) or without convolution modules (e.g.
+StyleGAN2's modulated convolutions) keeps the plain layout. A resumed run measures again, so its choice may differ
+from the interrupted run's (the layouts round differently): for bit-exact resume use an explicit format. Under
+distributed training each rank measures for itself; the gradient all-reduce flattens gradients in logical order, so
+ranks that chose differently still average the same elements.
 
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
@@ -107,7 +111,8 @@ def as_memory_format(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def conv_spatial_dims(network: nn.Module) -> int | None:
-    """The spatial dimensionality of ``network``'s convolutions (2 or 3; 1 for 1D), or None without convolutions."""
+    """The spatial dimensionality of ``network``'s convolutions (2 or 3; 1 for 1D), or None without torch convolution
+    modules (``memory_format="auto"`` measures only networks with them; the others keep the plain layout)."""
     for module in network.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             return module.weight.ndim - 2
@@ -130,10 +135,16 @@ def convert_memory_format(network: nn.Module, channels_last: bool) -> nn.Module:
 
 
 def format_name(network: nn.Module, channels_last: bool) -> str:
-    """``"channels_last"``, ``"channels_last_3d"`` or ``"contiguous"``: the layout of ``network``'s conv weights."""
+    """``"channels_last"``, ``"channels_last_3d"`` or ``"contiguous"``: the layout of ``network``'s convolution
+    weights (of its 4D/5D parameters for a network without torch convolution modules, e.g. StyleGAN2's modulated
+    convolutions; ``"contiguous"`` when it has none)."""
     if not channels_last:
         return "contiguous"
-    return "channels_last_3d" if conv_spatial_dims(network) == 3 else "channels_last"
+    dims = conv_spatial_dims(network)
+    if dims is None:
+        ranks = {p.ndim for p in network.parameters()} & {4, 5}
+        dims = max(ranks) - 2 if ranks else None
+    return {2: "channels_last", 3: "channels_last_3d"}.get(dims, "contiguous")  # type: ignore[arg-type]
 
 
 def compile_unavailable_reason(device: torch.device, options: Mapping[str, Any]) -> str | None:

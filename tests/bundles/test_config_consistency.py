@@ -32,6 +32,8 @@ ALLOWED: dict[str, str] = {
     "batch_size": "the inference batch size is a throughput setting of the synthesis or prediction loop",
     "amp": "training defaults to the precision policy (amp: auto, common/engines/precision.py); inference sets its "
     "own autocast",
+    "num_workers": "the training's DataLoader workers follow the device (common/data/loading.py); inference loads "
+    "its own inputs",
     "stylegan2:ckpt_dir": "train.yaml trains one of B-SG, M-SG and C-SG into models/, models/m_sg or models/c_sg; "
     "inference.yaml reads B-SG's, or M-SG's and C-SG's for MC-SG, from models/",
     "stylegan2:output_dir": "as ckpt_dir: the training's logs and samples go to eval/[m_sg|c_sg], the synthetic pairs "

@@ -271,3 +271,26 @@ def test_inductor_compiled_network_equals_eager():
     y_compiled.pow(2).mean().backward()
     for p, q in zip(eager.parameters(), compiled.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_layout_names_follow_the_convolution_weights():
+    class Modulated(nn.Module):
+        """A 3D network without torch convolution modules (e.g. modulated convolutions): its 5D weight decides."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(2, 2, 3, 3, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.conv3d(x, self.weight, padding=1)
+
+    linear, modulated = nn.Linear(3, 2), Modulated()
+    step = TrainingStep(
+        {"linear": linear, "modulated": modulated},
+        {"linear": torch.optim.SGD(linear.parameters(), lr=0.1)},
+        memory_format="channels_last",
+    )
+    assert step.acceleration.formats == {"linear": "contiguous", "modulated": "channels_last_3d"}
+    assert modulated.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    auto = NetworkAcceleration({"modulated": Modulated()}, "cpu", "auto")
+    assert auto.formats == {"modulated": "contiguous"}  # not measured: no torch convolution module

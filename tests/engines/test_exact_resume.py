@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common.data import make_dataloader
 from common.engines import (
     CheckpointHandler,
     ProgressiveBatchSampler,
@@ -24,7 +25,7 @@ from common.engines import (
 from common.engines.checkpoint import RANDOM_STATE_KEY
 from common.networks import ProgressiveDiscriminator, ProgressiveGenerator
 from ignite.engine import Engine, Events
-from monai.data import DataLoader, Dataset
+from monai.data import Dataset
 from monai.transforms import RandGaussianNoised
 from training_runs import build, record_losses
 
@@ -68,8 +69,9 @@ def _assert_same(a, b, where: str = "") -> None:
         assert a == b, f"{where}: {a} vs {b}"
 
 
-def _engine_run(ckpt_dir, resume=False, stop_at=None, epoch_length=4, max_epochs=3):
-    """A plain ignite engine over a shuffled loader (6 batches, random transform) with a random draw per iteration.
+def _engine_run(ckpt_dir, resume=False, stop_at=None, epoch_length=4, max_epochs=3, num_workers=0):
+    """A plain ignite engine over a shuffled loader (6 batches, random transform) with a random draw per iteration;
+    the loader of the bundles (``common.data.make_dataloader``: with workers, non-persistent ones under ``fork``).
 
     Returns:
         ``(engine, records)``: per iteration the batch's item ids, its noisy values' sum and the draw.
@@ -77,7 +79,8 @@ def _engine_run(ckpt_dir, resume=False, stop_at=None, epoch_length=4, max_epochs
     torch.manual_seed(0)
     np.random.seed(0)
     data = [{"id": i, "x": torch.full((1, 2), float(i))} for i in range(12)]
-    loader = DataLoader(Dataset(data, RandGaussianNoised("x", prob=1.0)), batch_size=2, shuffle=True)
+    dataset = Dataset(data, RandGaussianNoised("x", prob=1.0))
+    loader = make_dataloader(dataset, num_workers=num_workers, device="cpu", batch_size=2, shuffle=True)
     net = torch.nn.Linear(2, 1)
     records = []
 
@@ -108,6 +111,21 @@ def test_resume_within_an_iterator_that_spans_epochs(tmp_path):
         engine, after = _engine_run(killed, resume=True)
         assert before[:saved] + after == full, stop_at
         assert engine.state.iteration == 12
+
+
+def test_resume_with_non_persistent_workers_is_exact(tmp_path):
+    """Two non-persistent workers (a GPU's default): each pass forks workers seeded from the global generator, which
+    the checkpoint restores, so the resumed run draws the same order and the same noise."""
+    assert make_dataloader([0], num_workers=2).persistent_workers is False  # this platform starts workers by fork
+    _, full = _engine_run(tmp_path / "full", num_workers=2)
+    _, in_process = _engine_run(tmp_path / "no_workers")
+    assert len(full) == 12 and full[:6] != full[6:] and full != in_process
+    for stop_at in (3, 6):
+        killed = tmp_path / f"killed_{stop_at}"
+        _, before = _engine_run(killed, stop_at=stop_at, num_workers=2)
+        saved = torch.load(latest_checkpoint(killed), weights_only=True)["trainer"]["iteration"]
+        _, after = _engine_run(killed, resume=True, num_workers=2)
+        assert before[:saved] + after == full, stop_at
 
 
 def test_checkpoint_without_random_state_still_resumes(tmp_path, caplog):
