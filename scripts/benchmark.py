@@ -40,6 +40,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import fire
@@ -253,8 +254,9 @@ def main(
                 continue
             if workflow == "training":
                 kwargs = dict(kwargs, flops=round_index == 0)  # the FLOPs of a step do not change between rounds
-            with ctx.Pool(1) as pool:
-                rounds[i].append(pool.apply(func, args, kwargs))
+            # not a multiprocessing.Pool: its daemonic process could not start the data loader's workers
+            with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                rounds[i].append(pool.submit(func, *args, **kwargs).result())
     peak_result = _merge_peaks(rounds.pop()) if peak else None
     results = [_merge(r) for r in rounds]
     for result in results:

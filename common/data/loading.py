@@ -80,17 +80,18 @@ def loader_options(
     return options
 
 
-def preprocess_once(
-    data: Sequence[Mapping[str, Any]], transform: Callable[[dict], dict], num_workers: int = 0
-) -> list[dict]:
-    """The entries after a deterministic ``transform``, each computed once (MONAI ``CacheDataset``, with
-    ``num_workers`` threads), for a dataset of the project that takes preprocessed entries (e.g. the training
-    entries of :class:`~common.data.UnpairedDataset`, whose draws then stay the same: the transform draws nothing).
+def preprocess_once(data: Sequence[Mapping[str, Any]], transform: Callable[[dict], dict]) -> list[dict]:
+    """The entries after a deterministic ``transform``, each computed once (MONAI ``CacheDataset``), for a dataset of
+    the project that takes preprocessed entries (e.g. the training entries of :class:`~common.data.UnpairedDataset`,
+    whose draws then stay the same: the transform draws nothing).
+
+    The cache is computed in one thread: MONAI's ``LoadImaged`` shares one reader between threads, and with keys
+    holding a list of files (multi-file channels) beside single files (a mask), ``CacheDataset``'s threads stacked
+    some images with the wrong number of channels (6 of 24 phantom entries, 2 threads, MONAI 1.6).
 
     Args:
         data: datalist entries.
         transform: the deterministic preprocessing (e.g. loading, intensity scaling, resizing).
-        num_workers: threads computing the cache.
 
     Raises:
         ValueError: ``transform`` holds a random transform (its result would be frozen at the first draw; apply it
@@ -100,9 +101,7 @@ def preprocess_once(
     random = [type(t).__name__ for t in compose.flatten().transforms if isinstance(t, RandomizableTrait)]
     if random:
         raise ValueError(f"preprocess_once needs a deterministic transform, but it holds random transforms {random}.")
-    cache = CacheDataset(
-        list(data), compose, cache_rate=1.0, num_workers=max(int(num_workers), 1), progress=False, copy_cache=False
-    )
+    cache = CacheDataset(list(data), compose, cache_rate=1.0, num_workers=1, progress=False, copy_cache=False)
     return [cache[i] for i in range(len(cache))]
 
 
