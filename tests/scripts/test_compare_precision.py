@@ -125,6 +125,7 @@ def test_tiny_dcgan_float32_vs_bfloat16(tmp_path, capsys):
         seeds=[0],
         policies=["float32", "bfloat16"],
         fid_samples=8,
+        perturb_control=2**-9,
         output=str(output),
         bundle_root=str(tmp_path / "bundle"),
     )
@@ -132,8 +133,10 @@ def test_tiny_dcgan_float32_vs_bfloat16(tmp_path, capsys):
     result = json.loads(output.read_text())
     assert json.loads(captured.out) == result
     assert "loss_d" in captured.err and "bfloat16" in captured.err
-    fp32, bf16 = result["runs"]
-    assert (fp32["policy"], bf16["policy"]) == ("float32", "bfloat16")
+    fp32, bf16, control = result["runs"]
+    assert (fp32["policy"], bf16["policy"], control["policy"]) == ("float32", "bfloat16", "float32+perturbed")
+    assert control["start"] == fp32["start"] and control["perturb"] == 2**-9
+    assert control["precision"]["dtype"] == "float32" and control["losses"] != fp32["losses"]
     assert fp32["precision"]["dtype"] == "float32" and bf16["precision"]["dtype"] == "bfloat16"
     # identical starts: weights, RNG state before the first iteration and the first real batch
     assert fp32["start"] == bf16["start"]
