@@ -77,3 +77,24 @@ def test_preprocess_once_keeps_the_items_and_their_order():
     assert float(cached[1]["positive"][0, 0, 0]) == 3.0
     with pytest.raises(ValueError, match="RandFlipd"):
         preprocess_once(entries, Compose([transform, RandFlipd("image", prob=0.5)]))
+
+
+def test_bundles_load_with_workers_on_a_gpu_only():
+    """Every bundle's training loader is make_dataloader with the bundle's device; num_workers is 2 on CUDA, 0 on a
+    CPU (the configs are parsed, not run: a CUDA device object needs no GPU)."""
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    bundles = sorted((Path(__file__).resolve().parents[2] / "bundles").glob("*/configs/train.yaml"))
+    assert len(bundles) >= 14
+    for train in bundles:
+        parser = ConfigParser()
+        parser.read_config(str(train))
+        assert parser["train"]["dataloader"]["_target_"] == "common.data.make_dataloader", train
+        assert parser["train"]["dataloader"]["device"] == "@device", train
+        workers = {}
+        for device in ("cpu", "cuda:0"):
+            parser["device"] = f"$torch.device('{device}')"
+            workers[device] = parser.get_parsed_content("num_workers", lazy=False)
+        assert workers == {"cpu": 0, "cuda:0": 2}, train
