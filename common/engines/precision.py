@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,15 +87,16 @@ class PrecisionPolicy:
         """JSON- and checkpoint-friendly form (strings and booleans only, loadable with ``weights_only=True``)."""
         return {"enabled": self.enabled, "dtype": self.name, "grad_scaling": self.grad_scaling, "reason": self.reason}
 
-    def autocast(self, device_type: str) -> Any:
-        """``torch.autocast(device_type, dtype)`` when enabled, else a no-op context.
+    def autocast(self, device_type: str) -> torch.autocast:
+        """``torch.autocast(device_type, dtype, enabled)`` of this policy: a context manager and a decorator.
+
+        When the policy is float32 the returned object disables autocast (``enabled=False``), so the wrapped code
+        runs in float32 even inside an enclosing autocast region.
 
         Args:
             device_type: ``"cpu"``, ``"cuda"``, ...
         """
-        if not self.enabled:
-            return nullcontext()
-        return torch.autocast(device_type=device_type, dtype=self.dtype)
+        return torch.autocast(device_type=device_type, dtype=self.dtype or torch.bfloat16, enabled=self.enabled)
 
 
 @functools.lru_cache(maxsize=None)

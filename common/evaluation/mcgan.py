@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from common.data.validation import DatalistError, DatalistProblem
+from common.engines.precision import resolve_precision
 from common.evaluation.report import write_report
 from common.handlers.sample_grid import make_grid, save_png
 from common.metrics.features import extract_features
@@ -93,6 +94,9 @@ class NoduleGenerator:
         blend_width: border layers blended at paste-back.
         device: device of the generator.
         seed: seed of the noise boxes.
+        amp: precision policy of the generator's forward pass (:func:`common.engines.resolve_precision`):
+            ``"auto"`` (bfloat16 autocast on CPUs with AMX and bf16 GPUs, float32 elsewhere), ``False`` (float32),
+            ``True`` or a dtype name. The generated VOIs are returned in float32 either way.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class NoduleGenerator:
         blend_width: int = 1,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        amp: bool | str = False,
     ) -> None:
         self.generator = generator
         self.voi_size, self.nodule_size, self.margin = int(voi_size), int(nodule_size), int(margin)
@@ -114,6 +119,8 @@ class NoduleGenerator:
         self.noise_range, self.blend_width = tuple(noise_range), int(blend_width)
         self.device = torch.device(device)
         self.rng = np.random.RandomState(seed)
+        self.precision = resolve_precision(amp, self.device)
+        logger.info("MCGAN synthesis precision on %s: %s", self.device, self.precision.describe())
 
     def generator_input(self, volume: torch.Tensor, box: Sequence[float], size: str, attenuation: str) -> tuple:
         """The ``(1, 7, *voi)`` input, the real VOI ``(1, *voi)`` in ``[-1, 1]`` and the nodule region."""
@@ -143,7 +150,8 @@ class NoduleGenerator:
         """
         x, real_voi, region = self.generator_input(volume, box, size, attenuation)
         self.generator.eval()
-        generated = self.generator(x.to(self.device)).float().cpu()[0]
+        with self.precision.autocast(self.device.type):
+            generated = self.generator(x.to(self.device)).float().cpu()[0]
         inner = (slice(None),) + central_box(self.voi_size, self.nodule_size, generated.ndim - 1)
         composite = real_voi.clone()
         composite[inner] = generated[inner]
@@ -364,6 +372,7 @@ class MCGANSynthesis:
             "num_generated_nodules": generated,
             "num_skipped_nodules": skipped,
             "placement": self.placement,
+            "precision": self.nodules.precision.as_dict(),
             "generation_seconds": seconds,
             "nodules_per_s": generated / seconds if seconds > 0 else None,
             "datalist": str(self.output_dir / self.datalist_name),

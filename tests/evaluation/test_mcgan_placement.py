@@ -125,3 +125,28 @@ def test_placement_settings_and_bad_lung_masks_are_refused(tmp_path):
     for _ in range(20):
         b = synthesis.real_nodule_box([0, 0, 19, 5, 5, 24], SHAPE)
         assert min(b[:3]) >= 0 and all(b[3 + a] <= SHAPE[a] for a in range(3))
+
+
+class DtypeProbe(Constant):
+    """A stand-in generator that records the dtype its convolution-like op computes in under autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.dtype] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.matmul(x[:1, :1, :2, :2, 0], x[:1, :1, :2, :2, 0]).dtype)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("amp, dtype", [(False, torch.float32), ("bfloat16", torch.bfloat16)])
+def test_synthesis_runs_the_generator_under_its_precision_policy_and_records_it(tmp_path, amp, dtype):
+    probe = DtypeProbe()
+    synthesis = MCGANSynthesis(
+        probe, _datalist(tmp_path), tmp_path / "out", None, "mcgan_3d", "0", voi_size=16, nodule_size=8, amp=amp
+    )
+    summary = synthesis.run()
+    assert probe.seen and set(probe.seen) == {dtype}
+    assert summary["precision"]["dtype"] == str(dtype).replace("torch.", "")
+    written = nib.load(tmp_path / "out" / _written(tmp_path)[1][0]["image"])
+    assert written.get_data_dtype() == np.float32 and np.isfinite(written.get_fdata()).all()  # fp32 HU either way
