@@ -2,7 +2,14 @@ from . import converters  # noqa: F401
 from .enhancement import attach_difference_maps, mix_synthetic_pairs, pseudo_label_entries  # noqa: F401
 from .images import draw_per_class, read_datalist_images  # noqa: F401
 from .latent import conditional_latent_samples, latent_samples  # noqa: F401
-from .loading import PERSISTENT_AUTO, loader_options, make_dataloader, preprocess_once, seed_worker  # noqa: F401
+from .loading import (  # noqa: F401
+    PERSISTENT_AUTO,
+    LoaderSettingError,
+    loader_options,
+    make_dataloader,
+    preprocess_once,
+    seed_worker,
+)
 from .merging import merge_datalists  # noqa: F401
 from .pairs import SameClassPairDataset  # noqa: F401
 from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401

@@ -20,17 +20,29 @@ from typing import Any
 import numpy as np
 import torch
 from common.utils import object_rng_states, set_object_rng_states
+from common.utils.errors import UserInputError
 from monai.data import CacheDataset, DataLoader
 from monai.data.utils import worker_init_fn as monai_worker_init_fn
 from monai.transforms import Compose, RandomizableTrait
 from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["PERSISTENT_AUTO", "loader_options", "make_dataloader", "preprocess_once", "seed_worker"]
+__all__ = [
+    "PERSISTENT_AUTO",
+    "LoaderSettingError",
+    "loader_options",
+    "make_dataloader",
+    "preprocess_once",
+    "seed_worker",
+]
 
 PERSISTENT_AUTO = "auto"
 """``persistent_workers`` value: persistent where starting a worker re-imports the libraries (the ``spawn`` and
 ``forkserver`` start methods: seconds per worker and pass), not with ``fork`` (milliseconds; the default on Linux),
 where non-persistent workers keep resume exact."""
+
+
+class LoaderSettingError(UserInputError, ValueError):
+    """A data-loading setting of a config that cannot work (e.g. a negative ``num_workers``)."""
 
 
 def _start_method() -> str:
@@ -60,20 +72,23 @@ def loader_options(
         ``{"num_workers", "pin_memory"}``, and with workers ``"persistent_workers"`` and ``"prefetch_factor"``.
 
     Raises:
-        ValueError: a negative ``num_workers``, a ``prefetch_factor`` below 1 or an unknown ``persistent_workers``.
+        LoaderSettingError: a negative ``num_workers``, a ``prefetch_factor`` below 1 or an unknown
+            ``persistent_workers``.
     """
     workers = int(num_workers)
     if workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+        raise LoaderSettingError(f"the setting num_workers must be >= 0, got {num_workers}.")
     if persistent_workers != PERSISTENT_AUTO and not isinstance(persistent_workers, bool):
-        raise ValueError(f"persistent_workers must be true, false or {PERSISTENT_AUTO!r}, got {persistent_workers!r}.")
+        raise LoaderSettingError(
+            f"the setting persistent_workers must be true, false or {PERSISTENT_AUTO!r}, got {persistent_workers!r}."
+        )
     options: dict[str, Any] = {
         "num_workers": workers,
         "pin_memory": device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available(),
     }
     if workers > 0:
         if prefetch_factor is not None and int(prefetch_factor) < 1:
-            raise ValueError(f"prefetch_factor must be >= 1, got {prefetch_factor}.")
+            raise LoaderSettingError(f"the setting prefetch_factor must be >= 1, got {prefetch_factor}.")
         persistent = _start_method() != "fork" if persistent_workers == PERSISTENT_AUTO else persistent_workers
         options["persistent_workers"] = bool(persistent)
         options["prefetch_factor"] = None if prefetch_factor is None else int(prefetch_factor)
@@ -94,13 +109,16 @@ def preprocess_once(data: Sequence[Mapping[str, Any]], transform: Callable[[dict
         transform: the deterministic preprocessing (e.g. loading, intensity scaling, resizing).
 
     Raises:
-        ValueError: ``transform`` holds a random transform (its result would be frozen at the first draw; apply it
+        LoaderSettingError: ``transform`` holds a random transform (its result would be frozen at the first draw; apply it
             to the preprocessed entries instead).
     """
     compose = transform if isinstance(transform, Compose) else Compose([transform])
     random = [type(t).__name__ for t in compose.flatten().transforms if isinstance(t, RandomizableTrait)]
     if random:
-        raise ValueError(f"preprocess_once needs a deterministic transform, but it holds random transforms {random}.")
+        raise LoaderSettingError(
+            f"the cached preprocessing must be deterministic, but it holds random transforms {random}: apply them "
+            "to the preprocessed entries (e.g. the dataset's transform) instead."
+        )
     cache = CacheDataset(list(data), compose, cache_rate=1.0, num_workers=1, progress=False, copy_cache=False)
     return [cache[i] for i in range(len(cache))]
 

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from common.data import UnpairedDataset, loader_options, loading, make_dataloader, preprocess_once, seed_worker
+from common.data import (
+    LoaderSettingError,
+    UnpairedDataset,
+    loader_options,
+    loading,
+    make_dataloader,
+    preprocess_once,
+    seed_worker,
+)
 from monai.transforms import Compose, Identityd, Lambdad, RandFlipd
 
 
@@ -33,7 +41,7 @@ def test_loader_options_pin_on_cuda_only_and_worker_options_only_with_workers(mo
     assert loader_options(2, "cpu", persistent_workers=False)["persistent_workers"] is False
     assert "persistent_workers" not in loader_options(0, "cpu", persistent_workers=True)
     for bad in ({"num_workers": -1}, {"num_workers": 1, "prefetch_factor": 0}, {"persistent_workers": "yes"}):
-        with pytest.raises(ValueError):
+        with pytest.raises(LoaderSettingError):
             loader_options(**{"num_workers": 1, **bad})
 
 
@@ -75,7 +83,7 @@ def test_preprocess_once_keeps_the_items_and_their_order():
             a, b = lazy[i], cached[i]
             assert torch.equal(a["positive"], b["positive"]) and torch.equal(a["negative"], b["negative"])
     assert float(cached[1]["positive"][0, 0, 0]) == 3.0
-    with pytest.raises(ValueError, match="RandFlipd"):
+    with pytest.raises(LoaderSettingError, match="RandFlipd"):
         preprocess_once(entries, Compose([transform, RandFlipd("image", prob=0.5)]))
 
 
