@@ -36,8 +36,11 @@ than ``Module.compile()``'s bound ``_call_impl`` itself: torch 2.13's Dynamo ski
 own (e.g. an ``nn.Sequential``) compiled nothing, silently (measured).
 
 Where compilation is unavailable (Dynamo does not support this Python or platform, Inductor has no C++ compiler on
-a CPU, ...) or fails at a call (the backend raises while compiling), one WARNING names the reason and the networks
-run eagerly; the failing call is re-run eagerly, so the results are those of an eager run. The backward graph is
+a CPU, ...), one WARNING names the reason and every network runs eagerly. Where compiling a network fails at a call
+(the backend raises, e.g. torch 2.13's Inductor on the 3D MCGAN's nodule discriminator: ``LoweringException:
+ValueError: Exponent must be non-negative``), one WARNING names that network and the error, the call is re-run
+eagerly and that network stays eager (the others stay compiled), so the results are those of an eager run; the
+full traceback is logged at DEBUG. The backward graph is
 compiled together with the forward (``force_non_lazy_backward_lowering``), so that its failures, too, happen inside
 the guarded call. The first calls (one per variant: with and without gradients, with the network frozen or not)
 compile and are slow: benchmarks exclude them as warm-up.
@@ -362,7 +365,10 @@ class NetworkAcceleration:
     Attributes:
         formats: network name -> ``"contiguous"``, ``"channels_last"``, ``"channels_last_3d"`` or, with ``"auto"``
             before the network's first call, :data:`PENDING`.
-        compile_status: ``"off"``, ``"on"`` or ``"eager fallback: <reason>"``.
+        compile_status: ``"off"``, ``"on"``, ``"eager fallback: <reason>"`` (compilation unavailable: every network
+            eager) or ``"on, eager fallback for <network> (<error>), ..."`` (those networks failed to compile at a
+            call and run eagerly, the others compiled).
+        compile_fallbacks: network name -> the error that made it fall back to eager execution.
 
     Raises:
         AccelerationSettingError: ``memory_format`` or ``compile`` is not one of the accepted values.
@@ -400,6 +406,7 @@ class NetworkAcceleration:
         self.formats: dict[str, str] = {}
         self.times: dict[str, dict[str, float]] = {}
         self.compile_status = "off"
+        self.compile_fallbacks: dict[str, str] = {}
         self._calls: dict[str, _AcceleratedCall] = {}
 
         channels_last = memory_format == "channels_last"
@@ -441,6 +448,7 @@ class NetworkAcceleration:
             "formats": dict(self.formats),
             "compile": self.compile_options is not None,
             "compile_status": self.compile_status,
+            "compile_fallbacks": dict(self.compile_fallbacks),
         }
         if self.times:
             record["auto_times_s"] = {k: dict(v) for k, v in self.times.items()}
@@ -485,6 +493,7 @@ class NetworkAcceleration:
         )
 
     def _compile_failed(self, name: str, error: BaseException) -> None:
+        """Run network ``name`` eagerly from now on (the others stay compiled), with one WARNING naming the error."""
         root = error  # the backend's own error: Dynamo wraps it (``inner_exception``, ``__cause__``)
         for _ in range(8):
             inner = getattr(root, "inner_exception", None) or root.__cause__
@@ -493,16 +502,25 @@ class NetworkAcceleration:
             root = inner
         lines = [line.strip() for line in str(root).splitlines() if line.strip()]
         what = type(error).__name__ + (f" from {type(root).__name__}" if root is not error else "")
-        reason = f"compiling {name} failed at its call ({what}: {lines[0] if lines else 'no message'})"
-        self._fall_back(reason)
+        reason = f"{what}: {lines[0] if lines else 'no message'}"
+        self.compile_fallbacks[name] = reason
+        failed = ", ".join(f"{k} ({v})" for k, v in self.compile_fallbacks.items())
+        self.compile_status = f"on, eager fallback for {failed}"
+        logger.warning(
+            "compile: compiling %s failed at its call (%s); %s runs eagerly (same results).", name, reason, name
+        )
+        logger.debug("compile: the error of %s", name, exc_info=error)
+        self._uncompile(name)
 
     def _fall_back(self, reason: str) -> None:
-        """Run every network eagerly from now on, with one WARNING naming ``reason``."""
-        if self.compile_status.startswith("eager fallback"):
-            return
+        """Run every network eagerly, with one WARNING naming ``reason``."""
         self.compile_status = f"eager fallback: {reason}"
         logger.warning("compile: %s; the networks run eagerly (same results, no compilation).", reason)
-        for name, call in self._calls.items():
-            call.compiled = None
-            if not call.measure:
-                self.networks[name]._compiled_call_impl = None
+        for name in self._calls:
+            self._uncompile(name)
+
+    def _uncompile(self, name: str) -> None:
+        call = self._calls[name]
+        call.compiled = None
+        if not call.measure:
+            self.networks[name]._compiled_call_impl = None

@@ -205,18 +205,21 @@ def test_inductor_without_a_cpu_compiler_is_unavailable(monkeypatch):
     assert acceleration.compile_unavailable_reason(torch.device("cpu"), {"backend": "eager"}) is None
 
 
-def test_compile_failing_at_the_first_call_falls_back_with_equal_results(caplog):
+def test_compile_failing_at_a_call_falls_back_for_that_network_with_equal_results(caplog):
+    """The backend raises for the first graph it gets (the generator's) and compiles the next (the critic's)."""
     calls = []
 
-    def broken_backend(graph_module, example_inputs):
+    def flaky_backend(graph_module, example_inputs):
         calls.append(len(example_inputs))
-        raise RuntimeError("this backend cannot compile")
+        if len(calls) == 1:
+            raise RuntimeError("this backend cannot compile")
+        return graph_module.forward
 
     gen, disc = _net(2, seed=1), _net(2, seed=2)
     step = TrainingStep(
         {"gen": gen, "disc": disc},
         {"gen": torch.optim.SGD(gen.parameters(), lr=0.1), "disc": torch.optim.SGD(disc.parameters(), lr=0.1)},
-        compile={"backend": broken_backend},
+        compile={"backend": flaky_backend},
         memory_format="channels_last",
     )
     assert step.acceleration.compile_status == "on"
@@ -224,10 +227,13 @@ def test_compile_failing_at_the_first_call_falls_back_with_equal_results(caplog)
     with caplog.at_level(logging.WARNING, logger="common.engines.acceleration"):
         out = gen(step.images({"image": x}))
         out2 = disc(x)
-    assert calls, "the backend was called"
+    assert len(calls) == 2, "the backend was called for each network"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "this backend cannot compile" in warnings[0] and "compiling gen" in warnings[0]
-    assert gen._compiled_call_impl is None and disc._compiled_call_impl is None  # both eager from now on
+    assert len(warnings) == 1 and "compiling gen failed" in warnings[0] and "this backend cannot compile" in warnings[0]
+    assert gen._compiled_call_impl is None  # eager from now on
+    assert disc._compiled_call_impl is not None  # still compiled
+    assert list(step.acceleration.compile_fallbacks) == ["gen"]
+    assert step.acceleration.compile_status.startswith("on, eager fallback for gen (BackendCompilerFailed")
     ref_gen, ref_disc = _net(2, seed=1), _net(2, seed=2)
     torch.testing.assert_close(out, ref_gen(x), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out2, ref_disc(x), rtol=1e-4, atol=1e-5)
