@@ -31,8 +31,8 @@ The comparison (:func:`compare_runs`):
 - **first iteration**: every loss of iteration 1 of a policy against float32 of the same seed,
   ``|a - r| / (|r| + eps)`` (``eps`` as below, from the whole float32 curve), must be at most ``first_tolerance``
   (the losses of iteration 1 come from identical weights and inputs, so they differ only by the policy's rounding;
-  bf16 keeps 8 significant bits, a relative rounding of 2^-9 per value, which a forward pass through a few layers
-  accumulates to about 1 %);
+  bf16 keeps 8 significant bits, so rounding changes a value by up to 2^-8 relative, 2^-9 on average, which a
+  forward pass through a few layers accumulates to about 1 %);
 - **loss curves**: each curve is smoothed with an exponential moving average ``m_t = beta m_{t-1} + (1 - beta) x_t``
   (``m_1 = x_1``; iterations where a loss is not logged are skipped), and the deviation of a policy from float32 for
   one seed is ``max_t |m_t - m^fp32_t| / (|m^fp32_t| + eps)`` with ``eps = eps_fraction * mean_t |m^fp32_t|`` (at
@@ -224,8 +224,8 @@ def run_policy(
         step_id, loader_id, amp_id, seed_id: config ids.
         perturb: when positive, a control run: after the start digests, every floating-point parameter of the
             step's networks is multiplied by ``1 + perturb * n`` (``n`` standard normal from a generator of its own,
-            seeded with ``seed``; the global RNG is untouched), a perturbation of the size of one rounding
-            (``2**-9``: bf16's), and the run is labelled ``"<policy>+perturbed"``.
+            seeded with ``seed``; the global RNG is untouched); ``2**-9`` is the mean size of one rounding to bf16;
+            the run is labelled ``"<policy>+perturbed"``.
         override: config overrides, e.g. ``image_size=64``.
 
     Returns:
