@@ -300,3 +300,21 @@ def test_layout_names_follow_the_convolution_weights():
     assert modulated.weight.is_contiguous(memory_format=torch.channels_last_3d)
     auto = NetworkAcceleration({"modulated": Modulated()}, "cpu", "auto")
     assert auto.formats == {"modulated": "contiguous"}  # not measured: no torch convolution module
+
+
+def test_auto_then_compile_measures_eagerly_once_and_keeps_the_compiled_call(monkeypatch):
+    measured = []
+
+    def fake(network, args, kwargs, device, trained=True, rounds=2):
+        measured.append(torch.compiler.is_compiling())
+        return {"contiguous": 1.0, "channels_last": 0.5}
+
+    monkeypatch.setattr(acceleration, "measure_memory_formats", fake)
+    step, twin = _step(_net(2), memory_format="auto", compile={"backend": "eager"}), _net(2)
+    net, x = step.networks["net"], torch.randn(2, 2, 8, 8)
+    out = net(x)
+    net(x)
+    assert measured == [False]  # once, outside the compiled region
+    assert step.acceleration.formats == {"net": "channels_last"} and step.acceleration.compile_status == "on"
+    assert net._compiled_call_impl is not None and net._compiled_call_impl.compiled is not None
+    torch.testing.assert_close(out, twin(x), rtol=1e-4, atol=1e-5)
