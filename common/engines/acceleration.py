@@ -37,13 +37,15 @@ own (e.g. an ``nn.Sequential``) compiled nothing, silently (measured).
 
 Where compilation is unavailable (Dynamo does not support this Python or platform, Inductor has no C++ compiler on
 a CPU, ...), one WARNING names the reason and every network runs eagerly. Where compiling a network fails at a call
-(the backend raises, e.g. torch 2.13's Inductor on the 3D MCGAN's nodule discriminator: ``LoweringException:
-ValueError: Exponent must be non-negative``), one WARNING names that network and the error, the call is re-run
-eagerly and that network stays eager (the others stay compiled), so the results are those of an eager run; the
-full traceback is logged at DEBUG. The backward graph is
-compiled together with the forward (``force_non_lazy_backward_lowering``), so that its failures, too, happen inside
-the guarded call. The first calls (one per variant: with and without gradients, with the network frozen or not)
-compile and are slow: benchmarks exclude them as warm-up.
+(the backend raises, e.g. torch 2.13's Inductor on both 3D MCGAN discriminators: ``LoweringException: ValueError:
+Exponent must be non-negative``), one WARNING names that network and the error, the call is re-run eagerly and that
+network stays eager (the others stay compiled), so the results are those of an eager run; the full traceback is
+logged at DEBUG. The backward graph is compiled together with the forward (``force_non_lazy_backward_lowering``), so
+that its failures, too, happen inside the guarded call. The first calls (one per variant: with and without
+gradients, with the network frozen or not) compile and are slow: benchmarks exclude them as warm-up. A compiled
+network computes what the eager one does up to rounding, except its random ops (dropout): Inductor draws their
+numbers its own way, so they differ from an eager run's (``torch._inductor.config.fallback_random`` makes them
+match, at some speed).
 """
 
 from __future__ import annotations
