@@ -218,3 +218,34 @@ def test_checker_merges_variants_with_nested_ids(tmp_path):
     assert shared_key_differences([train, variant], [inference, variant]) == [
         "network_def#spatial_dims: '@spatial_dims' != '<absent>'"
     ]
+
+
+def _yaml_files() -> list[Path]:
+    """Every YAML config that MONAI's bundle runner reads: the bundles' and the speed overrides (the experiment grids
+    are read by ``common.experiments`` and use YAML merge keys, which MONAI's loader does not take)."""
+    roots = [REPO / "bundles", REPO / "scripts" / "experiments" / "speed"]
+    return sorted(p for root in roots for p in root.rglob("*.yaml"))
+
+
+def test_no_config_repeats_a_key_in_one_mapping():
+    """YAML keeps the last of two equal keys without a word (a ``device`` written twice into ``train#step`` hid that
+    the loader never got it): MONAI's own duplicate-checking loader, made strict, must read every config."""
+    import yaml
+    from monai.utils.misc import CheckKeyDuplicatesYamlLoader
+
+    problems = []
+    old = os.environ.get("MONAI_FAIL_ON_DUPLICATE_CONFIG")
+    os.environ["MONAI_FAIL_ON_DUPLICATE_CONFIG"] = "1"
+    try:
+        for path in _yaml_files():
+            try:
+                with open(path, encoding="utf-8") as f:
+                    yaml.load(f, CheckKeyDuplicatesYamlLoader)
+            except (ValueError, yaml.YAMLError) as e:
+                problems.append(f"{path.relative_to(REPO)}: {str(e).splitlines()[0]}")
+    finally:
+        if old is None:
+            os.environ.pop("MONAI_FAIL_ON_DUPLICATE_CONFIG")
+        else:
+            os.environ["MONAI_FAIL_ON_DUPLICATE_CONFIG"] = old
+    assert len(_yaml_files()) > 50 and not problems, problems
