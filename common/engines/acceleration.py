@@ -456,6 +456,31 @@ class NetworkAcceleration:
             record["auto_times_s"] = {k: dict(v) for k, v in self.times.items()}
         return record
 
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpointed part: with ``"auto"``, the layouts chosen so far (``{"formats": {name: layout}}``), so that
+        a resumed run keeps them instead of measuring again (a new choice would change the order of floating-point
+        operations, and with it the exact continuation). Strings only (loadable with ``weights_only=True``)."""
+        chosen = {k: v for k, v in self.formats.items() if v != PENDING} if self.memory_format == "auto" else {}
+        return {"memory_format": self.memory_format, "formats": chosen}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Adopt the layouts that an ``"auto"`` run chose (networks still :data:`PENDING` here, by name) without
+        measuring them again. Ignored unless this step's ``memory_format`` is ``"auto"`` too: an explicit setting of
+        the resumed run wins."""
+        if self.memory_format != "auto":
+            return
+        for name, layout in dict(state.get("formats", {})).items():
+            if self.formats.get(name) != PENDING or layout == PENDING:
+                continue
+            channels_last = str(layout).startswith("channels_last")
+            convert_memory_format(self.networks[name], channels_last)
+            self.formats[name] = format_name(self.networks[name], channels_last)
+            call = self._calls[name]
+            call.measure = False
+            if call.compiled is None:
+                self.networks[name]._compiled_call_impl = None
+            logger.info("memory format auto: %s -> %s (from the checkpoint)", name, self.formats[name])
+
     def input_channels_last(self, ndim: int) -> bool:
         """Whether the step's input images with ``ndim`` dimensions go channels-last: with ``"channels_last"``
         always (4D/5D), with ``"auto"`` when most of the networks of that dimensionality chose it so far."""

@@ -271,9 +271,10 @@ def _objects(engine: Engine, step: Any, random_state: bool = True) -> dict[str, 
     return objects
 
 
-OPTIONAL_STATE_KEYS: tuple[str, ...] = ("precision",)
-"""Entries of a step's state that checkpoints of earlier versions lack (the precision policy): resuming such a
-checkpoint keeps the step's own value instead of failing on the missing key."""
+OPTIONAL_STATE_KEYS: tuple[str, ...] = ("precision", "acceleration")
+"""Entries of a step's state that checkpoints of earlier versions lack (the precision policy, the memory layouts
+chosen by ``memory_format: auto``): resuming such a checkpoint keeps the step's own value instead of failing on the
+missing key."""
 
 
 def _checkpoint_keys(path: Path) -> list[str]:

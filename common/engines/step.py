@@ -196,6 +196,8 @@ class TrainingStep:
         objects.update({f"scheduler_{k}": v for k, v in self.schedulers.items()})
         objects.update({f"scaler_{k}": v for k, v in self.scalers.items()})
         objects["precision"] = PrecisionState(self)
+        # after the networks: a resumed `memory_format: auto` run converts the loaded weights to the saved layouts
+        objects["acceleration"] = self.acceleration
         return objects
 
     def lr_schedule_handlers(self) -> list[LrScheduleHandler]:

@@ -174,6 +174,42 @@ def test_auto_keeps_channels_last_only_when_clearly_faster(monkeypatch, caplog, 
     assert step.networks["net"]._compiled_call_impl is None  # nothing left to do at later calls
 
 
+def test_auto_choice_is_checkpointed_and_a_resumed_run_keeps_it_without_measuring(monkeypatch):
+    """The layouts an ``auto`` run chose are in its checkpoint; a resumed ``auto`` run adopts them (no new measurement,
+    which could choose otherwise and change the exact continuation); an explicit setting of the resumed run wins."""
+    calls = []
+
+    def fake(network, args, kwargs, device, trained=True, rounds=2):
+        calls.append(1)
+        return {"contiguous": 1.0, "channels_last": 0.5}
+
+    monkeypatch.setattr(acceleration, "measure_memory_formats", fake)
+    images = torch.randn(2, 2, 8, 8)
+    straight = _step(_net(2), memory_format="auto")
+    _train(straight, images, 3)
+    first = _step(_net(2), memory_format="auto")
+    _train(first, images, 2)
+    state = _save_load({k: v.state_dict() for k, v in first.state_objects().items()})
+    assert state["acceleration"]["formats"] == {"net": "channels_last"} and len(calls) == 2
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a resumed auto run measured again")
+
+    monkeypatch.setattr(acceleration, "measure_memory_formats", refuse)
+    resumed = _step(_net(2, seed=9), memory_format="auto")
+    for key, obj in resumed.state_objects().items():
+        obj.load_state_dict(state[key])
+    assert resumed.acceleration.formats == {"net": "channels_last"}
+    assert resumed.networks["net"][0].weight.is_contiguous(memory_format=torch.channels_last)
+    _train(resumed, images, 1)
+    for p, q in zip(straight.networks["net"].parameters(), resumed.networks["net"].parameters()):
+        assert torch.equal(p, q)
+    explicit = _step(_net(2), memory_format="contiguous")
+    explicit.acceleration.load_state_dict(state["acceleration"])
+    assert explicit.acceleration.formats == {"net": "contiguous"}
+    assert explicit.acceleration.state_dict() == {"memory_format": "contiguous", "formats": {}}
+
+
 # ---------------------------------------------------------------------- compile
 def test_compile_where_unavailable_falls_back_with_one_warning(monkeypatch, caplog):
     def unsupported() -> None:
