@@ -19,8 +19,9 @@ network's buffers (running statistics, spectral-norm vectors) and runs under a f
 ``2 + 2 * rounds`` forward+backward passes per network (:data:`AUTO_ROUNDS`), about two training steps of a
 CycleGAN. Only networks with torch convolution modules are measured, at a call of the network itself: one used
 only through its submodules or methods (e.g. MUNIT's ``encode``/``decode``) or without convolution modules (e.g.
-StyleGAN2's modulated convolutions) keeps the plain layout. A resumed run measures again, so its choice may differ
-from the interrupted run's (the layouts round differently): for bit-exact resume use an explicit format. Under
+StyleGAN2's modulated convolutions) keeps the plain layout. The choices are checkpointed (the step's state
+``acceleration``): a resumed ``auto`` run adopts them instead of measuring again, since another choice would round
+differently and break the exact continuation. Under
 distributed training each rank measures for itself; the gradient all-reduce flattens gradients in logical order, so
 ranks that chose differently still average the same elements.
 
