@@ -23,62 +23,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import fire
-from common.evaluation.visual_turing import DEFAULT_PERCENTILES, make_study
+from common.evaluation.visual_turing import make_study
 from common.evaluation.visual_turing_score import format_markdown, score_study
 
 logger = logging.getLogger(__name__)
 
 
-def make(
-    out_dir: str,
-    real: str | Sequence[str],
-    synthetic: str | Sequence[str],
-    n_real: int = 50,
-    n_synthetic: int = 50,
-    classes: bool = False,
-    class_key: str = "class",
-    class_names: str | Sequence[str] | None = None,
-    only_class: int | None = None,
-    channel: int | None = None,
-    channel_names: str | Sequence[str] | None = None,
-    window: str | Sequence[float] | None = None,
-    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-    display_size: int = 256,
-    box_key: str | None = None,
-    crop: int | None = None,
-    seed: int = 0,
-    confidence: bool = True,
-    real_section: str = "training",
-    synthetic_section: str = "training",
-    title: str = "Visual Turing Test",
-) -> str:
-    """Sample, render and shuffle the cases and write the reader app and the answer key (see
-    :func:`common.evaluation.visual_turing.make_study` for every argument). Returns the study id."""
-    result = make_study(
-        real,
-        synthetic,
-        out_dir,
-        n_real=n_real,
-        n_synthetic=n_synthetic,
-        classes=classes,
-        class_key=class_key,
-        class_names=class_names,
-        only_class=only_class,
-        channel=channel,
-        channel_names=channel_names,
-        window=window,
-        percentiles=percentiles,
-        display_size=display_size,
-        box_key=box_key,
-        crop=crop,
-        seed=seed,
-        confidence=confidence,
-        real_section=real_section,
-        synthetic_section=synthetic_section,
-        title=title,
-    )
+def make(out_dir: str, real: str | Sequence[str], synthetic: str | Sequence[str], **options: Any) -> str:
+    """Sample, render and shuffle the cases and write the reader app and the answer key.
+
+    Args:
+        out_dir: the study folder (``app/index.html`` and ``answer_key.json``).
+        real: the real datalist(s).
+        synthetic: the synthetic datalist(s).
+        options: the keyword arguments of :func:`common.evaluation.visual_turing.make_study` (``--n_real``,
+            ``--n_synthetic``, ``--classes``, ``--channel``, ``--window``, ``--box_key``, ``--crop``, ``--seed``...).
+
+    Returns:
+        The study id.
+    """
+    result = make_study(real, synthetic, out_dir, **options)
     for warning in result["warnings"]:
         logger.warning(warning)
     print(f"app for the readers: {result['app']}\nanswer key (keep it): {result['key']}")

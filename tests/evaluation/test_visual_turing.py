@@ -8,6 +8,7 @@ import re
 import struct
 from pathlib import Path
 
+import fire
 import nibabel as nib
 import numpy as np
 import pytest
@@ -376,7 +377,9 @@ def test_script_commands_make_and_score(sets, tmp_path, capsys):
     key = json.loads((tmp_path / "s" / "answer_key.json").read_text())
     assert key["study_id"] == study_id and key["settings"]["channel"] == 0
     # --only_class keeps the lesion cases of both sets (4 real tumour slices of 8; synthetic entries 1, 3, 5, 7)
-    script.make(str(tmp_path / "t"), str(sets["real"]), str(sets["synthetic"]), 4, 4, only_class=1, channel=1)
+    # through fire, as on the command line: the flags reach make_study
+    command = ["make", str(tmp_path / "t"), str(sets["real"]), str(sets["synthetic"]), "--n_real", "4"]
+    fire.Fire({"make": script.make}, command=command + ["--n_synthetic", "4", "--only_class", "1", "--channel", "1"])
     only = json.loads((tmp_path / "t" / "answer_key.json").read_text())["cases"]
     real_entries = json.loads(sets["real"].read_text())["training"]
     tumour = {str(sets["real"].parent / e["image"][0]) for e in real_entries if e["class"] == 1}
