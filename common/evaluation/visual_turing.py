@@ -493,6 +493,12 @@ def make_study(
             ]
             raise VisualTuringError(f"{missing}: entries without {key!r}; give --class_key or leave out --classes.")
         class_values = sorted(set(found))
+        if len(class_values) < 2:
+            raise VisualTuringError(
+                f"{real_paths + synthetic_paths}: --classes asks the readers for the class, but every entry has "
+                f"{key!r} = {class_values[0]!r}; use datalists (or a --real_section) with both classes, or leave "
+                "out --classes."
+            )
     chosen = [("real", e) for e in sample_entries(real_entries, n_real, rng, key, class_values, f"real {real_paths}")]
     chosen += [
         ("synthetic", e)

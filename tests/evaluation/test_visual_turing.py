@@ -248,6 +248,8 @@ def test_make_errors_name_the_problem(sets, tmp_path):
         make_study(sets["real"], sets["synthetic"], tmp_path / "e", 2, 2, channel=0, only_class=2)
     with pytest.raises(VisualTuringError, match="--window"):
         make_study(sets["real"], sets["synthetic"], tmp_path / "d", 2, 2, channel=0, window="5")
+    with pytest.raises(VisualTuringError, match="every entry has 'class' = 1; use datalists"):  # one class left
+        make_study(sets["real"], sets["synthetic"], tmp_path / "f", 2, 2, channel=0, classes=True, only_class=1)
 
 
 @pytest.fixture()
