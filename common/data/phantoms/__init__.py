@@ -21,6 +21,9 @@ Kinds of sets, one module per family:
   sizes and three attenuations, with bounding boxes.
 - :py:func:`make_brain_metastases` (:py:mod:`.brain_metastases`): single-channel T1c-like 2D brain slices with
   several small ring-enhancing lesions on positive patients, with bounding boxes.
+- :py:class:`BrainMRDifficulty` and :py:data:`BRAIN_MR_PRESETS` (:py:mod:`.difficulty`): difficulty knobs of
+  :py:func:`make_brain_mr` (lesion contrast and size, texture, noise, anatomical variability) and the
+  ``"calibrated"`` preset of the benchmark tasks (issue 20).
 - :py:func:`prepare_phantom` (:py:mod:`.prepare`): generate a set once into a directory and return its
   ``datalist.json`` path.
 
@@ -33,11 +36,14 @@ from common.data.phantoms.brain_anatomy import BRAIN_MR_CHANNELS
 from common.data.phantoms.brain_metastases import make_brain_metastases
 from common.data.phantoms.brain_mr import BRAIN_TUMOUR_LABELS, make_brain_mr
 from common.data.phantoms.chest_ct import NODULE_ATTENUATIONS, NODULE_SIZES, make_chest_ct
+from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty
 from common.data.phantoms.prepare import NO_PHANTOM, PHANTOM_KINDS, prepare_phantom
 
 __all__ = [
     "BRAIN_MR_CHANNELS",
+    "BRAIN_MR_PRESETS",
     "BRAIN_TUMOUR_LABELS",
+    "BrainMRDifficulty",
     "DATALIST_NAME",
     "DEFAULT_SPLIT_FRACTIONS",
     "NODULE_ATTENUATIONS",

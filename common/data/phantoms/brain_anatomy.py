@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from common.data.phantoms.base import _coordinates, _ellipsoid_distance, _sigmoid, _smooth_field
+from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty
 from scipy import ndimage
 
 __all__ = ["BRAIN_MR_CHANNELS"]
@@ -39,17 +40,43 @@ _BRAIN_CONTRAST = np.array(
 _CHANNEL_INDEX = {name: i for i, name in enumerate(BRAIN_MR_CHANNELS)}
 
 
-def _sample_brain_patient(rng: np.random.Generator, spatial_dims: int, glioma: bool) -> dict[str, Any]:
-    """Draw the patient-level anatomy (head, ventricles, optional glioma) in normalised head coordinates."""
-    scale = rng.uniform(0.92, 1.0)
+def _spread_uniform(rng: np.random.Generator, low: float, high: float, spread: float) -> float:
+    """``rng.uniform(low, high)`` with the range scaled by ``spread`` about its centre (unchanged when it is 1)."""
+    if spread != 1.0:
+        centre, half = (low + high) / 2.0, spread * (high - low) / 2.0
+        low, high = centre - half, centre + half
+    return rng.uniform(low, high)
+
+
+def _sample_brain_patient(
+    rng: np.random.Generator, spatial_dims: int, glioma: bool, difficulty: BrainMRDifficulty | None = None
+) -> dict[str, Any]:
+    """Draw the patient-level anatomy (head, ventricles, optional glioma) in normalised head coordinates.
+
+    Args:
+        rng: random generator of the patient.
+        spatial_dims: 2 or 3 (the range of the glioma's height differs).
+        glioma: whether the patient has a glioma (its lobes are drawn).
+        difficulty: knobs ``anatomy_spread`` and ``lesion_radius``; ``None``: the default phantom's.
+
+    Returns:
+        the patient's anatomy.
+    """
+    knobs = BRAIN_MR_PRESETS["default"] if difficulty is None else difficulty
+    s = knobs.anatomy_spread
+    scale = _spread_uniform(rng, 0.92, 1.0, s)
     patient: dict[str, Any] = {
-        "head_radii": (0.78 * scale * rng.uniform(0.96, 1.04), 0.93 * scale, 0.88 * scale),
-        "head_centre": (rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02), 0.0),
-        "head_angle": rng.uniform(-0.1, 0.1),
-        "ventricle_offset": rng.uniform(0.07, 0.1),
-        "ventricle_radii": (rng.uniform(0.045, 0.075), rng.uniform(0.2, 0.28), rng.uniform(0.14, 0.2)),
-        "ventricle_angle": rng.uniform(0.12, 0.3),
-        "ventricle_centre": (rng.uniform(-0.06, 0.02), rng.uniform(0.05, 0.15)),
+        "head_radii": (0.78 * scale * _spread_uniform(rng, 0.96, 1.04, s), 0.93 * scale, 0.88 * scale),
+        "head_centre": (_spread_uniform(rng, -0.02, 0.02, s), _spread_uniform(rng, -0.02, 0.02, s), 0.0),
+        "head_angle": _spread_uniform(rng, -0.1, 0.1, s),
+        "ventricle_offset": _spread_uniform(rng, 0.07, 0.1, s),
+        "ventricle_radii": (
+            _spread_uniform(rng, 0.045, 0.075, s),
+            _spread_uniform(rng, 0.2, 0.28, s),
+            _spread_uniform(rng, 0.14, 0.2, s),
+        ),
+        "ventricle_angle": _spread_uniform(rng, 0.12, 0.3, s),
+        "ventricle_centre": (_spread_uniform(rng, -0.06, 0.02, s), _spread_uniform(rng, 0.05, 0.15, s)),
         "gain": rng.uniform(0.95, 1.05, size=len(BRAIN_MR_CHANNELS)).astype(np.float32),
         "lobes": None,
     }
@@ -59,7 +86,7 @@ def _sample_brain_patient(rng: np.random.Generator, spatial_dims: int, glioma: b
         a, b, _ = patient["head_radii"]
         z_range = (-0.12, 0.25) if spatial_dims == 2 else (-0.2, 0.3)
         centre = np.array([rho * 0.86 * a * np.cos(angle), rho * 0.86 * b * np.sin(angle), rng.uniform(*z_range)])
-        r0 = rng.uniform(0.13, 0.2)
+        r0 = rng.uniform(*knobs.lesion_radius)
         lobes = [(centre, r0 * rng.uniform(0.85, 1.15, size=3))]
         for _ in range(rng.integers(2, 5)):
             lobes.append((centre + r0 * rng.uniform(-0.6, 0.6, size=3), r0 * rng.uniform(0.45, 0.85, size=3)))
@@ -114,12 +141,27 @@ def _brain_tissues(
     return tissue, grey.astype(np.float32), head_coords
 
 
+def _lesion_contrast_table(difficulty: BrainMRDifficulty) -> np.ndarray:
+    """Tissue intensities (9, 4) with the tumour tissues' difference from white matter scaled per channel.
+
+    The table of the default phantom is returned as it is when every channel's scale is 1.
+    """
+    scales = np.asarray(difficulty.channel_contrast(len(BRAIN_MR_CHANNELS)), dtype=np.float32)
+    if np.all(scales == 1.0):
+        return _BRAIN_CONTRAST
+    table = _BRAIN_CONTRAST.copy()
+    lesions = [_NECROSIS, _OEDEMA, _ENHANCING]
+    table[lesions] = _BRAIN_CONTRAST[_WM] + scales * (_BRAIN_CONTRAST[lesions] - _BRAIN_CONTRAST[_WM])
+    return table
+
+
 def _render_mr(
     tissue: np.ndarray,
     grey: np.ndarray,
     patient: dict[str, Any],
     rng: np.random.Generator,
     channels: Sequence[str] = BRAIN_MR_CHANNELS,
+    difficulty: BrainMRDifficulty | None = None,
 ) -> np.ndarray:
     """Render MR intensities of a tissue map.
 
@@ -129,6 +171,7 @@ def _render_mr(
         patient: patient anatomy (channel gains).
         rng: random generator of the case (texture, bias field, noise).
         channels: channel names to render, a subset of ``BRAIN_MR_CHANNELS``.
+        difficulty: knobs ``lesion_contrast``, ``texture`` and ``noise``; ``None``: the default phantom's.
 
     Returns:
         float32 array of shape (C, *spatial) in [0, 1], exactly 0 outside the head.
@@ -137,20 +180,22 @@ def _render_mr(
     unit = min(shape) / 2.0
     head = tissue != _BG
     white = tissue == _WM
-    texture = 1.0 + 0.04 * _smooth_field(rng, shape, max(0.015 * unit, 0.6))
+    knobs = BRAIN_MR_PRESETS["default"] if difficulty is None else difficulty
+    table = _lesion_contrast_table(knobs)
+    texture = 1.0 + knobs.texture * _smooth_field(rng, shape, max(0.015 * unit, 0.6))
     coords = _coordinates(shape, rng.uniform(-0.3, 0.3) if len(shape) == 2 else None)
     coefficients = rng.uniform(-0.08, 0.08, size=3)
     bias = 1.0 + sum(np.float32(c) * x for c, x in zip(coefficients, coords))
     images = []
     for name in channels:
         c = _CHANNEL_INDEX[name]
-        contrast = _BRAIN_CONTRAST[:, c]
+        contrast = table[:, c]
         image = contrast[tissue]
         image[white] = contrast[_WM] + (contrast[_GM] - contrast[_WM]) * grey[white]
         image *= texture
         image = ndimage.gaussian_filter(image, 0.5, truncate=3.0)
         image *= bias * patient["gain"][c]
-        image += 0.015 * rng.standard_normal(shape, dtype=np.float32)
+        image += knobs.noise * rng.standard_normal(shape, dtype=np.float32)
         image[~head] = 0.0
         images.append(np.clip(image, 0.0, 1.0))
     return np.stack(images).astype(np.float32)

@@ -7,7 +7,7 @@ and surrounding oedema; the head anatomy is that of :py:mod:`common.data.phantom
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from common.data.phantoms.difficulty import BrainMRDifficulty, resolve_difficulty
 from common.data.splits import split_patients
 from scipy import ndimage
 
@@ -98,6 +99,7 @@ def make_brain_mr(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     spacing: float | Sequence[float] = 1.0,
     datalist_name: str = DATALIST_NAME,
+    difficulty: str | Mapping[str, Any] | BrainMRDifficulty | None = None,
 ) -> Path:
     """Generate a four-channel brain MR phantom set with glioma-like tumours.
 
@@ -128,6 +130,11 @@ def make_brain_mr(
         split_fractions: training, validation and test fractions of patients (stratified by class).
         spacing: voxel spacing in mm (float or one per axis), written in the affine.
         datalist_name: file name of the datalist JSON inside ``output_dir``.
+        difficulty: ``None`` for the default (easy) phantom, a preset name of
+            :py:data:`common.data.phantoms.difficulty.BRAIN_MR_PRESETS` (``"calibrated"``: the calibrated benchmark
+            task of issue 20) or a mapping of :py:class:`~common.data.phantoms.difficulty.BrainMRDifficulty` knobs
+            (lesion contrast, lesion radius, texture, noise, anatomy spread). Recorded in the datalist's
+            ``parameters`` as given (``difficulty``) and resolved (``difficulty_knobs``).
 
     Returns:
         path of the datalist JSON.
@@ -143,6 +150,7 @@ def make_brain_mr(
     spacing_ = _as_spacing(spacing, spatial_dims)
     fractions = _check_fractions(split_fractions)
     seed = _check_seed(seed)
+    knobs = resolve_difficulty(difficulty)
     output_dir = Path(output_dir).expanduser().absolute()
 
     root, rngs = _patient_rngs(seed, num_patients)
@@ -156,6 +164,8 @@ def make_brain_mr(
         "image_size": list(size),
         "positive_fraction": positive_fraction,
         "split_fractions": list(fractions),
+        "difficulty": difficulty.as_dict() if isinstance(difficulty, BrainMRDifficulty) else difficulty,
+        "difficulty_knobs": knobs.as_dict(),
     }
     header = _header(
         f"phantom_brain_mr_{spatial_dims}d",
@@ -172,7 +182,7 @@ def make_brain_mr(
     with _atomic_directory(output_dir) as tmp:
         entries = []
         for patient_id, label, rng in zip(patients, classes, rngs):
-            patient = _sample_brain_patient(rng, spatial_dims, glioma=bool(label))
+            patient = _sample_brain_patient(rng, spatial_dims, glioma=bool(label), difficulty=knobs)
             if spatial_dims == 2:
                 if label:
                     centre_z, extent = patient["lobes"][0][0][2], patient["lobes"][0][1][2]
@@ -185,7 +195,7 @@ def make_brain_mr(
                 case = f"{patient_id}_C{index:02d}"
                 tissue, grey, head_coords = _brain_tissues(size, patient, rng, z)
                 mask = _add_glioma(tissue, head_coords, patient, rng)
-                image = _render_mr(tissue, grey, patient, rng)
+                image = _render_mr(tissue, grey, patient, rng, difficulty=knobs)
                 files = [f"images/{case}_{name}.nii.gz" for name in BRAIN_MR_CHANNELS]
                 for channel, file in zip(image, files):
                     _save_nifti(channel, tmp / file, spacing_)
