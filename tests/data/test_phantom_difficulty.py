@@ -73,9 +73,9 @@ def test_default_difficulty_is_bit_identical_to_before(tmp_path, make, kwargs, e
 
 def test_resolve_difficulty():
     assert resolve_difficulty(None) == BrainMRDifficulty() == BRAIN_MR_PRESETS["default"]
-    assert resolve_difficulty("calibrated") is BRAIN_MR_PRESETS["calibrated"]
-    knobs = resolve_difficulty({"preset": "calibrated", "noise": 0.1})
-    assert knobs.noise == 0.1 and knobs.lesion_contrast == BRAIN_MR_PRESETS["calibrated"].lesion_contrast
+    assert resolve_difficulty("calibrated_segmentation") is BRAIN_MR_PRESETS["calibrated_segmentation"]
+    knobs = resolve_difficulty({"preset": "calibrated_segmentation", "noise": 0.1})
+    assert knobs.noise == 0.1 and knobs.lesion_contrast == BRAIN_MR_PRESETS["calibrated_segmentation"].lesion_contrast
     assert resolve_difficulty({"lesion_contrast": [1, 0.5, 1, 0.2]}).channel_contrast() == (1.0, 0.5, 1.0, 0.2)
     assert resolve_difficulty({"lesion_radius": [0.05, 0.1]}).as_dict()["lesion_radius"] == [0.05, 0.1]
     with pytest.raises(ValueError, match="Unknown difficulty preset"):
@@ -129,15 +129,15 @@ def test_anatomy_spread(tmp_path):
 
 def test_difficulty_recorded_and_prepare_phantom_warns(tmp_path, caplog):
     kwargs = {"num_patients": 2, "cases_per_patient": 1, "image_size": 16}
-    datalist = Path(prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty="calibrated"))
+    datalist = Path(prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty="calibrated_segmentation"))
     parameters = json.loads(datalist.read_text())["parameters"]
-    assert parameters["difficulty"] == "calibrated"
-    assert parameters["difficulty_knobs"] == BRAIN_MR_PRESETS["calibrated"].as_dict()
+    assert parameters["difficulty"] == "calibrated_segmentation"
+    assert parameters["difficulty_knobs"] == BRAIN_MR_PRESETS["calibrated_segmentation"].as_dict()
     default = json.loads(make_brain_mr(tmp_path / "default", **kwargs).read_text())["parameters"]
     assert default["difficulty"] is None and default["difficulty_knobs"] == BrainMRDifficulty().as_dict()
     with caplog.at_level(logging.INFO, logger="common.data"):
-        prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty="calibrated")
+        prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty="calibrated_segmentation")
         assert not [r for r in caplog.records if r.levelno == logging.WARNING]
         prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty=None)
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "difficulty='calibrated' (asked: None)" in warning.getMessage()
+    assert "difficulty='calibrated_segmentation' (asked: None)" in warning.getMessage()

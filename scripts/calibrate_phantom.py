@@ -1,0 +1,39 @@
+"""Command line front end of :py:mod:`common.experiments.calibration`: measure a brain MR phantom difficulty.
+
+Trains the bundle's no-augmentation baseline on few phantom training patients and on ``ratio`` times more (the
+upper bound), tests both on the same held-out patients, prints and writes ``<output_dir>/calibration.json``.
+
+Examples (from the repository root; the measured numbers of the ``calibrated`` preset are recorded in
+``common/data/phantoms/difficulty.py``)::
+
+    OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py classification outputs/calibration/cls --difficulty calibrated
+    OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py segmentation outputs/calibration/seg \\
+        --difficulty "{lesion_contrast: 0.3, noise: 0.04}"
+"""
+
+from __future__ import annotations
+
+import json
+
+import fire
+from common.experiments.calibration import calibrate
+
+
+def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwargs: object) -> None:
+    """Calibrates one difficulty setting for one downstream family and prints the result as JSON.
+
+    Args:
+        family: ``classification`` or ``segmentation``.
+        output_dir: folder of the phantom set, the two runs and ``calibration.json``.
+        difficulty: a preset name (``calibrated``, ``default``), ``none`` for the default phantom, or a dict of
+            knobs (``lesion_contrast``, ``lesion_radius``, ``texture``, ``noise``, ``anatomy_spread``).
+        kwargs: further arguments of :py:func:`common.experiments.calibration.calibrate` (``num_small_patients``,
+            ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``...).
+    """
+    if isinstance(difficulty, str) and difficulty.lower() in ("none", "null", ""):
+        difficulty = None
+    print(json.dumps(calibrate(family, output_dir, difficulty=difficulty, **kwargs), indent=2))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
