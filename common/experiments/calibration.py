@@ -35,6 +35,8 @@ from sklearn.metrics import roc_auc_score
 
 __all__ = ["FAMILIES", "calibrate", "linear_proxies"]
 
+_REPOSITORY = Path(__file__).resolve().parents[2]  # the bundles' folders of FAMILIES are relative to it
+
 PROXY_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
 """Intensity thresholds of the classification proxy's features."""
 
@@ -149,7 +151,7 @@ def calibrate(
     iterations = family_defaults["iterations"] if iterations is None else int(iterations)
     batch_size = family_defaults["batch_size"] if batch_size is None else int(batch_size)
     extra_overrides = {**family_defaults["overrides"], **dict(extra_overrides or {})}
-    bundle = Path(FAMILIES[family]["bundle"]).absolute()
+    bundle = _REPOSITORY / FAMILIES[family]["bundle"]
     metric = FAMILIES[family]["metric"]
     output_dir = Path(output_dir).absolute()
     num_big = num_small_patients * ratio

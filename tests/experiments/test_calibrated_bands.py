@@ -40,15 +40,13 @@ def proxies(tmp_path_factory) -> dict[str | None, dict[str, float]]:
     return scores
 
 
-@pytest.mark.slow  # the fixture's three phantom sets and fits: 5-15 s, once for both band tests
 def test_classification_2d_band(proxies):
     # the easy default: a linear model on intensity histograms of 16 training slices separates the classes
     assert proxies[None]["auc"] > 0.95
-    # calibrated: clearly above chance, clearly below the default's ceiling (measured 0.80)
+    # calibrated: clearly above chance, clearly below the default's ceiling (measured 0.77)
     assert 0.6 < proxies["calibrated_classification"]["auc"] < 0.92
 
 
-@pytest.mark.slow
 def test_segmentation_2d_band(proxies):
     # the easy default: a per-pixel linear model outlines the tumour
     assert proxies[None]["dice"] > 0.95
@@ -59,7 +57,7 @@ def test_segmentation_2d_band(proxies):
 @pytest.mark.slow
 def test_calibrate_trains_both_regimes_with_the_bundle(tmp_path, monkeypatch):
     """``calibrate`` runs the classification bundle's training and evaluation for both regimes on one test set."""
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the bundles are found from the repository root
+    monkeypatch.chdir(tmp_path)  # the bundle is found from the repository, not from the working directory
     result = calibrate(
         "classification",
         tmp_path,
