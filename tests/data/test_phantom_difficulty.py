@@ -141,3 +141,19 @@ def test_difficulty_recorded_and_prepare_phantom_warns(tmp_path, caplog):
         prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty=None)
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "difficulty='calibrated_segmentation' (asked: None)" in warning.getMessage()
+
+
+def test_a_set_written_before_the_difficulty_setting_counts_as_the_default(tmp_path, caplog):
+    """A datalist without ``difficulty`` in its parameters (written by an earlier version) was generated at the default
+    difficulty: asking for a calibrated one warns that the existing set is kept."""
+    kwargs = {"num_patients": 2, "cases_per_patient": 1, "image_size": 16}
+    datalist = Path(prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs))
+    data = json.loads(datalist.read_text())
+    del data["parameters"]["difficulty"], data["parameters"]["difficulty_knobs"]
+    datalist.write_text(json.dumps(data))
+    with caplog.at_level(logging.INFO, logger="common.data"):
+        prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs)  # default asked: nothing to say
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+        prepare_phantom(tmp_path / "set", "brain_mr_2d", **kwargs, difficulty="calibrated_classification")
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "difficulty=None (asked: 'calibrated_classification')" in warning.getMessage()

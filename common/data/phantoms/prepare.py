@@ -84,6 +84,8 @@ def _warn_if_generated_otherwise(datalist: Path, kwargs: dict[str, Any]) -> None
     except (OSError, ValueError, AttributeError):
         return
     differ = {}
+    # sets written before the difficulty setting existed are the default difficulty
+    recorded = {"difficulty": None, **recorded} if "difficulty" in kwargs else recorded
     for key, value in kwargs.items():
         if key not in recorded:
             continue
