@@ -1,4 +1,4 @@
-"""Calibration of the brain MR phantom's difficulty by measurement (issue 20, item 1).
+"""Calibration of the brain MR phantom's difficulty by measurement.
 
 For one difficulty setting (:py:mod:`common.data.phantoms.difficulty`), :py:func:`calibrate` trains a downstream
 bundle's no-augmentation baseline twice on the same phantom set: in a limited-data regime (``1 / ratio`` of the

@@ -1,5 +1,5 @@
-"""The calibrated brain MR phantom sits in its loose band at tiny scale (issue 20: "a test per task family that the
-calibrated default sits in its target band"), and the default phantom does not.
+"""The calibrated brain MR phantom sits in its loose band at tiny scale, and the default phantom does not: a phantom
+change that makes the calibrated task trivial (or impossible) fails here.
 
 The proxies (:py:func:`common.experiments.calibration.linear_proxies`) are linear models on fixed features, fitted in
 a second: a phantom change that makes the calibrated task trivial lifts them to the default phantom's values (close

@@ -23,7 +23,7 @@ Kinds of sets, one module per family:
   several small ring-enhancing lesions on positive patients, with bounding boxes.
 - :py:class:`BrainMRDifficulty` and :py:data:`BRAIN_MR_PRESETS` (:py:mod:`.difficulty`): difficulty knobs of
   :py:func:`make_brain_mr` (lesion contrast and size, texture, noise, anatomical variability) and the
-  ``"calibrated"`` preset of the benchmark tasks (issue 20).
+  calibrated presets of the 2D benchmark tasks.
 - :py:func:`prepare_phantom` (:py:mod:`.prepare`): generate a set once into a directory and return its
   ``datalist.json`` path.
 

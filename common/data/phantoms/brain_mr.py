@@ -132,7 +132,7 @@ def make_brain_mr(
         datalist_name: file name of the datalist JSON inside ``output_dir``.
         difficulty: ``None`` for the default (easy) phantom, a preset name of
             :py:data:`common.data.phantoms.difficulty.BRAIN_MR_PRESETS` (``"calibrated_classification"``,
-            ``"calibrated_segmentation"``: the calibrated 2D benchmark tasks of issue 20) or a mapping of
+            ``"calibrated_segmentation"``: the calibrated 2D benchmark tasks) or a mapping of
             :py:class:`~common.data.phantoms.difficulty.BrainMRDifficulty` knobs (lesion contrast, lesion radius,
             texture, noise, anatomy spread). Recorded in the datalist's
             ``parameters`` as given (``difficulty``) and resolved (``difficulty_knobs``).

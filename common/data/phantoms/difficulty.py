@@ -1,4 +1,4 @@
-"""Difficulty knobs of the brain MR phantom and their named presets (issue 20, item 1: calibrated phantom tasks).
+"""Difficulty knobs of the brain MR phantom and their named presets (calibrated phantom tasks).
 
 The default phantom (``difficulty=None``) is easy on purpose: the tumour is bright in FLAIR and T2 and its enhancing
 rim bright in T1c, so a few training steps separate the classes and outline the tumour. For benchmarks that must
@@ -27,7 +27,7 @@ single setting cannot put both baselines in their bands.
 - ``"calibrated_segmentation"``: ``lesion_contrast=0.25, lesion_radius=(0.08, 0.14), texture=0.1, noise=0.06,
   anatomy_spread=2.0``; ``bundles/segmentation``'s ``variants/calibrated.yaml``.
 
-Calibration by measurement (issue 20 targets: a no-augmentation baseline with AUC 0.70-0.85 / Dice 0.5-0.7 in a
+Calibration by measurement (the project's targets: a no-augmentation baseline with AUC 0.70-0.85 / Dice 0.5-0.7 in a
 limited-data regime, and a model trained on 10x more phantom patients clearly better).
 ``scripts/calibrate_phantom.py`` (:py:func:`common.experiments.calibration.calibrate`) trains the bundle's baseline
 through MONAI's ``ConfigWorkflow`` (the bundle's own ``training`` and ``evaluating``, overrides only) on 8 training
@@ -81,7 +81,7 @@ Settings tried on the way (seed 0 unless said; baseline / upper bound; knobs not
 With 8 training patients the baseline's spread over seeds is wide (classification AUC 0.66-0.96 over four seeds:
 the classification bundle's ``seed`` also draws which 8 patients form the small training set, while the
 segmentation bundle's subset is fixed by its ``split_seed`` 0, so its seeds change the training only):
-a grid on these presets needs several seeds, as issue 20 item 2 asks. ``tests/experiments/test_calibrated_bands.py``
+a grid on these presets needs several seeds. ``tests/experiments/test_calibrated_bands.py``
 keeps the presets in a loose band with cheap linear proxies (:py:func:`common.experiments.calibration.linear_proxies`).
 """
 
