@@ -82,5 +82,8 @@ def test_comparisons_give_speedups_and_fractions_of_peak():
     assert results[1]["cpu_time_speedup_vs"] == {"first": 4.0, "reference": 4.0}
     assert results[0]["fraction_of_peak"] == {"fp32_conv": 0.25, "bf16_conv": 0.125}
     assert fractions_of_peak(10.0, {"fp32_conv": 0.0}) == {}
+    results[1].update(data_time_s={"mean": 0.0525}, data_fraction=0.05)  # the loader's share, when measured
     table = comparison_table(results).splitlines()
-    assert len(table) == 4 and table[2].startswith("b.yaml | 1.000 | 1.000 | 2.000 | 4.000 | 20.00 | 20.00 | 50.0%")
+    assert len(table) == 4
+    assert table[1].startswith("a.yaml | 2.000 | 4.000 | - | - | 1.000 | 2.000 | 20.00 | 10.00 | 25.0%")
+    assert table[2].startswith("b.yaml | 1.000 | 1.000 | 0.0525 | 5.0% | 2.000 | 4.000 | 20.00 | 20.00 | 50.0%")
