@@ -132,3 +132,21 @@ from common.metrics.reader_study import (  # noqa: E402
 )
 
 __all__ += ["binomial_accuracy", "cohen_kappa", "confusion_counts", "fleiss_kappa", "rating_counts", "score_task"]
+
+from common.metrics.bootstrap import (  # noqa: E402
+    BINARY_METRICS,
+    BootstrapCI,
+    bootstrap_auc_ci,
+    bootstrap_binary_ci,
+    bootstrap_ci,
+    bootstrap_mean_ci,
+)
+
+__all__ += [
+    "BINARY_METRICS",
+    "BootstrapCI",
+    "bootstrap_auc_ci",
+    "bootstrap_binary_ci",
+    "bootstrap_ci",
+    "bootstrap_mean_ci",
+]

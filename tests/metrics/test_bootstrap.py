@@ -1,0 +1,105 @@
+"""Bootstrap confidence intervals over test cases: hand-checkable cases, patients as units, seeds, reproducibility."""
+
+import numpy as np
+import pytest
+from common.metrics import rank_auc
+from common.metrics.bootstrap import (
+    bootstrap_auc_ci,
+    bootstrap_binary_ci,
+    bootstrap_ci,
+    bootstrap_mean_ci,
+    resample_weights,
+)
+
+
+def test_constant_metric_has_a_zero_width_interval():
+    ci = bootstrap_mean_ci(np.full(12, 0.7), n_resamples=200)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((0.7, 0.7, 0.7))
+    assert ci.unit == "cases" and ci.n_units == 12 and ci.n_resamples == 200
+
+
+def test_mean_interval_covers_the_mean_with_the_normal_width():
+    """400 draws of N(0.5, 0.1): the interval covers 0.5 and its width is close to 2 * 1.96 * 0.1 / sqrt(400)."""
+    values = np.random.default_rng(3).normal(0.5, 0.1, size=400)
+    ci = bootstrap_mean_ci(values, n_resamples=2000, seed=1)
+    assert ci.low < 0.5 < ci.high and ci.low < ci.estimate < ci.high
+    assert ci.estimate == pytest.approx(values.mean())
+    assert ci.high - ci.low == pytest.approx(2 * 1.96 * values.std(ddof=1) / 20, rel=0.1)
+
+
+def test_seeded_reproducibility():
+    values = np.random.default_rng(0).random(30)
+    a, b = bootstrap_mean_ci(values, seed=5), bootstrap_mean_ci(values, seed=5)
+    assert a == b
+    assert bootstrap_mean_ci(values, seed=6).low != a.low
+
+
+def test_perfectly_separable_auc_is_one_one():
+    ci = bootstrap_auc_ci([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0, 0, 0, 1, 1, 1], n_resamples=500)
+    assert (ci.estimate, ci.low, ci.high) == (1.0, 1.0, 1.0)
+    # draws with one class only have no AUC and are left out
+    assert 0 < ci.n_resamples < 500
+
+
+def test_auc_estimate_is_the_rank_auc_with_ties():
+    scores = np.array([0.2, 0.4, 0.4, 0.6, 0.4, 0.9, 0.1, 0.6])
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 0])
+    ci = bootstrap_auc_ci(scores, labels, n_resamples=300)
+    assert ci.estimate == pytest.approx(rank_auc(scores, labels))
+    assert ci.low <= ci.estimate <= ci.high
+
+
+def test_patients_are_the_units():
+    """10 patients x 4 identical slices: resampling the slices as if independent gives an interval about half as
+    wide (1 / sqrt(4)) as resampling the patients, which is the honest one."""
+    per_patient = np.random.default_rng(2).normal(0.6, 0.2, size=10)
+    values = np.repeat(per_patient, 4)
+    groups = [f"P{i}" for i in np.repeat(np.arange(10), 4)]
+    by_patient = bootstrap_mean_ci(values, groups, seed=0)
+    by_case = bootstrap_mean_ci(values, seed=0)
+    assert by_patient.unit == "patients" and by_patient.n_units == 10 and by_patient.n_cases == 40
+    assert by_patient.estimate == pytest.approx(by_case.estimate)
+    assert (by_case.high - by_case.low) < 0.7 * (by_patient.high - by_patient.low)
+    w = resample_weights(40, groups, 50, np.random.default_rng(0))
+    assert w.shape == (50, 40) and np.all(w.sum(axis=1) == 40)
+    assert np.all(w.reshape(50, 10, 4) == w.reshape(50, 10, 4)[:, :, :1])  # a patient's slices come together
+
+
+def test_seeds_are_averaged_under_one_draw_of_cases():
+    values = np.random.default_rng(4).random((1, 20))
+    one = bootstrap_mean_ci(values[0], seed=0)
+    assert bootstrap_mean_ci(np.vstack([values, values]), seed=0) == one  # identical seeds: the same interval
+    shifted = bootstrap_mean_ci(np.vstack([values, values + 0.2]), seed=0)
+    assert (shifted.estimate, shifted.low, shifted.high) == pytest.approx((one.estimate + 0.1, one.low + 0.1,
+                                                                           one.high + 0.1))  # fmt: skip
+
+
+def test_nan_cases_are_left_out():
+    ci = bootstrap_mean_ci([0.2, np.nan, 0.4, np.nan], n_resamples=100)
+    assert ci.estimate == pytest.approx(0.3) and ci.low == pytest.approx(0.2) and ci.high == pytest.approx(0.4)
+
+
+def test_binary_metrics_by_hand():
+    # TP = 2, FN = 1, FP = 1, TN = 4
+    pred = [1, 1, 0, 1, 0, 0, 0, 0]
+    labels = [1, 1, 1, 0, 0, 0, 0, 0]
+    expected = {"acc": 6 / 8, "recall": 2 / 3, "specificity": 4 / 5, "precision": 2 / 3, "f1": 4 / 6}
+    for metric, value in expected.items():
+        ci = bootstrap_binary_ci(metric, pred, labels, n_resamples=100)
+        assert ci.estimate == pytest.approx(value), metric
+        assert 0.0 <= ci.low <= ci.estimate <= ci.high <= 1.0
+    # probabilities: class 1 above 0.5, the arg-max of two classes (0.5 is class 0)
+    assert bootstrap_binary_ci("acc", [0.9, 0.5, 0.2], [1, 0, 0], n_resamples=10).estimate == 1.0
+    # no predicted positive: precision is 0, as in classification_metrics
+    assert bootstrap_binary_ci("precision", [0, 0], [1, 0], n_resamples=10).estimate == 0.0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="metric must be one of"):
+        bootstrap_binary_ci("dice", [1], [1])
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        bootstrap_auc_ci([0.1, 0.2], [0, 2])
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_ci(lambda w: w.sum(axis=1), 3, confidence=1.5)
+    with pytest.raises(ValueError, match="groups names"):
+        bootstrap_mean_ci([1.0, 2.0], groups=["a"])
