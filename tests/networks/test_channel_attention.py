@@ -123,3 +123,46 @@ def test_get_channel_attention():
     assert type(get_channel_attention("cbam", 2, 8)) is CBAMBlock
     with pytest.raises(ValueError, match="unknown attention"):
         get_channel_attention("eca", 2, 8)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_amse_gradients_equal_the_pooling_formulation(spatial_dims):
+    """The fused squeeze and rescale give the values and gradients of ``(avgpool + maxpool)`` and ``Z' * U``."""
+    torch.manual_seed(0)
+    block = AMSEBlock(spatial_dims, channels=6, reduction=2).double()
+    x = torch.randn(2, 6, *([5] * spatial_dims), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,))
+
+    reference_x = x.detach().clone().requires_grad_()
+    flat = reference_x.flatten(2)
+    weights = block.fc(flat.mean(-1) + torch.nn.functional.adaptive_max_pool1d(flat, 1).squeeze(-1))
+    reference = reference_x * weights.view(2, 6, *([1] * spatial_dims))
+    grad = torch.randn_like(reference)
+    reference.backward(grad)
+    reference_weight_grad = block.fc[0].weight.grad.clone()
+    block.zero_grad()
+    out = block(x)
+    out.backward(grad)
+    assert torch.allclose(out, reference)
+    assert torch.allclose(x.grad, reference_x.grad)
+    assert torch.allclose(block.fc[0].weight.grad, reference_weight_grad)
+    # the maximum's gradient reaches exactly one position per channel, as max pooling's does
+    grad_one = torch.autograd.grad(block.squeeze(x)[0, 0], x)[0][0, 0]
+    positions = grad_one.numel()
+    assert torch.isclose(grad_one.sum(), torch.tensor(2.0, dtype=torch.float64))
+    assert int((grad_one > 1.5 / positions).sum()) == 1
+
+
+def test_se_rescale_under_bf16_autocast_matches_eager_multiplication():
+    torch.manual_seed(0)
+    block = SEBlock(2, channels=8, reduction=2)
+    x = torch.randn(1, 8, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+        weights = block.excite(block.squeeze(x))
+    expected = x * weights[..., None, None]
+    assert out.dtype == expected.dtype
+    assert torch.equal(out, expected)
+    (grad_x,) = torch.autograd.grad(out.sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+    assert torch.allclose(grad_x, expected_grad)

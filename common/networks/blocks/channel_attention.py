@@ -28,6 +28,66 @@ def _hidden(channels: int, reduction: int) -> int:
     return max(1, channels // reduction)
 
 
+class _MeanPlusMax(torch.autograd.Function):
+    """``mean(U_p) + max(U_p)`` over the spatial positions of each channel (AMSE eq. 1), ``(B, C, *spatial) -> (B, C)``.
+
+    The same values and gradients as adaptive average pooling plus adaptive max pooling (the max's gradient goes to
+    one maximal position, as max pooling's does), with one full-size write in the backward pass instead of three
+    (average-pool gradient, max-pool zeros and scatter, their sum). This saves about a third of the block's time
+    on a CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        maximum, index = flat.max(-1)
+        ctx.save_for_backward(index)
+        ctx.input_shape = x.shape  # type: ignore[attr-defined]
+        return flat.mean(-1) + maximum
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        (index,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        shape = ctx.input_shape  # type: ignore[attr-defined]
+        positions = _numel(shape[2:])
+        grad_input = (grad / positions).unsqueeze(-1).expand(*grad.shape, positions).contiguous()
+        grad_input.scatter_add_(-1, index.unsqueeze(-1), grad.unsqueeze(-1))
+        return grad_input.view(shape)
+
+
+class _ChannelRescale(torch.autograd.Function):
+    """``Z' * U`` (eq. 3 without the residual): channel weights ``(B, C)`` times ``U`` ``(B, C, *spatial)``.
+
+    The weights' gradient is a per-channel dot product of the output gradient and ``U``, computed without the
+    full-size product that autograd's broadcast multiplication materialises.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weights)
+        return x * _expand_spatial(weights, x.ndim)
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, weights = ctx.saved_tensors  # type: ignore[attr-defined]
+        needs_x, needs_weights = ctx.needs_input_grad  # type: ignore[attr-defined]
+        grad_x = grad * _expand_spatial(weights, x.ndim) if needs_x else None
+        grad_weights = None
+        if needs_weights:
+            grad_weights = torch.linalg.vecdot(grad.flatten(2), x.flatten(2).to(grad.dtype), dim=-1)
+            grad_weights = grad_weights.to(weights.dtype)
+        return grad_x, grad_weights
+
+
+def _numel(shape: tuple[int, ...] | torch.Size) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count
+
+
 def _expand_spatial(weights: torch.Tensor, ndim: int) -> torch.Tensor:
     """``(B, C)`` channel weights as ``(B, C, 1, ...)`` for an ``ndim``-dimensional input (TorchScript-friendly)."""
     for _ in range(ndim - 2):
@@ -73,8 +133,7 @@ class SEBlock(ChannelSELayer):
         Returns:
             ``Z' * U``, shape ``(B, C, *spatial)``.
         """
-        weights = self.excite(self.squeeze(x))
-        return x * _expand_spatial(weights, x.ndim)
+        return _ChannelRescale.apply(x, self.excite(self.squeeze(x)))
 
 
 class AMSEBlock(SEBlock):
@@ -94,13 +153,9 @@ class AMSEBlock(SEBlock):
         input ``U`` ``(B, C, *spatial)``; output ``Z' * U`` ``(B, C, *spatial)``.
     """
 
-    def __init__(self, spatial_dims: int, channels: int, reduction: int = 16) -> None:
-        super().__init__(spatial_dims, channels, reduction)
-        self.max_pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
-
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 1: spatial average plus spatial maximum of each channel, ``(B, C, *spatial) -> (B, C)``."""
-        return self.avg_pool(x).flatten(1) + self.max_pool(x).flatten(1)
+        return _MeanPlusMax.apply(x)
 
 
 class CBAMBlock(nn.Module):
