@@ -1,0 +1,148 @@
+"""The results page: verdicts, calibration rows, errors, and the committed page equals what its result files give."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from common.experiments.results import write_results_csv
+from common.experiments.summary import build_results_page, calibration_rows, grid_rows, paired_verdict
+from common.utils.errors import UserInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_paired_verdict_rules():
+    # differences +0.1, +0.12, +0.08: t-interval 0.1 +- 4.303 * 0.02 / sqrt(3) = [0.0503, 0.1497]
+    diff, (lo, hi), verdict = paired_verdict({0: 0.9, 1: 0.92, 2: 0.88}, {0: 0.8, 1: 0.8, 2: 0.8})
+    assert diff == pytest.approx(0.1)
+    assert (lo, hi) == pytest.approx((0.1 - 4.302653 * 0.02 / 3**0.5, 0.1 + 4.302653 * 0.02 / 3**0.5), abs=1e-6)
+    assert verdict == "helps"
+    assert paired_verdict({0: 0.7, 1: 0.68, 2: 0.72}, {0: 0.8, 1: 0.8, 2: 0.8})[2] == "hurts"
+    # lower is better (FID): a lower value helps
+    assert (
+        paired_verdict({0: 10.0, 1: 12.0, 2: 11.0}, {0: 20.0, 1: 21.0, 2: 22.0}, higher_is_better=False)[2] == "helps"
+    )
+    assert paired_verdict({0: 0.9, 1: 0.7}, {0: 0.8, 1: 0.8})[2] == "within noise"
+    # only common seeds are paired
+    assert paired_verdict({0: 0.9, 5: 0.1}, {0: 0.8, 1: 0.8}) == (pytest.approx(0.1), None, "one seed")
+    assert paired_verdict({3: 0.9}, {0: 0.8}) == (None, None, "one seed")
+    assert paired_verdict({0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0})[2] == "no difference"
+    assert paired_verdict({0: 0.5, 1: 0.5}, {0: 1.0, 1: 1.0})[1:] == (None, "same on every seed")
+
+
+def _grid(folder: Path, methods: list[str], values: dict[tuple[str, int], float], metric: str = "auc") -> Path:
+    folder.mkdir(parents=True)
+    grid = {
+        "name": "g",
+        "datasets": [{"name": "Phantom"}],
+        "methods": [{"name": m} for m in methods],
+        "metrics": [{"name": metric, "label": metric.upper(), "higher_is_better": metric != "fid"}],
+    }
+    (folder / "grid.json").write_text(json.dumps(grid))
+    rows = [
+        {"dataset": "Phantom", "method": m, "seed": s, "metrics": {metric: v}, "status": "ok", "run_dir": "r"}
+        for (m, s), v in values.items()
+    ]
+    rows.append({"dataset": "Phantom", "method": "B", "seed": 9, "status": "failed", "run_dir": "r", "error": "x"})
+    write_results_csv(rows, folder / "results.csv")
+    return folder
+
+
+def test_grid_rows_pairs_each_method_with_its_baseline(tmp_path):
+    values = {("A", 0): 0.8, ("A", 1): 0.82, ("A", 2): 0.78, ("B", 0): 0.9, ("B", 1): 0.93, ("B", 2): 0.9}
+    _grid(tmp_path / "g", ["A", "B"], values)
+    rows = grid_rows({"results": "g", "metric": "auc", "baseline": "A"}, tmp_path)["Phantom"]
+    assert [(r.method, r.baseline, r.verdict) for r in rows] == [("A", None, "baseline"), ("B", "A", "helps")]
+    assert rows[1].mean == pytest.approx(0.91)
+    assert rows[1].values == {0: 0.9, 1: 0.93, 2: 0.9}  # the failed seed 9 is left out
+    pairs = grid_rows({"results": "g", "metric": "auc", "pairs": {"A": "B"}}, tmp_path)["Phantom"]
+    assert [(r.method, r.verdict) for r in pairs] == [("A", "hurts"), ("B", "baseline")]
+    with pytest.raises(UserInputError, match="metric 'dice'"):
+        grid_rows({"results": "g", "metric": "dice", "baseline": "A"}, tmp_path)
+    with pytest.raises(UserInputError, match="baseline 'C'"):
+        grid_rows({"results": "g", "metric": "auc", "baseline": "C"}, tmp_path)
+    with pytest.raises(UserInputError, match="missing"):
+        grid_rows({"results": "nothing", "metric": "auc", "baseline": "A"}, tmp_path)
+
+
+def _calibration(path: Path, seed: int, baseline: float, upper: float, difficulty, iterations: int = 300) -> Path:
+    settings = {"num_small_patients": 8, "ratio": 10, "num_test_patients": 40, "iterations": iterations, "seed": seed}
+    data = {
+        "family": "classification",
+        "metric": "auc",
+        "difficulty": difficulty,
+        "baseline": {"auc": baseline},
+        "upper_bound": {"auc": upper},
+        "settings": settings,
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_calibration_rows_group_seeds_and_name_presets(tmp_path):
+    knobs = {
+        "lesion_contrast": 0.55,
+        "lesion_radius": [0.1, 0.16],
+        "noise": 0.04,
+        "texture": 0.06,
+        "anatomy_spread": 1.5,
+    }
+    files = [
+        _calibration(tmp_path / "a.json", 1, 0.7, 0.99, knobs),
+        _calibration(tmp_path / "b.json", 0, 0.8, 0.97, "calibrated_classification"),
+        _calibration(tmp_path / "c.json", 0, 1.0, 1.0, None),
+    ]
+    rows = calibration_rows(files)
+    assert [(r["difficulty"], r["seeds"], r["baseline"]) for r in rows] == [
+        ("calibrated_classification", [0, 1], [0.8, 0.7]),
+        ("default", [0], [1.0]),
+    ]
+    _calibration(tmp_path / "d.json", 2, 0.75, 0.99, knobs, iterations=100)
+    with pytest.raises(UserInputError, match="other settings"):
+        calibration_rows(files + [tmp_path / "d.json"])
+    (tmp_path / "e.json").write_text("{}")
+    with pytest.raises(UserInputError, match="not a calibration result"):
+        calibration_rows([tmp_path / "e.json"])
+
+
+def test_page_names_sizes_and_verdicts(tmp_path):
+    _grid(
+        tmp_path / "g",
+        ["GAN", "GA-UNet"],
+        {("GAN", 0): 20.0, ("GAN", 1): 22.0, ("GA-UNet", 0): 30.0, ("GA-UNet", 1): 29.0},
+        metric="fid",
+    )
+    _calibration(tmp_path / "cal.json", 0, 0.8, 0.99, "calibrated_classification")
+    (tmp_path / "summary.yaml").write_text(
+        "calibrations: [cal.json]\n"
+        "grids:\n"
+        "  - {title: 'Table II', results: g, metric: fid, baseline: GAN, size: '2 seeds', command: 'python x.py'}\n"
+    )
+    page = build_results_page(tmp_path / "summary.yaml")
+    assert "## Table II" in page and "Size: 2 seeds" in page and "Command: `python x.py`" in page
+    assert "| GA-UNet | 29.500 | 2 | GAN | +8.500 [" in page  # FID: higher is worse
+    assert "| GA-UNet | 29.500 | 2 | GAN | +8.500 [" in page and page.rstrip().endswith("| within noise |")
+    assert "| classification 2D | `calibrated_classification` | auc | 0 | 0.800 | 0.990 | 8 vs 80 | 40 |" in page
+    with pytest.raises(UserInputError, match="does not exist"):
+        build_results_page(tmp_path / "missing.yaml")
+
+
+def test_committed_results_page_is_what_its_result_files_give():
+    page = build_results_page(ROOT / "docs" / "results" / "summary.yaml")
+    assert (ROOT / "docs" / "results.md").read_text() == page, "run python scripts/results_summary.py"
+
+
+def test_cli_check_mode(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("results_summary", ROOT / "scripts" / "results_summary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "results.md"
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(output=str(out), check=True)
+    assert exit_info.value.code == 1 and "out of date" in capsys.readouterr().err
+    script.main(output=str(out))
+    script.main(output=str(out), check=True)
+    assert "up to date" in capsys.readouterr().out
