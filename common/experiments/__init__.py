@@ -3,8 +3,8 @@ downstream runs, results CSV, the papers' tables, Friedman/Nemenyi statistics an
 
 Modules: :mod:`~common.experiments.spec` (the grid file), :mod:`~common.experiments.runner` (the bundle commands),
 :mod:`~common.experiments.results` (``results.csv`` and its aggregation), :mod:`~common.experiments.report` (tables
-and statistics), :mod:`~common.experiments.plots` (figures). A tool package: ``import common`` does not import it,
-and bundle configs (a grid's overrides included) do not use it.
+and statistics), :mod:`~common.experiments.plots` (figures), :mod:`~common.experiments.sizing` (test-set sizes). A
+tool package: ``import common`` does not import it, and bundle configs (a grid's overrides included) do not use it.
 
 Front end: ``python scripts/run_experiment.py run <grid.yaml>`` and ``... tables <output_dir>``.
 """
@@ -16,14 +16,26 @@ from common.experiments.results import (
     PER_IMAGE_FIELDS,
     aggregate,
     aggregate_per_image,
+    case_intervals,
     cell_aggregates,
+    collect_per_image,
+    patient_of,
     read_per_image,
     read_per_image_csv,
     read_results_csv,
     write_per_image_csv,
     write_results_csv,
+    write_summary_csv,
 )
 from common.experiments.runner import GridRunner, RunPlan, RunStep, read_metrics, split_expression, variant_path
+from common.experiments.sizing import (
+    auc_minimum_detectable_difference,
+    auc_sample_size,
+    hanley_mcneil_se,
+    minimum_detectable_difference,
+    paired_sample_size,
+    two_sample_size,
+)
 from common.experiments.spec import (
     BLOCKS,
     KNOWN_GENERATOR_OUTPUTS,
@@ -40,6 +52,16 @@ from common.experiments.spec import (
 )
 
 __all__ = [
+    "auc_minimum_detectable_difference",
+    "auc_sample_size",
+    "case_intervals",
+    "collect_per_image",
+    "hanley_mcneil_se",
+    "minimum_detectable_difference",
+    "paired_sample_size",
+    "patient_of",
+    "two_sample_size",
+    "write_summary_csv",
     "BLOCKS",
     "CSV_FIELDS",
     "DatasetSpec",

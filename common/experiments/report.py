@@ -15,6 +15,32 @@ test set"), the direction matrix and scores of paper 004 Table 3 and the per-dat
 With ``blocks: test_images`` the tables' ``mean ± err`` and the ratio plot of the metrics with per-image values
 (``per_image.csv``) are over the test images (paper 004 Fig. 5: DSC and its standard error); other metrics stay
 over seeds.
+
+**Confidence intervals over the test set.** Every cell whose metric has per-case test values reads
+``mean ± err [lo, hi]``: ``[lo, hi]`` is the 95 % percentile bootstrap interval (2000 draws, seed 0, so that the
+tables rebuild identically) of the seed-mean of the metric under resampling of the test set
+(:mod:`common.metrics.bootstrap`): the test *patients* are drawn with replacement, each with all its slices
+(:func:`~common.experiments.results.patient_of` reads the patient from the image id; ids without one are drawn
+case by case, and the legend says which), and a drawn case brings every seed's prediction of it. This choice over
+a mean of per-seed intervals: the seeds share one fixed test set, so pooling their predictions as independent cases
+would shrink the interval by about ``sqrt(S)``, and a per-seed interval describes one run, not the table's
+seed-mean; the spread due to the seeds (training randomness) is the ``± err``. Per-case values come from the runs'
+``per_image_file`` (``per_image.csv``; with ``blocks: seeds`` :func:`build_reports` collects the files that the
+runs wrote): a metric's own per-image values (their mean is the metric, e.g. a Dice per image), or a binary
+classifier's ``score``/``label`` (and optional ``pred``) for ``auc``, ``acc``, ``recall``, ``specificity``,
+``precision`` and ``f1``. Columns without per-case values keep ``mean ± err`` and the legend names them.
+``summary.csv`` holds every cell's mean, spread and interval.
+
+**Test-set size.** ``statistics.md``'s last section gives, per data set and metric, the minimum difference that the
+grid's actual test set detects (two-sided, alpha = the grid's ``alpha``, power 0.8; :mod:`common.experiments.sizing`):
+for mean-type metrics from the standard deviation of the per-patient values (unpaired) and of the per-patient
+differences to the first method (paired t-test, median over the other methods), for AUC by Hanley & McNeil with
+the test set's class counts at the first method's AUC. Use :func:`~common.experiments.sizing.paired_sample_size` /
+:func:`~common.experiments.sizing.auc_sample_size` to size a test set before a run.
+
+**Seeds.** The per-data-set Friedman/Nemenyi tests with ``blocks: seeds`` have one block per seed; with fewer than
+:data:`MIN_SEEDS` (5) the report says that they have little power. The phantom grids that report these tests run
+5 seeds; the tests plan or run them with 1-2 (they set ``seeds`` in the parsed grid).
 """
 
 from __future__ import annotations
@@ -27,15 +53,32 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from common.experiments.plots import tsne_plot, write_plots
-from common.experiments.results import cell_aggregates, metrics_of, ratio_curves, read_per_image_csv, read_results_csv
+from common.experiments.results import (
+    CLASSIFIER_KEYS,
+    CaseTable,
+    case_intervals,
+    case_tables,
+    cell_aggregates,
+    collect_per_image,
+    metrics_of,
+    ratio_curves,
+    read_per_image_csv,
+    read_results_csv,
+    write_per_image_csv,
+    write_summary_csv,
+)
+from common.experiments.sizing import auc_minimum_detectable_difference, minimum_detectable_difference
 from common.experiments.spec import GridSpec, parse_grid
+from common.metrics.bootstrap import BootstrapCI
+from common.metrics.classification import rank_auc
 from common.metrics.statistics import compare_methods
 from common.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_reports", "markdown_tables", "statistics_report", "write_grid_snapshot"]
+__all__ = ["MIN_SEEDS", "build_reports", "markdown_tables", "statistics_report", "sizing_report", "write_grid_snapshot"]
 
 
 def write_grid_snapshot(spec: GridSpec, output_dir: str | os.PathLike) -> None:
@@ -73,14 +116,40 @@ def _best(values: Mapping[str, float], higher_is_better: bool) -> set[str]:
     return {k for k, v in finite.items() if math.isclose(v, target, rel_tol=1e-12, abs_tol=1e-15)}
 
 
-def _cell(entry: Mapping[str, Any] | None, digits: int, bold: bool, n_seeds: int) -> str:
+def _cell(entry: Mapping[str, Any] | None, digits: int, bold: bool, n_seeds: int, ci: BootstrapCI | None = None) -> str:
     if entry is None:
         return "–"
     text = f"{entry['mean']:.{digits}f} ± {entry['err']:.{digits}f}"
     if bold:
         text = f"**{text}**"
+    if ci is not None and math.isfinite(ci.low):
+        text += f" [{ci.low:.{digits}f}, {ci.high:.{digits}f}]"
     if entry.get("over", "seeds") == "seeds" and entry["n"] < n_seeds:
         text += f" (n={entry['n']})"
+    return text
+
+
+def _ci_legend(spec: GridSpec, metrics: Sequence[str], intervals: Mapping[tuple[str, str, str], BootstrapCI]) -> str:
+    """The tables' sentence on the bootstrap intervals: level, draws, unit per data set, metrics without one."""
+    if not intervals:
+        return (
+            "No per-case test values were recorded (the runs' per-image files hold none of the table's metrics): "
+            "no bootstrap confidence interval over the test cases."
+        )
+    first = next(iter(intervals.values()))
+    units = {}
+    for (d, _, _), ci in intervals.items():
+        units.setdefault(d, set()).add(f"{ci.n_units} {ci.unit}")
+    where = "; ".join(f"{d}: {', '.join(sorted(u))}" for d, u in units.items())
+    text = (
+        f"`[lo, hi]`: {first.confidence:.0%} percentile bootstrap interval over the test set ({first.n_resamples} "
+        f"draws, with replacement, of the test patients, each with all its cases, or of the cases where no patient is "
+        f"recorded; every seed's predictions of a drawn case together; the statistic averaged over the seeds; "
+        f"common.metrics.bootstrap): {where}."
+    )
+    missing = [spec.metric(m).label for m in metrics if not any(k[2] == m for k in intervals)]
+    if missing:
+        text += f" No per-case values, no interval: {', '.join(missing)}."
     return text
 
 
@@ -93,17 +162,25 @@ def _over_images(agg: Mapping[tuple[str, str, str], Mapping[str, Any]]) -> list[
 
 
 def markdown_tables(
-    spec: GridSpec, rows: Sequence[Mapping[str, Any]], per_image_rows: Sequence[Mapping[str, Any]] | None = None
+    spec: GridSpec,
+    rows: Sequence[Mapping[str, Any]],
+    per_image_rows: Sequence[Mapping[str, Any]] | None = None,
+    intervals: Mapping[tuple[str, str, str], BootstrapCI] | None = None,
 ) -> str:
     """The papers' tables as Markdown (see the module docstring).
 
     Args:
         spec: the grid.
         rows: rows of ``results.csv``.
-        per_image_rows: rows of ``per_image.csv`` (used with ``blocks: test_images``).
+        per_image_rows: rows of ``per_image.csv``: the ``± err`` over images with ``blocks: test_images``, and the
+            bootstrap intervals.
+        intervals: the bootstrap intervals (:func:`~common.experiments.results.case_intervals`); computed from
+            ``per_image_rows`` when ``None``.
     """
     agg = cell_aggregates(spec, rows, per_image_rows)
     metrics = metrics_of(spec, rows)
+    if intervals is None:
+        intervals = case_intervals(per_image_rows, metrics)
     datasets = [d.name for d in spec.datasets]
     methods = [m.name for m in spec.methods]
     n_seeds = len(spec.seeds)
@@ -122,6 +199,8 @@ def markdown_tables(
         + (", ".join(spec.metric(m).label for m in metrics if not spec.metric(m).higher_is_better) or "none")
         + "); `(n=k)`: only k runs succeeded; `–`: no result.",
         "",
+        _ci_legend(spec, metrics, intervals),
+        "",
         "| Method | " + " | ".join(f"{d}: {spec.metric(m).label}" for d in datasets for m in metrics) + " |",
         "|---|" + "---|" * (len(datasets) * len(metrics)),
     ]
@@ -135,7 +214,9 @@ def markdown_tables(
     }
     for meth in methods:
         cells = [
-            _cell(agg.get((d, meth, m)), spec.digits, meth in best[(d, m)], n_seeds) for d in datasets for m in metrics
+            _cell(agg.get((d, meth, m)), spec.digits, meth in best[(d, m)], n_seeds, intervals.get((d, meth, m)))
+            for d in datasets
+            for m in metrics
         ]
         lines.append(f"| {meth} | " + " | ".join(cells) + " |")
     if spec.ratio_plot:
@@ -149,7 +230,11 @@ def markdown_tables(
         lines.append("|---|---|" + "---|" * (len(datasets) * len(metrics)))
         for curve, x_of, _ in ratio_curves(spec):
             for meth, x in sorted(x_of.items(), key=lambda kv: kv[1]):
-                cells = [_cell(agg.get((d, meth, m)), spec.digits, False, n_seeds) for d in datasets for m in metrics]
+                cells = [
+                    _cell(agg.get((d, meth, m)), spec.digits, False, n_seeds, intervals.get((d, meth, m)))
+                    for d in datasets
+                    for m in metrics
+                ]
                 lines.append(f"| {curve} | {x:g} | " + " | ".join(cells) + " |")
     failed = [r for r in rows if r.get("status") == "failed"]
     if failed:
@@ -191,6 +276,11 @@ def statistics_report(
         "Friedman test and Nemenyi post-hoc test (Demšar 2006; Vu et al. sec. 3.4).",
     ]
     md.append(f"Average rank 1 = best; alpha = {spec.alpha}. Directions: + row ranks significantly better, - worse.")
+    if spec.blocks == "seeds" and len(spec.seeds) < MIN_SEEDS:
+        md.append(
+            f"Only {len(spec.seeds)} seed(s) {spec.seeds}: the per-data-set tests over seeds have little power "
+            f"(at least {MIN_SEEDS} recommended)."
+        )
     for metric in metrics_of(spec, rows):
         ms = spec.metric(metric)
         entry: dict[str, Any] = {"label": ms.label, "higher_is_better": ms.higher_is_better, "per_dataset": {}}
@@ -225,7 +315,144 @@ def statistics_report(
                 ]
                 md.append(f"| {m} | " + " | ".join(cells) + " |")
         result["metrics"][metric] = entry
+    result["test_set"], lines = sizing_report(spec, metrics_of(spec, rows), per_image_rows)
+    md += lines
     return result, "\n".join(md) + "\n"
+
+
+MIN_SEEDS = 5
+"""Seeds below which the statistics report warns that the per-data-set tests over seeds have little power."""
+
+
+def _per_case(table: CaseTable, metric: str) -> np.ndarray | None:
+    """``(S, N)`` per-case values whose mean is the metric: its own values, or for ``acc`` the 0/1 correctness."""
+    if metric in table.values and metric not in CLASSIFIER_KEYS:
+        return table.values[metric]
+    labels, source = table.labels(), table.values.get("pred", table.values.get("score"))
+    if metric == "acc" and labels is not None and source is not None:
+        return np.where(np.isfinite(source), ((source > 0.5) == labels[None]).astype(float), np.nan)
+    return None
+
+
+def _per_unit(table: CaseTable, values: np.ndarray) -> dict[str, float]:
+    """Mean over the seeds and the cases of each unit (patient, else image), units without a value left out."""
+    units = table.groups or table.images
+    sums: dict[str, list[float]] = {}
+    for j, unit in enumerate(units):
+        column = values[:, j]
+        sums.setdefault(unit, []).extend(column[np.isfinite(column)].tolist())
+    return {u: float(np.mean(v)) for u, v in sums.items() if v}
+
+
+def _unit_name(table: CaseTable) -> str:
+    return "patients" if table.groups is not None else "cases"
+
+
+def _mean_metric_size(
+    label: str, tables: Mapping[str, CaseTable], metric: str, alpha: float
+) -> tuple[dict[str, Any], str] | None:
+    """The minimum detectable difference of a mean-type metric at the test set's size (paired and unpaired)."""
+    units = {m: _per_unit(t, v) for m, t in tables.items() if (v := _per_case(t, metric)) is not None}
+    units = {m: u for m, u in units.items() if len(u) >= 2}
+    if not units:
+        return None
+    base = next(iter(units))
+    table = tables[base]
+    sd = float(np.sqrt(np.mean([np.var(list(u.values()), ddof=1) for u in units.values()])))
+    n = len(units[base])
+    entry: dict[str, Any] = {
+        "unit": _unit_name(table),
+        "n_units": n,
+        "n_cases": len(table.images),
+        "sd": sd,
+        "mdd_unpaired": minimum_detectable_difference(sd, n, paired=False, alpha=alpha),
+    }
+    diffs = []
+    for m, u in units.items():
+        common = [k for k in units[base] if k in u]
+        if m != base and len(common) >= 2:
+            diffs.append(float(np.std([u[k] - units[base][k] for k in common], ddof=1)))
+    text = (
+        f"- {label}: {n} {entry['unit']} ({entry['n_cases']} test cases); SD of the per-{entry['unit'][:-1]} values "
+        f"{sd:.3g}: minimum detectable difference {entry['mdd_unpaired']:.3g} between independent samples"
+    )
+    if diffs:
+        entry.update(baseline=base, sd_diff=float(np.median(diffs)))
+        entry["mdd_paired"] = minimum_detectable_difference(entry["sd_diff"], n, paired=True, alpha=alpha)
+        text += (
+            f", {entry['mdd_paired']:.3g} paired (SD of the per-{entry['unit'][:-1]} differences to {base}: "
+            f"{entry['sd_diff']:.3g}, median over {len(diffs)} other method(s))"
+        )
+    return entry, text + "."
+
+
+def _auc_size(tables: Mapping[str, CaseTable], alpha: float) -> tuple[dict[str, Any], str] | None:
+    """The minimum detectable AUC improvement over the first method's AUC (Hanley & McNeil)."""
+    for method, table in tables.items():
+        labels, scores = table.labels(), table.values.get("score")
+        if labels is None or scores is None:
+            continue
+        aucs = [rank_auc(s[np.isfinite(s)], labels[np.isfinite(s)]) for s in scores]
+        auc = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else math.nan
+        groups = table.groups
+        per_unit = {}
+        for j, unit in enumerate(groups or table.images):
+            per_unit.setdefault(unit, set()).add(bool(labels[j]))
+        constant = groups is not None and all(len(v) == 1 for v in per_unit.values())  # a patient's class
+        positives = [next(iter(v)) for v in per_unit.values()] if constant else [bool(y) for y in labels]
+        n_pos, n_neg = sum(positives), len(positives) - sum(positives)
+        if not math.isfinite(auc) or n_pos < 1 or n_neg < 1:
+            return None
+        unit = "patients" if constant else "cases"
+        mdd = auc_minimum_detectable_difference(auc, n_pos, n_neg, alpha=alpha)
+        entry = {"unit": unit, "n_pos": n_pos, "n_neg": n_neg, "baseline": method, "auc": auc, "mdd": mdd}
+        return entry, (
+            f"- AUC: {n_pos} positive and {n_neg} negative {unit}; {method} AUC {auc:.3f}: minimum detectable "
+            f"improvement {mdd:.3g} (Hanley & McNeil, the two AUCs taken as independent: a conservative bound)."
+        )
+    return None
+
+
+def sizing_report(
+    spec: GridSpec, metrics: Sequence[str], per_image_rows: Sequence[Mapping[str, Any]] | None, power: float = 0.8
+) -> tuple[dict[str, Any], list[str]]:
+    """The minimum detectable difference of every metric at the grid's test-set size (:mod:`~.sizing`).
+
+    Mean-type metrics (their own per-image values, or ``acc`` from a classifier's per-image ``score``/``pred``
+    and ``label``) are averaged per patient (per image where no patient is recorded); the paired t-test's
+    difference uses the median, over the methods, of the standard deviation of their per-patient differences to
+    the first method, the unpaired one the pooled per-patient standard deviation. AUC: Hanley & McNeil with the
+    test set's class counts, at the first method's AUC.
+
+    Returns:
+        ``({data set: {metric: entry}}, markdown lines)``.
+    """
+    tables = case_tables(per_image_rows or [])
+    order = [m.name for m in spec.methods]
+    out: dict[str, Any] = {}
+    lines = [
+        "",
+        "## Test-set size",
+        "",
+        f"Minimum detectable difference: two-sided test at alpha = {spec.alpha}, power {power} "
+        "(common.experiments.sizing).",
+    ]
+    for d in [x.name for x in spec.datasets]:
+        by_method = {m: tables[(d, m)] for m in order if (d, m) in tables}
+        found, missing = [], []
+        for metric in metrics:
+            label = spec.metric(metric).label
+            res = _auc_size(by_method, spec.alpha) if metric == "auc" else None
+            res = res or _mean_metric_size(label, by_method, metric, spec.alpha)
+            if res is None:
+                missing.append(label)
+                continue
+            out.setdefault(d, {})[metric] = res[0]
+            found.append(res[1])
+        lines += ["", f"### {d}", "", *found]
+        if missing:
+            lines.append(f"- Not computed (no per-case values, or a ratio of counts): {', '.join(missing)}.")
+    return out, lines
 
 
 def _fmt(x: float) -> str:
@@ -288,11 +515,18 @@ def build_reports(
     rows = read_results_csv(csv_path)
     written = {"results": str(csv_path)}
     per_image_rows = None
-    if spec.blocks == "test_images" and (out / "per_image.csv").is_file():
+    if spec.blocks == "seeds":  # the runner writes per_image.csv with blocks: test_images only
+        records = collect_per_image(rows, spec.per_image_file)
+        if records:
+            write_per_image_csv(records, out / "per_image.csv")
+    if (out / "per_image.csv").is_file():
         per_image_rows = read_per_image_csv(out / "per_image.csv")
         written["per_image"] = str(out / "per_image.csv")
-    atomic_write_text(markdown_tables(spec, rows, per_image_rows), out / "tables.md")
+    intervals = case_intervals(per_image_rows, metrics_of(spec, rows))
+    atomic_write_text(markdown_tables(spec, rows, per_image_rows, intervals), out / "tables.md")
     written["tables"] = str(out / "tables.md")
+    write_summary_csv(cell_aggregates(spec, rows, per_image_rows), intervals, spec.error, out / "summary.csv")
+    written["summary"] = str(out / "summary.csv")
     stats_json, stats_md = statistics_report(spec, rows, per_image_rows)
     atomic_write_json(stats_json, out / "statistics.json")
     atomic_write_text(stats_md, out / "statistics.md")

@@ -8,6 +8,11 @@ reads directly into ``pandas.read_csv(...).pivot_table(...)``.
 ``per_image.csv`` (grids with ``blocks: test_images``) holds the per-test-image values of the ``ok`` runs, one row
 per (run, image, metric): ``dataset, method, seed, image, metric, value``; :func:`aggregate_per_image` averages each
 image over the seeds and gives mean and spread over the images (paper 004 sec. 3.4, Fig. 5).
+
+Per-case data (:class:`CaseTable`, :func:`case_intervals`): the per-image values of one (data set, method) as a
+seeds x images array per metric, the patient of each image (:func:`patient_of`), and from them the bootstrap
+interval of each table metric over the test set (:mod:`common.metrics.bootstrap`; the method is described in
+:mod:`common.experiments.report`). ``summary.csv`` (:func:`write_summary_csv`) has one row per table cell.
 """
 
 from __future__ import annotations
@@ -17,28 +22,48 @@ import io
 import json
 import math
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from common.experiments.spec import GridSpec
+from common.metrics.bootstrap import (
+    BINARY_METRICS,
+    BootstrapCI,
+    bootstrap_auc_ci,
+    bootstrap_binary_ci,
+    bootstrap_mean_ci,
+)
 from common.metrics.statistics import mean_confidence_interval
 from common.utils import atomic_write_text
 
 __all__ = [
+    "CLASSIFIER_KEYS",
     "CSV_FIELDS",
+    "CaseTable",
+    "PATIENT_PATTERNS",
     "PER_IMAGE_FIELDS",
+    "SUMMARY_FIELDS",
     "aggregate",
     "aggregate_per_image",
+    "case_interval",
+    "case_intervals",
+    "case_tables",
     "cell_aggregates",
+    "collect_per_image",
     "metrics_of",
+    "patient_of",
     "ratio_curves",
     "read_per_image",
     "read_per_image_csv",
     "read_results_csv",
     "write_per_image_csv",
     "write_results_csv",
+    "write_summary_csv",
 ]
 
 CSV_FIELDS = ["dataset", "method", "seed", "metric", "value", "status", "run_dir", "error"]
@@ -275,3 +300,197 @@ def ratio_curves(spec: GridSpec) -> list[tuple[str, dict[str, float], str | None
     rp = spec.ratio_plot or {}
     base = rp.get("baseline")
     return [(str(c), {m: float(x) for m, x in pts.items()}, base) for c, pts in (rp.get("curves") or {}).items()]
+
+
+# ---- per-case data: bootstrap confidence intervals and test-set sizes
+
+PATIENT_PATTERNS: tuple[re.Pattern, ...] = (
+    re.compile(r"(^|/)(?P<patient>[^/]+)_C\d+(_[^/]*)?$"),  # phantoms: <patient>_C01_seg.nii.gz
+    re.compile(r"(^|/)cases/(?P<patient>[^/]+)/s\d+_[^/]+$"),  # 2D conversions: cases/<case>/s<slice>_seg.nii.gz
+)
+"""How a per-image id (the label file of a test image) names its patient: the brain MR phantoms' case names
+(``brain_P0007_C01``: patient ``brain_P0007``) and the 2D conversions' case folders (``cases/<case>/s0042_seg``; the
+case is the patient's scan). Ids that none matches (e.g. ``"0"``, ``"1"``) are resampled case by case."""
+
+CLASSIFIER_KEYS = ("score", "label", "pred")
+"""Per-image entries of a binary classifier (``score``: the positive-class probability, ``label``: 0/1, ``pred``:
+optional predicted class): the tables' ``auc`` and :data:`~common.metrics.bootstrap.BINARY_METRICS` get their
+intervals from them."""
+
+
+def patient_of(image_id: str) -> str | None:
+    """The patient of a per-image id by :data:`PATIENT_PATTERNS`, ``None`` when no pattern matches."""
+    text = str(image_id).replace("\\", "/")
+    for pattern in PATIENT_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group("patient")
+    return None
+
+
+@dataclass
+class CaseTable:
+    """The per-case values of one (data set, method): ``values[metric]`` is ``(S seeds, N images)``, NaN where a
+    seed has no finite value for an image."""
+
+    images: list[str]
+    seeds: list[int]
+    values: dict[str, np.ndarray]
+
+    @property
+    def groups(self) -> list[str] | None:
+        """The patient of every image, ``None`` unless :func:`patient_of` names one for each."""
+        patients = [patient_of(i) for i in self.images]
+        return None if any(p is None for p in patients) else [str(p) for p in patients]
+
+    def labels(self) -> np.ndarray | None:
+        """The binary ``label`` of every image (the seeds agree), ``None`` without one."""
+        if "label" not in self.values:
+            return None
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an image no seed labelled: NaN
+            labels = np.nanmean(self.values["label"], axis=0)
+        return labels if np.all(np.isin(labels, (0.0, 1.0))) else None
+
+
+def case_tables(per_image_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], CaseTable]:
+    """The rows of ``per_image.csv`` as one :class:`CaseTable` per (data set, method)."""
+    cells: dict[tuple[str, str], dict[tuple[str, int, str], float]] = {}
+    for r in per_image_rows:
+        cells.setdefault((r["dataset"], r["method"]), {})[(r["metric"], int(r["seed"]), str(r["image"]))] = float(
+            r["value"]
+        )
+    out = {}
+    for key, values in cells.items():
+        images = list(dict.fromkeys(k[2] for k in values))
+        seeds = sorted({k[1] for k in values})
+        metrics = list(dict.fromkeys(k[0] for k in values))
+        col, row = {im: j for j, im in enumerate(images)}, {s: i for i, s in enumerate(seeds)}
+        arrays = {m: np.full((len(seeds), len(images)), np.nan) for m in metrics}
+        for (metric, seed, image), v in values.items():
+            arrays[metric][row[seed], col[image]] = v
+        out[key] = CaseTable(images, seeds, arrays)
+    return out
+
+
+def case_interval(
+    table: CaseTable, metric: str, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> BootstrapCI | None:
+    """The bootstrap interval of a table metric from per-case values (:mod:`common.metrics.bootstrap`).
+
+    A metric with its own per-image values is their mean; ``auc`` comes from ``score`` and ``label``, the
+    :data:`~common.metrics.bootstrap.BINARY_METRICS` from ``pred`` (else ``score``) and ``label``. Resampling is by
+    patient when every image names one (:func:`patient_of`), else by image.
+
+    Returns:
+        the interval, or ``None`` when the per-case values do not give the metric.
+    """
+    kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    groups = table.groups
+    if metric in table.values and metric not in CLASSIFIER_KEYS:
+        if not np.isfinite(table.values[metric]).any():
+            return None
+        return bootstrap_mean_ci(table.values[metric], groups, **kwargs)
+    labels = table.labels()
+    if labels is None:
+        return None
+    if metric == "auc" and "score" in table.values:
+        return bootstrap_auc_ci(table.values["score"], labels, groups, **kwargs)
+    source = table.values.get("pred", table.values.get("score"))
+    if metric in BINARY_METRICS and source is not None:
+        return bootstrap_binary_ci(metric, source, labels, groups, **kwargs)
+    return None
+
+
+def case_intervals(
+    per_image_rows: Sequence[Mapping[str, Any]] | None,
+    metrics: Sequence[str],
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[tuple[str, str, str], BootstrapCI]:
+    """:func:`case_interval` of every (data set, method, metric) that has per-case values.
+
+    Args:
+        per_image_rows: rows of :func:`read_per_image_csv` (``None``: no interval).
+        metrics: the table's metrics.
+        n_resamples: bootstrap draws.
+        confidence: the intervals' level.
+        seed: seed of the draws (the same for every cell, so that the tables rebuild identically).
+
+    Returns:
+        ``{(dataset, method, metric): interval}``.
+    """
+    out = {}
+    for (dataset, method), table in case_tables(per_image_rows or []).items():
+        for metric in metrics:
+            ci = case_interval(table, metric, n_resamples, confidence, seed)
+            if ci is not None:
+                out[(dataset, method, metric)] = ci
+    return out
+
+
+def collect_per_image(
+    rows: Sequence[Mapping[str, Any]], per_image_file: str, eval_dir: str = "eval"
+) -> list[dict[str, Any]]:
+    """Run records with the per-image values their ``evaluating`` wrote, for grids with ``blocks: seeds``.
+
+    Args:
+        rows: rows of :func:`read_results_csv` (their ``run_dir``).
+        per_image_file: the file name under the run's ``eval`` folder (the grid's ``per_image_file``).
+        eval_dir: the runs' evaluation folder (the runner's ``<run>/eval``).
+
+    Returns:
+        records for :func:`write_per_image_csv`: one per ``ok`` run whose file exists and reads.
+    """
+    records, seen = [], set()
+    for r in rows:
+        run_dir = r.get("run_dir")
+        if r.get("status") != "ok" or not run_dir or run_dir in seen:
+            continue
+        seen.add(run_dir)
+        path = Path(run_dir) / eval_dir / per_image_file
+        if path.is_file():
+            try:
+                per_image = read_per_image(path)
+            except ValueError:
+                continue
+            records.append({k: r[k] for k in ("dataset", "method", "seed")} | {"status": "ok", "per_image": per_image})
+    return records
+
+
+SUMMARY_FIELDS = [
+    "dataset", "method", "metric", "mean", "err", "error", "over", "n", "ci_low", "ci_high", "ci_confidence",
+    "ci_unit", "ci_units", "ci_cases", "ci_resamples",
+]  # fmt: skip
+
+
+def write_summary_csv(
+    agg: Mapping[tuple[str, str, str], Mapping[str, Any]],
+    intervals: Mapping[tuple[str, str, str], BootstrapCI],
+    error: str,
+    path: str | os.PathLike,
+) -> None:
+    """Writes ``summary.csv``: one row per table cell, ``mean``, ``err`` (``error``: std, sem or ci95, ``over``
+    seeds or images) and the bootstrap interval over the test cases (empty without per-case values).
+
+    Args:
+        agg: :func:`cell_aggregates`.
+        intervals: :func:`case_intervals`.
+        error: the grid's ``error``.
+        path: the CSV file, written atomically.
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for key in sorted(set(agg) | set(intervals)):
+        entry, ci = agg.get(key), intervals.get(key)
+        row: dict[str, Any] = dict(zip(("dataset", "method", "metric"), key))
+        if entry is not None:
+            row.update(mean=repr(entry["mean"]), err=repr(entry["err"]), error=error, over=entry.get("over", "seeds"))
+            row["n"] = entry["n"]
+        if ci is not None:
+            row.update(ci_low=repr(ci.low), ci_high=repr(ci.high), ci_confidence=ci.confidence, ci_unit=ci.unit)
+            row.update(ci_units=ci.n_units, ci_cases=ci.n_cases, ci_resamples=ci.n_resamples)
+        writer.writerow(row)
+    atomic_write_text(buf.getvalue(), path)
