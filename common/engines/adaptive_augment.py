@@ -112,6 +112,9 @@ class AdaptiveAugment(nn.Module):
         self.register_buffer("p", torch.tensor(float(initial_p)))
         self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("sign_count", torch.zeros((), dtype=torch.float64))
+        # host copy of ``p`` and the (storage, version) of the buffer it was read from: ``forward`` reads the buffer
+        # (a device-to-host copy, a sync on a GPU) only after ``p`` changed, not on every call
+        self._p_read: tuple[int, int, float] | None = None
 
     # ----------------------------------------------------------------- the adaptive probability
     @torch.no_grad()
@@ -151,6 +154,20 @@ class AdaptiveAugment(nn.Module):
         r_t = float(stats[0] / stats[1])
         self.adjust(r_t, batch_images)
         return r_t
+
+    def probability(self) -> float:
+        """The current ``p`` as a Python float, read from the buffer only when it changed since the last read.
+
+        Any in-place change of the buffer (``adjust``, ``load_state_dict``, ``p.fill_``) bumps its version counter,
+        and a move to another device gives it new storage; either makes the next call read it again.
+        """
+        key = (self.p.data_ptr(), self.p._version)
+        if self._p_read is None or self._p_read[:2] != key:
+            self._p_read = (*key, self._read_p())
+        return self._p_read[2]
+
+    def _read_p(self) -> float:
+        return float(self.p)
 
     # ----------------------------------------------------------------- the pipeline
     @staticmethod
@@ -260,7 +277,7 @@ class AdaptiveAugment(nn.Module):
         """
         if x.ndim not in (4, 5):
             raise ValueError(f"expected a (B, C, *spatial) batch with 2 or 3 spatial dims, got shape {tuple(x.shape)}.")
-        p = float(self.p)
+        p = self.probability()
         if p <= 0.0:
             return x
         if "xflip" in self.transforms:

@@ -114,3 +114,23 @@ def test_non_square_axial_plane_keeps_its_shape():
     out = AdaptiveAugment(transforms=("rotate90",), initial_p=1.0)(x)
     assert out.shape == x.shape
     assert all(torch.equal(o, v) or torch.equal(o, v.flip(1, 2)) for o, v in zip(out, x))  # 0 or 180 degrees
+
+
+def test_forward_reads_p_from_the_buffer_only_after_it_changed(monkeypatch):
+    ada = AdaptiveAugment(initial_p=0.5)
+    reads = []
+    original = AdaptiveAugment._read_p
+    monkeypatch.setattr(AdaptiveAugment, "_read_p", lambda self: reads.append(1) or original(self))
+    x = torch.rand(2, 1, 8, 8)
+    for _ in range(3):
+        ada(x)
+    assert len(reads) == 1 and ada.probability() == 0.5
+    ada.adjust(real_sign_mean=1.0, batch_images=50_000)  # +0.1
+    ada(x)
+    assert len(reads) == 2 and ada.probability() == pytest.approx(0.6)
+    ada.p.fill_(0.0)  # a direct write is seen too
+    assert ada(x) is x and len(reads) == 3
+    ada.load_state_dict({**ada.state_dict(), "p": torch.tensor(0.25)})
+    assert ada.probability() == 0.25 and len(reads) == 4
+    ada.probability()
+    assert len(reads) == 4
