@@ -406,9 +406,10 @@ def _auc_size(tables: Mapping[str, CaseTable], alpha: float) -> tuple[dict[str, 
         unit = "patients" if constant else "cases"
         mdd = auc_minimum_detectable_difference(auc, n_pos, n_neg, alpha=alpha)
         entry = {"unit": unit, "n_pos": n_pos, "n_neg": n_neg, "baseline": method, "auc": auc, "mdd": mdd}
+        found = f"minimum detectable improvement {mdd:.3g}" if math.isfinite(mdd) else "no improvement detectable"
         return entry, (
-            f"- AUC: {n_pos} positive and {n_neg} negative {unit}; {method} AUC {auc:.3f}: minimum detectable "
-            f"improvement {mdd:.3g} (Hanley & McNeil, the two AUCs taken as independent: a conservative bound)."
+            f"- AUC: {n_pos} positive and {n_neg} negative {unit}; {method} AUC {auc:.3f}: {found} (Hanley & McNeil, "
+            "the two AUCs taken as independent: a conservative bound)."
         )
     return None
 
