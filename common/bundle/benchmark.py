@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
+from common.data.loading import cycle_loader
 
 __all__ = [
     "benchmark_training_step",
@@ -163,17 +164,13 @@ def benchmark_training_step(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
-    batches = iter(())
+    batches = cycle_loader(loader)
     batch: Any = None
 
     def next_batch() -> Any:
         """The loader's next batch (cycling), counted as the engine's next iteration."""
-        nonlocal batches, batch
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
+        nonlocal batch
+        engine.state.epoch, batch = next(batches)
         engine.state.iteration += 1
         return batch
 

@@ -61,6 +61,7 @@ from typing import Any
 
 import torch
 from common.bundle.peak_benchmark import hardware_info
+from common.data.loading import cycle_loader
 from common.engines import CycleGANStep, GANStep, MCGANStep, TrainingStep
 from common.metrics.features import build_feature_extractor, extract_features
 from common.metrics.generative import fid
@@ -260,15 +261,9 @@ def run_policy(
                         p.mul_(1.0 + float(perturb) * n)
     engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1, epoch_length=len(loader)))
     losses: dict[str, list[float | None]] = {}
-    batches = iter(loader)
     began = time.perf_counter()
-    for i in range(int(iterations)):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-            engine.state.epoch += 1
+    for i, (epoch, batch) in zip(range(int(iterations)), cycle_loader(loader)):
+        engine.state.epoch = epoch
         if i == 0:
             start["first_batch_sha256"] = _batch_digest(batch)
         engine.state.iteration += 1
@@ -290,7 +285,7 @@ def run_policy(
     }
     if fid_samples:
         result.update(_sample_fid(step, loader.dataset, int(fid_samples), eval_seed, feature_weights, feature_arch))
-    del workflow, parser, step, loader, batches
+    del workflow, parser, step, loader, batch
     gc.collect()
     return result
 

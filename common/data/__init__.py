@@ -5,6 +5,7 @@ from .latent import conditional_latent_samples, latent_samples  # noqa: F401
 from .loading import (  # noqa: F401
     PERSISTENT_AUTO,
     LoaderSettingError,
+    cycle_loader,
     loader_options,
     make_dataloader,
     preprocess_once,

@@ -14,7 +14,7 @@ one pass to the next, and no checkpoint holds that state, so a resumed run draws
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, get_worker_info
 __all__ = [
     "PERSISTENT_AUTO",
     "LoaderSettingError",
+    "cycle_loader",
     "loader_options",
     "make_dataloader",
     "preprocess_once",
@@ -174,3 +175,26 @@ def make_dataloader(
     if options["num_workers"] > 0:
         options["worker_init_fn"] = worker_init_fn
     return DataLoader(dataset, **options, **kwargs)
+
+
+def cycle_loader(loader: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    """``(epoch, batch)`` pairs of a loader, pass after pass without end; ``epoch`` counts the passes from 1.
+
+    Unlike :func:`itertools.cycle`, each pass iterates the loader again (new shuffling, new random transforms, its
+    workers restarted) instead of replaying the first pass's batches. The first pass starts at the first ``next``.
+
+    Args:
+        loader: a data loader (or any re-iterable of batches) with at least one batch.
+
+    Raises:
+        ValueError: when a pass yields no batch.
+    """
+    epoch = 0
+    while True:
+        epoch += 1
+        empty = True
+        for batch in loader:
+            empty = False
+            yield epoch, batch
+        if empty:
+            raise ValueError("the loader yielded no batch: nothing to cycle over.")

@@ -106,3 +106,23 @@ def test_bundles_load_with_workers_on_a_gpu_only():
             parser["device"] = f"$torch.device('{device}')"
             workers[device] = parser.get_parsed_content("num_workers", lazy=False)
         assert workers == {"cpu": 0, "cuda:0": 2}, train
+
+
+def test_cycle_loader_iterates_each_pass_again_and_counts_epochs():
+    from common.data import cycle_loader
+
+    class Passes:
+        def __init__(self):
+            self.started = 0
+
+        def __iter__(self):
+            self.started += 1
+            return iter([f"p{self.started}b0", f"p{self.started}b1"])
+
+    loader = Passes()
+    stream = cycle_loader(loader)
+    assert loader.started == 0  # lazy: the first pass starts at the first next
+    got = [next(stream) for _ in range(5)]
+    assert got == [(1, "p1b0"), (1, "p1b1"), (2, "p2b0"), (2, "p2b1"), (3, "p3b0")]
+    with pytest.raises(ValueError, match="no batch"):
+        next(cycle_loader([]))
