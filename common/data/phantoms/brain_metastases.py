@@ -7,8 +7,9 @@ The head anatomy is that of the brain MR phantom (:py:mod:`common.data.phantoms.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from common.data.phantoms.base import (
@@ -37,6 +38,11 @@ from common.data.phantoms.brain_anatomy import (
     _render_mr,
     _sample_brain_patient,
 )
+from common.data.phantoms.detection_difficulty import (
+    BRAIN_METASTASES_PRESETS,
+    BrainMetastasesDifficulty,
+    resolve_brain_metastases_difficulty,
+)
 from common.data.splits import split_patients
 from scipy import ndimage
 
@@ -44,7 +50,7 @@ __all__ = ["make_brain_metastases"]
 
 
 def _add_metastases(
-    tissue: np.ndarray, rng: np.random.Generator, num_lesions: int
+    tissue: np.ndarray, rng: np.random.Generator, num_lesions: int, radius_range: tuple[float, float] = (0.05, 0.09)
 ) -> tuple[np.ndarray, list[list[int]]]:
     """Paint ``num_lesions`` small ring-enhancing lesions into a 2D ``tissue`` map in place.
 
@@ -55,6 +61,7 @@ def _add_metastases(
         tissue: int8 tissue codes of shape (H, W), modified in place.
         rng: random generator of the case.
         num_lesions: number of lesions to place (fewer if the brain has no room left).
+        radius_range: range of the lesion radius, a fraction of the image's half-width (at least 2.5 pixels).
 
     Returns:
         uint8 lesion mask of shape (H, W) (1 inside lesions: core and rim) and the lesion boxes
@@ -68,7 +75,7 @@ def _add_metastases(
     taken: list[tuple[np.ndarray, float]] = []
     grid = np.indices(shape, dtype=np.float32)
     for _ in range(num_lesions):
-        radius = max(rng.uniform(0.05, 0.09) * unit, 2.5)
+        radius = max(rng.uniform(*radius_range) * unit, 2.5)
         candidates = np.argwhere(room > radius + 1.0)
         for centre, other in taken:
             candidates = candidates[np.linalg.norm(candidates - centre, axis=1) > 1.8 * (radius + other) + 2.0]
@@ -100,6 +107,7 @@ def make_brain_metastases(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     spacing: float | Sequence[float] = 1.0,
     datalist_name: str = DATALIST_NAME,
+    difficulty: str | Mapping[str, Any] | BrainMetastasesDifficulty | None = None,
 ) -> Path:
     """Generate a single-channel 2D T1c-like brain phantom set with ring-enhancing metastasis-like lesions.
 
@@ -124,6 +132,12 @@ def make_brain_metastases(
         split_fractions: training, validation and test fractions of patients (stratified by class).
         spacing: voxel spacing in mm (float or one per axis), written in the affine.
         datalist_name: file name of the datalist JSON inside ``output_dir``.
+        difficulty: ``None`` for the default (easy) phantom, a preset name of
+            :py:data:`common.data.phantoms.detection_difficulty.BRAIN_METASTASES_PRESETS`
+            (``"calibrated_detection"``), a mapping of
+            :py:class:`~common.data.phantoms.detection_difficulty.BrainMetastasesDifficulty` knobs (lesion contrast
+            and radius, texture, noise, anatomical spread) or knobs; recorded in the datalist's ``parameters`` as
+            given (``difficulty``) and resolved (``difficulty_knobs``).
 
     Returns:
         path of the datalist JSON.
@@ -134,6 +148,8 @@ def make_brain_metastases(
     spacing_ = _as_spacing(spacing, 2)
     fractions = _check_fractions(split_fractions)
     seed = _check_seed(seed)
+    knobs = resolve_brain_metastases_difficulty(difficulty)
+    anatomy = None if knobs == BRAIN_METASTASES_PRESETS["default"] else knobs.brain_mr_knobs()
     output_dir = Path(output_dir).expanduser().absolute()
 
     root, rngs = _patient_rngs(seed, num_patients)
@@ -147,6 +163,8 @@ def make_brain_metastases(
         "max_lesions": max_lesions,
         "positive_fraction": positive_fraction,
         "split_fractions": list(fractions),
+        "difficulty": difficulty.as_dict() if isinstance(difficulty, BrainMetastasesDifficulty) else difficulty,
+        "difficulty_knobs": knobs.as_dict(),
     }
     header = _header(
         "phantom_brain_metastases",
@@ -163,14 +181,14 @@ def make_brain_metastases(
     with _atomic_directory(output_dir) as tmp:
         entries = []
         for patient_id, label, rng in zip(patients, classes, rngs):
-            patient = _sample_brain_patient(rng, 2, glioma=False)
+            patient = _sample_brain_patient(rng, 2, glioma=False, difficulty=anatomy)
             start = rng.uniform(-0.2, 0.15)
             for index in range(cases_per_patient):
                 case = f"{patient_id}_C{index:02d}"
                 tissue, grey, _ = _brain_tissues(size, patient, rng, start + 0.06 * index)
                 num_lesions = int(rng.integers(1, max_lesions + 1)) if label else 0
-                mask, boxes = _add_metastases(tissue, rng, num_lesions)
-                image = _render_mr(tissue, grey, patient, rng, channels=("t1c",))[0]
+                mask, boxes = _add_metastases(tissue, rng, num_lesions, knobs.lesion_radius)
+                image = _render_mr(tissue, grey, patient, rng, channels=("t1c",), difficulty=anatomy)[0]
                 _save_nifti(image, tmp / f"images/{case}_t1c.nii.gz", spacing_)
                 _save_nifti(mask, tmp / f"labels/{case}_seg.nii.gz", spacing_)
                 entry = {

@@ -7,8 +7,9 @@ around the heart, and a trachea, with non-overlapping nodules placed inside the 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from common.data.phantoms.base import (
@@ -29,6 +30,8 @@ from common.data.phantoms.base import (
     _smooth_field,
     _write_datalist,
 )
+from common.data.phantoms.brain_anatomy import _spread_uniform
+from common.data.phantoms.detection_difficulty import CHEST_CT_PRESETS, ChestCTDifficulty, resolve_chest_ct_difficulty
 from common.data.splits import split_patients
 from scipy import ndimage
 
@@ -47,12 +50,15 @@ _NODULE_DIAMETER_64 = {"small": 3.0, "medium": 5.0, "large": 8.0}  # voxels at a
 _NODULE_MIN_RADIUS = {"small": 1.0, "medium": 2.0, "large": 3.0}  # voxels, keeps the size classes apart
 
 
-def _chest_anatomy(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _chest_anatomy(
+    shape: Sequence[int], rng: np.random.Generator, difficulty: ChestCTDifficulty | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Chest CT anatomy in Hounsfield units (before nodules, blur and noise).
 
     Args:
         shape: volume shape (X, Y, Z); axis 1 runs anterior (low) to posterior (high), axis 2 inferior to superior.
         rng: random generator of the case.
+        difficulty: knobs ``anatomy_spread`` and ``lung_texture``; ``None``: the default phantom's.
 
     Returns:
         float32 HU volume of ``shape`` and the boolean lung mask of ``shape``.
@@ -60,7 +66,9 @@ def _chest_anatomy(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.n
     x, y, _ = (c[..., None] for c in _coordinates(shape[:2]))  # (X, 1, 1), (1, Y, 1)
     z = ((np.arange(shape[2], dtype=np.float32) - (shape[2] - 1) / 2.0) / (shape[2] / 2.0)).reshape(1, 1, -1)
     unit = min(shape[:2]) / 2.0
-    s = rng.uniform(0.93, 1.02)
+    knobs = CHEST_CT_PRESETS["default"] if difficulty is None else difficulty
+    spread = knobs.anatomy_spread
+    s = _spread_uniform(rng, 0.93, 1.02, spread)
     full = tuple(shape)
 
     body = np.sqrt((x / (0.92 * s)) ** 2 + (y / (0.70 * s)) ** 2)  # (X, Y, 1), a cylinder along z
@@ -88,13 +96,13 @@ def _chest_anatomy(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.n
     coords = [x, y, z]
     lungs = np.zeros(full, dtype=bool)
     for side in (-1.0, 1.0):
-        centre = (side * 0.37 * s, -0.02 * s, rng.uniform(0.15, 0.25))
-        radii = (0.29 * s * rng.uniform(0.95, 1.05), 0.5 * s, rng.uniform(1.0, 1.1))
+        centre = (side * 0.37 * s, -0.02 * s, _spread_uniform(rng, 0.15, 0.25, spread))
+        radii = (0.29 * s * _spread_uniform(rng, 0.95, 1.05, spread), 0.5 * s, _spread_uniform(rng, 1.0, 1.1, spread))
         lungs |= _ellipsoid_distance(coords, centre, radii) < 1.0
     heart = _ellipsoid_distance(coords, (0.1 * s, -0.18 * s, -0.5), (0.3 * s, 0.28 * s, 0.5)) < 1.0
     lungs &= ~heart
     texture = _smooth_field(rng, full, max(0.02 * unit, 0.7))
-    hu[lungs] = _HU_LUNG + 25.0 * texture[lungs]
+    hu[lungs] = _HU_LUNG + knobs.lung_texture * texture[lungs]
     trachea = (np.sqrt(x**2 + (y - 0.1 * s) ** 2) < 0.05 * s) & (z > 0.35)
     hu[np.broadcast_to(trachea, full)] = _HU_AIR
 
@@ -108,14 +116,18 @@ def _chest_anatomy(shape: Sequence[int], rng: np.random.Generator) -> tuple[np.n
     return hu, lungs
 
 
-def _nodule_radii(size: str, unit: float, rng: np.random.Generator) -> np.ndarray:
-    """Per-axis nodule radii in voxels for a size class, scaled with ``unit = min(shape) / 64``."""
-    radius = 0.5 * _NODULE_DIAMETER_64[size] * unit * rng.uniform(0.92, 1.08)
+def _nodule_radii(size: str, unit: float, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """Per-axis nodule radii in voxels for a size class, scaled with ``unit = min(shape) / 64`` and ``scale``."""
+    radius = 0.5 * _NODULE_DIAMETER_64[size] * scale * unit * rng.uniform(0.92, 1.08)
     return np.maximum(radius * rng.uniform(0.92, 1.08, size=3), _NODULE_MIN_RADIUS[size])
 
 
 def _add_nodules(
-    hu: np.ndarray, lungs: np.ndarray, rng: np.random.Generator, num_nodules: int
+    hu: np.ndarray,
+    lungs: np.ndarray,
+    rng: np.random.Generator,
+    num_nodules: int,
+    difficulty: ChestCTDifficulty | None = None,
 ) -> tuple[np.ndarray, list[list[int]], list[str], list[str]]:
     """Place non-overlapping nodules inside the lungs, in place.
 
@@ -124,6 +136,8 @@ def _add_nodules(
         lungs: boolean lung mask of the same shape.
         rng: random generator of the case.
         num_nodules: number of nodules (fewer if the lungs have no room left).
+        difficulty: knobs ``nodule_contrast``, ``nodule_scale``, ``nodule_texture`` and ``size_weights``;
+            ``None``: the default phantom's.
 
     Returns:
         uint8 nodule mask (1 inside nodules), the boxes ``[x1, y1, z1, x2, y2, z2]`` (start inclusive, end
@@ -131,6 +145,10 @@ def _add_nodules(
     """
     shape = hu.shape
     unit = min(shape) / 64.0
+    knobs = CHEST_CT_PRESETS["default"] if difficulty is None else difficulty
+    # attenuations: the lung's HU plus the scaled difference (exactly the default's values at contrast 1)
+    solid = _HU_LUNG + knobs.nodule_contrast * (_HU_NODULE["solid"] - _HU_LUNG)
+    ground_glass = _HU_LUNG + knobs.nodule_contrast * (_HU_NODULE["ground-glass"] - _HU_LUNG)
     mask = np.zeros(shape, dtype=np.uint8)
     room = ndimage.distance_transform_edt(lungs)
     boxes: list[list[int]] = []
@@ -138,9 +156,12 @@ def _add_nodules(
     attenuations: list[str] = []
     taken: list[tuple[np.ndarray, float]] = []
     for _ in range(num_nodules):
-        size = NODULE_SIZES[rng.integers(len(NODULE_SIZES))]
+        if knobs.size_weights is None:
+            size = NODULE_SIZES[rng.integers(len(NODULE_SIZES))]
+        else:
+            size = NODULE_SIZES[rng.choice(len(NODULE_SIZES), p=knobs.size_weights)]
         attenuation = NODULE_ATTENUATIONS[rng.integers(len(NODULE_ATTENUATIONS))]
-        radii = _nodule_radii(size, unit, rng)
+        radii = _nodule_radii(size, unit, rng, knobs.nodule_scale)
         radius = float(radii.max())
         candidates = np.empty((0, 3), dtype=np.int64)
         for clearance in (radius + 1.5, 0.6 * radius + 1.0):
@@ -157,14 +178,14 @@ def _add_nodules(
         distance = np.sqrt(sum(((g - c) / r) ** 2 for g, c, r in zip(local_grid, centre, radii)))
         inside = distance <= 1.0
         region = hu[block]
-        texture = 12.0 * rng.standard_normal(region.shape).astype(np.float32)
+        texture = knobs.nodule_texture * rng.standard_normal(region.shape).astype(np.float32)
         if attenuation == "solid":
-            region[inside] = _HU_NODULE["solid"] + texture[inside]
+            region[inside] = solid + texture[inside]
         else:
-            region[inside] = _HU_NODULE["ground-glass"] + 2.0 * texture[inside]
+            region[inside] = ground_glass + 2.0 * texture[inside]
             if attenuation == "part-solid":
                 core = distance <= 0.55
-                region[core] = _HU_NODULE["solid"] + texture[core]
+                region[core] = solid + texture[core]
         mask[block][inside] = 1
         boxes.append(_bounding_box(inside, start))
         sizes.append(size)
@@ -182,6 +203,7 @@ def make_chest_ct(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     spacing: float | Sequence[float] = 1.0,
     datalist_name: str = DATALIST_NAME,
+    difficulty: str | Mapping[str, Any] | ChestCTDifficulty | None = None,
 ) -> Path:
     """Generate a chest CT phantom set with lung nodules and their bounding boxes.
 
@@ -207,6 +229,11 @@ def make_chest_ct(
         split_fractions: training, validation and test fractions of patients.
         spacing: voxel spacing in mm (float or one per axis), written in the affine.
         datalist_name: file name of the datalist JSON inside ``output_dir``.
+        difficulty: ``None`` for the default (easy) phantom, a preset name of
+            :py:data:`common.data.phantoms.detection_difficulty.CHEST_CT_PRESETS` (``"calibrated_detection"``), a
+            mapping of :py:class:`~common.data.phantoms.detection_difficulty.ChestCTDifficulty` knobs (nodule
+            contrast, size and texture, lung texture, noise, anatomical spread, size-class weights) or knobs;
+            recorded in the datalist's ``parameters`` as given (``difficulty``) and resolved (``difficulty_knobs``).
 
     Returns:
         path of the datalist JSON.
@@ -222,6 +249,7 @@ def make_chest_ct(
         raise ValueError(f"nodules_per_case must be an int or a (min, max) range, got {nodules_per_case!r}.")
     fractions = _check_fractions(split_fractions)
     seed = _check_seed(seed)
+    knobs = resolve_chest_ct_difficulty(difficulty)
     output_dir = Path(output_dir).expanduser().absolute()
 
     root, rngs = _patient_rngs(seed, num_cases)
@@ -232,6 +260,8 @@ def make_chest_ct(
         "image_size": list(size),
         "nodules_per_case": [int(low), int(high)],
         "split_fractions": list(fractions),
+        "difficulty": difficulty.as_dict() if isinstance(difficulty, ChestCTDifficulty) else difficulty,
+        "difficulty_knobs": knobs.as_dict(),
     }
     header = _header(
         "phantom_chest_ct",
@@ -248,10 +278,11 @@ def make_chest_ct(
     with _atomic_directory(output_dir) as tmp:
         entries = []
         for patient_id, rng in zip(patients, rngs):
-            hu, lungs = _chest_anatomy(size, rng)
-            mask, boxes, sizes, attenuations = _add_nodules(hu, lungs, rng, int(rng.integers(low, high + 1)))
+            hu, lungs = _chest_anatomy(size, rng, knobs)
+            num_nodules = int(rng.integers(low, high + 1))
+            mask, boxes, sizes, attenuations = _add_nodules(hu, lungs, rng, num_nodules, knobs)
             hu = ndimage.gaussian_filter(hu, 0.5, truncate=3.0)
-            hu += 10.0 * rng.standard_normal(size, dtype=np.float32)
+            hu += knobs.noise * rng.standard_normal(size, dtype=np.float32)
             np.clip(hu, -1024.0, 3071.0, out=hu)
             _save_nifti(hu, tmp / f"images/{patient_id}.nii.gz", spacing_)
             _save_nifti(mask, tmp / f"labels/{patient_id}_nodules.nii.gz", spacing_)

@@ -1,0 +1,225 @@
+"""Difficulty knobs of the two detection phantoms (chest CT nodules, 2D brain metastases) and their named presets.
+
+The default phantoms (``difficulty=None``) are easy for a hand-made detector: a solid nodule is about 900 HU above
+the lung around it with 10 HU of noise, and a metastasis is a bright ring in dark-enough white matter.
+:py:func:`common.data.phantoms.make_chest_ct` and :py:func:`common.data.phantoms.make_brain_metastases` take a
+``difficulty``: a preset name of :py:data:`CHEST_CT_PRESETS` / :py:data:`BRAIN_METASTASES_PRESETS` or a mapping of
+the fields of :py:class:`ChestCTDifficulty` / :py:class:`BrainMetastasesDifficulty` (unnamed fields keep their
+default values, which reproduce the default phantom bit for bit).
+
+Chest CT knobs (:py:class:`ChestCTDifficulty`):
+
+- ``nodule_contrast``: scale of each nodule attenuation's difference from the lung (-850 HU); 1 is the default
+  (solid +40 HU, ground-glass -600 HU), 0 an invisible nodule.
+- ``nodule_scale``: scale of the nodule diameters of the three size classes (about 3, 5 and 8 voxels at 64^3).
+- ``nodule_texture``: standard deviation in HU of the voxel-wise nodule texture (ground-glass: twice it).
+- ``lung_texture``: amplitude in HU of the smooth lung parenchyma texture.
+- ``noise``: standard deviation in HU of the additive Gaussian noise.
+- ``anatomy_spread``: scale of the ranges the body size and the lungs' height and size are drawn from (about the
+  ranges' centres).
+- ``size_weights``: probabilities of the ``small``, ``medium`` and ``large`` size classes; ``None``: uniform (the
+  default phantom's draw).
+
+Brain metastasis knobs (:py:class:`BrainMetastasesDifficulty`): ``lesion_contrast`` (scale of the lesion tissues'
+difference from white matter in T1c), ``lesion_radius`` (range of the lesion radius as a fraction of the image's
+half-width), ``texture``, ``noise`` and ``anatomy_spread`` as in :py:class:`~.difficulty.BrainMRDifficulty` (the
+head anatomy is the brain MR phantom's).
+
+Presets: ``"default"`` (the same as ``None``) and ``"calibrated_detection"`` for each phantom; the calibrated
+settings, how they were measured and the numbers are below.
+
+Calibration of the chest CT preset by measurement (the project's target: a no-augmentation baseline of the 3D
+Faster R-CNN (``bundles/detection``) with a test CPM of 0.3-0.6 in a limited-data regime, and the same training on
+10x more phantom patients clearly better). :py:func:`common.experiments.calibration.calibrate` (family
+``detection_3d``) generates one chest CT set and trains the bundle's ``training`` through MONAI's
+``ConfigWorkflow`` (overrides only) twice with the same number of SGD steps, on a few training patients and on
+``ratio`` times more, and scores both with the bundle's ``evaluating`` (CPM at IoU 0.25) on the same held-out test
+patients.
+
+``tests/experiments/test_calibrated_detection_bands.py`` keeps the presets in a loose band with a cheap
+hand-made detector (:py:func:`common.experiments.calibration.blob_detector_cpm`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from common.data.phantoms.difficulty import BrainMRDifficulty
+
+__all__ = [
+    "BRAIN_METASTASES_PRESETS",
+    "BrainMetastasesDifficulty",
+    "CHEST_CT_PRESETS",
+    "ChestCTDifficulty",
+    "resolve_brain_metastases_difficulty",
+    "resolve_chest_ct_difficulty",
+]
+
+
+def _non_negative(knobs: Any, names: Sequence[str]) -> None:
+    """Cast the named fields of a frozen dataclass to float, checking that they are non-negative."""
+    for name in names:
+        value = float(getattr(knobs, name))
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative, got {getattr(knobs, name)!r}.")
+        object.__setattr__(knobs, name, value)
+
+
+def _as_dict(knobs: Any) -> dict[str, Any]:
+    """JSON-ready knob values (tuples as lists), as recorded in the datalist header."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(knobs).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChestCTDifficulty:
+    """Difficulty knobs of :py:func:`common.data.phantoms.make_chest_ct`; the defaults give the default phantom.
+
+    Attributes:
+        nodule_contrast: scale of the nodule attenuations' difference from the lung.
+        nodule_scale: scale of the nodule diameters.
+        nodule_texture: standard deviation (HU) of the voxel-wise nodule texture.
+        lung_texture: amplitude (HU) of the smooth lung texture.
+        noise: standard deviation (HU) of the additive Gaussian noise.
+        anatomy_spread: scale of the ranges of the body and lung geometry draws.
+        size_weights: probabilities of the small, medium and large classes; ``None``: uniform.
+    """
+
+    nodule_contrast: float = 1.0
+    nodule_scale: float = 1.0
+    nodule_texture: float = 12.0
+    lung_texture: float = 25.0
+    noise: float = 10.0
+    anatomy_spread: float = 1.0
+    size_weights: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        _non_negative(self, ("nodule_contrast", "nodule_texture", "lung_texture", "noise", "anatomy_spread"))
+        if not 0.25 <= float(self.nodule_scale) <= 4.0:
+            raise ValueError(f"nodule_scale must be in [0.25, 4], got {self.nodule_scale!r}.")
+        object.__setattr__(self, "nodule_scale", float(self.nodule_scale))
+        if self.size_weights is not None:
+            weights = tuple(float(w) for w in self.size_weights)
+            if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"size_weights must be 3 non-negative weights, not all 0, got {weights!r}.")
+            object.__setattr__(self, "size_weights", tuple(w / sum(weights) for w in weights))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready knob values, as recorded in the datalist header."""
+        return _as_dict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class BrainMetastasesDifficulty:
+    """Difficulty knobs of :py:func:`common.data.phantoms.make_brain_metastases`; defaults: the default phantom.
+
+    Attributes:
+        lesion_contrast: scale of the lesion tissues' (rim, necrosis, oedema) difference from white matter in T1c.
+        lesion_radius: ``(low, high)`` range of the lesion radius, a fraction of the image's half-width.
+        texture: standard deviation of the multiplicative tissue texture.
+        noise: standard deviation of the additive Gaussian noise (intensities in [0, 1]).
+        anatomy_spread: scale of the ranges of the head and ventricle geometry draws.
+    """
+
+    lesion_contrast: float = 1.0
+    lesion_radius: tuple[float, float] = (0.05, 0.09)
+    texture: float = 0.04
+    noise: float = 0.015
+    anatomy_spread: float = 1.0
+
+    def __post_init__(self) -> None:
+        _non_negative(self, ("lesion_contrast", "texture", "noise", "anatomy_spread"))
+        radius = tuple(float(r) for r in self.lesion_radius)
+        if len(radius) != 2 or not 0 < radius[0] <= radius[1] <= 0.3:
+            raise ValueError(f"lesion_radius must be (low, high) with 0 < low <= high <= 0.3, got {radius!r}.")
+        object.__setattr__(self, "lesion_radius", radius)
+
+    def brain_mr_knobs(self) -> BrainMRDifficulty:
+        """The :py:class:`~common.data.phantoms.difficulty.BrainMRDifficulty` of the shared head anatomy."""
+        return BrainMRDifficulty(
+            lesion_contrast=self.lesion_contrast,
+            texture=self.texture,
+            noise=self.noise,
+            anatomy_spread=self.anatomy_spread,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready knob values, as recorded in the datalist header."""
+        return _as_dict(self)
+
+
+CHEST_CT_PRESETS: dict[str, ChestCTDifficulty] = {
+    "default": ChestCTDifficulty(),
+    "calibrated_detection": ChestCTDifficulty(
+        nodule_contrast=0.3, nodule_scale=1.25, nodule_texture=20.0, lung_texture=60.0, noise=40.0, anatomy_spread=1.5
+    ),
+}
+"""Named difficulty presets of the chest CT phantom; the calibrated one's measurements are in the module
+docstring."""
+
+BRAIN_METASTASES_PRESETS: dict[str, BrainMetastasesDifficulty] = {
+    "default": BrainMetastasesDifficulty(),
+    "calibrated_detection": BrainMetastasesDifficulty(
+        lesion_contrast=0.6, texture=0.06, noise=0.04, anatomy_spread=1.5
+    ),
+}
+"""Named difficulty presets of the 2D brain metastasis phantom (module docstring)."""
+
+_Knobs = TypeVar("_Knobs", ChestCTDifficulty, BrainMetastasesDifficulty)
+
+
+def _resolve(difficulty: Any, kind: type[_Knobs], presets: Mapping[str, _Knobs]) -> _Knobs:
+    """Knobs of a preset name, a mapping of knob values (optionally with a ``"preset"`` key) or knobs."""
+    if difficulty is None:
+        return presets["default"]
+    if isinstance(difficulty, kind):
+        return difficulty
+    if isinstance(difficulty, str):
+        if difficulty not in presets:
+            raise ValueError(f"Unknown difficulty preset {difficulty!r}; expected one of {sorted(presets)}.")
+        return presets[difficulty]
+    if isinstance(difficulty, Mapping):
+        values = dict(difficulty)
+        base = _resolve(values.pop("preset", None), kind, presets)
+        fields = {f.name for f in dataclasses.fields(kind)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"Unknown difficulty knobs {unknown}; expected some of {sorted(fields)}.")
+        return dataclasses.replace(base, **values)
+    raise ValueError(f"difficulty must be None, a preset name or a mapping of knobs, got {difficulty!r}.")
+
+
+def resolve_chest_ct_difficulty(difficulty: str | Mapping[str, Any] | ChestCTDifficulty | None) -> ChestCTDifficulty:
+    """Return the chest CT knobs of a preset name, a mapping of knob values or a :py:class:`ChestCTDifficulty`.
+
+    Args:
+        difficulty: ``None`` (the default phantom), a key of :py:data:`CHEST_CT_PRESETS`, a mapping of
+            :py:class:`ChestCTDifficulty` fields (others keep their defaults; a ``"preset"`` key starts from that
+            preset instead), or knobs.
+
+    Returns:
+        the knobs.
+
+    Raises:
+        ValueError: for an unknown preset name or knob.
+    """
+    return _resolve(difficulty, ChestCTDifficulty, CHEST_CT_PRESETS)
+
+
+def resolve_brain_metastases_difficulty(
+    difficulty: str | Mapping[str, Any] | BrainMetastasesDifficulty | None,
+) -> BrainMetastasesDifficulty:
+    """Return the brain metastasis knobs of a preset name, a mapping or a :py:class:`BrainMetastasesDifficulty`.
+
+    Args:
+        difficulty: ``None`` (the default phantom), a key of :py:data:`BRAIN_METASTASES_PRESETS`, a mapping of
+            :py:class:`BrainMetastasesDifficulty` fields (a ``"preset"`` key starts from that preset), or knobs.
+
+    Returns:
+        the knobs.
+
+    Raises:
+        ValueError: for an unknown preset name or knob.
+    """
+    return _resolve(difficulty, BrainMetastasesDifficulty, BRAIN_METASTASES_PRESETS)
