@@ -8,7 +8,13 @@ from common.data.splits import split_counts
 from common.experiments import load_grid
 
 REPO = Path(__file__).resolve().parents[2]
-GRIDS = ["thesis_classification_table2.yaml", "phantom_ga_unet_table2.yaml", "phantom_ga_unet_table3.yaml"]
+GRIDS = [
+    "phantom_classification.yaml",
+    "phantom_segmentation.yaml",
+    "thesis_classification_table2.yaml",
+    "phantom_ga_unet_table2.yaml",
+    "phantom_ga_unet_table3.yaml",
+]
 MIN_TEST_PATIENTS = 40
 
 
