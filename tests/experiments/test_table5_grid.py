@@ -71,7 +71,7 @@ def test_dry_run_substitutes_each_ratio_and_loss_and_equal_iterations(tmp_path):
     records = GridRunner(spec, dry_run=True, log=lines.append).run()
     assert not (tmp_path / "out").exists()
     seeds = yaml.safe_load(GRID.read_text())["seeds"]
-    assert sorted(r["method"] for r in records) == sorted(METHODS * len(seeds)) and len(seeds) == 3
+    assert sorted(r["method"] for r in records) == sorted(METHODS * len(seeds)) and len(seeds) == 5
     assert {r["status"] for r in records} == {"dry_run"}
     gen_cmds = [s for s in lines if "mcgan_3d/configs" in s]
     assert len(gen_cmds) == 4  # two generators x (training, inference)
