@@ -8,6 +8,7 @@ from common.handlers.metrics import (
     ClassificationMetricsHandler,
     MetricsHandler,
     MetricsReport,
+    PerImageMetricsHandler,
     SegmentationMetricsHandler,
     stack_pred_label,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ClassificationPredictionWriter",
     "MetricsHandler",
     "MetricsReport",
+    "PerImageMetricsHandler",
     "SegmentationMetricsHandler",
     "display_path",
     "stack_pred_label",

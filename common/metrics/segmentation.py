@@ -189,6 +189,33 @@ class SegmentationMetrics(CumulativeIterationMetric):
             raise RuntimeError("no batch was added: the evaluation set is empty.")
         return buffers[-1].reshape(-1)
 
+    def per_image_metrics(self) -> dict[str, torch.Tensor]:
+        """Dice, sensitivity, HD95 and IoU of every image added since the last :meth:`reset`, in the order they were
+        added, under the names :meth:`aggregate` reports them: ``dice``, ``sensitivity``, ``hd95``, ``miou`` with one
+        scored class (the binary task), ``<metric>_<class>`` for each class with several.
+
+        NaN where the image's ground truth is empty for the class (the images :meth:`aggregate`'s means leave out),
+        so the mean over the finite values of each entry is the :meth:`aggregate` value of the same name. With
+        several classes no per-image class mean is given: :meth:`aggregate`'s class means average over the images
+        first, which is not a mean of per-image values where classes are absent from different images.
+
+        Returns:
+            ``{name: (N,) float}``.
+
+        Raises:
+            RuntimeError: when no batch was added.
+        """
+        buffers = self.get_buffer()
+        if buffers is None:
+            raise RuntimeError("no batch was added: the evaluation set is empty.")
+        per_image = dict(zip(SEGMENTATION_KEYS, buffers[:4]))  # each (N, C') with NaN where undefined
+        names = self._names(per_image["dice"].shape[1])
+        if len(names) == 1:
+            return {key: values[:, 0].float() for key, values in per_image.items()}
+        return {
+            f"{key}_{name}": values[:, c].float() for key, values in per_image.items() for c, name in enumerate(names)
+        }
+
     def aggregate(self) -> dict[str, Any]:  # type: ignore[override]
         """The metrics of every batch added since the last :meth:`reset`.
 

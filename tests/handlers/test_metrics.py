@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from common.experiments.results import case_intervals, read_per_image, read_per_image_csv, write_per_image_csv
 from common.handlers import ClassificationMetricsHandler, MetricsHandler, SegmentationMetricsHandler
 from common.metrics import SegmentationMetrics
 from ignite.engine import Engine
@@ -100,3 +101,99 @@ def test_handlers_are_monai_metric_handlers_and_log_the_table(tmp_path, caplog):
     clash = ClassificationMetricsHandler(tmp_path / "c.json", extra={"acc": "x"})
     with pytest.raises(ValueError, match="overwrite"):
         clash.write({"acc": 1.0})
+
+
+def classification_run(handler, prob, y, batch_size=3, shuffle=False):
+    """Run ``handler`` on an engine over the (probabilities, label) pairs, in batches of ``batch_size``."""
+    pairs = list(zip(torch.as_tensor(prob), torch.as_tensor(y)))
+    loader = torch.utils.data.DataLoader(pairs, batch_size=batch_size, shuffle=shuffle, collate_fn=list)
+    engine = Engine(lambda e, batch: [{"pred": p, "label": t} for p, t in batch])
+    handler.attach(engine)
+    engine.run(loader, max_epochs=1)
+    return engine
+
+
+def case_rows(per_image_file):
+    """``per_image.csv`` rows of one run that wrote ``per_image_file``, as the grids' reports read them."""
+    record = {"dataset": "d", "method": "m", "seed": 0, "status": "ok", "per_image": read_per_image(per_image_file)}
+    write_per_image_csv([record], per_image_file.with_suffix(".csv"))
+    return read_per_image_csv(per_image_file.with_suffix(".csv"))
+
+
+def test_classification_per_image_file_gives_the_report_values_to_the_tables(tmp_path):
+    """Binary task: score/label/pred per image in loader order with the phantom ids; the tables' bootstrap estimates
+    (every case once) from the file equal metrics.json, and the resampling is by patient (two cases each)."""
+    prob, y = random_probabilities(12, 2, 3)
+    ids = [f"/data/images/brain_P{i // 2:04d}_C{i % 2:02d}_t1.nii.gz" for i in range(12)]
+    out, per_image = tmp_path / "metrics.json", tmp_path / "per_image.json"
+    classification_run(ClassificationMetricsHandler(str(out), per_image_file=str(per_image), image_ids=ids), prob, y)
+    data, metrics = json.loads(per_image.read_text()), json.loads(out.read_text())
+    assert data["ids"] == ids and data["label"] == y.tolist() and data["pred"] == prob.argmax(1).tolist()
+    assert data["score"] == pytest.approx(prob[:, 1].tolist())
+    names = ["auc", "acc", "recall", "specificity", "precision", "f1"]
+    intervals = case_intervals(case_rows(per_image), names, n_resamples=200)
+    for name in names:
+        ci = intervals[("d", "m", name)]
+        assert ci.estimate == pytest.approx(metrics[name]), name
+        assert ci.unit == "patients" and ci.n_units == 6 and ci.n_cases == 12
+        assert ci.low <= ci.estimate <= ci.high
+
+
+def test_classification_per_image_multiclass_and_order_checks(tmp_path):
+    """C > 2: one probability list per class and the label, read by the grids (no interval from them); a shuffled
+    loader or a wrong number of ids is refused with a message saying why."""
+    prob, y = random_probabilities(7, 3, 4)
+    per_image = tmp_path / "per_image.json"
+    handler = ClassificationMetricsHandler(
+        tmp_path / "m.json", 3, class_names=["a", "b", "c"], per_image_file=per_image, image_ids=list("pqrstuv")
+    )
+    classification_run(handler, prob, y)
+    data = read_per_image(per_image)
+    assert set(data) == {"ids", "label", "probability_a", "probability_b", "probability_c"}
+    assert data["label"] == y.tolist() and data["probability_c"] == pytest.approx(prob[:, 2].tolist())
+    assert case_intervals(case_rows(per_image), ["auc", "acc", "f1"], n_resamples=50) == {}
+    shuffled = ClassificationMetricsHandler(tmp_path / "m.json", per_image_file=per_image, image_ids=list("pqrstuv"))
+    with pytest.raises(ValueError, match="RandomSampler.*shuffle: false"):
+        classification_run(shuffled, *random_probabilities(7, 2, 4), shuffle=True)
+    short = ClassificationMetricsHandler(tmp_path / "m.json", per_image_file=per_image, image_ids=list("pqr"))
+    with pytest.raises(ValueError, match="7 images were scored but image_ids names 3"):
+        classification_run(short, *random_probabilities(7, 2, 4))
+
+
+def test_segmentation_per_image_metrics_average_to_the_report(tmp_path):
+    """Binary task: Dice, sensitivity, HD95 and IoU per image, null for the empty ground truth, their means the
+    report's values; a missed tumour scores 0 with HD95 the diagonal. Several classes: per class, as the report."""
+    gt = np.zeros((4, 8, 8), int)
+    gt[0, 2:5, 2:5] = gt[1, 1:6, 1:4] = gt[2, 3:5, 3:7] = 1  # image 3: no tumour
+    pred = gt.copy()
+    pred[1, 1:6, 1:3] = 0  # 5 of 15 pixels found, nothing false
+    pred[2] = 0  # missed
+    pred[3, 0, 0] = 1  # a false positive on the empty image
+    batches = [[{"pred": onehot(pred)[i], "label": onehot(gt)[i]}] for i in range(4)]
+    out, per_image = tmp_path / "metrics.json", tmp_path / "per_image.json"
+    SegmentationMetricsHandler(out, per_image_file=per_image, image_ids=list("abcd")).attach(
+        engine := Engine(lambda e, b: b)
+    )
+    engine.run(batches)
+    data, metrics = json.loads(per_image.read_text()), json.loads(out.read_text())
+    assert data["dice"] == pytest.approx([1.0, 2 * 5 / 20, 0.0, None]) and data["sensitivity"][1] == pytest.approx(
+        1 / 3
+    )
+    assert data["miou"][1] == pytest.approx(5 / 15) and data["hd95"][2] == pytest.approx(np.hypot(8, 8))
+    for key in ("dice", "sensitivity", "hd95", "miou"):
+        assert data[key][3] is None
+        assert np.mean(data[key][:3]) == pytest.approx(metrics[key]), key
+    intervals = case_intervals(case_rows(per_image), ["dice", "hd95"], n_resamples=50)
+    assert intervals[("d", "m", "dice")].estimate == pytest.approx(metrics["dice"])
+    assert intervals[("d", "m", "hd95")].estimate == pytest.approx(metrics["hd95"])  # the empty image: weight 0
+
+    three = np.zeros((2, 8, 8), int)
+    three[0, 1:3, 1:3], three[0, 5:7, 5:7], three[1, 1:3, 1:3] = 1, 2, 1
+    guess = three.copy()
+    guess[0, 5:7, 5:7] = 0  # class 2 missed in image 0; image 1 has no class 2
+    metric = SegmentationMetrics(class_names=["core", "rim"])
+    metric(onehot(guess, 3), onehot(three, 3))
+    per_class = metric.per_image_metrics()
+    assert set(per_class) == {f"{k}_{c}" for k in ("dice", "sensitivity", "hd95", "miou") for c in ("core", "rim")}
+    assert per_class["dice_core"].tolist() == [1.0, 1.0] and per_class["dice_rim"][0] == 0.0
+    assert torch.isnan(per_class["dice_rim"][1]) and metric.aggregate()["dice_rim"] == 0.0
