@@ -1,6 +1,7 @@
 """End-to-end tests of bundles/classification through MONAI's bundle runner, on tiny phantom data."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from common.bundle.verify import verify_bundle
 from common.data import DatalistError, prepare_phantom
 from common.engines import latest_checkpoint
+from common.experiments.results import case_intervals, read_per_image, read_per_image_csv, write_per_image_csv
 from helpers import REPO, configs, evaluate_configs, run_workflow
 
 NAME = "classification"
@@ -210,10 +212,22 @@ def test_functional_classifier_separates_phantom_classes(bundle_copy):
         "max_epochs": 3,
     }
     run_workflow(configs(root, "train.yaml"), "training", **override)
-    run_workflow(evaluate_configs(root), "evaluating", **override)
+    wf, _ = run_workflow(evaluate_configs(root), "evaluating", **override)
     metrics = read_metrics(root)
     assert metrics["num_samples"] >= 6
     assert metrics["auc"] > 0.8, metrics
+
+    # per_image.json: the test images in datalist order, named so that the grids resample by patient, and giving
+    # the tables' bootstrap AUC the run's own AUC
+    per_image = read_per_image(root / "eval" / "per_image.json")
+    entries = wf.parser.get_parsed_content("test#dataset#data")
+    assert per_image["ids"] == [str(Path(e["image"][0]).resolve()) for e in entries]
+    assert len(per_image["ids"]) == metrics["num_samples"] and set(per_image["label"]) == {0.0, 1.0}
+    record = {"dataset": "phantom", "method": "none", "seed": 0, "status": "ok", "per_image": per_image}
+    write_per_image_csv([record], root / "eval" / "per_image.csv")
+    auc = case_intervals(read_per_image_csv(root / "eval" / "per_image.csv"), ["auc"], n_resamples=100)
+    assert auc[("phantom", "none", "auc")].estimate == pytest.approx(metrics["auc"])
+    assert auc[("phantom", "none", "auc")].unit == "patients"
 
 
 def test_verify_bundle_full():

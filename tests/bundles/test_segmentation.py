@@ -11,6 +11,7 @@ import pytest
 import torch
 from common.data import prepare_phantom
 from common.engines import latest_checkpoint
+from common.experiments.results import read_per_image
 from common.losses import SoftDiceLoss
 from common.metrics import SEGMENTATION_KEYS
 from helpers import configs, evaluate_configs, run_cli, run_workflow
@@ -191,6 +192,14 @@ def test_train_infer_evaluate(bundle_copy, phantoms, kind, variants):
     assert metrics["hd95"] >= 0.0 and math.isfinite(metrics["hd95"])
     if "multiclass.yaml" in variants:
         assert {"dice_core", "dice_oedema", "dice_enhancing"} <= set(metrics)
+    # per_image.json: one value per test image, the mean of the non-null ones the report's (per class with several)
+    per_image = read_per_image(root / "eval" / "per_image.json")
+    assert len(per_image["ids"]) == metrics["num_images"] and per_image["ids"][0].endswith("_seg.nii.gz")
+    classes = ("_core", "_oedema", "_enhancing") if "multiclass.yaml" in variants else ("",)
+    for key in [k + c for k in SEGMENTATION_KEYS for c in classes]:
+        values = np.array(per_image[key])
+        finite = values[np.isfinite(values)]
+        assert (finite.mean() if finite.size else None) == pytest.approx(metrics[key]), key
     if "small.yaml" in variants:
         split = json.loads((root / "eval" / "datalist_small.json").read_text())
         full = json.loads((root / "data" / kind / "datalist.json").read_text())
