@@ -152,7 +152,7 @@ class BrainMetastasesDifficulty:
 CHEST_CT_PRESETS: dict[str, ChestCTDifficulty] = {
     "default": ChestCTDifficulty(),
     "calibrated_detection": ChestCTDifficulty(
-        nodule_contrast=0.3, nodule_scale=1.25, nodule_texture=20.0, lung_texture=60.0, noise=40.0, anatomy_spread=1.5
+        nodule_contrast=0.6, nodule_scale=1.6, nodule_texture=20.0, lung_texture=60.0, noise=40.0, anatomy_spread=1.5
     ),
 }
 """Named difficulty presets of the chest CT phantom; the calibrated one's measurements are in the module

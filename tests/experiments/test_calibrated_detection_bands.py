@@ -1,0 +1,94 @@
+"""The calibrated detection phantoms sit in their loose band at tiny scale, and the default phantoms do not: a
+phantom change that makes the calibrated task trivial (or hopeless) fails here.
+
+The proxy (:py:func:`common.experiments.detection_calibration.blob_detector_cpm`) is a hand-made blob detector
+whose voxel scorer is fitted in a second on the training section and scored with the project's CPM on the test
+section: high on the default phantoms, well below on the calibrated presets. The bundle's own baselines, measured
+with ``scripts/calibrate_phantom.py detection_3d``, are recorded in
+``common/data/phantoms/detection_difficulty.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from common.data.phantoms import make_brain_metastases, make_chest_ct
+from common.experiments.detection_calibration import blob_detector_cpm, calibrate_detection
+
+# phantom seed 0; 4 training and 6 test patients (64^3 scans / 2 slices of 64x64 each), as measured for the bands
+NUM_TRAIN, NUM_TEST = 4, 6
+
+
+def _proxy(folder: Path, family: str, difficulty: str | None) -> float:
+    """The proxy's test CPM on a phantom set of the band's size."""
+    total = NUM_TRAIN + NUM_TEST
+    fractions = (NUM_TRAIN / total, 0.0, NUM_TEST / total)
+    if family == "3d":
+        datalist = make_chest_ct(
+            folder / "ct", num_cases=total, image_size=64, seed=0, split_fractions=fractions, difficulty=difficulty
+        )
+    else:
+        datalist = make_brain_metastases(
+            folder / "mets",
+            num_patients=total,
+            cases_per_patient=2,
+            image_size=64,
+            positive_fraction=1.0,
+            seed=0,
+            split_fractions=fractions,
+            difficulty=difficulty,
+        )
+    return blob_detector_cpm(datalist)["cpm"]
+
+
+@pytest.mark.slow
+def test_nodule_detection_3d_band(tmp_path):
+    # the default: the blob detector finds most nodules at few false positives (measured 0.82)
+    assert _proxy(tmp_path / "default", "3d", None) > 0.7
+    # calibrated: far from the default, not hopeless (measured 0.59)
+    assert 0.3 < _proxy(tmp_path / "calibrated", "3d", "calibrated_detection") < 0.72
+
+
+def test_metastasis_detection_2d_band(tmp_path):
+    # the default: near-perfect (measured 0.98)
+    assert _proxy(tmp_path / "default", "2d", None) > 0.9
+    # calibrated: far from the default, not hopeless (measured 0.63)
+    assert 0.35 < _proxy(tmp_path / "calibrated", "2d", "calibrated_detection") < 0.85
+
+
+def test_blob_detector_rejects_other_sets(tmp_path):
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"name": "phantom_brain_mr_2d", "training": [], "test": []}))
+    with pytest.raises(ValueError, match="not a chest CT or brain metastasis phantom"):
+        blob_detector_cpm(datalist)
+
+
+@pytest.mark.slow
+def test_calibrate_detection_trains_both_regimes_with_the_bundle(tmp_path, monkeypatch):
+    """``calibrate_detection`` trains and evaluates the detection bundle on few and on more patients, one test set."""
+    monkeypatch.chdir(tmp_path)  # the bundle is found from the repository, not from the working directory
+    result = calibrate_detection(
+        "detection_2d",
+        tmp_path,
+        num_small_patients=1,
+        ratio=3,
+        num_test_patients=1,
+        iterations=10,
+        batch_size=2,
+        extra_overrides={"backbone_channels": [4, 8], "fpn_channels": 8, "representation_size": 16},
+    )
+    assert result["difficulty"] == "calibrated_detection" and result["metric"] == "cpm"
+    assert result["baseline"]["training_patients"] == 1 and result["upper_bound"]["training_patients"] == 3
+    tests = []
+    for regime in ("baseline", "upper_bound"):
+        assert 0.0 <= result[regime]["cpm"] <= 1.0
+        split = json.loads((tmp_path / regime / "datalist.json").read_text())
+        assert len({e["patient"] for e in split["training"]}) == result[regime]["training_patients"]
+        tests.append([e["patient"] for e in split["test"]])
+        assert json.loads((tmp_path / regime / "eval" / "metrics.json").read_text())["num_images"] == 2
+    assert tests[0] == tests[1] and len(set(tests[0])) == 1
+    recorded = json.loads((tmp_path / "data" / "datalist.json").read_text())["parameters"]
+    assert recorded["difficulty"] == "calibrated_detection" and recorded["positive_fraction"] == 1.0
+    assert json.loads((tmp_path / "calibration.json").read_text()) == result
