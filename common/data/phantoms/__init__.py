@@ -24,6 +24,9 @@ Kinds of sets, one module per family:
 - :py:class:`BrainMRDifficulty` and :py:data:`BRAIN_MR_PRESETS` (:py:mod:`.difficulty`): difficulty knobs of
   :py:func:`make_brain_mr` (lesion contrast and size, texture, noise, anatomical variability) and the
   calibrated presets of the 2D benchmark tasks.
+- :py:class:`ChestCTDifficulty`, :py:class:`BrainMetastasesDifficulty` and their presets
+  (:py:mod:`.detection_difficulty`): difficulty knobs of :py:func:`make_chest_ct` and
+  :py:func:`make_brain_metastases` and the calibrated presets of the detection tasks.
 - :py:func:`prepare_phantom` (:py:mod:`.prepare`): generate a set once into a directory and return its
   ``datalist.json`` path.
 
@@ -36,14 +39,24 @@ from common.data.phantoms.brain_anatomy import BRAIN_MR_CHANNELS
 from common.data.phantoms.brain_metastases import make_brain_metastases
 from common.data.phantoms.brain_mr import BRAIN_TUMOUR_LABELS, make_brain_mr
 from common.data.phantoms.chest_ct import NODULE_ATTENUATIONS, NODULE_SIZES, make_chest_ct
+from common.data.phantoms.detection_difficulty import (
+    BRAIN_METASTASES_PRESETS,
+    CHEST_CT_PRESETS,
+    BrainMetastasesDifficulty,
+    ChestCTDifficulty,
+)
 from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty
 from common.data.phantoms.prepare import NO_PHANTOM, PHANTOM_KINDS, prepare_phantom
 
 __all__ = [
+    "BRAIN_METASTASES_PRESETS",
     "BRAIN_MR_CHANNELS",
     "BRAIN_MR_PRESETS",
     "BRAIN_TUMOUR_LABELS",
     "BrainMRDifficulty",
+    "BrainMetastasesDifficulty",
+    "CHEST_CT_PRESETS",
+    "ChestCTDifficulty",
     "DATALIST_NAME",
     "DEFAULT_SPLIT_FRACTIONS",
     "NODULE_ATTENUATIONS",
