@@ -17,6 +17,7 @@ import json
 
 import fire
 from common.experiments.calibration import calibrate
+from common.experiments.detection_calibration import DETECTION_FAMILIES, calibrate_detection
 
 
 def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwargs: object) -> None:
@@ -30,6 +31,11 @@ def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwar
         kwargs: further arguments of :py:func:`common.experiments.calibration.calibrate` (``num_small_patients``,
             ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``...).
     """
+    if family in DETECTION_FAMILIES:  # detection_3d / detection_2d: the detection phantoms' calibration
+        no_preset = isinstance(difficulty, str) and difficulty.lower() in ("none", "null", "")
+        result = calibrate_detection(family, output_dir, None if no_preset else difficulty, **kwargs)  # type: ignore
+        print(json.dumps(result, indent=2))
+        return
     if isinstance(difficulty, str) and difficulty.lower() in ("none", "null", ""):
         difficulty = None
     print(json.dumps(calibrate(family, output_dir, difficulty=difficulty, **kwargs), indent=2))  # type: ignore[arg-type]
