@@ -2,6 +2,8 @@
 
 Trains the bundle's no-augmentation baseline on few phantom training patients and on ``ratio`` times more (the
 upper bound), tests both on the same held-out patients, prints and writes ``<output_dir>/calibration.json``.
+``--spatial_dims 3`` calibrates the 3D task (volumes of the 3D phantom, one per patient, and the bundle's
+``variants/3d.yaml`` network made small; the family's 3D preset for ``--difficulty calibrated``).
 
 Examples (from the repository root; the measured numbers of the ``calibrated`` preset are recorded in
 ``common/data/phantoms/difficulty.py``)::
@@ -9,6 +11,7 @@ Examples (from the repository root; the measured numbers of the ``calibrated`` p
     OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py classification outputs/calibration/cls --difficulty calibrated
     OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py segmentation outputs/calibration/seg \\
         --difficulty "{lesion_contrast: 0.3, noise: 0.04}"
+    OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py classification outputs/calibration/cls3d --spatial_dims 3
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from common.experiments.calibration import calibrate
 from common.experiments.detection_calibration import DETECTION_FAMILIES, calibrate_detection
 
 
-def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwargs: object) -> None:
+def main(
+    family: str, output_dir: str, difficulty: object = "calibrated", spatial_dims: int = 2, **kwargs: object
+) -> None:
     """Calibrates one difficulty setting for one downstream family and prints the result as JSON.
 
     Args:
@@ -28,6 +33,8 @@ def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwar
         output_dir: folder of the phantom set, the two runs and ``calibration.json``.
         difficulty: a preset name (``calibrated``, ``default``), ``none`` for the default phantom, or a dict of
             knobs (``lesion_contrast``, ``lesion_radius``, ``texture``, ``noise``, ``anatomy_spread``).
+        spatial_dims: classification and segmentation: 2 (slices of the 2D phantom) or 3 (volumes of the 3D phantom,
+            the bundle's ``variants/3d.yaml``); the detection families name their dimension.
         kwargs: further arguments of :py:func:`common.experiments.calibration.calibrate` (``num_small_patients``,
             ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``...).
     """
@@ -38,7 +45,8 @@ def main(family: str, output_dir: str, difficulty: object = "calibrated", **kwar
         return
     if isinstance(difficulty, str) and difficulty.lower() in ("none", "null", ""):
         difficulty = None
-    print(json.dumps(calibrate(family, output_dir, difficulty=difficulty, **kwargs), indent=2))  # type: ignore[arg-type]
+    result = calibrate(family, output_dir, difficulty=difficulty, spatial_dims=int(spatial_dims), **kwargs)  # type: ignore[arg-type]
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ training and validation patients: the bundles' ``small`` split mode) and with al
 training patients: the upper bound), with the same number of training iterations, and scores both on the same
 held-out test patients with the bundle's own ``evaluating`` workflow (test AUC for ``bundles/classification``, test
 Dice for ``bundles/segmentation``). The runs go through MONAI's ``ConfigWorkflow`` in this process, with overrides
-of the bundle's own configs only.
+of the bundle's own configs only. With ``spatial_dims=3`` the bundle's ``variants/3d.yaml`` is merged after its
+configs (volumes of the 3D phantom, one per patient, and the bundle's 3D network, made small by the family's
+run size in :py:data:`FAMILIES_3D`).
 
 :py:func:`linear_proxies` is the cheap stand-in the band tests use (seconds instead of minutes): linear models on
 fixed features, whose test AUC and Dice tell an easy phantom (close to 1) from a calibrated one.
@@ -33,7 +35,7 @@ from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["FAMILIES", "calibrate", "linear_proxies"]
+__all__ = ["FAMILIES", "FAMILIES_3D", "calibrate", "linear_proxies"]
 
 _REPOSITORY = Path(__file__).resolve().parents[2]  # the bundles' folders of FAMILIES are relative to it
 
@@ -61,7 +63,29 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 """Downstream families calibrated here: bundle folder, test metric, calibrated preset of
 :py:data:`common.data.phantoms.BRAIN_MR_PRESETS`, and the default run size (batch size, training iterations and
-overrides of the bundle's own configs for a short CPU run)."""
+overrides of the bundle's own configs for a short CPU run). A family that can also be calibrated in 3D has an entry
+in :py:data:`FAMILIES_3D` with its own preset, image size and run size."""
+
+FAMILIES_3D: dict[str, dict[str, Any]] = {
+    "classification": {
+        "preset": "calibrated_classification",  # the 2D preset puts the 3D baseline in its band too
+        "image_size": 32,
+        "batch_size": 4,
+        "iterations": 300,
+        "overrides": {"widen_factor": 0.125},
+    },
+    "segmentation": {
+        "preset": "calibrated_segmentation_3d",
+        "image_size": 32,
+        "batch_size": 2,
+        "iterations": 600,
+        # variants/3d.yaml's 3D U-Net made small: the 2D short-CPU-run U-Net's channels in 3D
+        "overrides": {"learning_rate": 0.003, "unet_channels": [8, 16, 32], "unet_strides": [2, 2], "num_res_units": 1},
+    },
+}
+"""3D run size of the families of :py:data:`FAMILIES` (``calibrate(..., spatial_dims=3)``): calibrated 3D preset,
+volume size (voxels per side), batch size, training iterations and overrides on top of the bundle's
+``variants/3d.yaml`` for a short CPU run."""
 
 
 def _run(bundle: Path, files: list[str], run_id: str, overrides: Mapping[str, Any]) -> None:
@@ -106,13 +130,14 @@ def calibrate(
     ratio: int = 10,
     num_val_patients: int = 10,
     num_test_patients: int = 40,
-    cases_per_patient: int = 4,
-    image_size: int = 64,
+    cases_per_patient: int | None = None,
+    image_size: int | None = None,
     iterations: int | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     phantom_seed: int = 0,
     extra_overrides: Mapping[str, Any] | None = None,
+    spatial_dims: int = 2,
 ) -> dict[str, Any]:
     """Train and test a bundle's baseline with few and with ``ratio`` times more phantom training patients.
 
@@ -120,19 +145,23 @@ def calibrate(
         family: ``"classification"`` or ``"segmentation"`` (:py:data:`FAMILIES`).
         output_dir: folder of the phantom set, the runs and ``calibration.json``.
         difficulty: the phantom's difficulty: ``"calibrated"`` for the family's calibrated preset
-            (:py:data:`FAMILIES`), another preset name, a mapping of knobs, or ``None`` for the default phantom.
+            (:py:data:`FAMILIES`, in 3D :py:data:`FAMILIES_3D`), another preset name, a mapping of knobs, or ``None``
+            for the default phantom.
         num_small_patients: training patients of the limited-data baseline.
         ratio: the upper bound trains on ``ratio * num_small_patients`` patients.
         num_val_patients: validation patients of the upper bound (the baseline keeps ``1 / ratio`` of them, at
             least one per class).
         num_test_patients: held-out test patients, the same for both runs.
-        cases_per_patient: slices per patient.
-        image_size: phantom and network input size (pixels per side).
+        cases_per_patient: slices (2D) or volumes (3D) per patient; ``None``: 4 slices in 2D, 1 volume in 3D.
+        image_size: phantom and network input size (pixels or voxels per side); ``None``: 64 in 2D, the family's
+            in 3D (:py:data:`FAMILIES_3D`).
         iterations: training iterations of each run (epochs are rounded up to reach them); ``None``: the family's.
         batch_size: training batch size; ``None``: the family's.
         seed: training seed of the bundle.
         phantom_seed: seed of the phantom set.
         extra_overrides: further overrides of both runs, on top of the family's (e.g. ``{"widen_factor": 0.5}``).
+        spatial_dims: 2 for slices of the 2D phantom, 3 for volumes of the 3D phantom with the bundle's
+            ``variants/3d.yaml``.
 
     Returns:
         ``{"family", "metric", "difficulty", "baseline", "upper_bound", "settings"}``; ``baseline`` and
@@ -140,19 +169,26 @@ def calibrate(
         is written to ``<output_dir>/calibration.json``.
 
     Raises:
-        ValueError: for an unknown family.
+        ValueError: for an unknown family, a family without a 3D run size in 3D, or ``spatial_dims`` not 2 or 3.
     """
     if family not in FAMILIES:
         raise ValueError(f"Unknown family {family!r}; expected one of {sorted(FAMILIES)}.")
-    family_defaults = FAMILIES[family]
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+    if spatial_dims == 3 and family not in FAMILIES_3D:
+        raise ValueError(f"Family {family!r} has no 3D calibration; 3D families: {sorted(FAMILIES_3D)}.")
+    family_defaults = {**FAMILIES[family], **(FAMILIES_3D[family] if spatial_dims == 3 else {})}
     if difficulty == "calibrated":
         difficulty = family_defaults["preset"]
     resolve_difficulty(difficulty)  # fail early on a bad setting
     iterations = family_defaults["iterations"] if iterations is None else int(iterations)
     batch_size = family_defaults["batch_size"] if batch_size is None else int(batch_size)
+    cases_per_patient = (4 if spatial_dims == 2 else 1) if cases_per_patient is None else int(cases_per_patient)
+    image_size = family_defaults.get("image_size", 64) if image_size is None else int(image_size)
     extra_overrides = {**family_defaults["overrides"], **dict(extra_overrides or {})}
     bundle = _REPOSITORY / FAMILIES[family]["bundle"]
     metric = FAMILIES[family]["metric"]
+    variants = ["variants/3d.yaml"] if spatial_dims == 3 else []
     output_dir = Path(output_dir).absolute()
     num_big = num_small_patients * ratio
     total = num_big + num_val_patients + num_test_patients
@@ -165,6 +201,8 @@ def calibrate(
         "split_fractions": [num_big / total, num_val_patients / total, num_test_patients / total],
         "difficulty": difficulty,
     }
+    if spatial_dims == 3:
+        phantom_args["spatial_dims"] = 3  # recorded in the overrides: the 3D phantom kind requires it anyway
     common_overrides = {
         "dataset_dir": str(output_dir / "data"),
         "phantom_args": phantom_args,
@@ -181,8 +219,8 @@ def calibrate(
             **_family_overrides(family, regime, ratio, run_dir, num_train, batch_size, iterations),
         }
         start = time.perf_counter()
-        _run(bundle, ["train.yaml"], "training", overrides)
-        _run(bundle, ["train.yaml", "evaluate.yaml"], "evaluating", overrides)
+        _run(bundle, ["train.yaml", *variants], "training", overrides)
+        _run(bundle, ["train.yaml", "evaluate.yaml", *variants], "evaluating", overrides)
         metrics = read_metrics(run_dir / "eval" / "metrics.json")
         results[regime] = {
             metric: metrics[metric],
@@ -191,6 +229,7 @@ def calibrate(
             "wall_s": round(time.perf_counter() - start, 1),
         }
     results["settings"] = {
+        "spatial_dims": spatial_dims,
         "num_small_patients": num_small_patients,
         "ratio": ratio,
         "num_val_patients": num_val_patients,
@@ -213,7 +252,10 @@ def calibrate(
 
 
 def _load_section(datalist: Path, section: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (N, C, H, W), binary tumour masks (N, H, W) and classes (N,) of a 2D phantom datalist section."""
+    """Images (N, C, *S), binary tumour masks (N, *S) and classes (N,) of a phantom datalist section.
+
+    ``S`` is (H, W) for a 2D set and (H, W, D) for a 3D one.
+    """
     entries = json.loads(datalist.read_text(encoding="utf-8"))[section]
     images = [np.stack([np.asarray(nib.load(datalist.parent / f).dataobj) for f in e["image"]]) for e in entries]
     masks = [np.asarray(nib.load(datalist.parent / e["label"]).dataobj) > 0 for e in entries]
@@ -221,7 +263,11 @@ def _load_section(datalist: Path, section: str) -> tuple[np.ndarray, np.ndarray,
 
 
 def _histogram_features(images: np.ndarray) -> np.ndarray:
-    """Per channel, the fraction of head pixels above each of :py:data:`PROXY_THRESHOLDS`: (N, C * 19)."""
+    """Per channel, the fraction of head pixels (voxels) above each of :py:data:`PROXY_THRESHOLDS`: (N, C * 19).
+
+    Args:
+        images: (N, C, *S) images, 2D or 3D.
+    """
     head = images.sum(1) > 0
     features = [
         [(image[c][inside] > t).mean() for c in range(image.shape[0]) for t in PROXY_THRESHOLDS]
@@ -231,32 +277,41 @@ def _histogram_features(images: np.ndarray) -> np.ndarray:
 
 
 def _pixel_features(images: np.ndarray) -> np.ndarray:
-    """Per pixel, each channel's intensity and its Gaussian-smoothed values (sigma 1 and 2 px): (N * H * W, 3C)."""
-    features = [images] + [ndimage.gaussian_filter(images, (0, 0, s, s)) for s in (1.0, 2.0)]
+    """Per pixel (voxel), each channel's intensity and its Gaussian-smoothed values (sigma 1 and 2 px).
+
+    Args:
+        images: (N, C, *S) images, 2D or 3D.
+
+    Returns:
+        (N * prod(S), 3C) features.
+    """
+    spatial = images.ndim - 2
+    features = [images] + [ndimage.gaussian_filter(images, (0, 0) + (s,) * spatial) for s in (1.0, 2.0)]
     stacked = np.concatenate(features, axis=1)
-    return stacked.transpose(0, 2, 3, 1).reshape(-1, stacked.shape[1])
+    return np.moveaxis(stacked, 1, -1).reshape(-1, stacked.shape[1])
 
 
 def _mean_dice(probabilities: np.ndarray, masks: np.ndarray, threshold: float) -> float:
-    """Mean Dice of ``probabilities > threshold`` over the images whose mask has foreground."""
+    """Mean Dice of ``probabilities > threshold`` over the images (N, *S) whose mask has foreground."""
     positive = masks.reshape(len(masks), -1).any(1)
-    predicted = probabilities[positive] > threshold
-    truth = masks[positive]
-    overlap = (predicted & truth).sum((1, 2))
-    return float(np.mean(2.0 * overlap / (predicted.sum((1, 2)) + truth.sum((1, 2)))))
+    predicted = (probabilities[positive] > threshold).reshape(int(positive.sum()), -1)
+    truth = masks[positive].reshape(len(predicted), -1)
+    overlap = (predicted & truth).sum(1)
+    return float(np.mean(2.0 * overlap / (predicted.sum(1) + truth.sum(1))))
 
 
 def linear_proxies(datalist: str | os.PathLike) -> dict[str, float]:
-    """Test AUC and Dice of linear models fitted on the training section of a 2D brain MR phantom set.
+    """Test AUC and Dice of linear models fitted on the training section of a 2D or 3D brain MR phantom set.
 
     Classification: logistic regression on the per-channel histogram features of :py:func:`_histogram_features`
     (position-free: "how much of the head is bright in FLAIR"), test AUC. Segmentation: per-pixel logistic
     regression on the four intensities and their smoothed values (:py:func:`_pixel_features`), with the probability
-    threshold that maximises the training images' Dice; mean Dice over the test images with a tumour. On the default
-    phantom both are close to 1 (a linear model solves it); a calibrated preset must leave them well below.
+    threshold that maximises the training images' Dice; mean Dice over the test images with a tumour. In 3D the same
+    on volumes (per voxel, smoothed in 3D). On the default phantom both are close to 1 (a linear model solves it); a
+    calibrated preset must leave them well below.
 
     Args:
-        datalist: datalist of a 2D :py:func:`common.data.phantoms.make_brain_mr` set with ``training`` and
+        datalist: datalist of a 2D or 3D :py:func:`common.data.phantoms.make_brain_mr` set with ``training`` and
             ``test`` sections holding both classes.
 
     Returns:
