@@ -46,7 +46,7 @@ DETECTION_FAMILIES: dict[str, dict[str, Any]] = {
         "phantom_kind": "chest_ct",
         "variants": [],
         "preset": "calibrated_detection",
-        "num_small_patients": 5,
+        "num_small_patients": 8,
         "num_test_patients": 12,
         "cases_per_patient": 1,
         "image_size": 64,

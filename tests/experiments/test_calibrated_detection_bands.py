@@ -54,8 +54,11 @@ def test_nodule_detection_3d_band(tmp_path):
 def test_metastasis_detection_2d_band(tmp_path):
     # the default: near-perfect (measured 0.98)
     assert _proxy(tmp_path / "default", "2d", None) > 0.9
-    # calibrated: far from the default, not hopeless (measured 0.63)
-    assert 0.35 < _proxy(tmp_path / "calibrated", "2d", "calibrated_detection") < 0.85
+    # calibrated: far below the default (measured 0.0: no lesion voxel scores above 0.5; the bundle's baseline on it
+    # is recorded in detection_difficulty.py); the first 2D setting tried (contrast 0.6) measured 0.63, between both
+    assert _proxy(tmp_path / "calibrated", "2d", "calibrated_detection") < 0.3
+    milder = {"lesion_contrast": 0.6, "texture": 0.06, "noise": 0.04, "anatomy_spread": 1.5}
+    assert 0.35 < _proxy(tmp_path / "milder", "2d", milder) < 0.85
 
 
 def test_blob_detector_rejects_other_sets(tmp_path):
