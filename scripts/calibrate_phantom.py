@@ -45,7 +45,8 @@ def main(
         return
     if isinstance(difficulty, str) and difficulty.lower() in ("none", "null", ""):
         difficulty = None
-    result = calibrate(family, output_dir, difficulty=difficulty, spatial_dims=int(spatial_dims), **kwargs)  # type: ignore[arg-type]
+    dims = int(spatial_dims)
+    result = calibrate(family, output_dir, difficulty=difficulty, spatial_dims=dims, **kwargs)  # type: ignore[arg-type]
     print(json.dumps(result, indent=2))
 
 
