@@ -1,4 +1,8 @@
-"""Command line front end of :py:mod:`common.experiments.calibration`: measure a brain MR phantom difficulty.
+"""Command line front end of :py:mod:`common.experiments.calibration`: measure a phantom difficulty.
+
+``classification`` and ``segmentation`` calibrate the brain MR phantom; ``detection_3d`` / ``detection_2d`` the
+detection phantoms (chest CT nodules, brain metastases; :py:func:`common.experiments.detection_calibration.
+calibrate_detection`).
 
 Trains the bundle's no-augmentation baseline on few phantom training patients and on ``ratio`` times more (the
 upper bound), tests both on the same held-out patients, prints and writes ``<output_dir>/calibration.json``.
@@ -29,7 +33,7 @@ def main(
     """Calibrates one difficulty setting for one downstream family and prints the result as JSON.
 
     Args:
-        family: ``classification`` or ``segmentation``.
+        family: ``classification``, ``segmentation``, ``detection_3d`` or ``detection_2d``.
         output_dir: folder of the phantom set, the two runs and ``calibration.json``.
         difficulty: a preset name (``calibrated``, ``default``), ``none`` for the default phantom, or a dict of
             knobs (``lesion_contrast``, ``lesion_radius``, ``texture``, ``noise``, ``anatomy_spread``).

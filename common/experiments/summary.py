@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 import yaml
-from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, resolve_difficulty
+from common.data.phantoms.detection_difficulty import (
+    BRAIN_METASTASES_PRESETS,
+    CHEST_CT_PRESETS,
+    BrainMetastasesDifficulty,
+    ChestCTDifficulty,
+)
+from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty, resolve_knobs
 from common.experiments.results import read_results_csv
 from common.metrics.statistics import mean_confidence_interval
 from common.utils.errors import UserInputError
@@ -161,15 +167,36 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
     return out
 
 
-def _preset_name(difficulty: Any) -> str:
+# the phantom of each calibrated family: its knobs dataclass and presets
+_FAMILY_PRESETS: dict[str, tuple[type, Mapping[str, Any]]] = {
+    "classification": (BrainMRDifficulty, BRAIN_MR_PRESETS),
+    "segmentation": (BrainMRDifficulty, BRAIN_MR_PRESETS),
+    "detection_3d": (ChestCTDifficulty, CHEST_CT_PRESETS),
+    "detection_2d": (BrainMetastasesDifficulty, BRAIN_METASTASES_PRESETS),
+}
+
+
+def _preset_name(family: str, difficulty: Any) -> str:
     """The preset a calibration's difficulty is, by name or by equal knobs; else the knobs as given."""
     if difficulty is None or isinstance(difficulty, str):
         return "default" if difficulty in (None, "default") else difficulty
-    knobs = resolve_difficulty(difficulty)
-    for name in BRAIN_MR_PRESETS:
-        if resolve_difficulty(name) == knobs:
-            return name
+    if family in _FAMILY_PRESETS:
+        kind, presets = _FAMILY_PRESETS[family]
+        knobs = resolve_knobs(difficulty, kind, presets)
+        for name, preset in presets.items():
+            if preset == knobs:
+                return name
     return json.dumps(difficulty, sort_keys=True)
+
+
+def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings that must agree between the seeds of one row: not the seed, the machine, or the difficulty (which
+    the row names)."""
+    ignored = {"seed", "OMP_NUM_THREADS", "cpu_count", "torch_cpu_capability", "device"}
+    out = {k: v for k, v in settings.items() if k not in ignored}
+    if isinstance(out.get("phantom_args"), Mapping):
+        out["phantom_args"] = {k: v for k, v in out["phantom_args"].items() if k != "difficulty"}
+    return out
 
 
 def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -195,8 +222,8 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             baseline, upper = float(data["baseline"][metric]), float(data["upper_bound"][metric])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserInputError(f"{f}: not a calibration result of scripts/calibrate_phantom.py ({e}).") from e
-        dims = int(settings.get("spatial_dims", 2))
-        groups.setdefault((family, dims, _preset_name(data["difficulty"])), []).append(
+        dims = int(settings.get("spatial_dims", 3 if family.endswith("_3d") else 2))
+        groups.setdefault((family, dims, _preset_name(family, data["difficulty"])), []).append(
             {
                 "file": str(f),
                 "metric": metric,
@@ -207,13 +234,11 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             }
         )
     rows = []
-    ignored = {"seed", "OMP_NUM_THREADS", "cpu_count", "torch_cpu_capability", "device"}
     for (family, dims, difficulty), items in sorted(groups.items()):
         items.sort(key=lambda x: x["seed"])
-        reference = {k: v for k, v in items[0]["settings"].items() if k not in ignored}
+        reference = _comparable(items[0]["settings"])
         for item in items[1:]:
-            other = {k: v for k, v in item["settings"].items() if k not in ignored}
-            if other != reference:
+            if _comparable(item["settings"]) != reference:
                 raise UserInputError(
                     f"{item['file']}: measured with other settings than {items[0]['file']}; one row of the results "
                     "page averages seeds of one setting only."
@@ -253,7 +278,8 @@ def _calibration_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         small = s.get("num_small_patients")
         big = small * s.get("ratio", 10) if small is not None else None
         lines.append(
-            f"| {r['family']} {r['spatial_dims']}D | `{r['difficulty']}` | {r['metric']} | "
+            f"| {r['family'].removesuffix('_2d').removesuffix('_3d')} {r['spatial_dims']}D | `{r['difficulty']}` | "
+            f"{r['metric']} | "
             f"{', '.join(str(x) for x in r['seeds'])} | {_values(r['baseline'])} | {_values(r['upper_bound'])} | "
             f"{small} vs {big} | {s.get('num_test_patients')} |"
         )

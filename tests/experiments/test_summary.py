@@ -146,3 +146,42 @@ def test_cli_check_mode(tmp_path, capsys):
     script.main(output=str(out))
     script.main(output=str(out), check=True)
     assert "up to date" in capsys.readouterr().out
+
+
+def test_calibration_rows_of_detection_families_name_their_presets(tmp_path):
+    from common.data.phantoms import BRAIN_METASTASES_PRESETS
+
+    knobs = BRAIN_METASTASES_PRESETS["calibrated_detection"]
+    mapping = {
+        "lesion_contrast": knobs.lesion_contrast,
+        "lesion_radius": list(knobs.lesion_radius),
+        "texture": knobs.texture,
+        "noise": knobs.noise,
+        "anatomy_spread": knobs.anatomy_spread,
+    }
+    files = []
+    for seed, difficulty in ((0, mapping), (1, "calibrated_detection")):
+        settings = {
+            "num_small_patients": 4,
+            "ratio": 10,
+            "num_test_patients": 20,
+            "seed": seed,
+            "phantom_args": {"num_cases": 60, "difficulty": difficulty},
+        }
+        data = {
+            "family": "detection_2d",
+            "metric": "cpm",
+            "difficulty": difficulty,
+            "baseline": {"cpm": 0.3 + seed},
+            "upper_bound": {"cpm": 0.6},
+            "settings": settings,
+        }
+        files.append(tmp_path / f"{seed}.json")
+        files[-1].write_text(json.dumps(data))
+    (row,) = calibration_rows(files)
+    assert (row["family"], row["spatial_dims"], row["difficulty"], row["seeds"]) == (
+        "detection_2d",
+        2,
+        "calibrated_detection",
+        [0, 1],
+    )

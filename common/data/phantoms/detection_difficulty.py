@@ -103,9 +103,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from common.data.phantoms.difficulty import BrainMRDifficulty
+from common.data.phantoms.difficulty import BrainMRDifficulty, resolve_knobs
 
 __all__ = [
     "BRAIN_METASTASES_PRESETS",
@@ -225,29 +225,6 @@ BRAIN_METASTASES_PRESETS: dict[str, BrainMetastasesDifficulty] = {
 }
 """Named difficulty presets of the 2D brain metastasis phantom (module docstring)."""
 
-_Knobs = TypeVar("_Knobs", ChestCTDifficulty, BrainMetastasesDifficulty)
-
-
-def _resolve(difficulty: Any, kind: type[_Knobs], presets: Mapping[str, _Knobs]) -> _Knobs:
-    """Knobs of a preset name, a mapping of knob values (optionally with a ``"preset"`` key) or knobs."""
-    if difficulty is None:
-        return presets["default"]
-    if isinstance(difficulty, kind):
-        return difficulty
-    if isinstance(difficulty, str):
-        if difficulty not in presets:
-            raise ValueError(f"Unknown difficulty preset {difficulty!r}; expected one of {sorted(presets)}.")
-        return presets[difficulty]
-    if isinstance(difficulty, Mapping):
-        values = dict(difficulty)
-        base = _resolve(values.pop("preset", None), kind, presets)
-        fields = {f.name for f in dataclasses.fields(kind)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"Unknown difficulty knobs {unknown}; expected some of {sorted(fields)}.")
-        return dataclasses.replace(base, **values)
-    raise ValueError(f"difficulty must be None, a preset name or a mapping of knobs, got {difficulty!r}.")
-
 
 def resolve_chest_ct_difficulty(difficulty: str | Mapping[str, Any] | ChestCTDifficulty | None) -> ChestCTDifficulty:
     """Return the chest CT knobs of a preset name, a mapping of knob values or a :py:class:`ChestCTDifficulty`.
@@ -263,7 +240,7 @@ def resolve_chest_ct_difficulty(difficulty: str | Mapping[str, Any] | ChestCTDif
     Raises:
         ValueError: for an unknown preset name or knob.
     """
-    return _resolve(difficulty, ChestCTDifficulty, CHEST_CT_PRESETS)
+    return resolve_knobs(difficulty, ChestCTDifficulty, CHEST_CT_PRESETS)
 
 
 def resolve_brain_metastases_difficulty(
@@ -281,4 +258,4 @@ def resolve_brain_metastases_difficulty(
     Raises:
         ValueError: for an unknown preset name or knob.
     """
-    return _resolve(difficulty, BrainMetastasesDifficulty, BRAIN_METASTASES_PRESETS)
+    return resolve_knobs(difficulty, BrainMetastasesDifficulty, BRAIN_METASTASES_PRESETS)

@@ -151,9 +151,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["BRAIN_MR_PRESETS", "BrainMRDifficulty", "resolve_difficulty"]
+__all__ = ["BRAIN_MR_PRESETS", "BrainMRDifficulty", "resolve_difficulty", "resolve_knobs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,20 +237,41 @@ def resolve_difficulty(difficulty: str | Mapping[str, Any] | BrainMRDifficulty |
     Raises:
         ValueError: for an unknown preset name or knob.
     """
+    return resolve_knobs(difficulty, BrainMRDifficulty, BRAIN_MR_PRESETS)
+
+
+_Knobs = TypeVar("_Knobs")
+
+
+def resolve_knobs(difficulty: Any, kind: type[_Knobs], presets: Mapping[str, _Knobs]) -> _Knobs:
+    """The knobs of any phantom's difficulty: ``None`` (the ``"default"`` preset), a preset name, an instance of
+    ``kind``, or a mapping of ``kind``'s fields (the others from the ``"preset"`` key's preset, else the default).
+
+    Args:
+        difficulty: the difficulty as given.
+        kind: the phantom's knobs dataclass (e.g. :py:class:`BrainMRDifficulty`).
+        presets: the phantom's named presets, with a ``"default"`` entry.
+
+    Returns:
+        the knobs.
+
+    Raises:
+        ValueError: for an unknown preset name or knob.
+    """
     if difficulty is None:
-        return BRAIN_MR_PRESETS["default"]
-    if isinstance(difficulty, BrainMRDifficulty):
+        return presets["default"]
+    if isinstance(difficulty, kind):
         return difficulty
     if isinstance(difficulty, str):
-        if difficulty not in BRAIN_MR_PRESETS:
-            raise ValueError(f"Unknown difficulty preset {difficulty!r}; expected one of {sorted(BRAIN_MR_PRESETS)}.")
-        return BRAIN_MR_PRESETS[difficulty]
+        if difficulty not in presets:
+            raise ValueError(f"Unknown difficulty preset {difficulty!r}; expected one of {sorted(presets)}.")
+        return presets[difficulty]
     if isinstance(difficulty, Mapping):
         values = dict(difficulty)
-        base = resolve_difficulty(values.pop("preset", None))
-        fields = {f.name for f in dataclasses.fields(BrainMRDifficulty)}
+        base = resolve_knobs(values.pop("preset", None), kind, presets)
+        fields = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ValueError(f"Unknown difficulty knobs {unknown}; expected some of {sorted(fields)}.")
-        return dataclasses.replace(base, **values)
+        return dataclasses.replace(base, **values)  # type: ignore[type-var]
     raise ValueError(f"difficulty must be None, a preset name or a mapping of knobs, got {difficulty!r}.")
