@@ -166,3 +166,12 @@ def test_se_rescale_under_bf16_autocast_matches_eager_multiplication():
     (grad_x,) = torch.autograd.grad(out.sum(), x)
     (expected_grad,) = torch.autograd.grad(expected.sum(), x)
     assert torch.allclose(grad_x, expected_grad)
+
+
+@pytest.mark.parametrize("cls", [SEBlock, AMSEBlock])
+def test_blocks_script_for_export_with_the_same_values(cls):
+    torch.manual_seed(0)
+    block = cls(2, channels=8, reduction=2).eval()
+    x = torch.randn(2, 8, 6, 6)
+    scripted = torch.jit.script(block)
+    assert torch.allclose(scripted(x), block(x))

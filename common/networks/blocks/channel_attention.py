@@ -133,7 +133,14 @@ class SEBlock(ChannelSELayer):
         Returns:
             ``Z' * U``, shape ``(B, C, *spatial)``.
         """
-        return _ChannelRescale.apply(x, self.excite(self.squeeze(x)))
+        weights = self.excite(self.squeeze(x))
+        if torch.jit.is_scripting():  # TorchScript (model export) cannot compile the autograd function
+            return x * _expand_spatial(weights, x.ndim)
+        return self._rescale(x, weights)
+
+    @torch.jit.unused
+    def _rescale(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return _ChannelRescale.apply(x, weights)
 
 
 class AMSEBlock(SEBlock):
@@ -155,6 +162,13 @@ class AMSEBlock(SEBlock):
 
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 1: spatial average plus spatial maximum of each channel, ``(B, C, *spatial) -> (B, C)``."""
+        if torch.jit.is_scripting():  # TorchScript (model export): the same values through plain reductions
+            flat = x.flatten(2)
+            return flat.mean(-1) + flat.amax(-1)
+        return self._mean_plus_max(x)
+
+    @torch.jit.unused
+    def _mean_plus_max(self, x: torch.Tensor) -> torch.Tensor:
         return _MeanPlusMax.apply(x)
 
 
