@@ -35,7 +35,7 @@ from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["FAMILIES", "FAMILIES_3D", "calibrate", "linear_proxies"]
+__all__ = ["FAMILIES", "FAMILIES_3D", "calibrate", "linear_proxies", "run_bundle_workflow"]
 
 _REPOSITORY = Path(__file__).resolve().parents[2]  # the bundles' folders of FAMILIES are relative to it
 
@@ -88,7 +88,7 @@ volume size (voxels per side), batch size, training iterations and overrides on 
 ``variants/3d.yaml`` for a short CPU run."""
 
 
-def _run(bundle: Path, files: list[str], run_id: str, overrides: Mapping[str, Any]) -> None:
+def run_bundle_workflow(bundle: Path, files: list[str], run_id: str, overrides: Mapping[str, Any]) -> None:
     """Run ``run_id`` of a config list through ``ConfigWorkflow`` (as ``python -m monai.bundle run`` does)."""
     paths = [str(bundle / "configs" / f) for f in files]
     workflow = ConfigWorkflow(config_file=paths, workflow_type=None, run_id=run_id, logging_file=False, **overrides)
@@ -219,8 +219,8 @@ def calibrate(
             **_family_overrides(family, regime, ratio, run_dir, num_train, batch_size, iterations),
         }
         start = time.perf_counter()
-        _run(bundle, ["train.yaml", *variants], "training", overrides)
-        _run(bundle, ["train.yaml", "evaluate.yaml", *variants], "evaluating", overrides)
+        run_bundle_workflow(bundle, ["train.yaml", *variants], "training", overrides)
+        run_bundle_workflow(bundle, ["train.yaml", "evaluate.yaml", *variants], "evaluating", overrides)
         metrics = read_metrics(run_dir / "eval" / "metrics.json")
         results[regime] = {
             metric: metrics[metric],

@@ -31,7 +31,7 @@ import torch
 from common.data.phantoms.detection_difficulty import resolve_brain_metastases_difficulty, resolve_chest_ct_difficulty
 from common.data.phantoms.prepare import prepare_phantom
 from common.data.splits import make_split_datalist
-from common.experiments.calibration import _run
+from common.experiments.calibration import run_bundle_workflow
 from common.experiments.runner import read_metrics
 from common.metrics.detection import cpm
 from common.utils import atomic_write_text
@@ -189,8 +189,10 @@ def calibrate_detection(
         }
         files = ["train.yaml", *defaults["variants"]]
         start = time.perf_counter()
-        _run(_REPOSITORY / _BUNDLE, files, "training", overrides)
-        _run(_REPOSITORY / _BUNDLE, ["train.yaml", "evaluate.yaml", *defaults["variants"]], "evaluating", overrides)
+        run_bundle_workflow(_REPOSITORY / _BUNDLE, files, "training", overrides)
+        run_bundle_workflow(
+            _REPOSITORY / _BUNDLE, ["train.yaml", "evaluate.yaml", *defaults["variants"]], "evaluating", overrides
+        )
         metrics = read_metrics(run_dir / "eval" / "metrics.json")
         patients = {e["patient"] for e in json.loads(Path(datalist).read_text(encoding="utf-8"))["training"]}
         results[regime] = {
