@@ -23,7 +23,6 @@ with few seeds it is wide, and a grid's own ``tables.md`` has the intervals over
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from common.data.phantoms.detection_difficulty import (
     ChestCTDifficulty,
 )
 from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty, resolve_knobs
-from common.experiments.results import read_results_csv
+from common.experiments.results import aggregate, read_results_csv
 from common.metrics.statistics import mean_confidence_interval
 from common.utils.errors import UserInputError
 
@@ -142,10 +141,8 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
         base = _baseline_of(entry, method)
         if base is not None and base not in methods:
             raise UserInputError(f"{grid_file}: baseline '{base}' of '{method}' is not a method of the grid.")
-    by_cell: dict[tuple[str, str], dict[int, float]] = {}
-    for r in read_results_csv(csv_file):
-        if r.get("status") == "ok" and r.get("metric") == metric and math.isfinite(r["value"]):
-            by_cell.setdefault((r["dataset"], r["method"]), {})[r["seed"]] = r["value"]
+    cells = aggregate(read_results_csv(csv_file))  # the ok runs' finite values per seed, as the grid's tables
+    by_cell = {(d, m): cell["values"] for (d, m, name), cell in cells.items() if name == metric}
     out: dict[str, list[MethodResult]] = {}
     for dataset in [d["name"] for d in grid["datasets"]]:
         rows = []

@@ -14,6 +14,8 @@ addition ``X' = Z'U + X`` (eq. 3) belongs to :class:`common.networks.blocks.Resi
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from monai.networks.blocks import ChannelSELayer
@@ -49,7 +51,7 @@ class _MeanPlusMax(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         (index,) = ctx.saved_tensors  # type: ignore[attr-defined]
         shape = ctx.input_shape  # type: ignore[attr-defined]
-        positions = _numel(shape[2:])
+        positions = math.prod(shape[2:])
         grad_input = (grad / positions).unsqueeze(-1).expand(*grad.shape, positions).contiguous()
         grad_input.scatter_add_(-1, index.unsqueeze(-1), grad.unsqueeze(-1))
         return grad_input.view(shape)
@@ -79,13 +81,6 @@ class _ChannelRescale(torch.autograd.Function):
             grad_weights = torch.linalg.vecdot(grad.flatten(2), x.flatten(2).to(grad.dtype), dim=-1)
             grad_weights = grad_weights.to(weights.dtype)
         return grad_x, grad_weights
-
-
-def _numel(shape: tuple[int, ...] | torch.Size) -> int:
-    count = 1
-    for size in shape:
-        count *= int(size)
-    return count
 
 
 def _expand_spatial(weights: torch.Tensor, ndim: int) -> torch.Tensor:
