@@ -1,6 +1,10 @@
 """Evaluation of a P <-> N translation model (CDA-GAN sec. 3.1-3.2 and the issue's evaluation needs).
 
-- realism: FID and KID of translated images against real images of the target domain, on a named extractor;
+- realism: FID and KID of translated images against real images of the target domain, on a named extractor, with
+  two references on the same extractor and images: the untranslated source images against the same target images
+  (what doing nothing scores) and real-vs-real, two seeded disjoint halves of the target domain's images. KID is
+  unbiased in the number of images, so its real-vs-real value (about 0) is comparable with the translated one; FID
+  is biased upwards with fewer images, and its real-vs-real reference uses half as many on each side;
 - attention: Dice and IoU of the P -> N attention map (thresholded) against the tumour mask (sec. 3.1.2 says
   "the attention map of P -> N translation is exactly the whole lesion region");
 - locality: mean absolute change ``|p - G_N(p)|`` inside and outside the tumour mask, and their ratio: how much of
@@ -45,6 +49,7 @@ class TranslationEvaluation:
         class_key, positive: which entries are positives.
         threshold: binarisation threshold of the attention maps.
         extra: more key-values for the JSON file.
+        seed: seed of the real-vs-real halves and of the KID subsets.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class TranslationEvaluation:
         positive: int = 1,
         threshold: float = 0.5,
         extra: dict | None = None,
+        seed: int = 0,
     ) -> None:
         self.entries = [dict(e) for e in entries]
         self.transform = transform
@@ -75,6 +81,11 @@ class TranslationEvaluation:
         self.device = torch.device(device)
         self.class_key, self.positive, self.threshold = class_key, positive, threshold
         self.extra = dict(extra or {})
+        self.seed = int(seed)
+
+    def _kid(self, real_f: torch.Tensor, other_f: torch.Tensor) -> float:
+        """KID mean over 50 subsets of the smaller set's size."""
+        return kid(real_f, other_f, num_subsets=50, subset_size=min(len(real_f), len(other_f)), seed=self.seed)[0]
 
     def _load(self, entry: Mapping[str, Any]) -> dict:
         item = self.transform(dict(entry))
@@ -117,11 +128,24 @@ class TranslationEvaluation:
             self.spatial_dims, self.in_channels, weights_path=self.weights_path, arch=self.arch
         ).to(self.device)
         results: dict[str, Any] = {"feature_extractor": extractor.name}
+        features = {
+            (kind, domain): extract_features(extractor, torch.cat(images[domain]), device=self.device)
+            for kind, images in (("real", real), ("fake", fake))
+            for domain in ("n", "p")
+        }
+        source = {"n": "p", "p": "n"}
         for domain, name in (("n", "translated_negatives"), ("p", "translated_positives")):
-            real_f = extract_features(extractor, torch.cat(real[domain]), device=self.device)
-            fake_f = extract_features(extractor, torch.cat(fake[domain]), device=self.device)
-            results[f"fid_{name}"] = fid(real_f, fake_f)
-            results[f"kid_{name}"] = kid(real_f, fake_f, num_subsets=50, subset_size=min(len(real_f), len(fake_f)))[0]
+            real_f = features["real", domain]
+            compared = {name: features["fake", domain], f"untranslated_{name}": features["real", source[domain]]}
+            for key, other in compared.items():
+                results[f"fid_{key}"] = fid(real_f, other)
+                results[f"kid_{key}"] = self._kid(real_f, other)
+            order = torch.randperm(len(real_f), generator=torch.Generator().manual_seed(self.seed))
+            half = len(real_f) // 2
+            if half >= 2:
+                first, second = real_f[order[:half]], real_f[order[half : 2 * half]]
+                results[f"fid_real_vs_real_{name}"] = fid(first, second)
+                results[f"kid_real_vs_real_{name}"] = self._kid(first, second)
         mean = lambda v: float(sum(v) / len(v)) if v else float("nan")  # noqa: E731
         results.update(
             {

@@ -31,6 +31,9 @@ classifier's ``score``/``label`` (and optional ``pred``) for ``auc``, ``acc``, `
 ``precision`` and ``f1``. Columns without per-case values keep ``mean ± err`` and the legend names them.
 ``summary.csv`` holds every cell's mean, spread and interval.
 
+``generators.md``: the metrics JSON of every generator with an ``evaluate_config`` (e.g. the translation FID/KID of a
+CDA-GAN against its real-vs-real reference), one column per generator instance.
+
 **Test-set size.** ``statistics.md``'s last section gives, per data set and metric, the minimum difference that the
 grid's actual test set detects (two-sided, alpha = the grid's ``alpha``, power 0.8; :mod:`common.experiments.sizing`):
 for mean-type metrics from the standard deviation of the per-patient values (unpaired) and of the per-patient
@@ -78,7 +81,10 @@ from common.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIN_SEEDS", "build_reports", "markdown_tables", "statistics_report", "sizing_report", "write_grid_snapshot"]
+__all__ = [
+    "MIN_SEEDS", "build_reports", "generator_metrics", "generators_markdown", "markdown_tables", "statistics_report",
+    "sizing_report", "write_grid_snapshot",
+]  # fmt: skip
 
 
 def write_grid_snapshot(spec: GridSpec, output_dir: str | os.PathLike) -> None:
@@ -494,6 +500,49 @@ def _comparison_md(c: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def generator_metrics(spec: GridSpec, output_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The metrics JSON of every evaluated generator instance (``evaluate_config``) found under ``output_dir``.
+
+    Returns:
+        ``{"<generator>" or "<generator> (<data set>)": metrics}``, in declaration order; instances whose file is
+        missing (not run yet, or failed) are left out.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for g in spec.generators.values():
+        if not g.evaluate_config:
+            continue
+        for dataset in spec.datasets if g.per_dataset else [None]:
+            folder = Path(output_dir) / "generators" / g.name / (dataset.slug if dataset else "")
+            path = folder / "eval" / g.metrics_file
+            if path.is_file():
+                found[f"{g.name} ({dataset.name})" if dataset else g.name] = json.loads(path.read_text())
+    return found
+
+
+def generators_markdown(metrics: Mapping[str, Mapping[str, Any]], digits: int = 4) -> str:
+    """``generators.md``: one column per evaluated generator instance, one row per numeric metric (in the order the
+    metrics JSON lists them), and the feature extractor each used."""
+    names = list(metrics)
+    keys: list[str] = []
+    for m in metrics.values():
+        keys += [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in keys]
+    lines = [
+        "# Generators",
+        "",
+        "The evaluated generators' metrics JSON (`generators/<name>/<data set>/eval/`), as written by the generator"
+        " bundle's evaluate config.",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for k in keys:
+        cells = [f"{float(m[k]):.{digits}g}" if isinstance(m.get(k), (int, float)) else "" for m in metrics.values()]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("| feature extractor | " + " | ".join(str(m.get("feature_extractor", "")) for m in metrics.values()))
+    lines[-1] += " |"
+    return "\n".join(lines) + "\n"
+
+
 def build_reports(
     output_dir: str | os.PathLike, spec: GridSpec | None = None, log: Callable[[str], None] | None = None
 ) -> dict[str, str]:
@@ -533,6 +582,10 @@ def build_reports(
     atomic_write_text(stats_md, out / "statistics.md")
     written.update(statistics=str(out / "statistics.md"), statistics_json=str(out / "statistics.json"))
     written.update(write_plots(spec, rows, stats_json, out / "plots", per_image_rows))
+    evaluated = generator_metrics(spec, out)
+    if evaluated:
+        atomic_write_text(generators_markdown(evaluated, spec.digits), out / "generators.md")
+        written["generators"] = str(out / "generators.md")
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
         written["tsne_plot"] = tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")

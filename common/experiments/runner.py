@@ -307,9 +307,14 @@ class GridRunner:
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
+        if g.evaluate_config:  # last, so that adding it keeps the finished training and inference steps
+            train = str(Path(g.bundle) / g.train_config)
+            steps.append(RunStep("evaluating", [train, str(Path(g.bundle) / g.evaluate_config), *variants]))
         eval_dir = plan.run_dir / "eval"
         plan.outputs = {"ckpt_dir": str(plan.run_dir / "models"), "output_dir": str(eval_dir)}
         plan.outputs.update({k: str(eval_dir / v) for k, v in g.outputs.items()})
+        if g.evaluate_config:
+            plan.outputs["metrics"] = str(eval_dir / g.metrics_file)
         return plan
 
     def run_plans(self) -> list[RunPlan]:
@@ -467,10 +472,9 @@ class GridRunner:
     def _check_generator(self, plan: RunPlan) -> dict[str, Any]:
         """Its declared outputs exist (a generator that only trains: a non-empty ``ckpt_dir``)."""
         files = {k: p for k, p in plan.outputs.items() if k not in ("ckpt_dir", "output_dir")}
-        if not any(s.workflow == "inference" for s in plan.steps):
-            files = {"ckpt_dir": plan.outputs["ckpt_dir"]}
-            if Path(files["ckpt_dir"]).is_dir() and any(Path(files["ckpt_dir"]).iterdir()):
-                files = {}
+        ckpt = Path(plan.outputs["ckpt_dir"])
+        if not any(s.workflow == "inference" for s in plan.steps) and not (ckpt.is_dir() and any(ckpt.iterdir())):
+            files["ckpt_dir"] = str(ckpt)
         missing = [p for p in files.values() if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"generator {plan.name} did not write {missing}")

@@ -72,6 +72,10 @@ of the generator's, e.g. a second rule or section of the same trained networks);
 the generator's) are merged after the generator's own, before the overrides. ``inference_runs: []`` makes a generator
 that only trains (its outputs are ``ckpt_dir`` and ``output_dir``; it may not declare ``outputs``), ``train: false``
 one that only runs inference, on the checkpoints that its overrides name (``${generators.<other>.ckpt_dir}``).
+A generator with ``evaluate_config`` (e.g. ``configs/evaluate.yaml``) runs ``evaluating`` last, with
+``[train_config, evaluate_config, <variants>...]``; its metrics JSON (``metrics_file``, default ``metrics.json``
+under its ``eval`` folder, e.g. FID/KID against real images and their real-vs-real references) is its output
+``metrics`` and a column of the grid's ``generators.md``.
 A generator's overrides and inference runs may refer to the outputs of the generators declared before it (not to
 itself or later ones); they run in the order of declaration, and a ``per_dataset: false`` generator may not refer to a
 per-data-set one.
@@ -208,6 +212,10 @@ class GeneratorSpec:
     """One ``inference`` command per item: its overrides, and optional ``variants`` merged after the generator's."""
     train: bool = True
     """``False``: no ``training`` command (inference on checkpoints that the overrides name)."""
+    evaluate_config: str | None = None
+    """An evaluate overlay (e.g. ``configs/evaluate.yaml``): an ``evaluating`` command after the inference ones, whose
+    metrics JSON (``metrics_file`` under the generator's ``eval``) goes to the grid's ``generators.md``."""
+    metrics_file: str = "metrics.json"
 
 
 @dataclass
@@ -259,7 +267,7 @@ _DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split", "da
 _METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
-    "inference_runs", "train",
+    "inference_runs", "train", "evaluate_config", "metrics_file",
 }  # fmt: skip
 _SPLIT_IDS = ("datalist", "split_mode")  # config ids a data set's `split` sets in every run
 _ERRORS = ("std", "sem", "ci95")
@@ -457,6 +465,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             outputs=outputs,
             inference_runs=runs,
             train=train,
+            evaluate_config=None if g.get("evaluate_config") is None else str(g["evaluate_config"]),
+            metrics_file=str(g.get("metrics_file", "metrics.json")),
         )
 
     error = data.get("error", "std")

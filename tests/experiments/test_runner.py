@@ -13,7 +13,7 @@ import pytest
 import yaml
 from common.experiments import GridError, GridRunner, build_reports, parse_grid, read_metrics
 
-from tests.experiments.helpers import n_calls
+from tests.experiments.helpers import n_calls, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -429,3 +429,33 @@ def test_per_test_image_blocks(fake_env, tmp_path):
                 generators=None, ratio_plot=None, blocks="test_images")  # fmt: skip
     (rec,) = GridRunner(bad, python=python, log=lambda s: None).run()
     assert rec["status"] == "failed" and "per_image.json" in rec["error"]
+
+
+def test_generator_evaluation_runs_last_keeps_finished_steps_and_fills_generators_md(fake_env, tmp_path):
+    """Adding ``evaluate_config`` to a trained generator runs only its ``evaluating`` (train.yaml + the overlay); the
+    metrics JSON becomes the generator's ``metrics`` output and a column of ``generators.md``."""
+    python, calls, down, gen = fake_env
+    write_yaml(gen / "configs" / "evaluate.yaml", "quality: 3.0\n")
+    g = {"bundle": str(gen), "overrides": {"num_samples": 7}, "per_dataset": True, "outputs": OUTS}
+    GridRunner(_grid(tmp_path, down, gen, seeds=[0]), python=python, log=lambda s: None).run()
+    out = tmp_path / "out"
+    assert not (out / "generators.md").exists()
+    before = n_calls(calls)
+    spec = _grid(tmp_path, down, gen, seeds=[0], generators={"g": {**g, "evaluate_config": "configs/evaluate.yaml"}})
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    records = runner.run()
+    assert all(r["status"] == "ok" for r in [*records, *runner.generator_records])
+    new = [json.loads(x) for x in calls.read_text().splitlines()[before:]]
+    assert [c["workflow"] for c in new] == ["evaluating", "evaluating"]  # one per data set; nothing else re-ran
+    assert all([Path(f).name for f in c["files"][:2]] == ["train.yaml", "evaluate.yaml"] for c in new)
+    metrics = out / "generators" / "g" / "a" / "eval" / "metrics.json"
+    assert runner.generator_records[0]["outputs"]["metrics"] == str(metrics)
+    table = (out / "generators.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| metric |"))
+    assert header == "| metric | g (A) | g (B) |"
+    assert "| acc | 0.8 | 0.8 |" in table and "| syn_count | 0 | 0 |" in table
+    metrics.unlink()  # an output gone: only the evaluation runs again
+    before = n_calls(calls)
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    assert [json.loads(x)["workflow"] for x in calls.read_text().splitlines()[before:]] == ["evaluating"]
+    assert metrics.is_file()
