@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from common.evaluation.report import write_report
 from common.handlers import ClassificationMetricsHandler
 from common.metrics.classification import classification_metrics
-from common.utils import atomic_path
+from common.utils import atomic_path, atomic_write_json
 
 __all__ = ["FeatureSVM", "image_features"]
 
@@ -188,16 +188,32 @@ class FeatureSVM:
                     )
         prob, y = self.scores(loader)
         results = classification_metrics(prob, y, self.num_classes)
-        return handler.write({**results, "num_train": float(self.num_train)})
+        written = handler.write({**results, "num_train": float(self.num_train)})
+        if handler.per_image_file is not None:  # the same per-image file as the network classifiers'
+            handler.metric_fn.reset()
+            handler.metric_fn(torch.as_tensor(prob), torch.as_tensor(y))
+            atomic_write_json(handler.per_image(), handler.per_image_file)
+        return written
 
     def run(
-        self, stage: str, loader: Iterable[Mapping[str, Any]], output_file: str, extra: Mapping[str, Any] | None = None
+        self,
+        stage: str,
+        loader: Iterable[Mapping[str, Any]],
+        output_file: str,
+        extra: Mapping[str, Any] | None = None,
+        per_image_file: str | None = None,
+        image_ids: Sequence[Any] | None = None,
     ) -> dict:
         """The bundle entry point: ``stage="train"`` fits and scores the validation ``loader``;
-        ``stage="evaluate"`` refits, checks and scores the test ``loader``; both write ``output_file``."""
+        ``stage="evaluate"`` refits, checks and scores the test ``loader``; both write ``output_file``. At
+        ``evaluate``, ``per_image_file`` (with ``image_ids``, the test images in the loader's order) receives each
+        image's score, label and predicted class, as :class:`~common.handlers.ClassificationMetricsHandler` writes
+        them for the network classifiers."""
         if stage == "train":
             return self.fit(loader, output_file)
         if stage == "evaluate":
-            handler = ClassificationMetricsHandler(output_file, self.num_classes, extra=extra)
+            handler = ClassificationMetricsHandler(
+                output_file, self.num_classes, extra=extra, per_image_file=per_image_file, image_ids=image_ids
+            )
             return self.evaluate(loader, handler)
         raise ValueError(f"stage must be 'train' or 'evaluate', got {stage!r}.")

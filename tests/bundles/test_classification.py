@@ -107,8 +107,19 @@ def test_svm_baseline(bundle_copy):
     assert (root / "models" / "svm_model.npz").is_file()
     val = json.loads((root / "eval" / "svm_validation.json").read_text())
     assert val["classifier"] == "svm" and 0 <= val["auc"] <= 1
-    run_workflow(evaluate_configs(root, "svm.yaml", "tiny.yaml"), "evaluating")
-    assert read_metrics(root)["arch"] == "svm"
+    wf, _ = run_workflow(evaluate_configs(root, "svm.yaml", "tiny.yaml"), "evaluating")
+    metrics = read_metrics(root)
+    assert metrics["arch"] == "svm"
+    # per-image scores like the networks': the test images in datalist order, giving the tables' AUC the run's own
+    per_image = read_per_image(root / "eval" / "per_image.json")
+    entries = wf.parser.get_parsed_content("test#dataset#data")
+    assert per_image["ids"] == [str(Path(e["image"][0]).resolve()) for e in entries]
+    assert per_image["label"] == [float(e["class"]) for e in entries]
+    assert per_image["pred"] == [float(s > 0.5) for s in per_image["score"]]
+    record = {"dataset": "phantom", "method": "svm", "seed": 0, "status": "ok", "per_image": per_image}
+    write_per_image_csv([record], root / "eval" / "per_image.csv")
+    auc = case_intervals(read_per_image_csv(root / "eval" / "per_image.csv"), ["auc"], n_resamples=100)
+    assert auc[("phantom", "svm", "auc")].estimate == pytest.approx(metrics["auc"])
 
 
 def _write_synthetic(root, paired, kind="brain_mr_2d"):
