@@ -14,6 +14,9 @@ GRIDS = [
     "thesis_classification_table2.yaml",
     "phantom_ga_unet_table2.yaml",
     "phantom_ga_unet_table3.yaml",
+    "phantom_classification_calibrated.yaml",
+    "phantom_classification_calibrated_gan.yaml",
+    "phantom_segmentation_calibrated.yaml",
 ]
 MIN_TEST_PATIENTS = 40
 
