@@ -1,10 +1,12 @@
 """Evaluation of a P <-> N translation model (CDA-GAN sec. 3.1-3.2 and the issue's evaluation needs).
 
-- realism: FID and KID of translated images against real images of the target domain, on a named extractor, with
-  two references on the same extractor and images: the untranslated source images against the same target images
-  (what doing nothing scores) and real-vs-real, two seeded disjoint halves of the target domain's images. KID is
-  unbiased in the number of images, so its real-vs-real value (about 0) is comparable with the translated one; FID
-  is biased upwards with fewer images, and its real-vs-real reference uses half as many on each side;
+- realism: FID and KID of translated images against real images of the target domain (``fid_translated_negatives``:
+  ``G_N(p)`` against the real negatives; ``..._positives``: ``G_P(n)`` against the real positives), on a named
+  extractor, with two references on the same extractor and images: ``*_untranslated_*``, the source images as they
+  are against the same target images (what doing nothing scores), and ``*_real_vs_real_*``, one seeded half of the
+  target domain's images against the other. KID is unbiased in the number of images, so its real-vs-real value
+  (about 0) compares with the translated one; FID is biased upwards with fewer images, and its real-vs-real
+  reference has half as many on each side;
 - attention: Dice and IoU of the P -> N attention map (thresholded) against the tumour mask (sec. 3.1.2 says
   "the attention map of P -> N translation is exactly the whole lesion region");
 - locality: mean absolute change ``|p - G_N(p)|`` inside and outside the tumour mask, and their ratio: how much of
@@ -134,18 +136,20 @@ class TranslationEvaluation:
             for domain in ("n", "p")
         }
         source = {"n": "p", "p": "n"}
-        for domain, name in (("n", "translated_negatives"), ("p", "translated_positives")):
+        # against the real images of each target domain: the translations, the untranslated source images, and
+        # (real-vs-real) one seeded half of the target images against the other
+        for domain, target in (("n", "negatives"), ("p", "positives")):
             real_f = features["real", domain]
-            compared = {name: features["fake", domain], f"untranslated_{name}": features["real", source[domain]]}
-            for key, other in compared.items():
-                results[f"fid_{key}"] = fid(real_f, other)
-                results[f"kid_{key}"] = self._kid(real_f, other)
+            compared = {"translated": features["fake", domain], "untranslated": features["real", source[domain]]}
+            for kind, other in compared.items():
+                results[f"fid_{kind}_{target}"] = fid(real_f, other)
+                results[f"kid_{kind}_{target}"] = self._kid(real_f, other)
             order = torch.randperm(len(real_f), generator=torch.Generator().manual_seed(self.seed))
             half = len(real_f) // 2
             if half >= 2:
                 first, second = real_f[order[:half]], real_f[order[half : 2 * half]]
-                results[f"fid_real_vs_real_{name}"] = fid(first, second)
-                results[f"kid_real_vs_real_{name}"] = self._kid(first, second)
+                results[f"fid_real_vs_real_{target}"] = fid(first, second)
+                results[f"kid_real_vs_real_{target}"] = self._kid(first, second)
         mean = lambda v: float(sum(v) / len(v)) if v else float("nan")  # noqa: E731
         results.update(
             {
