@@ -10,7 +10,9 @@ Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG throug
 - ``ratio_<metric>.png``: metric vs synthetic ratio or number of synthetic samples, one panel per data set, error
   bars = standard error over seeds, or over test images as the tables (CDA-GAN Table 7; Vu et al. Fig. 5: DSC vs
   the number of generated patients, the baseline at x = 0);
-- ``tsne.png``: t-SNE of real vs synthetic images, colour = class, marker = real/synthetic (Han sec. 4.2.6).
+- ``tsne.png``: t-SNE of real vs synthetic images, colour = class, marker = real/synthetic (Han sec. 4.2.6);
+- ``synthetic_pairs.png``: the t-SNE's synthetic images beside the real images they were translated from (the
+  ``source`` of a cross-domain generator's datalist entries), a few per source class, the last channel.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from common.experiments.spec import GridSpec, slugify
 from common.utils import atomic_path
 from matplotlib.figure import Figure
 
-__all__ = ["bar_plot", "cd_diagram", "ratio_plot", "tsne_plot", "write_plots"]
+__all__ = ["bar_plot", "cd_diagram", "ratio_plot", "synthetic_pairs_plot", "tsne_plot", "write_plots"]
 
 
 def _save(fig, path: str | os.PathLike) -> str:
@@ -168,6 +170,57 @@ def tsne_plot(result: Mapping[str, Any], path: str | os.PathLike) -> str | None:
         fontsize=7,
     )
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def synthetic_pairs_plot(
+    synthetic_datalist: str | os.PathLike,
+    path: str | os.PathLike,
+    per_class: int = 4,
+    channel: int = -1,
+    section: str = "training",
+    class_key: str = "source_class",
+) -> str | None:
+    """Real images (top of each pair of rows) and their translations (below), ``per_class`` of each source class.
+
+    Args:
+        synthetic_datalist: a cross-domain generator's datalist, whose entries name the real ``source`` image (the
+            first channel's file) and the translated ``image`` (one file per channel, relative to the datalist).
+        path: the PNG file.
+        per_class: pairs shown per source class (the first ones of the datalist).
+        channel: index of the channel shown (default the last: FLAIR in the BraTS order, where the whole tumour shows);
+            the translation's file of that channel, and the source's file with the same channel suffix.
+        section: the datalist section.
+        class_key: the entries' key of the source class.
+
+    Returns:
+        the path, or ``None`` when no entry names its source (e.g. a noise-to-image generator's datalist).
+    """
+    import nibabel as nib  # the grid tools' dependency, not the plots' (a grid without a cross-domain GAN)
+    from monai.data import load_decathlon_datalist
+
+    entries = [e for e in load_decathlon_datalist(str(synthetic_datalist), True, section) if e.get("source")]
+    if not entries:
+        return None
+    classes = sorted({int(e.get(class_key, 0)) for e in entries})
+    chosen = [[e for e in entries if int(e.get(class_key, 0)) == c][:per_class] for c in classes]
+    cols = max(len(c) for c in chosen)
+    fig = Figure(figsize=(1.6 * cols, 3.2 * len(classes)))
+    axes = np.atleast_2d(fig.subplots(2 * len(classes), cols, squeeze=False))
+    for a in axes.flat:
+        a.axis("off")
+    for row, (cls, group) in enumerate(zip(classes, chosen)):
+        for col, e in enumerate(group):
+            images = e["image"] if isinstance(e["image"], (list, tuple)) else [e["image"]]
+            translated = str(images[channel])
+            source = str(e["source"])
+            if translated != str(images[0]):  # the source names channel 0's file: the channel's has its suffix
+                first = Path(str(images[0])).name.split("_")[-1]
+                source = source.replace(f"_{first}", "_" + Path(translated).name.split("_")[-1])
+            for r, (file, title) in enumerate(((source, f"real, class {cls}"), (translated, "translated"))):
+                ax = axes[2 * row + r, col]
+                ax.imshow(np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32)).T, cmap="gray")
+                ax.set_title(title, fontsize=7)
     return _save(fig, path)
 
 

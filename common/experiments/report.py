@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common.experiments.plots import tsne_plot, write_plots
+from common.experiments.plots import synthetic_pairs_plot, tsne_plot, write_plots
 from common.experiments.results import (
     CLASSIFIER_KEYS,
     CaseTable,
@@ -588,6 +588,12 @@ def build_reports(
         written["generators"] = str(out / "generators.md")
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
-        written["tsne_plot"] = tsne_plot(json.loads(tsne_json.read_text()), out / "plots" / "tsne.png")
+        tsne = json.loads(tsne_json.read_text())
+        written["tsne_plot"] = tsne_plot(tsne, out / "plots" / "tsne.png")
+        synthetic = tsne.get("synthetic_datalist")
+        if synthetic and Path(synthetic).is_file():
+            pairs = synthetic_pairs_plot(synthetic, out / "plots" / "synthetic_pairs.png")
+            if pairs:
+                written["synthetic_pairs"] = pairs
     log(f"reports written to {out} ({len(written)} files)")
     return written

@@ -168,3 +168,36 @@ def test_cd_cliques_and_plots(tmp_path):
     }
     assert Path(tsne_plot(result, tmp_path / "t.png")).read_bytes()[:4] == b"\x89PNG"
     assert tsne_plot({"error": "x"}, tmp_path / "u.png") is None
+
+
+def test_synthetic_pairs_plot_reads_the_shown_channel_of_source_and_translation(tmp_path):
+    import json
+
+    import nibabel as nib
+    from common.experiments.plots import synthetic_pairs_plot
+
+    def save(name, value):
+        nib.save(nib.Nifti1Image(np.full((8, 8), value, np.float32), np.eye(4)), str(tmp_path / name))
+
+    entries = []
+    for i, cls in enumerate((0, 1, 1)):
+        save(f"real{i}_t1.nii.gz", 0.0)
+        save(f"syn{i}_t1.nii.gz", 1.0)
+        save(f"syn{i}_flair.nii.gz", 2.0)
+        image = [f"syn{i}_t1.nii.gz", f"syn{i}_flair.nii.gz"]
+        entries.append(
+            {"image": image, "class": 1 - cls, "source": str(tmp_path / f"real{i}_t1.nii.gz"), "source_class": cls}
+        )
+    datalist = tmp_path / "synthetic_datalist.json"
+    datalist.write_text(json.dumps({"training": entries}))
+    # channel 0: the source file named by the entry
+    assert Path(synthetic_pairs_plot(datalist, tmp_path / "p0.png", channel=0)).read_bytes()[:4] == b"\x89PNG"
+    # the last channel (default): the source's FLAIR file, which must exist
+    with pytest.raises(FileNotFoundError, match="real0_flair"):
+        synthetic_pairs_plot(datalist, tmp_path / "p1.png")
+    for i in range(3):
+        save(f"real{i}_flair.nii.gz", 3.0)
+    assert Path(synthetic_pairs_plot(datalist, tmp_path / "p1.png", per_class=1)).is_file()
+    # a noise-to-image generator's datalist names no source: no plot
+    datalist.write_text(json.dumps({"training": [{"image": image, "class": 0}]}))
+    assert synthetic_pairs_plot(datalist, tmp_path / "p2.png") is None
