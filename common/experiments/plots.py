@@ -205,7 +205,7 @@ def synthetic_pairs_plot(
     classes = sorted({int(e.get(class_key, 0)) for e in entries})
     chosen = [[e for e in entries if int(e.get(class_key, 0)) == c][:per_class] for c in classes]
     cols = max(len(c) for c in chosen)
-    fig = Figure(figsize=(1.6 * cols, 3.2 * len(classes)))
+    fig = Figure(figsize=(1.1 * cols, 2.3 * len(classes)))
     axes = np.atleast_2d(fig.subplots(2 * len(classes), cols, squeeze=False))
     for a in axes.flat:
         a.axis("off")
