@@ -470,7 +470,8 @@ class GridRunner:
         return result
 
     def _check_generator(self, plan: RunPlan) -> dict[str, Any]:
-        """Its declared outputs exist (a generator that only trains: a non-empty ``ckpt_dir``)."""
+        """Its declared outputs exist (a generator that only trains: a non-empty ``ckpt_dir``; an evaluated one: its
+        metrics file)."""
         files = {k: p for k, p in plan.outputs.items() if k not in ("ckpt_dir", "output_dir")}
         ckpt = Path(plan.outputs["ckpt_dir"])
         if not any(s.workflow == "inference" for s in plan.steps) and not (ckpt.is_dir() and any(ckpt.iterdir())):

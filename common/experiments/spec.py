@@ -444,6 +444,11 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             raise GridError(f"{source}: generator {gname!r} train must be true/false, got {train!r}.")
         if not runs and not train:
             raise GridError(f"{source}: generator {gname!r} has train: false and no inference_runs: it runs nothing.")
+        if g.get("evaluate_config") is not None and not train:
+            raise GridError(
+                f"{source}: generator {gname!r} has an evaluate_config but train: false; the evaluation reads the "
+                "generator's own checkpoints."
+            )
         declared = _mapping(g.get("outputs"), f"generator {gname!r} outputs", source)
         if not runs and declared:
             raise GridError(
