@@ -73,7 +73,7 @@ from common.experiments.results import (
     write_summary_csv,
 )
 from common.experiments.sizing import auc_minimum_detectable_difference, minimum_detectable_difference
-from common.experiments.spec import GridSpec, parse_grid
+from common.experiments.spec import GridSpec, generator_run_dir, parse_grid
 from common.metrics.bootstrap import BootstrapCI
 from common.metrics.classification import rank_auc
 from common.metrics.statistics import compare_methods
@@ -512,8 +512,7 @@ def generator_metrics(spec: GridSpec, output_dir: str | os.PathLike) -> dict[str
         if not g.evaluate_config:
             continue
         for dataset in spec.datasets if g.per_dataset else [None]:
-            folder = Path(output_dir) / "generators" / g.name / (dataset.slug if dataset else "")
-            path = folder / "eval" / g.metrics_file
+            path = generator_run_dir(output_dir, g, dataset) / "eval" / g.metrics_file
             if path.is_file():
                 found[f"{g.name} ({dataset.name})" if dataset else g.name] = json.loads(path.read_text())
     return found
@@ -538,8 +537,9 @@ def generators_markdown(metrics: Mapping[str, Mapping[str, Any]], digits: int = 
     for k in keys:
         cells = [f"{float(m[k]):.{digits}g}" if isinstance(m.get(k), (int, float)) else "" for m in metrics.values()]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    lines.append("| feature extractor | " + " | ".join(str(m.get("feature_extractor", "")) for m in metrics.values()))
-    lines[-1] += " |"
+    lines.append(
+        "| feature extractor | " + " | ".join(str(m.get("feature_extractor", "")) for m in metrics.values()) + " |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -55,7 +55,7 @@ import yaml
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import read_per_image, write_per_image_csv, write_results_csv
-from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, resolve_refs
+from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, generator_run_dir, resolve_refs
 from common.utils import atomic_path, atomic_write_json
 
 __all__ = ["GridRunner", "RunPlan", "RunStep", "read_metrics", "split_expression", "variant_path"]
@@ -278,7 +278,7 @@ class GridRunner:
 
     def generator_plan(self, g: GeneratorSpec, dataset: DatasetSpec | None) -> RunPlan:
         """The plan of one generator instance, with the outputs of the generators that ran before it."""
-        return self._generator_plan(g, dataset, self.out / "generators" / g.name / (dataset.slug if dataset else ""))
+        return self._generator_plan(g, dataset, generator_run_dir(self.out, g, dataset))
 
     def generator_plans(self) -> list[RunPlan]:
         """Every generator plan, made now (references to other generators resolve only after those ran)."""
@@ -307,13 +307,12 @@ class GridRunner:
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
-        if g.evaluate_config:  # last, so that adding it keeps the finished training and inference steps
-            train = str(Path(g.bundle) / g.train_config)
-            steps.append(RunStep("evaluating", [train, str(Path(g.bundle) / g.evaluate_config), *variants]))
         eval_dir = plan.run_dir / "eval"
         plan.outputs = {"ckpt_dir": str(plan.run_dir / "models"), "output_dir": str(eval_dir)}
         plan.outputs.update({k: str(eval_dir / v) for k, v in g.outputs.items()})
-        if g.evaluate_config:
+        if g.evaluate_config:  # last, so that adding it keeps the finished training and inference steps
+            train = str(Path(g.bundle) / g.train_config)
+            steps.append(RunStep("evaluating", [train, str(Path(g.bundle) / g.evaluate_config), *variants]))
             plan.outputs["metrics"] = str(eval_dir / g.metrics_file)
         return plan
 

@@ -119,6 +119,7 @@ __all__ = [
     "GridError",
     "GridSpec",
     "KNOWN_GENERATOR_OUTPUTS",
+    "generator_run_dir",
     "MethodSpec",
     "MetricSpec",
     "default_higher_is_better",
@@ -216,6 +217,11 @@ class GeneratorSpec:
     """An evaluate overlay (e.g. ``configs/evaluate.yaml``): an ``evaluating`` command after the inference ones, whose
     metrics JSON (``metrics_file`` under the generator's ``eval``) goes to the grid's ``generators.md``."""
     metrics_file: str = "metrics.json"
+
+
+def generator_run_dir(output_dir: str | os.PathLike, generator: GeneratorSpec, dataset: DatasetSpec | None) -> Path:
+    """The folder of one generator instance: ``<output_dir>/generators/<name>[/<data set slug>]``."""
+    return Path(output_dir) / "generators" / generator.name / (dataset.slug if dataset else "")
 
 
 @dataclass
