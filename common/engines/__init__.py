@@ -12,7 +12,7 @@ from .checkpoint import (
     require_file,
     save_atomic,
 )
-from .cyclegan_step import ATTENTION_MODES, CycleGANStep
+from .cyclegan_step import ATTENTION_MODES, REAL_ATTENTION_MAPS, CycleGANStep
 from .detection_step import DetectionStep, detection_collate
 from .diff_augment import DiffAugment
 from .ga_unet_step import GAUNetStep
@@ -61,6 +61,7 @@ __all__ = [
     "require_file",
     "save_atomic",
     "unwrap",
+    "REAL_ATTENTION_MAPS",
 ]
 __all__ += ["DiffAugment", "HistoryBuffer", "MUNITStep", "SimGANStep"]
 __all__ += ["GAUNetStep"]

@@ -210,8 +210,7 @@ class MapOf(nn.Module):
         return self.offset + 0.25 * torch.sigmoid(x[:, :1])
 
 
-def test_each_discriminator_input_carries_its_own_attention_map():
-    """CDA-GAN eq. 7-8: D_N sees (n, A_P(n)) and (G_N^A(p), A_N(p)); D_P sees (p, A_N(p)) and (G_P^A(n), A_P(n))."""
+def _spied_step(**kwargs):
     torch.manual_seed(0)
     gen_n, gen_p, disc_n, disc_p = Gen(2), Gen(2), SpyDisc(2), SpyDisc(2)
     attn_n, attn_p = MapOf(0.0), MapOf(0.5)  # A_N maps lie in (0, 0.25), A_P maps in (0.5, 0.75)
@@ -224,8 +223,17 @@ def test_each_discriminator_input_carries_its_own_attention_map():
         torch.optim.Adam(list(disc_n.parameters()) + list(disc_p.parameters()), 1e-3),
         attn_n=attn_n,
         attn_p=attn_p,
-        pool_size=0,
+        **kwargs,
     )
+    return step, attn_n, attn_p
+
+
+@pytest.mark.parametrize("real_attention_map", ["own", "generated"])
+def test_each_discriminator_input_carries_the_chosen_attention_map(real_attention_map):
+    """CDA-GAN eq. 7-8: D_N sees (G_N^A(p), A_N(p)) and D_P sees (G_P^A(n), A_P(n)); a real image carries its own
+    map (D_N: (n, A_P(n)), D_P: (p, A_N(p))) or, with "generated", the map of the fake it is compared with."""
+    step, attn_n, attn_p = _spied_step(pool_size=0, real_attention_map=real_attention_map)
+    disc_n, disc_p = step.networks["disc_n"], step.networks["disc_p"]
     batch = batches()[0]
     p, n = batch["positive"], batch["negative"]
     with torch.no_grad():
@@ -233,15 +241,35 @@ def test_each_discriminator_input_carries_its_own_attention_map():
     step(SimpleNamespace(state=SimpleNamespace(iteration=1, epoch=1)), batch)
 
     # generator update: the fakes with their sources' maps; discriminator update: real, then fake
+    real_map_n, real_map_p = (attn_p(n), attn_n(p)) if real_attention_map == "own" else (attn_n(p), attn_p(n))
     expected = {
-        "disc_n": [(fake_n, attn_n(p)), (n, attn_p(n)), (fake_n, attn_n(p))],
-        "disc_p": [(fake_p, attn_p(n)), (p, attn_n(p)), (fake_p, attn_p(n))],
+        "disc_n": [(fake_n, attn_n(p)), (n, real_map_n), (fake_n, attn_n(p))],
+        "disc_p": [(fake_p, attn_p(n)), (p, real_map_p), (fake_p, attn_p(n))],
     }
     for name, spy in (("disc_n", disc_n), ("disc_p", disc_p)):
         assert len(spy.calls) == 3, name
         for (image, seen), (want_image, want_map) in zip(spy.calls, expected[name]):
             assert torch.allclose(image, want_image, atol=1e-6), name
             assert torch.allclose(seen, want_map, atol=1e-6), name
+
+
+def test_generated_real_map_follows_the_pooled_fake():
+    """With an image pool, a real image carries the map of the pooled fake it is compared with, not the current one."""
+    step, attn_n, _ = _spied_step(pool_size=4, real_attention_map="generated")
+    engine = SimpleNamespace(state=SimpleNamespace(iteration=1, epoch=1))
+    for batch in batches(n=3):
+        step(engine, batch)
+    spy = step.networks["disc_n"]
+    for (_, real_map), (_, fake_map) in zip(spy.calls[1::3], spy.calls[2::3]):  # D update: real, then fake
+        assert torch.equal(real_map, fake_map)
+        assert 0.0 < float(real_map.min()) and float(real_map.max()) < 0.25  # an A_N map, as every fake of D_N has
+
+
+def test_real_attention_map_validation():
+    g, d, a = Gen(2), disc(2, True), attn(2)
+    opt = torch.optim.SGD(g.parameters(), 0.1)
+    with pytest.raises(ValueError, match="real_attention_map"):
+        CycleGANStep(g, g, d, d, opt, opt, attn_n=a, attn_p=a, real_attention_map="theirs")
 
 
 # ---------------------------------------------------------------- the default is unchanged by the method switches
