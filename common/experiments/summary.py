@@ -16,7 +16,10 @@ The verdict of a method against its baseline is the paired difference over the s
 and test set), with a 95 % t-interval: "helps" when the interval lies above zero (below, for a lower-is-better
 metric), "hurts" when it lies on the other side, "within noise" when it contains zero, "one seed" when there is
 nothing to pair, and "no difference" or "same on every seed" when the difference does not vary over the seeds (the
-t-interval is then undefined, and no significance is claimed). The interval is over training seeds, not test cases:
+t-interval is then undefined, and no significance is claimed). A grid entry's ``references`` name rows that are not
+augmentation methods but bounds to compare with (the upper bound trained on more real patients): their verdict says
+where they lie, "above" or "below" the baseline (in the metric's better or worse direction), not whether they help.
+The interval is over training seeds, not test cases:
 with few seeds it is wide, and a grid's own ``tables.md`` has the intervals over test cases.
 """
 
@@ -45,6 +48,8 @@ from common.utils.errors import UserInputError
 __all__ = ["MethodResult", "build_results_page", "calibration_rows", "grid_rows", "paired_verdict"]
 
 VERDICTS = ("helps", "hurts", "within noise", "one seed", "no difference", "same on every seed")
+#: the verdict of a reference row (an upper bound, not a method), for the verdicts that would say it helps or hurts
+REFERENCE_VERDICTS = {"helps": "above", "hurts": "below"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class MethodResult:
         values: the metric per seed.
         difference: mean paired difference to the baseline (``None`` without a baseline or common seed).
         interval: 95 % t-interval of the paired difference (``None`` with fewer than two common seeds).
-        verdict: one of :data:`VERDICTS`, or ``"baseline"``.
+        verdict: one of :data:`VERDICTS`, ``"baseline"``, or for a reference row ``"above"``/``"below"``.
     """
 
     method: str
@@ -116,7 +121,8 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
     """Every method of one grid entry of the summary file, per data set, in the grid's method order.
 
     Args:
-        entry: ``{"results": folder, "metric": name, "baseline": method | "pairs": {method: baseline}, ...}``.
+        entry: ``{"results": folder, "metric": name, "baseline": method | "pairs": {method: baseline}, ...}``, and
+            optionally ``"references": [method, ...]``, rows that are bounds, not methods.
         root: folder the ``results`` path is relative to.
 
     Returns:
@@ -141,6 +147,11 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
         base = _baseline_of(entry, method)
         if base is not None and base not in methods:
             raise UserInputError(f"{grid_file}: baseline '{base}' of '{method}' is not a method of the grid.")
+    references = set(entry.get("references", []))
+    if references - set(methods):
+        raise UserInputError(
+            f"{grid_file}: references {sorted(references - set(methods))} are not methods of the grid."
+        )
     cells = aggregate(read_results_csv(csv_file))  # the ok runs' finite values per seed, as the grid's tables
     by_cell = {(d, m): cell["values"] for (d, m, name), cell in cells.items() if name == metric}
     out: dict[str, list[MethodResult]] = {}
@@ -157,6 +168,8 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
                 )
                 continue
             diff, interval, verdict = paired_verdict(values, by_cell.get((dataset, base), {}), higher)
+            if method in references:
+                verdict = REFERENCE_VERDICTS.get(verdict, verdict)
             rows.append(
                 MethodResult(method, base, float(np.mean(list(values.values()))), values, diff, interval, verdict)
             )

@@ -68,6 +68,18 @@ def test_grid_rows_pairs_each_method_with_its_baseline(tmp_path):
         grid_rows({"results": "nothing", "metric": "auc", "baseline": "A"}, tmp_path)
 
 
+def test_reference_rows_say_where_they_lie_not_that_they_help(tmp_path):
+    values = {("A", 0): 0.8, ("A", 1): 0.82, ("A", 2): 0.78, ("B", 0): 0.9, ("B", 1): 0.93, ("B", 2): 0.9}
+    values.update({("Bound", s): v + 0.1 for (m, s), v in values.items() if m == "B"})
+    _grid(tmp_path / "g", ["A", "B", "Bound"], values)
+    entry = {"results": "g", "metric": "auc", "baseline": "A", "references": ["Bound"]}
+    assert [r.verdict for r in grid_rows(entry, tmp_path)["Phantom"]] == ["baseline", "helps", "above"]
+    low = {"results": "g", "metric": "auc", "baseline": "Bound", "references": ["A"]}
+    assert [r.verdict for r in grid_rows(low, tmp_path)["Phantom"]] == ["below", "same on every seed", "baseline"]
+    with pytest.raises(UserInputError, match="references"):
+        grid_rows({**entry, "references": ["C"]}, tmp_path)
+
+
 def _calibration(path: Path, seed: int, baseline: float, upper: float, difficulty, iterations: int = 300) -> Path:
     settings = {"num_small_patients": 8, "ratio": 10, "num_test_patients": 40, "iterations": iterations, "seed": seed}
     data = {
