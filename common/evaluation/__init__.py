@@ -10,6 +10,7 @@ pipeline here reports through :func:`write_report` (a JSON file written atomical
 - :class:`QuickGenerativeCheck`: the same for a few samples of a generator at the end of training, next to real
   training vs real test images;
 - :class:`TranslationEvaluation`: realism, attention overlap and locality of a P <-> N translation (CDA-GAN);
+- :class:`DiscriminatorMapProbe`: whether attention-guided discriminators judge the image or only the map beside it;
 - :class:`DetectionEvaluation`: CPM/FROC, CPM by attribute, per-image sensitivity/FPs and COCO mAP of a detector;
 - :class:`MCGANSynthesis`, :class:`NoduleGenerator`, :func:`evaluate_mcgan`: MCGAN nodules in CT volumes;
 - :class:`CrossDomainSynthesis`: CDA-GAN's Algorithm 2 synthetic set and Algorithm 3 difference maps;
@@ -26,6 +27,7 @@ from common.evaluation.conditional import ConditionalGenerativeEvaluation
 from common.evaluation.cross_domain import DIFFERENCE_RULES, CrossDomainSynthesis
 from common.evaluation.degraded import make_degraded_synthetic
 from common.evaluation.detection import DetectionEvaluation
+from common.evaluation.discriminator_probe import DiscriminatorMapProbe
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.evaluation.feature_svm import FeatureSVM
 from common.evaluation.generative import RESULT_KEYS, GenerativeEvaluation
@@ -50,6 +52,7 @@ __all__ = [
     "CrossDomainSynthesis",
     "DIFFERENCE_RULES",
     "DetectionEvaluation",
+    "DiscriminatorMapProbe",
     "FeatureSVM",
     "GenerativeEvaluation",
     "MCGANSynthesis",

@@ -102,7 +102,7 @@ def test_inference_algorithms_2_and_3(bundle_copy, rule):
             assert maximum > 0.0
 
 
-def test_evaluate_writes_translation_metrics(bundle_copy):
+def test_evaluate_writes_translation_metrics_and_the_probe_reads_the_discriminators(bundle_copy):
     root = bundle_copy(NAME)
     run_workflow(sized_configs(root, "train.yaml", []), "training")
     run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
@@ -111,6 +111,13 @@ def test_evaluate_writes_translation_metrics(bundle_copy):
     for key in ("fid_translated_negatives", "kid_translated_positives", "attention_dice", "change_inside_tumour"):
         assert np.isfinite(metrics[key]), key
     assert metrics["num_positives"] > 0 and metrics["num_negatives"] > 0
+    # the discriminator map probe reads the same training checkpoint
+    probe_files = [str(root / "configs" / "train.yaml"), *configs(root, "probe_discriminators.yaml", "tiny.yaml")]
+    run_workflow(probe_files, "probing", probe_batches=1)
+    probe = json.loads((root / "eval" / "discriminator_probe.json").read_text())
+    assert probe["checkpoint"] == latest_checkpoint(root / "models").name and probe["num_batches"] == 1
+    gap = probe["disc_n/real_own_map"] - probe["disc_n/fake_own_map"]
+    assert probe["disc_n/image_gap"] + probe["disc_n/map_gap"] == pytest.approx(gap)
 
 
 def test_attention_finds_the_tumour_after_short_training(bundle_copy):
