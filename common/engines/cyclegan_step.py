@@ -34,7 +34,10 @@ lesions) and the negative domain N:
 - the semi-supervised attention loss, eq. 6/9: ``lambda_attention * ||M - A_N(p)||_1`` against the tumour mask,
   on the P -> N direction only (none on N -> P); L1 as eq. 6, eq. 9 and Algorithm 1 write it (the prose of
   sec. 3.1.2 says L2);
-- discriminators updated on a history pool of generated images (50 in CycleGAN), with the loss halved.
+- discriminators updated on a history pool of generated images (50 in CycleGAN), with the loss halved;
+- optionally (``augment``, off by default) differentiable augmentation of every discriminator input, real and
+  generated, in both updates (DiffAugment, Zhao et al. 2020, sec. 3), for training sets of a few patients: an image
+  and its attention map get the same shift, and the map's shifted-in border is 0 (no attention).
 
 Switches that make the family's baselines the methods they name (all off by default):
 
@@ -58,6 +61,7 @@ discriminators, as in CycleGAN.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -111,6 +115,8 @@ class CycleGANStep(TrainingStep):
         memory_format, compile: memory layout and ``torch.compile`` of the networks, see
             :class:`~common.engines.TrainingStep`.
         seed: seed of the image pools.
+        augment: differentiable augmentation of every discriminator input (e.g. :class:`~common.engines.DiffAugment`);
+            ``None`` (default): off.
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class CycleGANStep(TrainingStep):
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
         seed: int = 0,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got '{attention}'.")
@@ -188,6 +195,7 @@ class CycleGANStep(TrainingStep):
         self.attention = attention
         self.attention_guided = bool(attention_guided)
         self.real_attention_map = real_attention_map
+        self.augment = augment
         self.lambda_cycle = float(lambda_cycle)
         self.lambda_identity = float(lambda_identity)
         self.lambda_attention = float(lambda_attention)
@@ -252,7 +260,12 @@ class CycleGANStep(TrainingStep):
         return torch.cat([image, mask.detach().to(image.dtype)], 1)
 
     def _discriminate(self, disc: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Run a discriminator on :meth:`_disc_input` output (the map goes in as ``attention_map``, eq. 7-8)."""
+        """Run a discriminator on :meth:`_disc_input` output (the map goes in as ``attention_map``, eq. 7-8), after
+        ``augment`` if set (one shift for an image and its map; the map's shifted-in border set to 0)."""
+        if self.augment is not None:
+            x = self.augment(x)
+            if self.attention_guided:  # maps lie in [0, 1]: only the augmentation's fill is below 0
+                x = torch.cat([x[:, :-1], x[:, -1:].clamp_min(0.0)], 1)
         if not self.attention_guided:
             return disc(x)
         return disc(x[:, :-1], attention_map=x[:, -1:])

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
-from common.engines import CycleGANStep, ImagePool, LinearDecay, StepTrainer, constant_then_linear_decay
+from common.engines import CycleGANStep, DiffAugment, ImagePool, LinearDecay, StepTrainer, constant_then_linear_decay
 from monai.networks.layers.factories import Conv
 
 
@@ -263,6 +263,30 @@ def test_generated_real_map_follows_the_pooled_fake():
     for (_, real_map), (_, fake_map) in zip(spy.calls[1::3], spy.calls[2::3]):  # D update: real, then fake
         assert torch.equal(real_map, fake_map)
         assert 0.0 < float(real_map.min()) and float(real_map.max()) < 0.25  # an A_N map, as every fake of D_N has
+
+
+def test_augment_applies_to_every_discriminator_input_with_one_shift_per_image_and_map():
+    """DiffAugment (Zhao et al. 2020): every input of both updates is augmented; an image and its map move together."""
+    step, attn_n, attn_p = _spied_step(pool_size=0, augment=lambda x: torch.flip(x, dims=[-1]))
+    batch = batches()[0]
+    p, n = batch["positive"], batch["negative"]
+    with torch.no_grad():
+        fake_n = step.translate(p, "n")[0]
+    step(SimpleNamespace(state=SimpleNamespace(iteration=1, epoch=1)), batch)
+    expected = [(fake_n, attn_n(p)), (n, attn_p(n)), (fake_n, attn_n(p))]
+    for (image, seen), (want_image, want_map) in zip(step.networks["disc_n"].calls, expected):
+        assert torch.allclose(image, torch.flip(want_image, dims=[-1]), atol=1e-6)
+        assert torch.allclose(seen, torch.flip(want_map, dims=[-1]), atol=1e-6)
+
+    shift = DiffAugment(ratio=0.25, fill=-1.0, generator=torch.Generator().manual_seed(0))
+    step, _, _ = _spied_step(pool_size=0, augment=shift)
+    step(SimpleNamespace(state=SimpleNamespace(iteration=1, epoch=1)), batch)
+    calls = step.networks["disc_n"].calls + step.networks["disc_p"].calls
+    assert len(calls) == 6
+    assert any(bool((image == -1.0).any()) for image, _ in calls)  # the images' shifted-in border is the fill
+    assert all(float(seen.min()) >= 0.0 for _, seen in calls)  # the maps' is 0
+    for image, seen in calls:  # the same shift: where the image is the fill, the map is 0
+        assert torch.all(seen[image == -1.0] == 0.0)
 
 
 def test_real_attention_map_validation():
