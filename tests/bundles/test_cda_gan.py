@@ -25,6 +25,7 @@ VARIANTS = [
     ["wo_sn.yaml"],
     ["cyclegan_se.yaml"],
     ["cyclegan_cbam.yaml"],
+    ["diff_augment.yaml"],
 ]
 
 
