@@ -9,7 +9,8 @@ with its discriminators as they are in a training checkpoint. For each discrimin
 training data for four inputs:
 
 - ``real_own_map`` / ``fake_own_map``: a real and a generated image, each with the map it carries in training
-  (:attr:`~common.engines.CycleGANStep.real_attention_map` decides the real one's);
+  (``real_attention_map`` of the step decides the real one's; with ``"generated"`` it is the map of the batch's
+  generated image, where training takes that of the pooled one it is compared with);
 - ``real_with_fake_map`` / ``fake_with_real_map``: the same images with their maps swapped;
 
 and two differences that split the discriminator's real-vs-generated gap:
