@@ -337,24 +337,23 @@ class CycleGANStep(TrainingStep):
         pooled_n = self.pool_n.query(self._disc_input(seen_n.detach().float(), map_p))
         pooled_p = self.pool_p.query(self._disc_input(seen_p.detach().float(), map_n))
         with self.autocast():
-            d_n = self._disc_loss("disc_n", self._disc_input(real_n, self._real_map(map_n, pooled_n)), pooled_n)
-            d_p = self._disc_loss("disc_p", self._disc_input(real_p, self._real_map(map_p, pooled_p)), pooled_p)
+            d_n = self._disc_loss("disc_n", self._disc_input(real_n, self.real_map(map_n, pooled_n[:, -1:])), pooled_n)
+            d_p = self._disc_loss("disc_p", self._disc_input(real_p, self.real_map(map_p, pooled_p[:, -1:])), pooled_p)
         out["loss_d_n"], out["loss_d_p"] = d_n, d_p
         self.optimise(engine, "discriminators", d_n + d_p, terms={"loss_d_n": d_n, "loss_d_p": d_p})
         return self.report(out)
 
-    def _real_map(self, own: torch.Tensor | None, pooled: torch.Tensor) -> torch.Tensor | None:
-        """The map a real image carries into the discriminator update: its ``own`` map ``(B, 1, *spatial)``, or with
-        ``real_attention_map="generated"`` the last channel of the pooled generated inputs ``(B, C + 1, *spatial)``
-        it is compared with."""
+    def real_map(self, own: torch.Tensor | None, generated: torch.Tensor) -> torch.Tensor | None:
+        """The map a real image carries into a guided discriminator: its ``own`` map ``(B, 1, *spatial)``, or with
+        ``real_attention_map="generated"`` the map ``(B, 1, *spatial)`` of the generated images it is compared with."""
         if self.real_attention_map == "own" or not self.attention_guided or own is None:
             return own
-        if pooled.shape[0] != own.shape[0]:
+        if generated.shape[0] != own.shape[0]:
             raise ValueError(
                 f"real_attention_map='generated' pairs each real image with a generated one: got {own.shape[0]} real "
-                f"and {pooled.shape[0]} generated images in a batch."
+                f"and {generated.shape[0]} generated images in a batch."
             )
-        return pooled[:, -1:]
+        return generated
 
     def _disc_loss(self, name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         disc = self.networks[name]

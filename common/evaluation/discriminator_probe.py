@@ -98,7 +98,6 @@ class DiscriminatorMapProbe:
             ``{"disc_n/real_own_map": ..., ..., "disc_p/map_gap": ..., "map_mean/attn_n": ..., ...}``.
         """
         step = self.step
-        own = step.real_attention_map == "own"
         was_training = {name: net.training for name, net in step.networks.items()}
         for net in step.networks.values():
             net.eval()
@@ -113,8 +112,8 @@ class DiscriminatorMapProbe:
                 fake_p, map_n = step.translate(real_n, "p")  # A_P(n)
                 # D_N: real negatives, fakes G_N(p) with A_N(p); D_P: real positives, fakes G_P(n) with A_P(n)
                 for name, real, fake, fake_map, real_map in (
-                    ("disc_n", real_n, fake_n, map_p, map_n if own else map_p),
-                    ("disc_p", real_p, fake_p, map_n, map_p if own else map_n),
+                    ("disc_n", real_n, fake_n, map_p, step.real_map(map_n, map_p)),
+                    ("disc_p", real_p, fake_p, map_n, step.real_map(map_p, map_n)),
                 ):
                     disc = step.module(name, frozen=True)
                     values = {
