@@ -24,7 +24,15 @@ from .mcgan_step import MCGANStep
 from .msg_gan_step import MSG_GAN_LOSSES, MSGGANStep, image_pyramid
 from .munit_step import MUNITStep
 from .pix2pix_step import Pix2PixStep
-from .precision import AMP_CHOICES, PrecisionPolicy, cpu_has_amx, resolve_precision
+from .precision import (
+    AMP_CHOICES,
+    BF16_MIN_SPEEDUP,
+    CPU_BF16_ENV,
+    PrecisionPolicy,
+    cpu_bf16_speedup,
+    cpu_has_amx,
+    resolve_precision,
+)
 from .progressive import ProgressiveBatchSampler, ProgressiveGANStep, ProgressiveSchedule
 from .schedules import LinearDecay, constant_then_linear_decay
 from .simgan_step import SimGANStep
@@ -68,6 +76,8 @@ __all__ += ["GAUNetStep"]
 __all__ += ["ADA_TRANSFORMS", "AdaptiveAugment", "StyleGAN2Step"]
 __all__ += ["Pix2PixStep"]
 __all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]
-__all__ += ["AMP_CHOICES", "PrecisionPolicy", "PrecisionState", "cpu_has_amx", "resolve_precision"]
+__all__ += ["AMP_CHOICES", "BF16_MIN_SPEEDUP", "CPU_BF16_ENV", "PrecisionPolicy", "PrecisionState", "cpu_bf16_speedup"]
+__all__ += ["cpu_has_amx"]
+__all__ += ["resolve_precision"]
 __all__ += ["all_reduce_gradients", "gradient_buckets"]
 __all__ += ["MEMORY_FORMATS", "AccelerationSettingError", "NetworkAcceleration"]

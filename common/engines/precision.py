@@ -3,10 +3,20 @@
 ``amp: auto`` (the bundles' default) picks per device what is reliably faster without changing what is learnt:
 
 - CPU **with AMX** (Intel Advanced Matrix Extensions, e.g. Sapphire Rapids and later): ``bfloat16`` autocast. Its
-  tile units make bf16 convolutions and matrix products about twice as fast as fp32.
-- CPU **without AMX**: ``float32``. AVX-512-BF16 alone is not enough: measured on such a CPU, a bf16 matmul runs at
-  less than half the fp32 rate and a CycleGAN step under bf16 autocast takes 1.3x as long as in fp32. AMX is
-  detected itself (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
+  tile units make bf16 convolutions and matrix products about twice as fast as fp32. AMX is detected itself
+  (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
+- CPU **without AMX**: measured (:func:`cpu_bf16_speedup`, a fraction of a second, once per process).
+  ``bfloat16`` autocast where a convolution's forward and backward under it runs at least
+  :data:`BF16_MIN_SPEEDUP` times as fast as in fp32, ``float32`` otherwise. AVX-512-BF16 alone decides nothing:
+  on one such CPU a CycleGAN step under bf16 autocast took 1.3x as long as in fp32 (bf16 convolutions at two thirds
+  of the fp32 rate), on another (an AMD EPYC of family 26, 2026-12-05) bf16 convolutions ran at 1.9x the fp32
+  rate. Under ``torch.distributed`` the ranks agree on the slowest rank's measurement. The environment variable
+  ``GDA_CPU_BF16`` (:data:`CPU_BF16_ENV`) replaces the measurement: ``0`` keeps fp32, ``1`` picks bf16 (e.g. to
+  give every node of a mixed cluster one precision without editing configs).
+  Known fault: on such a CPU (AMD EPYC, family 26, torch 2.13.0+cpu), oneDNN's bf16 weight gradient of a 3D
+  convolution on a tiny input (256 to 1 channels, kernel 4, a 3x3x3 input) reads uninitialised memory and comes out
+  NaN; the step's finiteness check stops such a run with its message (resume with ``amp: false``). Seen only at the
+  smoke-test sizes of the test suite, which therefore sets ``GDA_CPU_BF16=0``; not with AMX, not in 2D.
 - CUDA device with bf16 support (Ampere and later): ``bfloat16`` autocast, no gradient scaling (bf16 has fp32's
   exponent range).
 - Older CUDA devices: ``float16`` autocast with gradient scaling (``torch.amp.GradScaler``) against underflow.
@@ -32,13 +42,25 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import statistics
 import sys
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import torch
 
-__all__ = ["AMP_CHOICES", "AMP_DTYPES", "PrecisionPolicy", "cpu_has_amx", "resolve_precision"]
+__all__ = [
+    "AMP_CHOICES",
+    "AMP_DTYPES",
+    "BF16_MIN_SPEEDUP",
+    "CPU_BF16_ENV",
+    "PrecisionPolicy",
+    "cpu_bf16_speedup",
+    "cpu_has_amx",
+    "resolve_precision",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +77,13 @@ AMP_CHOICES = ("auto", True, False, *AMP_DTYPES, *_FP32_NAMES)
 """The accepted values of ``amp``."""
 
 _CPUINFO = "/proc/cpuinfo"
+CPU_BF16_ENV = "GDA_CPU_BF16"
+"""Environment variable that replaces :func:`cpu_bf16_speedup` for ``amp: auto`` on a CPU without AMX: ``0``
+(``false``, ``off``) keeps float32, ``1`` (``true``, ``on``) picks bfloat16 autocast; unset or empty: measure."""
+BF16_MIN_SPEEDUP = 1.2
+"""How many times as fast as float32 the :func:`cpu_bf16_speedup` probe must run under bfloat16 autocast for ``amp:
+auto`` to pick bf16 on a CPU without AMX: a margin over the probe's run-to-run noise, so that a CPU where both run
+at about the same rate keeps fp32 (never slower, nothing changed in what is learnt)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +108,7 @@ class PrecisionPolicy:
         return str(self.dtype).replace("torch.", "") if self.enabled and self.dtype is not None else "float32"
 
     def describe(self) -> str:
-        """One line, e.g. ``"bfloat16 autocast (CPU with AMX)"`` or ``"float32 (CPU without AMX: ...)"``."""
+        """One line, e.g. ``"bfloat16 autocast (CPU with AMX)"`` or ``"float32 (CPU without AMX, bfloat16 ... 0.70x ...)"``."""
         what = f"{self.name} autocast" + (" with gradient scaling" if self.grad_scaling else "")
         return f"{what if self.enabled else 'float32'} ({self.reason})"
 
@@ -119,6 +148,65 @@ def cpu_has_amx() -> bool:
         except RuntimeError:  # pragma: no cover - a build without the CPU feature detector
             pass
     return _cpuinfo_has_amx()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speedup(channels: int = 128, size: int = 32, repeats: int = 5) -> float:
+    """How many times as fast a convolution trains under bfloat16 autocast as in float32 on this CPU (measured).
+
+    The probe is the bulk of the GAN steps' work: a 3x3 convolution, ``channels`` to ``channels``, on one
+    ``channels x size x size`` image (0.3 GFLOP at the defaults, a ResNet generator's residual convolution at a
+    quarter of its width), forward and backward (input and weight gradients) from fp32 parameters, under
+    ``torch.autocast("cpu", torch.bfloat16)`` as a step runs it (casts included) and without. Each precision is
+    warmed up once (oneDNN builds its kernels at the first call), then both are timed ``repeats`` times, alternating,
+    with torch's current thread count. The inputs come from a generator of their own: the global random state, and
+    so a run's initial weights, do not depend on the probe. Cached per process.
+
+    Args:
+        channels: input and output channels of the probe convolution.
+        size: its spatial size.
+        repeats: timed passes per precision.
+
+    Returns:
+        The median fp32 time over the median bf16 time: above 1 where bf16 is faster.
+    """
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, channels, size, size, generator=generator)
+    weight = (torch.randn(channels, channels, 3, 3, generator=generator) * 0.05).requires_grad_()
+
+    def one_pass(bf16: bool) -> float:
+        inputs = x.detach().requires_grad_()
+        start = perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = torch.nn.functional.conv2d(inputs, weight, padding=1)
+        out.float().square().mean().backward()
+        weight.grad = None
+        return perf_counter() - start
+
+    for bf16 in (False, True):  # warm-up
+        one_pass(bf16)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for bf16 in (False, True):
+            times[bf16].append(one_pass(bf16))
+    return statistics.median(times[False]) / statistics.median(times[True])
+
+
+def _slowest_rank(value: float) -> float:
+    """``value`` as the minimum over the ranks of an initialised ``torch.distributed`` group (itself otherwise).
+
+    Every rank calls the policy at the same point of a step's construction, so all of them pick one precision.
+    Where the group's backend cannot reduce a CPU tensor (e.g. NCCL), each rank keeps its own value.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    try:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    except RuntimeError:  # pragma: no cover - a backend without CPU tensors
+        return value
+    return float(tensor.item())
 
 
 def _cpuinfo_has_amx(path: str | None = None) -> bool:
@@ -192,7 +280,19 @@ def resolve_precision(amp: bool | str, device: str | torch.device, amp_dtype: st
     if device.type == "cpu":
         if cpu_has_amx():
             return PrecisionPolicy(True, torch.bfloat16, False, "CPU with AMX")
-        return PrecisionPolicy(False, None, False, "CPU without AMX: bfloat16 is slower than float32 there")
+        forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+        if forced:
+            if forced not in ("0", "false", "off", "1", "true", "on"):
+                raise ValueError(f"{CPU_BF16_ENV} must be 0 or 1 (or unset to measure), got {forced!r}.")
+            bf16 = forced in ("1", "true", "on")
+            return PrecisionPolicy(
+                bf16, torch.bfloat16 if bf16 else None, False, f"CPU without AMX, {CPU_BF16_ENV}={forced}"
+            )
+        speedup = _slowest_rank(cpu_bf16_speedup())
+        measured = f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
+        if speedup >= BF16_MIN_SPEEDUP:
+            return PrecisionPolicy(True, torch.bfloat16, False, measured)
+        return PrecisionPolicy(False, None, False, f"{measured} (below {BF16_MIN_SPEEDUP}x)")
     if device.type == "cuda":
         if _cuda_bf16_native():
             return PrecisionPolicy(True, torch.bfloat16, False, "CUDA device with bfloat16 support")

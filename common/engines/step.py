@@ -5,9 +5,10 @@ The engine owns the loop (data, events, checkpoints, handlers); a step object ow
 live here once, not in each method:
 
 - the precision policy (:func:`common.engines.precision.resolve_precision`: ``amp="auto"`` picks bfloat16 autocast
-  on AMX CPUs and bf16-capable CUDA devices, float16 with gradient scaling on older CUDA devices, float32
-  elsewhere), resolved once, logged, kept in checkpoints, and applied by :meth:`TrainingStep.autocast`
-  (``torch.autocast(device.type, dtype)``); penalties, losses and norm statistics stay float32 (see that module);
+  on AMX CPUs, on other CPUs where it measures faster than float32, and on bf16-capable CUDA devices, float16 with
+  gradient scaling on older CUDA devices, float32 elsewhere), resolved once, logged, kept in checkpoints, and
+  applied by :meth:`TrainingStep.autocast` (``torch.autocast(device.type, dtype)``); penalties, losses and norm
+  statistics stay float32 (see that module);
 - gradient scaling (``torch.amp.GradScaler``, enabled only for float16 autocast on CUDA);
 - ``n_critic``: discriminator steps per generator step (one fresh real batch per critic step, as in
   Algorithm 1 of Arjovsky et al. 2017: the generator is updated on every ``n_critic``-th iteration);
@@ -80,7 +81,7 @@ class PrecisionState:
     """The checkpointed record of a step's precision policy (``state_dict``/``load_state_dict`` for checkpoints).
 
     Saving writes ``step.precision.as_dict()``. Loading does not impose the saved policy: the resumed run keeps the
-    policy resolved for its own device (e.g. bf16 on an AMX CPU after fp32 on a CPU without AMX), logs both, and keeps
+    policy resolved for its own device (e.g. bf16 on an AMX CPU after fp32 on a CPU where bf16 is slower), logs both, and keeps
     the saved one as ``step.resumed_precision``.
 
     Args:
@@ -117,9 +118,10 @@ class TrainingStep:
         schedulers: optional learning-rate schedulers by name (saved in checkpoints); the trainer steps them with
             MONAI's ``LrScheduleHandler`` every ``scheduler_interval`` (see :meth:`lr_schedule_handlers`).
         amp: the precision policy (:func:`~common.engines.precision.resolve_precision`): ``"auto"`` (per device:
-            bfloat16 autocast on CPUs with AMX and bf16-capable CUDA devices, float16 with gradient scaling on older
-            CUDA devices, float32 otherwise; the bundles' default), ``True`` (autocast with ``amp_dtype``), ``False``
-            (float32; this class's default), or a dtype name (``"bfloat16"``, ``"float16"``, ``"float32"``). The
+            bfloat16 autocast on CPUs with AMX, on other CPUs where a probe measures it faster than float32 and on
+            bf16-capable CUDA devices, float16 with gradient scaling on older CUDA devices, float32 otherwise; the
+            bundles' default), ``True`` (autocast with ``amp_dtype``), ``False`` (float32; this class's default),
+            or a dtype name (``"bfloat16"``, ``"float16"``, ``"float32"``). The
             resolved policy is ``self.precision``, logged once at INFO and saved in checkpoints.
         amp_dtype: the autocast dtype of ``amp=True``: ``"bfloat16"`` (default; CPU and recent GPUs) or
             ``"float16"`` (CUDA, with gradient scaling).

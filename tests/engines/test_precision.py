@@ -1,17 +1,21 @@
 """The precision policy (``amp: auto``): per-device resolution, the step's autocast, checkpoints, the run summary.
 
-The capability queries (AMX, CUDA bf16) are monkeypatched both ways, so the tests give the same answers on any
-machine; nothing here asserts a time.
+The capability queries (AMX, the measured bf16 speed of a CPU without AMX, CUDA bf16) are monkeypatched both ways,
+so the tests give the same answers on any machine; nothing here asserts a time.
 """
 
 import json
 import logging
+import math
+import multiprocessing as mp
 import shutil
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.distributed as dist
 from common.engines import (
     CheckpointHandler,
     GANStep,
@@ -34,10 +38,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def amx(monkeypatch):
-    """Set whether the CPU reports AMX: ``amx(True)`` / ``amx(False)``."""
+    """Set whether the CPU reports AMX and what the bf16 probe measures: ``amx(True)``, ``amx(False, 1.9)``.
 
-    def _set(flag: bool) -> None:
+    Without AMX the probe's answer defaults to 0.7 (bf16 slower), as on the CPUs where fp32 is the right choice.
+    """
+
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # the suite's conftest sets it: measure here
+
+    def _set(flag: bool, bf16_speedup: float = 0.7) -> None:
         monkeypatch.setattr(precision, "cpu_has_amx", lambda: flag)
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: bf16_speedup)
 
     return _set
 
@@ -65,8 +75,75 @@ def test_auto_on_cpu_is_bf16_only_with_amx(amx):
     amx(False)
     off = resolve_precision("AUTO", torch.device("cpu"))
     assert (off.enabled, off.dtype, off.grad_scaling) == (False, None, False)
-    assert off.reason.startswith("CPU without AMX") and off.name == "float32"
+    assert off.reason == "CPU without AMX, bfloat16 convolutions measured at 0.70x the float32 speed (below 1.2x)"
+    assert off.name == "float32"
     assert off.as_dict() == {"enabled": False, "dtype": "float32", "grad_scaling": False, "reason": off.reason}
+
+
+@pytest.mark.parametrize("speedup, bf16", [(0.5, False), (1.19, False), (1.2, True), (1.9, True)])
+def test_auto_on_cpu_without_amx_follows_the_measured_bf16_speed(amx, speedup, bf16):
+    """AVX-512-BF16 without AMX is faster than fp32 on some CPUs and slower on others: the probe decides."""
+    amx(False, speedup)
+    policy = resolve_precision("auto", "cpu")
+    assert (policy.enabled, policy.dtype, policy.grad_scaling) == (bf16, torch.bfloat16 if bf16 else None, False)
+    assert policy.reason.startswith(f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x")
+    amx(True, 0.5)  # AMX is enough: the probe is not asked
+    assert resolve_precision("auto", "cpu").reason == "CPU with AMX"
+
+
+@pytest.mark.parametrize("value, bf16", [("0", False), ("off", False), ("1", True), ("TRUE", True)])
+def test_the_environment_variable_replaces_the_probe(amx, monkeypatch, value, bf16):
+    amx(False, 1.9)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, value)
+    policy = resolve_precision("auto", "cpu")
+    assert (policy.enabled, policy.dtype) == (bf16, torch.bfloat16 if bf16 else None)
+    assert policy.reason == f"CPU without AMX, GDA_CPU_BF16={value.lower()}"
+    amx(True)  # AMX decides alone
+    assert resolve_precision("auto", "cpu").reason == "CPU with AMX"
+    amx(False, 0.5)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "maybe")
+    with pytest.raises(ValueError, match="GDA_CPU_BF16 must be 0 or 1"):
+        resolve_precision("auto", "cpu")
+
+
+def test_bf16_probe_measures_without_touching_the_global_random_state(monkeypatch):
+    precision.cpu_bf16_speedup.cache_clear()
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    speedup = precision.cpu_bf16_speedup(channels=8, size=8, repeats=2)
+    assert torch.equal(torch.get_rng_state(), state)  # a run's initial weights do not depend on the probe
+    assert math.isfinite(speedup) and speedup > 0
+    # timed as fp32 over bf16: a bf16 pass that takes twice as long reads 0.5
+    clock = iter([0.0, 1.0, 0.0, 2.0] * 4)
+    monkeypatch.setattr(precision, "perf_counter", lambda: next(clock))
+    precision.cpu_bf16_speedup.cache_clear()
+    assert precision.cpu_bf16_speedup(channels=4, size=4, repeats=1) == pytest.approx(0.5)
+    precision.cpu_bf16_speedup.cache_clear()
+
+
+def _slowest_rank_worker(rank: int, port: int, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        results.put((rank, precision._slowest_rank([1.9, 1.1][rank])))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_agree_on_the_slowest_measurement():
+    """Two gloo ranks measuring 1.9x and 1.1x both use 1.1x, so both train in fp32."""
+    assert precision._slowest_rank(1.9) == 1.9  # no process group: its own value
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_slowest_rank_worker, args=(r, port, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    assert got == {0: pytest.approx(1.1), 1: pytest.approx(1.1)}
 
 
 def test_auto_on_cuda_bf16_or_fp16_with_scaling(cuda_bf16):
