@@ -5,7 +5,7 @@
 - CPU **with AMX** (Intel Advanced Matrix Extensions, e.g. Sapphire Rapids and later): ``bfloat16`` autocast. Its
   tile units make bf16 convolutions and matrix products about twice as fast as fp32. AMX is detected itself
   (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
-- CPU **without AMX**: measured (:func:`cpu_bf16_speedup`, a fraction of a second, once per process).
+- CPU **without AMX**: measured (:func:`cpu_bf16_speedup`, 0.1-0.2 s, once per process).
   ``bfloat16`` autocast where a convolution's forward and backward under it runs at least
   :data:`BF16_MIN_SPEEDUP` times as fast as in fp32, ``float32`` otherwise. AVX-512-BF16 alone decides nothing:
   on one such CPU a CycleGAN step under bf16 autocast took 1.3x as long as in fp32 (bf16 convolutions at two thirds
@@ -151,12 +151,12 @@ def cpu_has_amx() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_bf16_speedup(channels: int = 128, size: int = 32, repeats: int = 5) -> float:
+def cpu_bf16_speedup(channels: int = 256, size: int = 32, repeats: int = 5) -> float:
     """How many times as fast a convolution trains under bfloat16 autocast as in float32 on this CPU (measured).
 
     The probe is the bulk of the GAN steps' work: a 3x3 convolution, ``channels`` to ``channels``, on one
-    ``channels x size x size`` image (0.3 GFLOP at the defaults, a ResNet generator's residual convolution at a
-    quarter of its width), forward and backward (input and weight gradients) from fp32 parameters, under
+    ``channels x size x size`` image (1.2 GFLOP forward at the defaults: a ResNet generator's residual convolution on a
+    quarter of its feature map), forward and backward (input and weight gradients) from fp32 parameters, under
     ``torch.autocast("cpu", torch.bfloat16)`` as a step runs it (casts included) and without. Each precision is
     warmed up once (oneDNN builds its kernels at the first call), then both are timed ``repeats`` times, alternating,
     with torch's current thread count. The inputs come from a generator of their own: the global random state, and
