@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +19,10 @@ import nibabel as nib
 from common.data import validate_datalist
 from monai.bundle import ConfigWorkflow
 
+from tests.gloo import free_port  # noqa: F401 (the torchrun tests import it from here)
+
 #: the repository root.
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for ``torchrun --master_port``)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_cli(

@@ -7,9 +7,7 @@ so the tests give the same answers on any machine; nothing here asserts a time.
 import json
 import logging
 import math
-import multiprocessing as mp
 import shutil
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +29,8 @@ from common.handlers import RunSummaryHandler
 from common.losses import AdversarialLoss, gradient_penalty
 from common.networks import DCGANDiscriminator, DCGANGenerator
 from training_runs import build
+
+from tests.gloo import run_ranks
 
 LATENT = 8
 REPO = Path(__file__).resolve().parents[2]
@@ -132,17 +132,7 @@ def _slowest_rank_worker(rank: int, port: int, results) -> None:
 def test_ranks_agree_on_the_slowest_measurement():
     """Two gloo ranks measuring 1.9x and 1.1x both use 1.1x, so both train in fp32."""
     assert precision._slowest_rank(1.9) == 1.9  # no process group: its own value
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_slowest_rank_worker, args=(r, port, results)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=30)
+    got = dict(run_ranks(_slowest_rank_worker, 2))
     assert got == {0: pytest.approx(1.1), 1: pytest.approx(1.1)}
 
 

@@ -8,8 +8,6 @@ generator and are never device tensors.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import socket
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,6 +19,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from common.engines import DivergenceError, GANStep, TrainingStep
 from common.engines.grad_sync import all_reduce_gradients, gradient_buckets
+
+from tests.gloo import run_ranks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cyclegan_step import batches, make_step  # noqa: E402
@@ -196,18 +196,7 @@ def _sync_worker(rank: int, port: int, results) -> None:
 
 @pytest.mark.slow
 def test_bucketed_all_reduce_equals_per_parameter_all_reduce_on_two_gloo_ranks():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_sync_worker, args=(r, port, results)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = [results.get(timeout=120) for _ in range(2 * 7)]
-    for p in procs:
-        p.join(timeout=30)
-    assert all(p.exitcode == 0 for p in procs)
+    got = run_ranks(_sync_worker, 2 * 7)
     equal = [g for g in got if len(g) == 5]
     assert len(equal) == 6 and all(e[2] and e[3] and e[4] for e in equal), equal
     partial = [g for g in got if g[2:3] == ("partial",)]

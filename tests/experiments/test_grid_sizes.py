@@ -17,6 +17,7 @@ GRIDS = [
     "phantom_classification_calibrated.yaml",
     "phantom_classification_calibrated_gan.yaml",
     "phantom_segmentation_calibrated.yaml",
+    "phantom_segmentation_calibrated_gan.yaml",
 ]
 MIN_TEST_PATIENTS = 40
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import socket
 
 import torch.distributed as dist
 from common.utils import get_rank, get_world_size, is_rank0
+
+from tests.gloo import free_port
 
 
 def test_rank_zero_and_world_size_one_without_process_group():
@@ -30,9 +31,7 @@ def _rank0_alone_asks(rank: int, port: int, results) -> None:
 
 def test_rank_query_on_one_rank_runs_no_collective():
     """Rank 0 alone asking for the world size (as when it alone writes a datalist) must not wait for the others."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = [ctx.Process(target=_rank0_alone_asks, args=(r, port, results)) for r in range(2)]
