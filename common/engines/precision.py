@@ -10,7 +10,7 @@
   :data:`BF16_MIN_SPEEDUP` times as fast as in fp32, ``float32`` otherwise. AVX-512-BF16 alone decides nothing:
   on one such CPU a CycleGAN step under bf16 autocast took 1.3x as long as in fp32 (bf16 convolutions at two thirds
   of the fp32 rate), on another (an AMD EPYC of family 26, 2026-12-05) bf16 convolutions ran at 1.9x the fp32
-  rate. Under ``torch.distributed`` the ranks agree on the slowest rank's measurement. The environment variable
+  rate. Under ``torch.distributed`` the ranks of a training step agree on the slowest rank's measurement. The environment variable
   ``GDA_CPU_BF16`` (:data:`CPU_BF16_ENV`) replaces the measurement: ``0`` keeps fp32, ``1`` picks bf16 (e.g. to
   give every node of a mixed cluster one precision without editing configs).
   Known fault: on such a CPU (AMD EPYC, family 26, torch 2.13.0+cpu), oneDNN's bf16 weight gradient of a 3D
@@ -250,7 +250,9 @@ def _parse_amp(amp: bool | str) -> bool | str:
     raise ValueError(f"amp must be 'auto', true, false or a dtype name {[*AMP_DTYPES, *_FP32_NAMES]}, got {amp!r}.")
 
 
-def resolve_precision(amp: bool | str, device: str | torch.device, amp_dtype: str | None = None) -> PrecisionPolicy:
+def resolve_precision(
+    amp: bool | str, device: str | torch.device, amp_dtype: str | None = None, across_ranks: bool = False
+) -> PrecisionPolicy:
     """Resolve the ``amp`` setting of a bundle or step for ``device`` (see the module docstring for the rules).
 
     Args:
@@ -258,6 +260,9 @@ def resolve_precision(amp: bool | str, device: str | torch.device, amp_dtype: st
             ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"`` (autocast in it), ``"float32"``/``"fp32"`` (off).
         device: the training device.
         amp_dtype: the autocast dtype of ``amp=True`` (default ``"bfloat16"``); ignored by the other values.
+        across_ranks: under an initialised ``torch.distributed`` group, let every rank use the slowest rank's bf16
+            measurement (a collective: only where every rank resolves its precision at the same point, as
+            :class:`~common.engines.TrainingStep` does; never from code that runs on one rank alone).
 
     Returns:
         The :class:`PrecisionPolicy`; gradient scaling only for float16 on CUDA.
@@ -288,7 +293,7 @@ def resolve_precision(amp: bool | str, device: str | torch.device, amp_dtype: st
             return PrecisionPolicy(
                 bf16, torch.bfloat16 if bf16 else None, False, f"CPU without AMX, {CPU_BF16_ENV}={forced}"
             )
-        speedup = _slowest_rank(cpu_bf16_speedup())
+        speedup = _slowest_rank(cpu_bf16_speedup()) if across_ranks else cpu_bf16_speedup()
         measured = f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
         if speedup >= BF16_MIN_SPEEDUP:
             return PrecisionPolicy(True, torch.bfloat16, False, measured)

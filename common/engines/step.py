@@ -173,7 +173,7 @@ class TrainingStep:
         self.schedulers = dict(schedulers or {})
         self.scheduler_interval = scheduler_interval
         self.device = torch.device(device)
-        self.precision: PrecisionPolicy = resolve_precision(amp, self.device, amp_dtype)
+        self.precision: PrecisionPolicy = resolve_precision(amp, self.device, amp_dtype, across_ranks=True)
         self.resumed_precision: dict[str, Any] | None = None
         logger.info("precision on %s: %s", self.device, self.precision.describe())
         self.amp = self.precision.enabled
