@@ -1,16 +1,8 @@
 """Fixtures for the whole test suite."""
 
 import locale
-import os
 
 import pytest
-
-# The precision policy measures bf16 against fp32 on a CPU without AMX (common.engines.precision). At the suite's
-# smoke-test sizes oneDNN's bf16 weight gradient of a 3D convolution on a 3x3x3 input comes out NaN on such a CPU
-# (an AMD EPYC with AVX-512-BF16; see that module), so the suite keeps fp32 there, as before the probe, and the
-# runs it starts in subprocesses inherit this; CPUs with AMX still train the bundles in bf16. The probe and the
-# variable are tested in tests/engines/test_precision.py.
-os.environ.setdefault("GDA_CPU_BF16", "0")
 
 
 @pytest.fixture(autouse=True)

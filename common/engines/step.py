@@ -43,7 +43,9 @@ from common.utils import get_world_size
 from monai.handlers import LrScheduleHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from . import precision as precision_policy
 from .acceleration import NetworkAcceleration
+from .cpu_bf16_guard import TINY_OUTPUT, guard_tiny_3d_convolutions
 from .grad_sync import DEFAULT_BUCKET_MB, all_reduce_gradients
 from .precision import AMP_DTYPES, PrecisionPolicy, resolve_precision
 
@@ -176,6 +178,15 @@ class TrainingStep:
         self.precision: PrecisionPolicy = resolve_precision(amp, self.device, amp_dtype, across_ranks=True)
         self.resumed_precision: dict[str, Any] | None = None
         logger.info("precision on %s: %s", self.device, self.precision.describe())
+        if self.device.type == "cpu" and self.precision.dtype == torch.bfloat16 and not precision_policy.cpu_has_amx():
+            guarded = guard_tiny_3d_convolutions(unwrap(n) for n in networks.values())
+            if guarded:
+                logger.info(
+                    "bf16 on a CPU without AMX: %d stride-1 3D convolutions run in float32 when their output is at most"
+                    " %d voxels wide (a oneDNN fault; common.engines.cpu_bf16_guard)",
+                    guarded,
+                    TINY_OUTPUT,
+                )
         self.amp = self.precision.enabled
         self.amp_dtype = self.precision.dtype if self.precision.enabled else AMP_DTYPES[amp_dtype]
         self.n_critic = int(n_critic)
