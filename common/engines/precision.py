@@ -107,7 +107,7 @@ class PrecisionPolicy:
         return str(self.dtype).replace("torch.", "") if self.enabled and self.dtype is not None else "float32"
 
     def describe(self) -> str:
-        """One line, e.g. ``"bfloat16 autocast (CPU with AMX)"`` or ``"float32 (CPU without AMX, bfloat16 ... 0.70x ...)"``."""
+        """One line, e.g. ``"bfloat16 autocast (CPU with AMX)"`` or ``"float32 (amp: false)"``."""
         what = f"{self.name} autocast" + (" with gradient scaling" if self.grad_scaling else "")
         return f"{what if self.enabled else 'float32'} ({self.reason})"
 
@@ -153,7 +153,7 @@ def cpu_has_amx() -> bool:
 def cpu_bf16_speedup(channels: int = 256, size: int = 32, repeats: int = 5) -> float:
     """How many times as fast a convolution trains under bfloat16 autocast as in float32 on this CPU (measured).
 
-    The probe is the bulk of the GAN steps' work: a 3x3 convolution, ``channels`` to ``channels``, on one
+    The probe stands for the bulk of the GAN steps' work: a 3x3 convolution, ``channels`` to ``channels``, on one
     ``channels x size x size`` image (1.2 GFLOP forward at the defaults: a ResNet generator's residual convolution on a
     quarter of its feature map), forward and backward (input and weight gradients) from fp32 parameters, under
     ``torch.autocast("cpu", torch.bfloat16)`` as a step runs it (casts included) and without. Each precision is

@@ -83,8 +83,8 @@ class PrecisionState:
     """The checkpointed record of a step's precision policy (``state_dict``/``load_state_dict`` for checkpoints).
 
     Saving writes ``step.precision.as_dict()``. Loading does not impose the saved policy: the resumed run keeps the
-    policy resolved for its own device (e.g. bf16 on an AMX CPU after fp32 on a CPU where bf16 is slower), logs both, and keeps
-    the saved one as ``step.resumed_precision``.
+    policy resolved for its own device (e.g. bf16 on an AMX CPU after fp32 on a CPU where bf16 is slower), logs both,
+    and keeps the saved one as ``step.resumed_precision``.
 
     Args:
         step: the training step.
@@ -123,8 +123,8 @@ class TrainingStep:
             bfloat16 autocast on CPUs with AMX, on other CPUs where a probe measures it faster than float32 and on
             bf16-capable CUDA devices, float16 with gradient scaling on older CUDA devices, float32 otherwise; the
             bundles' default), ``True`` (autocast with ``amp_dtype``), ``False`` (float32; this class's default),
-            or a dtype name (``"bfloat16"``, ``"float16"``, ``"float32"``). The
-            resolved policy is ``self.precision``, logged once at INFO and saved in checkpoints.
+            or a dtype name (``"bfloat16"``, ``"float16"``, ``"float32"``). The resolved policy is
+            ``self.precision``, logged once at INFO and saved in checkpoints.
         amp_dtype: the autocast dtype of ``amp=True``: ``"bfloat16"`` (default; CPU and recent GPUs) or
             ``"float16"`` (CUDA, with gradient scaling).
         n_critic: discriminator updates per generator update.
