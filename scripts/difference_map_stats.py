@@ -23,8 +23,12 @@ import fire
 import nibabel as nib
 import numpy as np
 
-RULE_FILES = {"train": "cross_domain/enhanced_datalist.json", "test": "cross_domain_test/enhanced_datalist.json"}
-"""Where a grid generator's ``eval`` folder holds each rule's enhanced datalist."""
+RULE_FILES = {
+    "training images": "cross_domain/enhanced_datalist.json",
+    "validation and test images": "cross_domain_test/enhanced_datalist.json",
+    "training images (ablation)": "cross_domain_train_test_rule/enhanced_datalist.json",
+}
+"""Where a grid generator's ``eval`` folder holds the enhanced datalist of each set of images (those present)."""
 
 
 def _load(path: str) -> np.ndarray:
@@ -80,16 +84,19 @@ def main(grid_dir: str, output: str | None = None) -> str:
     Returns:
         The markdown table.
     """
-    rows = ["| generator | data set | rule | positives | inside the tumour | outside | negatives | negative images |"]
-    rows.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = [
+        "| generator | data set | images | rule | positives | inside the tumour | outside | negatives | negative images |"
+    ]
+    rows.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for eval_dir in sorted(Path(grid_dir).glob("generators/*/*/eval")):
-        for rule, relative in RULE_FILES.items():
+        for images, relative in RULE_FILES.items():
             if (eval_dir / relative).is_file():
                 s = map_statistics(eval_dir / relative)
                 rows.append(
-                    f"| {eval_dir.parent.parent.name} | {eval_dir.parent.name} | {s['rule'] or rule} | {s['positives']} "
-                    f"| {fmt(s['inside'])} | {fmt(s['outside'])} | {s['negatives']} | {fmt(s['negative'])} |"
+                    f"| {eval_dir.parent.parent.name} | {eval_dir.parent.name} | {images} | {s['rule'] or '-'} "
+                    f"| {s['positives']} | {fmt(s['inside'])} | {fmt(s['outside'])} | {s['negatives']} "
+                    f"| {fmt(s['negative'])} |"
                 )
     table = "\n".join(rows) + "\n"
     if output:

@@ -292,6 +292,25 @@ def test_enhanced_rules_are_enforced(bundle_copy, phantoms):
     with pytest.raises(Exception) as error:
         wf.parser.get_parsed_content("validate#datalist")
     assert "'test' rule" in chain(error.value)
+    # training needs train-rule maps unless enhanced_train_rule says otherwise (the calibrated grid's ablation)
+    test_rule = str(root / "data" / "enhanced" / "validation" / "enhanced_datalist.json")
+    for train_rule_id, refused in (("train", True), ("test", False)):
+        wf = ConfigWorkflow(
+            config_file=files,
+            workflow_type=None,
+            logging_file=False,
+            enhanced_datalist=test_rule,
+            enhanced_train_rule=train_rule_id,
+        )
+        wf.initialize()
+        if refused:
+            with pytest.raises(Exception) as error:
+                wf.parser.get_parsed_content("train#enhanced_entries")
+            assert "'train' rule is needed" in chain(error.value)
+        else:  # accepted by its rule; the training images have no maps in the validation file, which is named
+            with pytest.raises(Exception) as error:
+                wf.parser.get_parsed_content("train#enhanced_entries")
+            assert "'train' rule" not in chain(error.value) and re.search("no difference map", chain(error.value))
     # an image without a map is named
     wf = ConfigWorkflow(
         config_file=files,

@@ -45,6 +45,7 @@ def test_inside_outside_and_negative_means(tmp_path):
     assert s["inside"] == pytest.approx(2.0) and s["outside"] == pytest.approx(0.2)  # channels averaged
     assert s["negative"] == pytest.approx(0.25)
     table = main(str(grid), output=str(tmp_path / "maps.md"))
-    assert "| gen | set | train | 1 | 2.000 | 0.200 | 1 | 0.250 |" in table
-    assert "| gen | set | test | 1 | 1.000 | 0.200 | 1 | 0.250 |" in table
+    assert "| gen | set | training images | train | 1 | 2.000 | 0.200 | 1 | 0.250 |" in table
+    assert "| gen | set | validation and test images | test | 1 | 1.000 | 0.200 | 1 | 0.250 |" in table
+    assert "ablation" not in table  # no such file: no row
     assert (tmp_path / "maps.md").read_text() == table
