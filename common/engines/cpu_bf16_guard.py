@@ -49,7 +49,7 @@ def _guarded_conv_forward(
     if (
         input.device.type == "cpu"
         and torch.is_autocast_enabled("cpu")
-        and min(_output_sizes(self, input.shape[2:])) <= TINY_OUTPUT
+        and min(_output_sizes(self, input.shape[-3:])) <= TINY_OUTPUT
     ):
         with torch.autocast("cpu", enabled=False):
             return type(self)._conv_forward(self, input.float(), weight.float(), None if bias is None else bias.float())

@@ -49,6 +49,7 @@ from time import perf_counter
 from typing import Any
 
 import torch
+from common.utils import get_world_size
 
 __all__ = [
     "AMP_CHOICES",
@@ -197,12 +198,11 @@ def _slowest_rank(value: float) -> float:
     Every rank calls the policy at the same point of a step's construction, so all of them pick one precision.
     Where the group's backend cannot reduce a CPU tensor (e.g. NCCL), each rank keeps its own value.
     """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+    if get_world_size() < 2:
         return value
     tensor = torch.tensor([value], dtype=torch.float64)
     try:
-        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
     except RuntimeError:  # pragma: no cover - a backend without CPU tensors
         return value
     return float(tensor.item())
@@ -249,6 +249,25 @@ def _parse_amp(amp: bool | str) -> bool | str:
     raise ValueError(f"amp must be 'auto', true, false or a dtype name {[*AMP_DTYPES, *_FP32_NAMES]}, got {amp!r}.")
 
 
+def _auto_cpu_policy(across_ranks: bool) -> PrecisionPolicy:
+    """``amp: auto`` on a CPU: bf16 with AMX; without, as ``GDA_CPU_BF16`` says or as the probe measures."""
+    if cpu_has_amx():
+        return PrecisionPolicy(True, torch.bfloat16, False, "CPU with AMX")
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("0", "false", "off", "1", "true", "on"):
+            raise ValueError(f"{CPU_BF16_ENV} must be 0 or 1 (or unset to measure), got {forced!r}.")
+        bf16 = forced in ("1", "true", "on")
+        return PrecisionPolicy(
+            bf16, torch.bfloat16 if bf16 else None, False, f"CPU without AMX, {CPU_BF16_ENV}={forced}"
+        )
+    speedup = _slowest_rank(cpu_bf16_speedup()) if across_ranks else cpu_bf16_speedup()
+    measured = f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
+    if speedup >= BF16_MIN_SPEEDUP:
+        return PrecisionPolicy(True, torch.bfloat16, False, measured)
+    return PrecisionPolicy(False, None, False, f"{measured} (below {BF16_MIN_SPEEDUP}x)")
+
+
 def resolve_precision(
     amp: bool | str, device: str | torch.device, amp_dtype: str | None = None, across_ranks: bool = False
 ) -> PrecisionPolicy:
@@ -282,21 +301,7 @@ def resolve_precision(
         return PrecisionPolicy(True, dtype, scaling, f"amp: {str(amp).lower()}" + (f", {name}" if mode is True else ""))
     # mode == "auto"
     if device.type == "cpu":
-        if cpu_has_amx():
-            return PrecisionPolicy(True, torch.bfloat16, False, "CPU with AMX")
-        forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
-        if forced:
-            if forced not in ("0", "false", "off", "1", "true", "on"):
-                raise ValueError(f"{CPU_BF16_ENV} must be 0 or 1 (or unset to measure), got {forced!r}.")
-            bf16 = forced in ("1", "true", "on")
-            return PrecisionPolicy(
-                bf16, torch.bfloat16 if bf16 else None, False, f"CPU without AMX, {CPU_BF16_ENV}={forced}"
-            )
-        speedup = _slowest_rank(cpu_bf16_speedup()) if across_ranks else cpu_bf16_speedup()
-        measured = f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
-        if speedup >= BF16_MIN_SPEEDUP:
-            return PrecisionPolicy(True, torch.bfloat16, False, measured)
-        return PrecisionPolicy(False, None, False, f"{measured} (below {BF16_MIN_SPEEDUP}x)")
+        return _auto_cpu_policy(across_ranks)
     if device.type == "cuda":
         if _cuda_bf16_native():
             return PrecisionPolicy(True, torch.bfloat16, False, "CUDA device with bfloat16 support")
