@@ -30,7 +30,7 @@ from common.evaluation.detection import DetectionEvaluation
 from common.evaluation.discriminator_probe import DiscriminatorMapProbe
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.evaluation.feature_svm import FeatureSVM
-from common.evaluation.generative import RESULT_KEYS, GenerativeEvaluation
+from common.evaluation.generative import REFERENCE_KEYS, RESULT_KEYS, GenerativeEvaluation
 from common.evaluation.mcgan import (
     MCGANSynthesis,
     NoduleGenerator,
@@ -60,6 +60,7 @@ __all__ = [
     "PAIRED_RESULT_KEYS",
     "PairedGenerativeEvaluation",
     "QuickGenerativeCheck",
+    "REFERENCE_KEYS",
     "RESULT_KEYS",
     "TranslationEvaluation",
     "box_placement_statistics",

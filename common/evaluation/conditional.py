@@ -7,7 +7,8 @@ trained). Then:
 
 - **FID** (with KID, MMD and SSIM diversity) of the synthetic set against the real split, by
   :class:`~common.evaluation.GenerativeEvaluation` with its named feature extractor (written as
-  ``feature_extractor``);
+  ``feature_extractor``), with the real *training* images scored the same way as the reference (``fid_reference``,
+  ``kid_reference_mean``: what copying the training set would score);
 - **PA**, per-pixel accuracy as paper 002 uses it for discriminability ([12] pix2pix's FCN-score, [37], [39]): a
   scorer trained on the real *training* images labels each ``x_g``, and PA is the share of pixels labelled with the
   class ``c`` it was generated for (one class per image: the share of images; :mod:`common.metrics.pixel_accuracy`),
@@ -193,6 +194,7 @@ class ConditionalGenerativeEvaluation:
             arch=self.arch,
             device=self.device,
             seed=self.seed,
+            reference_loader=train_images,
             extra={**results, **self.extra},
             **self.generative_args,
         )

@@ -13,7 +13,7 @@ from common.evaluation.report import write_report
 from common.metrics.features import build_feature_extractor, extract_features
 from common.metrics.generative import fid, kid, mmd, ssim_diversity
 
-__all__ = ["GenerativeEvaluation", "RESULT_KEYS"]
+__all__ = ["GenerativeEvaluation", "REFERENCE_KEYS", "RESULT_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ RESULT_KEYS = (
 )
 """Keys written by :meth:`GenerativeEvaluation.run`; ``extra`` may not reuse them."""
 
+REFERENCE_KEYS = ("fid_reference", "kid_reference_mean", "kid_reference_std", "num_reference")
+"""Keys written as well when a ``reference_loader`` is given; ``extra`` may not reuse them either."""
+
 
 class GenerativeEvaluation:
     """Compares real and synthetic images with FID, KID, MMD and SSIM diversity; configurable from a bundle YAML.
@@ -46,7 +49,13 @@ class GenerativeEvaluation:
     - ``ssim_diversity_fake`` and ``ssim_diversity_real``: mean (MS-)SSIM between random pairs within each set,
       the real value serving as the reference (lower is more diverse);
     - ``num_real``, ``num_fake``, ``feature_dim``, ``feature_extractor`` (the extractor's name), ``spatial_dims``,
-      ``diversity_metric``; then the ``extra`` entries.
+      ``diversity_metric``;
+    - with a ``reference_loader`` (e.g. the generator's own real training images): ``fid_reference``,
+      ``kid_reference_mean``, ``kid_reference_std`` and ``num_reference``, that set scored against the real images
+      with the same extractor, i.e. what a copy of it would score. KID is unbiased in the set sizes and compares
+      directly; FID falls with the number of images, so read ``fid`` against ``fid_reference`` only for similar
+      sizes;
+    - then the ``extra`` entries.
 
     The results are written as JSON to ``output_file`` atomically (parent folders created) and logged as a table by
     :func:`common.evaluation.report.write_report`. All images of both sets are kept in CPU memory for MMD and SSIM.
@@ -72,6 +81,8 @@ class GenerativeEvaluation:
         batch_size: largest batch passed to the feature extractor.
         seed: seed of the fallback initialisation, KID subsets and diversity pairs.
         feature_extractor: a ready extractor module with a ``name`` attribute; overrides ``weights_path``/``arch``.
+        reference_loader: optional third set, same forms as ``real_loader``, scored against the real images as the
+            reference of the synthetic ones (above).
     """
 
     def __init__(
@@ -95,10 +106,11 @@ class GenerativeEvaluation:
         batch_size: int = 16,
         seed: int = 0,
         feature_extractor: nn.Module | None = None,
+        reference_loader: torch.Tensor | Iterable | None = None,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        clash = sorted(set(extra or {}) & set(RESULT_KEYS))
+        clash = sorted(set(extra or {}) & {*RESULT_KEYS, *REFERENCE_KEYS})
         if clash:
             raise ValueError(f"extra keys {clash} clash with result keys.")
         self.real_loader = real_loader
@@ -120,6 +132,7 @@ class GenerativeEvaluation:
         self.batch_size = batch_size
         self.seed = seed
         self.feature_extractor = feature_extractor
+        self.reference_loader = reference_loader
 
     def _extractor(self) -> nn.Module:
         if self.feature_extractor is None:
@@ -178,6 +191,17 @@ class GenerativeEvaluation:
             "spatial_dims": self.spatial_dims,
             "diversity_metric": "ms-ssim" if self.multiscale else "ssim",
         }
+        if self.reference_loader is not None:
+            ref_feats, _ = self._read(extractor, self.reference_loader)
+            ref_kid_mean, ref_kid_std = kid(
+                real_feats, ref_feats, num_subsets=self.kid_subsets, subset_size=self.kid_subset_size, seed=self.seed
+            )
+            results.update(
+                fid_reference=fid(real_feats, ref_feats),
+                kid_reference_mean=ref_kid_mean,
+                kid_reference_std=ref_kid_std,
+                num_reference=int(ref_feats.shape[0]),
+            )
         results.update(self.extra)
         write_report(results, self.output_file, title="generative evaluation", log=logger, indent=2, default=str)
         return results

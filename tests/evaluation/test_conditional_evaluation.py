@@ -70,6 +70,8 @@ def test_pa_and_copy_check_of_known_generators(tmp_path):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["method"] == "test" and "FeatureSVM" in written["pa_scorer"] and "fid" in written
     assert (tmp_path / "pa" / "svm_model.npz").is_file()
+    # the training images scored as the reference: the same value whatever the generator draws
+    assert written["num_reference"] == 24 and written["fid_reference"] == pytest.approx(right["fid_reference"])
 
 
 def test_baselines_get_zeros_for_the_image(tmp_path):

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-from common.evaluation import RESULT_KEYS, GenerativeEvaluation, format_table
+from common.evaluation import REFERENCE_KEYS, RESULT_KEYS, GenerativeEvaluation, format_table
 from monai.data import DataLoader, Dataset
 
 
@@ -83,3 +83,22 @@ def test_format_table_alignment():
     assert lines[0].startswith("metric") and set(lines[1]) <= {"-", "+"}
     assert len({line.index("|") for line in lines if "|" in line}) == 1
     assert "1.23457" in table and '{"a": 1}' in table
+
+
+def test_reference_set_is_scored_like_the_synthetic_one(tmp_path):
+    """A reference set equal to the synthetic one scores exactly what the synthetic set scores; a set from the real
+    distribution scores nearer the real images than noise does; without a reference no reference key is written."""
+    real = _loader(12, 0, 24, 2)
+    noise = _loader(12, 1, 24, 2, noise=True)
+    settings = dict(arch="resnet10", input_size=16, kid_subsets=5, kid_subset_size=8, diversity_pairs=4)
+    same = GenerativeEvaluation(real, noise, 2, 1, str(tmp_path / "a.json"), reference_loader=noise, **settings).run()
+    assert set(REFERENCE_KEYS) <= set(same) and same["num_reference"] == 12
+    assert same["fid_reference"] == pytest.approx(same["fid"]) and same["kid_reference_mean"] == same["kid_mean"]
+    like_real = _loader(12, 2, 24, 2)
+    other = GenerativeEvaluation(real, noise, 2, 1, str(tmp_path / "b.json"), reference_loader=like_real, **settings)
+    scored = other.run()
+    assert scored["fid_reference"] < scored["fid"] and scored["kid_reference_mean"] < scored["kid_mean"]
+    plain = GenerativeEvaluation(real, noise, 2, 1, str(tmp_path / "c.json"), **settings).run()
+    assert not set(REFERENCE_KEYS) & set(plain) and plain["fid"] == pytest.approx(scored["fid"])
+    with pytest.raises(ValueError, match="clash"):
+        GenerativeEvaluation(real, noise, 2, 1, str(tmp_path / "d.json"), extra={"fid_reference": 0})
