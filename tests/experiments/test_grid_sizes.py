@@ -18,6 +18,7 @@ GRIDS = [
     "phantom_classification_calibrated_gan.yaml",
     "phantom_segmentation_calibrated.yaml",
     "phantom_segmentation_calibrated_gan.yaml",
+    "phantom_ga_unet_calibrated.yaml",
 ]
 MIN_TEST_PATIENTS = 40
 
