@@ -31,9 +31,12 @@ Each run's folder holds ``models/``, ``eval/`` (with the bundle's ``metrics.json
 ``run()`` returns the downstream records; ``generator_records`` holds the generators'. A failed run does not stop
 the grid; the command line front end exits non-zero when any run or generator failed, after the reports are written.
 
-Resume: a run whose ``run.json`` says ``ok`` with the same commands and overrides (a fingerprint) is skipped; a
-finished ``training`` step (``training.done.json``) is not repeated when only ``evaluating`` is missing; generators
-likewise. A failed run is recorded with its error (and retried on the next invocation); the grid goes on.
+Resume: a run whose ``run.json`` says ``ok`` with the same commands and overrides (a fingerprint) and the same
+contents of its config files (``config_digest``) is skipped; a finished ``training`` step (``training.done.json``)
+is not repeated when only ``evaluating`` is missing; generators likewise. A changed config file (e.g. an edited
+variant) runs its runs again; records written before config digests existed are trusted, with a log line saying so.
+Code is not part of either: after changing a bundle's code, re-run with ``--force``. A failed run is recorded with
+its error (and retried on the next invocation); the grid goes on.
 """
 
 from __future__ import annotations
@@ -146,6 +149,17 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _files_digest(files: list[str]) -> str:
+    """A digest of the files' contents (``missing`` for a file that is not there), in order."""
+    parts = []
+    for name in files:
+        try:
+            parts.append(hashlib.sha256(Path(name).read_bytes()).hexdigest())
+        except OSError:
+            parts.append("missing")
+    return _fingerprint(parts)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -213,6 +227,12 @@ class RunPlan:
                 "seed": self.seed,
             }
         )
+
+    def config_digest(self, step: int | None = None) -> str:
+        """A digest of the contents of the config files of the steps (up to ``step``), the grid's own overrides
+        files excepted (the fingerprint holds their content)."""
+        steps = self.steps if step is None else self.steps[: step + 1]
+        return _files_digest([f for s in steps for f in s.files])
 
 
 class GridRunner:
@@ -393,7 +413,12 @@ class GridRunner:
             "fingerprint": fingerprint,
             "overrides": plan.overrides,
         }
+        digest = plan.config_digest()
+        record["config_digest"] = digest
         old = _read_json(status_path)
+        if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
+            if not self._same_configs(old, digest, plan):
+                old = None
         if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
             try:
                 old.update(check(plan))  # read again: e.g. the per-image values a changed grid now reports
@@ -425,12 +450,17 @@ class GridRunner:
             for i, step in enumerate(plan.steps):
                 marker = plan.run_dir / f"{step.name}.done.json"
                 step_fp = plan.fingerprint(i)
+                step_digest = plan.config_digest(i)
                 done = _read_json(marker)
+                if done and done.get("config_digest", step_digest) != step_digest:
+                    done = None  # its config files changed since
                 if not self.force and done and done.get("fingerprint") == step_fp and i < len(plan.steps) - 1:
                     self.log(f"    {step.name}: already done")
                     continue
                 self._run_step(plan, step)
-                atomic_write_json({"fingerprint": step_fp, "finished": time.time()}, marker)
+                atomic_write_json(
+                    {"fingerprint": step_fp, "config_digest": step_digest, "finished": time.time()}, marker
+                )
             record.update(check(plan))
             record["status"] = "ok"
         except Exception as e:  # noqa: BLE001 - any failure is recorded and the grid goes on
@@ -439,6 +469,17 @@ class GridRunner:
         record["duration_s"] = round(time.time() - start, 2)
         atomic_write_json(record, status_path)
         return record
+
+    def _same_configs(self, old: Mapping[str, Any], digest: str, plan: RunPlan) -> bool:
+        """Whether a complete run's config files are unchanged; records without a digest are trusted (logged)."""
+        recorded = old.get("config_digest")
+        if recorded is None:
+            self.log(f"  {plan.run_dir}: recorded before config digests; its config contents are not checked")
+            return True
+        if recorded != digest:
+            self.log(f"  {plan.run_dir}: config file contents changed since it ran; running it again")
+            return False
+        return True
 
     def write_tsne(self) -> dict[str, Any]:
         """t-SNE of real vs synthetic images (Han sec. 4.2.6) from the grid's ``tsne`` entry, written to

@@ -459,3 +459,36 @@ def test_generator_evaluation_runs_last_keeps_finished_steps_and_fills_generator
     GridRunner(spec, python=python, log=lambda s: None).run()
     assert [json.loads(x)["workflow"] for x in calls.read_text().splitlines()[before:]] == ["evaluating"]
     assert metrics.is_file()
+
+
+def test_changed_config_contents_run_again(fake_env, tmp_path):
+    """Editing a variant file re-runs exactly the runs that use it (training too); a record written before config
+    digests existed is trusted and logged; an unchanged grid runs nothing."""
+    python, calls, down, gen = fake_env
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], ratio_plot=None)
+    out = Path(spec.output_dir)
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    before = n_calls(calls)
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    assert n_calls(calls) == before
+    (down / "configs" / "variants" / "good.yaml").write_text("quality: 2.0\n")
+    lines: list[str] = []
+    GridRunner(spec, python=python, log=lines.append).run()
+    new = [json.loads(x) for x in calls.read_text().splitlines()[before:]]
+    assert [c["workflow"] for c in new] == ["training", "evaluating"]
+    assert all(any(f.endswith("good.yaml") for f in c["files"]) for c in new)
+    assert any("config file contents changed" in line for line in lines)
+    rows = _read_csv(out / "results.csv")
+    acc = {r["method"]: float(r["value"]) for r in rows if r["metric"] == "acc"}
+    assert acc["good"] == pytest.approx(0.5 + 0.2)  # the edited quality, not the old run's 0.6
+    # a record without a digest (an older runner's) is trusted, and says so
+    record_file = out / "runs" / "a" / "base" / "seed0" / "run.json"
+    record = json.loads(record_file.read_text())
+    record.pop("config_digest")
+    record_file.write_text(json.dumps(record))
+    (down / "configs" / "train.yaml").write_text((down / "configs" / "train.yaml").read_text() + "# edited\n")
+    before, lines = n_calls(calls), []
+    GridRunner(spec, python=python, log=lines.append).run()
+    rerun = {c["ckpt_dir"] for c in (json.loads(x) for x in calls.read_text().splitlines()[before:])}
+    assert not any("/base/" in d for d in rerun) and any("/good/" in d for d in rerun)
+    assert any("recorded before config digests" in line for line in lines)
