@@ -181,17 +181,19 @@ def synthetic_pairs_plot(
     section: str = "training",
     class_key: str = "source_class",
 ) -> str | None:
-    """Real images (top of each pair of rows) and their translations (below), ``per_class`` of each source class.
+    """Real images (top of each pair of rows) and the synthetic images made from them (below), ``per_class`` of each
+    source class.
 
     Args:
-        synthetic_datalist: a cross-domain generator's datalist, whose entries name the real ``source`` image (the
-            first channel's file) and the translated ``image`` (one file per channel, relative to the datalist).
+        synthetic_datalist: a generator's datalist whose entries name the real ``source`` image they were made from
+            (a cross-domain translation, a GA-UNet sample of ``G(z, x_i)``): either the first channel's file (the
+            channel shown is then the file with the same channel suffix) or one file per channel, as ``image``
+            (files relative to the datalist).
         path: the PNG file.
         per_class: pairs shown per source class (the first ones of the datalist).
-        channel: index of the channel shown (default the last: FLAIR in the BraTS order, where the whole tumour shows);
-            the translation's file of that channel, and the source's file with the same channel suffix.
+        channel: index of the channel shown (default the last: FLAIR in the BraTS order, where the whole tumour shows).
         section: the datalist section.
-        class_key: the entries' key of the source class.
+        class_key: the entries' key of the source class; entries without it fall back to ``class``.
 
     Returns:
         the path, or ``None`` when no entry names its source (e.g. a noise-to-image generator's datalist).
@@ -202,8 +204,12 @@ def synthetic_pairs_plot(
     entries = [e for e in load_decathlon_datalist(str(synthetic_datalist), True, section) if e.get("source")]
     if not entries:
         return None
-    classes = sorted({int(e.get(class_key, 0)) for e in entries})
-    chosen = [[e for e in entries if int(e.get(class_key, 0)) == c][:per_class] for c in classes]
+
+    def source_class(e: Mapping[str, Any]) -> int:
+        return int(e.get(class_key, e.get("class", 0)))
+
+    classes = sorted({source_class(e) for e in entries})
+    chosen = [[e for e in entries if source_class(e) == c][:per_class] for c in classes]
     cols = max(len(c) for c in chosen)
     fig = Figure(figsize=(1.1 * cols, 2.3 * len(classes)))
     axes = np.atleast_2d(fig.subplots(2 * len(classes), cols, squeeze=False))
@@ -213,11 +219,16 @@ def synthetic_pairs_plot(
         for col, e in enumerate(group):
             images = e["image"] if isinstance(e["image"], (list, tuple)) else [e["image"]]
             translated = str(images[channel])
-            source = str(e["source"])
-            if translated != str(images[0]):  # the source names channel 0's file: the channel's has its suffix
-                first = Path(str(images[0])).name.split("_")[-1]
-                source = source.replace(f"_{first}", "_" + Path(translated).name.split("_")[-1])
-            for r, (file, title) in enumerate(((source, f"real, class {cls}"), (translated, "translated"))):
+            if isinstance(e["source"], (list, tuple)):  # one file per channel, in the layout of ``image``
+                if len(e["source"]) != len(images):
+                    raise ValueError(f"{synthetic_datalist}: {len(e['source'])} source files for {len(images)} images.")
+                source = str(e["source"][channel])
+            else:
+                source = str(e["source"])
+                if translated != str(images[0]):  # the source names channel 0's file: the channel's has its suffix
+                    first = Path(str(images[0])).name.split("_")[-1]
+                    source = source.replace(f"_{first}", "_" + Path(translated).name.split("_")[-1])
+            for r, (file, title) in enumerate(((source, f"real, class {cls}"), (translated, "synthetic"))):
                 ax = axes[2 * row + r, col]
                 ax.imshow(np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32)).T, cmap="gray")
                 ax.set_title(title, fontsize=7)

@@ -205,3 +205,29 @@ def test_synthetic_pairs_plot_reads_the_shown_channel_of_source_and_translation(
     # a noise-to-image generator's datalist names no source: no plot
     datalist.write_text(json.dumps({"training": [{"image": image, "class": 0}]}))
     assert synthetic_pairs_plot(datalist, tmp_path / "p2.png") is None
+
+
+def test_synthetic_pairs_plot_takes_the_channel_from_a_per_channel_source(tmp_path):
+    """A GA-UNet datalist names one source file per channel and only ``class``: the shown channel's file is read."""
+    import json
+
+    import nibabel as nib
+    from common.experiments.plots import synthetic_pairs_plot
+
+    def save(name, value):
+        nib.save(nib.Nifti1Image(np.full((8, 8), value, np.float32), np.eye(4)), str(tmp_path / name))
+
+    for name, value in (("scan_a.nii.gz", 0.0), ("other_b.nii.gz", 1.0), ("g_t1.nii.gz", 2.0), ("g_flair.nii.gz", 3.0)):
+        save(name, value)
+    source = [str(tmp_path / "scan_a.nii.gz"), str(tmp_path / "other_b.nii.gz")]  # no common channel suffix
+    entries = [{"image": ["g_t1.nii.gz", "g_flair.nii.gz"], "class": c, "source": source} for c in (0, 1)]
+    datalist = tmp_path / "synthetic_datalist.json"
+    datalist.write_text(json.dumps({"training": entries}))
+    assert Path(synthetic_pairs_plot(datalist, tmp_path / "p.png")).read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "other_b.nii.gz").unlink()  # the last channel's source is the one read
+    with pytest.raises(FileNotFoundError, match="other_b"):
+        synthetic_pairs_plot(datalist, tmp_path / "p.png")
+    entries[0]["source"] = source[:1]
+    datalist.write_text(json.dumps({"training": entries}))
+    with pytest.raises(ValueError, match="1 source files for 2 images"):
+        synthetic_pairs_plot(datalist, tmp_path / "p.png")
