@@ -34,8 +34,9 @@ the grid; the command line front end exits non-zero when any run or generator fa
 Resume: a run whose ``run.json`` says ``ok`` with the same commands and overrides (a fingerprint) and the same
 contents of its config files (``config_digest``) is skipped; a finished ``training`` step (``training.done.json``)
 is not repeated when only ``evaluating`` is missing; generators likewise. A changed config file (e.g. an edited
-variant) runs its runs again; records written before config digests existed are trusted, with a log line saying so.
-Code is not part of either: after changing a bundle's code, re-run with ``--force``. A failed run is recorded with
+variant), or a changed output of a generator that a run's overrides name (e.g. the synthetic datalist of a generator
+that trained again), runs its runs again; records written before config digests existed are trusted, with a log
+line saying so. Code is not part of either: after changing a bundle's code, re-run with ``--force``. A failed run is recorded with
 its error (and retried on the next invocation); the grid goes on.
 """
 
@@ -195,6 +196,7 @@ class RunPlan:
     method: str | None = None
     error: str | None = None  # why the plan could not be made (e.g. a failed generator)
     outputs: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)  # files of earlier generators that the overrides name
 
     @property
     def overrides_file(self) -> Path:
@@ -230,9 +232,10 @@ class RunPlan:
 
     def config_digest(self, step: int | None = None) -> str:
         """A digest of the contents of the config files of the steps (up to ``step``), the grid's own overrides
-        files excepted (the fingerprint holds their content)."""
+        files excepted (the fingerprint holds their content), and of the generator outputs the overrides name
+        (``inputs``: e.g. a synthetic datalist, which records its generator's checkpoint)."""
         steps = self.steps if step is None else self.steps[: step + 1]
-        return _files_digest([f for s in steps for f in s.files])
+        return _files_digest([f for s in steps for f in s.files] + self.inputs)
 
 
 class GridRunner:
@@ -289,6 +292,25 @@ class GridRunner:
         ctx["vars"] = resolve_refs(variables, {k: v for k, v in ctx.items() if k != "vars"})
         return ctx
 
+    def _generator_inputs(self, *overrides: Any) -> list[str]:
+        """The existing files under ``<output_dir>/generators`` named by strings in the overrides (nested), sorted."""
+        root = (self.out / "generators").resolve()
+        found: set[str] = set()
+
+        def walk(value: Any) -> None:
+            if isinstance(value, Mapping):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    walk(v)
+            elif isinstance(value, str) and len(value) < 4096 and value.startswith(str(root)) and Path(value).is_file():
+                found.add(value)
+
+        for o in overrides:
+            walk(o)
+        return sorted(found)
+
     def generator_instances(self) -> list[tuple[GeneratorSpec, DatasetSpec | None]]:
         """``(generator, data set or None)`` in the order they run: declaration order, each data set of a
         ``per_dataset`` generator."""
@@ -325,6 +347,7 @@ class GridRunner:
                 files = [*inference, *[variant_path(g.bundle, v) for v in item.get("variants", [])]]
                 steps.append(RunStep("inference", files, resolve_refs(extra, ctx) or None, name))
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
+            plan.inputs = self._generator_inputs(plan.overrides, *[s.overrides for s in steps if s.overrides])
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
         eval_dir = plan.run_dir / "eval"
@@ -365,6 +388,7 @@ class GridRunner:
                         split = self._split_overrides(dataset, run_dir, ctx)
                         if split:  # the subset is the data set's: the bundle must not subsample it again
                             plan.overrides.update(split, split_mode="full")
+                        plan.inputs = self._generator_inputs(plan.overrides)
                     except (KeyError, RuntimeError) as e:
                         plan.error = str(e)
                     plans.append(plan)

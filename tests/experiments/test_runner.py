@@ -492,3 +492,23 @@ def test_changed_config_contents_run_again(fake_env, tmp_path):
     rerun = {c["ckpt_dir"] for c in (json.loads(x) for x in calls.read_text().splitlines()[before:])}
     assert not any("/base/" in d for d in rerun) and any("/good/" in d for d in rerun)
     assert any("recorded before config digests" in line for line in lines)
+
+
+def test_a_changed_generator_output_runs_its_users_again(fake_env, tmp_path):
+    """A generator that runs again with other settings writes another synthetic datalist: the runs whose overrides
+    name it run again (training too), the others do not."""
+    python, calls, down, gen = fake_env
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], ratio_plot=None)
+    out = Path(spec.output_dir)
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    before = n_calls(calls)
+    spec = _grid(
+        tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], ratio_plot=None,
+        generators={"g": {"bundle": str(gen), "overrides": {"num_samples": 5}, "per_dataset": True, "outputs": OUTS}},
+    )  # fmt: skip
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    new = [json.loads(x) for x in calls.read_text().splitlines()[before:]]
+    rerun = [(c["workflow"], Path(c["ckpt_dir"]).parts[-3]) for c in new]
+    assert rerun == [("training", "g"), ("inference", "g"), ("training", "syn_50pct"), ("evaluating", "syn_50pct")]
+    rows = _read_csv(out / "results.csv")
+    assert {r["method"]: float(r["value"]) for r in rows if r["metric"] == "syn_count"}["syn 50%"] == 5
