@@ -36,8 +36,8 @@ contents of its config files (``config_digest``) is skipped; a finished ``traini
 is not repeated when only ``evaluating`` is missing; generators likewise. A changed config file (e.g. an edited
 variant), or a changed output of a generator that a run's overrides name (e.g. the synthetic datalist of a generator
 that trained again), runs its runs again; records written before config digests existed are trusted, with a log
-line saying so. Code is not part of either: after changing a bundle's code, re-run with ``--force``. A failed run is recorded with
-its error (and retried on the next invocation); the grid goes on.
+line saying so. Code is not part of either: after changing a bundle's code, re-run with ``--force``. A failed run is
+recorded with its error (and retried on the next invocation); the grid goes on.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ class GridRunner:
 
     def _generator_inputs(self, *overrides: Any) -> list[str]:
         """The existing files under ``<output_dir>/generators`` named by strings in the overrides (nested), sorted."""
-        root = (self.out / "generators").resolve()
+        root = f"{(self.out / 'generators').resolve()}{os.sep}"
         found: set[str] = set()
 
         def walk(value: Any) -> None:
@@ -304,7 +304,7 @@ class GridRunner:
             elif isinstance(value, (list, tuple)):
                 for v in value:
                     walk(v)
-            elif isinstance(value, str) and len(value) < 4096 and value.startswith(str(root)) and Path(value).is_file():
+            elif isinstance(value, str) and len(value) < 4096 and value.startswith(root) and Path(value).is_file():
                 found.add(value)
 
         for o in overrides:
@@ -347,7 +347,8 @@ class GridRunner:
                 files = [*inference, *[variant_path(g.bundle, v) for v in item.get("variants", [])]]
                 steps.append(RunStep("inference", files, resolve_refs(extra, ctx) or None, name))
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
-            plan.inputs = self._generator_inputs(plan.overrides, *[s.overrides for s in steps if s.overrides])
+            inputs = self._generator_inputs(plan.overrides, *[s.overrides for s in steps if s.overrides])
+            plan.inputs = [f for f in inputs if not f.startswith(f"{run_dir}{os.sep}")]  # not its own outputs
         except (KeyError, RuntimeError) as e:
             plan.error = f"{self.spec.source}: generator {g.name}: {e}"
         eval_dir = plan.run_dir / "eval"

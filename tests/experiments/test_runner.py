@@ -512,3 +512,23 @@ def test_a_changed_generator_output_runs_its_users_again(fake_env, tmp_path):
     assert rerun == [("training", "g"), ("inference", "g"), ("training", "syn_50pct"), ("evaluating", "syn_50pct")]
     rows = _read_csv(out / "results.csv")
     assert {r["method"]: float(r["value"]) for r in rows if r["metric"] == "syn_count"}["syn 50%"] == 5
+
+
+def test_generator_inputs_leave_out_the_generators_own_files(fake_env, tmp_path):
+    """A generator naming a file of its own run folder does not depend on itself; the downstream run that names
+    its datalist does."""
+    python, calls, down, gen = fake_env
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], ratio_plot=None)
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    own = str((Path(spec.output_dir) / "generators" / "g" / "a" / "eval" / "synthetic" / "datalist.json").resolve())
+    spec = _grid(
+        tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], ratio_plot=None,
+        generators={"g": {"bundle": str(gen), "overrides": {"num_samples": 7, "previous": own}, "per_dataset": True,
+                          "outputs": OUTS}},
+    )  # fmt: skip
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    assert runner.generator_plans()[0].inputs == []
+    runner.run()
+    synthetic = [p for p in runner.run_plans() if p.method == "syn 50%"]
+    assert [p.inputs for p in synthetic] == [[own]]
+    assert all(p.inputs == [] for p in runner.run_plans() if p.method != "syn 50%")
