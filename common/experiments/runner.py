@@ -441,10 +441,8 @@ class GridRunner:
         digest = plan.config_digest()
         record["config_digest"] = digest
         old = _read_json(status_path)
-        if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
-            if not self._same_configs(old, digest, plan):
-                old = None
-        if not self.force and old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint:
+        complete = old and old.get("status") == "ok" and old.get("fingerprint") == fingerprint
+        if not self.force and complete and self._same_configs(old, digest, plan):
             try:
                 old.update(check(plan))  # read again: e.g. the per-image values a changed grid now reports
                 self.log(f"  skip (complete): {plan.run_dir}")
