@@ -39,7 +39,7 @@ from common.evaluation.mcgan import (
     nodule_statistics,
 )
 from common.evaluation.outlier_filter import filter_synthetic_datalist
-from common.evaluation.paired_generative import PAIRED_RESULT_KEYS, PairedGenerativeEvaluation
+from common.evaluation.paired_generative import PAIRED_REFERENCE_KEYS, PAIRED_RESULT_KEYS, PairedGenerativeEvaluation
 from common.evaluation.quick_check import QuickGenerativeCheck
 from common.evaluation.refinement import evaluate_refinement
 from common.evaluation.report import format_table, write_report
@@ -57,6 +57,7 @@ __all__ = [
     "GenerativeEvaluation",
     "MCGANSynthesis",
     "NoduleGenerator",
+    "PAIRED_REFERENCE_KEYS",
     "PAIRED_RESULT_KEYS",
     "PairedGenerativeEvaluation",
     "QuickGenerativeCheck",

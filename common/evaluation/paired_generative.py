@@ -16,7 +16,11 @@ reports:
 - the **mask realism statistics** of :func:`common.metrics.compare_mask_sets`: per class, the area fraction and the
   number of connected components in each set (mean, standard deviation, 1-D Wasserstein distance), the fraction of
   masks containing the class and the classes only one set has (``mask_statistics``, with the class-averaged
-  distances and the class lists also at the top level).
+  distances and the class lists also at the top level);
+- with a ``reference_section`` (e.g. the generator's own real ``training`` pairs): the same image and mask FID/KID
+  and class-averaged mask distances of that real set against the real pairs (keys :data:`PAIRED_REFERENCE_KEYS`),
+  the real-vs-real reference beside which the synthetic numbers read (a random-init extractor's FID means little
+  alone; FID falls with the number of images, so compare sets of similar size).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from monai.data import load_decathlon_datalist
 from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized, ScaleIntensityd
 from monai.utils import ensure_tuple
 
-__all__ = ["PAIRED_RESULT_KEYS", "PairedGenerativeEvaluation"]
+__all__ = ["PAIRED_REFERENCE_KEYS", "PAIRED_RESULT_KEYS", "PairedGenerativeEvaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,15 @@ PAIRED_RESULT_KEYS = (
 )
 """Keys written by :meth:`PairedGenerativeEvaluation.run`; ``extra`` may not reuse them."""
 
+PAIRED_REFERENCE_KEYS = (
+    *(f"{kind}_{m}_reference" for kind in ("image", "mask") for m in ("fid", "kid_mean", "kid_std")),
+    "mask_area_fraction_wasserstein_reference",
+    "mask_components_wasserstein_reference",
+    "num_reference",
+    "reference_section",
+)
+"""Keys written as well with a ``reference_section``; ``extra`` may not reuse them either."""
+
 MASK_RENDERING = "label / (num_classes - 1): one channel in [0, 1]"
 
 
@@ -93,6 +106,8 @@ class PairedGenerativeEvaluation:
         spatial_dims: 2 or 3.
         output_dir: folder of the JSON files (created).
         real_section: section of ``real_datalist`` holding the real pairs (e.g. the held-out ``test`` split).
+        reference_section: optional section of ``real_datalist`` (e.g. ``training``, the generator's own real pairs)
+            scored against the real pairs like the synthetic set: the real-vs-real reference (module docstring).
         synthetic_section: section of ``synthetic_datalist`` holding the synthetic pairs.
         image_size: grid every image and mask is resized to (an int for every axis, or one per axis); ``None``
             keeps the files' grids, which must then all be the same.
@@ -128,6 +143,7 @@ class PairedGenerativeEvaluation:
         output_dir: str | os.PathLike,
         real_section: str = "test",
         synthetic_section: str = "training",
+        reference_section: str | None = None,
         image_size: int | Sequence[int] | None = None,
         scale: bool = True,
         weights_path: str | None = None,
@@ -147,7 +163,7 @@ class PairedGenerativeEvaluation:
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background and at least one class), got {num_classes}.")
-        clash = sorted(set(extra or {}) & set(PAIRED_RESULT_KEYS))
+        clash = sorted(set(extra or {}) & {*PAIRED_RESULT_KEYS, *PAIRED_REFERENCE_KEYS})
         if clash:
             raise ValueError(f"extra keys {clash} clash with result keys.")
         self.real_datalist = os.path.abspath(os.fspath(real_datalist))
@@ -155,6 +171,7 @@ class PairedGenerativeEvaluation:
         self.num_classes, self.spatial_dims = int(num_classes), int(spatial_dims)
         self.output_dir = os.fspath(output_dir)
         self.real_section, self.synthetic_section = real_section, synthetic_section
+        self.reference_section = reference_section
         self.image_size = image_size
         self.scale = bool(scale)
         self.weights_path, self.arch = weights_path, arch
@@ -277,17 +294,15 @@ class PairedGenerativeEvaluation:
             raise DatalistError(problems, datalist)
         return torch.stack(images), torch.stack(labels)
 
-    def _check_sets(self, real: torch.Tensor, synthetic: torch.Tensor) -> None:
-        """Raises DatalistError when the synthetic images (C, *S) differ from the real ones."""
-        if real.shape[1:] != synthetic.shape[1:]:
+    def _check_sets(self, real: torch.Tensor, other: torch.Tensor, section: str, datalist: str) -> None:
+        """Raises DatalistError when the images (C, *S) of ``section`` of ``datalist`` differ from the real ones."""
+        if real.shape[1:] != other.shape[1:]:
             problem = (
-                f"synthetic images (C, *S) {tuple(synthetic.shape[1:])} differ from the real images "
+                f"images (C, *S) {tuple(other.shape[1:])} differ from the real images "
                 f"{tuple(real.shape[1:])} of '{self.real_datalist}' section {self.real_section!r}"
                 + ("" if self.image_size is not None else "; set image_size to compare different grids")
             )
-            raise DatalistError(
-                [DatalistProblem(self.synthetic_section, None, self.image_key, None, problem)], self.synthetic_datalist
-            )
+            raise DatalistError([DatalistProblem(section, None, self.image_key, None, problem)], datalist)
 
     def _generative(self, real: torch.Tensor, synthetic: torch.Tensor, name: str, **overrides: Any) -> dict[str, Any]:
         args = {**self.generative_args, **overrides}
@@ -312,10 +327,21 @@ class PairedGenerativeEvaluation:
         """
         real_images, real_labels = self.read(self.real_datalist, self.real_section, synthetic=False)
         fake_images, fake_labels = self.read(self.synthetic_datalist, self.synthetic_section, synthetic=True)
-        self._check_sets(real_images, fake_images)  # labels share their images' grids (checked by read)
+        # labels share their images' grids (checked by read)
+        self._check_sets(real_images, fake_images, self.synthetic_section, self.synthetic_datalist)
+        ref_images = ref_labels = None
+        if self.reference_section is not None:
+            ref_images, ref_labels = self.read(self.real_datalist, self.reference_section, synthetic=False)
+            self._check_sets(real_images, ref_images, self.reference_section, self.real_datalist)
         scale = float(self.num_classes - 1)
-        images = self._generative(real_images, fake_images, "image_metrics.json")
-        masks = self._generative(real_labels / scale, fake_labels / scale, "mask_metrics.json", normalize=None)
+        images = self._generative(real_images, fake_images, "image_metrics.json", reference_loader=ref_images)
+        masks = self._generative(
+            real_labels / scale,
+            fake_labels / scale,
+            "mask_metrics.json",
+            normalize=None,
+            reference_loader=None if ref_labels is None else ref_labels / scale,
+        )
         statistics = compare_mask_sets(
             real_labels, fake_labels, self.num_classes, self.spatial_dims, self.connectivity, self.class_names
         )
@@ -341,6 +367,19 @@ class PairedGenerativeEvaluation:
             synthetic_datalist=self.synthetic_datalist,
             synthetic_section=self.synthetic_section,
         )
+        if ref_labels is not None:
+            reference = compare_mask_sets(
+                real_labels, ref_labels, self.num_classes, self.spatial_dims, self.connectivity, self.class_names
+            )
+            names = {"fid": "fid_reference", "kid_mean": "kid_reference_mean", "kid_std": "kid_reference_std"}
+            for kind, report in (("image", images), ("mask", masks)):
+                results.update({f"{kind}_{m}_reference": report[key] for m, key in names.items()})
+            results.update(
+                mask_area_fraction_wasserstein_reference=reference["mean_wasserstein_area_fraction"],
+                mask_components_wasserstein_reference=reference["mean_wasserstein_components"],
+                num_reference=int(ref_labels.shape[0]),
+                reference_section=self.reference_section,
+            )
         results.update(self.extra)
         table = format_table({k: v for k, v in results.items() if k != "mask_statistics"})
         write_report(

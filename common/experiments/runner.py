@@ -340,6 +340,7 @@ class GridRunner:
         ctx = self._context(dataset, g.seed, run_dir)
         steps = [RunStep("training", [str(Path(g.bundle) / g.train_config), *variants])] if g.train else []
         plan = RunPlan("generator", g.name, run_dir, steps, None, g.seed, dataset.name if dataset else None)
+        evaluate = None
         try:
             for i, item in enumerate(g.inference_runs):
                 name = "inference" if i == 0 else f"inference_{i}"
@@ -347,6 +348,8 @@ class GridRunner:
                 files = [*inference, *[variant_path(g.bundle, v) for v in item.get("variants", [])]]
                 steps.append(RunStep("inference", files, resolve_refs(extra, ctx) or None, name))
             plan.overrides = {**resolve_refs(g.overrides, ctx), **self._split_overrides(dataset, run_dir, ctx)}
+            evaluate = resolve_refs(g.evaluate_overrides, ctx) or None
+            # the evaluation's overrides are not among the inputs: adding an evaluation keeps the finished steps
             inputs = self._generator_inputs(plan.overrides, *[s.overrides for s in steps if s.overrides])
             plan.inputs = [f for f in inputs if not f.startswith(f"{run_dir}{os.sep}")]  # not its own outputs
         except (KeyError, RuntimeError) as e:
@@ -356,7 +359,7 @@ class GridRunner:
         plan.outputs.update({k: str(eval_dir / v) for k, v in g.outputs.items()})
         if g.evaluate_config:  # last, so that adding it keeps the finished training and inference steps
             train = str(Path(g.bundle) / g.train_config)
-            steps.append(RunStep("evaluating", [train, str(Path(g.bundle) / g.evaluate_config), *variants]))
+            steps.append(RunStep("evaluating", [train, str(Path(g.bundle) / g.evaluate_config), *variants], evaluate))
             plan.outputs["metrics"] = str(eval_dir / g.metrics_file)
         return plan
 

@@ -73,9 +73,10 @@ the generator's) are merged after the generator's own, before the overrides. ``i
 that only trains (its outputs are ``ckpt_dir`` and ``output_dir``; it may not declare ``outputs``), ``train: false``
 one that only runs inference, on the checkpoints that its overrides name (``${generators.<other>.ckpt_dir}``).
 A generator with ``evaluate_config`` (e.g. ``configs/evaluate.yaml``) runs ``evaluating`` last, with
-``[train_config, evaluate_config, <variants>...]``; its metrics JSON (``metrics_file``, default ``metrics.json``
-under its ``eval`` folder, e.g. FID/KID against real images and their real-vs-real references) is its output
-``metrics`` and a column of the grid's ``generators.md``.
+``[train_config, evaluate_config, <variants>...]`` and the generator's overrides, then its ``evaluate_overrides``
+(e.g. which inference output to score, for a generator with several inference runs; also with ``train: false``);
+its metrics JSON (``metrics_file``, default ``metrics.json`` under its ``eval`` folder, e.g. FID/KID against real
+images and their real-vs-real references) is its output ``metrics`` and a column of the grid's ``generators.md``.
 A generator's overrides and inference runs may refer to the outputs of the generators declared before it (not to
 itself or later ones); they run in the order of declaration, and a ``per_dataset: false`` generator may not refer to a
 per-data-set one.
@@ -216,6 +217,8 @@ class GeneratorSpec:
     evaluate_config: str | None = None
     """An evaluate overlay (e.g. ``configs/evaluate.yaml``): an ``evaluating`` command after the inference ones, whose
     metrics JSON (``metrics_file`` under the generator's ``eval``) goes to the grid's ``generators.md``."""
+    evaluate_overrides: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the ``evaluating`` command alone, merged after the generator's ``overrides``."""
     metrics_file: str = "metrics.json"
 
 
@@ -273,7 +276,7 @@ _DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split", "da
 _METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
-    "inference_runs", "train", "evaluate_config", "metrics_file",
+    "inference_runs", "train", "evaluate_config", "evaluate_overrides", "metrics_file",
 }  # fmt: skip
 _SPLIT_IDS = ("datalist", "split_mode")  # config ids a data set's `split` sets in every run
 _ERRORS = ("std", "sem", "ci95")
@@ -450,11 +453,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             raise GridError(f"{source}: generator {gname!r} train must be true/false, got {train!r}.")
         if not runs and not train:
             raise GridError(f"{source}: generator {gname!r} has train: false and no inference_runs: it runs nothing.")
-        if g.get("evaluate_config") is not None and not train:
-            raise GridError(
-                f"{source}: generator {gname!r} has an evaluate_config but train: false; the evaluation reads the "
-                "generator's own checkpoints."
-            )
+        if g.get("evaluate_overrides") and g.get("evaluate_config") is None:
+            raise GridError(f"{source}: generator {gname!r} has evaluate_overrides but no evaluate_config.")
         declared = _mapping(g.get("outputs"), f"generator {gname!r} outputs", source)
         if not runs and declared:
             raise GridError(
@@ -477,6 +477,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
             inference_runs=runs,
             train=train,
             evaluate_config=None if g.get("evaluate_config") is None else str(g["evaluate_config"]),
+            evaluate_overrides=_mapping(g.get("evaluate_overrides"), f"generator {gname!r} evaluate_overrides", source),
             metrics_file=str(g.get("metrics_file", "metrics.json")),
         )
 
@@ -585,6 +586,7 @@ def _check_references(spec: GridSpec) -> None:
     sources += [d.overrides for d in spec.datasets] + [d.vars for d in spec.datasets]
     sources += [m.overrides for m in spec.methods] + [g.overrides for g in spec.generators.values()]
     sources += [d.split or {} for d in spec.datasets] + [g.inference_runs for g in spec.generators.values()]
+    sources += [g.evaluate_overrides for g in spec.generators.values()]
     for ref in _references(sources):
         parts = ref.strip().split(".")
         if parts[0] == "generators":
@@ -597,7 +599,7 @@ def _check_references(spec: GridSpec) -> None:
             raise GridError(f"{src}: unknown reference ${{{ref}}}.")
     order = list(spec.generators)
     for g in spec.generators.values():
-        for ref in _references([g.overrides, g.inference_runs]):
+        for ref in _references([g.overrides, g.inference_runs, g.evaluate_overrides]):
             parts = ref.strip().split(".")
             if parts[0] != "generators":
                 continue

@@ -73,6 +73,9 @@ def test_b_sg_train_infer_evaluate(bundle_copy, variants, spatial_shape):
     assert np.isfinite(metrics["image_fid"]) and np.isfinite(metrics["mask_fid"])
     assert "fallback" in metrics["feature_extractor"] and metrics["method"] == "b_sg"
     assert "mask_statistics" in metrics
+    # the reference (evaluate.yaml's reference_section: training) is here the real set itself: distance zero
+    assert metrics["reference_section"] == "training" and metrics["num_reference"] == metrics["num_real"]
+    assert abs(metrics["image_fid_reference"]) < 1e-3 and metrics["mask_area_fraction_wasserstein_reference"] == 0
 
 
 @pytest.mark.parametrize("variants,spatial_shape", [((), (16, 16)), (("3d.yaml",), (8, 8, 8))], ids=["2d", "3d"])

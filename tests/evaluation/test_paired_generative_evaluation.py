@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from common.data.validation import DatalistError
-from common.evaluation import PAIRED_RESULT_KEYS, PairedGenerativeEvaluation
+from common.evaluation import PAIRED_REFERENCE_KEYS, PAIRED_RESULT_KEYS, PairedGenerativeEvaluation
 
 SETTINGS = {"arch": "resnet10", "generative_args": {"input_size": 16, "kid_subsets": 2, "diversity_pairs": 3}}
 
@@ -108,3 +108,37 @@ def test_errors_name_datalist_entries_and_files(tmp_path):
         PairedGenerativeEvaluation(real, real, 2, 2, tmp_path / "e", real_section="test", **SETTINGS).run()
     with pytest.raises(ValueError, match="clash"):
         PairedGenerativeEvaluation(real, real, 3, 2, tmp_path / "e", extra={"mask_fid": 1})
+
+
+def test_reference_section_scores_a_real_set_like_the_synthetic_one(tmp_path):
+    """With ``reference_section`` a third, real set is scored against the real pairs: equal to the synthetic scores
+    when it is the synthetic set, and nearer than a set that lacks a class when it is drawn like the real pairs."""
+    real_entries = _pairs(tmp_path / "real", 6, (16, 12), seed=0)
+    like_real = _pairs(tmp_path / "ref", 6, (16, 12), seed=1)
+    no_bars = _pairs(tmp_path / "fake", 6, (16, 12), seed=2, bars="none")
+    data = {"test": real_entries, "training": like_real, "same": no_bars}
+    data = {k: [{**e, "image": f"{d}/{e['image']}", "label": f"{d}/{e['label']}"} for e in v]
+            for (k, v), d in zip(data.items(), ("real", "ref", "fake"))}  # fmt: skip
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(data))
+    synthetic = _datalist(tmp_path / "synthetic.json", "training", data["same"], synthetic=True)
+    results = {}
+    for section in ("training", "same"):
+        out = tmp_path / section
+        results[section] = PairedGenerativeEvaluation(
+            str(real), synthetic, 3, 2, out, reference_section=section, **SETTINGS
+        ).run()
+        written = json.loads((out / "metrics.json").read_text())
+        assert set(PAIRED_REFERENCE_KEYS) <= set(written) and written["reference_section"] == section
+        assert written["num_reference"] == 6
+    same = results["same"]  # the reference is the synthetic set itself: identical scores
+    for m in ("fid", "kid_mean"):
+        assert same[f"image_{m}_reference"] == pytest.approx(same[f"image_{m}"])
+        assert same[f"mask_{m}_reference"] == pytest.approx(same[f"mask_{m}"])
+    assert same["mask_area_fraction_wasserstein_reference"] == pytest.approx(same["mask_area_fraction_wasserstein"])
+    ref = results["training"]  # drawn like the real pairs (bars in odd cases): nearer than the bar-less set
+    assert ref["mask_fid_reference"] < ref["mask_fid"]
+    assert ref["mask_area_fraction_wasserstein_reference"] < ref["mask_area_fraction_wasserstein"]
+    assert ref["image_fid"] == pytest.approx(same["image_fid"])  # the synthetic scores do not depend on it
+    no_reference = PairedGenerativeEvaluation(str(real), synthetic, 3, 2, tmp_path / "none", **SETTINGS).run()
+    assert not set(PAIRED_REFERENCE_KEYS) & set(no_reference)

@@ -4,8 +4,8 @@
 (``<python> -m monai.bundle run <workflow> --config_file [...] --ckpt_dir ... --output_dir ... --seed ...``): it
 merges the YAML config files as MONAI does (later files replace top-level keys), applies the command-line ids, logs
 the call (workflow, ckpt_dir, seed, config files) to ``$FAKE_CALLS`` and does what the workflow of a tiny bundle
-would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes: ``inference`` reads the model
-of ``checkpoint`` when the config names one (an inference-only generator on another's checkpoint), and
+would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes: ``inference`` and ``evaluating``
+read the model of ``checkpoint`` when the config names one (an inference-only generator on another's checkpoint), and
 ``evaluating`` writes ``per_image.json`` from a ``per_image`` id (``{image id: value}``, plus ``quality``).
 """
 
@@ -44,7 +44,7 @@ FAKE_MONAI = textwrap.dedent("""
         entries = [{"image": f"s{j}.nii.gz", "class": j % 2} for j in range(cfg["num_samples"])]
         (folder / "datalist.json").write_text(json.dumps({"training": entries}))
     elif workflow == "evaluating":
-        assert (ckpt / "model.json").is_file(), "train first"
+        assert Path(cfg.get("checkpoint") or ckpt / "model.json").is_file(), "train first"
         q, s = cfg["quality"] + cfg.get("bonus", 0.0), cfg["seed"]
         n_syn = 0
         if cfg.get("synthetic_datalist") not in (None, "none"):

@@ -461,6 +461,34 @@ def test_generator_evaluation_runs_last_keeps_finished_steps_and_fills_generator
     assert metrics.is_file()
 
 
+def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_inference_only_generator(fake_env, tmp_path):
+    """``evaluate_overrides`` are merged into the ``evaluating`` command alone (after the generator's overrides); an
+    inference-only generator (``train: false``, another's checkpoint) may be evaluated too."""
+    python, calls, down, gen = fake_env
+    write_yaml(gen / "configs" / "evaluate.yaml", "quality: 3.0\n")
+    trained = {"bundle": str(gen), "per_dataset": True, "outputs": OUTS, "evaluate_config": "configs/evaluate.yaml"}
+    chained = {
+        **trained,
+        "train": False,
+        "overrides": {"checkpoint": "${generators.g.ckpt_dir}/model.json"},
+        "evaluate_overrides": {"quality": 5.0},
+    }
+    spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], methods=[{"name": "base"}], ratio_plot=None,
+                 generators={"g": trained, "h": chained})  # fmt: skip
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    runner.run()
+    records = {r["name"]: r for r in runner.generator_records}
+    assert {r["status"] for r in records.values()} == {"ok"}
+    workflows = {n: [c.split(" run ")[1].split()[0] for c in r["commands"]] for n, r in records.items()}
+    assert workflows == {"g": ["training", "inference", "evaluating"], "h": ["inference", "evaluating"]}
+    acc = {n: json.loads(Path(r["outputs"]["metrics"]).read_text())["acc"] for n, r in records.items()}
+    assert acc == pytest.approx({"g": 0.8, "h": 1.0})  # 0.5 + 0.1 * quality: the overlay's 3.0, h's override 5.0
+    h_dir = Path(spec.output_dir) / "generators" / "h" / "a"
+    assert yaml.safe_load((h_dir / "overrides_evaluating.yaml").read_text()) == {"quality": 5.0}
+    assert "quality" not in yaml.safe_load((h_dir / "overrides.yaml").read_text())
+    assert not (h_dir / "overrides_inference.yaml").exists()
+
+
 def test_changed_config_contents_run_again(fake_env, tmp_path):
     """Editing a variant file re-runs exactly the runs that use it (training too); a record written before config
     digests existed is trusted and logged; an unchanged grid runs nothing."""

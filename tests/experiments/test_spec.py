@@ -48,9 +48,22 @@ def test_defaults_and_paths():
         ({"vars": {"n": "x"}, "ratio_plot": {"curves": {"c": {"M": "${vars.n}"}}}}, "must be numbers"),
         ({"generators": {"g": {"bundle": "b", "train": False, "inference_runs": []}}}, "runs nothing"),
         ({"generators": {"g": {"bundle": "b", "inference_runs": [], "outputs": {"s": "x.json"}}}}, "only trains"),
+        ({"generators": {"g": {"bundle": "b", "evaluate_overrides": {"x": 1}}}}, "no evaluate_config"),
         (
-            {"generators": {"g": {"bundle": "b", "train": False, "evaluate_config": "configs/evaluate.yaml"}}},
-            "own checkpoints",
+            {"generators": {"g": {"bundle": "b", "evaluate_config": "e.yaml", "evaluate_overrides": [2]}}},
+            "must be a mapping",
+        ),
+        (
+            {
+                "generators": {
+                    "g": {
+                        "bundle": "b",
+                        "evaluate_config": "e.yaml",
+                        "evaluate_overrides": {"c": "${generators.g.ckpt_dir}"},
+                    }
+                }
+            },
+            "declared before",
         ),
         ({"generators": {"g": {"bundle": "b", "inference_runs": [{"variants": [1]}]}}}, "variants"),
         ({"generators": {"g": {"bundle": "b", "overrides": {"c": "${generators.g.ckpt_dir}"}}}}, "declared before"),
