@@ -19,6 +19,7 @@ GRIDS = [
     "phantom_segmentation_calibrated.yaml",
     "phantom_segmentation_calibrated_gan.yaml",
     "phantom_ga_unet_calibrated.yaml",
+    "phantom_stylegan2_calibrated.yaml",
 ]
 MIN_TEST_PATIENTS = 40
 

@@ -68,3 +68,40 @@ def test_dry_run_lists_the_generator_runs_and_every_method(tmp_path):
                 syn = plans[f"{label} + {aug} + n{i}"].overrides["synthetic_datalist"]
                 assert syn == f"{generators}/{gen}/phantom/eval/synthetic_n{i}/datalist.json"
     assert "synthetic_datalist" not in plans["BL + w."].overrides
+
+
+CALIBRATED = REPO / "scripts" / "experiments" / "phantom_stylegan2_calibrated.yaml"
+
+
+def test_calibrated_grid_plans_generators_their_evaluation_and_an_iteration_matched_control(tmp_path):
+    """The calibrated grid: B-SG and MC-SG pairs on the 8-patient subset, each evaluated on its n8 set (as many pairs
+    as the real training slices, whose scores are the reference); the control trains as many iterations as n16."""
+    spec = load_grid(CALIBRATED, root=REPO)
+    spec.output_dir = str(tmp_path / "out")
+    runner = GridRunner(spec, dry_run=True, log=lambda s: None)
+    records = runner.run()
+    assert len(records) == 8 * 5 and {r["status"] for r in records} == {"dry_run"}
+    gens = {r["name"]: r for r in runner.generator_records}
+    workflows = {n: [c.split(" run ")[1].split()[0] for c in r["commands"]] for n, r in gens.items()}
+    assert workflows == {
+        "b_sg": ["training", "inference", "inference", "inference", "evaluating"],
+        "m_sg": ["training"],
+        "c_sg": ["training"],
+        "mc_sg": ["inference", "inference", "inference", "evaluating"],
+    }
+    assert all("variants/diffaugment.yaml" in c for n in ("b_sg", "m_sg", "c_sg") for c in gens[n]["commands"])
+    for name in ("b_sg", "mc_sg"):
+        step = runner.generator_plan(spec.generators[name], spec.datasets[0]).steps[-1]
+        assert step.workflow == "evaluating" and "synthetic_n8" in step.overrides["synthetic_datalist"]
+        assert step.overrides.get("synthetic_method", "b_sg") == name
+    real = 8 * 4  # training patients x slices
+    synthetic = spec.vars["generated_patients"]["n16"] * spec.generators["b_sg"].overrides["slices_per_patient"]
+    control = next(m for m in spec.methods if m.name == "BL, iterations of n16")
+    epochs = spec.overrides["max_epochs"]
+    assert control.overrides["max_epochs"] * real == epochs * (real + synthetic)
+    plans = {p.method: p for p in runner.run_plans()}
+    assert (
+        plans["MC-SG + n16"]
+        .overrides["synthetic_datalist"]
+        .endswith("mc_sg/calibrated_phantom_8_patients/eval/synthetic_n16/datalist.json")
+    )
