@@ -20,6 +20,7 @@ GRIDS = [
     "phantom_segmentation_calibrated_gan.yaml",
     "phantom_ga_unet_calibrated.yaml",
     "phantom_stylegan2_calibrated.yaml",
+    "phantom_classification_calibrated_table7.yaml",
 ]
 MIN_TEST_PATIENTS = 40
 
