@@ -12,7 +12,10 @@ Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG throug
   the number of generated patients, the baseline at x = 0);
 - ``tsne.png``: t-SNE of real vs synthetic images, colour = class, marker = real/synthetic (Han sec. 4.2.6);
 - ``synthetic_pairs.png``: the t-SNE's synthetic images beside the real images they were translated from (the
-  ``source`` of a cross-domain generator's datalist entries), a few per source class, the last channel.
+  ``source`` of a cross-domain generator's datalist entries), a few per source class, the last channel;
+- ``mask_pairs_<generator>.png``: for a generator of image+mask pairs evaluated with
+  :class:`~common.evaluation.PairedGenerativeEvaluation`, real pairs (top) and its synthetic pairs (below) that
+  contain a lesion, the mask's outline drawn on the image.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from common.experiments.spec import GridSpec, slugify
 from common.utils import atomic_path
 from matplotlib.figure import Figure
 
-__all__ = ["bar_plot", "cd_diagram", "ratio_plot", "synthetic_pairs_plot", "tsne_plot", "write_plots"]
+__all__ = [
+    "bar_plot",
+    "cd_diagram",
+    "mask_pairs_plot",
+    "ratio_plot",
+    "synthetic_pairs_plot",
+    "tsne_plot",
+    "write_plots",
+]
 
 
 def _save(fig, path: str | os.PathLike) -> str:
@@ -232,6 +243,72 @@ def synthetic_pairs_plot(
                 ax = axes[2 * row + r, col]
                 ax.imshow(np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32)).T, cmap="gray")
                 ax.set_title(title, fontsize=7)
+    return _save(fig, path)
+
+
+def mask_pairs_plot(
+    real_datalist: str | os.PathLike,
+    synthetic_datalist: str | os.PathLike,
+    path: str | os.PathLike,
+    count: int = 6,
+    channel: int = -1,
+    real_section: str = "training",
+    synthetic_section: str = "training",
+) -> str | None:
+    """Image+mask pairs with a lesion: ``count`` real ones (top row) and ``count`` synthetic ones (bottom row), the
+    first of each section whose label map has foreground, one channel shown with the mask's outline on it.
+
+    Args:
+        real_datalist: datalist of the real pairs (``image``: a file or one file per channel; ``label``).
+        synthetic_datalist: datalist of the synthetic pairs, same layout.
+        path: the PNG file.
+        count: pairs shown per set.
+        channel: index of the channel shown for one-file-per-channel images, or of the channel axis of a
+            multi-channel file (default the last: FLAIR in the BraTS order).
+        real_section: section of ``real_datalist``.
+        synthetic_section: section of ``synthetic_datalist``.
+
+    Returns:
+        the path, or ``None`` when neither set has a pair with a lesion.
+    """
+    import nibabel as nib  # the grid tools' dependency, not the plots'
+    from monai.data import load_decathlon_datalist
+
+    def read(file: str) -> np.ndarray:
+        return np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32))
+
+    def pairs(datalist: str | os.PathLike, section: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        found = []
+        for e in load_decathlon_datalist(str(datalist), True, section):
+            label = read(str(e["label"]))
+            if not np.any(label > 0):
+                continue
+            files = e["image"] if isinstance(e["image"], (list, tuple)) else [e["image"]]
+            image = read(str(files[channel] if len(files) > 1 else files[0]))
+            if image.ndim == label.ndim + 1:  # one multi-channel file: the channel axis is the one label lacks
+                axis = next((i for i, n in enumerate(image.shape) if i >= label.ndim or n != label.shape[i]), 0)
+                image = np.take(image, channel, axis=axis)
+            found.append((image, label))
+            if len(found) == count:
+                break
+        return found
+
+    rows = [("real", pairs(real_datalist, real_section)), ("synthetic", pairs(synthetic_datalist, synthetic_section))]
+    if not any(found for _, found in rows):
+        return None
+    fig = Figure(figsize=(1.3 * count, 2.8))
+    axes = fig.subplots(2, count, squeeze=False)
+    for a in axes.flat:
+        a.axis("off")
+    for r, (name, found) in enumerate(rows):
+        for c, (image, label) in enumerate(found):
+            ax = axes[r, c]
+            if image.ndim == 3:  # a volume: the slice through the lesion's largest cross-section
+                z = int(np.argmax((label > 0).sum(axis=(0, 1))))
+                image, label = image[..., z], label[..., z]
+            ax.imshow(image.T, cmap="gray")
+            ax.contour((label > 0).T.astype(float), levels=[0.5], colors="red", linewidths=0.6)
+            ax.set_title(name, fontsize=7)
     return _save(fig, path)
 
 

@@ -32,7 +32,9 @@ classifier's ``score``/``label`` (and optional ``pred``) for ``auc``, ``acc``, `
 ``summary.csv`` holds every cell's mean, spread and interval.
 
 ``generators.md``: the metrics JSON of every generator with an ``evaluate_config`` (e.g. the translation FID/KID of a
-CDA-GAN against its real-vs-real reference), one column per generator instance.
+CDA-GAN against its real-vs-real reference), one column per generator instance; for an evaluation of image+mask
+pairs (:class:`~common.evaluation.PairedGenerativeEvaluation`: ``mask_statistics`` in the JSON) also
+``plots/mask_pairs_<generator>.png``, its real and synthetic pairs with a lesion.
 
 **Test-set size.** ``statistics.md``'s last section gives, per data set and metric, the minimum difference that the
 grid's actual test set detects (two-sided, alpha = the grid's ``alpha``, power 0.8; :mod:`common.experiments.sizing`):
@@ -57,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common.experiments.plots import synthetic_pairs_plot, tsne_plot, write_plots
+from common.experiments.plots import mask_pairs_plot, synthetic_pairs_plot, tsne_plot, write_plots
 from common.experiments.results import (
     CLASSIFIER_KEYS,
     CaseTable,
@@ -73,7 +75,7 @@ from common.experiments.results import (
     write_summary_csv,
 )
 from common.experiments.sizing import auc_minimum_detectable_difference, minimum_detectable_difference
-from common.experiments.spec import GridSpec, generator_run_dir, parse_grid
+from common.experiments.spec import GridSpec, generator_run_dir, parse_grid, slugify
 from common.metrics.bootstrap import BootstrapCI
 from common.metrics.classification import rank_auc
 from common.metrics.statistics import compare_methods
@@ -586,6 +588,13 @@ def build_reports(
     if evaluated:
         atomic_write_text(generators_markdown(evaluated, spec.digits), out / "generators.md")
         written["generators"] = str(out / "generators.md")
+    for name, metrics in evaluated.items():  # image+mask pairs (PairedGenerativeEvaluation): real and synthetic
+        real, synthetic = metrics.get("real_datalist"), metrics.get("synthetic_datalist")
+        if "mask_statistics" in metrics and real and synthetic and Path(real).is_file() and Path(synthetic).is_file():
+            plot = out / "plots" / f"mask_pairs_{slugify(name)}.png"
+            sections = {k: metrics[k] for k in ("real_section", "synthetic_section") if k in metrics}
+            if mask_pairs_plot(real, synthetic, plot, **sections):
+                written[f"mask_pairs_{slugify(name)}"] = str(plot)
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
         tsne = json.loads(tsne_json.read_text())

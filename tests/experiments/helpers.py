@@ -6,7 +6,8 @@ merges the YAML config files as MONAI does (later files replace top-level keys),
 the call (workflow, ckpt_dir, seed, config files) to ``$FAKE_CALLS`` and does what the workflow of a tiny bundle
 would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes: ``inference`` and ``evaluating``
 read the model of ``checkpoint`` when the config names one (an inference-only generator on another's checkpoint), and
-``evaluating`` writes ``per_image.json`` from a ``per_image`` id (``{image id: value}``, plus ``quality``).
+``evaluating`` writes ``per_image.json`` from a ``per_image`` id (``{image id: value}``, plus ``quality``) and adds
+the ``extra_metrics`` id's entries to its metrics.
 """
 
 import textwrap
@@ -51,6 +52,7 @@ FAKE_MONAI = textwrap.dedent("""
             n_syn = len(json.load(open(cfg["synthetic_datalist"]))["training"])
         out.mkdir(parents=True, exist_ok=True)
         metrics = {"acc": 0.5 + 0.1 * q + 0.01 * s, "hd95": 10.0 - q + s, "syn_count": n_syn, "note": "text"}
+        metrics.update(cfg.get("extra_metrics") or {})
         (out / "metrics.json").write_text(json.dumps(metrics))
         if cfg.get("per_image"):
             ids = list(cfg["per_image"])

@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 from common.experiments import GridError, GridRunner, build_reports, parse_grid, read_metrics
@@ -463,15 +465,23 @@ def test_generator_evaluation_runs_last_keeps_finished_steps_and_fills_generator
 
 def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_inference_only_generator(fake_env, tmp_path):
     """``evaluate_overrides`` are merged into the ``evaluating`` command alone (after the generator's overrides); an
-    inference-only generator (``train: false``, another's checkpoint) may be evaluated too."""
+    inference-only generator (``train: false``, another's checkpoint) may be evaluated too; an evaluation of image+mask
+    pairs gets its ``mask_pairs_<generator>.png``."""
     python, calls, down, gen = fake_env
     write_yaml(gen / "configs" / "evaluate.yaml", "quality: 3.0\n")
     trained = {"bundle": str(gen), "per_dataset": True, "outputs": OUTS, "evaluate_config": "configs/evaluate.yaml"}
+    lesion = np.zeros((8, 8), np.uint8)
+    lesion[2:5, 3:6] = 1
+    for name, label in (("img.nii.gz", lesion.astype(np.float32)), ("seg.nii.gz", lesion)):
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(tmp_path / name))
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps({"training": [{"image": "img.nii.gz", "label": "seg.nii.gz"}]}))
+    paired = {"mask_statistics": {}, "real_datalist": str(pairs), "synthetic_datalist": str(pairs)}
     chained = {
         **trained,
         "train": False,
         "overrides": {"checkpoint": "${generators.g.ckpt_dir}/model.json"},
-        "evaluate_overrides": {"quality": 5.0},
+        "evaluate_overrides": {"quality": 5.0, "extra_metrics": paired},  # an image+mask pair evaluation
     }
     spec = _grid(tmp_path, down, gen, seeds=[0], datasets=[{"name": "A"}], methods=[{"name": "base"}], ratio_plot=None,
                  generators={"g": trained, "h": chained})  # fmt: skip
@@ -484,9 +494,12 @@ def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_infer
     acc = {n: json.loads(Path(r["outputs"]["metrics"]).read_text())["acc"] for n, r in records.items()}
     assert acc == pytest.approx({"g": 0.8, "h": 1.0})  # 0.5 + 0.1 * quality: the overlay's 3.0, h's override 5.0
     h_dir = Path(spec.output_dir) / "generators" / "h" / "a"
-    assert yaml.safe_load((h_dir / "overrides_evaluating.yaml").read_text()) == {"quality": 5.0}
+    assert yaml.safe_load((h_dir / "overrides_evaluating.yaml").read_text())["quality"] == 5.0
     assert "quality" not in yaml.safe_load((h_dir / "overrides.yaml").read_text())
     assert not (h_dir / "overrides_inference.yaml").exists()
+    # the pair evaluation gets its plot of real and synthetic pairs; g's evaluation (no masks) none
+    plots = sorted(p.name for p in (Path(spec.output_dir) / "plots").glob("mask_pairs_*.png"))
+    assert plots == ["mask_pairs_h_a.png"]
 
 
 def test_changed_config_contents_run_again(fake_env, tmp_path):

@@ -244,3 +244,38 @@ def test_synthetic_pairs_plot_takes_the_channel_from_a_per_channel_source(tmp_pa
     datalist.write_text(json.dumps({"training": entries}))
     with pytest.raises(ValueError, match="1 source files for 2 images"):
         synthetic_pairs_plot(datalist, tmp_path / "p.png")
+
+
+def test_mask_pairs_plot_shows_pairs_with_a_lesion_and_reads_the_shown_channel(tmp_path):
+    """Only entries whose label has foreground are read (a lesion-free entry's missing image is never opened); the
+    shown channel's file is read; neither set with a lesion: no plot."""
+    import json
+
+    import nibabel as nib
+    from common.experiments.plots import mask_pairs_plot
+
+    def save(name, array):
+        nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / name))
+
+    lesion = np.zeros((8, 8), np.uint8)
+    lesion[2:5, 2:5] = 2
+    save("seg.nii.gz", lesion)
+    save("empty.nii.gz", np.zeros((8, 8), np.uint8))
+    save("t1.nii.gz", np.ones((8, 8), np.float32))
+    save("stack.nii.gz", np.ones((8, 8, 3), np.float32))  # one file, channels last
+    entries = [
+        {"image": ["gone_t1.nii.gz", "gone_flair.nii.gz"], "label": "empty.nii.gz"},  # no lesion: never read
+        {"image": ["t1.nii.gz", "flair.nii.gz"], "label": "seg.nii.gz"},
+    ]
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"test": [{"image": "stack.nii.gz", "label": "seg.nii.gz"}]}))
+    synthetic = tmp_path / "synthetic.json"
+    synthetic.write_text(json.dumps({"training": entries}))
+    assert Path(mask_pairs_plot(real, synthetic, tmp_path / "a.png", channel=0, real_section="test")).is_file()
+    with pytest.raises(FileNotFoundError, match="flair"):  # the last channel (default) is the FLAIR file
+        mask_pairs_plot(real, synthetic, tmp_path / "b.png", real_section="test")
+    save("flair.nii.gz", np.ones((8, 8), np.float32))
+    assert Path(mask_pairs_plot(real, synthetic, tmp_path / "b.png", count=1, real_section="test")).is_file()
+    synthetic.write_text(json.dumps({"training": entries[:1]}))
+    real.write_text(json.dumps({"test": [{"image": "t1.nii.gz", "label": "empty.nii.gz"}]}))
+    assert mask_pairs_plot(real, synthetic, tmp_path / "c.png", real_section="test") is None
