@@ -256,7 +256,9 @@ def mask_pairs_plot(
     synthetic_section: str = "training",
 ) -> str | None:
     """Image+mask pairs with a lesion: ``count`` real ones (top row) and ``count`` synthetic ones (bottom row), the
-    first of each section whose label map has foreground, one channel shown with the mask's outline on it.
+    first of each section whose label map has foreground, one channel shown with the mask's outline on it. A set
+    without any lesion shows its first ``count`` pairs instead, titled "no lesion" (e.g. a mask generator that
+    collapsed to empty masks).
 
     Args:
         real_datalist: datalist of the real pairs (``image``: a file or one file per channel; ``label``).
@@ -277,11 +279,11 @@ def mask_pairs_plot(
     def read(file: str) -> np.ndarray:
         return np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32))
 
-    def pairs(datalist: str | os.PathLike, section: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    def pairs(datalist: str | os.PathLike, section: str, lesion: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         found = []
         for e in load_decathlon_datalist(str(datalist), True, section):
             label = read(str(e["label"]))
-            if not np.any(label > 0):
+            if lesion and not np.any(label > 0):
                 continue
             files = e["image"] if isinstance(e["image"], (list, tuple)) else [e["image"]]
             image = read(str(files[channel] if len(files) > 1 else files[0]))
@@ -296,6 +298,8 @@ def mask_pairs_plot(
     rows = [("real", pairs(real_datalist, real_section)), ("synthetic", pairs(synthetic_datalist, synthetic_section))]
     if not any(found for _, found in rows):
         return None
+    sets = ((real_datalist, real_section), (synthetic_datalist, synthetic_section))
+    rows = [(n, f) if f else (f"{n}, no lesion", pairs(*where, lesion=False)) for (n, f), where in zip(rows, sets)]
     fig = Figure(figsize=(1.3 * count, 2.8))
     axes = fig.subplots(2, count, squeeze=False)
     for a in axes.flat:

@@ -247,8 +247,8 @@ def test_synthetic_pairs_plot_takes_the_channel_from_a_per_channel_source(tmp_pa
 
 
 def test_mask_pairs_plot_shows_pairs_with_a_lesion_and_reads_the_shown_channel(tmp_path):
-    """Only entries whose label has foreground are read (a lesion-free entry's missing image is never opened); the
-    shown channel's file is read; neither set with a lesion: no plot."""
+    """Only entries whose label has foreground are read (a lesion-free entry's missing image is never opened) while
+    the set has any; the shown channel's file is read; neither set with a lesion: no plot."""
     import json
 
     import nibabel as nib
@@ -276,6 +276,9 @@ def test_mask_pairs_plot_shows_pairs_with_a_lesion_and_reads_the_shown_channel(t
         mask_pairs_plot(real, synthetic, tmp_path / "b.png", real_section="test")
     save("flair.nii.gz", np.ones((8, 8), np.float32))
     assert Path(mask_pairs_plot(real, synthetic, tmp_path / "b.png", count=1, real_section="test")).is_file()
+    # no synthetic pair has a lesion: its first pairs are shown instead (their images read: the missing file fails)
     synthetic.write_text(json.dumps({"training": entries[:1]}))
+    with pytest.raises(FileNotFoundError, match="gone_flair"):
+        mask_pairs_plot(real, synthetic, tmp_path / "c.png", real_section="test")
     real.write_text(json.dumps({"test": [{"image": "t1.nii.gz", "label": "empty.nii.gz"}]}))
     assert mask_pairs_plot(real, synthetic, tmp_path / "c.png", real_section="test") is None
