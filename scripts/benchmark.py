@@ -43,7 +43,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import fire
 import torch
 from common.bundle.benchmark import (
     benchmark_inference,
@@ -55,6 +54,7 @@ from common.bundle.benchmark import (
 )
 from common.bundle.conversion_benchmark import benchmark_conversion
 from common.bundle.peak_benchmark import benchmark_peak, count_flops, fractions_of_peak, hardware_info
+from common.utils.cli import run_fire
 from reference_cyclegan import ReferenceCycleGAN, benchmark_reference_cyclegan
 
 WORKFLOWS = {"training": benchmark_training_step, "inference": benchmark_inference}
@@ -272,4 +272,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_fire(main)  # `--help` would otherwise land in **override

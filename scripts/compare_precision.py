@@ -28,9 +28,9 @@ import json
 import sys
 from typing import Any
 
-import fire
 from common.bundle.benchmark import report_json
 from common.bundle.precision_comparison import compare_precision, merge_comparisons
+from common.utils.cli import run_fire
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -114,4 +114,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_fire(main)  # `--help` would otherwise land in **override

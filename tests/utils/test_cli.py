@@ -1,0 +1,48 @@
+"""The scripts' fire entry: ``--help`` prints the help even where ``main`` takes ``**kwargs``."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from common.utils.cli import fire_command, run_fire
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--help"], ["--", "--help"]),
+        (["--iterations", "3", "-h"], ["--", "--help"]),
+        (["--iterations", "3"], ["--iterations", "3"]),
+        (["--x", "1", "--", "--help"], ["--x", "1", "--", "--help"]),  # after `--` it is fire's already
+        ([], []),
+    ],
+)
+def test_fire_command(argv, expected):
+    assert fire_command(argv) == expected
+
+
+def test_run_fire_passes_arguments_and_keeps_help_from_kwargs(capsys):
+    calls = []
+
+    def main(a: int = 1, **override):
+        calls.append((a, override))
+        return a
+
+    assert run_fire(main, ["--a", "4", "--image_size", "8"]) == 4 and calls == [(4, {"image_size": 8})]
+    with pytest.raises(SystemExit) as stop:
+        run_fire(main, ["--help"])
+    assert stop.value.code == 0 and len(calls) == 1  # main did not run
+    assert "SYNOPSIS" in capsys.readouterr().err  # fire writes its help to stderr when not on a terminal
+
+
+@pytest.mark.parametrize("script", ["benchmark.py", "compare_precision.py"])
+def test_scripts_print_their_help(script):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), "--help"],
+        capture_output=True, text=True, timeout=300, env={"PAGER": "cat", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SYNOPSIS" in done.stderr and "config_file" in done.stderr
