@@ -184,6 +184,13 @@ def tsne_plot(result: Mapping[str, Any], path: str | os.PathLike) -> str | None:
     return _save(fig, path)
 
 
+def _read_image(file: str | os.PathLike) -> np.ndarray:
+    """An image file's array, float32, singleton axes dropped."""
+    import nibabel as nib  # the grid tools' dependency, not the plots' (a grid without image files)
+
+    return np.squeeze(np.asarray(nib.load(str(file)).dataobj, dtype=np.float32))
+
+
 def synthetic_pairs_plot(
     synthetic_datalist: str | os.PathLike,
     path: str | os.PathLike,
@@ -209,7 +216,6 @@ def synthetic_pairs_plot(
     Returns:
         the path, or ``None`` when no entry names its source (e.g. a noise-to-image generator's datalist).
     """
-    import nibabel as nib  # the grid tools' dependency, not the plots' (a grid without a cross-domain GAN)
     from monai.data import load_decathlon_datalist
 
     entries = [e for e in load_decathlon_datalist(str(synthetic_datalist), True, section) if e.get("source")]
@@ -241,7 +247,7 @@ def synthetic_pairs_plot(
                     source = source.replace(f"_{first}", "_" + Path(translated).name.split("_")[-1])
             for r, (file, title) in enumerate(((source, f"real, class {cls}"), (translated, "synthetic"))):
                 ax = axes[2 * row + r, col]
-                ax.imshow(np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32)).T, cmap="gray")
+                ax.imshow(_read_image(file).T, cmap="gray")
                 ax.set_title(title, fontsize=7)
     return _save(fig, path)
 
@@ -273,20 +279,16 @@ def mask_pairs_plot(
     Returns:
         the path, or ``None`` when neither set has a pair with a lesion.
     """
-    import nibabel as nib  # the grid tools' dependency, not the plots'
     from monai.data import load_decathlon_datalist
-
-    def read(file: str) -> np.ndarray:
-        return np.squeeze(np.asarray(nib.load(file).dataobj, dtype=np.float32))
 
     def pairs(datalist: str | os.PathLike, section: str, lesion: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         found = []
         for e in load_decathlon_datalist(str(datalist), True, section):
-            label = read(str(e["label"]))
+            label = _read_image(e["label"])
             if lesion and not np.any(label > 0):
                 continue
             files = e["image"] if isinstance(e["image"], (list, tuple)) else [e["image"]]
-            image = read(str(files[channel] if len(files) > 1 else files[0]))
+            image = _read_image(files[channel] if len(files) > 1 else files[0])
             if image.ndim == label.ndim + 1:  # one multi-channel file: the channel axis is the one label lacks
                 axis = next((i for i, n in enumerate(image.shape) if i >= label.ndim or n != label.shape[i]), 0)
                 image = np.take(image, channel, axis=axis)
