@@ -122,10 +122,15 @@ class NoduleGenerator:
         self.precision = resolve_precision(amp, self.device)
         logger.info("MCGAN synthesis precision on %s: %s", self.device, self.precision.describe())
 
+    def real_voi(self, volume: torch.Tensor, box: Sequence[float]) -> torch.Tensor:
+        """The real VOI ``(1, *voi)`` in ``[-1, 1]`` around ``box`` (the generator's view of it, before the noise)."""
+        region = nodule_region(box, self.margin)
+        return hu_to_unit(crop_voi(volume, region, self.voi_size, self.nodule_size, self.pad_value), self.hu_window)
+
     def generator_input(self, volume: torch.Tensor, box: Sequence[float], size: str, attenuation: str) -> tuple:
         """The ``(1, 7, *voi)`` input, the real VOI ``(1, *voi)`` in ``[-1, 1]`` and the nodule region."""
         region = nodule_region(box, self.margin)
-        voi = hu_to_unit(crop_voi(volume, region, self.voi_size, self.nodule_size, self.pad_value), self.hu_window)
+        voi = self.real_voi(volume, box)
         noisy = voi.clone()
         inner = (slice(None),) + central_box(self.voi_size, self.nodule_size, voi.ndim - 1)
         lo, hi = self.noise_range
@@ -403,6 +408,7 @@ def evaluate_mcgan(
     kid_subsets: int = 50,
     metrics_name: str = "metrics.json",
     seed: int = 0,
+    reference_sections: Sequence[str] = (),
     **nodule_kwargs: Any,
 ) -> dict[str, Any]:
     """Regenerate every real nodule of ``sections`` in place and compare generated with real nodules.
@@ -415,6 +421,12 @@ def evaluate_mcgan(
     crops of the same condition). A PNG of real vs generated VOIs is written next to the metrics; the table of
     :func:`format_nodule_table` is logged.
 
+    With ``reference_sections`` (e.g. ``["training"]``, the nodules the generator learnt from) and a feature
+    extractor, the real nodule crops of those sections are scored against the real crops of ``sections`` in the same
+    way: ``fid_reference``, ``kid_reference_mean``, ``kid_reference_std`` and ``num_reference`` (the keys of
+    :data:`common.evaluation.generative.REFERENCE_KEYS`), the real-vs-real level that ``fid`` and ``kid_mean`` are
+    read against. FID falls with the number of crops, so compare them where the counts are alike.
+
     Args:
         generator: the trained generator.
         datalist: the real datalist.
@@ -426,11 +438,18 @@ def evaluate_mcgan(
         kid_subsets: KID subsets.
         metrics_name: file name of the metrics JSON.
         seed: noise seed.
+        reference_sections: datalist sections whose real nodule crops form the real-vs-real reference; empty: none.
         nodule_kwargs: keyword arguments of :class:`NoduleGenerator`.
 
     Returns:
         the metrics dict (also written to ``output_dir/metrics_name``).
+
+    Raises:
+        ValueError: fewer than 2 real nodules in ``sections`` or in ``reference_sections``, or a section in both.
     """
+    overlap = set(sections) & set(reference_sections)
+    if overlap:
+        raise ValueError(f"reference_sections {list(reference_sections)} overlap the evaluated sections: {overlap}.")
     nodules = NoduleGenerator(generator, seed=seed, **nodule_kwargs)
     records, real_crops, fake_crops, grid = [], [], [], []
     for section in sections:
@@ -469,6 +488,19 @@ def evaluate_mcgan(
                 "kid_std": kid_std,
             }
         )
+        if reference_sections:
+            reference = _real_nodule_crops(datalist, reference_sections, nodules)
+            f_ref = extract_features(feature_extractor, reference)
+            ref_mean, ref_std = kid(f_real, f_ref, num_subsets=kid_subsets, seed=seed)
+            result.update(
+                {
+                    "fid_reference": fid(f_real, f_ref),
+                    "kid_reference_mean": ref_mean,
+                    "kid_reference_std": ref_std,
+                    "num_reference": int(reference.shape[0]),
+                    "reference_sections": list(reference_sections),
+                }
+            )
 
     def group(select) -> dict[str, Any]:
         chosen = [i for i, r in enumerate(records) if select(r)]
@@ -496,11 +528,30 @@ def evaluate_mcgan(
     return result
 
 
+def _real_nodule_crops(datalist: str | os.PathLike, sections: Sequence[str], nodules: NoduleGenerator) -> torch.Tensor:
+    """The real ``nodule_size`` crops (in ``[-1, 1]``) of every nodule of ``sections``: ``(N, 1, *nodule)``."""
+    crops = []
+    for section in sections:
+        for entry in load_decathlon_datalist(str(datalist), True, section):
+            volume, _, _ = _load(entry["image"])
+            for box in entry.get("box") or []:
+                voi = nodules.real_voi(volume, box)
+                crops.append(voi[(slice(None),) + central_box(nodules.voi_size, nodules.nodule_size, voi.ndim - 1)])
+    if len(crops) < 2:
+        raise ValueError(f"need at least 2 real nodules in reference sections {list(sections)} of {datalist}.")
+    return torch.stack(crops)
+
+
 def format_nodule_table(result: Mapping[str, Any]) -> str:
     """A text table of the realism statistics (mean HU and volume, real vs generated) per group."""
     lines = []
     if "fid" in result:
         lines.append(f"FID {result['fid']:.4f}  KID {result['kid_mean']:.4f} +- {result['kid_std']:.4f}")
+        if "fid_reference" in result:
+            lines.append(
+                f"real-vs-real reference ({'/'.join(result['reference_sections'])}, {result['num_reference']} nodules):"
+                f" FID {result['fid_reference']:.4f}  KID {result['kid_reference_mean']:.4f}"
+            )
         lines.append(f"features: {result['feature_extractor']}")
     lines.append(f"{'group':<28}{'n':>4}  {'HU real':>16}{'HU gen':>16}{'vol real':>16}{'vol gen':>16}")
     rows = [("overall", result["overall"])]

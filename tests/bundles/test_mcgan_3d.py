@@ -75,6 +75,9 @@ def test_train_resume_infer_evaluate(bundle_copy):
     assert "fallback" in metrics["feature_extractor"]
     assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["kid_mean"])
     assert metrics["num_nodules"] == metrics["overall"]["n"] >= 2
+    # the default real-vs-real reference: the training scans' real nodules against the held-out real ones
+    assert metrics["reference_sections"] == ["training"] and metrics["num_reference"] >= 2
+    assert np.isfinite(metrics["fid_reference"]) and np.isfinite(metrics["kid_reference_mean"])
     assert set(metrics["by_size"]) == {"small", "medium", "large"}
     assert set(metrics["by_attenuation"]) == {"solid", "part-solid", "ground-glass"}
     assert sum(g["n"] for g in metrics["by_condition"].values()) == metrics["num_nodules"]
