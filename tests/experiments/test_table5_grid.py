@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from common.data.splits import split_counts
 from common.evaluation import run_for_each
 from common.experiments import GridRunner, load_grid, parse_grid
+from common.experiments.detection_calibration import DETECTION_FAMILIES
 from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,3 +182,33 @@ def test_generator_overrides_find_the_sweep(tmp_path):
     parser = ConfigParser(ConfigParser.load_config_files(files))
     parser.parse()
     assert parser.get_parsed_content("check") is run_for_each
+
+
+CALIBRATED_GRID = REPO / "scripts" / "experiments" / "mcgan_detection_calibrated_table5.yaml"
+
+
+def test_calibrated_grid_is_table5_on_the_calibrated_phantom_with_the_calibrations_detector():
+    """The calibrated Table 5 grid: the Table 5 grid's methods, metrics and generators, on the `calibrated_detection`
+    chest CT phantom with 8 training and 40 test scans, the calibration's detector and step count, 5 seeds, and the
+    MCGANs evaluated on the test nodules against the training nodules (the real-vs-real reference)."""
+    base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
+    assert [m.name for m in spec.methods] == METHODS
+    assert [(m.name, m.overrides) for m in spec.methods] == [(m.name, m.overrides) for m in base.methods]
+    assert [m.name for m in spec.metrics] == [m.name for m in base.metrics]
+    assert spec.blocks == "seeds" and spec.seeds == [0, 1, 2, 3, 4]
+    phantom = spec.vars["phantom_args"]
+    assert phantom["difficulty"] == "calibrated_detection" and spec.overrides["phantom_kind"] == "chest_ct"
+    assert split_counts(phantom["num_cases"], phantom["split_fractions"]) == [8, 0, 40]
+    family = DETECTION_FAMILIES["detection_3d"]
+    assert phantom["image_size"] == family["image_size"] and family["num_small_patients"] == 8
+    detector = {k: v for k, v in family["overrides"].items() if k != "augment_prob"}  # the thesis's classic DA is on
+    assert {k: spec.overrides[k] for k in detector} == detector and "augment_prob" not in spec.overrides
+    assert spec.vars["detector_epoch_length"] * spec.vars["detector_epochs"] == family["iterations"]
+    assert set(spec.generators) == set(base.generators)
+    for name, g in spec.generators.items():
+        b = base.generators[name]
+        assert (g.variants, g.outputs, g.per_dataset, g.seed) == (b.variants, b.outputs, b.per_dataset, b.seed)
+        assert g.overrides["inference"] == b.overrides["inference"]
+        assert g.overrides["phantom_args"] == "${vars.phantom_args}"
+        assert g.evaluate_config == "configs/evaluate.yaml"
+        assert g.evaluate_overrides == {"eval_sections": ["test"], "reference_sections": ["training"]}
