@@ -22,11 +22,15 @@ from common.metrics.detection import (
     cpm,
     cpm_bootstrap,
     cpm_by_attribute,
+    froc_matches,
     sensitivity_fp_per_image,
 )
-from common.utils import atomic_path
+from common.utils import atomic_path, atomic_write_json
 
-__all__ = ["DetectionEvaluation"]
+__all__ = ["DetectionEvaluation", "MATCHES_FILE"]
+
+MATCHES_FILE = "froc_matches.json"
+"""Per-image matched detections that :class:`DetectionEvaluation` writes beside ``metrics.json``."""
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +46,10 @@ class DetectionEvaluation:
     ``cpm_ci_low``/``cpm_ci_high`` and ``sens@<rate>_ci_low``/``_ci_high`` (LUNA16: scans drawn with replacement,
     :func:`~common.metrics.detection.cpm_bootstrap`), ``cpm_<attribute>_<value>`` for each attribute (Table 5),
     ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry (Table 4), ``map``/``mar``
-    (COCO), and the counts.
+    (COCO), and the counts. ``froc_matches.json`` (:data:`MATCHES_FILE`) holds each image's matched detections at
+    the CPM's IoU (:func:`~common.metrics.detection.froc_matches`, with the image's ``patient`` where the datalist
+    names one): the per-case values from which a grid report draws its bootstrap interval of the seeds' mean CPM
+    (:func:`~common.metrics.bootstrap.bootstrap_cpm_ci`).
 
     Args:
         datalist: ground-truth datalist JSON (boxes in ``box``, attributes per box).
@@ -122,6 +129,7 @@ class DetectionEvaluation:
             p = by_path[path]
             img = {
                 "image": path,
+                "patient": entry.get("patient"),
                 "gt_boxes": entry.get("box", []),
                 "gt_labels": entry.get("box_label", [0] * len(entry.get("box", []))),
                 "pred_boxes": p.get("box", []),
@@ -195,6 +203,17 @@ class DetectionEvaluation:
             title="detection evaluation",
             log=logger,
             indent=1,
+        )
+        atomic_write_json(
+            {
+                "iou_threshold": self.iou_threshold,
+                "duplicates": self.duplicates,
+                "fp_rates": list(self.fp_rates),
+                "cpm_mode": self.cpm_mode,
+                "section": self.section,
+                "images": froc_matches(images, self.iou_threshold, self.duplicates),
+            },
+            self.output_dir / MATCHES_FILE,
         )
         self.plot(result["froc"])
         return metrics

@@ -29,6 +29,9 @@ seed-mean; the spread due to the seeds (training randomness) is the ``± err``. 
 runs wrote): a metric's own per-image values (their mean is the metric, e.g. a Dice per image), or a binary
 classifier's ``score``/``label`` (and optional ``pred``) for ``auc``, ``acc``, ``recall``, ``specificity``,
 ``precision`` and ``f1``. Columns without per-case values keep ``mean ± err`` and the legend names them.
+Detection grids need no per-image file: the CPM and the sensitivities at its FP rates get the same interval from
+the matched detections each run's evaluation wrote (``eval/froc_matches.json``,
+:func:`~common.experiments.results.detection_intervals`).
 ``summary.csv`` holds every cell's mean, spread and interval.
 
 ``generators.md``: the metrics JSON of every generator with an ``evaluate_config`` (e.g. the translation FID/KID of a
@@ -67,6 +70,7 @@ from common.experiments.results import (
     case_tables,
     cell_aggregates,
     collect_per_image,
+    detection_intervals,
     metrics_of,
     ratio_curves,
     read_per_image_csv,
@@ -574,7 +578,8 @@ def build_reports(
     if (out / "per_image.csv").is_file():
         per_image_rows = read_per_image_csv(out / "per_image.csv")
         written["per_image"] = str(out / "per_image.csv")
-    intervals = case_intervals(per_image_rows, metrics_of(spec, rows))
+    metrics = metrics_of(spec, rows)
+    intervals = {**detection_intervals(rows, metrics), **case_intervals(per_image_rows, metrics)}
     atomic_write_text(markdown_tables(spec, rows, per_image_rows, intervals), out / "tables.md")
     written["tables"] = str(out / "tables.md")
     write_summary_csv(cell_aggregates(spec, rows, per_image_rows), intervals, spec.error, out / "summary.csv")

@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common.evaluation.detection import MATCHES_FILE
 from common.experiments.spec import GridSpec
 from common.metrics.bootstrap import (
     BINARY_METRICS,
     BootstrapCI,
     bootstrap_auc_ci,
     bootstrap_binary_ci,
+    bootstrap_cpm_ci,
     bootstrap_mean_ci,
 )
 from common.metrics.statistics import mean_confidence_interval
@@ -55,6 +57,7 @@ __all__ = [
     "case_tables",
     "cell_aggregates",
     "collect_per_image",
+    "detection_intervals",
     "metrics_of",
     "patient_of",
     "ratio_curves",
@@ -427,6 +430,67 @@ def case_intervals(
             ci = case_interval(table, metric, n_resamples, confidence, seed)
             if ci is not None:
                 out[(dataset, method, metric)] = ci
+    return out
+
+
+def detection_intervals(
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Sequence[str],
+    eval_dir: str = "eval",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[tuple[str, str, str], BootstrapCI]:
+    """Bootstrap intervals of the detection metrics ``cpm`` and ``sens@<rate>`` over the test images, from the
+    per-image matches that each run's evaluation wrote (``<run_dir>/<eval_dir>/froc_matches.json``,
+    :class:`common.evaluation.DetectionEvaluation`): every seed's matches of a drawn image together, the statistic
+    averaged over the seeds (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`); resampled by patient when every image
+    names one.
+
+    A cell gets no interval when one of its runs has no matches file, or when its runs matched different images or
+    read the FROC differently (a warning says so).
+
+    Args:
+        rows: rows of ``results.csv`` (:func:`read_results_csv`).
+        metrics: the table's metrics; those that are neither ``cpm`` nor ``sens@<rate>`` of the files are skipped.
+        eval_dir: the runs' evaluation folder.
+        n_resamples / confidence / seed: as :func:`case_intervals`.
+
+    Returns:
+        ``{(dataset, method, metric): interval}``.
+    """
+    runs: dict[tuple[str, str], dict[Any, str]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok" and r.get("run_dir"):
+            runs.setdefault((r["dataset"], r["method"]), {})[r["seed"]] = r["run_dir"]
+    out: dict[tuple[str, str, str], BootstrapCI] = {}
+    for (dataset, method), by_seed in runs.items():
+        files = [Path(d) / eval_dir / MATCHES_FILE for _, d in sorted(by_seed.items(), key=lambda kv: str(kv[0]))]
+        if not files or not all(f.is_file() for f in files):
+            continue
+        loaded = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+        settings = {json.dumps({k: v for k, v in m.items() if k != "images"}, sort_keys=True) for m in loaded}
+        images = [[e["image"] for e in m["images"]] for m in loaded]
+        if len(settings) > 1 or any(sorted(i) != sorted(images[0]) for i in images):
+            warnings.warn(f"{dataset} / {method}: the runs' {MATCHES_FILE} differ in images or settings; no interval.")
+            continue
+        order = sorted(images[0])
+        aligned = [[{e["image"]: e for e in m["images"]}[i] for i in order] for m in loaded]
+        patients = [e.get("patient") for e in aligned[0]]
+        groups = patients if all(p is not None for p in patients) else None
+        wanted = {"cpm"} | {f"sens@{float(r):g}" for r in loaded[0]["fp_rates"]}
+        if not wanted & set(metrics):
+            continue
+        cis = bootstrap_cpm_ci(
+            aligned,
+            loaded[0]["fp_rates"],
+            loaded[0]["cpm_mode"],
+            groups,
+            n_resamples=n_resamples,
+            confidence=confidence,
+            seed=seed,
+        )
+        out.update({(dataset, method, m): cis[m] for m in metrics if m in cis})
     return out
 
 

@@ -29,11 +29,12 @@ Seeded (``numpy.random.default_rng(seed)``): the same inputs and seed give the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from common.metrics.detection import CPM_FP_RATES, sensitivity_at_fp_rates
 
 __all__ = [
     "BINARY_METRICS",
@@ -41,6 +42,8 @@ __all__ = [
     "bootstrap_auc_ci",
     "bootstrap_binary_ci",
     "bootstrap_ci",
+    "bootstrap_cis",
+    "bootstrap_cpm_ci",
     "bootstrap_mean_ci",
     "resample_weights",
 ]
@@ -133,33 +136,62 @@ def bootstrap_ci(
     Raises:
         ValueError: for no cases, ``n_resamples < 1`` or a confidence outside ``(0, 1)``.
     """
+    return bootstrap_cis(
+        lambda w: np.asarray(statistic(w), dtype=float)[:, None], n_cases, groups, n_resamples, confidence, seed, chunk
+    )[0]
+
+
+def bootstrap_cis(
+    statistics: Callable[[np.ndarray], np.ndarray],
+    n_cases: int,
+    groups: Sequence[Any] | None = None,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 250,
+) -> list[BootstrapCI]:
+    """:func:`bootstrap_ci` of ``K`` statistics computed together on the same draws (e.g. the CPM and the
+    sensitivity at each of its FP rates).
+
+    Args:
+        statistics: maps case weights ``(b, N)`` to ``(b, K)`` values (NaN where undefined).
+        n_cases / groups / n_resamples / confidence / seed / chunk: as :func:`bootstrap_ci`.
+
+    Returns:
+        ``K`` intervals, in the order of the statistics' columns; each counts its own defined draws.
+    """
     if n_cases < 1:
         raise ValueError("the bootstrap needs at least one test case.")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}.")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
-    estimate = float(statistic(np.ones((1, n_cases)))[0])
+    estimates = np.asarray(statistics(np.ones((1, n_cases))), dtype=float)[0]
     rng = np.random.default_rng(seed)
     values = []
     for start in range(0, n_resamples, chunk):
         weights = resample_weights(n_cases, groups, min(chunk, n_resamples - start), rng)
-        values.append(np.asarray(statistic(weights), dtype=float))
-    stats = np.concatenate(values)
-    stats = stats[np.isfinite(stats)]
+        values.append(np.asarray(statistics(weights), dtype=float).reshape(len(weights), -1))
+    table = np.concatenate(values)
     alpha = (1.0 - confidence) / 2.0
-    low, high = (float(q) for q in np.quantile(stats, [alpha, 1.0 - alpha])) if stats.size else (np.nan, np.nan)
     _, n_units = _group_index(n_cases, groups)
-    return BootstrapCI(
-        estimate=estimate,
-        low=low,
-        high=high,
-        confidence=confidence,
-        n_resamples=int(stats.size),
-        n_cases=n_cases,
-        n_units=n_units,
-        unit="cases" if groups is None else "patients",
-    )
+    out = []
+    for k, estimate in enumerate(estimates):
+        stats = table[:, k][np.isfinite(table[:, k])]
+        low, high = (float(q) for q in np.quantile(stats, [alpha, 1.0 - alpha])) if stats.size else (np.nan, np.nan)
+        out.append(
+            BootstrapCI(
+                estimate=float(estimate),
+                low=low,
+                high=high,
+                confidence=confidence,
+                n_resamples=int(stats.size),
+                n_cases=n_cases,
+                n_units=n_units,
+                unit="cases" if groups is None else "patients",
+            )
+        )
+    return out
 
 
 def _seeds_by_cases(values: Any, name: str) -> np.ndarray:
@@ -285,3 +317,71 @@ def bootstrap_binary_ci(
         return _mean_over_seeds([_binary_metric(metric, arr[s], positive, w) for s in range(arr.shape[0])])
 
     return bootstrap_ci(statistic, arr.shape[1], groups, **kwargs)
+
+
+def bootstrap_cpm_ci(
+    runs: Sequence[Sequence[Mapping[str, Any]]],
+    fp_rates: Sequence[float] | None = None,
+    mode: str = "luna16",
+    groups: Sequence[Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, BootstrapCI]:
+    """Intervals of the CPM and of the sensitivity at each FP rate, averaged over seeds, under resampling of the
+    test scans (or slices, or their patients).
+
+    Each run (one seed) gives the per-image matches of the same test images in the same order
+    (:func:`common.metrics.detection.froc_matches`). A draw weights each image by how often it was drawn: its
+    detections and nodules count that many times and so does the image in the FPs per image, which is the FROC of
+    the resampled set (the LUNA16 bootstrap of :func:`common.metrics.detection.cpm_bootstrap`, for several seeds at
+    once); the sensitivities are read at ``fp_rates`` per seed (``mode``) and averaged over the seeds, the CPM is
+    their mean over the rates. The estimate is the seeds' mean CPM of the test set as it is.
+
+    Args:
+        runs: ``S`` runs of ``N`` per-image matches each (``scores``, ``tp``, ``fp``, ``num_gt``).
+        fp_rates: the FP rates (the CPM's seven by default).
+        mode: ``"luna16"`` or ``"step"`` (:func:`common.metrics.detection.sensitivity_at_fp_rates`).
+        groups: ``(N,)`` patient of each image, or ``None`` (each image its own unit).
+        kwargs: :func:`bootstrap_ci`'s ``n_resamples``, ``confidence``, ``seed``, ``chunk``.
+
+    Returns:
+        ``{"cpm": interval, "sens@<rate>": interval, ...}``; NaN bounds where no draw holds a nodule.
+
+    Raises:
+        ValueError: no run, runs of different lengths.
+    """
+    rates = [float(r) for r in (CPM_FP_RATES if fp_rates is None else fp_rates)]
+    if not runs:
+        raise ValueError("bootstrap_cpm_ci needs at least one run.")
+    n = len(runs[0])
+    if any(len(r) != n for r in runs):
+        raise ValueError(f"every run must match the same test images: got {[len(r) for r in runs]} images.")
+    prepared = []
+    for run in runs:
+        index = np.concatenate([np.full(len(m["scores"]), i) for i, m in enumerate(run)] or [np.zeros(0)]).astype(int)
+        scores = np.concatenate([np.asarray(m["scores"], dtype=float) for m in run] or [np.zeros(0)])
+        tp = np.concatenate([np.asarray(m["tp"], dtype=float) for m in run] or [np.zeros(0)])
+        fp = np.concatenate([np.asarray(m["fp"], dtype=float) for m in run] or [np.zeros(0)])
+        order = np.argsort(-scores, kind="stable")
+        scores, tp, fp, index = scores[order], tp[order], fp[order], index[order]
+        last = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, dtype=bool)
+        num_gt = np.asarray([m["num_gt"] for m in run], dtype=float)
+        prepared.append((index, tp, fp, last, num_gt))
+
+    def statistics(w: np.ndarray) -> np.ndarray:
+        per_seed = []
+        for index, tp, fp, last, num_gt in prepared:
+            wd = w[:, index]
+            ctp, cfp = np.cumsum(wd * tp, 1)[:, last], np.cumsum(wd * fp, 1)[:, last]
+            gts, images = w @ num_gt, w.sum(1)
+            sens = np.full((len(w), len(rates)), np.nan)
+            for b in range(len(w)):
+                if gts[b] > 0:
+                    curve = np.r_[0.0, ctp[b] / gts[b]]
+                    fps = np.r_[0.0, cfp[b] / images[b]]
+                    sens[b] = sensitivity_at_fp_rates(fps, curve, rates, mode)
+            per_seed.append(sens)
+        mean = _mean_over_seeds(per_seed)
+        return np.concatenate([mean.mean(1, keepdims=True), mean], 1)
+
+    cis = bootstrap_cis(statistics, n, groups, **kwargs)
+    return dict(zip(["cpm"] + [f"sens@{r:g}" for r in rates], cis))

@@ -63,6 +63,7 @@ __all__ = [
     "detection_score",
     "VALIDATION_METRICS",
     "froc_curve",
+    "froc_matches",
     "match_image",
     "sensitivity_at_fp_rates",
     "sensitivity_fp_per_image",
@@ -168,6 +169,28 @@ def _match_images(
         if duplicates == "fp":
             fp = fp | ((kind == DUPLICATE) & counted)
         out.append((scores, tp, fp, int(mask.sum())))
+    return out
+
+
+def froc_matches(
+    images: Sequence[Mapping[str, Any]], iou_threshold: float = 0.25, duplicates: str = "ignore"
+) -> list[dict[str, Any]]:
+    """Each image's matched detections, the per-case values from which a FROC (and the CPM) is computed again on any
+    resample of the images (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`).
+
+    Args:
+        images: as :func:`froc_curve`; an ``"image"`` and a ``"patient"`` entry are copied when present.
+        iou_threshold / duplicates: as :func:`froc_curve`.
+
+    Returns:
+        per image ``{"scores": [...], "tp": [...], "fp": [...], "num_gt": G}`` (detections in decreasing score
+        order; a duplicate is neither ``tp`` nor ``fp`` unless ``duplicates="fp"``), plus ``image``/``patient``.
+    """
+    out = []
+    for img, (scores, tp, fp, num_gt) in zip(images, _match_images(images, iou_threshold, duplicates, None)):
+        entry: dict[str, Any] = {k: img[k] for k in ("image", "patient") if img.get(k) is not None}
+        entry.update(scores=scores.tolist(), tp=tp.astype(int).tolist(), fp=fp.astype(int).tolist(), num_gt=num_gt)
+        out.append(entry)
     return out
 
 

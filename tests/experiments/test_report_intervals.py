@@ -151,3 +151,74 @@ def test_seed_blocks_grid_collects_the_runs_per_image_files(tmp_path):
     (out / "tables.md").unlink()
     build_reports(out, log=lambda s: None)
     assert (out / "tables.md").read_text() == tables
+
+
+def _detection_runs(tmp_path, out: Path) -> list[dict]:
+    """Two methods x two seeds of a detector on 6 scans (one per patient): predictions near some nodules plus false
+    positives, evaluated by ``DetectionEvaluation`` (which writes ``froc_matches.json``); the records of results.csv."""
+    from common.evaluation import DetectionEvaluation
+
+    rng = np.random.default_rng(0)
+    scans = []
+    for i in range(6):
+        boxes = [[int(x), int(x), int(x), int(x) + 6, int(x) + 6, int(x) + 6] for x in rng.integers(0, 40, 1 + i % 2)]
+        scans.append({"image": f"scan{i}.nii.gz", "box": boxes, "patient": f"chest_P{i:04d}"})
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": scans}))
+    records = []
+    for method, hit in (("base", 0.5), ("better", 0.9)):
+        for seed in (0, 1):
+            run_dir = out / "runs" / method / f"seed{seed}"
+            (run_dir / "eval").mkdir(parents=True)
+            pred = []
+            for s in scans:
+                boxes = [b for b in s["box"] if rng.random() < hit] + [[50, 50, 50, 56, 56, 56]] * int(
+                    rng.integers(0, 3)
+                )
+                pred.append({"image": f"../../../../../{s['image']}", "box": boxes,
+                             "score": [round(float(rng.uniform(0.3, 1.0)), 2) for _ in boxes]})  # fmt: skip
+            (run_dir / "eval" / "predictions.json").write_text(json.dumps({"test": pred}))
+            metrics = DetectionEvaluation(
+                datalist, "test", run_dir / "eval" / "predictions.json", run_dir / "eval", attributes=[], n_bootstrap=0
+            ).run()
+            records.append({"dataset": "A", "method": method, "seed": seed, "status": "ok", "run_dir": str(run_dir),
+                            "metrics": {"cpm": metrics["cpm"], "sens@1": metrics["sens@1"]}})  # fmt: skip
+    return records
+
+
+def test_detection_grid_gets_cpm_intervals_from_the_runs_matches(tmp_path):
+    """Detection grids: the CPM and the sensitivities get a bootstrap interval over the test scans (by patient) from
+    each run's ``froc_matches.json``; the estimate is the seeds' mean CPM; a run without the file leaves its cell
+    without an interval; tables.md shows it."""
+    from common.experiments.results import detection_intervals
+    from common.metrics.bootstrap import bootstrap_cpm_ci
+
+    spec = _spec(tmp_path, [{"name": "cpm", "label": "CPM"}, {"name": "sens@1", "label": "1"}, "map"])
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True)
+    write_grid_snapshot(spec, out)
+    records = _detection_runs(tmp_path, out)
+    write_results_csv(records, out / "results.csv")
+    rows = read_results_csv(out / "results.csv")
+    matches = json.loads((out / "runs" / "better" / "seed0" / "eval" / "froc_matches.json").read_text())
+    assert len(matches["images"]) == 6 and matches["images"][2]["patient"] == "chest_P0002"
+    assert matches["iou_threshold"] == 0.25 and matches["cpm_mode"] == "luna16"
+
+    intervals = detection_intervals(rows, ["cpm", "sens@1", "map"])
+    assert set(intervals) == {("A", m, k) for m in ("base", "better") for k in ("cpm", "sens@1")}
+    got = intervals[("A", "better", "cpm")]
+    cpms = [r["metrics"]["cpm"] for r in records if r["method"] == "better"]
+    assert got.estimate == pytest.approx(np.mean(cpms)) and got.unit == "patients" and got.n_units == 6
+    assert got.low <= got.estimate <= got.high
+    runs = []
+    for seed in (0, 1):
+        data = json.loads((out / "runs" / "better" / f"seed{seed}" / "eval" / "froc_matches.json").read_text())
+        runs.append(sorted(data["images"], key=lambda e: e["image"]))
+    assert got == bootstrap_cpm_ci(runs, groups=[e["patient"] for e in runs[0]])["cpm"]
+
+    build_reports(out, log=lambda s: None)
+    tables = (out / "tables.md").read_text()
+    assert f"[{got.low:.4f}, {got.high:.4f}]" in tables and "A: 6 patients" in tables
+
+    (out / "runs" / "base" / "seed1" / "eval" / "froc_matches.json").unlink()
+    assert {k[1] for k in detection_intervals(rows, ["cpm"])} == {"better"}

@@ -103,3 +103,65 @@ def test_bad_input():
         bootstrap_ci(lambda w: w.sum(axis=1), 3, confidence=1.5)
     with pytest.raises(ValueError, match="groups names"):
         bootstrap_mean_ci([1.0, 2.0], groups=["a"])
+
+
+def _detection_images(rng: np.random.Generator, n: int) -> list[dict]:
+    """``n`` 2D images with 0-3 ground-truth boxes and noisy detections near some of them, plus false positives;
+    scores are rounded so that some are tied across images."""
+    images = []
+    for i in range(n):
+        gt = [[x, x, x + 8, x + 8] for x in rng.integers(0, 80, size=rng.integers(0, 4))]
+        pred, scores = [], []
+        for box in gt:
+            if rng.random() < 0.7:
+                pred.append([c + rng.integers(-2, 3) for c in box])
+                scores.append(round(float(rng.random()), 1))
+        for x in rng.integers(0, 80, size=rng.integers(0, 4)):
+            pred.append([x + 100, x, x + 108, x + 8])
+            scores.append(round(float(rng.random()), 1))
+        images.append({"image": f"img{i}", "gt_boxes": gt, "pred_boxes": pred, "pred_scores": scores})
+    return images
+
+
+@pytest.mark.parametrize("mode", ["luna16", "step"])
+def test_cpm_interval_weights_equal_replicated_scans(mode, monkeypatch):
+    """A draw that weights image i by w_i gives the CPM of the set holding image i w_i times: checked against
+    :func:`cpm` on the replicated set, for two seeds' detections averaged, and the estimate is the seeds' mean CPM."""
+    from common.metrics import bootstrap as module
+    from common.metrics.detection import cpm, froc_matches
+
+    rng = np.random.default_rng(3)
+    seeds = [_detection_images(rng, 12), _detection_images(rng, 12)]
+    for s in seeds[1]:  # the second seed predicts the first seed's images (same ground truth)
+        s["gt_boxes"] = seeds[0][int(s["image"][3:])]["gt_boxes"]
+    runs = [froc_matches(s) for s in seeds]
+    cis = module.bootstrap_cpm_ci(runs, mode=mode, n_resamples=50, seed=0)
+    assert set(cis) == {"cpm", "sens@0.125", "sens@0.25", "sens@0.5", "sens@1", "sens@2", "sens@4", "sens@8"}
+    assert cis["cpm"].estimate == pytest.approx(np.mean([cpm(s, mode=mode)["cpm"] for s in seeds]))
+    assert cis["cpm"].low <= cis["cpm"].estimate <= cis["cpm"].high
+    assert cis["cpm"].n_resamples == 50 and cis["cpm"].unit == "cases"
+    for weights in ([2, 0, 1, 3, 0, 0, 1, 1, 2, 0, 1, 1], [3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], [0] * 11 + [1]):
+        replicated = [[img for img, w in zip(s, weights) for _ in range(w)] for s in seeds]
+        direct = [cpm(r, mode=mode) for r in replicated]
+        # every draw is this weight vector: the interval collapses onto the statistic of the draw
+        monkeypatch.setattr(module, "resample_weights", lambda n, g, b, rng, w=weights: np.asarray([w] * b, float))
+        got = module.bootstrap_cpm_ci(runs, mode=mode, n_resamples=3, seed=0)
+        if not direct[0]["froc"]["num_gt"]:
+            assert got["cpm"].n_resamples == 0  # no nodule drawn: undefined, left out
+            continue
+        assert got["cpm"].low == pytest.approx(np.mean([d["cpm"] for d in direct]))
+        assert got["sens@1"].high == pytest.approx(np.mean([d["sensitivities"][1.0] for d in direct]))
+
+
+def test_cpm_interval_patients_and_bad_runs():
+    from common.metrics.bootstrap import bootstrap_cpm_ci
+    from common.metrics.detection import froc_matches
+
+    images = _detection_images(np.random.default_rng(0), 8)
+    runs = [froc_matches(images)]
+    ci = bootstrap_cpm_ci(runs, groups=[i // 2 for i in range(8)], n_resamples=20)["cpm"]
+    assert ci.unit == "patients" and ci.n_units == 4 and ci.n_cases == 8
+    with pytest.raises(ValueError, match="same test images"):
+        bootstrap_cpm_ci([runs[0], runs[0][:-1]])
+    with pytest.raises(ValueError, match="at least one run"):
+        bootstrap_cpm_ci([])
