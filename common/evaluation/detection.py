@@ -47,9 +47,9 @@ class DetectionEvaluation:
     :func:`~common.metrics.detection.cpm_bootstrap`), ``cpm_<attribute>_<value>`` for each attribute (Table 5),
     ``sensitivity_iou<t>`` / ``fp_per_image_iou<t>`` for each ``iou_thresholds`` entry (Table 4), ``map``/``mar``
     (COCO), and the counts. ``froc_matches.json`` (:data:`MATCHES_FILE`) holds each image's matched detections at
-    the CPM's IoU (:func:`~common.metrics.detection.froc_matches`, with the image's ``patient`` where the datalist
-    names one): the per-case values from which a grid report draws its bootstrap interval of the seeds' mean CPM
-    (:func:`~common.metrics.bootstrap.bootstrap_cpm_ci`).
+    the CPM's IoU (:func:`~common.metrics.detection.froc_matches`, with the image's ``patient`` where the
+    datalist names one and each box's ``attributes``): the per-case values from which a grid report draws its
+    bootstrap interval of the seeds' mean CPM (:func:`~common.metrics.bootstrap.bootstrap_cpm_ci`).
 
     Args:
         datalist: ground-truth datalist JSON (boxes in ``box``, attributes per box).
@@ -211,7 +211,7 @@ class DetectionEvaluation:
                 "fp_rates": list(self.fp_rates),
                 "cpm_mode": self.cpm_mode,
                 "section": self.section,
-                "images": froc_matches(images, self.iou_threshold, self.duplicates),
+                "images": froc_matches(images, self.iou_threshold, self.duplicates, self.attributes),
             },
             self.output_dir / MATCHES_FILE,
         )

@@ -40,6 +40,7 @@ from common.metrics.bootstrap import (
     bootstrap_cpm_ci,
     bootstrap_mean_ci,
 )
+from common.metrics.detection import attribute_matches
 from common.metrics.statistics import mean_confidence_interval
 from common.utils import atomic_write_text
 
@@ -441,8 +442,9 @@ def detection_intervals(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[tuple[str, str, str], BootstrapCI]:
-    """Bootstrap intervals of the detection metrics ``cpm`` and ``sens@<rate>`` over the test images, from the
-    per-image matches that each run's evaluation wrote (``<run_dir>/<eval_dir>/froc_matches.json``,
+    """Bootstrap intervals of the detection metrics ``cpm``, ``sens@<rate>`` and ``cpm_<attribute>_<value>`` (the CPM
+    of the nodules of one size or attenuation, as :func:`common.metrics.detection.cpm_by_attribute` counts it) over
+    the test images, from the per-image matches that each run's evaluation wrote (``<run_dir>/<eval_dir>/froc_matches.json``,
     :class:`common.evaluation.DetectionEvaluation`): every seed's matches of a drawn image together, the statistic
     averaged over the seeds (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`); resampled by patient when every image
     names one.
@@ -452,7 +454,7 @@ def detection_intervals(
 
     Args:
         rows: rows of ``results.csv`` (:func:`read_results_csv`).
-        metrics: the table's metrics; those that are neither ``cpm`` nor ``sens@<rate>`` of the files are skipped.
+        metrics: the table's metrics; the others (and attributes that the files do not hold) are skipped.
         eval_dir: the runs' evaluation folder.
         n_resamples / confidence / seed: as :func:`case_intervals`.
 
@@ -478,19 +480,19 @@ def detection_intervals(
         aligned = [[{e["image"]: e for e in m["images"]}[i] for i in order] for m in loaded]
         patients = [e.get("patient") for e in aligned[0]]
         groups = patients if all(p is not None for p in patients) else None
-        wanted = {"cpm"} | {f"sens@{float(r):g}" for r in loaded[0]["fp_rates"]}
-        if not wanted & set(metrics):
-            continue
-        cis = bootstrap_cpm_ci(
-            aligned,
-            loaded[0]["fp_rates"],
-            loaded[0]["cpm_mode"],
-            groups,
-            n_resamples=n_resamples,
-            confidence=confidence,
-            seed=seed,
-        )
-        out.update({(dataset, method, m): cis[m] for m in metrics if m in cis})
+        kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+        rates, mode = loaded[0]["fp_rates"], loaded[0]["cpm_mode"]
+        if {"cpm"} | {f"sens@{float(r):g}" for r in rates} & set(metrics):
+            cis = bootstrap_cpm_ci(aligned, rates, mode, groups, **kwargs)
+            out.update({(dataset, method, m): cis[m] for m in metrics if m in cis})
+        names = sorted(aligned[0][0].get("attributes", {}), key=len, reverse=True)  # "cpm_<attribute>_<value>"
+        for m in metrics:
+            attribute = next((a for a in names if m.startswith(f"cpm_{a}_")), None)
+            if attribute is None:
+                continue
+            value = m[len(f"cpm_{attribute}_") :]
+            runs_of_value = [[attribute_matches(e, attribute, value) for e in run] for run in aligned]
+            out[(dataset, method, m)] = bootstrap_cpm_ci(runs_of_value, rates, mode, groups, **kwargs)["cpm"]
     return out
 
 

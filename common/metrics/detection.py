@@ -57,6 +57,7 @@ __all__ = [
     "coco_metrics",
     "CPM_MODES",
     "DetectionScore",
+    "attribute_matches",
     "cpm",
     "cpm_bootstrap",
     "cpm_by_attribute",
@@ -152,9 +153,14 @@ def match_image(
 
 
 def _match_images(
-    images: Sequence[Mapping[str, Any]], iou_threshold: float, duplicates: str, gt_mask: Sequence[Any] | None
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-    """Per image: ``(scores (D,), hit (D,), false positive (D,), number of counted ground truths)``."""
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float,
+    duplicates: str,
+    gt_mask: Sequence[Any] | None,
+    with_gt: bool = False,
+) -> list[tuple]:
+    """Per image: ``(scores (D,), hit (D,), false positive (D,), number of counted ground truths)``, and with
+    ``with_gt`` the ground truth each detection refers to ``(D,)`` (-1 for a false positive) last."""
     if duplicates not in ("ignore", "fp"):
         raise ValueError(f"duplicates must be 'ignore' or 'fp', got {duplicates!r}.")
     out = []
@@ -168,30 +174,61 @@ def _match_images(
         fp = kind == FP
         if duplicates == "fp":
             fp = fp | ((kind == DUPLICATE) & counted)
-        out.append((scores, tp, fp, int(mask.sum())))
+        out.append((scores, tp, fp, int(mask.sum()), gt_index) if with_gt else (scores, tp, fp, int(mask.sum())))
     return out
 
 
 def froc_matches(
-    images: Sequence[Mapping[str, Any]], iou_threshold: float = 0.25, duplicates: str = "ignore"
+    images: Sequence[Mapping[str, Any]],
+    iou_threshold: float = 0.25,
+    duplicates: str = "ignore",
+    attributes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Each image's matched detections, the per-case values from which a FROC (and the CPM) is computed again on any
     resample of the images (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`).
 
     Args:
-        images: as :func:`froc_curve`; an ``"image"`` and a ``"patient"`` entry are copied when present.
+        images: as :func:`froc_curve`; an ``"image"`` and a ``"patient"`` entry are copied when present, and the
+            per-box values of each of ``attributes``.
         iou_threshold / duplicates: as :func:`froc_curve`.
+        attributes: per-box attributes kept (e.g. ``["size"]``) for :func:`attribute_matches`.
 
     Returns:
-        per image ``{"scores": [...], "tp": [...], "fp": [...], "num_gt": G}`` (detections in decreasing score
-        order; a duplicate is neither ``tp`` nor ``fp`` unless ``duplicates="fp"``), plus ``image``/``patient``.
+        per image ``{"scores": [...], "tp": [...], "fp": [...], "gt": [...], "num_gt": G}`` (detections in
+        decreasing score order; a duplicate is neither ``tp`` nor ``fp`` unless ``duplicates="fp"``; ``gt``: the
+        ground truth a hit or duplicate refers to, -1 for a false positive), plus ``image``/``patient`` and
+        ``attributes: {name: [value per ground truth]}``.
     """
     out = []
-    for img, (scores, tp, fp, num_gt) in zip(images, _match_images(images, iou_threshold, duplicates, None)):
+    for img, (scores, tp, fp, num_gt, gt_index) in zip(
+        images, _match_images(images, iou_threshold, duplicates, None, with_gt=True)
+    ):
         entry: dict[str, Any] = {k: img[k] for k in ("image", "patient") if img.get(k) is not None}
-        entry.update(scores=scores.tolist(), tp=tp.astype(int).tolist(), fp=fp.astype(int).tolist(), num_gt=num_gt)
+        entry.update(scores=scores.tolist(), tp=tp.astype(int).tolist(), fp=fp.astype(int).tolist())
+        entry.update(gt=gt_index.tolist(), num_gt=num_gt)
+        if attributes:
+            entry["attributes"] = {a: list(img.get(a) or []) for a in attributes}
         out.append(entry)
     return out
+
+
+def attribute_matches(matches: Mapping[str, Any], attribute: str, value: Any) -> dict[str, Any]:
+    """One image's :func:`froc_matches` entry restricted to the ground truths whose ``attribute`` is ``value``, as
+    :func:`cpm_by_attribute` counts them: hits on other ground truths are neither hits nor false positives, false
+    positives stay, the image stays.
+
+    Returns:
+        the entry with ``tp``, ``fp`` and ``num_gt`` of that value.
+    """
+    values = matches.get("attributes", {}).get(attribute)
+    if values is None:
+        raise KeyError(f"the matches of {matches.get('image', 'an image')} hold no attribute {attribute!r}.")
+    gt = np.asarray(matches["gt"], dtype=np.int64)
+    keep = np.asarray([v == value for v in values] + [False], dtype=bool)  # index -1: no ground truth
+    counted = np.where(gt >= 0, keep[gt], True)
+    tp = np.asarray(matches["tp"], dtype=bool) & counted
+    fp = np.asarray(matches["fp"], dtype=bool) & counted
+    return {**matches, "tp": tp.astype(int).tolist(), "fp": fp.astype(int).tolist(), "num_gt": int(keep[:-1].sum())}
 
 
 def _froc_from_matches(matches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int]]) -> dict[str, Any]:

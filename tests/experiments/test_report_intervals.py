@@ -162,7 +162,8 @@ def _detection_runs(tmp_path, out: Path) -> list[dict]:
     scans = []
     for i in range(6):
         boxes = [[int(x), int(x), int(x), int(x) + 6, int(x) + 6, int(x) + 6] for x in rng.integers(0, 40, 1 + i % 2)]
-        scans.append({"image": f"scan{i}.nii.gz", "box": boxes, "patient": f"chest_P{i:04d}"})
+        sizes = ["small", "large"][: len(boxes)]
+        scans.append({"image": f"scan{i}.nii.gz", "box": boxes, "patient": f"chest_P{i:04d}", "size": sizes})
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"test": scans}))
     records = []
@@ -179,10 +180,15 @@ def _detection_runs(tmp_path, out: Path) -> list[dict]:
                              "score": [round(float(rng.uniform(0.3, 1.0)), 2) for _ in boxes]})  # fmt: skip
             (run_dir / "eval" / "predictions.json").write_text(json.dumps({"test": pred}))
             metrics = DetectionEvaluation(
-                datalist, "test", run_dir / "eval" / "predictions.json", run_dir / "eval", attributes=[], n_bootstrap=0
+                datalist,
+                "test",
+                run_dir / "eval" / "predictions.json",
+                run_dir / "eval",
+                attributes=["size"],
+                n_bootstrap=0,
             ).run()
             records.append({"dataset": "A", "method": method, "seed": seed, "status": "ok", "run_dir": str(run_dir),
-                            "metrics": {"cpm": metrics["cpm"], "sens@1": metrics["sens@1"]}})  # fmt: skip
+                            "metrics": {k: metrics[k] for k in ("cpm", "sens@1", "cpm_size_large")}})  # fmt: skip
     return records
 
 
@@ -204,8 +210,10 @@ def test_detection_grid_gets_cpm_intervals_from_the_runs_matches(tmp_path):
     assert len(matches["images"]) == 6 and matches["images"][2]["patient"] == "chest_P0002"
     assert matches["iou_threshold"] == 0.25 and matches["cpm_mode"] == "luna16"
 
-    intervals = detection_intervals(rows, ["cpm", "sens@1", "map"])
-    assert set(intervals) == {("A", m, k) for m in ("base", "better") for k in ("cpm", "sens@1")}
+    intervals = detection_intervals(rows, ["cpm", "sens@1", "map", "cpm_size_large"])
+    assert set(intervals) == {("A", m, k) for m in ("base", "better") for k in ("cpm", "sens@1", "cpm_size_large")}
+    large = [r["metrics"]["cpm_size_large"] for r in records if r["method"] == "better"]
+    assert intervals[("A", "better", "cpm_size_large")].estimate == pytest.approx(np.mean(large))
     got = intervals[("A", "better", "cpm")]
     cpms = [r["metrics"]["cpm"] for r in records if r["method"] == "better"]
     assert got.estimate == pytest.approx(np.mean(cpms)) and got.unit == "patients" and got.n_units == 6

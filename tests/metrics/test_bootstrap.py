@@ -165,3 +165,30 @@ def test_cpm_interval_patients_and_bad_runs():
         bootstrap_cpm_ci([runs[0], runs[0][:-1]])
     with pytest.raises(ValueError, match="at least one run"):
         bootstrap_cpm_ci([])
+
+
+@pytest.mark.parametrize("duplicates", ["ignore", "fp"])
+def test_attribute_matches_give_the_cpm_by_attribute(duplicates):
+    """The matches restricted to one size give :func:`cpm_by_attribute`'s CPM of that size (hits on nodules of other
+    sizes ignored, false positives kept), so the grid's interval of a size column is around the table's value."""
+    from common.metrics.bootstrap import bootstrap_cpm_ci
+    from common.metrics.detection import attribute_matches, cpm_by_attribute, froc_matches
+
+    images = _detection_images(np.random.default_rng(5), 16)
+    sizes = ["small", "large"]
+    for i, img in enumerate(images):
+        img["size"] = [sizes[(i + j) % 2] for j in range(len(img["gt_boxes"]))]
+        if img["pred_boxes"]:  # a duplicate of the first detection, to exercise both duplicate rules
+            img["pred_boxes"] = img["pred_boxes"] + [img["pred_boxes"][0]]
+            img["pred_scores"] = img["pred_scores"] + [img["pred_scores"][0]]  # tied: right after the first
+    matches = froc_matches(images, duplicates=duplicates, attributes=["size"])
+    assert matches[3]["attributes"]["size"] == images[3]["size"]
+    expected = cpm_by_attribute(images, "size", duplicates=duplicates, values=sizes)
+    for value in sizes:
+        restricted = [attribute_matches(m, "size", value) for m in matches]
+        assert sum(m["num_gt"] for m in restricted) == sum(s == value for i in images for s in i["size"])
+        got = bootstrap_cpm_ci([restricted], n_resamples=10)["cpm"].estimate
+        assert got == pytest.approx(expected[value])
+    assert expected["small"] != pytest.approx(expected["large"])  # the restriction matters
+    with pytest.raises(KeyError, match="attenuation"):
+        attribute_matches(matches[0], "attenuation", "solid")
