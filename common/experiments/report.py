@@ -29,8 +29,8 @@ seed-mean; the spread due to the seeds (training randomness) is the ``± err``. 
 runs wrote): a metric's own per-image values (their mean is the metric, e.g. a Dice per image), or a binary
 classifier's ``score``/``label`` (and optional ``pred``) for ``auc``, ``acc``, ``recall``, ``specificity``,
 ``precision`` and ``f1``. Columns without per-case values keep ``mean ± err`` and the legend names them.
-Detection grids need no per-image file: the CPM and the sensitivities at its FP rates get the same interval from
-the matched detections each run's evaluation wrote (``eval/froc_matches.json``,
+Detection grids need no per-image file: the CPM, the sensitivities at its FP rates and the CPM by size or attenuation
+get the same interval from the matched detections each run's evaluation wrote (``eval/froc_matches.json``,
 :func:`~common.experiments.results.detection_intervals`).
 ``summary.csv`` holds every cell's mean, spread and interval.
 

@@ -444,10 +444,10 @@ def detection_intervals(
 ) -> dict[tuple[str, str, str], BootstrapCI]:
     """Bootstrap intervals of the detection metrics ``cpm``, ``sens@<rate>`` and ``cpm_<attribute>_<value>`` (the CPM
     of the nodules of one size or attenuation, as :func:`common.metrics.detection.cpm_by_attribute` counts it) over
-    the test images, from the per-image matches that each run's evaluation wrote (``<run_dir>/<eval_dir>/froc_matches.json``,
-    :class:`common.evaluation.DetectionEvaluation`): every seed's matches of a drawn image together, the statistic
-    averaged over the seeds (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`); resampled by patient when every image
-    names one.
+    the test images, from the per-image matches that each run's evaluation wrote
+    (``<run_dir>/<eval_dir>/froc_matches.json``, :class:`common.evaluation.DetectionEvaluation`): every seed's matches
+    of a drawn image together, the statistic averaged over the seeds
+    (:func:`common.metrics.bootstrap.bootstrap_cpm_ci`); resampled by patient when every image names one.
 
     A cell gets no interval when one of its runs has no matches file, or when its runs matched different images or
     read the FROC differently (a warning says so).
@@ -482,7 +482,7 @@ def detection_intervals(
         groups = patients if all(p is not None for p in patients) else None
         kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
         rates, mode = loaded[0]["fp_rates"], loaded[0]["cpm_mode"]
-        if {"cpm"} | {f"sens@{float(r):g}" for r in rates} & set(metrics):
+        if ({"cpm"} | {f"sens@{float(r):g}" for r in rates}) & set(metrics):
             cis = bootstrap_cpm_ci(aligned, rates, mode, groups, **kwargs)
             out.update({(dataset, method, m): cis[m] for m in metrics if m in cis})
         names = sorted(aligned[0][0].get("attributes", {}), key=len, reverse=True)  # "cpm_<attribute>_<value>"
