@@ -2,7 +2,7 @@
 
 ``classification`` and ``segmentation`` calibrate the brain MR phantom; ``detection_3d`` / ``detection_2d`` the
 detection phantoms (chest CT nodules, brain metastases; :py:func:`common.experiments.detection_calibration.
-calibrate_detection`).
+calibrate_detection`); ``detection_yolov3_2d`` the brain metastases with the thesis's Table 4 detector (YOLOv3).
 
 Trains the bundle's no-augmentation baseline on few phantom training patients and on ``ratio`` times more (the
 upper bound), tests both on the same held-out patients, prints and writes ``<output_dir>/calibration.json``.
@@ -33,7 +33,7 @@ def main(
     """Calibrates one difficulty setting for one downstream family and prints the result as JSON.
 
     Args:
-        family: ``classification``, ``segmentation``, ``detection_3d`` or ``detection_2d``.
+        family: ``classification``, ``segmentation``, ``detection_3d``, ``detection_2d`` or ``detection_yolov3_2d``.
         output_dir: folder of the phantom set, the two runs and ``calibration.json``.
         difficulty: a preset name (``calibrated``, ``default``), ``none`` for the default phantom, or a dict of
             knobs (``lesion_contrast``, ``lesion_radius``, ``texture``, ``noise``, ``anatomy_spread``).

@@ -84,6 +84,28 @@ DETECTION_FAMILIES: dict[str, dict[str, Any]] = {
             "augment_prob": 0.0,
         },
     },
+    # the thesis's Table 4 detector (sec. 5.2.3: YOLOv3, Adam 1e-3) on the same metastasis phantom and regime, with
+    # the Darknet of scripts/experiments/cpggan_detection_table4.yaml (8 ... 128 channels, one block per stage) and a
+    # network resolution of 256 (the 64x64 slices resized 4x, as YOLOv3 resizes its input to 416/608): at the slices'
+    # own 64 (and at 128) its coarse strides miss the calibrated phantom's small lesions (test CPM 0.07 with 8 or 80
+    # patients, common/data/phantoms/detection_difficulty.py)
+    "detection_yolov3_2d": {
+        "phantom_kind": "brain_metastases",
+        "variants": ["variants/2d.yaml", "variants/yolov3.yaml"],
+        "preset": "calibrated_detection",
+        "num_small_patients": 8,
+        "num_test_patients": 20,
+        "cases_per_patient": 2,
+        "image_size": 64,
+        "batch_size": 4,
+        "iterations": 400,
+        "overrides": {
+            "yolo_base_channels": 8,
+            "yolo_blocks": [1, 1, 1, 1, 1],
+            "yolo_input_size": {"training": [256, 256], "testing": [256, 256]},
+            "augment_prob": 0.0,
+        },
+    },
 }
 """Detection families calibrated here: phantom kind, variant files merged after the bundle's configs, calibrated
 preset, and the default regime and run size (training patients of the baseline, test patients, cases per patient,
@@ -110,8 +132,8 @@ def calibrate_detection(
     No validation split: both runs are evaluated at their last step (``models/model.pt``).
 
     Args:
-        family: ``"detection_3d"`` (chest CT nodules) or ``"detection_2d"`` (brain metastases);
-            :py:data:`DETECTION_FAMILIES`.
+        family: ``"detection_3d"`` (chest CT nodules), ``"detection_2d"`` (brain metastases, the 2D Faster R-CNN) or
+            ``"detection_yolov3_2d"`` (brain metastases, YOLOv3); :py:data:`DETECTION_FAMILIES`.
         output_dir: folder of the phantom set, the runs and ``calibration.json``.
         difficulty: ``"calibrated"`` for the family's calibrated preset, another preset name, a mapping of knobs,
             or ``None`` for the default phantom.

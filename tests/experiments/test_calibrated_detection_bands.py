@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from common.data.phantoms import make_brain_metastases, make_chest_ct
-from common.experiments.detection_calibration import blob_detector_cpm, calibrate_detection
+from common.experiments.detection_calibration import DETECTION_FAMILIES, blob_detector_cpm, calibrate_detection
 
 # phantom seed 0; 4 training and 6 test patients (64^3 scans / 2 slices of 64x64 each), as measured for the bands
 NUM_TRAIN, NUM_TEST = 4, 6
@@ -95,3 +95,24 @@ def test_calibrate_detection_trains_both_regimes_with_the_bundle(tmp_path, monke
     recorded = json.loads((tmp_path / "data" / "datalist.json").read_text())["parameters"]
     assert recorded["difficulty"] == "calibrated_detection" and recorded["positive_fraction"] == 1.0
     assert json.loads((tmp_path / "calibration.json").read_text()) == result
+
+
+def test_yolov3_family_trains_the_thesis_table4_detector(tmp_path, monkeypatch):
+    """``detection_yolov3_2d``: the same metastasis phantom and regime as ``detection_2d``, trained and tested with
+    the bundle's YOLOv3 (variants/yolov3.yaml) and the Table 4 grid's small Darknet; both regimes evaluated."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    family = DETECTION_FAMILIES["detection_yolov3_2d"]
+    assert "variants/yolov3.yaml" in family["variants"] and family["overrides"]["augment_prob"] == 0.0
+    assert {k: family[k] for k in ("phantom_kind", "num_small_patients", "num_test_patients", "iterations")} == {
+        k: DETECTION_FAMILIES["detection_2d"][k] for k in ("phantom_kind", "num_small_patients", "num_test_patients", "iterations")
+    }  # fmt: skip
+    result = calibrate_detection(
+        "detection_yolov3_2d", tmp_path, num_small_patients=1, ratio=2, num_test_patients=1, iterations=2, batch_size=2
+    )
+    assert result["family"] == "detection_yolov3_2d" and result["upper_bound"]["training_patients"] == 2
+    for regime in ("baseline", "upper_bound"):
+        state = torch.load(tmp_path / regime / "models" / "model.pt", map_location="cpu", weights_only=True)
+        assert any("anchors" in k for k in state)  # a YOLOv3 (its anchors are a buffer), not the Faster R-CNN
+        assert json.loads((tmp_path / regime / "eval" / "metrics.json").read_text())["num_images"] == 2
