@@ -477,7 +477,8 @@ def detection_intervals(
             warnings.warn(f"{dataset} / {method}: the runs' {MATCHES_FILE} differ in images or settings; no interval.")
             continue
         order = sorted(images[0])
-        aligned = [[{e["image"]: e for e in m["images"]}[i] for i in order] for m in loaded]
+        by_image = [{e["image"]: e for e in m["images"]} for m in loaded]
+        aligned = [[entries[i] for i in order] for entries in by_image]
         patients = [e.get("patient") for e in aligned[0]]
         groups = patients if all(p is not None for p in patients) else None
         kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}

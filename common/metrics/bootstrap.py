@@ -355,12 +355,12 @@ def bootstrap_cpm_ci(
     n = len(runs[0])
     if any(len(r) != n for r in runs):
         raise ValueError(f"every run must match the same test images: got {[len(r) for r in runs]} images.")
+    if n < 1:
+        raise ValueError("the bootstrap needs at least one test case.")
     prepared = []
     for run in runs:
-        index = np.concatenate([np.full(len(m["scores"]), i) for i, m in enumerate(run)] or [np.zeros(0)]).astype(int)
-        scores = np.concatenate([np.asarray(m["scores"], dtype=float) for m in run] or [np.zeros(0)])
-        tp = np.concatenate([np.asarray(m["tp"], dtype=float) for m in run] or [np.zeros(0)])
-        fp = np.concatenate([np.asarray(m["fp"], dtype=float) for m in run] or [np.zeros(0)])
+        scores, tp, fp = (np.concatenate([np.asarray(m[k], dtype=float) for m in run]) for k in ("scores", "tp", "fp"))
+        index = np.repeat(np.arange(n), [len(m["scores"]) for m in run])  # the image of each detection
         order = np.argsort(-scores, kind="stable")
         scores, tp, fp, index = scores[order], tp[order], fp[order], index[order]
         last = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, dtype=bool)
