@@ -40,4 +40,4 @@ from .splits import (  # noqa: F401
     subsample_patients,
 )
 from .unpaired import UnpairedDataset, split_by_class  # noqa: F401
-from .validation import DatalistError, DatalistProblem, validate_datalist  # noqa: F401
+from .validation import DatalistError, DatalistProblem, require_entries, validate_datalist  # noqa: F401

@@ -34,7 +34,7 @@ from common.utils.hashing import sha256_file
 from monai.data import ITKReader, NibabelReader
 from monai.data.utils import to_affine_nd
 
-__all__ = ["DatalistError", "DatalistProblem", "load_datalist_file", "validate_datalist"]
+__all__ = ["DatalistError", "DatalistProblem", "load_datalist_file", "require_entries", "validate_datalist"]
 
 logger = logging.getLogger("common.data")
 
@@ -544,6 +544,34 @@ def load_datalist_file(datalist_file: str | os.PathLike) -> dict:
             return datalist
         problem = f"top level must be a JSON object, got {type(datalist).__name__}"
     raise DatalistError([DatalistProblem(None, None, None, path, problem)], path)
+
+
+def require_entries(
+    entries: Sequence[dict], datalist_file: str | os.PathLike, section: str, description: str
+) -> list[dict]:
+    """Refuse an empty selection of a datalist's entries, naming the file, before any training starts.
+
+    A bundle that trains on a filtered part of a datalist (e.g. its lesion-free slices) calls this on the filtered
+    entries, so that a datalist holding none of them stops the run with a clear message instead of training on
+    nothing or on the wrong data.
+
+    Args:
+        entries: the selected entries.
+        datalist_file: path of the datalist JSON file they come from, used in the message.
+        section: datalist section they come from.
+        description: what was selected, e.g. ``"slices without boxes"``.
+
+    Returns:
+        ``entries`` as a list.
+
+    Raises:
+        DatalistError: when ``entries`` is empty.
+    """
+    entries = list(entries)
+    if not entries:
+        path = os.path.abspath(os.fspath(datalist_file))
+        raise DatalistError([DatalistProblem(section, None, None, None, f"has no {description}")], path)
+    return entries
 
 
 def _split_source(datalist: dict) -> tuple[str, dict, dict[str, list[int]]] | None:

@@ -3,12 +3,14 @@
 import copy
 import json
 
+import monai
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
-from common.data import validate_datalist
+from common.data import DatalistError, prepare_phantom, validate_datalist
 from common.engines import latest_checkpoint
-from helpers import evaluate_configs, run_workflow
+from helpers import configs, evaluate_configs, run_workflow
 from monai.bundle import ConfigWorkflow
 
 NAME = "cpggan"
@@ -36,8 +38,12 @@ def test_train_infer_evaluate(bundle_copy):
 
     run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
-    for key in ("fid", "kid_mean", "box_change_inside", "box_change_outside"):
+    for key in ("fid", "kid_mean", "box_change_inside", "box_change_outside", "fid_reference", "kid_reference_mean"):
         assert np.isfinite(metrics[key]), key
+    # the real-vs-real reference: the generator's own training slices with lesions against the held-out ones
+    training = monai.data.load_decathlon_datalist(wf.parser.get_parsed_content("datalist"), True, "training")
+    assert metrics["reference_section"] == "training"
+    assert metrics["num_reference"] == sum(1 for e in training if e["box"]) > 0
 
 
 def lesion_contrast(images: torch.Tensor, condition: torch.Tensor, margin: int = 1) -> torch.Tensor:
@@ -128,3 +134,43 @@ def test_trained_cpggan_places_lesions_in_the_boxes(bundle_copy):
     assert trained > 0.12, trained
     assert trained > before + 0.1, (trained, before)
     assert trained > max(untrained) + 0.05, (trained, untrained)
+
+
+def test_normal_slices_from_another_datalist(bundle_copy, tmp_path):
+    """Thesis sec. 5.2.2 (ii): with ``normal_datalist``, the lesion-free slices come from other subjects (the thesis's
+    193 normal subjects, used for CPGGAN training only), added to the boxed slices of ``datalist``; the lesion-free
+    slices of ``datalist`` itself are then left out. A normal datalist without lesion-free slices stops the run
+    before training, naming the file."""
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "tiny.yaml", "with_normal.yaml")
+    normal = prepare_phantom(
+        tmp_path / "normal", "brain_metastases", num_patients=3, cases_per_patient=2, image_size=32,
+        positive_fraction=0.0, seed=5, split_fractions=[1.0, 0.0, 0.0],
+    )  # fmt: skip
+
+    def training_entries(**override):
+        wf = ConfigWorkflow(config_file=files, workflow_type=None, run_id="training", logging_file=False, **override)
+        wf.initialize()
+        return wf, wf.parser.get_parsed_content("train#datalist")
+
+    wf, own = training_entries()
+    real = monai.data.load_decathlon_datalist(wf.parser.get_parsed_content("datalist"), True, "training")
+    assert any(not e["box"] for e in own) and len(own) == len(real)  # include_normal alone: the datalist's own
+
+    _, entries = training_entries(normal_datalist=str(normal))
+    normal_images = {e["image"] for e in monai.data.load_decathlon_datalist(str(normal), True, "training")}
+    assert [e["image"] for e in entries if e["box"]] == [e["image"] for e in real if e["box"]]
+    assert {e["image"] for e in entries if not e["box"]} == normal_images and len(normal_images) == 6
+
+    _, entries = training_entries(normal_datalist=str(normal), include_normal=False)
+    assert all(e["box"] for e in entries)  # without include_normal the normal datalist is not used
+
+    boxed = prepare_phantom(
+        tmp_path / "boxed", "brain_metastases", num_patients=2, cases_per_patient=1, image_size=32,
+        positive_fraction=1.0, seed=6, split_fractions=[1.0, 0.0, 0.0],
+    )  # fmt: skip
+    with pytest.raises(RuntimeError) as raised:  # MONAI's config parser wraps the error of an expression
+        training_entries(normal_datalist=str(boxed))
+    assert isinstance(raised.value.__cause__, DatalistError)
+    assert str(boxed) in str(raised.value.__cause__) and "has no slices without boxes" in str(raised.value.__cause__)
+    assert latest_checkpoint(root / "models") is None

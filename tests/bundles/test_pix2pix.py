@@ -3,6 +3,7 @@ on the tiny metastasis phantom (2D) and the tiny chest CT phantom (3D)."""
 
 import json
 
+import monai
 import nibabel as nib
 import numpy as np
 import torch
@@ -56,8 +57,12 @@ def test_train_resume_infer_evaluate_2d(bundle_copy):
     run_workflow(evaluate_configs(root, "tiny.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert metrics["method"] == "pix2pix" and metrics["num_fake"] == 8
-    for key in ("fid", "kid_mean", "mmd"):
+    for key in ("fid", "kid_mean", "mmd", "fid_reference", "kid_reference_mean"):
         assert np.isfinite(metrics[key]), key
+    # the real-vs-real reference: the generator's own training slices with lesions against the held-out ones
+    datalist = wf.parser.get_parsed_content("datalist")
+    boxed = [e for e in monai.data.load_decathlon_datalist(datalist, True, "training") if e["box"]]
+    assert metrics["reference_section"] == "training" and metrics["num_reference"] == len(boxed)
 
 
 def test_train_infer_evaluate_3d_in_hounsfield_units(bundle_copy):
@@ -78,4 +83,4 @@ def test_train_infer_evaluate_3d_in_hounsfield_units(bundle_copy):
     run_workflow(evaluate_configs(root, "3d.yaml", "tiny_3d.yaml"), "evaluating")
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     assert metrics["spatial_dims"] == 3 and metrics["num_fake"] == 4 and metrics["num_real"] >= 2
-    assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["mmd"])
+    assert np.isfinite(metrics["fid"]) and np.isfinite(metrics["mmd"]) and np.isfinite(metrics["fid_reference"])
