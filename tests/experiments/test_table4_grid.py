@@ -1,11 +1,17 @@
 """The Table 4 grid (Han, thesis sec. 5.3): 2D metastasis detection with real slices only vs + synthetic slices at
 +1x/2x/3x the real training set from CPGGAN (rows ii-iv), CPGGAN trained also on normal slices (v-vii) and the
-image-to-image GAN (viii-x). Parsing and the dry run only (the real run is in bundles/cpggan/docs/README.md)."""
+image-to-image GAN (viii-x). Parsing and the dry run (the real runs are in bundles/cpggan/docs/README.md), and the
+calibrated grid's lesion-free normal subjects made as the runner makes them."""
 
+import json
 from pathlib import Path
 
+import monai
 import yaml
+from common.data.splits import split_counts
 from common.experiments import GridRunner, load_grid
+from common.experiments.detection_calibration import DETECTION_FAMILIES
+from monai.bundle import ConfigWorkflow
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = REPO / "scripts" / "experiments" / "cpggan_detection_table4.yaml"
@@ -99,3 +105,83 @@ def test_table4_dry_run_substitutes_each_ratio_datalist(tmp_path):
         assert all(f"configs/variants/{v}" in train[0] for v in variants), name
     # the overrides file the runner would write keeps these types
     assert yaml.safe_load(yaml.safe_dump(plans["cpggan_2x"].overrides))["training"] == []
+
+
+CALIBRATED_GRID = REPO / "scripts" / "experiments" / "cpggan_detection_calibrated_table4.yaml"
+
+
+def test_calibrated_grid_is_table4_on_the_calibrated_phantom_with_the_calibrations_detector():
+    """The calibrated Table 4 grid: the Table 4 grid's ten setups and metrics, on the `calibrated_detection`
+    metastasis phantom with 8 training and 40 test patients, the `detection_yolov3_2d` calibration's detector and
+    step count, 5 seeds; the GANs at the phantom's 64 px, the 1x sets scored against the real-vs-real reference, and
+    CPGGAN w/ normal trained on another, lesion-free phantom set."""
+    base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
+    assert [(m.name, m.overrides) for m in spec.methods] == [(m.name, m.overrides) for m in base.methods]
+    assert [m.name for m in spec.metrics] == [m.name for m in base.metrics]
+    assert spec.blocks == "seeds" and spec.seeds == [0, 1, 2, 3, 4]
+    family = DETECTION_FAMILIES["detection_yolov3_2d"]
+    assert [f"variants/{Path(v).name}" for v in spec.common_variants] == family["variants"]
+    phantom = spec.vars["phantom_args"]
+    assert spec.overrides["phantom_kind"] == family["phantom_kind"] == "brain_metastases"
+    assert phantom["difficulty"] == family["preset"] and phantom["positive_fraction"] == 1.0
+    assert split_counts(phantom["num_patients"], phantom["split_fractions"]) == [family["num_small_patients"], 0, 40]
+    assert (phantom["image_size"], phantom["cases_per_patient"]) == (family["image_size"], family["cases_per_patient"])
+    detector = {k: v for k, v in family["overrides"].items() if k != "augment_prob"}  # the thesis's classic DA is on
+    assert {k: spec.overrides[k] for k in detector} == detector and "augment_prob" not in spec.overrides
+    assert spec.overrides["batch_size"] == family["batch_size"] and spec.overrides["val_interval"] == 0
+    assert spec.vars["detector_epoch_length"] * spec.vars["detector_epochs"] == family["iterations"]
+
+    assert set(spec.generators) == set(base.generators) | {"normal_subjects"}
+    for name, g in spec.generators.items():
+        if name == "normal_subjects":
+            continue
+        b = base.generators[name]
+        assert (g.seed, g.outputs, g.per_dataset) == (b.seed, b.outputs, b.per_dataset), name
+        assert g.variants == [v for v in b.variants if v != "tiny.yaml"], name
+        assert g.overrides["image_size"] == phantom["image_size"], name
+        assert g.overrides["phantom_args"] == "${vars.phantom_args}", name
+        assert (g.evaluate_config == "configs/evaluate.yaml") == name.endswith("_1x"), name
+        is_normal = name.startswith("cpggan_normal")
+        assert (g.overrides.get("normal_datalist") == "${generators.normal_subjects.datalist}") == is_normal, name
+    assert 2 ** spec.generators["pix2pix_1x"].overrides["num_downs"] == phantom["image_size"]
+    normal = spec.vars["normal_phantom_args"]
+    assert normal["positive_fraction"] == 0.0 and normal["seed"] != phantom["seed"]  # other, lesion-free subjects
+    assert {k: normal[k] for k in ("image_size", "difficulty")} == {k: phantom[k] for k in ("image_size", "difficulty")}
+
+
+def test_calibrated_grid_makes_the_normal_subjects_and_feeds_them_to_cpggan_w_normal(tmp_path):
+    """The `normal_subjects` entry, run as the runner runs it (cpggan's inference config and the planned overrides),
+    writes a lesion-free phantom set of other subjects (training section only), and CPGGAN w/ normal's training
+    datalist is the 8 patients' slices with metastases plus those slices."""
+    spec = load_grid(CALIBRATED_GRID, root=REPO)
+    spec.output_dir = str(tmp_path / "out")
+    spec.vars["normal_phantom_args"].update(num_patients=3, image_size=32)
+    spec.vars["phantom_args"].update(image_size=32)
+    runner = GridRunner(spec, dry_run=True, log=lambda s: None)
+    plan = runner.generator_plan(spec.generators["normal_subjects"], spec.datasets[0])
+    assert [s.workflow for s in plan.steps] == ["inference"]
+    overrides = {**plan.overrides, "ckpt_dir": plan.outputs["ckpt_dir"], "output_dir": plan.outputs["output_dir"]}
+    wf = ConfigWorkflow(
+        config_file=plan.steps[0].files, workflow_type=None, run_id="inference", logging_file=False, **overrides
+    )
+    wf.initialize()
+    wf.run()
+    normal = Path(plan.outputs["datalist"])
+    entries = monai.data.load_decathlon_datalist(str(normal), True, "training")
+    assert len(entries) == 6 and all(e["box"] == [] and e["class"] == 0 for e in entries)
+    assert json.loads(normal.read_text())["parameters"]["positive_fraction"] == 0.0
+
+    runner.generator_outputs[("normal_subjects", spec.datasets[0].slug)] = plan.outputs  # as after its run
+    gplan = runner.generator_plan(spec.generators["cpggan_normal_1x"], spec.datasets[0])
+    assert gplan.overrides["normal_datalist"] == str(normal)
+    wf = ConfigWorkflow(
+        config_file=gplan.steps[0].files,
+        workflow_type=None,
+        run_id="training",
+        logging_file=False,
+        **{**gplan.overrides, "ckpt_dir": gplan.outputs["ckpt_dir"], "output_dir": gplan.outputs["output_dir"]},
+    )
+    wf.initialize()
+    training = wf.parser.get_parsed_content("train#datalist")
+    boxed = [e for e in training if e["box"]]
+    assert len(boxed) == 16 and {e["image"] for e in training if not e["box"]} == {e["image"] for e in entries}
