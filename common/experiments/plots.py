@@ -15,7 +15,9 @@ Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG throug
   ``source`` of a cross-domain generator's datalist entries), a few per source class, the last channel;
 - ``mask_pairs_<generator>.png``: for a generator of image+mask pairs evaluated with
   :class:`~common.evaluation.PairedGenerativeEvaluation`, real pairs (top) and its synthetic pairs (below) that
-  contain a lesion, the mask's outline drawn on the image.
+  contain a lesion, the mask's outline drawn on the image;
+- ``boxes_<generator>.png``: for a generator of images with boxes (CPGGAN, pix2pix, 3D MCGAN) whose evaluation
+  names its real and synthetic datalists, real images (top) and synthetic ones (below) with their boxes drawn.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "bar_plot",
+    "box_pairs_plot",
     "cd_diagram",
     "mask_pairs_plot",
     "ratio_plot",
@@ -314,6 +317,85 @@ def mask_pairs_plot(
                 image, label = image[..., z], label[..., z]
             ax.imshow(image.T, cmap="gray")
             ax.contour((label > 0).T.astype(float), levels=[0.5], colors="red", linewidths=0.6)
+            ax.set_title(name, fontsize=7)
+    return _save(fig, path)
+
+
+def box_panels(
+    datalist: str | os.PathLike, section: str = "training", count: int = 6
+) -> list[tuple[np.ndarray, list[list[float]]]]:
+    """The first ``count`` images of a detection datalist's section that have boxes, as 2D panels with their boxes.
+
+    A 2D image is shown whole with its ``[x1, y1, x2, y2]`` boxes; a volume by its axial slice through the centre
+    of its first box, with the ``[x1, y1, x2, y2]`` of every box that crosses that slice (``[x1, y1, z1, x2, y2,
+    z2]`` boxes, voxel corners, end exclusive). Entries without boxes are skipped (their images are never read).
+
+    Args:
+        datalist: detection datalist (``image``: one single-channel file; ``box``).
+        section: its section.
+        count: panels returned at most.
+
+    Returns:
+        ``[(image (X, Y), boxes), ...]``.
+    """
+    from monai.data import load_decathlon_datalist
+
+    panels = []
+    for e in load_decathlon_datalist(str(datalist), True, section):
+        boxes = [[float(v) for v in b] for b in e.get("box") or []]
+        if not boxes:
+            continue
+        image = _read_image(e["image"])
+        if image.ndim == 3:
+            z = int((boxes[0][2] + boxes[0][5]) // 2)
+            image = image[..., z]
+            boxes = [[b[0], b[1], b[3], b[4]] for b in boxes if b[2] <= z < b[5]]
+        panels.append((image, boxes))
+        if len(panels) == count:
+            break
+    return panels
+
+
+def box_pairs_plot(
+    real_datalist: str | os.PathLike,
+    synthetic_datalist: str | os.PathLike,
+    path: str | os.PathLike,
+    count: int = 6,
+    real_section: str = "training",
+    synthetic_section: str = "training",
+) -> str | None:
+    """Images with boxes: ``count`` real ones (top row) and ``count`` synthetic ones (bottom row), each with its
+    boxes drawn (:func:`box_panels`), so that one sees whether a generator puts lesions where its boxes say.
+
+    Args:
+        real_datalist: detection datalist of the real images.
+        synthetic_datalist: detection datalist of the synthetic images.
+        path: the PNG file.
+        count: images shown per set.
+        real_section: section of ``real_datalist``.
+        synthetic_section: section of ``synthetic_datalist``.
+
+    Returns:
+        the path, or ``None`` when neither set has an image with a box.
+    """
+    from matplotlib.patches import Rectangle
+
+    rows = [
+        ("real", box_panels(real_datalist, real_section, count)),
+        ("synthetic", box_panels(synthetic_datalist, synthetic_section, count)),
+    ]
+    if not any(panels for _, panels in rows):
+        return None
+    fig = Figure(figsize=(1.3 * count, 2.8))
+    axes = fig.subplots(2, count, squeeze=False)
+    for a in axes.flat:
+        a.axis("off")
+    for r, (name, panels) in enumerate(rows):
+        for c, (image, boxes) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(image.T, cmap="gray")  # x across, y down, as the boxes' voxel corners
+            for x1, y1, x2, y2 in boxes:
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="red", lw=0.6))
             ax.set_title(name, fontsize=7)
     return _save(fig, path)
 

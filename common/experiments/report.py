@@ -37,7 +37,9 @@ get the same interval from the matched detections each run's evaluation wrote (`
 ``generators.md``: the metrics JSON of every generator with an ``evaluate_config`` (e.g. the translation FID/KID of a
 CDA-GAN against its real-vs-real reference), one column per generator instance; for an evaluation of image+mask
 pairs (:class:`~common.evaluation.PairedGenerativeEvaluation`: ``mask_statistics`` in the JSON) also
-``plots/mask_pairs_<generator>.png``, its real and synthetic pairs with a lesion.
+``plots/mask_pairs_<generator>.png``, its real and synthetic pairs with a lesion; a generator of images with
+boxes whose evaluation names its ``real_datalist`` and ``synthetic_datalist`` (CPGGAN, pix2pix)
+``plots/boxes_<generator>.png``, real training images and synthetic ones with their boxes.
 
 **Test-set size.** ``statistics.md``'s last section gives, per data set and metric, the minimum difference that the
 grid's actual test set detects (two-sided, alpha = the grid's ``alpha``, power 0.8; :mod:`common.experiments.sizing`):
@@ -62,7 +64,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common.experiments.plots import mask_pairs_plot, synthetic_pairs_plot, tsne_plot, write_plots
+from common.data.validation import load_datalist_file
+from common.experiments.plots import box_pairs_plot, mask_pairs_plot, synthetic_pairs_plot, tsne_plot, write_plots
 from common.experiments.results import (
     CLASSIFIER_KEYS,
     CaseTable,
@@ -549,6 +552,12 @@ def generators_markdown(metrics: Mapping[str, Mapping[str, Any]], digits: int = 
     return "\n".join(lines) + "\n"
 
 
+def _has_boxes(datalist: str | os.PathLike) -> bool:
+    """Whether a datalist's ``training`` entries carry ``box`` lists (a detection datalist)."""
+    entries = load_datalist_file(datalist).get("training") or []
+    return bool(entries) and all(isinstance(e, Mapping) and isinstance(e.get("box"), list) for e in entries)
+
+
 def build_reports(
     output_dir: str | os.PathLike, spec: GridSpec | None = None, log: Callable[[str], None] | None = None
 ) -> dict[str, str]:
@@ -600,6 +609,10 @@ def build_reports(
             sections = {k: metrics[k] for k in ("real_section", "synthetic_section") if k in metrics}
             if mask_pairs_plot(real, synthetic, plot, **sections):
                 written[f"mask_pairs_{slugify(name)}"] = str(plot)
+        elif real and synthetic and Path(real).is_file() and Path(synthetic).is_file() and _has_boxes(synthetic):
+            plot = out / "plots" / f"boxes_{slugify(name)}.png"  # images with boxes (CPGGAN, pix2pix)
+            if box_pairs_plot(real, synthetic, plot):
+                written[f"boxes_{slugify(name)}"] = str(plot)
     tsne_json = out / "tsne.json"
     if tsne_json.is_file():
         tsne = json.loads(tsne_json.read_text())

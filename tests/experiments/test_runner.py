@@ -466,7 +466,7 @@ def test_generator_evaluation_runs_last_keeps_finished_steps_and_fills_generator
 def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_inference_only_generator(fake_env, tmp_path):
     """``evaluate_overrides`` are merged into the ``evaluating`` command alone (after the generator's overrides); an
     inference-only generator (``train: false``, another's checkpoint) may be evaluated too; an evaluation of image+mask
-    pairs gets its ``mask_pairs_<generator>.png``."""
+    pairs gets its ``mask_pairs_<generator>.png``, one of images with boxes its ``boxes_<generator>.png``."""
     python, calls, down, gen = fake_env
     write_yaml(gen / "configs" / "evaluate.yaml", "quality: 3.0\n")
     trained = {"bundle": str(gen), "per_dataset": True, "outputs": OUTS, "evaluate_config": "configs/evaluate.yaml"}
@@ -477,6 +477,9 @@ def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_infer
     pairs = tmp_path / "pairs.json"
     pairs.write_text(json.dumps({"training": [{"image": "img.nii.gz", "label": "seg.nii.gz"}]}))
     paired = {"mask_statistics": {}, "real_datalist": str(pairs), "synthetic_datalist": str(pairs)}
+    boxes = tmp_path / "boxes.json"  # a detection datalist (CPGGAN, pix2pix): images with boxes
+    boxes.write_text(json.dumps({"training": [{"image": "img.nii.gz", "box": [[3, 2, 6, 5]]}]}))
+    trained["evaluate_overrides"] = {"extra_metrics": {"real_datalist": str(boxes), "synthetic_datalist": str(boxes)}}
     chained = {
         **trained,
         "train": False,
@@ -497,9 +500,11 @@ def test_generator_evaluate_overrides_reach_only_its_evaluation_also_on_an_infer
     assert yaml.safe_load((h_dir / "overrides_evaluating.yaml").read_text())["quality"] == 5.0
     assert "quality" not in yaml.safe_load((h_dir / "overrides.yaml").read_text())
     assert not (h_dir / "overrides_inference.yaml").exists()
-    # the pair evaluation gets its plot of real and synthetic pairs; g's evaluation (no masks) none
-    plots = sorted(p.name for p in (Path(spec.output_dir) / "plots").glob("mask_pairs_*.png"))
+    # the pair evaluation gets its plot of real and synthetic pairs, g's evaluation (images with boxes) its plot of
+    # boxed images
+    plots = sorted(p.name for p in (Path(spec.output_dir) / "plots").glob("*_pairs_*.png"))
     assert plots == ["mask_pairs_h_a.png"]
+    assert sorted(p.name for p in (Path(spec.output_dir) / "plots").glob("boxes_*.png")) == ["boxes_g_a.png"]
 
 
 def test_changed_config_contents_run_again(fake_env, tmp_path):

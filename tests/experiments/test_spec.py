@@ -282,3 +282,39 @@ def test_mask_pairs_plot_shows_pairs_with_a_lesion_and_reads_the_shown_channel(t
         mask_pairs_plot(real, synthetic, tmp_path / "c.png", real_section="test")
     real.write_text(json.dumps({"test": [{"image": "t1.nii.gz", "label": "empty.nii.gz"}]}))
     assert mask_pairs_plot(real, synthetic, tmp_path / "c.png", real_section="test") is None
+
+
+def test_box_panels_show_images_with_boxes_and_a_volume_through_its_first_box(tmp_path):
+    """Entries without boxes are skipped unread; a 2D image keeps its boxes; a volume is cut through the centre of
+    its first box and keeps the boxes crossing that slice; the plot needs a box in one of the two sets."""
+    import json
+
+    import nibabel as nib
+    from common.experiments.plots import box_pairs_plot, box_panels
+
+    def save(name, array):
+        nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / name))
+
+    slice_ = np.arange(64, dtype=np.float32).reshape(8, 8)
+    save("slice.nii.gz", slice_)
+    volume = np.zeros((8, 8, 6), np.float32)
+    volume[..., 3] = 7.0
+    save("volume.nii.gz", volume)
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"training": [
+        {"image": "gone.nii.gz", "box": []},  # never read
+        {"image": "slice.nii.gz", "box": [[1, 2, 4, 5]]},
+    ]}))  # fmt: skip
+    synthetic = tmp_path / "synthetic.json"
+    synthetic.write_text(json.dumps({"training": [
+        {"image": "volume.nii.gz", "box": [[1, 1, 2, 3, 3, 5], [4, 4, 0, 6, 6, 2], [0, 0, 3, 2, 2, 4]]},
+    ]}))  # fmt: skip
+    ((image, boxes),) = box_panels(real)
+    assert np.array_equal(image, slice_) and boxes == [[1.0, 2.0, 4.0, 5.0]]
+    ((image, boxes),) = box_panels(synthetic)
+    assert image.shape == (8, 8) and np.all(image == 7.0)  # z = (2 + 5) // 2 = 3
+    assert boxes == [[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0]]  # the box of z 0-1 does not cross slice 3
+    assert Path(box_pairs_plot(real, synthetic, tmp_path / "a.png")).is_file()
+    real.write_text(json.dumps({"training": [{"image": "gone.nii.gz", "box": []}]}))
+    synthetic.write_text(json.dumps({"training": [{"image": "gone.nii.gz", "box": []}]}))
+    assert box_pairs_plot(real, synthetic, tmp_path / "b.png") is None
