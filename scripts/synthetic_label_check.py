@@ -18,7 +18,6 @@ Example (after scripts/experiments/phantom_ga_unet_calibrated.yaml ran)::
 
 from __future__ import annotations
 
-import ast
 import json
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import fire
 import torch
+from common.experiments import recorded_config_files
 from monai.data import load_decathlon_datalist
 from monai.metrics import compute_roc_auc
 
@@ -74,9 +74,7 @@ def label_agreement(
 def inference_files(run_dir: str | Path) -> list[str]:
     """The config files of a grid run's ``training`` command, with the bundle's ``inference.yaml`` in place of its
     ``train.yaml``."""
-    record = json.loads((Path(run_dir) / "run.json").read_text())
-    args = record["commands"][0].split(" ")  # the runner joins its argument list with spaces
-    files = ast.literal_eval(args[args.index("--config_file") + 1])
+    files = recorded_config_files(run_dir, "training")
     if not files or not str(files[0]).endswith("train.yaml"):
         raise ValueError(f"{run_dir}: the first config file of its training command is not a train.yaml: {files}.")
     if any(Path(f).name == "svm.yaml" for f in files):

@@ -27,7 +27,15 @@ from common.experiments.results import (
     write_results_csv,
     write_summary_csv,
 )
-from common.experiments.runner import GridRunner, RunPlan, RunStep, read_metrics, split_expression, variant_path
+from common.experiments.runner import (
+    GridRunner,
+    RunPlan,
+    RunStep,
+    read_metrics,
+    recorded_config_files,
+    split_expression,
+    variant_path,
+)
 from common.experiments.sizing import (
     auc_minimum_detectable_difference,
     auc_sample_size,
@@ -86,6 +94,7 @@ __all__ = [
     "parse_grid",
     "ratio_plot",
     "read_metrics",
+    "recorded_config_files",
     "read_per_image",
     "read_per_image_csv",
     "read_results_csv",

@@ -42,6 +42,7 @@ recorded with its error (and retried on the next invocation); the grid goes on.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -62,7 +63,15 @@ from common.experiments.results import read_per_image, write_per_image_csv, writ
 from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, generator_run_dir, resolve_refs
 from common.utils import atomic_path, atomic_write_json
 
-__all__ = ["GridRunner", "RunPlan", "RunStep", "read_metrics", "split_expression", "variant_path"]
+__all__ = [
+    "GridRunner",
+    "RunPlan",
+    "RunStep",
+    "read_metrics",
+    "recorded_config_files",
+    "split_expression",
+    "variant_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +122,30 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
     if not metrics:
         raise ValueError(f"{path} holds no numeric metric.")
     return metrics
+
+
+def recorded_config_files(run_dir: str | os.PathLike, workflow: str) -> list[str]:
+    """The ``--config_file`` list of the ``workflow`` command that a finished run of a grid ran (its ``run.json``).
+
+    Args:
+        run_dir: a run's folder (``<grid>/runs/<data set>/<method>/seed<k>``) or a generator's.
+        workflow: ``training``, ``evaluating`` or ``inference``.
+
+    Returns:
+        the config files in merge order, the run's ``overrides.yaml`` last.
+
+    Raises:
+        FileNotFoundError: when the run has no ``run.json``.
+        ValueError: when it recorded no ``workflow`` command.
+    """
+    record_file = Path(run_dir) / "run.json"
+    if not record_file.is_file():
+        raise FileNotFoundError(f"{record_file} is missing: not a finished run of a grid.")
+    for command in json.loads(record_file.read_text()).get("commands", []):
+        args = command.split(" ")  # the runner joins its argument list with spaces
+        if args[args.index("run") + 1 : args.index("run") + 2] == [workflow] and "--config_file" in args:
+            return [str(f) for f in ast.literal_eval(args[args.index("--config_file") + 1])]
+    raise ValueError(f"{record_file} records no {workflow!r} command.")
 
 
 def split_expression(split: Mapping[str, Any], output: str | os.PathLike, dataset_dir: str) -> str:
