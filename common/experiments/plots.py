@@ -255,6 +255,15 @@ def synthetic_pairs_plot(
     return _save(fig, path)
 
 
+def _panel_rows(count: int) -> tuple[Figure, np.ndarray]:
+    """A figure of 2 rows of ``count`` image panels, axes off: real images above, synthetic ones below."""
+    fig = Figure(figsize=(1.3 * count, 2.8))
+    axes = fig.subplots(2, count, squeeze=False)
+    for a in axes.flat:
+        a.axis("off")
+    return fig, axes
+
+
 def mask_pairs_plot(
     real_datalist: str | os.PathLike,
     synthetic_datalist: str | os.PathLike,
@@ -305,10 +314,7 @@ def mask_pairs_plot(
         return None
     sets = ((real_datalist, real_section), (synthetic_datalist, synthetic_section))
     rows = [(n, f) if f else (f"{n}, no lesion", pairs(*where, lesion=False)) for (n, f), where in zip(rows, sets)]
-    fig = Figure(figsize=(1.3 * count, 2.8))
-    axes = fig.subplots(2, count, squeeze=False)
-    for a in axes.flat:
-        a.axis("off")
+    fig, axes = _panel_rows(count)
     for r, (name, found) in enumerate(rows):
         for c, (image, label) in enumerate(found):
             ax = axes[r, c]
@@ -386,10 +392,7 @@ def box_pairs_plot(
     ]
     if not any(panels for _, panels in rows):
         return None
-    fig = Figure(figsize=(1.3 * count, 2.8))
-    axes = fig.subplots(2, count, squeeze=False)
-    for a in axes.flat:
-        a.axis("off")
+    fig, axes = _panel_rows(count)
     for r, (name, panels) in enumerate(rows):
         for c, (image, boxes) in enumerate(panels):
             ax = axes[r, c]
