@@ -11,7 +11,7 @@ to a training set, those boxes teach a detector to call background a lesion.
 Example (after scripts/experiments/cpggan_detection_calibrated_table4.yaml ran)::
 
     G=outputs/experiments/cpggan_detection_calibrated_table4
-    python scripts/synthetic_box_check.py $G/runs/calibrated_phantom_8_patients/real_only_+_classic_da/seed* \\
+    python scripts/synthetic_box_check.py $G/runs/calibrated_phantom_8_patients/real_only_classic_da/seed* \\
         --synthetic_datalist $G/generators/cpggan_1x/calibrated_phantom_8_patients/eval/synthetic/datalist.json \\
         --output check.json
 """
