@@ -113,8 +113,9 @@ CALIBRATED_GRID = REPO / "scripts" / "experiments" / "cpggan_detection_calibrate
 def test_calibrated_grid_is_table4_on_the_calibrated_phantom_with_the_calibrations_detector():
     """The calibrated Table 4 grid: the Table 4 grid's ten setups and metrics, on the `calibrated_detection`
     metastasis phantom with 8 training and 40 test patients, the `detection_yolov3_2d` calibration's detector, step
-    count and no classic DA (but in one reference row), 5 seeds; the GANs at the phantom's 64 px, the 1x sets scored against the real-vs-real reference, and
-    CPGGAN w/ normal trained on another, lesion-free phantom set."""
+    count and no classic DA (but in the reference row and the three GAN rows that name it), 5 seeds; the GANs at the
+    phantom's 64 px, the 1x sets scored against the real-vs-real reference, and CPGGAN w/ normal trained on another,
+    lesion-free phantom set."""
     base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
     methods = [(m.name, m.overrides) for m in spec.methods]
     assert methods.pop(1) == ("Real only + classic DA", {"augment_prob": 0.5})  # the reference row
