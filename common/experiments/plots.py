@@ -16,7 +16,7 @@ Figures are :class:`matplotlib.figure.Figure` objects saved directly (PNG throug
 - ``mask_pairs_<generator>.png``: for a generator of image+mask pairs evaluated with
   :class:`~common.evaluation.PairedGenerativeEvaluation`, real pairs (top) and its synthetic pairs (below) that
   contain a lesion, the mask's outline drawn on the image;
-- ``boxes_<generator>.png``: for a generator of images with boxes (CPGGAN, pix2pix, 3D MCGAN) whose evaluation
+- ``boxes_<generator>.png``: for a generator of images with boxes (CPGGAN, pix2pix) whose evaluation
   names its real and synthetic datalists, real images (top) and synthetic ones (below) with their boxes drawn.
 """
 
