@@ -120,12 +120,18 @@ def test_calibrated_grid_is_table4_on_the_calibrated_phantom_with_the_calibratio
     methods = [(m.name, m.overrides) for m in spec.methods]
     assert methods.pop(1) == ("Real only + classic DA", {"augment_prob": 0.5})  # the reference row
     assert methods[: len(base.methods)] == [(m.name, m.overrides) for m in base.methods]
-    # the thesis's design at 1x: each GAN's 1x set with the classic DA on
-    with_classic = {m[0]: m[1] for m in methods[len(base.methods) :]}
-    assert with_classic == {
-        f"{name} + classic DA": {**dict(methods)[name], "augment_prob": 0.5}
-        for name in ("+ CPGGAN 1x", "+ CPGGAN w/ normal 1x", "+ Image-to-image GAN 1x")
+    # the thesis's design at 1x: each GAN's 1x set with the classic DA on; the ablation's 1x likewise
+    extra = dict(methods[len(base.methods) :])
+    for name in ("+ CPGGAN 1x", "+ CPGGAN w/ normal 1x", "+ Image-to-image GAN 1x", "+ CPGGAN 4x longer 1x"):
+        assert extra.pop(f"{name} + classic DA") == {**dict(methods)[name], "augment_prob": 0.5}, name
+    # the training-length ablation: CPGGAN's settings but 4x as many images per phase
+    assert set(extra) == {"+ CPGGAN 4x longer 1x", "+ CPGGAN 4x longer 3x"}
+    long_, short = spec.generators["cpggan_long_1x"].overrides, spec.generators["cpggan_1x"].overrides
+    assert {k: v for k, v in long_.items() if "_images" not in k} == {
+        k: v for k, v in short.items() if "_images" not in k
     }
+    assert spec.vars["long_images_per_phase"] == 4 * spec.vars["gan_images_per_phase"]
+    assert long_["fade_in_images"] == long_["stabilise_images"] == "${vars.long_images_per_phase}"
     assert [m.name for m in spec.metrics] == [m.name for m in base.metrics]
     assert spec.blocks == "seeds" and spec.seeds == [0, 1, 2, 3, 4]
     family = DETECTION_FAMILIES["detection_yolov3_2d"]
@@ -140,11 +146,11 @@ def test_calibrated_grid_is_table4_on_the_calibrated_phantom_with_the_calibratio
     assert spec.overrides["batch_size"] == family["batch_size"] and spec.overrides["val_interval"] == 0
     assert spec.vars["detector_epoch_length"] * spec.vars["detector_epochs"] == family["iterations"]
 
-    assert set(spec.generators) == set(base.generators) | {"normal_subjects"}
+    assert set(spec.generators) == set(base.generators) | {"normal_subjects", "cpggan_long_1x", "cpggan_long_3x"}
     for name, g in spec.generators.items():
         if name == "normal_subjects":
             continue
-        b = base.generators[name]
+        b = base.generators[name.replace("_long", "")]
         assert (g.seed, g.outputs, g.per_dataset) == (b.seed, b.outputs, b.per_dataset), name
         assert g.variants == [v for v in b.variants if v != "tiny.yaml"], name
         assert g.overrides["image_size"] == phantom["image_size"], name
