@@ -602,15 +602,17 @@ def build_reports(
     if evaluated:
         atomic_write_text(generators_markdown(evaluated, spec.digits), out / "generators.md")
         written["generators"] = str(out / "generators.md")
-    for name, metrics in evaluated.items():  # image+mask pairs (PairedGenerativeEvaluation): real and synthetic
+    for name, metrics in evaluated.items():  # generators whose evaluation names its real and synthetic datalists
         real, synthetic = metrics.get("real_datalist"), metrics.get("synthetic_datalist")
-        if "mask_statistics" in metrics and real and synthetic and Path(real).is_file() and Path(synthetic).is_file():
+        if not (real and synthetic and Path(real).is_file() and Path(synthetic).is_file()):
+            continue
+        if "mask_statistics" in metrics:  # image+mask pairs (PairedGenerativeEvaluation)
             plot = out / "plots" / f"mask_pairs_{slugify(name)}.png"
             sections = {k: metrics[k] for k in ("real_section", "synthetic_section") if k in metrics}
             if mask_pairs_plot(real, synthetic, plot, **sections):
                 written[f"mask_pairs_{slugify(name)}"] = str(plot)
-        elif real and synthetic and Path(real).is_file() and Path(synthetic).is_file() and _has_boxes(synthetic):
-            plot = out / "plots" / f"boxes_{slugify(name)}.png"  # images with boxes (CPGGAN, pix2pix)
+        elif _has_boxes(synthetic):  # images with boxes (CPGGAN, pix2pix)
+            plot = out / "plots" / f"boxes_{slugify(name)}.png"
             if box_pairs_plot(real, synthetic, plot):
                 written[f"boxes_{slugify(name)}"] = str(plot)
     tsne_json = out / "tsne.json"

@@ -143,7 +143,8 @@ def recorded_config_files(run_dir: str | os.PathLike, workflow: str) -> list[str
         raise FileNotFoundError(f"{record_file} is missing: not a finished run of a grid.")
     for command in json.loads(record_file.read_text()).get("commands", []):
         args = command.split(" ")  # the runner joins its argument list with spaces
-        if args[args.index("run") + 1 : args.index("run") + 2] == [workflow] and "--config_file" in args:
+        run = args.index("run") if "run" in args else len(args)
+        if args[run + 1 : run + 2] == [workflow] and "--config_file" in args:
             return [str(f) for f in ast.literal_eval(args[args.index("--config_file") + 1])]
     raise ValueError(f"{record_file} records no {workflow!r} command.")
 
