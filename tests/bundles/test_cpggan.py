@@ -174,3 +174,33 @@ def test_normal_slices_from_another_datalist(bundle_copy, tmp_path):
     assert isinstance(raised.value.__cause__, DatalistError)
     assert str(boxed) in str(raised.value.__cause__) and "has no slices without boxes" in str(raised.value.__cause__)
     assert latest_checkpoint(root / "models") is None
+
+
+def test_normal_slices_written_by_other_tools_train_beside_the_phantom(bundle_copy, tmp_path):
+    """A normal datalist as another tool writes it: a 2D NIfTI slice stored as (H, W, 1) with an LPS-like affine and
+    an ITK ``.mha`` slice with swapped directions, entries holding only ``image``, ``box`` and ``box_label`` (the
+    phantom's carry ``class``, ``patient``, ``label`` too). Batches mixing both kinds collate, and training runs."""
+    import itk
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    entries = []
+    for i in range(3):
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+        nib.save(
+            nib.Nifti1Image(rng.random((32, 32, 1)).astype(np.float32), affine), str(tmp_path / f"img/n{i}.nii.gz")
+        )
+        entries.append({"image": f"img/n{i}.nii.gz", "box": [], "box_label": []})
+    slice_ = itk.image_from_array(rng.random((32, 32)).astype(np.float32))
+    slice_.SetDirection(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    itk.imwrite(slice_, str(tmp_path / "img/n3.mha"))
+    entries.append({"image": "img/n3.mha", "box": [], "box_label": []})
+    normal = tmp_path / "normal.json"
+    normal.write_text(json.dumps({"training": entries}))
+
+    root = bundle_copy(NAME)
+    files = configs(root, "train.yaml", "tiny.yaml", "with_normal.yaml")
+    wf, _ = run_workflow(files, "training", normal_datalist=str(normal))
+    assert sum(not e["box"] for e in wf.parser.get_parsed_content("train#datalist")) == 4
+    assert latest_checkpoint(root / "models") is not None
