@@ -16,6 +16,8 @@ Examples (from the repository root; the measured numbers of the ``calibrated`` p
     OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py segmentation outputs/calibration/seg \\
         --difficulty "{lesion_contrast: 0.3, noise: 0.04}"
     OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py classification outputs/calibration/cls3d --spatial_dims 3
+    OMP_NUM_THREADS=1 python scripts/calibrate_phantom.py classification outputs/calibration/thesis \
+        --difficulty calibrated --variants '["variants/thesis.yaml"]'   # the thesis's ResNet-50 (Table 2)
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def main(
         spatial_dims: classification and segmentation: 2 (slices of the 2D phantom) or 3 (volumes of the 3D phantom,
             the bundle's ``variants/3d.yaml``); the detection families name their dimension.
         kwargs: further arguments of :py:func:`common.experiments.calibration.calibrate` (``num_small_patients``,
-            ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``...).
+            ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``,
+            ``variants``...).
     """
     if family in DETECTION_FAMILIES:  # detection_3d / detection_2d: the detection phantoms' calibration
         no_preset = isinstance(difficulty, str) and difficulty.lower() in ("none", "null", "")

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,7 @@ def calibrate(
     phantom_seed: int = 0,
     extra_overrides: Mapping[str, Any] | None = None,
     spatial_dims: int = 2,
+    variants: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train and test a bundle's baseline with few and with ``ratio`` times more phantom training patients.
 
@@ -162,6 +163,9 @@ def calibrate(
         extra_overrides: further overrides of both runs, on top of the family's (e.g. ``{"widen_factor": 0.5}``).
         spatial_dims: 2 for slices of the 2D phantom, 3 for volumes of the 3D phantom with the bundle's
             ``variants/3d.yaml``.
+        variants: further config files of the bundle's ``configs`` folder merged after ``train.yaml`` (and
+            ``evaluate.yaml``) in both runs, e.g. ``["variants/thesis.yaml"]`` for the thesis's ResNet-50. The run
+            size (image size, batch size, epochs) and ``extra_overrides`` still override what they set.
 
     Returns:
         ``{"family", "metric", "difficulty", "baseline", "upper_bound", "settings"}``; ``baseline`` and
@@ -170,6 +174,7 @@ def calibrate(
 
     Raises:
         ValueError: for an unknown family, a family without a 3D run size in 3D, or ``spatial_dims`` not 2 or 3.
+        FileNotFoundError: for a variant that is not in the bundle's ``configs`` folder.
     """
     if family not in FAMILIES:
         raise ValueError(f"Unknown family {family!r}; expected one of {sorted(FAMILIES)}.")
@@ -188,7 +193,11 @@ def calibrate(
     extra_overrides = {**family_defaults["overrides"], **dict(extra_overrides or {})}
     bundle = _REPOSITORY / FAMILIES[family]["bundle"]
     metric = FAMILIES[family]["metric"]
-    variants = ["variants/3d.yaml"] if spatial_dims == 3 else []
+    variants = [variants] if isinstance(variants, str) else list(variants)  # one name from the command line
+    for name in variants:
+        if not (bundle / "configs" / name).is_file():
+            raise FileNotFoundError(f"Variant {name!r} not found in {bundle / 'configs'}.")
+    config_files = [*(["variants/3d.yaml"] if spatial_dims == 3 else []), *variants]
     output_dir = Path(output_dir).absolute()
     num_big = num_small_patients * ratio
     total = num_big + num_val_patients + num_test_patients
@@ -219,8 +228,8 @@ def calibrate(
             **_family_overrides(family, regime, ratio, run_dir, num_train, batch_size, iterations),
         }
         start = time.perf_counter()
-        run_bundle_workflow(bundle, ["train.yaml", *variants], "training", overrides)
-        run_bundle_workflow(bundle, ["train.yaml", "evaluate.yaml", *variants], "evaluating", overrides)
+        run_bundle_workflow(bundle, ["train.yaml", *config_files], "training", overrides)
+        run_bundle_workflow(bundle, ["train.yaml", "evaluate.yaml", *config_files], "evaluating", overrides)
         metrics = read_metrics(run_dir / "eval" / "metrics.json")
         results[regime] = {
             metric: metrics[metric],
@@ -241,6 +250,7 @@ def calibrate(
         "seed": seed,
         "phantom_seed": phantom_seed,
         "overrides": extra_overrides,
+        "variants": variants,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "cpu_count": os.cpu_count(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from common.data.phantoms import make_brain_mr
 from common.experiments.calibration import calibrate, linear_proxies
 
@@ -85,3 +86,37 @@ def test_calibrate_trains_both_regimes_with_the_bundle(tmp_path, monkeypatch):
     recorded = json.loads((tmp_path / "data" / "datalist.json").read_text())["parameters"]
     assert recorded["difficulty"] == "calibrated_classification"
     assert json.loads((tmp_path / "calibration.json").read_text()) == result
+
+
+@pytest.mark.slow
+def test_calibrate_merges_bundle_variants_into_both_runs(tmp_path):
+    """``variants`` merges the bundle's variant files into both regimes' training and evaluation (here the thesis's
+    ResNet-50 with its classification head), and is recorded; the run size still overrides what a variant sets."""
+    result = calibrate(
+        "classification",
+        tmp_path,
+        num_small_patients=2,
+        ratio=2,
+        num_val_patients=2,
+        num_test_patients=2,
+        cases_per_patient=1,
+        image_size=16,
+        iterations=2,
+        batch_size=2,
+        extra_overrides={"widen_factor": 0.125},
+        variants=["variants/thesis.yaml"],
+    )
+    assert result["settings"]["variants"] == ["variants/thesis.yaml"]
+    assert result["baseline"]["max_epochs"] == 2  # the run size, not the variant's 100 epochs
+    for regime in ("baseline", "upper_bound"):
+        state = torch.load(tmp_path / regime / "models" / "model.pt", weights_only=True)
+        # ResNet-50's bottleneck blocks (a third convolution) inside the thesis's head (dense + batch norm)
+        assert any(k.startswith("backbone.layer1.0.conv3") for k in state), sorted(state)[:5]
+        assert any(k.startswith("head.") for k in state), sorted(state)[-5:]
+        assert 0.0 <= result[regime]["auc"] <= 1.0
+
+
+def test_calibrate_refuses_an_unknown_variant_before_running(tmp_path):
+    with pytest.raises(FileNotFoundError, match="'variants/nope.yaml' not found"):
+        calibrate("classification", tmp_path, variants="variants/nope.yaml")
+    assert not (tmp_path / "data").exists()
