@@ -1,6 +1,7 @@
 """The Table 2 grid of Han's thesis (sec. 4): PGGAN per class -> discarding -> MUNIT/SimGAN refinement with the step
 chosen by validation accuracy -> ResNet-50 classification, 20 setups. Parsing, the dry run, the config ids its
-overrides name, and the glue steps (merge, filter, step selection) executed on stand-in files; no bundle run."""
+overrides name, and the glue steps (merge, filter, step selection) executed on stand-in files; no bundle run. The
+calibrated grid against it, the CDA-GAN calibrated grids' data and the `classification` calibration's run size."""
 
 import ast
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from common.experiments import GridRunner, load_grid
+from common.experiments.calibration import FAMILIES
 from monai.bundle import ConfigParser
 from monai.bundle.utils import merge_kv
 
@@ -157,7 +159,11 @@ def _expressions(value):
 
 
 def test_every_override_names_an_existing_id_and_parses(dry):
-    spec, records, plans, _ = dry
+    _check_ids_and_expressions(*dry[:3])
+
+
+def _check_ids_and_expressions(spec, records, plans):
+    """Every override of a dry run names an id of the configs it is merged into; every added expression parses."""
     checked = 0
     for plan in plans.values():
         configs = [_merged(step.files) for step in plan.steps]
@@ -220,3 +226,75 @@ def test_merge_and_step_selection_glue_runs_on_stand_in_files(dry, tmp_path):
     assert sorted(Path(e["image"]).name for e in chosen) == ["r500_0.nii.gz", "r500_1.nii.gz"]
     pool = json.loads(Path(selected.outputs["classic_selected"]).read_text())["training"]
     assert len(pool) == 2 * 1 + 2  # the real training slice twice, the two refined images once
+
+
+CALIBRATED_GRID = REPO / "scripts" / "experiments" / "thesis_classification_calibrated_table2.yaml"
+CDA_GAN_CALIBRATED_GRID = REPO / "scripts" / "experiments" / "phantom_classification_calibrated_gan.yaml"
+
+
+@pytest.fixture(scope="module")
+def dry_calibrated(tmp_path_factory):
+    spec = load_grid(CALIBRATED_GRID, root=REPO)
+    spec.seeds = spec.seeds[:1]
+    spec.output_dir = str(tmp_path_factory.mktemp("calibrated") / "out")
+    runner = GridRunner(spec, python="python", dry_run=True, log=lambda _: None)
+    records = runner.run()
+    return spec, records, {p.name: p for p in runner.generator_plans()}
+
+
+def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated_resnet50():
+    """The calibrated Table 2 grid: the Table 2 grid's ten from-scratch setups and its generator chain, on the data of
+    the CDA-GAN calibrated grids (the same phantom and 8-patient subset), with the thesis's ResNet-50 at the run size
+    of the `classification` calibration (widen, batch, image size and 300 iterations on the real slices alone)."""
+    base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
+    assert [(m.name, m.variants, m.overrides) for m in spec.methods] == [
+        (m.name, m.variants, m.overrides) for m in base.methods[: len(SETUPS)]
+    ]
+    assert [m.name for m in spec.methods] == SETUPS
+    assert [m.name for m in spec.metrics] == ["auc"] + [m.name for m in base.metrics]
+    assert spec.common_variants == base.common_variants and spec.seeds == [0, 1, 2, 3, 4]
+    # the data: the CDA-GAN calibrated grids' phantom and subset
+    cda = load_grid(CDA_GAN_CALIBRATED_GRID, root=REPO)
+    assert spec.vars["phantom_args"] == cda.vars["phantom_args"]
+    assert [d.split for d in spec.datasets] == [d.split for d in cda.datasets]
+    phantom = spec.vars["phantom_args"]
+    family = FAMILIES["classification"]
+    assert phantom["difficulty"] == family["preset"]
+    # the classifier: the calibration's run size
+    assert {k: spec.overrides[k] for k in family["overrides"]} == family["overrides"]
+    assert spec.overrides["batch_size"] == family["batch_size"] and spec.overrides["image_size"] == 64
+    small_patients = round(phantom["num_patients"] * phantom["split_fractions"][0] * spec.datasets[0].split["fraction"])
+    real_slices = small_patients * phantom["cases_per_patient"]
+    assert spec.overrides["max_epochs"] * real_slices // family["batch_size"] == family["iterations"]
+    # the chain: the base grid's generators, their outputs, seeds and refiner steps, at the phantom's 64 px
+    assert list(spec.generators) == list(base.generators)
+    for name, g in spec.generators.items():
+        b = base.generators[name]
+        assert (g.seed, g.outputs, g.per_dataset, g.train) == (b.seed, b.outputs, b.per_dataset, b.train), name
+        assert g.inference_runs == b.inference_runs, name
+        if name.startswith(("munit_", "simgan_")) and g.train:
+            assert g.variants == b.variants, name
+            same = {k for k in b.overrides if k not in ("image_size", "phantom_args")}
+            assert {k: g.overrides[k] for k in same} == {k: b.overrides[k] for k in same}, name
+        if name.startswith("clf_"):  # the selection classifiers are the grid's classifier
+            assert g.variants == b.variants
+            assert {k: g.overrides[k] for k in spec.overrides} == spec.overrides, name
+        if g.train:
+            assert g.overrides.get("image_size") in (64, None) and "phantom_args" in g.overrides, name
+    pggan = spec.generators["pggan_tumour"].overrides
+    assert pggan["image_size"] == pggan["pad_size"] == phantom["image_size"]
+    assert [v for v in spec.generators["pggan_non_tumour"].variants] == ["non_tumour.yaml"]
+
+
+def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibrated):
+    spec, records, plans = dry_calibrated
+    assert len(records) == len(SETUPS)
+    gen = Path(spec.output_dir) / "generators"
+    for rec in records:
+        o = rec["overrides"]
+        assert o["early_stop_patience"] == 0 and o["widen_factor"] == 0.25, rec["method"]
+        if rec["method"].startswith("(7)"):
+            assert o["synthetic_datalist"] == str(
+                gen / "munit_selected" / "calibrated_phantom_8_patients" / "eval" / "selected" / "datalist.json"
+            )
+    _check_ids_and_expressions(spec, records, plans)
