@@ -283,7 +283,7 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
             assert g.overrides.get("image_size") in (64, None) and "phantom_args" in g.overrides, name
     pggan = spec.generators["pggan_tumour"].overrides
     assert pggan["image_size"] == pggan["pad_size"] == phantom["image_size"]
-    assert [v for v in spec.generators["pggan_non_tumour"].variants] == ["non_tumour.yaml"]
+    assert spec.generators["pggan_non_tumour"].variants == ["non_tumour.yaml"]
 
 
 def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibrated):
