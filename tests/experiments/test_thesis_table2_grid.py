@@ -56,7 +56,7 @@ def test_grid_has_table2_setups_metrics_and_chain():
     assert Path(spec.bundle).name == "classification" and [Path(v).name for v in spec.common_variants] == [
         "thesis.yaml"
     ]
-    chain = ["pggan_tumour", "pggan_non_tumour", "pggan_sets"]
+    chain = ["real_subset", "pggan_tumour", "pggan_non_tumour", "pggan_sets"]
     for r in REFINERS:
         chain += [f"{r}_tumour", f"{r}_non_tumour", f"{r}_sets", *[f"clf_{r}_s{s}" for s in STEPS], f"{r}_selected"]
     assert list(spec.generators) == chain  # declaration order is run order
@@ -94,7 +94,7 @@ def test_dry_run_wires_each_setup_to_its_generator_output(dry):
     gen = out / "generators"
     expected = {
         "(1)": None,
-        "(2)": out / "data" / "phantom" / "datalist.json",
+        "(2)": gen / "real_subset" / "phantom" / "eval" / "real" / "datalist.json",
         "(4)": gen / "pggan_sets" / "phantom" / "eval" / "kept" / "datalist.json",
         "(5)": gen / "pggan_sets" / "phantom" / "eval" / "all" / "datalist.json",
         "(6)": gen / "pggan_sets" / "phantom" / "eval" / "classic_kept" / "datalist.json",
@@ -187,11 +187,12 @@ def _check_ids_and_expressions(spec, records, plans):
             ast.parse(re.sub(r"@[\w#]+", "x", expr))
 
 
-def _run_expressions(plan, files, tmp_eval):
+def _run_expressions(plan, files, tmp_eval, **extra):
     """Executes a train: false generator's `inference` as `monai.bundle run inference` would."""
     parser = ConfigParser()
     parser.read_config([str(f) for f in files])
     parser.update({**plan.overrides, "output_dir": str(tmp_eval), "ckpt_dir": str(tmp_eval.parent / "models")})
+    parser.update(extra)
     return parser.get_parsed_content("inference")
 
 
@@ -202,6 +203,14 @@ def test_merge_and_step_selection_glue_runs_on_stand_in_files(dry, tmp_path):
     real.parent.mkdir(parents=True)
     val = [{"image": [f"v{i}.nii.gz"] * 4, "class": i % 2} for i in range(4)]
     real.write_text(json.dumps({"training": [{"image": ["t.nii.gz"] * 4, "class": 1}], "validation": val}))
+    for name in ["t.nii.gz"] + [e["image"][0] for e in val]:  # the copy rebases the paths of existing files
+        (real.parent / name).touch()
+    files = [REPO / "bundles" / "classification" / "configs" / "inference.yaml"]
+    # the real slices as the runner hands them to the generators (here without a split: the whole stand-in)
+    subset = plans["real_subset"]
+    _run_expressions(subset, files, Path(subset.outputs["output_dir"]), datalist=str(real))
+    copied = json.loads(Path(subset.outputs["datalist"]).read_text())
+    assert len(copied["training"]) == 1 and len(copied["validation"]) == 4
     # the refiners' outputs per step and class, and the selection classifiers' validation predictions
     good = {200: [0, 1, 1, 1], 500: [0, 1, 0, 1], 1000: [1, 1, 1, 1]}  # step 500 is the most accurate
     for s in STEPS:
@@ -213,7 +222,6 @@ def test_merge_and_step_selection_glue_runs_on_stand_in_files(dry, tmp_path):
         p.parent.mkdir(parents=True)
         preds = [{"image": str(real.parent / e["image"][0]), "pred": g} for e, g in zip(val, good[s])]
         p.write_text(json.dumps({"predictions": preds}))
-    files = [REPO / "bundles" / "classification" / "configs" / "inference.yaml"]
     sets = plans["munit_sets"]
     _run_expressions(sets, files, Path(sets.outputs["output_dir"]))
     merged = json.loads(Path(sets.outputs["s500"]).read_text())["training"]
@@ -298,3 +306,15 @@ def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibra
                 gen / "munit_selected" / "calibrated_phantom_8_patients" / "eval" / "selected" / "datalist.json"
             )
     _check_ids_and_expressions(spec, records, plans)
+    # every generator gets the 8-patient subset, and no override names the whole phantom's datalist (its 80 training
+    # patients would leak into the classic-DA draws, the GAN counts, the discarding and the pools)
+    split = plans["real_subset"].overrides["datalist"]
+    assert split.startswith("$common.data.make_split_datalist(") and "mode='small'" in split
+    whole = str(Path(spec.output_dir) / "data" / "calibrated_phantom_8_patients" / "datalist.json")
+    for plan in plans.values():
+        assert plan.overrides["datalist"].startswith("$common.data.make_split_datalist("), plan.name
+        others = {k: v for k, v in plan.overrides.items() if k != "datalist"}  # the split reads it, nothing else
+        assert whole not in json.dumps([others, *[s.overrides or {} for s in plan.steps]]), plan.name
+    for rec in records:
+        assert rec["overrides"]["datalist"].startswith("$common.data.make_split_datalist(")
+        assert whole not in json.dumps({k: v for k, v in rec["overrides"].items() if k != "datalist"}), rec["method"]
