@@ -61,8 +61,10 @@ the source datalist, the same for every seed and method, given as the ``datalist
 (with ``split_mode: full``, so that the downstream bundle does not subsample again) **and of its generators**: a
 generator sees only the downstream models' training data (CDA-GAN sec. 4.1 BraTS_s, sec. 5.7; Han sec. 4.2: "during
 the GAN training, we only use the training set to be fair"). Generators of a grid with a ``split`` must therefore be
-``per_dataset``. Do not combine ``split`` with a downstream variant that subsamples (``small.yaml``,
-``imbalanced.yaml``).
+``per_dataset``, and no override or var may name ``${dataset_dir}/datalist.json``, the whole source: a method or
+generator that reads real images beside its ``datalist`` (classic-DA draws, a real reference, a pool) takes them from
+a per-data-set generator that copies the subset it was given. Do not combine ``split`` with a downstream variant that
+subsamples (``small.yaml``, ``imbalanced.yaml``).
 
 Runs (see :mod:`common.experiments.runner`): ``training`` with ``[train_config, <variants>..., overrides]`` and
 ``evaluating`` with ``[train_config, evaluate_config, <variants>..., overrides]``: the evaluate config is an overlay
@@ -103,6 +105,7 @@ that one ``vars`` entry sets a count for the generator runs and the plot.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -541,8 +544,12 @@ def _ratio_plot(value: Any, grid_vars: Mapping[str, Any], src: str) -> dict[str,
     return rp
 
 
+_WHOLE_DATALIST = "${dataset_dir}/datalist.json"
+
+
 def _check_splits(spec: GridSpec) -> None:
-    """A data set's ``split`` is the only source of the ``datalist`` of its runs and of per-data-set generators."""
+    """A data set's ``split`` is the only source of the ``datalist`` of its runs and of per-data-set generators, and
+    nothing else names the whole data set's datalist."""
     src = spec.source
     split_sets = [d.name for d in spec.datasets if d.split is not None]
     if not split_sets:
@@ -566,6 +573,15 @@ def _check_splits(spec: GridSpec) -> None:
                 raise GridError(
                     f"{src}: {where} set {clash}, which data set {d.name!r}'s `split` sets; give the source datalist "
                     "as split.datalist."
+                )
+        sources += [("`vars`", spec.vars), (f"data set {d.name!r} vars", d.vars)]
+        for where, value in sources:
+            if _WHOLE_DATALIST in json.dumps(value):
+                raise GridError(
+                    f"{src}: {where} name {_WHOLE_DATALIST}, the whole data set's datalist, while data set "
+                    f"{d.name!r} trains on a subset (`split`): its other patients would reach the runs. Name the "
+                    "subset instead: the `datalist` each run and per-data-set generator gets (e.g. a generator that "
+                    "copies it, like real_subset in scripts/experiments/thesis_classification_table2.yaml)."
                 )
 
 

@@ -85,12 +85,40 @@ def test_defaults_and_paths():
             },
             "per_dataset too",
         ),
+        (
+            {
+                "datasets": [{"name": "D", "split": {"mode": "small", "fraction": 0.1}}],
+                "methods": [{"name": "M", "overrides": {"synthetic_datalist": "${dataset_dir}/datalist.json"}}],
+            },
+            "method 'M' overrides name .*whole data set's datalist",
+        ),
+        (
+            {
+                "datasets": [{"name": "D", "split": {"mode": "small", "fraction": 0.1}}],
+                "vars": {"real": "${dataset_dir}/datalist.json"},
+            },
+            "`vars` name",
+        ),
+        (
+            {
+                "datasets": [{"name": "D", "split": {"mode": "small", "fraction": 0.1}}],
+                "generators": {
+                    "g": {"bundle": "b", "per_dataset": True, "overrides": {"n": "$len('${dataset_dir}/datalist.json')"}}
+                },
+            },
+            "generator 'g' overrides name",
+        ),
     ],
 )
 def test_invalid_grids_fail_naming_the_file(changes, message):
     with pytest.raises(GridError, match=message) as err:
         _parse(**changes)
     assert "grid.yaml" in str(err.value)
+
+
+def test_the_whole_datalist_is_fine_without_a_split():
+    spec = _parse(methods=[{"name": "M", "overrides": {"synthetic_datalist": "${dataset_dir}/datalist.json"}}])
+    assert spec.methods[0].overrides["synthetic_datalist"] == "${dataset_dir}/datalist.json"
 
 
 def test_known_generator_outputs():
