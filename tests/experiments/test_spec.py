@@ -103,7 +103,11 @@ def test_defaults_and_paths():
             {
                 "datasets": [{"name": "D", "split": {"mode": "small", "fraction": 0.1}}],
                 "generators": {
-                    "g": {"bundle": "b", "per_dataset": True, "overrides": {"n": "$len('${dataset_dir}/datalist.json')"}}
+                    "g": {
+                        "bundle": "b",
+                        "per_dataset": True,
+                        "overrides": {"n": "$len('${dataset_dir}/datalist.json')"},
+                    }
                 },
             },
             "generator 'g' overrides name",
