@@ -210,21 +210,23 @@ def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """One row per (family, difficulty): the baseline and upper bound over the seeds of the ``calibration.json`` files.
+    """One row per (family, dimension, difficulty, bundle variants): the baseline and upper bound over the seeds of
+    the ``calibration.json`` files.
 
     Args:
         files: ``calibration.json`` files of ``scripts/calibrate_phantom.py``.
 
     Returns:
-        rows ``{"family", "spatial_dims", "difficulty", "metric", "seeds", "baseline": [...], "upper_bound": [...],
-        "settings"}`` (per-seed values in seed order; ``settings`` of the first file, without its seed), sorted by
-        family, dimension and difficulty.
+        rows ``{"family", "spatial_dims", "difficulty", "variants", "metric", "seeds", "baseline": [...],
+        "upper_bound": [...], "settings"}`` (per-seed values in seed order; ``variants``: the bundle variant files
+        merged into both runs, e.g. the thesis's ResNet-50, none for the bundle's own network; ``settings`` of the
+        first file, without its seed), sorted by family, dimension, difficulty and variants.
 
     Raises:
         UserInputError: a file that is not a calibration result, or files of one (family, difficulty) measured
             with different settings.
     """
-    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for f in files:
         try:
             data = json.loads(Path(f).read_text())
@@ -233,7 +235,8 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserInputError(f"{f}: not a calibration result of scripts/calibrate_phantom.py ({e}).") from e
         dims = int(settings.get("spatial_dims", 3 if family.endswith("_3d") else 2))
-        groups.setdefault((family, dims, _preset_name(family, data["difficulty"])), []).append(
+        variants = tuple(settings.get("variants") or ())
+        groups.setdefault((family, dims, _preset_name(family, data["difficulty"]), variants), []).append(
             {
                 "file": str(f),
                 "metric": metric,
@@ -244,7 +247,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             }
         )
     rows = []
-    for (family, dims, difficulty), items in sorted(groups.items()):
+    for (family, dims, difficulty, variants), items in sorted(groups.items()):
         items.sort(key=lambda x: x["seed"])
         reference = _comparable(items[0]["settings"])
         for item in items[1:]:
@@ -258,6 +261,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
                 "family": family,
                 "spatial_dims": dims,
                 "difficulty": difficulty,
+                "variants": list(variants),
                 "metric": items[0]["metric"],
                 "seeds": [x["seed"] for x in items],
                 "baseline": [x["baseline"] for x in items],
@@ -287,8 +291,10 @@ def _calibration_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         s = r["settings"]
         small = s.get("num_small_patients")
         big = small * s.get("ratio", 10) if small is not None else None
+        network = "".join(f", `{v}`" for v in r.get("variants", []))
         lines.append(
-            f"| {r['family'].removesuffix('_2d').removesuffix('_3d')} {r['spatial_dims']}D | `{r['difficulty']}` | "
+            f"| {r['family'].removesuffix('_2d').removesuffix('_3d')} {r['spatial_dims']}D{network} | "
+            f"`{r['difficulty']}` | "
             f"{r['metric']} | "
             f"{', '.join(str(x) for x in r['seeds'])} | {_values(r['baseline'])} | {_values(r['upper_bound'])} | "
             f"{small} vs {big} | {s.get('num_test_patients')} |"

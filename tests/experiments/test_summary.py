@@ -80,8 +80,12 @@ def test_reference_rows_say_where_they_lie_not_that_they_help(tmp_path):
         grid_rows({**entry, "references": ["C"]}, tmp_path)
 
 
-def _calibration(path: Path, seed: int, baseline: float, upper: float, difficulty, iterations: int = 300) -> Path:
+def _calibration(
+    path: Path, seed: int, baseline: float, upper: float, difficulty, iterations: int = 300, variants=None
+) -> Path:
     settings = {"num_small_patients": 8, "ratio": 10, "num_test_patients": 40, "iterations": iterations, "seed": seed}
+    if variants is not None:
+        settings["variants"] = variants
     data = {
         "family": "classification",
         "metric": "auc",
@@ -115,6 +119,20 @@ def test_calibration_rows_group_seeds_and_name_presets(tmp_path):
     _calibration(tmp_path / "d.json", 2, 0.75, 0.99, knobs, iterations=100)
     with pytest.raises(UserInputError, match="other settings"):
         calibration_rows(files + [tmp_path / "d.json"])
+    # another network of the same bundle (a variant merged into both runs) is a row of its own, named by it
+    thesis = [
+        _calibration(tmp_path / f"t{i}.json", i, b, u, "calibrated_classification", variants=["variants/thesis.yaml"])
+        for i, (b, u) in enumerate([(0.74, 0.9), (0.89, 0.92)])
+    ]
+    rows = calibration_rows(files + thesis)
+    assert [(r["variants"], r["seeds"], r["baseline"]) for r in rows] == [
+        ([], [0, 1], [0.8, 0.7]),
+        (["variants/thesis.yaml"], [0, 1], [0.74, 0.89]),
+        ([], [0], [1.0]),
+    ]
+    (tmp_path / "thesis.yaml").write_text(json.dumps({"calibrations": ["t*.json"], "grids": []}))
+    page = build_results_page(tmp_path / "thesis.yaml")
+    assert "| classification 2D, `variants/thesis.yaml` | `calibrated_classification` |" in page
     (tmp_path / "e.json").write_text("{}")
     with pytest.raises(UserInputError, match="not a calibration result"):
         calibration_rows([tmp_path / "e.json"])
