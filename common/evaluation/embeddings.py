@@ -53,6 +53,7 @@ def tsne_real_vs_synthetic(
     perplexity: float = 100.0,
     max_iter: int = 1000,
     seed: int = 0,
+    synthetic_channels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """t-SNE of real vs synthetic images, per class (paper 003, sec. 4.2.6: 300 images per category, perplexity
     100, 1,000 iterations; the perplexity is lowered for small sets, see :func:`tsne_embedding`).
@@ -65,12 +66,15 @@ def tsne_real_vs_synthetic(
         class_key: key of the class label in both datalists.
         per_class: images drawn per (source, class) category.
         spatial_size: common grid the images are resized to before feature extraction.
-        channels: channel indices to keep.
+        channels: channel indices to keep (of both, unless ``synthetic_channels`` is given).
         features: ``"pixels"`` or ``"extractor"`` (see :func:`image_features`).
         extractor: optional extractor for ``"extractor"``.
         perplexity: t-SNE perplexity.
         max_iter: t-SNE iterations.
         seed: seed of the draw, PCA and t-SNE.
+        synthetic_channels: channel indices to keep of the synthetic images when their layout differs from the
+            real one (e.g. ``[0]`` of a generator's one-channel T1c images beside ``channels=[1]`` of 4-channel
+            real slices).
 
     Returns:
         JSON-serialisable dict: ``coords`` (N x 2 list), ``classes``, ``sources`` (``"real"``/``"synthetic"``),
@@ -78,11 +82,13 @@ def tsne_real_vs_synthetic(
     """
     read = dict(class_key=class_key, spatial_size=spatial_size, channels=channels, max_per_class=per_class, seed=seed)
     real, real_cls = _read_section(real_datalist, real_section, **read)
+    if synthetic_channels is not None:
+        read["channels"] = synthetic_channels
     syn, syn_cls = _read_section(synthetic_datalist, synthetic_section, **read)
     if real.shape[1:] != syn.shape[1:]:
         raise ValueError(
             f"real images {tuple(real.shape[1:])} and synthetic images {tuple(syn.shape[1:])} differ in shape; "
-            "select the same channels with `channels`."
+            "select matching channels with `channels` (and `synthetic_channels`)."
         )
     feats, name = image_features(torch.cat([real, syn]), kind=features, extractor=extractor)
     coords, info = tsne_embedding(feats, perplexity=perplexity, max_iter=max_iter, seed=seed)

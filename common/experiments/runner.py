@@ -548,7 +548,8 @@ class GridRunner:
         ``tsne`` keys: ``generator`` (its ``synthetic_datalist``) or ``synthetic_datalist``; ``real_datalist``
         (default ``${dataset_dir}/datalist.json``); ``dataset`` (default the first); and the keyword arguments of
         :func:`common.evaluation.embeddings.tsne_real_vs_synthetic` (``per_class``, ``perplexity``, ``max_iter``,
-        ``features``, ``spatial_size``, ``channels``, ``class_key``, ``real_section``, ``synthetic_section``).
+        ``features``, ``spatial_size``, ``channels``, ``synthetic_channels``, ``class_key``, ``real_section``,
+        ``synthetic_section``).
         """
         cfg = dict(self.spec.tsne or {})
         names = {d.name: d for d in self.spec.datasets}

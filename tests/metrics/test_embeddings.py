@@ -1,6 +1,7 @@
 """t-SNE of image features (paper 003 sec. 4.2.6)."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -86,3 +87,23 @@ def test_real_vs_synthetic_from_datalists(tmp_path):
     assert out["features"].startswith("pixels")
     # the two classes differ far more than real and synthetic do: t-SNE separates the classes
     assert _separated(coords, np.array(out["classes"]))
+
+
+def test_real_vs_synthetic_with_their_own_channel_layouts(tmp_path):
+    """4-channel-style real slices (an entry lists one file per channel; the class shows in channel 1) against a
+    generator's one-channel images: ``channels=[1]`` with ``synthetic_channels=[0]`` compares like with like."""
+    syn = _write_set(tmp_path / "syn", "syn", {0: 0, 1: 1})
+    real_one = _write_set(tmp_path / "real", "real", {0: 0, 1: 1})
+    data = json.loads(Path(real_one).read_text())
+    noise = tmp_path / "real" / "noise.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((16, 16), np.float32), np.eye(4)), str(noise))
+    data["training"] = [{**e, "image": [noise.name, e["image"]]} for e in data["training"]]
+    real = tmp_path / "real" / "two_channels.json"
+    real.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="syn/datalist.json: channel indices \\[1\\] out of range"):
+        tsne_real_vs_synthetic(str(real), syn, per_class=5, spatial_size=16, channels=[1], max_iter=300)
+    out = tsne_real_vs_synthetic(
+        str(real), syn, per_class=5, spatial_size=16, channels=[1], synthetic_channels=[0], max_iter=300
+    )
+    coords = np.array(out["coords"])
+    assert coords.shape == (20, 2) and _separated(coords, np.array(out["classes"]))
