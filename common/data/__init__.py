@@ -11,7 +11,7 @@ from .loading import (  # noqa: F401
     preprocess_once,
     seed_worker,
 )
-from .merging import merge_datalists  # noqa: F401
+from .merging import NOISE_SOURCE, merge_datalists  # noqa: F401
 from .pairs import SameClassPairDataset  # noqa: F401
 from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401
 from .refinement import (  # noqa: F401

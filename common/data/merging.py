@@ -15,10 +15,13 @@ from typing import Any
 
 from common.utils import atomic_write_json
 
-__all__ = ["PATH_KEYS", "merge_datalists"]
+__all__ = ["NOISE_SOURCE", "PATH_KEYS", "merge_datalists"]
 
 PATH_KEYS = ("image", "label", "source")
 """Entry keys holding file paths (a path or a list of paths) relative to their datalist file."""
+
+NOISE_SOURCE = "noise"
+"""The ``source`` of an entry generated from noise alone (PGGAN, DCGAN, StyleGAN2...): a marker, not a file."""
 
 
 def _rebase(value: Any, src_dir: str, dst_dir: str) -> Any:
@@ -69,7 +72,10 @@ def merge_datalists(
         if not items:
             raise ValueError(f"{path}: no entries in section {section!r} to merge.")
         src_dir = os.path.dirname(os.path.abspath(path))
-        rebased = [{k: _rebase(v, src_dir, out_dir) if k in PATH_KEYS else v for k, v in e.items()} for e in items]
+        rebased = [
+            {k: _rebase(v, src_dir, out_dir) if k in PATH_KEYS and v != NOISE_SOURCE else v for k, v in e.items()}
+            for e in items
+        ]
         entries += rebased * times
         sources.append({"datalist": os.path.abspath(path), "entries": len(items), "repeats": times})
     atomic_write_json({section: entries, "merged_from": sources}, output_file)

@@ -30,6 +30,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from common.data.merging import NOISE_SOURCE
 from common.experiments.results import cell_aggregates, metrics_of, ratio_curves
 from common.experiments.spec import GridSpec, slugify
 from common.utils import atomic_path
@@ -217,11 +218,16 @@ def synthetic_pairs_plot(
         class_key: the entries' key of the source class; entries without it fall back to ``class``.
 
     Returns:
-        the path, or ``None`` when no entry names its source (e.g. a noise-to-image generator's datalist).
+        the path, or ``None`` when no entry names a source image (e.g. a noise-to-image generator's datalist, whose
+        entries name none or :py:data:`common.data.NOISE_SOURCE`).
     """
     from monai.data import load_decathlon_datalist
 
-    entries = [e for e in load_decathlon_datalist(str(synthetic_datalist), True, section) if e.get("source")]
+    entries = [
+        e
+        for e in load_decathlon_datalist(str(synthetic_datalist), True, section)
+        if e.get("source") and os.path.basename(str(e["source"])) != NOISE_SOURCE  # also as merged before it was kept
+    ]
     if not entries:
         return None
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from common.data.merging import NOISE_SOURCE
 from common.utils import atomic_write_json, get_rank, get_world_size, is_rank0, save_nifti, sha256_file
 from monai.data import decollate_batch
 from monai.data.meta_tensor import MetaTensor
@@ -210,7 +211,7 @@ class SyntheticDatalistWriter:
 
     def _source(self, sample: Mapping) -> Any:
         if self.source_key is None:
-            return "noise"
+            return NOISE_SOURCE
         value = self._lookup(sample, self.source_key)
         if isinstance(value, MetaTensor):
             value = value.meta.get("filename_or_obj", None)

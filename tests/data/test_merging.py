@@ -35,6 +35,17 @@ def test_merge_rebases_paths_and_repeats(tmp_path):
     assert entries[2]["patient"] == "p"
 
 
+def test_merge_keeps_the_noise_marker_of_noise_to_image_generators(tmp_path):
+    """PGGAN's entries name ``source: noise`` (no image): a marker, not a path to rebase."""
+    a = _write(
+        tmp_path / "pggan" / "synthetic" / "datalist.json", [{"image": "s0.nii.gz", "class": 1, "source": "noise"}]
+    )
+    out = tmp_path / "sets" / "all" / "datalist.json"
+    merge_datalists([a], out)
+    entry = json.loads(out.read_text())["training"][0]
+    assert entry["source"] == "noise" and entry["image"] == "../../pggan/synthetic/s0.nii.gz"
+
+
 def test_merge_errors(tmp_path):
     a = _write(tmp_path / "a.json", [{"image": "x.nii.gz", "class": 1}])
     with pytest.raises(FileNotFoundError, match="nowhere"):

@@ -247,9 +247,12 @@ def test_synthetic_pairs_plot_reads_the_shown_channel_of_source_and_translation(
     for i in range(3):
         save(f"real{i}_flair.nii.gz", 3.0)
     assert Path(synthetic_pairs_plot(datalist, tmp_path / "p1.png", per_class=1)).is_file()
-    # a noise-to-image generator's datalist names no source: no plot
+    # a noise-to-image generator's datalist names no source, or the noise marker (PGGAN): no plot
     datalist.write_text(json.dumps({"training": [{"image": image, "class": 0}]}))
     assert synthetic_pairs_plot(datalist, tmp_path / "p2.png") is None
+    for marker in ("noise", "../../pggan/synthetic/noise"):  # the second as merge_datalists rebased it before
+        datalist.write_text(json.dumps({"training": [{"image": image, "class": 0, "source": marker}]}))
+        assert synthetic_pairs_plot(datalist, tmp_path / "p2.png") is None
 
 
 def test_synthetic_pairs_plot_takes_the_channel_from_a_per_channel_source(tmp_path):
