@@ -318,3 +318,23 @@ def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibra
     for rec in records:
         assert rec["overrides"]["datalist"].startswith("$common.data.make_split_datalist(")
         assert whole not in json.dumps({k: v for k, v in rec["overrides"].items() if k != "datalist"}), rec["method"]
+
+
+def test_real_subset_step_makes_the_phantom_on_a_fresh_output(dry, tmp_path):
+    """The chain's first step runs before anything has made the phantom (no split prepares it in this grid): its
+    `initialize` must, or its copy of the real slices finds no datalist."""
+    spec, _, plans, _ = dry
+    plan = plans["real_subset"]
+    small = {**spec.vars["phantom_args"], "num_patients": 6, "cases_per_patient": 1, "image_size": 16}
+    small["split_fractions"] = [0.5, 0.17, 0.33]
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "classification" / "configs" / "inference.yaml"))
+    eval_dir = tmp_path / "eval"
+    parser.update(
+        {**plan.overrides, "dataset_dir": str(tmp_path / "data"), "phantom_args": small, "output_dir": str(eval_dir)}
+    )
+    parser.get_parsed_content("initialize")
+    parser.get_parsed_content("inference")
+    copied = json.loads((eval_dir / "real" / "datalist.json").read_text())
+    whole = json.loads((tmp_path / "data" / "datalist.json").read_text())
+    assert len(copied["training"]) == len(whole["training"]) > 0
