@@ -55,23 +55,25 @@ def test_segmentation_2d_band(proxies):
     assert 0.25 < proxies["calibrated_segmentation"]["dice"] < 0.75
 
 
+TINY_RUN = dict(
+    num_small_patients=2,
+    ratio=2,
+    num_val_patients=2,
+    num_test_patients=2,
+    cases_per_patient=1,
+    image_size=16,
+    iterations=2,
+    batch_size=2,
+    extra_overrides={"widen_factor": 0.125},
+)
+"""A calibration in seconds: 2 against 4 training patients of one 16x16 slice, 2 iterations, a narrow network."""
+
+
 @pytest.mark.slow
 def test_calibrate_trains_both_regimes_with_the_bundle(tmp_path, monkeypatch):
     """``calibrate`` runs the classification bundle's training and evaluation for both regimes on one test set."""
     monkeypatch.chdir(tmp_path)  # the bundle is found from the repository, not from the working directory
-    result = calibrate(
-        "classification",
-        tmp_path,
-        num_small_patients=2,
-        ratio=2,
-        num_val_patients=2,
-        num_test_patients=2,
-        cases_per_patient=1,
-        image_size=16,
-        iterations=2,
-        batch_size=2,
-        extra_overrides={"widen_factor": 0.125},
-    )
+    result = calibrate("classification", tmp_path, **TINY_RUN)
     assert result["difficulty"] == "calibrated_classification" and result["metric"] == "auc"
     assert result["baseline"]["training_cases"] == 2 and result["upper_bound"]["training_cases"] == 4
     assert result["baseline"]["max_epochs"] == 2 and result["upper_bound"]["max_epochs"] == 1
@@ -92,20 +94,7 @@ def test_calibrate_trains_both_regimes_with_the_bundle(tmp_path, monkeypatch):
 def test_calibrate_merges_bundle_variants_into_both_runs(tmp_path):
     """``variants`` merges the bundle's variant files into both regimes' training and evaluation (here the thesis's
     ResNet-50 with its classification head), and is recorded; the run size still overrides what a variant sets."""
-    result = calibrate(
-        "classification",
-        tmp_path,
-        num_small_patients=2,
-        ratio=2,
-        num_val_patients=2,
-        num_test_patients=2,
-        cases_per_patient=1,
-        image_size=16,
-        iterations=2,
-        batch_size=2,
-        extra_overrides={"widen_factor": 0.125},
-        variants=["variants/thesis.yaml"],
-    )
+    result = calibrate("classification", tmp_path, **TINY_RUN, variants=["variants/thesis.yaml"])
     assert result["settings"]["variants"] == ["variants/thesis.yaml"]
     assert result["baseline"]["max_epochs"] == 2  # the run size, not the variant's 100 epochs
     for regime in ("baseline", "upper_bound"):
