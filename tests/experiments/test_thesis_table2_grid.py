@@ -255,10 +255,19 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
     the CDA-GAN calibrated grids (the same phantom and 8-patient subset), with the thesis's ResNet-50 at the run size
     of the `classification` calibration (widen, batch, image size and 300 iterations on the real slices alone)."""
     base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
-    assert [(m.name, m.variants, m.overrides) for m in spec.methods] == [
+    setups, ablation = spec.methods[: len(SETUPS)], spec.methods[len(SETUPS) :]
+    assert [(m.name, m.variants, m.overrides) for m in setups] == [
         (m.name, m.variants, m.overrides) for m in base.methods[: len(SETUPS)]
     ]
-    assert [m.name for m in spec.methods] == SETUPS
+    assert [m.name for m in setups] == SETUPS
+    # the ablation: (4) and (6) with the images of the PGGANs trained 4x as long
+    assert [m.name for m in ablation] == [f"{SETUPS[i]}, PGGAN 4x longer" for i in (3, 5)]
+    for m, b in zip(ablation, (setups[3], setups[5])):
+        assert m.variants == b.variants
+        assert m.overrides == {
+            **b.overrides,
+            "synthetic_datalist": b.overrides["synthetic_datalist"].replace("pggan_", "pggan_long_"),
+        }
     assert [m.name for m in spec.metrics] == ["auc"] + [m.name for m in base.metrics]
     assert spec.common_variants == base.common_variants and spec.seeds == [0, 1, 2, 3, 4]
     # the data: the CDA-GAN calibrated grids' phantom and subset
@@ -275,9 +284,13 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
     real_slices = small_patients * phantom["cases_per_patient"]
     assert spec.overrides["max_epochs"] * real_slices // family["batch_size"] == family["iterations"]
     # the chain: the base grid's generators, their outputs, seeds and refiner steps, at the phantom's 64 px
-    assert list(spec.generators) == list(base.generators)
+    long_ = ["pggan_long_tumour", "pggan_long_non_tumour", "pggan_long_sets"]
+    chain = list(base.generators)
+    assert (
+        list(spec.generators) == chain[: chain.index("pggan_sets") + 1] + long_ + chain[chain.index("pggan_sets") + 1 :]
+    )
     for name, g in spec.generators.items():
-        b = base.generators[name]
+        b = base.generators[name.replace("pggan_long_", "pggan_")]
         assert (g.seed, g.outputs, g.per_dataset, g.train) == (b.seed, b.outputs, b.per_dataset, b.train), name
         assert g.inference_runs == b.inference_runs, name
         if name.startswith(("munit_", "simgan_")) and g.train:
@@ -291,12 +304,21 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
             assert g.overrides.get("image_size") in (64, None) and "phantom_args" in g.overrides, name
     pggan = spec.generators["pggan_tumour"].overrides
     assert pggan["image_size"] == pggan["pad_size"] == phantom["image_size"]
+    longer = spec.generators["pggan_long_tumour"].overrides  # the same PGGAN, 4x the images per phase
+    assert {k: v for k, v in longer.items() if k not in ("fade_in_images", "stabilise_images", "save_interval")} == {
+        k: v for k, v in pggan.items() if k not in ("fade_in_images", "stabilise_images", "save_interval")
+    }
+    assert longer["fade_in_images"] == longer["stabilise_images"] == 4 * pggan["fade_in_images"]
+    assert spec.generators["pggan_long_sets"].overrides["inference"] == [
+        e.replace("pggan_tumour", "pggan_long_tumour").replace("pggan_non_tumour", "pggan_long_non_tumour")
+        for e in spec.generators["pggan_sets"].overrides["inference"]
+    ]
     assert spec.generators["pggan_non_tumour"].variants == ["non_tumour.yaml"]
 
 
 def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibrated):
     spec, records, plans = dry_calibrated
-    assert len(records) == len(SETUPS)
+    assert len(records) == len(SETUPS) + 2
     gen = Path(spec.output_dir) / "generators"
     for rec in records:
         o = rec["overrides"]
