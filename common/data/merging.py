@@ -27,7 +27,7 @@ NOISE_SOURCE = "noise"
 def _rebase(value: Any, src_dir: str, dst_dir: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rebase(v, src_dir, dst_dir) for v in value]
-    if not isinstance(value, str):
+    if not isinstance(value, str) or value == NOISE_SOURCE:  # the marker names no file
         return value
     path = value if os.path.isabs(value) else os.path.join(src_dir, value)
     return os.path.relpath(os.path.normpath(path), dst_dir)
@@ -72,10 +72,7 @@ def merge_datalists(
         if not items:
             raise ValueError(f"{path}: no entries in section {section!r} to merge.")
         src_dir = os.path.dirname(os.path.abspath(path))
-        rebased = [
-            {k: _rebase(v, src_dir, out_dir) if k in PATH_KEYS and v != NOISE_SOURCE else v for k, v in e.items()}
-            for e in items
-        ]
+        rebased = [{k: _rebase(v, src_dir, out_dir) if k in PATH_KEYS else v for k, v in e.items()} for e in items]
         entries += rebased * times
         sources.append({"datalist": os.path.abspath(path), "entries": len(items), "repeats": times})
     atomic_write_json({section: entries, "merged_from": sources}, output_file)
