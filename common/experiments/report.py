@@ -5,6 +5,9 @@ Friedman/Nemenyi statistics and the plots (:mod:`common.experiments.plots`).
 columns data set x metric, cells ``mean ± err`` over seeds (``err``: standard deviation, standard error or 95 %
 t-interval half-width, the grid's ``error``), the best mean of each column in bold (lowest for lower-is-better
 metrics); with a ``ratio_plot``, a second table gives the metric against the synthetic ratio (CDA-GAN Table 7).
+A method with ``reference: true`` (a bound, e.g. the upper bound of every training patient) has its row in the
+tables and the bar plots, but takes no bold value and stays out of the statistics, the CD diagrams and the test-set
+sizing, so that adding a bound changes no comparison between the methods.
 
 ``statistics.json``/``statistics.md``: per metric, the Friedman test and Nemenyi post-hoc test (paper 004 sec.
 3.4) (a) across data sets (blocks = data sets, values = the table's means; Demšar 2006) and (b) within each data
@@ -91,8 +94,8 @@ from common.utils import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "MIN_SEEDS", "build_reports", "generator_metrics", "generators_markdown", "markdown_tables", "statistics_report",
-    "sizing_report", "write_grid_snapshot",
+    "MIN_SEEDS", "build_reports", "compared_methods", "generator_metrics", "generators_markdown", "markdown_tables",
+    "statistics_report", "sizing_report", "write_grid_snapshot",
 ]  # fmt: skip
 
 
@@ -219,9 +222,15 @@ def markdown_tables(
         "| Method | " + " | ".join(f"{d}: {spec.metric(m).label}" for d in datasets for m in metrics) + " |",
         "|---|" + "---|" * (len(datasets) * len(metrics)),
     ]
+    references = [m.name for m in spec.methods if m.reference]
+    if references:
+        lines[-2:-2] = [
+            f"Reference rows (bounds, not methods: no bold value, not in the statistics): {', '.join(references)}.",
+            "",
+        ]
     best = {
         (d, m): _best(
-            {meth: agg[(d, meth, m)]["mean"] for meth in methods if (d, meth, m) in agg},
+            {meth: agg[(d, meth, m)]["mean"] for meth in methods if (d, meth, m) in agg and meth not in references},
             spec.metric(m).higher_is_better,
         )
         for d in datasets
@@ -262,6 +271,11 @@ def markdown_tables(
     return "\n".join(lines) + "\n"
 
 
+def compared_methods(spec: GridSpec) -> list[str]:
+    """The grid's methods that the statistics compare: every method but the ``reference`` rows (bounds)."""
+    return [m.name for m in spec.methods if not m.reference]
+
+
 def statistics_report(
     spec: GridSpec, rows: Sequence[Mapping[str, Any]], per_image_rows: Sequence[Mapping[str, Any]] | None = None
 ) -> tuple[dict[str, Any], str]:
@@ -276,7 +290,7 @@ def statistics_report(
         ``(json_dict, markdown)``; each comparison has ``block_kind`` (``data sets``, ``seeds`` or ``test images``).
     """
     agg = cell_aggregates(spec, rows, per_image_rows)
-    methods = [m.name for m in spec.methods]
+    methods = compared_methods(spec)
     datasets = [d.name for d in spec.datasets]
     result: dict[str, Any] = {
         "alpha": spec.alpha,
@@ -444,7 +458,7 @@ def sizing_report(
         ``({data set: {metric: entry}}, markdown lines)``.
     """
     tables = case_tables(per_image_rows or [])
-    order = [m.name for m in spec.methods]
+    order = compared_methods(spec)
     out: dict[str, Any] = {}
     lines = [
         "",

@@ -18,7 +18,8 @@ M-SG and C-SG checkpoints); a generator whose referenced generator failed fails 
 A data set with a ``split`` gives every run on it, and each of its generators, a ``datalist`` that is the same
 subset of the source datalist (:func:`common.data.make_split_datalist`, evaluated in the bundle process, after its
 ``initialize`` has written the phantom; the file is ``<run>/split_datalist.json``): the generator sees exactly the
-downstream training data.
+downstream training data. A method's own ``split`` replaces the data set's in that method's runs only (an upper
+bound on every training patient).
 
 Variants are merged in the order: the grid's ``common_variants``, the data set's, the method's. The config ids
 of the grid's ``overrides``, then the data set's, then the method's (later wins; ``dataset_dir`` defaults to
@@ -60,7 +61,7 @@ import yaml
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import read_per_image, write_per_image_csv, write_results_csv
-from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, generator_run_dir, resolve_refs
+from common.experiments.spec import DatasetSpec, GeneratorSpec, GridSpec, MethodSpec, generator_run_dir, resolve_refs
 from common.utils import atomic_path, atomic_write_json
 
 __all__ = [
@@ -360,11 +361,17 @@ class GridRunner:
         """Every generator plan, made now (references to other generators resolve only after those ran)."""
         return [self.generator_plan(g, d) for g, d in self.generator_instances()]
 
-    def _split_overrides(self, dataset: DatasetSpec | None, run_dir: Path, ctx: Mapping[str, Any]) -> dict[str, Any]:
-        """``{"datalist": <the split expression>}`` for a data set with a ``split``, else ``{}``."""
-        if dataset is None or dataset.split is None:
+    def _split_overrides(
+        self, dataset: DatasetSpec | None, run_dir: Path, ctx: Mapping[str, Any], method: MethodSpec | None = None
+    ) -> dict[str, Any]:
+        """``{"datalist": <the split expression>}`` for a method or else a data set with a ``split`` (the method's
+        replaces the data set's), else ``{}``."""
+        chosen = method.split if method is not None and method.split is not None else None
+        if chosen is None and dataset is not None:
+            chosen = dataset.split
+        if chosen is None:
             return {}
-        split = resolve_refs(dataset.split, ctx)
+        split = resolve_refs(chosen, ctx)
         return {"datalist": split_expression(split, run_dir / "split_datalist.json", ctx["dataset_dir"])}
 
     def _generator_plan(self, g: GeneratorSpec, dataset: DatasetSpec | None, run_dir: Path) -> RunPlan:
@@ -423,7 +430,7 @@ class GridRunner:
                     try:
                         ctx = self._context(dataset, seed, run_dir)
                         plan.overrides = resolve_refs(merged, ctx)
-                        split = self._split_overrides(dataset, run_dir, ctx)
+                        split = self._split_overrides(dataset, run_dir, ctx, method)
                         if split:  # the subset is the data set's: the bundle must not subsample it again
                             plan.overrides.update(split, split_mode="full")
                         plan.inputs = self._generator_inputs(plan.overrides)

@@ -64,7 +64,10 @@ the GAN training, we only use the training set to be fair"). Generators of a gri
 ``per_dataset``, and no override or var may name ``${dataset_dir}/datalist.json``, the whole source: a method or
 generator that reads real images beside its ``datalist`` (classic-DA draws, a real reference, a pool) takes them from
 a per-data-set generator that copies the subset it was given. Do not combine ``split`` with a downstream variant that
-subsamples (``small.yaml``, ``imbalanced.yaml``).
+subsamples (``small.yaml``, ``imbalanced.yaml``). A method's own ``split`` (the same keys) replaces the data set's
+for that method's runs, not for the generators: ``split: {mode: full}`` with ``reference: true`` is the upper bound
+that trains on every training patient of the source and is tested on the same test patients; a ``reference`` row is a
+bound, not a method, and stays out of the bold best values and the statistics (:mod:`common.experiments.report`).
 
 Runs (see :mod:`common.experiments.runner`): ``training`` with ``[train_config, <variants>..., overrides]`` and
 ``evaluating`` with ``[train_config, evaluate_config, <variants>..., overrides]``: the evaluate config is an overlay
@@ -198,6 +201,12 @@ class MethodSpec:
     variants: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
     bundle: str | None = None
+    split: dict[str, Any] | None = None
+    """The subset of the source datalist that this method's runs train on, instead of the data set's ``split``
+    (never its generators'): ``{mode: full}`` for an upper bound on every training patient."""
+    reference: bool = False
+    """A bound, not a method (e.g. an upper bound): in the tables, left out of the bold best values, the
+    Friedman/Nemenyi tests, the CD diagrams and the test-set sizing."""
 
 
 @dataclass
@@ -276,7 +285,7 @@ _GRID_KEYS = {
     "timeout_s", "env", "tsne", "ratio_plot", "root", "blocks", "per_image_file",
 }  # fmt: skip
 _DATASET_KEYS = {"name", "variants", "overrides", "vars", "bundle", "split", "dataset_dir"}
-_METHOD_KEYS = {"name", "variants", "overrides", "bundle"}
+_METHOD_KEYS = {"name", "variants", "overrides", "bundle", "split", "reference"}
 _GENERATOR_KEYS = {
     "bundle", "variants", "overrides", "per_dataset", "seed", "train_config", "inference_config", "outputs",
     "inference_runs", "train", "evaluate_config", "evaluate_overrides", "metrics_file",
@@ -347,6 +356,12 @@ def _split(value: Any, where: str, src: str) -> dict[str, Any] | None:
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise GridError(f"{src}: {where}.seed must be an integer, got {seed!r}.")
     return {**split, "mode": mode, "seed": seed}
+
+
+def _reference(value: Any, where: str, src: str) -> bool:
+    if not isinstance(value, bool):
+        raise GridError(f"{src}: {where} `reference` must be true or false, got {value!r}.")
+    return value
 
 
 def _inference_runs(value: Any, where: str, src: str) -> list[dict[str, Any]]:
@@ -424,6 +439,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "<grid>", root: str | os.P
                 variants=_str_list(item.get("variants"), f"method {item['name']!r} variants", source),
                 overrides=_mapping(item.get("overrides"), f"method {item['name']!r} overrides", source),
                 bundle=_path(item.get("bundle")),
+                split=_split(item.get("split"), f"method {item['name']!r} split", source),
+                reference=_reference(item.get("reference", False), f"method {item['name']!r}", source),
             )
         )
     bundle = _path(data.get("bundle"))
@@ -551,6 +568,10 @@ def _check_splits(spec: GridSpec) -> None:
     """A data set's ``split`` is the only source of the ``datalist`` of its runs and of per-data-set generators, and
     nothing else names the whole data set's datalist."""
     src = spec.source
+    for m in spec.methods:
+        clash = [k for k in _SPLIT_IDS if k in m.overrides]
+        if m.split is not None and clash:
+            raise GridError(f"{src}: method {m.name!r} overrides set {clash}, which its own `split` sets.")
     split_sets = [d.name for d in spec.datasets if d.split is not None]
     if not split_sets:
         return

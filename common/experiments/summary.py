@@ -122,7 +122,8 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
 
     Args:
         entry: ``{"results": folder, "metric": name, "baseline": method | "pairs": {method: baseline}, ...}``, and
-            optionally ``"references": [method, ...]``, rows that are bounds, not methods.
+            optionally ``"references": [method, ...]``, rows that are bounds, not methods (with the grid's methods
+            marked ``reference: true``).
         root: folder the ``results`` path is relative to.
 
     Returns:
@@ -147,7 +148,7 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
         base = _baseline_of(entry, method)
         if base is not None and base not in methods:
             raise UserInputError(f"{grid_file}: baseline '{base}' of '{method}' is not a method of the grid.")
-    references = set(entry.get("references", []))
+    references = set(entry.get("references", [])) | {m["name"] for m in grid["methods"] if m.get("reference")}
     if references - set(methods):
         raise UserInputError(
             f"{grid_file}: references {sorted(references - set(methods))} are not methods of the grid."

@@ -230,3 +230,29 @@ def test_detection_grid_gets_cpm_intervals_from_the_runs_matches(tmp_path):
 
     (out / "runs" / "base" / "seed1" / "eval" / "froc_matches.json").unlink()
     assert {k[1] for k in detection_intervals(rows, ["cpm"])} == {"better"}
+
+
+def test_reference_rows_take_no_bold_value_and_stay_out_of_the_statistics(tmp_path):
+    """An upper bound marked ``reference: true`` is a row of the table, but the bold values, the Friedman/Nemenyi
+    tests and the test-set sizing are those of the grid without it."""
+    dice = _dice()
+    rows, per_image = _rows(dice, "dice")
+    bound = {("bound", s): v + 0.2 for (m, s), v in dice.items() if m == "better"}
+    bound_rows, bound_images = _rows(bound, "dice")
+    methods = ["base", "better", {"name": "bound", "reference": True}]
+    spec = _spec(tmp_path, [{"name": "dice", "label": "Dice"}], methods=methods)
+    assert [m.reference for m in spec.methods] == [False, False, True]
+    without = _spec(tmp_path, [{"name": "dice", "label": "Dice"}])
+
+    table = markdown_tables(spec, rows + bound_rows, per_image + bound_images)
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "**" in lines["better"] and "**" not in lines["bound"]  # the bound's higher mean is not the best
+    assert "Reference rows (bounds, not methods: no bold value, not in the statistics): bound." in table
+    stats, md = statistics_report(spec, rows + bound_rows, per_image + bound_images)
+    plain, _ = statistics_report(without, rows, per_image)
+    assert stats["methods"] == ["base", "better"]
+    assert json.dumps(stats["metrics"]) == json.dumps(plain["metrics"])  # NaN-safe equality
+    assert json.dumps(stats["test_set"]) == json.dumps(plain["test_set"])
+    assert "bound" not in md
+    with pytest.raises(Exception, match="reference"):
+        _spec(tmp_path, ["dice"], methods=[{"name": "x", "reference": "yes"}])

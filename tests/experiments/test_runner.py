@@ -330,8 +330,48 @@ def test_split_gives_the_generator_exactly_the_downstream_training_entries(fake_
               generators={"g": {"bundle": str(gen), "outputs": OUTS}})  # fmt: skip
     with pytest.raises(GridError, match="split.datalist"):
         _grid(tmp_path, down, gen, datasets=[{"name": "A", "split": {"mode": "small"}, "overrides": {"datalist": "x"}}])
+    with pytest.raises(GridError, match="its own `split`"):
+        _grid(tmp_path, down, gen, methods=[{"name": "M", "split": {"mode": "full"}, "overrides": {"datalist": "x"}}],
+              ratio_plot=None)  # fmt: skip
     with pytest.raises(GridError, match="mode"):
         _grid(tmp_path, down, gen, datasets=[{"name": "A", "split": {"mode": "tiny"}}])
+
+
+def test_a_method_split_trains_an_upper_bound_on_every_training_patient(fake_env, tmp_path):
+    """A method's own `split` replaces the data set's in its runs only: the upper bound trains on the whole training
+    section, is tested on the same test patients, and the generator still sees the subset."""
+    python, calls, down, gen = fake_env
+    spec = _grid(
+        tmp_path,
+        down,
+        gen,
+        seeds=[0],
+        datasets=[{"name": "A_s", "split": {"mode": "small", "fraction": 0.25}}],
+        methods=[{"name": "base"}, {"name": "Upper bound", "split": {"mode": "full"}, "reference": True}],
+        ratio_plot=None,
+    )
+    runner = GridRunner(spec, python=python, log=lambda s: None)
+    gplan = next(p for p in runner.generator_plans() if p.dataset == "A_s")
+    runs = {p.method: p for p in runner.run_plans()}
+    assert all(p.overrides["split_mode"] == "full" for p in runs.values())
+    dataset_dir = Path(runner.dataset_dir("a_s"))
+    source = _patient_datalist(dataset_dir)
+    expressions = [
+        gplan.overrides["datalist"],
+        runs["base"].overrides["datalist"],
+        runs["Upper bound"].overrides["datalist"],
+    ]
+    files = [_bundle_value(e, dataset_dir=str(dataset_dir), phantom_kind="none", phantom_args={}) for e in expressions]
+
+    def patients(path):
+        data = json.loads(Path(path).read_text())
+        return {s: sorted({e["patient"] for e in data[s]}) for s in ("training", "validation", "test")}
+
+    generator, base, bound = (patients(f) for f in files)
+    full = patients(source)
+    assert base == generator and len(generator["training"]) == 4  # the subset: 1/4 of the 16 training patients
+    assert bound["training"] == full["training"] and len(bound["training"]) == 16  # every training patient
+    assert bound["test"] == base["test"] == full["test"]
 
 
 def test_read_metrics_flattens_nested_objects(tmp_path):

@@ -80,7 +80,7 @@ def test_calibrated_grid_plans_generators_their_evaluation_and_an_iteration_matc
     spec.output_dir = str(tmp_path / "out")
     runner = GridRunner(spec, dry_run=True, log=lambda s: None)
     records = runner.run()
-    assert len(records) == 8 * 5 and {r["status"] for r in records} == {"dry_run"}
+    assert len(records) == 9 * 5 and {r["status"] for r in records} == {"dry_run"}  # 8 rows and the upper bound
     gens = {r["name"]: r for r in runner.generator_records}
     workflows = {n: [c.split(" run ")[1].split()[0] for c in r["commands"]] for n, r in gens.items()}
     assert workflows == {
@@ -100,6 +100,8 @@ def test_calibrated_grid_plans_generators_their_evaluation_and_an_iteration_matc
     epochs = spec.overrides["max_epochs"]
     assert control.overrides["max_epochs"] * real == epochs * (real + synthetic)
     plans = {p.method: p for p in runner.run_plans()}
+    assert "mode='full'" in plans["Upper bound (80 patients)"].overrides["datalist"]
+    assert "mode='small'" in plans["BL"].overrides["datalist"]
     assert (
         plans["MC-SG + n16"]
         .overrides["synthetic_datalist"]

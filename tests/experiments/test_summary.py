@@ -78,6 +78,13 @@ def test_reference_rows_say_where_they_lie_not_that_they_help(tmp_path):
     assert [r.verdict for r in grid_rows(low, tmp_path)["Phantom"]] == ["below", "same on every seed", "baseline"]
     with pytest.raises(UserInputError, match="references"):
         grid_rows({**entry, "references": ["C"]}, tmp_path)
+    # a grid whose method is marked `reference: true` needs no `references` in the summary entry
+    grid_file = tmp_path / "g" / "grid.json"
+    grid = json.loads(grid_file.read_text())
+    grid["methods"][2]["reference"] = True
+    grid_file.write_text(json.dumps(grid))
+    marked = {"results": "g", "metric": "auc", "baseline": "A"}
+    assert [r.verdict for r in grid_rows(marked, tmp_path)["Phantom"]] == ["baseline", "helps", "above"]
 
 
 def _calibration(

@@ -255,7 +255,7 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
     the CDA-GAN calibrated grids (the same phantom and 8-patient subset), with the thesis's ResNet-50 at the run size
     of the `classification` calibration (widen, batch, image size and 300 iterations on the real slices alone)."""
     base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
-    setups, ablation = spec.methods[: len(SETUPS)], spec.methods[len(SETUPS) :]
+    setups, ablation, (bound,) = spec.methods[: len(SETUPS)], spec.methods[len(SETUPS) : -1], spec.methods[-1:]
     assert [(m.name, m.variants, m.overrides) for m in setups] == [
         (m.name, m.variants, m.overrides) for m in base.methods[: len(SETUPS)]
     ]
@@ -268,6 +268,10 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
             **b.overrides,
             "synthetic_datalist": b.overrides["synthetic_datalist"].replace("pggan_", "pggan_long_"),
         }
+    # the upper bound: (1) on every training patient, a reference row, the calibration's 80-patient run size
+    assert bound.reference and bound.split == {"mode": "full", "seed": 0} and not bound.variants
+    assert not any(m.reference or m.split for m in spec.methods[:-1])
+    assert bound.overrides == {"max_epochs": 8, "val_interval": 2}
     assert [m.name for m in spec.metrics] == ["auc"] + [m.name for m in base.metrics]
     assert spec.common_variants == base.common_variants and spec.seeds == [0, 1, 2, 3, 4]
     # the data: the CDA-GAN calibrated grids' phantom and subset
@@ -318,7 +322,7 @@ def test_calibrated_grid_is_table2_on_the_calibrated_phantom_with_the_calibrated
 
 def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibrated):
     spec, records, plans = dry_calibrated
-    assert len(records) == len(SETUPS) + 2
+    assert len(records) == len(SETUPS) + 3  # the setups, the two ablation rows and the upper bound
     gen = Path(spec.output_dir) / "generators"
     for rec in records:
         o = rec["overrides"]
@@ -337,8 +341,10 @@ def test_calibrated_grid_dry_run_wires_setups_and_names_existing_ids(dry_calibra
         assert plan.overrides["datalist"].startswith("$common.data.make_split_datalist("), plan.name
         others = {k: v for k, v in plan.overrides.items() if k != "datalist"}  # the split reads it, nothing else
         assert whole not in json.dumps([others, *[s.overrides or {} for s in plan.steps]]), plan.name
-    for rec in records:
+    for rec in records:  # the subset, and for the upper bound every training patient
         assert rec["overrides"]["datalist"].startswith("$common.data.make_split_datalist(")
+        mode = "full" if rec["method"] == "Upper bound (80 patients)" else "small"
+        assert f"mode='{mode}'" in rec["overrides"]["datalist"], rec["method"]
         assert whole not in json.dumps({k: v for k, v in rec["overrides"].items() if k != "datalist"}), rec["method"]
 
 
