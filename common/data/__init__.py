@@ -13,7 +13,13 @@ from .loading import (  # noqa: F401
 )
 from .merging import NOISE_SOURCE, merge_datalists  # noqa: F401
 from .pairs import SameClassPairDataset  # noqa: F401
-from .phantoms import make_brain_metastases, make_brain_mr, make_chest_ct, prepare_phantom  # noqa: F401
+from .phantoms import (  # noqa: F401
+    add_training_patients,
+    make_brain_metastases,
+    make_brain_mr,
+    make_chest_ct,
+    prepare_phantom,
+)
 from .refinement import (  # noqa: F401
     REAL_DOMAIN,
     SYNTHETIC_DOMAIN,

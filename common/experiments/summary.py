@@ -163,6 +163,8 @@ def grid_rows(entry: Mapping[str, Any], root: str | os.PathLike = ".") -> dict[s
             if not values:
                 continue
             base = _baseline_of(entry, method)
+            if base is None and method in references:
+                raise UserInputError(f"{grid_file}: reference row '{method}' needs a baseline to lie above or below.")
             if base is None:
                 rows.append(
                     MethodResult(method, None, float(np.mean(list(values.values()))), values, None, None, "baseline")

@@ -85,6 +85,8 @@ def test_reference_rows_say_where_they_lie_not_that_they_help(tmp_path):
     grid_file.write_text(json.dumps(grid))
     marked = {"results": "g", "metric": "auc", "baseline": "A"}
     assert [r.verdict for r in grid_rows(marked, tmp_path)["Phantom"]] == ["baseline", "helps", "above"]
+    with pytest.raises(UserInputError, match="reference row 'Bound' needs a baseline"):
+        grid_rows({"results": "g", "metric": "auc", "pairs": {"B": "A"}}, tmp_path)
 
 
 def _calibration(

@@ -192,8 +192,18 @@ def test_calibrated_grid_is_table5_on_the_calibrated_phantom_with_the_calibratio
     chest CT phantom with 8 training and 40 test scans, the calibration's detector and step count, 5 seeds, and the
     MCGANs evaluated on the test nodules against the training nodules (the real-vs-real reference)."""
     base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
-    assert [m.name for m in spec.methods] == METHODS
-    assert [(m.name, m.overrides) for m in spec.methods] == [(m.name, m.overrides) for m in base.methods]
+    methods, (bound,) = spec.methods[:-1], spec.methods[-1:]
+    assert [m.name for m in methods] == METHODS
+    assert [(m.name, m.overrides) for m in methods] == [(m.name, m.overrides) for m in base.methods]
+    # the upper bound: real images on the 8 training scans and 72 more of the same phantom, the same 40 test scans
+    assert bound.reference and not any(m.reference for m in methods)
+    assert bound.overrides == {"datalist": "${generators.upper_bound_data.datalist}"}
+    data = spec.generators.pop("upper_bound_data")
+    assert not data.train and data.per_dataset and data.overrides["phantom_kind"] == "chest_ct"
+    assert (
+        "add_training_patients(@datalist, " in data.overrides["inference"][0]
+        and ", 72, " in data.overrides["inference"][0]
+    )
     assert [m.name for m in spec.metrics] == [m.name for m in base.metrics]
     assert spec.blocks == "seeds" and spec.seeds == [0, 1, 2, 3, 4]
     phantom = spec.vars["phantom_args"]

@@ -29,6 +29,8 @@ Kinds of sets, one module per family:
   :py:func:`make_brain_metastases` and the calibrated presets of the detection tasks.
 - :py:func:`prepare_phantom` (:py:mod:`.prepare`): generate a set once into a directory and return its
   ``datalist.json`` path.
+- :py:func:`add_training_patients` (:py:mod:`.more_patients`): a set's datalist with more training patients of the
+  same phantom, for the upper bound of an experiment on few patients.
 
 The two brain families share the head anatomy of :py:mod:`.brain_anatomy`; :py:mod:`.base` holds the argument
 checks, patient splits, geometry helpers and the atomic writing of a set.
@@ -46,6 +48,7 @@ from common.data.phantoms.detection_difficulty import (
     ChestCTDifficulty,
 )
 from common.data.phantoms.difficulty import BRAIN_MR_PRESETS, BrainMRDifficulty
+from common.data.phantoms.more_patients import add_training_patients
 from common.data.phantoms.prepare import NO_PHANTOM, PHANTOM_KINDS, prepare_phantom
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "NO_PHANTOM",
     "PHANTOM_KINDS",
     "SPLIT_NAMES",
+    "add_training_patients",
     "make_brain_metastases",
     "make_brain_mr",
     "make_chest_ct",
