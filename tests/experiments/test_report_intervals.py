@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from common.experiments import build_reports, markdown_tables, parse_grid, statistics_report
+from common.experiments import GridError, build_reports, markdown_tables, parse_grid, statistics_report
 from common.experiments.report import write_grid_snapshot
 from common.experiments.results import case_intervals, patient_of, read_results_csv, write_results_csv
 from common.experiments.sizing import auc_minimum_detectable_difference, minimum_detectable_difference
@@ -254,5 +254,5 @@ def test_reference_rows_take_no_bold_value_and_stay_out_of_the_statistics(tmp_pa
     assert json.dumps(stats["metrics"]) == json.dumps(plain["metrics"])  # NaN-safe equality
     assert json.dumps(stats["test_set"]) == json.dumps(plain["test_set"])
     assert "bound" not in md
-    with pytest.raises(Exception, match="reference"):
+    with pytest.raises(GridError, match="`reference` must be true or false"):
         _spec(tmp_path, ["dice"], methods=[{"name": "x", "reference": "yes"}])

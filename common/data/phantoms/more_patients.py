@@ -2,7 +2,7 @@
 
 A calibrated grid trains on a few phantom patients and tests on many; its upper bound trains on ten times more
 patients and is tested on the *same* test patients. Where the grid's phantom only holds the few
-(``scripts/experiments/cpggan_detection_calibrated_table4.yaml``: 8 training and 40 test patients),
+(``scripts/experiments/mcgan_detection_calibrated_table5.yaml``: 8 training and 40 test scans),
 :func:`add_training_patients` writes a datalist with the set's own sections and more patients in its training
 section, drawn from the same phantom generator, seed and difficulty.
 
