@@ -213,23 +213,24 @@ def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """One row per (family, dimension, difficulty, bundle variants): the baseline and upper bound over the seeds of
-    the ``calibration.json`` files.
+    """One row per (family, dimension, difficulty, bundle variants, training steps): the baseline and upper bound over
+    the seeds of the ``calibration.json`` files.
 
     Args:
         files: ``calibration.json`` files of ``scripts/calibrate_phantom.py``.
 
     Returns:
-        rows ``{"family", "spatial_dims", "difficulty", "variants", "metric", "seeds", "baseline": [...],
-        "upper_bound": [...], "settings"}`` (per-seed values in seed order; ``variants``: the bundle variant files
-        merged into both runs, e.g. the thesis's ResNet-50, none for the bundle's own network; ``settings`` of the
-        first file, without its seed), sorted by family, dimension, difficulty and variants.
+        rows ``{"family", "spatial_dims", "difficulty", "variants", "iterations", "metric", "seeds", "baseline":
+        [...], "upper_bound": [...], "settings"}`` (per-seed values in seed order; ``variants``: the bundle variant
+        files merged into both runs, e.g. the thesis's ResNet-50, none for the bundle's own network; ``iterations``:
+        the training steps of both runs; ``settings`` of the first file, without its seed), sorted by family,
+        dimension, difficulty, variants and iterations.
 
     Raises:
         UserInputError: a file that is not a calibration result, or files of one (family, difficulty) measured
             with different settings.
     """
-    groups: dict[tuple[str, int, str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, str, tuple[str, ...], int], list[dict[str, Any]]] = {}
     for f in files:
         try:
             data = json.loads(Path(f).read_text())
@@ -239,7 +240,8 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             raise UserInputError(f"{f}: not a calibration result of scripts/calibrate_phantom.py ({e}).") from e
         dims = int(settings.get("spatial_dims", 3 if family.endswith("_3d") else 2))
         variants = tuple(settings.get("variants") or ())
-        groups.setdefault((family, dims, _preset_name(family, data["difficulty"]), variants), []).append(
+        key = (family, dims, _preset_name(family, data["difficulty"]), variants, int(settings.get("iterations", 0)))
+        groups.setdefault(key, []).append(
             {
                 "file": str(f),
                 "metric": metric,
@@ -250,7 +252,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             }
         )
     rows = []
-    for (family, dims, difficulty, variants), items in sorted(groups.items()):
+    for (family, dims, difficulty, variants, iterations), items in sorted(groups.items()):
         items.sort(key=lambda x: x["seed"])
         reference = _comparable(items[0]["settings"])
         for item in items[1:]:
@@ -265,6 +267,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
                 "spatial_dims": dims,
                 "difficulty": difficulty,
                 "variants": list(variants),
+                "iterations": iterations,
                 "metric": items[0]["metric"],
                 "seeds": [x["seed"] for x in items],
                 "baseline": [x["baseline"] for x in items],
@@ -290,11 +293,18 @@ def _calibration_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         "(per seed) | training patients | test patients |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    steps: dict[tuple[Any, ...], set[int]] = {}  # the training steps measured per task, named where several are
+    for r in rows:
+        steps.setdefault((r["family"], r["spatial_dims"], r["difficulty"], *r.get("variants", [])), set()).add(
+            r.get("iterations", 0)
+        )
     for r in rows:
         s = r["settings"]
         small = s.get("num_small_patients")
         big = small * s.get("ratio", 10) if small is not None else None
         network = "".join(f", `{v}`" for v in r.get("variants", []))
+        if len(steps[(r["family"], r["spatial_dims"], r["difficulty"], *r.get("variants", []))]) > 1:
+            network += f", {r['iterations']:,} steps"
         lines.append(
             f"| {r['family'].removesuffix('_2d').removesuffix('_3d')} {r['spatial_dims']}D{network} | "
             f"`{r['difficulty']}` | "

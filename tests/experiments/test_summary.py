@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from common.experiments.results import write_results_csv
-from common.experiments.summary import build_results_page, calibration_rows, grid_rows, paired_verdict
+from common.experiments.summary import _calibration_md, build_results_page, calibration_rows, grid_rows, paired_verdict
 from common.utils.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,9 +125,12 @@ def test_calibration_rows_group_seeds_and_name_presets(tmp_path):
         ("calibrated_classification", [0, 1], [0.8, 0.7]),
         ("default", [0], [1.0]),
     ]
-    _calibration(tmp_path / "d.json", 2, 0.75, 0.99, knobs, iterations=100)
+    other = _calibration(tmp_path / "d.json", 2, 0.75, 0.99, knobs)
+    data = json.loads(other.read_text())
+    data["settings"]["num_test_patients"] = 20  # another test set: not one row with the others
+    other.write_text(json.dumps(data))
     with pytest.raises(UserInputError, match="other settings"):
-        calibration_rows(files + [tmp_path / "d.json"])
+        calibration_rows(files + [other])
     # another network of the same bundle (a variant merged into both runs) is a row of its own, named by it
     thesis = [
         _calibration(tmp_path / f"t{i}.json", i, b, u, "calibrated_classification", variants=["variants/thesis.yaml"])
@@ -224,3 +227,28 @@ def test_calibration_rows_of_detection_families_name_their_presets(tmp_path):
         "calibrated_detection",
         [0, 1],
     )
+
+
+def test_calibrations_with_other_training_steps_are_rows_of_their_own(tmp_path):
+    """A task calibrated at two run lengths gives two rows, each naming its steps; one length names none."""
+    files = []
+    for seed, iterations, cpm in ((0, 400, 0.3), (1, 400, 0.35), (0, 1600, 0.6)):
+        settings = {"num_small_patients": 8, "ratio": 10, "num_test_patients": 12, "seed": seed}
+        data = {
+            "family": "detection_3d",
+            "metric": "cpm",
+            "difficulty": "calibrated_detection",
+            "baseline": {"cpm": cpm},
+            "upper_bound": {"cpm": cpm + 0.1},
+            "settings": {**settings, "iterations": iterations},
+        }
+        files.append(tmp_path / f"{seed}_{iterations}.json")
+        files[-1].write_text(json.dumps(data))
+    rows = calibration_rows(files)
+    assert [(r["iterations"], r["seeds"], r["baseline"]) for r in rows] == [
+        (400, [0, 1], [0.3, 0.35]),
+        (1600, [0], [0.6]),
+    ]
+    page = "\n".join(_calibration_md(rows))
+    assert "| detection 3D, 400 steps |" in page and "| detection 3D, 1,600 steps |" in page
+    assert "| detection 3D |" in "\n".join(_calibration_md(calibration_rows(files[2:])))
