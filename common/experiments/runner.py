@@ -431,7 +431,9 @@ class GridRunner:
                         ctx = self._context(dataset, seed, run_dir)
                         plan.overrides = resolve_refs(merged, ctx)
                         split = self._split_overrides(dataset, run_dir, ctx, method)
-                        if split:  # the subset is the data set's (or the method's): the bundle must not subsample it again
+                        if (
+                            split
+                        ):  # the subset is the data set's (or the method's): the bundle must not subsample it again
                             plan.overrides.update(split, split_mode="full")
                         plan.inputs = self._generator_inputs(plan.overrides)
                     except (KeyError, RuntimeError) as e:
