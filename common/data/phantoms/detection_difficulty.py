@@ -119,8 +119,11 @@ the CPM by 0.21-0.26 in the seed-0 rows but only by 0.07 for seeds 1 and 2 (mean
 (``scripts/experiments/mcgan_detection_calibrated_table5.yaml``: 40 test patients, 5 seeds, classic augmentation
 on, the 8 training patients plus 72 more of the same phantom for the upper bound) the 80-patient row at 400 steps is
 not above the 8-patient one (CPM 0.337 against 0.376; seeds 0 and 1 end at 0.168 and 0.055): at this run size the 3D
-task does not meet the "ten times more patients does clearly better" condition, and its schedule needs to grow for
-both regimes. Small nodules stay out of reach
+task does not meet the "ten times more patients does clearly better" condition. A longer schedule does: with
+1,600 steps (``scripts/calibrate_phantom.py detection_3d OUT --seed S --iterations 1600``, seeds 0 and 1, the 2-core
+AMD EPYC VM without AMX, bf16 autocast, 2026-12-06) the 80-patient upper bound reaches CPM 0.811 and 0.897 against
+0.663 and 0.686 with 8 patients (about 7 min per run), but then the baseline is above its band, so the preset would
+have to be made harder for that schedule and the Table 5 grid run again: not done yet. Small nodules stay out of reach
 of the 400-step detector even at 1.6x (seed 0: CPM of the small class 0 in both regimes; medium 0.49 / 0.85, large
 0.75 / 0.96 for 8 / 80 patients). The 2D detector learns the milder settings from 8 slices (CPM 0.79-0.82), hence
 the lower contrast, smaller lesions and more noise of the 2D preset. With 4 patients its baseline spread widely with
