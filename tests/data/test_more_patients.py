@@ -63,3 +63,20 @@ def test_other_arguments_than_the_sets_are_refused(tmp_path):
     with pytest.raises(ValueError, match="extra_patients"):
         add_training_patients(source, tmp_path / "d", "brain_metastases", 0, **METS)
     assert not (tmp_path / "a" / "datalist.json").exists() and not (tmp_path / "b" / "datalist.json").exists()
+
+
+def test_brain_mr_channels_and_both_classes(tmp_path):
+    """Four channel files per entry are all made absolute; with both classes a patient's class may differ in the
+    bigger phantom, and the check compares a patient of the same class."""
+    args = {"num_patients": 10, "cases_per_patient": 1, "image_size": 32, "positive_fraction": 0.5, "seed": 0,
+            "split_fractions": [0.4, 0.2, 0.4]}  # fmt: skip
+    source = Path(prepare_phantom(tmp_path / "set", "brain_mr_2d", **args))
+    new = json.loads(Path(add_training_patients(source, tmp_path / "upper", "brain_mr_2d", 6, **args)).read_text())
+    assert len(_patients(new["training"])) == 10 and len(new["training"][0]["image"]) == 4
+    assert all(Path(f).is_absolute() and Path(f).is_file() for e in new["training"] + new["test"] for f in e["image"])
+    own = json.loads(source.read_text())
+    assert [e["image"] for e in new["test"]] == [
+        [str((source.parent / f).resolve()) for f in e["image"]] for e in own["test"]
+    ]
+    with pytest.raises(UserInputError, match="pass the arguments the set was generated with"):
+        add_training_patients(source, tmp_path / "other", "brain_mr_2d", 6, **{**args, "seed": 3})

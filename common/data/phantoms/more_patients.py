@@ -8,8 +8,9 @@ section, drawn from the same phantom generator, seed and difficulty.
 
 Every phantom patient has its own random stream, derived from the set's seed and the patient's index alone
 (:func:`common.data.phantoms.base._patient_rngs`), so a set generated with more patients holds the same first
-patients and new ones after them: the added patients are new subjects, drawn as the set's were, and never one of
-its validation or test patients.
+patients (where both classes occur, a patient's class is drawn over the whole set and may differ) and new ones after
+them: the added patients are new subjects, drawn as the set's were, and never one of its validation or test
+patients.
 """
 
 from __future__ import annotations
@@ -32,33 +33,47 @@ _COUNT_KEYS = {"chest_ct": "num_cases"}  # the other kinds count patients with n
 _PATIENT_KEY = "patient"
 
 
+def _absolute_path(value: Any, base: Path) -> Any:
+    """``value`` made absolute when it is a relative path of an existing file under ``base``, or a list of such."""
+    if isinstance(value, list):
+        return [_absolute_path(v, base) for v in value]
+    if isinstance(value, str) and not os.path.isabs(value) and (base / value).is_file():
+        return str((base / value).resolve())
+    return value
+
+
 def _absolute(entry: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The entry with its relative file paths (strings naming an existing file under ``base``) made absolute."""
-    out = dict(entry)
-    for key, value in entry.items():
-        if isinstance(value, str) and not os.path.isabs(value) and (base / value).is_file():
-            out[key] = str((base / value).resolve())
-    return out
+    """The entry with its relative file paths (one path or a list, e.g. the channels of an image) made absolute."""
+    return {key: _absolute_path(value, base) for key, value in entry.items()}
 
 
-def _check_same_first_patient(
-    data: dict[str, Any], base: Path, bigger: list[dict[str, Any]], bigger_base: Path
-) -> None:
-    """The set's first training image equals the bigger set's image of the same patient and file: the patients are
-    drawn from the same streams (else the added ones could be copies of test patients under other names)."""
-    first = next(iter(data.get("training", [])), None)
-    if first is None:
+def _first_file(value: Any) -> str:
+    return str(value[0] if isinstance(value, list) else value)
+
+
+def _check_same_patient(data: dict[str, Any], base: Path, bigger: list[dict[str, Any]], bigger_base: Path) -> None:
+    """A training image of the set equals the bigger set's image of the same patient, file and class: the patients
+    are drawn from the same streams, so the set was made with these arguments. (A patient's class is drawn over the
+    whole set, so with both classes present it may differ in the bigger set; such patients are not compared.)"""
+    twins = {(_first_file(e.get("image")), e.get("class")): e for e in bigger}
+    for entry in data.get("training", []):
+        twin = twins.get((_first_file(entry.get("image")), entry.get("class")))
+        if twin is None:
+            continue
+        file = _first_file(entry["image"])
+        if not np.array_equal(
+            np.asarray(nib.load(str(base / file)).dataobj),
+            np.asarray(nib.load(str(bigger_base / _first_file(twin["image"]))).dataobj),
+        ):
+            raise UserInputError(
+                f"{base / file}: not the image that the same phantom arguments give for patient "
+                f"{entry.get(_PATIENT_KEY)!r}; pass the arguments the set was generated with."
+            )
         return
-    twin = next((e for e in bigger if e.get("image") == first.get("image")), None)
-    same = twin is not None and np.array_equal(
-        np.asarray(nib.load(str(base / first["image"])).dataobj),
-        np.asarray(nib.load(str(bigger_base / twin["image"])).dataobj),
+    raise UserInputError(
+        f"{base}: no training image of the set has a twin of the same patient and class in the bigger phantom; "
+        "pass the arguments the set was generated with."
     )
-    if not same:
-        raise UserInputError(
-            f"{base / first['image']}: not the image that the same phantom arguments give for patient "
-            f"{first.get(_PATIENT_KEY)!r}; pass the arguments the set was generated with."
-        )
 
 
 def add_training_patients(
@@ -86,7 +101,7 @@ def add_training_patients(
 
     Raises:
         UserInputError: the datalist is missing or not the phantom set that ``phantom_args`` describe (its patient
-            count, or its first training image against the bigger set's image of the same patient).
+            count, or a training image against the bigger set's image of the same patient and class).
         ValueError: an unknown ``kind`` or ``extra_patients < 1``.
     """
     if kind not in PHANTOM_KINDS:
@@ -114,7 +129,7 @@ def add_training_patients(
     own_patients = {e.get(_PATIENT_KEY) for s in SPLIT_NAMES for e in data.get(s, [])}
     if None in own_patients:
         raise UserInputError(f"{source}: entries without '{_PATIENT_KEY}'; it is not a phantom set.")
-    _check_same_first_patient(data, source.parent, extra, bigger.parent)
+    _check_same_patient(data, source.parent, extra, bigger.parent)
     added = [e for e in extra if e.get(_PATIENT_KEY) not in own_patients]
     new_patients = {e[_PATIENT_KEY] for e in added}
     if len(new_patients) != int(extra_patients):
