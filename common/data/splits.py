@@ -41,6 +41,7 @@ __all__ = [
     "imbalanced_subset",
     "make_split_datalist",
     "patient_groups",
+    "rewrite_paths",
     "split_counts",
     "split_patients",
     "subsample_patients",
@@ -374,16 +375,16 @@ def _imbalanced_indices(
     return kept_indices
 
 
-def _rewrite_paths(value: Any, source_dir: Path, target_dir: Path, absolute: bool) -> Any:
+def rewrite_paths(value: Any, source_dir: Path, target_dir: Path, absolute: bool) -> Any:
     """Rewrite the relative file paths of an entry value so that they resolve from ``target_dir``.
 
     A string is taken for a path when it is relative and names an existing file or folder under ``source_dir``;
     lists are rewritten element-wise, dicts value by value; other values are returned unchanged.
     """
     if isinstance(value, list):
-        return [_rewrite_paths(v, source_dir, target_dir, absolute) for v in value]
+        return [rewrite_paths(v, source_dir, target_dir, absolute) for v in value]
     if isinstance(value, dict):
-        return {k: _rewrite_paths(v, source_dir, target_dir, absolute) for k, v in value.items()}
+        return {k: rewrite_paths(v, source_dir, target_dir, absolute) for k, v in value.items()}
     if isinstance(value, str) and value and not os.path.isabs(value):
         candidate = source_dir / value
         if candidate.exists():
@@ -470,7 +471,7 @@ def make_split_datalist(
     source_dir = source.parent.resolve()
     for section in DEFAULT_SECTIONS:
         if isinstance(result.get(section), list):
-            result[section] = [_rewrite_paths(e, source_dir, target_dir, absolute_paths) for e in result[section]]
+            result[section] = [rewrite_paths(e, source_dir, target_dir, absolute_paths) for e in result[section]]
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}
     result["split"] = {
         "mode": mode_name,

@@ -366,7 +366,7 @@ class GridRunner:
     ) -> dict[str, Any]:
         """``{"datalist": <the split expression>}`` for a method or else a data set with a ``split`` (the method's
         replaces the data set's), else ``{}``."""
-        chosen = method.split if method is not None and method.split is not None else None
+        chosen = method.split if method is not None else None
         if chosen is None and dataset is not None:
             chosen = dataset.split
         if chosen is None:

@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 from common.data.phantoms.base import DATALIST_NAME, SPLIT_NAMES
 from common.data.phantoms.prepare import PHANTOM_KINDS, prepare_phantom
+from common.data.splits import rewrite_paths
 from common.utils import atomic_write_text
 from common.utils.errors import UserInputError
 
@@ -31,20 +32,6 @@ __all__ = ["add_training_patients"]
 
 _COUNT_KEYS = {"chest_ct": "num_cases"}  # the other kinds count patients with num_patients
 _PATIENT_KEY = "patient"
-
-
-def _absolute_path(value: Any, base: Path) -> Any:
-    """``value`` made absolute when it is a relative path of an existing file under ``base``, or a list of such."""
-    if isinstance(value, list):
-        return [_absolute_path(v, base) for v in value]
-    if isinstance(value, str) and not os.path.isabs(value) and (base / value).is_file():
-        return str((base / value).resolve())
-    return value
-
-
-def _absolute(entry: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The entry with its relative file paths (one path or a list, e.g. the channels of an image) made absolute."""
-    return {key: _absolute_path(value, base) for key, value in entry.items()}
 
 
 def _first_file(value: Any) -> str:
@@ -146,8 +133,10 @@ def add_training_patients(
     }
     for section in SPLIT_NAMES:
         if section in data:
-            out[section] = [_absolute(e, source.parent) for e in data[section]]
-    out["training"] = out.get("training", []) + [_absolute(e, bigger.parent) for e in added]
+            out[section] = [rewrite_paths(e, source.parent, output.parent, absolute=True) for e in data[section]]
+    out["training"] = out.get("training", []) + [
+        rewrite_paths(e, bigger.parent, output.parent, absolute=True) for e in added
+    ]
     if "numTraining" in out:
         out["numTraining"] = len(out["training"])
     atomic_write_text(json.dumps(out, indent=1) + "\n", output)
