@@ -167,3 +167,21 @@ def test_prepare_phantom_passes_the_difficulty_and_warns_on_an_older_set(tmp_pat
             difficulty="calibrated_detection",
         )
     assert again == old and "difficulty=None (asked: 'calibrated_detection')" in caplog.text
+
+
+def test_prepare_phantom_warns_on_a_set_of_an_earlier_version_of_the_preset(tmp_path, caplog):
+    datalist = prepare_phantom(
+        tmp_path / "ct", "chest_ct", num_cases=2, image_size=32, difficulty="calibrated_detection"
+    )
+    recorded = json.loads(Path(datalist).read_text())
+    assert recorded["parameters"]["difficulty_knobs"] == CHEST_CT_PRESETS["calibrated_detection"].as_dict()
+    with caplog.at_level(logging.WARNING, logger="common.data"):  # the same preset and knobs: silent
+        prepare_phantom(tmp_path / "ct", "chest_ct", num_cases=2, image_size=32, difficulty="calibrated_detection")
+    assert not caplog.records
+    recorded["parameters"]["difficulty_knobs"]["nodule_contrast"] = 0.123  # as made by an earlier version of the preset
+    Path(datalist).write_text(json.dumps(recorded))
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        again = prepare_phantom(
+            tmp_path / "ct", "chest_ct", num_cases=2, image_size=32, difficulty="calibrated_detection"
+        )
+    assert again == datalist and "difficulty_knobs=" in caplog.text and "0.123" in caplog.text

@@ -197,7 +197,10 @@ def test_calibrated_grid_is_table5_on_the_calibrated_phantom_with_the_calibratio
     assert [(m.name, m.overrides) for m in methods] == [(m.name, m.overrides) for m in base.methods]
     # the upper bound: real images on the 8 training scans and 72 more of the same phantom, the same 40 test scans
     assert bound.reference and not any(m.reference for m in methods)
-    assert bound.overrides == {"datalist": "${generators.upper_bound_data.datalist}"}
+    assert bound.overrides == {
+        "datalist": "${generators.upper_bound_data.datalist}",
+        "max_epochs": "${vars.upper_bound_epochs}",
+    }
     data = spec.generators.pop("upper_bound_data")
     assert not data.train and data.per_dataset and data.overrides["phantom_kind"] == "chest_ct"
     assert (
@@ -213,7 +216,10 @@ def test_calibrated_grid_is_table5_on_the_calibrated_phantom_with_the_calibratio
     assert phantom["image_size"] == family["image_size"] and family["num_small_patients"] == 8
     detector = {k: v for k, v in family["overrides"].items() if k != "augment_prob"}  # the thesis's classic DA is on
     assert {k: spec.overrides[k] for k in detector} == detector and "augment_prob" not in spec.overrides
+    # the calibration's schedules: every method the baseline's steps, the upper bound (ten times the scans) longer
     assert spec.vars["detector_epoch_length"] * spec.vars["detector_epochs"] == family["iterations"]
+    upper_steps = spec.vars["detector_epoch_length"] * spec.vars["upper_bound_epochs"]
+    assert upper_steps == family["iterations"] * family["upper_bound_steps_factor"] > family["iterations"]
     assert set(spec.generators) == set(base.generators)
     for name, g in spec.generators.items():
         b = base.generators[name]

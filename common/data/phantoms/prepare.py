@@ -13,6 +13,8 @@ from common.data.phantoms.base import DATALIST_NAME
 from common.data.phantoms.brain_metastases import make_brain_metastases
 from common.data.phantoms.brain_mr import make_brain_mr
 from common.data.phantoms.chest_ct import make_chest_ct
+from common.data.phantoms.detection_difficulty import resolve_brain_metastases_difficulty, resolve_chest_ct_difficulty
+from common.data.phantoms.difficulty import resolve_difficulty
 
 __all__ = ["NO_PHANTOM", "PHANTOM_KINDS", "prepare_phantom"]
 
@@ -25,6 +27,14 @@ PHANTOM_KINDS: dict[str, tuple[Callable[..., Path], dict[str, Any]]] = {
     "brain_metastases": (make_brain_metastases, {}),
 }
 """Phantom kinds accepted by :py:func:`prepare_phantom`: generator function and fixed keyword arguments."""
+
+_DIFFICULTY_RESOLVERS: dict[str, Callable[[Any], Any]] = {
+    "brain_mr_2d": resolve_difficulty,
+    "brain_mr_3d": resolve_difficulty,
+    "chest_ct": resolve_chest_ct_difficulty,
+    "brain_metastases": resolve_brain_metastases_difficulty,
+}
+"""Each kind's resolver of a ``difficulty`` argument to its knobs (whose ``as_dict`` a set records)."""
 
 
 NO_PHANTOM = ("", "none", "null", "false")
@@ -71,14 +81,21 @@ def prepare_phantom(
         logger.info("Datalist %s is not the phantom's %s: no phantom data set is generated.", datalist, own)
         return None
     if own.is_file():
-        _warn_if_generated_otherwise(own, kwargs)
+        _warn_if_generated_otherwise(own, kwargs, _DIFFICULTY_RESOLVERS[kind])
         return str(own)
     logger.info("Generating phantom data set %r in %s.", kind, own.parent)
     return str(generator(own.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
 
 
-def _warn_if_generated_otherwise(datalist: Path, kwargs: dict[str, Any]) -> None:
-    """Warn when the existing set records generator parameters other than the requested ones (it is kept as is)."""
+def _warn_if_generated_otherwise(
+    datalist: Path, kwargs: dict[str, Any], resolve: Callable[[Any], Any] | None = None
+) -> None:
+    """Warn when the existing set records generator parameters other than the requested ones (it is kept as is).
+
+    With ``resolve`` (the kind's difficulty resolver) the knob values the set records (``difficulty_knobs``) are
+    compared as well, so that a set made with an earlier version of a named preset is reported, not only one made
+    with another preset name.
+    """
     try:
         recorded = json.loads(datalist.read_text(encoding="utf-8")).get("parameters", {})
     except (OSError, ValueError, AttributeError):
@@ -94,6 +111,13 @@ def _warn_if_generated_otherwise(datalist: Path, kwargs: dict[str, Any]) -> None
             value = [value] * len(old)  # e.g. image_size 128 -> [128, 128]
         if (list(value) if isinstance(value, tuple) else value) != old:
             differ[key] = (old, kwargs[key])
+    if resolve is not None and "difficulty" not in differ and isinstance(recorded.get("difficulty_knobs"), dict):
+        try:
+            knobs = resolve(kwargs.get("difficulty", recorded.get("difficulty"))).as_dict()
+        except (TypeError, ValueError):
+            knobs = None  # an invalid request fails in the generator, not here
+        if knobs is not None and knobs != recorded["difficulty_knobs"]:
+            differ["difficulty_knobs"] = (recorded["difficulty_knobs"], knobs)
     if differ:
         changes = ", ".join(f"{k}={old!r} (asked: {new!r})" for k, (old, new) in differ.items())
         logger.warning(
