@@ -223,14 +223,15 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
         rows ``{"family", "spatial_dims", "difficulty", "variants", "iterations", "metric", "seeds", "baseline":
         [...], "upper_bound": [...], "settings"}`` (per-seed values in seed order; ``variants``: the bundle variant
         files merged into both runs, e.g. the thesis's ResNet-50, none for the bundle's own network; ``iterations``:
-        the training steps of both runs; ``settings`` of the first file, without its seed), sorted by family,
-        dimension, difficulty, variants and iterations.
+        the baseline's training steps; ``upper_bound_iterations``: the upper bound's, the same unless the
+        calibration trained it longer; ``settings`` of the first file, without its seed), sorted by family,
+        dimension, difficulty, variants and steps.
 
     Raises:
         UserInputError: a file that is not a calibration result, or files of one (family, difficulty) measured
             with different settings.
     """
-    groups: dict[tuple[str, int, str, tuple[str, ...], int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, str, tuple[str, ...], tuple[int, int]], list[dict[str, Any]]] = {}
     for f in files:
         try:
             data = json.loads(Path(f).read_text())
@@ -240,7 +241,9 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             raise UserInputError(f"{f}: not a calibration result of scripts/calibrate_phantom.py ({e}).") from e
         dims = int(settings.get("spatial_dims", 3 if family.endswith("_3d") else 2))
         variants = tuple(settings.get("variants") or ())
-        key = (family, dims, _preset_name(family, data["difficulty"]), variants, int(settings.get("iterations", 0)))
+        iterations = int(settings.get("iterations", 0))
+        steps = (iterations, int(settings.get("upper_bound_iterations", iterations)))
+        key = (family, dims, _preset_name(family, data["difficulty"]), variants, steps)
         groups.setdefault(key, []).append(
             {
                 "file": str(f),
@@ -252,7 +255,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             }
         )
     rows = []
-    for (family, dims, difficulty, variants, iterations), items in sorted(groups.items()):
+    for (family, dims, difficulty, variants, (iterations, upper_iterations)), items in sorted(groups.items()):
         items.sort(key=lambda x: x["seed"])
         reference = _comparable(items[0]["settings"])
         for item in items[1:]:
@@ -268,6 +271,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
                 "difficulty": difficulty,
                 "variants": list(variants),
                 "iterations": iterations,
+                "upper_bound_iterations": upper_iterations,
                 "metric": items[0]["metric"],
                 "seeds": [x["seed"] for x in items],
                 "baseline": [x["baseline"] for x in items],
@@ -287,24 +291,33 @@ def _values(values: Sequence[float]) -> str:
     return mean if len(values) == 1 else f"{mean} ({', '.join(_fmt(v) for v in values)})"
 
 
+def _steps(row: Mapping[str, Any]) -> tuple[int, int]:
+    """The training steps of a calibration row's baseline and upper bound."""
+    iterations = int(row.get("iterations", 0))
+    return iterations, int(row.get("upper_bound_iterations", iterations))
+
+
 def _calibration_md(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| task | difficulty | metric | seeds | baseline: few patients (per seed) | upper bound: 10x patients "
         "(per seed) | training patients | test patients |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    steps: dict[tuple[Any, ...], set[int]] = {}  # the training steps measured per task, named where several are
+    steps: dict[tuple[Any, ...], set[tuple[int, int]]] = {}  # the steps measured per task, named where several are
     for r in rows:
         steps.setdefault((r["family"], r["spatial_dims"], r["difficulty"], *r.get("variants", [])), set()).add(
-            r.get("iterations", 0)
+            _steps(r)
         )
     for r in rows:
         s = r["settings"]
         small = s.get("num_small_patients")
         big = small * s.get("ratio", 10) if small is not None else None
         network = "".join(f", `{v}`" for v in r.get("variants", []))
-        if len(steps[(r["family"], r["spatial_dims"], r["difficulty"], *r.get("variants", []))]) > 1:
-            network += f", {r['iterations']:,} steps"
+        baseline_steps, upper_steps = _steps(r)
+        if upper_steps != baseline_steps:  # always named: the two columns were trained for different lengths
+            network += f", {baseline_steps:,} / {upper_steps:,} steps"
+        elif len(steps[(r["family"], r["spatial_dims"], r["difficulty"], *r.get("variants", []))]) > 1:
+            network += f", {baseline_steps:,} steps"
         lines.append(
             f"| {r['family'].removesuffix('_2d').removesuffix('_3d')} {r['spatial_dims']}D{network} | "
             f"`{r['difficulty']}` | "

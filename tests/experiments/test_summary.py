@@ -252,3 +252,12 @@ def test_calibrations_with_other_training_steps_are_rows_of_their_own(tmp_path):
     page = "\n".join(_calibration_md(rows))
     assert "| detection 3D, 400 steps |" in page and "| detection 3D, 1,600 steps |" in page
     assert "| detection 3D |" in "\n".join(_calibration_md(calibration_rows(files[2:])))
+    # an upper bound trained longer than its baseline is a row of its own, always naming both step counts
+    longer = json.loads(files[2].read_text())
+    longer["settings"]["upper_bound_iterations"] = 3200
+    files.append(tmp_path / "0_1600_3200.json")
+    files[-1].write_text(json.dumps(longer))
+    rows = calibration_rows(files)
+    assert [(r["iterations"], r["upper_bound_iterations"]) for r in rows] == [(400, 400), (1600, 1600), (1600, 3200)]
+    assert "| detection 3D, 1,600 / 3,200 steps |" in "\n".join(_calibration_md(rows))
+    assert "| detection 3D, 1,600 / 3,200 steps |" in "\n".join(_calibration_md(calibration_rows(files[3:])))
