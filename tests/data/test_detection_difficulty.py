@@ -178,6 +178,11 @@ def test_prepare_phantom_warns_on_a_set_of_an_earlier_version_of_the_preset(tmp_
     with caplog.at_level(logging.WARNING, logger="common.data"):  # the same preset and knobs: silent
         prepare_phantom(tmp_path / "ct", "chest_ct", num_cases=2, image_size=32, difficulty="calibrated_detection")
     assert not caplog.records
+    del recorded["parameters"]["difficulty_knobs"]["size_weights"]  # as a set made before that knob existed
+    Path(datalist).write_text(json.dumps(recorded))
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        prepare_phantom(tmp_path / "ct", "chest_ct", num_cases=2, image_size=32, difficulty="calibrated_detection")
+    assert not caplog.records
     recorded["parameters"]["difficulty_knobs"]["nodule_contrast"] = 0.123  # as made by an earlier version of the preset
     Path(datalist).write_text(json.dumps(recorded))
     with caplog.at_level(logging.WARNING, logger="common.data"):
