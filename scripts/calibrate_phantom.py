@@ -43,7 +43,8 @@ def main(
             the bundle's ``variants/3d.yaml``); the detection families name their dimension.
         kwargs: further arguments of :py:func:`common.experiments.calibration.calibrate` (``num_small_patients``,
             ``ratio``, ``num_test_patients``, ``iterations``, ``batch_size``, ``seed``, ``extra_overrides``,
-            ``variants``...).
+            ``variants``...) or, for the detection families, of
+            :py:func:`common.experiments.detection_calibration.calibrate_detection` (also ``upper_bound_iterations``).
     """
     if family in DETECTION_FAMILIES:  # detection_3d / detection_2d: the detection phantoms' calibration
         no_preset = isinstance(difficulty, str) and difficulty.lower() in ("none", "null", "")

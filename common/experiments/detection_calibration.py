@@ -129,8 +129,8 @@ def calibrate_detection(
     batch_size: int | None = None,
     seed: int = 0,
     phantom_seed: int = 0,
-    upper_bound_iterations: int | None = None,
     extra_overrides: Mapping[str, Any] | None = None,
+    upper_bound_iterations: int | None = None,
 ) -> dict[str, Any]:
     """Train and test the detector's baseline with few and with ``ratio`` times more phantom training patients.
 
@@ -149,9 +149,9 @@ def calibrate_detection(
         batch_size: training batch size; ``None``: the family's.
         seed: training seed of the bundle (also the draw of the baseline's patients).
         phantom_seed: seed of the phantom set.
+        extra_overrides: further overrides of both runs, on top of the family's.
         upper_bound_iterations: SGD steps of the upper bound; ``None``: ``iterations`` times the family's
             ``upper_bound_steps_factor`` (1 where the family names none).
-        extra_overrides: further overrides of both runs, on top of the family's.
 
     Returns:
         ``{"family", "metric": "cpm", "difficulty", "baseline", "upper_bound", "settings"}``; ``baseline`` and
