@@ -241,9 +241,7 @@ def calibration_rows(files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
             raise UserInputError(f"{f}: not a calibration result of scripts/calibrate_phantom.py ({e}).") from e
         dims = int(settings.get("spatial_dims", 3 if family.endswith("_3d") else 2))
         variants = tuple(settings.get("variants") or ())
-        iterations = int(settings.get("iterations", 0))
-        steps = (iterations, int(settings.get("upper_bound_iterations", iterations)))
-        key = (family, dims, _preset_name(family, data["difficulty"]), variants, steps)
+        key = (family, dims, _preset_name(family, data["difficulty"]), variants, _steps(settings))
         groups.setdefault(key, []).append(
             {
                 "file": str(f),
@@ -292,7 +290,7 @@ def _values(values: Sequence[float]) -> str:
 
 
 def _steps(row: Mapping[str, Any]) -> tuple[int, int]:
-    """The training steps of a calibration row's baseline and upper bound."""
+    """The training steps of the baseline and the upper bound of a calibration row (or of its ``settings``)."""
     iterations = int(row.get("iterations", 0))
     return iterations, int(row.get("upper_bound_iterations", iterations))
 

@@ -81,7 +81,7 @@ def prepare_phantom(
         logger.info("Datalist %s is not the phantom's %s: no phantom data set is generated.", datalist, own)
         return None
     if own.is_file():
-        _warn_if_generated_otherwise(own, kwargs, _DIFFICULTY_RESOLVERS[kind])
+        _warn_if_generated_otherwise(own, kwargs, _DIFFICULTY_RESOLVERS.get(kind))
         return str(own)
     logger.info("Generating phantom data set %r in %s.", kind, own.parent)
     return str(generator(own.parent, **{**kwargs, **fixed}, datalist_name=DATALIST_NAME))
