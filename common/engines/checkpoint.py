@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from common.utils import (
-    atomic_path,
     is_rank0,
     object_rng_states,
     remove_stale_temporaries,
@@ -32,7 +31,7 @@ from common.utils import (
     set_object_rng_states,
     set_rng_state,
 )
-from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
+from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint, save_atomic
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
@@ -90,17 +89,6 @@ def load_network_files(folder: str | os.PathLike, files: dict[str, Any], map_loc
     for name, path in paths.items():
         unwrap(files[name]).load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
     return str(next(iter(paths.values())))
-
-
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a reader never sees half a file.
-
-    Args:
-        obj: what to save (a state dict, or a dict of them).
-        path: destination file; missing folders are created (:func:`common.utils.atomic_path`).
-    """
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 class TrainingState:

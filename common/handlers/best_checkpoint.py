@@ -32,8 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from common.utils import atomic_path, atomic_write_json, is_rank0
+from common.utils import atomic_write_json, is_rank0, save_atomic
 from ignite.engine import Engine, Events
 from monai.handlers import ValidationHandler
 from torch import nn
@@ -193,8 +192,7 @@ class BestCheckpointHandler:
     def _save(self, epoch: int | None) -> None:
         if not is_rank0():
             return
-        with atomic_path(self.weights_path) as tmp:
-            torch.save(_unwrap(self.network).state_dict(), tmp)
+        save_atomic(_unwrap(self.network).state_dict(), self.weights_path)
         record = {
             "file": self.file_name,
             "step": self.best_step,

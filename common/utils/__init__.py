@@ -2,7 +2,8 @@
 
 - :mod:`common.utils.io`: atomic writes of text, strict JSON, bytes and NIfTI files (temporary name, then rename);
 - :mod:`common.utils.hashing`: SHA-256 of files;
-- :mod:`common.utils.checkpoints`: checkpoint file names and the newest checkpoint of a folder;
+- :mod:`common.utils.checkpoints`: checkpoint file names, the newest checkpoint of a folder, and atomic, reproducible
+  weights files;
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.
@@ -10,7 +11,7 @@
 - :mod:`common.utils.state_dict`: a state dict of tensors read from a local weights file (``weights_only=True``).
 """
 
-from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint
+from common.utils.checkpoints import CHECKPOINT_PREFIX, latest_checkpoint, save_atomic
 from common.utils.dist import get_rank, get_world_size, is_rank0
 from common.utils.errors import UserInputError, find_user_error, install_excepthook
 from common.utils.hashing import sha256_file
@@ -42,6 +43,7 @@ __all__ = [
     "install_excepthook",
     "is_rank0",
     "latest_checkpoint",
+    "save_atomic",
     "object_rng_states",
     "read_state_dict_file",
     "remove_stale_temporaries",
