@@ -29,6 +29,10 @@ Each run's folder holds ``models/``, ``eval/`` (with the bundle's ``metrics.json
 ``run.json`` (status, commands, metrics or error). With ``blocks: test_images`` a run must also write the grid's
 ``per_image_file`` beside ``metrics.json``; its values go to ``run.json`` (``per_image``) and ``per_image.csv``.
 
+On a CPU without AMX the runner measures bf16 against fp32 once and gives every run and generator of the invocation
+that one choice through ``GDA_CPU_BF16`` (:meth:`GridRunner.pin_cpu_precision`), so that ``amp: auto`` does not train
+one run in bf16 and the next in fp32 as the machine's load changes.
+
 ``run()`` returns the downstream records; ``generator_records`` holds the generators'. A failed run does not stop
 the grid; the command line front end exits non-zero when any run or generator failed, after the reports are written.
 
@@ -301,6 +305,7 @@ class GridRunner:
         self.generator_outputs: dict[tuple[str, str | None], dict[str, str] | Exception] = {}
         self.generator_records: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
+        self.pinned_env: dict[str, str] = {}
 
     # ---- planning
     def dataset_dir(self, dataset_slug: str) -> str:
@@ -446,8 +451,44 @@ class GridRunner:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.pinned_env)
         env.update(self.spec.env)
         return env
+
+    def pin_cpu_precision(self) -> dict[str, str]:
+        """One CPU precision for every run of this invocation: ``{GDA_CPU_BF16: "0" or "1"}``, or ``{}``.
+
+        ``amp: auto`` on a CPU without AMX measures bf16 against fp32 in each run's own process
+        (:func:`~common.engines.precision.cpu_bf16_speedup`), so the runs of one grid could train in different
+        precisions when the machine's load changes between them. The runner measures once, here, with the runs'
+        thread count (the grid's ``env`` ``OMP_NUM_THREADS``, or the one it inherits), and passes the choice to every
+        run and generator through ``GDA_CPU_BF16`` (:data:`~common.engines.precision.CPU_BF16_ENV`). Nothing is
+        pinned where the CPU has AMX (bf16 without measuring) or where the user's environment or the grid's ``env``
+        already sets the variable. Runs that do not train under ``amp: auto`` (``amp: false``, a dtype, a GPU) are
+        unaffected. Logged; recorded in each ``run.json`` (``pinned_env``).
+        """
+        from common.engines.precision import BF16_MIN_SPEEDUP, CPU_BF16_ENV, cpu_bf16_speedup, cpu_has_amx
+
+        self.pinned_env = {}
+        if CPU_BF16_ENV in os.environ or CPU_BF16_ENV in self.spec.env or cpu_has_amx():
+            return self.pinned_env
+        import torch
+
+        threads = str(self.spec.env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", ""))).strip()
+        before = torch.get_num_threads()
+        if threads.isdigit() and int(threads) > 0:
+            torch.set_num_threads(int(threads))
+        try:
+            speedup = cpu_bf16_speedup.__wrapped__()  # measured now, not a value cached earlier in this process
+        finally:
+            torch.set_num_threads(before)
+        bf16 = speedup >= BF16_MIN_SPEEDUP
+        self.pinned_env = {CPU_BF16_ENV: "1" if bf16 else "0"}
+        self.log(
+            f"CPU without AMX: bf16 convolutions measured at {speedup:.2f}x the fp32 speed; every run of `amp: auto` "
+            f"trains in {'bf16' if bf16 else 'fp32'} ({CPU_BF16_ENV}={self.pinned_env[CPU_BF16_ENV]})"
+        )
+        return self.pinned_env
 
     def _run_step(self, plan: RunPlan, step: RunStep) -> None:
         cmd = plan.command(step, self.python)
@@ -505,6 +546,8 @@ class GridRunner:
                 atomic_write_json(record, status_path)
             return record
         record["commands"] = [" ".join(plan.command(step, self.python)) for step in plan.steps]
+        if self.pinned_env:
+            record["pinned_env"] = dict(self.pinned_env)
         if self.dry_run:
             for c in record["commands"]:
                 self.log(f"  {c}")
@@ -610,6 +653,7 @@ class GridRunner:
         if not self.dry_run:
             self.out.mkdir(parents=True, exist_ok=True)
             write_grid_snapshot(spec, self.out)
+            self.pin_cpu_precision()
         for g, dataset in self.generator_instances():
             plan = self.generator_plan(g, dataset)  # after the generators it may refer to
             self.log(f"generator {plan.name}" + (f" on {plan.dataset}" if plan.dataset else ""))

@@ -21,6 +21,7 @@ def fake_env(tmp_path, monkeypatch):
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
     calls = tmp_path / "calls.log"
     monkeypatch.setenv("FAKE_CALLS", str(calls))
+    monkeypatch.setenv("GDA_CPU_BF16", "0")  # no precision probe per grid (test_runner.py tests the pinning)
 
     down = tmp_path / "bundles" / "down"
     base = "ckpt_dir: models\noutput_dir: eval\nseed: 0\nquality: 0.0\ndataset_dir: data\nsynthetic_datalist: none\n"

@@ -3,7 +3,7 @@
 ``FAKE_MONAI`` is the script behind a fake ``python`` that stands in for the interpreter in the runner's commands
 (``<python> -m monai.bundle run <workflow> --config_file [...] --ckpt_dir ... --output_dir ... --seed ...``): it
 merges the YAML config files as MONAI does (later files replace top-level keys), applies the command-line ids, logs
-the call (workflow, ckpt_dir, seed, config files) to ``$FAKE_CALLS`` and does what the workflow of a tiny bundle
+the call (workflow, ckpt_dir, seed, config files, ``$GDA_CPU_BF16``) to ``$FAKE_CALLS`` and does what the workflow of a tiny bundle
 would do, in milliseconds instead of the seconds a real ``monai.bundle`` start takes: ``inference`` and ``evaluating``
 read the model of ``checkpoint`` when the config names one (an inference-only generator on another's checkpoint), and
 ``evaluating`` writes ``per_image.json`` from a ``per_image`` id (``{image id: value}``, plus ``quality``) and adds
@@ -30,7 +30,8 @@ FAKE_MONAI = textwrap.dedent("""
     for k, v in opts.items():
         cfg[k] = yaml.safe_load(v)
     with open(os.environ["FAKE_CALLS"], "a") as log:
-        call = {"workflow": workflow, "ckpt_dir": cfg["ckpt_dir"], "seed": cfg["seed"], "files": files}
+        call = {"workflow": workflow, "ckpt_dir": cfg["ckpt_dir"], "seed": cfg["seed"], "files": files,
+                "cpu_bf16": os.environ.get("GDA_CPU_BF16")}
         log.write(json.dumps(call) + "\\n")
     if cfg.get("fail_" + workflow):
         sys.exit("boom in " + workflow)

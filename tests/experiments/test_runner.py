@@ -618,3 +618,62 @@ def test_generator_inputs_leave_out_the_generators_own_files(fake_env, tmp_path)
     synthetic = [p for p in runner.run_plans() if p.method == "syn 50%"]
     assert [p.inputs for p in synthetic] == [[own]]
     assert all(p.inputs == [] for p in runner.run_plans() if p.method != "syn 50%")
+
+
+def _fake_probe(monkeypatch, speedup, seen_threads):
+    """Stands in for the bf16 probe of a CPU without AMX; records the thread count it is measured with."""
+    import functools
+
+    import common.engines.precision as precision
+    import torch
+
+    def measure():
+        seen_threads.append(torch.get_num_threads())
+        return speedup
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", functools.lru_cache(maxsize=None)(measure))
+
+
+@pytest.mark.parametrize("speedup, expected", [(1.8, "1"), (0.9, "0")])
+def test_one_cpu_precision_for_every_run_of_a_grid(fake_env, tmp_path, monkeypatch, speedup, expected):
+    import torch
+
+    python, calls, down, gen = fake_env
+    monkeypatch.delenv("GDA_CPU_BF16")
+    threads = []
+    _fake_probe(monkeypatch, speedup, threads)
+    spec = _grid(tmp_path, down, gen, env={"OMP_NUM_THREADS": "1"}, datasets=[{"name": "A"}])
+    before = torch.get_num_threads()
+    lines = []
+    GridRunner(spec, python=python, log=lines.append).run()
+    assert threads == [1] and torch.get_num_threads() == before  # measured once, at the runs' thread count
+    made = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert len(made) == 2 + 12 and {c["cpu_bf16"] for c in made} == {expected}  # generators and runs alike
+    run = json.loads((Path(spec.output_dir) / "runs" / "a" / "good" / "seed0" / "run.json").read_text())
+    assert run["pinned_env"] == {"GDA_CPU_BF16": expected}
+    assert any(f"GDA_CPU_BF16={expected}" in line and f"{speedup:.2f}x" in line for line in lines)
+
+
+@pytest.mark.parametrize("where", ["environment", "grid", "amx"])
+def test_cpu_precision_is_not_pinned_where_set_or_with_amx(fake_env, tmp_path, monkeypatch, where):
+    import common.engines.precision as precision
+
+    python, calls, down, gen = fake_env
+    monkeypatch.delenv("GDA_CPU_BF16")
+    threads = []
+    _fake_probe(monkeypatch, 1.8, threads)
+    env = {}
+    if where == "environment":
+        monkeypatch.setenv("GDA_CPU_BF16", "0")
+    elif where == "grid":
+        env = {"GDA_CPU_BF16": "0"}
+    else:
+        monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    spec = _grid(tmp_path, down, gen, env=env, datasets=[{"name": "A"}])
+    GridRunner(spec, python=python, log=lambda s: None).run()
+    assert threads == []  # nothing measured
+    made = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert {c["cpu_bf16"] for c in made} == ({None} if where == "amx" else {"0"})
+    run = json.loads((Path(spec.output_dir) / "runs" / "a" / "good" / "seed0" / "run.json").read_text())
+    assert "pinned_env" not in run
