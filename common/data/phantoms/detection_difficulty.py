@@ -152,6 +152,13 @@ baseline into the band. Smaller nodules (scale 1.3) did not make the task harder
 there the upper bound fell below the baseline on seed 0. The Table 5 grid on the preset now (5 seeds) is in the
 detection model card.
 
+The calibration itself on the preset now (``scripts/calibrate_phantom.py detection_3d OUT --seed N``: 8 vs 80 scans,
+800 / 1,600 steps, 12 test scans, no augmentation; the same EPYC VM, bf16, one calibration at a time next to two
+grids; 290-360 s for a baseline run, 590-650 s for an upper-bound run), seeds 0, 1, 2: baseline CPM 0.589, 0.583,
+0.451 (mean 0.541, in the band on every seed), upper bound 0.686, 0.789, 0.811 (mean 0.762, above the baseline by
+0.10-0.36 on every seed). The Table 5 grid's real-images and upper-bound rows (classic augmentation on, 40 test scans,
+5 seeds) agree: 0.550 and 0.766.
+
 The 2D detector learns the milder settings from 8 slices (CPM 0.79-0.82), hence the lower contrast, smaller lesions
 and more noise of the 2D preset. With 4 patients its baseline spread widely with the patients drawn (0.387 and 0.154
 for seeds 0 and 1, the second below the band). With 8 patients it sits in the band for three seeds, but at 200 steps
