@@ -115,8 +115,18 @@ def test_calibrated_grid_is_table4_on_the_calibrated_phantom_with_the_calibratio
     metastasis phantom with 8 training and 40 test patients, the `detection_yolov3_2d` calibration's detector, step
     count and no classic DA (but in the reference row and the three GAN rows that name it), 5 seeds; the GANs at the
     phantom's 64 px, the 1x sets scored against the real-vs-real reference, and CPGGAN w/ normal trained on another,
-    lesion-free phantom set."""
+    lesion-free phantom set; the upper bound (a reference row) on the 8 training patients and 72 more of the same
+    phantom, with the calibration's step count and no classic DA, as in the calibration."""
     base, spec = load_grid(GRID, root=REPO), load_grid(CALIBRATED_GRID, root=REPO)
+    bound = spec.methods.pop()
+    assert bound.name == "Upper bound (80 patients)" and bound.reference
+    assert not any(m.reference for m in spec.methods)
+    assert bound.overrides == {"datalist": "${generators.upper_bound_data.datalist}"}  # 400 steps, augment_prob 0
+    data = spec.generators.pop("upper_bound_data")
+    assert not data.train and data.per_dataset and data.overrides["phantom_kind"] == "brain_metastases"
+    assert data.overrides["phantom_args"] == "${vars.phantom_args}"
+    assert "add_training_patients(@datalist, " in data.overrides["inference"][0]
+    assert ", 72, " in data.overrides["inference"][0]
     methods = [(m.name, m.overrides) for m in spec.methods]
     assert methods.pop(1) == ("Real only + classic DA", {"augment_prob": 0.5})  # the reference row
     assert methods[: len(base.methods)] == [(m.name, m.overrides) for m in base.methods]
