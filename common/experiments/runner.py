@@ -61,7 +61,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from common.engines import precision
+from common.engines.precision import BF16_MIN_SPEEDUP, CPU_BF16_ENV
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import read_per_image, write_per_image_csv, write_results_csv
@@ -467,19 +470,15 @@ class GridRunner:
         already sets the variable. Runs that do not train under ``amp: auto`` (``amp: false``, a dtype, a GPU) are
         unaffected. Logged; recorded in each ``run.json`` (``pinned_env``).
         """
-        from common.engines.precision import BF16_MIN_SPEEDUP, CPU_BF16_ENV, cpu_bf16_speedup, cpu_has_amx
-
         self.pinned_env = {}
-        if CPU_BF16_ENV in os.environ or CPU_BF16_ENV in self.spec.env or cpu_has_amx():
+        if CPU_BF16_ENV in os.environ or CPU_BF16_ENV in self.spec.env or precision.cpu_has_amx():
             return self.pinned_env
-        import torch
-
         threads = str(self.spec.env.get("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", ""))).strip()
         before = torch.get_num_threads()
         if threads.isdigit() and int(threads) > 0:
             torch.set_num_threads(int(threads))
         try:
-            speedup = cpu_bf16_speedup.__wrapped__()  # measured now, not a value cached earlier in this process
+            speedup = precision.cpu_bf16_speedup.__wrapped__()  # measured now, not a value cached earlier
         finally:
             torch.set_num_threads(before)
         bf16 = speedup >= BF16_MIN_SPEEDUP
