@@ -64,7 +64,7 @@ from typing import Any
 import torch
 import yaml
 from common.engines import precision
-from common.engines.precision import BF16_MIN_SPEEDUP, CPU_BF16_ENV
+from common.engines.precision import CPU_BF16_ENV
 from common.evaluation.embeddings import tsne_real_vs_synthetic
 from common.experiments.report import build_reports, write_grid_snapshot
 from common.experiments.results import read_per_image, write_per_image_csv, write_results_csv
@@ -478,14 +478,14 @@ class GridRunner:
         if threads.isdigit() and int(threads) > 0:
             torch.set_num_threads(int(threads))
         try:
-            speedup = precision.cpu_bf16_speedup.__wrapped__()  # measured now, not a value cached earlier
+            precision.cpu_bf16_speedup.cache_clear()  # measured now, not a value cached earlier in this process
+            policy = precision.resolve_precision("auto", "cpu")  # the rule every run would apply
         finally:
             torch.set_num_threads(before)
-        bf16 = speedup >= BF16_MIN_SPEEDUP
-        self.pinned_env = {CPU_BF16_ENV: "1" if bf16 else "0"}
+        self.pinned_env = {CPU_BF16_ENV: "1" if policy.enabled else "0"}
         self.log(
-            f"CPU without AMX: bf16 convolutions measured at {speedup:.2f}x the fp32 speed; every run of `amp: auto` "
-            f"trains in {'bf16' if bf16 else 'fp32'} ({CPU_BF16_ENV}={self.pinned_env[CPU_BF16_ENV]})"
+            f"{policy.reason}; every run of `amp: auto` trains in {'bf16' if policy.enabled else 'fp32'} "
+            f"({CPU_BF16_ENV}={self.pinned_env[CPU_BF16_ENV]})"
         )
         return self.pinned_env
 
