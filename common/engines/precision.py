@@ -5,7 +5,9 @@
 - CPU **with AMX** (Intel Advanced Matrix Extensions, e.g. Sapphire Rapids and later): ``bfloat16`` autocast. Its
   tile units make bf16 convolutions and matrix products about twice as fast as fp32. AMX is detected itself
   (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
-- CPU **without AMX**: measured (:func:`cpu_bf16_speedup`, under a second, once per process). ``bfloat16`` autocast
+- x86 CPU **without any bfloat16 instruction** (:func:`cpu_has_bf16_instructions`: no AVX-512-BF16, AMX or
+  AVX-NE-CONVERT in ``/proc/cpuinfo``, e.g. AVX2 CPUs): ``float32``, without measuring; bf16 is emulated there.
+- Other CPUs **without AMX**: measured (:func:`cpu_bf16_speedup`, under a second, once per process). ``bfloat16`` autocast
   where a convolution's forward and backward under it runs at least :data:`BF16_MIN_SPEEDUP` times as fast as in fp32,
   ``float32`` otherwise. AVX-512-BF16 alone decides nothing: on one such CPU a CycleGAN step under bf16 autocast took
   1.3x as long as in fp32 (bf16 convolutions at two thirds of the fp32 rate), on another (an AMD EPYC of family 26,
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ __all__ = [
     "PrecisionPolicy",
     "cpu_bf16_speedup",
     "cpu_has_amx",
+    "cpu_has_bf16_instructions",
     "resolve_precision",
 ]
 
@@ -83,6 +87,13 @@ BF16_MIN_SPEEDUP = 1.2
 """How many times as fast as float32 the :func:`cpu_bf16_speedup` probe must run under bfloat16 autocast for ``amp:
 auto`` to pick bf16 on a CPU without AMX: a margin over the probe's run-to-run noise, so that a CPU where both run
 at about the same rate keeps fp32 (never slower, nothing changed in what is learnt)."""
+X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "avx_ne_convert"})
+"""``/proc/cpuinfo`` flags of the x86 instructions that compute or convert bfloat16 natively (AVX-512-BF16, AMX-BF16,
+AVX-NE-CONVERT). An x86 CPU without any of them emulates bf16 in software: there :func:`cpu_has_bf16_instructions`
+decides fp32 without the probe."""
+_PROBE_GIVE_UP = 3.0
+""":func:`cpu_bf16_speedup` stops after a round where bf16's fastest pass so far took this many times as long as
+fp32's: far below :data:`BF16_MIN_SPEEDUP`, so that more passes cannot change the choice."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,8 @@ def cpu_bf16_speedup(channels: int = 256, size: int = 32, repeats: int = 9) -> f
     warmed up once (oneDNN builds its kernels at the first call), then both are timed ``repeats`` times, alternating,
     with torch's current thread count, and the fastest pass of each is compared: other jobs on the machine only add
     time to a pass, so the minimum is what the convolution costs. (A median of 5 was swayed by load: with three jobs
-    on two cores one run measured 0.93x where the other 88 runs of its grid had measured 1.5-2x.) The inputs come from
+    on two cores one run measured 0.93x where the other 88 runs of its grid had measured 1.5-2x.) The passes stop
+    early after a round where bf16 took over :data:`_PROBE_GIVE_UP` times as long as fp32. The inputs come from
     a generator of their own: the global random state, and so a run's initial weights, do not depend on the probe.
     Cached per process.
 
@@ -191,6 +203,8 @@ def cpu_bf16_speedup(channels: int = 256, size: int = 32, repeats: int = 9) -> f
     for _ in range(repeats):
         for bf16 in (False, True):
             times[bf16].append(one_pass(bf16))
+        if min(times[True]) > _PROBE_GIVE_UP * min(times[False]):
+            break  # bf16 emulated or far slower: more passes cannot reach BF16_MIN_SPEEDUP
     return min(times[False]) / min(times[True])
 
 
@@ -210,22 +224,41 @@ def _slowest_rank(value: float) -> float:
     return float(tensor.item())
 
 
+def _cpuinfo_flags(path: str | None = None) -> frozenset[str] | None:
+    """The first ``flags`` line of ``/proc/cpuinfo`` (or ``path``); ``None`` off Linux or when it cannot be read."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(path or _CPUINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[-1].split())
+    except OSError:
+        return None
+    return None
+
+
 def _cpuinfo_has_amx(path: str | None = None) -> bool:
     """Whether the first ``flags`` line of ``/proc/cpuinfo`` (or ``path``) lists ``amx_tile`` and ``amx_bf16``.
 
     Linux only; ``False`` elsewhere or when the file cannot be read.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        with open(path or _CPUINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[-1].split())
-                    return {"amx_tile", "amx_bf16"} <= flags
-    except OSError:
-        return False
-    return False
+    return {"amx_tile", "amx_bf16"} <= (_cpuinfo_flags(path) or frozenset())
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16_instructions() -> bool:
+    """Whether this CPU may compute bfloat16 natively, i.e. whether :func:`cpu_bf16_speedup` is worth measuring.
+
+    ``False`` only where it is known: an x86 CPU whose ``/proc/cpuinfo`` flags list none of :data:`X86_BF16_FLAGS`
+    (e.g. an AMD EPYC of family 25, flags up to AVX2, 2026-12-07: bf16 convolutions there ran at 0.02x the fp32
+    rate, and the probe took 18 s). ``True`` elsewhere (other architectures, other systems, unreadable flags): the
+    probe decides.
+    """
+    flags = _cpuinfo_flags()
+    if flags is None or not (flags & {"sse2", "avx", "avx2"}):  # not an x86 flags line: nothing known
+        return True
+    return bool(flags & X86_BF16_FLAGS)
 
 
 def _cuda_bf16_native() -> bool:
@@ -251,23 +284,37 @@ def _parse_amp(amp: bool | str) -> bool | str:
     raise ValueError(f"amp must be 'auto', true, false or a dtype name {[*AMP_DTYPES, *_FP32_NAMES]}, got {amp!r}.")
 
 
-def _auto_cpu_policy(across_ranks: bool) -> PrecisionPolicy:
-    """``amp: auto`` on a CPU: bf16 with AMX; without, as ``GDA_CPU_BF16`` says or as the probe measures."""
+def _local_cpu_choice() -> tuple[float, str]:
+    """This CPU's case for bf16 as ``(speedup, reason)``: ``inf`` with AMX or ``GDA_CPU_BF16=1``, ``0`` where bf16 is
+    ruled out (``GDA_CPU_BF16=0``, no bf16 instructions), the probe's measurement otherwise."""
     if cpu_has_amx():
-        return PrecisionPolicy(True, torch.bfloat16, False, "CPU with AMX")
+        return math.inf, "CPU with AMX"
     forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
     if forced:
         if forced not in ("0", "false", "off", "1", "true", "on"):
             raise ValueError(f"{CPU_BF16_ENV} must be 0 or 1 (or unset to measure), got {forced!r}.")
-        bf16 = forced in ("1", "true", "on")
-        return PrecisionPolicy(
-            bf16, torch.bfloat16 if bf16 else None, False, f"CPU without AMX, {CPU_BF16_ENV}={forced}"
-        )
-    speedup = _slowest_rank(cpu_bf16_speedup()) if across_ranks else cpu_bf16_speedup()
-    measured = f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
+        return (math.inf if forced in ("1", "true", "on") else 0.0), f"CPU without AMX, {CPU_BF16_ENV}={forced}"
+    if not cpu_has_bf16_instructions():
+        return 0.0, "CPU without AMX or bfloat16 instructions (cpuinfo flags)"
+    speedup = cpu_bf16_speedup()
+    return speedup, f"CPU without AMX, bfloat16 convolutions measured at {speedup:.2f}x the float32 speed"
+
+
+def _auto_cpu_policy(across_ranks: bool) -> PrecisionPolicy:
+    """``amp: auto`` on a CPU: bf16 with AMX; without, as ``GDA_CPU_BF16`` says, fp32 without bf16 instructions,
+    else as the probe measures. Across ranks every rank takes part in one minimum, whatever decided its own case,
+    so that all pick one precision and none waits for a collective that another skipped."""
+    speedup, reason = _local_cpu_choice()
+    if across_ranks:
+        slowest = _slowest_rank(speedup)
+        if slowest < speedup:
+            reason += "; another rank: " + ("bfloat16 ruled out" if slowest == 0 else f"{slowest:.2f}x")
+            speedup = slowest
     if speedup >= BF16_MIN_SPEEDUP:
-        return PrecisionPolicy(True, torch.bfloat16, False, measured)
-    return PrecisionPolicy(False, None, False, f"{measured} (below {BF16_MIN_SPEEDUP}x)")
+        return PrecisionPolicy(True, torch.bfloat16, False, reason)
+    if speedup > 0:
+        reason += f" (below {BF16_MIN_SPEEDUP}x)"
+    return PrecisionPolicy(False, None, False, reason)
 
 
 def resolve_precision(

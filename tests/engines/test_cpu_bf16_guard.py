@@ -71,6 +71,7 @@ def test_a_copy_keeps_its_own_guard():
 def test_the_step_guards_only_bf16_on_a_cpu_without_amx(monkeypatch, amx, speedup, guarded):
     monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(precision, "cpu_has_bf16_instructions", lambda: True)
     monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: speedup)
     net = PatchGANDiscriminator(3, 1, base_channels=2, num_layers=3)
     TrainingStep({"d": net}, {"d": torch.optim.SGD(net.parameters(), 0.1)}, amp="auto")

@@ -48,6 +48,7 @@ def amx(monkeypatch):
 
     def _set(flag: bool, bf16_speedup: float = 0.7) -> None:
         monkeypatch.setattr(precision, "cpu_has_amx", lambda: flag)
+        monkeypatch.setattr(precision, "cpu_has_bf16_instructions", lambda: True)  # measured, on any machine
         monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: bf16_speedup)
 
     return _set
@@ -122,10 +123,72 @@ def test_bf16_probe_measures_without_touching_the_global_random_state(monkeypatc
     precision.cpu_bf16_speedup.cache_clear()
 
 
+def _counting_clock(readings: list[float], ticks: list[int]):
+    """A stand-in for ``perf_counter`` that returns ``readings`` in turn (repeated) and counts its calls."""
+    times = iter(readings * 20)
+
+    def clock() -> float:
+        ticks.append(1)
+        return next(times)
+
+    return clock
+
+
+def test_bf16_probe_gives_up_where_bf16_is_far_slower(monkeypatch):
+    """Where bf16 is emulated (0.02x on an AVX2 CPU) nine rounds would take many seconds: one round decides."""
+    ticks = []
+    monkeypatch.setattr(precision, "perf_counter", _counting_clock([0.0, 1.0, 0.0, 10.0], ticks))
+    precision.cpu_bf16_speedup.cache_clear()
+    assert precision.cpu_bf16_speedup(channels=4, size=4, repeats=9) == pytest.approx(0.1)
+    assert len(ticks) == 2 * (2 + 2)  # the warm-up pair and one timed round, two clock reads per pass
+    ticks.clear()
+    monkeypatch.setattr(precision, "perf_counter", _counting_clock([0.0, 1.0, 0.0, 2.5], ticks))
+    precision.cpu_bf16_speedup.cache_clear()
+    assert precision.cpu_bf16_speedup(channels=4, size=4, repeats=3) == pytest.approx(0.4)
+    assert len(ticks) == 2 * (2 + 2 * 3)  # 0.4x is not far enough below 1.2x to stop: every round
+    precision.cpu_bf16_speedup.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "text, native",
+    [
+        ("flags\t\t: fpu sse sse2 avx avx2 fma\n", False),  # AVX2 only (e.g. AMD EPYC family 25): emulated bf16
+        ("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n", True),
+        ("flags\t\t: fpu sse2 avx2 avx_vnni avx_ne_convert\n", True),
+        ("flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n", True),
+        ("Features\t: fp asimd bf16\n", True),  # not an x86 flags line: the probe decides
+        (None, True),  # unreadable
+    ],
+)
+def test_bf16_instructions_from_the_cpu_flags(monkeypatch, tmp_path, text, native):
+    info = tmp_path / "cpuinfo"
+    if text is not None:
+        info.write_text("processor\t: 0\n" + text)
+    monkeypatch.setattr(precision.sys, "platform", "linux")
+    monkeypatch.setattr(precision, "_CPUINFO", str(info))
+    precision.cpu_has_bf16_instructions.cache_clear()
+    try:
+        assert precision.cpu_has_bf16_instructions() is native
+    finally:
+        precision.cpu_has_bf16_instructions.cache_clear()
+
+
+def test_auto_without_bf16_instructions_is_fp32_without_measuring(amx, monkeypatch):
+    amx(False)
+    monkeypatch.setattr(precision, "cpu_has_bf16_instructions", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: pytest.fail("the probe ran"))
+    policy = resolve_precision("auto", "cpu")
+    assert (policy.enabled, policy.dtype, policy.grad_scaling) == (False, None, False)
+    assert policy.reason == "CPU without AMX or bfloat16 instructions (cpuinfo flags)"
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "1")  # the variable still overrides
+    assert resolve_precision("auto", "cpu").dtype == torch.bfloat16
+
+
 def _slowest_rank_worker(rank: int, port: int, results) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         precision.cpu_has_amx = lambda: False
+        precision.cpu_has_bf16_instructions = lambda: True
         precision.cpu_bf16_speedup = lambda: [1.9, 1.1][rank]
         os.environ.pop(precision.CPU_BF16_ENV, None)
         if rank == 0:  # one rank alone (e.g. an evaluation handler): its own measurement, no collective to wait for
@@ -133,6 +196,13 @@ def _slowest_rank_worker(rank: int, port: int, results) -> None:
         dist.barrier()
         results.put((rank, precision._slowest_rank([1.9, 1.1][rank])))
         results.put((f"step{rank}", _step("auto").precision.enabled))  # a step resolves across the ranks
+        # a mixed group: AMX on rank 0, no bf16 instructions on rank 1; both decide without a probe, yet join the
+        # minimum (a rank that returned early would leave the other waiting in its all_reduce forever)
+        precision.cpu_has_amx = lambda: rank == 0
+        precision.cpu_has_bf16_instructions = lambda: rank == 0
+        precision.cpu_bf16_speedup = lambda: pytest.fail("the probe ran")
+        mixed = _step("auto").precision
+        results.put((f"mixed{rank}", (mixed.enabled, mixed.reason)))
     finally:
         dist.destroy_process_group()
 
@@ -141,8 +211,16 @@ def test_ranks_agree_on_the_slowest_measurement():
     """Two gloo ranks measuring 1.9x and 1.1x both use 1.1x in a training step, so both train in fp32; a policy
     resolved on one rank alone keeps that rank's own measurement (no collective that would wait forever)."""
     assert precision._slowest_rank(1.9) == 1.9  # no process group: its own value
-    got = dict(run_ranks(_slowest_rank_worker, 5))
-    assert got == {"alone": True, 0: pytest.approx(1.1), 1: pytest.approx(1.1), "step0": False, "step1": False}
+    got = dict(run_ranks(_slowest_rank_worker, 7))
+    assert got == {
+        "alone": True,
+        0: pytest.approx(1.1),
+        1: pytest.approx(1.1),
+        "step0": False,
+        "step1": False,
+        "mixed0": (False, "CPU with AMX; another rank: bfloat16 ruled out"),
+        "mixed1": (False, "CPU without AMX or bfloat16 instructions (cpuinfo flags)"),
+    }
 
 
 def test_auto_on_cuda_bf16_or_fp16_with_scaling(cuda_bf16):

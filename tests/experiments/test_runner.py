@@ -632,6 +632,7 @@ def _fake_probe(monkeypatch, speedup, seen_threads):
         return speedup
 
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16_instructions", lambda: True)
     monkeypatch.setattr(precision, "cpu_bf16_speedup", functools.lru_cache(maxsize=None)(measure))
 
 
