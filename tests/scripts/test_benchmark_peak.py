@@ -12,7 +12,9 @@ from benchmark import add_comparisons, comparison_table  # noqa: E402
 
 
 def test_peak_workflow_returns_positive_rates_with_counted_flops():
-    result = benchmark_peak(matmul_size=16, conv_channels=4, conv_size=8, conv_batch=2, reps=2, warmup=1)
+    result = benchmark_peak(
+        matmul_size=16, conv_channels=4, conv_size=8, conv_batch=2, precisions=("fp32", "bf16"), reps=2, warmup=1
+    )
     names = {"fp32_matmul", "fp32_conv", "bf16_matmul", "bf16_conv"}
     assert result["workflow"] == "peak" and set(result["peaks"]) == names and set(result["peak_gflops"]) == names
     assert "bfloat16" in result["bf16_mode"] and result["conv_shape"] == [2, 4, 8, 8]
@@ -27,6 +29,20 @@ def test_peak_workflow_returns_positive_rates_with_counted_flops():
     assert result["hardware"]["threads"] == torch.get_num_threads()
     with pytest.raises(ValueError, match="precisions"):
         benchmark_peak(precisions=("fp16",))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_peak_default_skips_emulated_bf16(monkeypatch, native):
+    import common.bundle.peak_benchmark as peak_benchmark
+
+    monkeypatch.setattr(peak_benchmark, "cpu_has_bf16_instructions", lambda: native)
+    result = benchmark_peak(matmul_size=8, conv_channels=2, conv_size=4, reps=1, warmup=0)
+    assert set(result["peaks"]) == (
+        {"fp32_matmul", "fp32_conv", "bf16_matmul", "bf16_conv"} if native else {"fp32_matmul", "fp32_conv"}
+    )
+    assert ("skipped" in result) is not native and (
+        native or "without bfloat16 instructions" in result["skipped"]["bf16"]
+    )
 
 
 def test_count_flops_of_linear_and_conv_forward_backward_equals_hand_count():
