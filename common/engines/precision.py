@@ -7,17 +7,18 @@
   (:func:`cpu_has_amx`), not inferred from ``avx512_bf16``.
 - x86 CPU **without any bfloat16 instruction** (:func:`cpu_has_bf16_instructions`: no AVX-512-BF16, AMX or
   AVX-NE-CONVERT in ``/proc/cpuinfo``, e.g. AVX2 CPUs): ``float32``, without measuring; bf16 is emulated there.
-- Other CPUs **without AMX**: measured (:func:`cpu_bf16_speedup`, under a second, once per process). ``bfloat16`` autocast
-  where a convolution's forward and backward under it runs at least :data:`BF16_MIN_SPEEDUP` times as fast as in fp32,
-  ``float32`` otherwise. AVX-512-BF16 alone decides nothing: on one such CPU a CycleGAN step under bf16 autocast took
-  1.3x as long as in fp32 (bf16 convolutions at two thirds of the fp32 rate), on another (an AMD EPYC of family 26,
-  2026-12-05) bf16 convolutions ran at 1.9x the fp32 rate. Under ``torch.distributed`` the ranks of a training step
-  agree on the slowest rank's measurement. The environment variable ``GDA_CPU_BF16`` (:data:`CPU_BF16_ENV`) replaces
-  the measurement: ``0`` keeps fp32, ``1`` picks bf16 (e.g. to give every node of a mixed cluster one precision
-  without editing configs). Known fault: on such a CPU (AMD EPYC, family 26, torch 2.13.0+cpu), oneDNN's bf16 weight
-  gradient of a stride-1 3D convolution with a 2x2x2 output comes out NaN in some calls;
-  :class:`~common.engines.TrainingStep` runs such calls in fp32 wherever it trains in bf16 on a CPU without AMX
-  (:mod:`common.engines.cpu_bf16_guard`).
+- Other CPUs **without AMX**: measured (:func:`cpu_bf16_speedup`, under a second, once per process). ``bfloat16``
+  autocast where a convolution's forward and backward under it runs at least :data:`BF16_MIN_SPEEDUP` times as fast
+  as in fp32, ``float32`` otherwise. AVX-512-BF16 alone decides nothing: on one such CPU a CycleGAN step under bf16
+  autocast took 1.3x as long as in fp32 (bf16 convolutions at two thirds of the fp32 rate), on another (an AMD EPYC
+  of family 26, 2026-12-05) bf16 convolutions ran at 1.9x the fp32 rate. Under ``torch.distributed`` the ranks of a
+  training step agree on the slowest rank's measurement (a rank with AMX or ``GDA_CPU_BF16=1`` counts as fast, one
+  without bf16 instructions or with ``GDA_CPU_BF16=0`` as 0). The environment variable ``GDA_CPU_BF16``
+  (:data:`CPU_BF16_ENV`) replaces the measurement: ``0`` keeps fp32, ``1`` picks bf16 (e.g. to give every node of a
+  mixed cluster one precision without editing configs). Known fault: on such a CPU (AMD EPYC, family 26, torch
+  2.13.0+cpu), oneDNN's bf16 weight gradient of a stride-1 3D convolution with a 2x2x2 output comes out NaN in some
+  calls; :class:`~common.engines.TrainingStep` runs such calls in fp32 wherever it trains in bf16 on a CPU without
+  AMX (:mod:`common.engines.cpu_bf16_guard`).
 - CUDA device with bf16 support (Ampere and later): ``bfloat16`` autocast, no gradient scaling (bf16 has fp32's
   exponent range).
 - Older CUDA devices: ``float16`` autocast with gradient scaling (``torch.amp.GradScaler``) against underflow.
