@@ -25,6 +25,15 @@ differently and break the exact continuation. Under
 distributed training each rank measures for itself; the gradient all-reduce flattens gradients in logical order, so
 ranks that chose differently still average the same elements.
 
+**Convolution algorithm.** ``conv_algorithm="winograd"`` computes the networks' wide 3x3(x3) stride-1 convolutions
+(at least 128 input and output channels, e.g. a CycleGAN's residual blocks) by Winograd's F(2, 3)
+(:mod:`common.networks.blocks.winograd`) wherever they run in fp32 on a CPU; under autocast and on CUDA they stay
+direct. ``"auto"`` does so on a CPU where :func:`~common.networks.blocks.winograd.winograd_speedup` measures Winograd
+at least :data:`~common.networks.blocks.winograd.WINOGRAD_AUTO_MARGIN` faster (once per process, well under a second),
+and not at all on other devices or when the step computes under autocast. The parameters, ``state_dict`` and
+checkpoints are those of the direct method; the results equal it up to float rounding. The choice is made again
+when a run resumes (it is not checkpointed: a different choice changes rounding only).
+
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
 only make samples stay eager). Each network is compiled in place, as :meth:`torch.nn.Module.compile` does, by
@@ -59,11 +68,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from common.networks.blocks.winograd import WINOGRAD_AUTO_MARGIN, use_winograd, winograd_speedup
 from common.utils.errors import UserInputError
 
 __all__ = [
     "AUTO_MARGIN",
     "AUTO_ROUNDS",
+    "CONV_ALGORITHMS",
     "MEMORY_FORMATS",
     "PENDING",
     "AccelerationSettingError",
@@ -78,6 +89,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MEMORY_FORMATS = ("contiguous", "channels_last", "auto")
+CONV_ALGORITHMS = ("direct", "winograd", "auto")
 """The accepted values of ``memory_format``."""
 
 AUTO_MARGIN = 0.05
@@ -385,7 +397,14 @@ class NetworkAcceleration:
         compile: bool | Mapping[str, Any] = False,
         compiled_networks: Sequence[str] | None = None,
         trained_networks: Sequence[str] | None = None,
+        conv_algorithm: str = "direct",
+        autocast: bool = False,
     ) -> None:
+        if conv_algorithm not in CONV_ALGORITHMS:
+            raise AccelerationSettingError(
+                f"conv_algorithm must be one of {list(CONV_ALGORITHMS)} (train.yaml's `conv_algorithm`), "
+                f"got {conv_algorithm!r}."
+            )
         if memory_format not in MEMORY_FORMATS:
             raise AccelerationSettingError(
                 f"memory_format must be one of {list(MEMORY_FORMATS)} (train.yaml's `memory_format`), "
@@ -411,6 +430,15 @@ class NetworkAcceleration:
         self.compile_status = "off"
         self.compile_fallbacks: dict[str, str] = {}
         self._calls: dict[str, _AcceleratedCall] = {}
+        self.conv_algorithm = conv_algorithm
+        self.winograd_speedup: float | None = None
+        self.winograd_convolutions: dict[str, int] = {}
+        winograd = conv_algorithm == "winograd"
+        if conv_algorithm == "auto" and self.device.type == "cpu" and not autocast:
+            self.winograd_speedup = winograd_speedup()
+            winograd = self.winograd_speedup >= WINOGRAD_AUTO_MARGIN
+        if winograd:
+            self.winograd_convolutions = {k: use_winograd(v) for k, v in self.networks.items()}
 
         channels_last = memory_format == "channels_last"
         for name, net in self.networks.items():
@@ -441,7 +469,18 @@ class NetworkAcceleration:
     def describe(self) -> str:
         """One line, e.g. ``"memory format contiguous (gen_n: contiguous, ...); compile off"``."""
         formats = ", ".join(f"{k}: {v}" for k, v in self.formats.items())
-        return f"memory format {self.memory_format} ({formats}); compile {self.compile_status}"
+        return f"memory format {self.memory_format} ({formats}); {self.describe_conv()}; compile {self.compile_status}"
+
+    def describe_conv(self) -> str:
+        """E.g. ``"conv algorithm auto: winograd, measured 1.62x (gen_n: 18, gen_p: 18, disc_n: 0, ...)"``."""
+        text = f"conv algorithm {self.conv_algorithm}"
+        if self.conv_algorithm == "auto":
+            text += ": winograd" if self.winograd_convolutions else ": direct"
+            if self.winograd_speedup is not None:
+                text += f", measured {self.winograd_speedup:.2f}x"
+        if self.winograd_convolutions:
+            text += " (" + ", ".join(f"{k}: {v}" for k, v in self.winograd_convolutions.items()) + ")"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly record: ``{"memory_format", "formats", "compile", "compile_status"}`` (plus ``"auto_times_s"``
@@ -452,6 +491,9 @@ class NetworkAcceleration:
             "compile": self.compile_options is not None,
             "compile_status": self.compile_status,
             "compile_fallbacks": dict(self.compile_fallbacks),
+            "conv_algorithm": self.conv_algorithm,
+            "winograd_convolutions": dict(self.winograd_convolutions),
+            "winograd_speedup": self.winograd_speedup,
         }
         if self.times:
             record["auto_times_s"] = {k: dict(v) for k, v in self.times.items()}

@@ -114,8 +114,8 @@ class CycleGANStep(TrainingStep):
             positives' tumour masks (any value > 0 is tumour).
         schedulers: learning-rate schedulers, stepped per epoch, keys ``"generators"``/``"discriminators"``.
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         seed: seed of the image pools.
         augment: differentiable augmentation of every discriminator input (e.g. :class:`~common.engines.DiffAugment`);
             ``None`` (default): off.
@@ -152,6 +152,7 @@ class CycleGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         seed: int = 0,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
@@ -191,6 +192,7 @@ class CycleGANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             image_key=positive_key,
             optimizer_networks={"generators": generators, "discriminators": ["disc_n", "disc_p"]},
         )

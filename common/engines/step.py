@@ -142,6 +142,9 @@ class TrainingStep:
         compile: ``True`` (or a dict of :func:`torch.compile` keyword arguments) compiles, in place, the networks
             that an optimiser updates; where compilation is unavailable or fails, one WARNING and eager execution
             with the same results. The first calls compile (warm-up). Default ``False``.
+        conv_algorithm: ``"direct"`` (default), ``"winograd"`` (wide 3x3 stride-1 convolutions by Winograd F(2, 3)
+            in fp32 on a CPU) or ``"auto"`` (Winograd on a CPU where it measures faster and the step is fp32); see
+            :class:`~common.engines.acceleration.NetworkAcceleration`.
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class TrainingStep:
         scheduler_interval: str = "epoch",
         memory_format: str = "contiguous",
         compile: bool | Mapping[str, Any] = False,
+        conv_algorithm: str = "direct",
     ) -> None:
         groups = {k: list((optimizer_networks or {}).get(k, [k])) for k in optimizers}
         missing = sorted({n for names in groups.values() for n in names if n not in networks})
@@ -195,7 +199,14 @@ class TrainingStep:
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=use_scaler) for k in self.optimizers}
         trained = sorted({n for names in groups.values() for n in names})
         self.acceleration = NetworkAcceleration(
-            {k: unwrap(v) for k, v in self.networks.items()}, self.device, memory_format, compile, trained, trained
+            {k: unwrap(v) for k, v in self.networks.items()},
+            self.device,
+            memory_format,
+            compile,
+            trained,
+            trained,
+            conv_algorithm=conv_algorithm,
+            autocast=self.precision.enabled,
         )
 
     def __call__(self, engine: Any, batchdata: Any) -> dict[str, float]:

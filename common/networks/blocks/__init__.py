@@ -1,10 +1,12 @@
-"""Building blocks shared by the networks: channel attention, residual blocks, progressive and StyleGAN2 layers."""
+"""Building blocks shared by the networks: channel attention, residual blocks, progressive and StyleGAN2 layers,
+Winograd convolutions."""
 
 from .batch_renorm import BatchRenorm
 from .channel_attention import CHANNEL_ATTENTION, AMSEBlock, CBAMBlock, SEBlock, get_channel_attention
 from .progressive import EqualizedConv, EqualizedLinear, MinibatchStdDev, PixelNorm
 from .residual import ResidualAttentionBlock
 from .stylegan2 import FIRResample, ModulatedConv, NoiseInjection, ScaledLeakyReLU, ToRGB, upfirdn
+from .winograd import use_winograd, winograd_conv
 
 __all__ = [
     "BatchRenorm",
@@ -24,4 +26,6 @@ __all__ = [
     "ScaledLeakyReLU",
     "ToRGB",
     "upfirdn",
+    "use_winograd",
+    "winograd_conv",
 ]
