@@ -16,6 +16,9 @@ Examples::
     C=bundles/cda_gan/configs
     python scripts/compare_precision.py --config_file "['$C/train.yaml','$C/variants/cyclegan.yaml']" \
         --image_size 64 --iterations 150
+    # the same precision computed another way: Winograd against direct convolutions, both fp32
+    python scripts/compare_precision.py --config_file "['$C/train.yaml','$C/variants/cyclegan.yaml']" \
+        --conv_algorithm direct --policies "['float32', 'float32 conv_algorithm=winograd']" --iterations 150
     # seeds as separate commands, then compared together
     python scripts/compare_precision.py --config_file "['$B/train.yaml']" --seeds 0 --output s0.json
     python scripts/compare_precision.py --config_file "['$B/train.yaml']" --seeds 1 --output s1.json

@@ -51,6 +51,7 @@ The comparison (:func:`compare_runs`):
 
 from __future__ import annotations
 
+import ast
 import gc
 import hashlib
 import itertools
@@ -75,6 +76,7 @@ __all__ = [
     "deviation_series",
     "ema",
     "first_iteration_deviation",
+    "parse_policy",
     "merge_comparisons",
     "run_policy",
     "tensor_digest",
@@ -195,6 +197,22 @@ def _sample_fid(
 
 
 # ----------------------------------------------------------------------------------------------- one run
+def parse_policy(policy: str) -> tuple[str, dict[str, Any]]:
+    """``"float32 conv_algorithm=winograd"`` -> ``("float32", {"conv_algorithm": "winograd"})`` (see
+    :func:`run_policy`)."""
+    amp, *pairs = str(policy).split()
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"policy {policy!r}: expected '<amp> key=value ...', got {pair!r}.")
+        try:
+            overrides[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[key] = text
+    return amp, overrides
+
+
 def run_policy(
     config_file: str | Sequence[str],
     policy: str,
@@ -215,7 +233,10 @@ def run_policy(
 
     Args:
         config_file: a config file or a list merged in order.
-        policy: the ``amp`` value of the run, e.g. ``"float32"``, ``"auto"``, ``"bfloat16"``.
+        policy: the ``amp`` value of the run, e.g. ``"float32"``, ``"auto"``, ``"bfloat16"``, optionally followed by
+            config overrides of this run alone as space-separated ``key=value`` pairs (values read as Python
+            literals where they parse, else as strings), e.g. ``"float32 conv_algorithm=winograd"``: the same
+            precision computed another way. The whole string is the run's label.
         seed: the bundle's ``seed`` (weights, data order, noise).
         iterations: step calls (each on the loader's next batch, cycling).
         fid_samples: real and generated images of the FID (0: no FID).
@@ -241,7 +262,8 @@ def run_policy(
     from monai.utils import set_determinism
 
     files = [config_file] if isinstance(config_file, str) else list(config_file)
-    settings = {**override, amp_id: policy, seed_id: int(seed)}
+    amp, own = parse_policy(policy)
+    settings = {**override, **own, amp_id: amp, seed_id: int(seed)}
     workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **settings)
     workflow.initialize()
     # the bundle's initialize seeds, then may write the phantom (only in the first run): seed again so that every run
@@ -278,6 +300,7 @@ def run_policy(
         "perturb": float(perturb),
         "seed": int(seed),
         "precision": step.precision.as_dict(),
+        "acceleration": step.acceleration.as_dict(),
         "start": start,
         "iterations": int(iterations),
         "losses": losses,

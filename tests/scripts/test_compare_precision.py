@@ -13,6 +13,7 @@ from common.bundle.precision_comparison import (
     ema,
     first_iteration_deviation,
     merge_comparisons,
+    parse_policy,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +26,16 @@ def _run(policy, seed, losses, fid=None, start="s"):
     if fid is not None:
         run["fid"] = fid
     return run
+
+
+def test_parse_policy_reads_the_runs_own_overrides():
+    assert parse_policy("auto") == ("auto", {})
+    assert parse_policy("float32 conv_algorithm=winograd image_size=64 betas=[0.5,0.9]") == (
+        "float32",
+        {"conv_algorithm": "winograd", "image_size": 64, "betas": [0.5, 0.9]},
+    )
+    with pytest.raises(ValueError, match="key=value"):
+        parse_policy("float32 winograd")
 
 
 def test_ema_skips_missing_values():
@@ -123,7 +134,7 @@ def test_tiny_dcgan_float32_vs_bfloat16(tmp_path, capsys):
         config_file=[str(cfg / "train.yaml"), str(cfg / "variants" / "tiny.yaml")],
         iterations=2,
         seeds=[0],
-        policies=["float32", "bfloat16"],
+        policies=["float32", "bfloat16", "float32 learning_rate=0.5"],
         fid_samples=8,
         perturb_control=2**-9,
         output=str(output),
@@ -133,8 +144,13 @@ def test_tiny_dcgan_float32_vs_bfloat16(tmp_path, capsys):
     result = json.loads(output.read_text())
     assert json.loads(captured.out) == result
     assert "loss_d" in captured.err and "bfloat16" in captured.err
-    fp32, bf16, control = result["runs"]
+    fp32, bf16, fast, control = result["runs"]
     assert (fp32["policy"], bf16["policy"], control["policy"]) == ("float32", "bfloat16", "float32+perturbed")
+    # a policy's own config override: the same start and precision, another learning rate from iteration 2 on
+    assert fast["policy"] == "float32 learning_rate=0.5" and fast["start"] == fp32["start"]
+    assert fast["precision"] == fp32["precision"] and fast["losses"]["loss_d"][0] == fp32["losses"]["loss_d"][0]
+    assert fast["losses"]["loss_g"][1] != fp32["losses"]["loss_g"][1]
+    assert fp32["acceleration"]["conv_algorithm"] == "direct"
     assert control["start"] == fp32["start"] and control["perturb"] == 2**-9
     assert control["precision"]["dtype"] == "float32" and control["losses"] != fp32["losses"]
     assert fp32["precision"]["dtype"] == "float32" and bf16["precision"]["dtype"] == "bfloat16"
