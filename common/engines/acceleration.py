@@ -28,11 +28,14 @@ ranks that chose differently still average the same elements.
 **Convolution algorithm.** ``conv_algorithm="winograd"`` computes the networks' wide 3x3(x3) stride-1 convolutions
 (at least 128 input and output channels, e.g. a CycleGAN's residual blocks) by Winograd's F(2, 3)
 (:mod:`common.networks.blocks.winograd`) wherever they run in fp32 on a CPU; under autocast and on CUDA they stay
-direct. ``"auto"`` does so on a CPU where :func:`~common.networks.blocks.winograd.winograd_speedup` measures Winograd
-at least :data:`~common.networks.blocks.winograd.WINOGRAD_AUTO_MARGIN` faster (once per process, well under a second),
-and not at all on other devices or when the step computes under autocast. The parameters, ``state_dict`` and
-checkpoints are those of the direct method; the results equal it up to float rounding. The choice is made again
-when a run resumes (it is not checkpointed: a different choice changes rounding only).
+direct. ``"auto"`` switches the same convolutions on a CPU when the step computes in fp32 (not on other devices, not
+under autocast), and each then uses Winograd only for the call signatures (input and weight shapes, with or without
+gradients) where :func:`~common.networks.blocks.winograd.measured_speedup` times it at least
+:data:`~common.networks.blocks.winograd.WINOGRAD_AUTO_MARGIN` faster than the direct method, once per signature and
+process at its first call (about 1 s for a CycleGAN's residual blocks at 256x256 on a 2-core AVX2 CPU). The
+parameters, ``state_dict`` and checkpoints are those of the direct method; the results equal it up to float
+rounding. The choices are made again when a run resumes (they are not checkpointed: another choice changes rounding
+only), and may differ between ranks.
 
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
@@ -68,7 +71,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from common.networks.blocks.winograd import WINOGRAD_AUTO_MARGIN, use_winograd, winograd_speedup
+from common.networks.blocks.winograd import use_winograd, winograd_measurements
 from common.utils.errors import UserInputError
 
 __all__ = [
@@ -431,14 +434,10 @@ class NetworkAcceleration:
         self.compile_fallbacks: dict[str, str] = {}
         self._calls: dict[str, _AcceleratedCall] = {}
         self.conv_algorithm = conv_algorithm
-        self.winograd_speedup: float | None = None
         self.winograd_convolutions: dict[str, int] = {}
-        winograd = conv_algorithm == "winograd"
-        if conv_algorithm == "auto" and self.device.type == "cpu" and not autocast:
-            self.winograd_speedup = winograd_speedup()
-            winograd = self.winograd_speedup >= WINOGRAD_AUTO_MARGIN
-        if winograd:
-            self.winograd_convolutions = {k: use_winograd(v) for k, v in self.networks.items()}
+        measure = conv_algorithm == "auto"
+        if conv_algorithm == "winograd" or (measure and self.device.type == "cpu" and not autocast):
+            self.winograd_convolutions = {k: use_winograd(v, measure=measure) for k, v in self.networks.items()}
 
         channels_last = memory_format == "channels_last"
         for name, net in self.networks.items():
@@ -472,14 +471,12 @@ class NetworkAcceleration:
         return f"memory format {self.memory_format} ({formats}); {self.describe_conv()}; compile {self.compile_status}"
 
     def describe_conv(self) -> str:
-        """E.g. ``"conv algorithm auto: winograd, measured 1.62x (gen_n: 18, gen_p: 18, disc_n: 0, ...)"``."""
+        """E.g. ``"conv algorithm auto (Winograd-capable: gen_n 18, gen_p 18, disc_n 0, disc_p 0)"``."""
         text = f"conv algorithm {self.conv_algorithm}"
-        if self.conv_algorithm == "auto":
-            text += ": winograd" if self.winograd_convolutions else ": direct"
-            if self.winograd_speedup is not None:
-                text += f", measured {self.winograd_speedup:.2f}x"
         if self.winograd_convolutions:
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in self.winograd_convolutions.items()) + ")"
+            text += " (Winograd-capable: " + ", ".join(f"{k} {v}" for k, v in self.winograd_convolutions.items()) + ")"
+        elif self.conv_algorithm == "auto":
+            text += " (direct: not an fp32 CPU step)" if self.device.type != "cpu" else " (direct: autocast)"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -493,7 +490,7 @@ class NetworkAcceleration:
             "compile_fallbacks": dict(self.compile_fallbacks),
             "conv_algorithm": self.conv_algorithm,
             "winograd_convolutions": dict(self.winograd_convolutions),
-            "winograd_speedup": self.winograd_speedup,
+            "winograd_measurements": winograd_measurements() if self.conv_algorithm == "auto" else [],
         }
         if self.times:
             record["auto_times_s"] = {k: dict(v) for k, v in self.times.items()}

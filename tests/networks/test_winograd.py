@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from common.engines import TrainingStep
-from common.engines import acceleration as acceleration_module
 from common.engines.acceleration import AccelerationSettingError, NetworkAcceleration
-from common.networks.blocks.winograd import use_winograd, winograd_conv, winograd_eligible
+from common.networks.blocks import winograd as winograd_module
+from common.networks.blocks.winograd import measured_speedup, use_winograd, winograd_conv, winograd_eligible
 
 CONV = {2: F.conv2d, 3: F.conv3d}
 
@@ -138,9 +138,7 @@ def test_copies_and_pickles_keep_the_switch_and_it_can_be_undone():
 def test_falls_back_to_the_direct_convolution_under_autocast_and_in_float64(monkeypatch):
     net = _net(2)
     use_winograd(net, min_channels=0)
-    calls = []
-    original = winograd_conv.__globals__["winograd_conv"]
-    monkeypatch.setitem(winograd_conv.__globals__, "winograd_conv", lambda *a: calls.append(1) or original(*a))
+    calls = _count_winograd_calls(monkeypatch)
     x = torch.randn(1, 2, 9, 9)
     net(x)
     assert len(calls) == 4
@@ -178,7 +176,7 @@ def test_step_trains_with_winograd_as_with_direct_convolutions():
     direct = _step(_wide())
     assert winograd.acceleration.winograd_convolutions == {"net": 1}
     assert direct.acceleration.winograd_convolutions == {}
-    assert "conv algorithm winograd (net: 1)" in winograd.acceleration.describe()
+    assert "conv algorithm winograd (Winograd-capable: net 1)" in winograd.acceleration.describe()
     torch.testing.assert_close(_train(winograd, images, 3), _train(direct, images, 3), rtol=1e-4, atol=1e-6)
     state = {k: v.state_dict() for k, v in winograd.state_objects().items()}
     resumed = _step(_wide(seed=5))  # a checkpoint of a Winograd run resumes with direct convolutions
@@ -188,23 +186,48 @@ def test_step_trains_with_winograd_as_with_direct_convolutions():
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("speedup, switched", [(1.5, 1), (1.05, 0)])
-def test_auto_switches_where_measured_faster(monkeypatch, speedup, switched):
-    monkeypatch.setattr(acceleration_module, "winograd_speedup", lambda: speedup)
+def _count_winograd_calls(monkeypatch) -> list:
+    calls: list = []
+    original = winograd_module.winograd_conv
+    monkeypatch.setattr(winograd_module, "winograd_conv", lambda *a: calls.append(a[0].shape) or original(*a))
+    return calls
+
+
+@pytest.mark.parametrize("speedup, used", [(1.5, True), (1.05, False)])
+def test_auto_uses_winograd_only_where_measured_faster(monkeypatch, speedup, used):
+    measured = []
+    monkeypatch.setattr(winograd_module, "measured_speedup", lambda *key: measured.append(key) or speedup)
+    calls = _count_winograd_calls(monkeypatch)
     step = _step(_wide(), conv_algorithm="auto")
-    assert step.acceleration.winograd_convolutions == ({"net": 1} if switched else {})
-    assert step.acceleration.as_dict()["winograd_speedup"] == speedup
-    assert ("auto: winograd" if switched else "auto: direct") in step.acceleration.describe()
+    assert step.acceleration.winograd_convolutions == {"net": 1}
+    assert "conv algorithm auto (Winograd-capable: net 1)" in step.acceleration.describe()
+    direct = _step(_wide())
+    images = torch.randn(2, 2, 10, 10)
+    torch.testing.assert_close(_train(step, images, 2), _train(direct, images, 2), rtol=1e-4, atol=1e-6)
+    assert len(calls) == (2 if used else 0)
+    # the call signature: the reflection-padded input, the weight, no zero padding, with gradients
+    assert measured[0] == ((2, 128, 12, 12), (128, 128, 3, 3), (0, 0), True)
+    with torch.no_grad():
+        step.networks["net"](images)
+    assert measured[-1][-1] is False
 
 
-def test_auto_does_not_measure_under_autocast_or_off_the_cpu(monkeypatch):
-    def fail() -> float:
-        raise AssertionError("measured")
+def test_measured_speedup_is_cached_and_leaves_the_random_state_alone():
+    state = torch.get_rng_state()
+    key = ((1, 2, 6, 6), (3, 2, 3, 3), (1, 1), True)
+    first = measured_speedup(*key)
+    assert first > 0 and measured_speedup(*key) == first
+    assert torch.equal(torch.get_rng_state(), state)
+    assert {"input": [1, 2, 6, 6], "weight": [3, 2, 3, 3], "trained": True, "speedup": round(first, 3)}.items() <= (
+        winograd_module.winograd_measurements()[-1].items()
+    )
 
-    monkeypatch.setattr(acceleration_module, "winograd_speedup", fail)
+
+def test_auto_does_not_switch_under_autocast_or_off_the_cpu():
     assert _step(_wide(), conv_algorithm="auto", amp=True).acceleration.winograd_convolutions == {}
     meta = NetworkAcceleration({"net": _wide()}, "meta", conv_algorithm="auto")
-    assert meta.winograd_convolutions == {} and meta.winograd_speedup is None
+    assert meta.winograd_convolutions == {}
+    assert "direct: not an fp32 CPU step" in meta.describe()
 
 
 def test_invalid_conv_algorithm_raises_a_user_error():

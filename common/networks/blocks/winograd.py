@@ -6,8 +6,9 @@ A stride-1 convolution with a 3-tap kernel computes 2 outputs from a 4-sample ti
 each axis in 3D. Across channels the element-wise products become ``4^n`` matrix products ``(K, C) @ (C, tiles)``,
 so a 3x3 convolution takes 16/36 of the direct method's multiplications (3x3x3: 64/216) and runs on the CPU's
 matrix-multiply kernels. The backward pass is the transposed algorithm (the same matrix products on the gradients),
-written out explicitly rather than recorded op by op, so it allocates no zero-filled slice gradients. It keeps the
-input, as the direct convolution does, and recomputes the input's 4x larger transform rather than storing it.
+written out explicitly rather than recorded op by op, so it allocates no zero-filled slice gradients. Like the direct
+convolution it keeps only the input and the weight for the backward pass and recomputes their transforms (the
+input's is 4x its size in 2D, 8x in 3D) rather than storing them.
 
 The result equals the direct convolution up to float rounding: the transforms use only the coefficients 0, +-1 and
 +-1/2. Against a float64 reference at 256 channels the fp32 error measured 6e-6, the direct method's 3e-5
@@ -20,12 +21,12 @@ group, numeric or ``"same"``/``"valid"`` padding) and, at each call, an fp32 inp
 autocast off. Anywhere else (CUDA, whose cuDNN chooses its own algorithms; bfloat16 autocast on a CPU with AMX) the
 module computes the usual convolution. :func:`use_winograd` switches the eligible ``nn.Conv2d``/``nn.Conv3d``
 modules of a network over in place; :class:`~common.engines.acceleration.NetworkAcceleration` does so for a training
-step with ``conv_algorithm: winograd`` (or ``auto``, where :func:`winograd_speedup` measures it faster).
+step with ``conv_algorithm: winograd`` (or ``auto``: per call signature, where :func:`measured_speedup` measures it
+faster).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -33,10 +34,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["WINOGRAD_AUTO_MARGIN", "use_winograd", "winograd_conv", "winograd_eligible", "winograd_speedup"]
+__all__ = [
+    "WINOGRAD_AUTO_MARGIN",
+    "measured_speedup",
+    "use_winograd",
+    "winograd_conv",
+    "winograd_eligible",
+    "winograd_measurements",
+]
 
 WINOGRAD_AUTO_MARGIN = 1.1
-"""``conv_algorithm: auto`` uses Winograd only where :func:`winograd_speedup` measures it at least this much faster."""
+"""``conv_algorithm: auto`` uses Winograd for a call signature only where :func:`measured_speedup` measures it at least
+this much faster."""
 
 # G (4x3): the filter transform of F(2, 3).
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -70,17 +79,18 @@ def _input_transform_t(g: torch.Tensor, dim: int, tiles: int, split: bool) -> to
     """
     g0, g1, g2, g3 = g.unbind(0)
     shape = list(g0.shape)
-    shape.insert(dim, 2)
-    shape[dim + 1] = tiles + 1
+    # (parity, half-index) with split; else (half-index, parity), which flattens into the axis without a copy
+    parity = dim if split else dim + 1
+    shape[dim : dim + 1] = [2, tiles + 1] if split else [tiles + 1, 2]
     out = g0.new_empty(shape)
-    even, odd = out.select(dim, 0), out.select(dim, 1)
+    even, odd = out.select(parity, 0), out.select(parity, 1)
     even.narrow(dim, tiles, 1).zero_()
     even.narrow(dim, 0, tiles).copy_(g0)
     even.narrow(dim, 1, tiles).add_(g1 + g2 - g0)
     torch.sub(g1, g2, out=odd.narrow(dim, 0, tiles)).add_(g3)
     odd.narrow(dim, tiles, 1).zero_()
     odd.narrow(dim, 1, tiles).sub_(g3)
-    return out if split else out.transpose(dim, dim + 1).flatten(dim, dim + 1)
+    return out if split else out.flatten(dim, dim + 1)
 
 
 def _output_transform(m: torch.Tensor, dim: int, split: bool) -> torch.Tensor:
@@ -88,11 +98,12 @@ def _output_transform(m: torch.Tensor, dim: int, split: bool) -> torch.Tensor:
     ``split`` -> ``(2, tiles)`` (parity, half-index). ``A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]``."""
     m0, m1, m2, m3 = m.unbind(0)
     shape = list(m0.shape)
-    shape.insert(dim, 2)
+    parity = dim if split else dim + 1  # as in _input_transform_t
+    shape.insert(parity, 2)
     out = m.new_empty(shape)
-    torch.add(m1, m2, out=out.select(dim, 0)).add_(m0)
-    torch.sub(m1, m2, out=out.select(dim, 1)).sub_(m3)
-    return out if split else out.transpose(dim, dim + 1).flatten(dim, dim + 1)
+    torch.add(m1, m2, out=out.select(parity, 0)).add_(m0)
+    torch.sub(m1, m2, out=out.select(parity, 1)).sub_(m3)
+    return out if split else out.flatten(dim, dim + 1)
 
 
 def _output_transform_t(dy: torch.Tensor, dim: int, split: bool) -> torch.Tensor:
@@ -109,7 +120,7 @@ def _output_transform_t(dy: torch.Tensor, dim: int, split: bool) -> torch.Tensor
 
 
 def _filter_transform(weight: torch.Tensor) -> torch.Tensor:
-    """``G g G^T`` (nested per axis): ``(K, C, 3, ..., 3)`` -> ``(4^n, K, C)``, differentiable by autograd.
+    """``G g G^T`` (nested per axis): ``(K, C, 3, ..., 3)`` -> ``(4^n, K, C)``.
 
     The component axes come out in the order :func:`_input_transform` stacks them (the last spatial axis's first).
     """
@@ -121,45 +132,57 @@ def _filter_transform(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(4**n, weight.shape[0], weight.shape[1])
 
 
-class _WinogradCore(torch.autograd.Function):
-    """``y = A^T [U * (B^T x B)] A`` on an input padded to whole tiles.
+def _filter_transform_t(du: torch.Tensor, weight_shape: torch.Size) -> torch.Tensor:
+    """The transpose of :func:`_filter_transform`: ``(4^n, K, C)`` -> ``(K, C, 3, ..., 3)``."""
+    n = len(weight_shape) - 2
+    gt = du.new_tensor(_G).t()
+    d = du.reshape((4,) * n + tuple(weight_shape[:2]))
+    for i in reversed(range(n)):  # (c_i, ..., c_0, K, C, k_{i+1}, ...) -> (c_{i-1}, ..., c_0, K, C, k_i, ...)
+        d = torch.tensordot(gt, d, dims=([1], [0])).movedim(0, i + 2)
+    return d.contiguous()
 
-    ``x``: ``(B, C, 2 t_0 + 2, ...)``; ``u``: the transformed filter ``(4^n, K, C)``; output ``(B, K, 2 t_0, ...)``.
+
+class _WinogradCore(torch.autograd.Function):
+    """``y = A^T [(G w G^T) * (B^T x B)] A`` on an input padded to whole tiles.
+
+    ``x``: ``(B, C, 2 t_0 + 2, ...)``; ``weight``: ``(K, C, 3, ...)``; output ``(B, K, 2 t_0, ...)``.
     After ``i`` spatial axes, the component axes ``(c_{i-1}, ..., c_0)`` lead, so spatial axis ``i`` sits at
     ``2 + 2i`` in every transform.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, u: torch.Tensor, tiles: tuple[int, ...]) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, tiles: tuple[int, ...]) -> torch.Tensor:
         n, batch = len(tiles), x.shape[0]
+        u = _filter_transform(weight)
         m = torch.matmul(u.unsqueeze(1), _transformed_input(x, tiles))  # (4^n, B, K, T)
-        # the input rather than its 4x larger transform is kept: the backward recomputes the transform (memory)
-        ctx.save_for_backward(x, u)
+        # the input and the weight rather than their larger transforms are kept: the backward recomputes those
+        ctx.save_for_backward(x, weight)
         ctx.tiles = tiles
-        y = m.reshape((4,) * n + (batch, u.shape[1]) + tuple(tiles))
+        y = m.reshape((4,) * n + (batch, weight.shape[0]) + tuple(tiles))
         for i in reversed(range(n)):
             y = _output_transform(y, 2 + 2 * i, i == n - 1)
         return y.transpose(-1, -2).flatten(-2)
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        x, u = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         tiles = ctx.tiles
         n, batch = len(tiles), dy.shape[0]
         dm = dy.unflatten(-1, (-1, 2)).transpose(-1, -2).contiguous()
         for i in range(n):
             dm = _output_transform_t(dm, 2 + 2 * i, i == n - 1)
-        dm = dm.reshape(4**n, batch, u.shape[1], -1)
-        du = dv = None
+        dm = dm.reshape(4**n, batch, weight.shape[0], -1)
+        dw = dx = None
         if ctx.needs_input_grad[1]:
             du = torch.matmul(dm, _transformed_input(x, tiles).transpose(-1, -2)).sum(1)
+            dw = _filter_transform_t(du, weight.shape)
         if ctx.needs_input_grad[0]:
-            dv = torch.matmul(u.transpose(-1, -2).unsqueeze(1), dm)
+            dv = torch.matmul(_filter_transform(weight).transpose(-1, -2).unsqueeze(1), dm)
             dv = dv.reshape((4,) * n + (batch, x.shape[1]) + tuple(tiles))
             for i in reversed(range(n)):
                 dv = _input_transform_t(dv, 2 + 2 * i, tiles[i], i == n - 1)
-            dv = dv.transpose(-1, -2).flatten(-2)
-        return dv, du, None
+            dx = dv.transpose(-1, -2).flatten(-2)
+        return dx, dw, None
 
 
 def _transformed_input(x: torch.Tensor, tiles: tuple[int, ...]) -> torch.Tensor:
@@ -202,7 +225,7 @@ def winograd_conv(
         spec += [p, p + 2 * t - o]
     if any(spec):
         x = F.pad(x, spec)
-    y = _WinogradCore.apply(x, _filter_transform(weight), tiles)
+    y = _WinogradCore.apply(x, weight, tiles)
     if any(2 * t != o for t, o in zip(tiles, out_sizes)):
         y = y[(slice(None), slice(None)) + tuple(slice(0, o) for o in out_sizes)]
     if bias is not None:
@@ -247,12 +270,14 @@ def _winograd_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 class _WinogradForward:
     """``_ConvNd._conv_forward`` of a switched-over convolution, set as an attribute of the instance.
 
-    An object rather than a bound method, so that a pickled module (``torch.save(model)``) loads again and a
-    ``copy.deepcopy`` refers to the copy.
+    With ``measure``, each new call signature (see :func:`measured_speedup`) is timed once per process, and Winograd
+    runs only where it measured at least :data:`WINOGRAD_AUTO_MARGIN` faster. An object rather than a bound method,
+    so that a pickled module (``torch.save(model)``) loads again and a ``copy.deepcopy`` refers to the copy.
     """
 
-    def __init__(self, conv: nn.modules.conv._ConvNd) -> None:
+    def __init__(self, conv: nn.modules.conv._ConvNd, measure: bool = False) -> None:
         self.conv = conv
+        self.measure = measure
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         conv = self.conv
@@ -262,10 +287,14 @@ class _WinogradForward:
         if conv.padding_mode != "zeros":
             x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
             padding = (0,) * len(conv.kernel_size)
+        if self.measure:
+            trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+            if measured_speedup(tuple(x.shape), tuple(weight.shape), padding, trained) < WINOGRAD_AUTO_MARGIN:
+                return (F.conv2d if x.ndim == 4 else F.conv3d)(x, weight, bias, 1, padding)
         return winograd_conv(x, weight, bias, padding)
 
 
-def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 128) -> int:
+def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 128, measure: bool = False) -> int:
     """Switch the eligible convolutions of ``network`` to (or, ``enable=False``, back from) Winograd, in place.
 
     The modules, their parameters (and parametrizations such as spectral norm) and ``state_dict`` stay as they are:
@@ -278,8 +307,9 @@ def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 12
         min_channels: the fewest input and output channels of a switched convolution. Narrower layers keep the
             direct method: the transforms cost memory traffic in proportion to the channels, the matrix products
             save multiplications in proportion to their square. On a 2-core AVX2 EPYC (1 thread, fp32) Winograd's
-            forward+backward was 1.4-1.9x faster at 128-256 channels and slower at 64 and below (the model card of
-            ``cda_gan``).
+            forward+backward was slower at 64 channels and below, at every size tried.
+        measure: use Winograd only for the call signatures where :func:`measured_speedup` finds it faster (the
+            ``conv_algorithm: auto`` of a training step); ``False``: always, where it applies.
 
     Returns:
         the number of convolutions switched (or restored).
@@ -288,7 +318,7 @@ def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 12
     for module in network.modules():
         switched = isinstance(vars(module).get("_conv_forward"), _WinogradForward)
         if enable and not switched and winograd_eligible(module, min_channels):
-            module._conv_forward = _WinogradForward(module)
+            module._conv_forward = _WinogradForward(module, measure)
             count += 1
         elif not enable and switched:
             del module._conv_forward
@@ -296,7 +326,7 @@ def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 12
     return count
 
 
-def _time(fn: Any, rounds: int) -> float:
+def _best_time(fn: Any, rounds: int) -> float:
     fn()
     best = float("inf")
     for _ in range(rounds):
@@ -306,27 +336,70 @@ def _time(fn: Any, rounds: int) -> float:
     return best
 
 
-@functools.lru_cache(maxsize=None)
-def winograd_speedup(channels: int = 256, size: int = 48, rounds: int = 3) -> float:
-    """Measured speed of Winograd over the direct convolution on this process's CPU threads (cached).
+_MEASURED: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], bool], float] = {}
 
-    Times forward+backward of a ``channels``-to-``channels`` 3x3 convolution of a ``(1, channels, size, size)``
-    fp32 input with zero padding 1, best of ``rounds`` passes each after one untimed pass: about 0.8 s in all at
-    the defaults on a 2-core AVX2 EPYC, 1 thread (1.5-1.9x measured there; at 32x32 the ratio was too noisy to
-    decide on, 0.9-1.25x).
+
+def measured_speedup(
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    padding: tuple[int, ...],
+    trained: bool,
+    rounds: int = 2,
+) -> float:
+    """Direct time / Winograd time of one convolution call signature on this process's CPU threads, cached.
+
+    Times the forward (with ``trained``: forward and backward, the gradients of input and weight) of both methods on
+    random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass. The global
+    random state and any network are untouched. Measured at the first call of each signature: for a CycleGAN's
+    residual blocks at 256x256 (one signature for all 18), about 1 s on a 2-core AVX2 EPYC, 1 thread.
+
+    Args:
+        input_shape: ``(B, C, *spatial)`` of the (already padded for non-zero padding modes) input.
+        weight_shape: ``(K, C, 3, ...)``.
+        padding: zero padding per spatial axis.
+        trained: time the backward too.
+        rounds: timed passes per method.
 
     Returns:
-        direct time / Winograd time: above 1 where Winograd is faster.
+        above 1 where Winograd is faster.
     """
+    key = (tuple(input_shape), tuple(weight_shape), tuple(padding), bool(trained))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure(*key, rounds=rounds)
+    return _MEASURED[key]
+
+
+def _measure(
+    input_shape: tuple[int, ...], weight_shape: tuple[int, ...], padding: tuple[int, ...], trained: bool, rounds: int
+) -> float:
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, channels, size, size, generator=generator, requires_grad=True)
-    weight = (torch.randn(channels, channels, 3, 3, generator=generator) * 0.02).requires_grad_(True)
-    grad = torch.randn(1, channels, size, size, generator=generator)
+    x = torch.randn(input_shape, generator=generator).requires_grad_(trained)
+    weight = (torch.randn(weight_shape, generator=generator) * 0.02).requires_grad_(trained)
+    conv = F.conv2d if len(input_shape) == 4 else F.conv3d
 
-    def direct() -> None:
-        torch.autograd.grad(F.conv2d(x, weight, padding=1), (x, weight), grad)
+    def run(fn: Any) -> Any:
+        def once() -> None:
+            with torch.enable_grad() if trained else torch.no_grad():
+                y = fn()
+                if trained:
+                    torch.autograd.grad(y, (x, weight), torch.ones_like(y))
 
-    def winograd() -> None:
-        torch.autograd.grad(winograd_conv(x, weight, None, 1), (x, weight), grad)
+        return once
 
-    return _time(direct, rounds) / _time(winograd, rounds)
+    direct = _best_time(run(lambda: conv(x, weight, None, 1, padding)), rounds)
+    return direct / _best_time(run(lambda: winograd_conv(x, weight, None, padding)), rounds)
+
+
+def winograd_measurements() -> list[dict[str, Any]]:
+    """What :func:`measured_speedup` measured in this process: ``input``, ``weight`` shapes, ``trained``,
+    ``speedup`` and ``winograd`` (whether it was at least :data:`WINOGRAD_AUTO_MARGIN`)."""
+    return [
+        {
+            "input": list(key[0]),
+            "weight": list(key[1]),
+            "trained": key[3],
+            "speedup": round(value, 3),
+            "winograd": value >= WINOGRAD_AUTO_MARGIN,
+        }
+        for key, value in _MEASURED.items()
+    ]
