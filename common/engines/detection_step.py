@@ -74,8 +74,8 @@ class DetectionStep(TrainingStep):
         lr_scheduler: optional scheduler stepped every iteration.
         amp: mixed precision (autocast by device type).
         amp_dtype: ``"bfloat16"`` or ``"float16"``.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key / box_key / label_key: batch keys.
     """
 
@@ -89,6 +89,7 @@ class DetectionStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         box_key: str = "box",
         label_key: str = "box_label",
@@ -102,6 +103,7 @@ class DetectionStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             image_key=image_key,
             scheduler_interval="iteration",
         )

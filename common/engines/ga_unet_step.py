@@ -61,8 +61,8 @@ class GAUNetStep(TrainingStep):
         image_condition: give both networks ``x_i`` (GA-UNet); ``False`` gives them zeros of its shape (the GAN and
             cGAN baselines of Table II).
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key: batch key of ``x_i``.
         pair_key: batch key of ``x_j``.
         class_key: batch key of the classes.
@@ -85,6 +85,7 @@ class GAUNetStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         pair_key: str = "pair",
         class_key: str = "class",
@@ -99,6 +100,7 @@ class GAUNetStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

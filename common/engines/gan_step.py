@@ -38,8 +38,8 @@ class GANStep(TrainingStep):
         drift_weight: weight of the drift term ``E[D(real)^2]`` (PGGAN uses 0.001; 0: off).
         real_label: target of real samples for ``bce``/``lsgan`` (e.g. 0.9 for one-sided label smoothing).
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key: key of the real images in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``, stepped per epoch.
         augment: differentiable augmentation applied to every batch the discriminator sees, real and generated, in
@@ -64,6 +64,7 @@ class GANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -77,6 +78,7 @@ class GANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

@@ -49,8 +49,8 @@ class MCGANStep(TrainingStep):
         label_flip_every: swap real/synthetic targets of ``D1`` every this many iterations (3; 0: never).
         n_critic: discriminator updates per generator update.
         amp, amp_dtype: mixed precision.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key, target_key, condition_key: batch keys.
         schedulers: optional schedulers keyed like the optimisers.
     """
@@ -75,6 +75,7 @@ class MCGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         target_key: str = "target",
         condition_key: str = "condition",
@@ -97,6 +98,7 @@ class MCGANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

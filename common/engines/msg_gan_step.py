@@ -61,8 +61,8 @@ class MSGGANStep(TrainingStep):
         loss: ``"rahinge"`` (default) or one of ``"bce"``, ``"lsgan"``, ``"wgan"``, ``"hinge"``.
         n_critic: discriminator updates per generator update.
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key: key of the real images in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
 
@@ -84,6 +84,7 @@ class MSGGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         schedulers: dict[str, Any] | None = None,
     ) -> None:
@@ -96,6 +97,7 @@ class MSGGANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

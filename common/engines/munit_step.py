@@ -52,8 +52,8 @@ class MUNITStep(TrainingStep):
         scheduler_interval: ``"iteration"`` (the thesis' step-based halving) or ``"epoch"``; the trainer steps the
             schedulers (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
     """
 
     def __init__(
@@ -77,6 +77,7 @@ class MUNITStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
     ) -> None:
         super().__init__(
             networks={"generator": generator, "dis_a": dis_a, "dis_b": dis_b},
@@ -87,6 +88,7 @@ class MUNITStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             image_key=domain_a_key,
             optimizer_networks={"generator": ["generator"], "discriminators": ["dis_a", "dis_b"]},
             scheduler_interval=scheduler_interval,

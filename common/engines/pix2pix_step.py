@@ -45,8 +45,8 @@ class Pix2PixStep(TrainingStep):
         lambda_l1: weight of the L1 term (100, pix2pix sec. 4; 0: the cGAN-only ablation of its Table 1).
         n_critic: discriminator updates per generator update (1).
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key: key of the target images ``y`` in the batch.
         condition_key: key of the conditioning images ``x`` in the batch.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
@@ -70,6 +70,7 @@ class Pix2PixStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
         condition_key: str = "condition",
         schedulers: dict[str, Any] | None = None,
@@ -83,6 +84,7 @@ class Pix2PixStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

@@ -247,8 +247,8 @@ class ProgressiveGANStep(TrainingStep):
         n_critic: critic updates per generator update (1 in Karras et al.).
         condition_key: batch key of the condition images; ``None`` for an unconditional PGGAN.
         amp: mixed precision; amp_dtype: ``"bfloat16"`` or ``"float16"``.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         image_key: batch key of the real images (full resolution; resized per stage here).
     """
 
@@ -269,6 +269,7 @@ class ProgressiveGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         image_key: str = "image",
     ) -> None:
         super().__init__(
@@ -279,6 +280,7 @@ class ProgressiveGANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             n_critic=n_critic,
             image_key=image_key,
         )

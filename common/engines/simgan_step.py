@@ -55,8 +55,8 @@ class SimGANStep(TrainingStep):
         scheduler_interval: step the schedulers every ``"iteration"`` (the thesis' step-based schedule) or
             ``"epoch"``; the trainer steps them (:meth:`~common.engines.TrainingStep.lr_schedule_handlers`).
         amp, amp_dtype: mixed precision, see :class:`~common.engines.TrainingStep`.
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         seed: seed of the history buffer.
     """
 
@@ -81,6 +81,7 @@ class SimGANStep(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         seed: int = 0,
     ) -> None:
         if k_g < 1:
@@ -96,6 +97,7 @@ class SimGANStep(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             image_key=synthetic_key,
             scheduler_interval=scheduler_interval,
         )

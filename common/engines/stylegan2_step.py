@@ -88,8 +88,8 @@ class StyleGAN2Step(TrainingStep):
             ``color_channels`` channels of the images (B-SG: the image, not the one-hot mask generated after it);
             ``None``: every channel. The C-SG condition is never colour-transformed.
         amp, amp_dtype: mixed precision (see :class:`~common.engines.TrainingStep`).
-        memory_format, compile: memory layout and ``torch.compile`` of the networks, see
-            :class:`~common.engines.TrainingStep`.
+        memory_format, compile, conv_algorithm: memory layout, ``torch.compile`` and convolution algorithm of the
+            networks, see :class:`~common.engines.TrainingStep`.
         schedulers: optional learning-rate schedulers, keys ``"generator"``/``"discriminator"``.
     """
 
@@ -122,6 +122,7 @@ class StyleGAN2Step(TrainingStep):
         amp_dtype: str = "bfloat16",
         memory_format: str = "contiguous",
         compile: bool | dict[str, Any] = False,
+        conv_algorithm: str = "direct",
         schedulers: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
@@ -133,6 +134,7 @@ class StyleGAN2Step(TrainingStep):
             amp_dtype=amp_dtype,
             memory_format=memory_format,
             compile=compile,
+            conv_algorithm=conv_algorithm,
             image_key=image_key,
         )
         if latent_dim < 1:

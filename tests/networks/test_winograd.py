@@ -205,8 +205,8 @@ def test_auto_uses_winograd_only_where_measured_faster(monkeypatch, speedup, use
     images = torch.randn(2, 2, 10, 10)
     torch.testing.assert_close(_train(step, images, 2), _train(direct, images, 2), rtol=1e-4, atol=1e-6)
     assert len(calls) == (2 if used else 0)
-    # the call signature: the reflection-padded input, the weight, no zero padding, with gradients
-    assert measured[0] == ((2, 128, 12, 12), (128, 128, 3, 3), (0, 0), True)
+    # the call signature: one sample of the reflection-padded input, the weight, no zero padding, with gradients
+    assert measured[0] == ((1, 128, 12, 12), (128, 128, 3, 3), (0, 0), True)
     with torch.no_grad():
         step.networks["net"](images)
     assert measured[-1][-1] is False

@@ -289,7 +289,8 @@ class _WinogradForward:
             padding = (0,) * len(conv.kernel_size)
         if self.measure:
             trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-            if measured_speedup(tuple(x.shape), tuple(weight.shape), padding, trained) < WINOGRAD_AUTO_MARGIN:
+            one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
+            if measured_speedup(one, tuple(weight.shape), padding, trained) < WINOGRAD_AUTO_MARGIN:
                 return (F.conv2d if x.ndim == 4 else F.conv3d)(x, weight, bias, 1, padding)
         return winograd_conv(x, weight, bias, padding)
 
@@ -350,11 +351,12 @@ def measured_speedup(
 
     Times the forward (with ``trained``: forward and backward, the gradients of input and weight) of both methods on
     random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass. The global
-    random state and any network are untouched. Measured at the first call of each signature: for a CycleGAN's
-    residual blocks at 256x256 (one signature for all 18), about 1 s on a 2-core AVX2 EPYC, 1 thread.
+    random state and any network are untouched. A switched convolution measures the signature of one sample of its
+    batch at its first call: for a CycleGAN's residual blocks at 256x256 (one signature for all 18), about 1 s on a
+    2-core AVX2 EPYC, 1 thread.
 
     Args:
-        input_shape: ``(B, C, *spatial)`` of the (already padded for non-zero padding modes) input.
+        input_shape: ``(B, C, *spatial)`` of the input (after the padding of non-zero padding modes).
         weight_shape: ``(K, C, 3, ...)``.
         padding: zero padding per spatial axis.
         trained: time the backward too.
