@@ -119,6 +119,15 @@ def test_switched_network_equals_the_direct_one_and_keeps_its_state(dims):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_a_convolution_with_another_replaced_forward_is_left_alone():
+    net = _net(2)
+    marker = net[0]._conv_forward  # a bound method stored on the instance, as the bf16 guard installs
+    net[0]._conv_forward = marker
+    assert use_winograd(net, min_channels=0) == 3
+    assert net[0]._conv_forward is marker
+    assert use_winograd(net, enable=False) == 3 and net[0]._conv_forward is marker
+
+
 def test_copies_and_pickles_keep_the_switch_and_it_can_be_undone():
     net = _net(2)[:6]  # without the spectral norm, which torch pickles only through state_dict()
     assert use_winograd(net, min_channels=0) == 3

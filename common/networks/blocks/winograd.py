@@ -300,7 +300,8 @@ def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 12
 
     The modules, their parameters (and parametrizations such as spectral norm) and ``state_dict`` stay as they are:
     the instance's ``_conv_forward`` is replaced. A ``copy.deepcopy`` of the network (an EMA copy) and a pickled
-    whole module keep the switch; ``enable=False`` undoes it.
+    whole module keep the switch; ``enable=False`` undoes it. A convolution whose ``_conv_forward`` something else
+    has replaced already (e.g. :mod:`common.engines.cpu_bf16_guard`) is left as it is.
 
     Args:
         network: any module.
@@ -317,8 +318,9 @@ def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 12
     """
     count = 0
     for module in network.modules():
-        switched = isinstance(vars(module).get("_conv_forward"), _WinogradForward)
-        if enable and not switched and winograd_eligible(module, min_channels):
+        own = vars(module).get("_conv_forward")
+        switched = isinstance(own, _WinogradForward)
+        if enable and own is None and winograd_eligible(module, min_channels):
             module._conv_forward = _WinogradForward(module, measure)
             count += 1
         elif not enable and switched:
