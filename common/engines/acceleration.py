@@ -480,8 +480,11 @@ class NetworkAcceleration:
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly record: ``{"memory_format", "formats", "compile", "compile_status"}`` (plus ``"auto_times_s"``
-        with the ``"auto"`` measurements)."""
+        """JSON-friendly record: ``{"memory_format", "formats", "compile", "compile_status", "compile_fallbacks",
+        "conv_algorithm", "winograd_convolutions", "winograd_measurements"}`` (plus ``"auto_times_s"`` with the
+        ``memory_format="auto"`` measurements). ``winograd_convolutions``: per network, the convolutions switched to
+        Winograd (or, with ``"auto"``, to measuring it); ``winograd_measurements``: with ``"auto"``, every call
+        signature measured so far in this process (:func:`~common.networks.blocks.winograd.winograd_measurements`)."""
         record: dict[str, Any] = {
             "memory_format": self.memory_format,
             "formats": dict(self.formats),
