@@ -90,7 +90,8 @@ def main(
         config_file: one config file or a list merged in order.
         iterations: training iterations per run.
         seeds: the bundle seeds (two or more measure the run-to-run noise).
-        policies: ``amp`` values, ``"float32"`` among them.
+        policies: ``amp`` values, ``"float32"`` among them; each may carry its own config overrides, e.g.
+            ``"float32 conv_algorithm=winograd"``.
         fid_samples: images per set of each run's FID (0: none).
         output: also write the JSON to this file.
         merge: instead of training, JSON files written by earlier runs of this script with the same configuration

@@ -519,7 +519,8 @@ def compare_precision(
         config_file: a config file or a list merged in order (e.g. train.yaml and a variant).
         iterations: training iterations per run.
         seeds: the bundle's seeds; two or more measure the run-to-run noise.
-        policies: ``amp`` values; ``"float32"`` (the reference) must be one of them.
+        policies: ``amp`` values, each optionally with its own config overrides (``"float32 conv_algorithm=winograd"``,
+            see :func:`run_policy`); ``"float32"`` (the reference) must be one of them.
         fid_samples: real and generated images of each run's FID (0: none).
         tolerance, first_tolerance, beta, eps_fraction: see :func:`compare_runs`.
         threads: ``torch.set_num_threads`` for the runs (default: leave as is).

@@ -92,8 +92,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MEMORY_FORMATS = ("contiguous", "channels_last", "auto")
-CONV_ALGORITHMS = ("direct", "winograd", "auto")
 """The accepted values of ``memory_format``."""
+
+CONV_ALGORITHMS = ("direct", "winograd", "auto")
+"""The accepted values of ``conv_algorithm``."""
 
 AUTO_MARGIN = 0.05
 """``memory_format="auto"`` keeps channels-last for a network only when it is at least this fraction faster."""
@@ -466,7 +468,8 @@ class NetworkAcceleration:
 
     # ------------------------------------------------------------------------- state
     def describe(self) -> str:
-        """One line, e.g. ``"memory format contiguous (gen_n: contiguous, ...); compile off"``."""
+        """One line, e.g. ``"memory format contiguous (gen_n: contiguous, ...); conv algorithm auto (...); compile
+        off"``."""
         formats = ", ".join(f"{k}: {v}" for k, v in self.formats.items())
         return f"memory format {self.memory_format} ({formats}); {self.describe_conv()}; compile {self.compile_status}"
 
