@@ -281,18 +281,20 @@ class _WinogradForward:
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         conv = self.conv
-        if not _winograd_applies(x, weight):
-            return type(conv)._conv_forward(conv, x, weight, bias)
         padding = _numeric_padding(conv)
+        if not _winograd_applies(x, weight) or (self.measure and not self._measured_faster(x, weight, padding)):
+            return type(conv)._conv_forward(conv, x, weight, bias)
         if conv.padding_mode != "zeros":
             x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
             padding = (0,) * len(conv.kernel_size)
-        if self.measure:
-            trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-            one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
-            if measured_speedup(one, tuple(weight.shape), padding, trained) < WINOGRAD_AUTO_MARGIN:
-                return (F.conv2d if x.ndim == 4 else F.conv3d)(x, weight, bias, 1, padding)
         return winograd_conv(x, weight, bias, padding)
+
+    @staticmethod
+    def _measured_faster(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...]) -> bool:
+        """The call's signature, timed with zero padding (any padding mode costs the convolution the same)."""
+        trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
+        return measured_speedup(one, tuple(weight.shape), padding, trained) >= WINOGRAD_AUTO_MARGIN
 
 
 def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 128, measure: bool = False) -> int:
@@ -358,9 +360,9 @@ def measured_speedup(
     2-core AVX2 EPYC, 1 thread.
 
     Args:
-        input_shape: ``(B, C, *spatial)`` of the input (after the padding of non-zero padding modes).
+        input_shape: ``(B, C, *spatial)`` of the input, before padding.
         weight_shape: ``(K, C, 3, ...)``.
-        padding: zero padding per spatial axis.
+        padding: padding per spatial axis (timed as zero padding).
         trained: time the backward too.
         rounds: timed passes per method.
 
