@@ -25,17 +25,19 @@ differently and break the exact continuation. Under
 distributed training each rank measures for itself; the gradient all-reduce flattens gradients in logical order, so
 ranks that chose differently still average the same elements.
 
-**Convolution algorithm.** ``conv_algorithm="winograd"`` computes the networks' wide 3x3(x3) stride-1 convolutions
-(at least 128 input and output channels, e.g. a CycleGAN's residual blocks) by Winograd's F(2, 3)
-(:mod:`common.networks.blocks.winograd`) wherever they run in fp32 on a CPU; under autocast and on CUDA they stay
-direct. ``"auto"`` switches the same convolutions on a CPU when the step computes in fp32 (not on other devices, not
-under autocast), and each then uses Winograd only for the call signatures (input and weight shapes, with or without
-gradients) where :func:`~common.networks.blocks.winograd.measured_speedup` times it at least
-:data:`~common.networks.blocks.winograd.WINOGRAD_AUTO_MARGIN` faster than the direct method, once per signature and
+**Convolution algorithm.** ``conv_algorithm`` names another way to compute some of the networks' convolutions on a
+CPU, the same convolution up to float rounding (:mod:`common.networks.blocks.conv_algorithms`): ``"winograd"``
+computes the wide 3x3(x3) stride-1 layers (at least 128 input and output channels, e.g. a CycleGAN's residual
+blocks) by Winograd's F(2, 3), ``"kn2row"`` the stride-1 layers with few output channels and a kernel of several
+taps (a generator's final 7x7 layer, an attention network's map, a PatchGAN's final layer) as one wide 1x1
+convolution and a shifted sum, wherever they run in fp32 on a CPU; under autocast and on CUDA they stay direct.
+``"auto"`` switches the layers of both on a CPU when the step computes in fp32 (not on other devices, not under
+autocast), and each then uses its algorithm only for the call signatures (input and weight shapes, with or without
+gradients) where :func:`~common.networks.blocks.conv_algorithms.measured_speedup` times it at least
+:data:`~common.networks.blocks.conv_algorithms.AUTO_MARGIN` faster than the direct method, once per signature and
 process at its first call (about 1 s for a CycleGAN's residual blocks at 256x256 on a 2-core AVX2 CPU). The
-parameters, ``state_dict`` and checkpoints are those of the direct method; the results equal it up to float
-rounding. The choices are made again when a run resumes (they are not checkpointed: another choice changes rounding
-only), and may differ between ranks.
+parameters, ``state_dict`` and checkpoints are those of the direct method. The choices are made again when a run
+resumes (they are not checkpointed: another choice changes rounding only), and may differ between ranks.
 
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
@@ -71,7 +73,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from common.networks.blocks.winograd import use_winograd, winograd_measurements
+from common.networks.blocks.conv_algorithms import ALGORITHMS, conv_measurements, use_conv_algorithm
 from common.utils.errors import UserInputError
 
 __all__ = [
@@ -94,7 +96,7 @@ logger = logging.getLogger(__name__)
 MEMORY_FORMATS = ("contiguous", "channels_last", "auto")
 """The accepted values of ``memory_format``."""
 
-CONV_ALGORITHMS = ("direct", "winograd", "auto")
+CONV_ALGORITHMS = ("direct",) + ALGORITHMS + ("auto",)
 """The accepted values of ``conv_algorithm``."""
 
 AUTO_MARGIN = 0.05
@@ -436,10 +438,13 @@ class NetworkAcceleration:
         self.compile_fallbacks: dict[str, str] = {}
         self._calls: dict[str, _AcceleratedCall] = {}
         self.conv_algorithm = conv_algorithm
-        self.winograd_convolutions: dict[str, int] = {}
+        self.switched_convolutions: dict[str, dict[str, int]] = {}
         measure = conv_algorithm == "auto"
-        if conv_algorithm == "winograd" or (measure and self.device.type == "cpu" and not autocast):
-            self.winograd_convolutions = {k: use_winograd(v, measure=measure) for k, v in self.networks.items()}
+        if conv_algorithm in ALGORITHMS or (measure and self.device.type == "cpu" and not autocast):
+            for algorithm in ALGORITHMS if measure else (conv_algorithm,):
+                self.switched_convolutions[algorithm] = {
+                    k: use_conv_algorithm(v, algorithm, measure=measure) for k, v in self.networks.items()
+                }
 
         channels_last = memory_format == "channels_last"
         for name, net in self.networks.items():
@@ -474,20 +479,29 @@ class NetworkAcceleration:
         return f"memory format {self.memory_format} ({formats}); {self.describe_conv()}; compile {self.compile_status}"
 
     def describe_conv(self) -> str:
-        """E.g. ``"conv algorithm auto (Winograd-capable: gen_n 18, gen_p 18, disc_n 0, disc_p 0)"``."""
+        """E.g. ``"conv algorithm auto (winograd-capable: gen_n 18, gen_p 18, disc_n 0, disc_p 0; kn2row-capable:
+        gen_n 1, gen_p 1, disc_n 1, disc_p 1)"``."""
         text = f"conv algorithm {self.conv_algorithm}"
-        if self.winograd_convolutions:
-            text += " (Winograd-capable: " + ", ".join(f"{k} {v}" for k, v in self.winograd_convolutions.items()) + ")"
+        if self.switched_convolutions:
+            text += (
+                " ("
+                + "; ".join(
+                    f"{algorithm}-capable: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                    for algorithm, counts in self.switched_convolutions.items()
+                )
+                + ")"
+            )
         elif self.conv_algorithm == "auto":
             text += " (direct: not an fp32 CPU step)" if self.device.type != "cpu" else " (direct: autocast)"
         return text
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly record: ``{"memory_format", "formats", "compile", "compile_status", "compile_fallbacks",
-        "conv_algorithm", "winograd_convolutions", "winograd_measurements"}`` (plus ``"auto_times_s"`` with the
-        ``memory_format="auto"`` measurements). ``winograd_convolutions``: per network, the convolutions switched to
-        Winograd (or, with ``"auto"``, to measuring it); ``winograd_measurements``: with ``"auto"``, every call
-        signature measured so far in this process (:func:`~common.networks.blocks.winograd.winograd_measurements`)."""
+        "conv_algorithm", "switched_convolutions", "conv_measurements"}`` (plus ``"auto_times_s"`` with the
+        ``memory_format="auto"`` measurements). ``switched_convolutions``: per algorithm and network, the convolutions
+        switched to it (or, with ``"auto"``, to measuring it); ``conv_measurements``: with ``"auto"``, every call
+        signature measured so far in this process
+        (:func:`~common.networks.blocks.conv_algorithms.conv_measurements`)."""
         record: dict[str, Any] = {
             "memory_format": self.memory_format,
             "formats": dict(self.formats),
@@ -495,8 +509,8 @@ class NetworkAcceleration:
             "compile_status": self.compile_status,
             "compile_fallbacks": dict(self.compile_fallbacks),
             "conv_algorithm": self.conv_algorithm,
-            "winograd_convolutions": dict(self.winograd_convolutions),
-            "winograd_measurements": winograd_measurements() if self.conv_algorithm == "auto" else [],
+            "switched_convolutions": {k: dict(v) for k, v in self.switched_convolutions.items()},
+            "conv_measurements": conv_measurements() if self.conv_algorithm == "auto" else [],
         }
         if self.times:
             record["auto_times_s"] = {k: dict(v) for k, v in self.times.items()}

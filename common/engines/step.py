@@ -143,7 +143,9 @@ class TrainingStep:
             that an optimiser updates; where compilation is unavailable or fails, one WARNING and eager execution
             with the same results. The first calls compile (warm-up). Default ``False``.
         conv_algorithm: ``"direct"`` (default), ``"winograd"`` (wide 3x3 stride-1 convolutions by Winograd F(2, 3)
-            in fp32 on a CPU) or ``"auto"`` (Winograd on a CPU where it measures faster and the step is fp32); see
+            in fp32 on a CPU), ``"kn2row"`` (stride-1 convolutions to few output channels as a 1x1 convolution and a
+            shifted sum, in fp32 on a CPU) or ``"auto"`` (each of the two on a CPU where it measures faster and the
+            step is fp32); see
             :class:`~common.engines.acceleration.NetworkAcceleration`.
     """
 

@@ -151,7 +151,9 @@ def test_tiny_dcgan_float32_vs_bfloat16(tmp_path, capsys):
     assert fast["precision"] == fp32["precision"] and fast["losses"]["loss_d"][0] == fp32["losses"]["loss_d"][0]
     assert fast["losses"]["loss_g"][1] != fp32["losses"]["loss_g"][1]
     assert fp32["acceleration"]["conv_algorithm"] == "auto"  # the bundle's default, recorded with every run
-    assert set(fp32["acceleration"]["winograd_convolutions"].values()) <= {0}  # the DCGAN has no 3x3 stride-1 layer
+    switched = fp32["acceleration"]["switched_convolutions"]
+    assert set(switched) == {"winograd", "kn2row"}  # auto, fp32 on a CPU: both measured where eligible
+    assert all(set(v.values()) <= {0} for v in switched.values())  # the DCGAN has no stride-1 convolution
     assert control["start"] == fp32["start"] and control["perturb"] == 2**-9
     assert control["precision"]["dtype"] == "float32" and control["losses"] != fp32["losses"]
     assert fp32["precision"]["dtype"] == "float32" and bf16["precision"]["dtype"] == "bfloat16"

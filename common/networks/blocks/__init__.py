@@ -1,12 +1,14 @@
 """Building blocks shared by the networks: channel attention, residual blocks, progressive and StyleGAN2 layers,
-Winograd convolutions."""
+other convolution algorithms (Winograd, kn2row) for CPUs."""
 
 from .batch_renorm import BatchRenorm
 from .channel_attention import CHANNEL_ATTENTION, AMSEBlock, CBAMBlock, SEBlock, get_channel_attention
+from .conv_algorithms import use_conv_algorithm
+from .kn2row import kn2row_conv
 from .progressive import EqualizedConv, EqualizedLinear, MinibatchStdDev, PixelNorm
 from .residual import ResidualAttentionBlock
 from .stylegan2 import FIRResample, ModulatedConv, NoiseInjection, ScaledLeakyReLU, ToRGB, upfirdn
-from .winograd import use_winograd, winograd_conv
+from .winograd import winograd_conv
 
 __all__ = [
     "BatchRenorm",
@@ -26,6 +28,7 @@ __all__ = [
     "ScaledLeakyReLU",
     "ToRGB",
     "upfirdn",
-    "use_winograd",
+    "kn2row_conv",
+    "use_conv_algorithm",
     "winograd_conv",
 ]

@@ -17,35 +17,26 @@ the same network, not another network: parameters, ``state_dict`` and checkpoint
 convolution.
 
 Which convolutions it applies to: :func:`winograd_eligible` (kernel 3 along every axis, stride 1, dilation 1, one
-group, numeric or ``"same"``/``"valid"`` padding) and, at each call, an fp32 input on the CPU with the CPU's
-autocast off. Anywhere else (CUDA, whose cuDNN chooses its own algorithms; bfloat16 autocast on a CPU with AMX) the
-module computes the usual convolution. :func:`use_winograd` switches the eligible ``nn.Conv2d``/``nn.Conv3d``
-modules of a network over in place; :class:`~common.engines.acceleration.NetworkAcceleration` does so for a training
-step with ``conv_algorithm: winograd`` (or ``auto``: per call signature, where :func:`measured_speedup` measures it
-faster).
+group). :mod:`common.networks.blocks.conv_algorithms` switches a network's eligible layers over, and computes them this
+way only for an fp32 input on the CPU with the CPU's autocast off; anywhere else (CUDA, whose cuDNN chooses its own
+algorithms; bfloat16 autocast on a CPU with AMX) they compute the usual convolution.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "WINOGRAD_AUTO_MARGIN",
-    "measured_speedup",
-    "use_winograd",
-    "winograd_conv",
-    "winograd_eligible",
-    "winograd_measurements",
-]
+__all__ = ["WINOGRAD_MIN_CHANNELS", "winograd_conv", "winograd_eligible"]
 
-WINOGRAD_AUTO_MARGIN = 1.1
-"""``conv_algorithm: auto`` uses Winograd for a call signature only where :func:`measured_speedup` measures it at least
-this much faster."""
+WINOGRAD_MIN_CHANNELS = 128
+"""The fewest input and output channels of a layer that :mod:`~common.networks.blocks.conv_algorithms` switches to
+Winograd. Narrower layers keep the direct method: the transforms cost memory traffic in proportion to the channels,
+the matrix products save multiplications in proportion to their square. On a 2-core AVX2 EPYC (1 thread, fp32)
+Winograd's forward+backward was slower at 64 channels and below, at every size tried."""
 
 # G (4x3): the filter transform of F(2, 3).
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -233,17 +224,10 @@ def winograd_conv(
     return y
 
 
-def _numeric_padding(conv: nn.modules.conv._ConvNd) -> tuple[int, ...] | None:
-    """The zero padding per axis of a 3-tap convolution, or ``None`` where it is not expressible as such."""
-    if isinstance(conv.padding, str):
-        return {"same": (1,) * len(conv.kernel_size), "valid": (0,) * len(conv.kernel_size)}.get(conv.padding)
-    return tuple(int(p) for p in conv.padding)
-
-
 def winograd_eligible(module: nn.Module, min_channels: int = 0) -> bool:
-    """Whether :func:`use_winograd` may switch ``module`` over: an ``nn.Conv2d``/``nn.Conv3d`` with kernel 3 along
-    every axis, stride 1, dilation 1, one group, numeric or ``"same"``/``"valid"`` padding (any ``padding_mode``:
-    the non-zero modes pad before the convolution) and at least ``min_channels`` input and output channels."""
+    """Whether ``module`` may be computed by :func:`winograd_conv`: an ``nn.Conv2d``/``nn.Conv3d`` with kernel 3
+    along every axis, stride 1, dilation 1, one group (any padding and ``padding_mode``: the non-zero modes pad
+    before the convolution) and at least ``min_channels`` input and output channels."""
     if not isinstance(module, (nn.Conv2d, nn.Conv3d)):  # transposed convolutions are other classes
         return False
     n = len(module.kernel_size)
@@ -252,160 +236,5 @@ def winograd_eligible(module: nn.Module, min_channels: int = 0) -> bool:
         and tuple(module.stride) == (1,) * n
         and tuple(module.dilation) == (1,) * n
         and module.groups == 1
-        and _numeric_padding(module) is not None
         and min(module.in_channels, module.out_channels) >= min_channels
     )
-
-
-def _winograd_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """At a call: an fp32 CPU input and weight, the CPU's autocast off (else the direct convolution runs)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
-class _WinogradForward:
-    """``_ConvNd._conv_forward`` of a switched-over convolution, set as an attribute of the instance.
-
-    With ``measure``, each new call signature (see :func:`measured_speedup`) is timed once per process, and Winograd
-    runs only where it measured at least :data:`WINOGRAD_AUTO_MARGIN` faster. An object rather than a bound method,
-    so that a pickled module (``torch.save(model)``) loads again and a ``copy.deepcopy`` refers to the copy.
-    """
-
-    def __init__(self, conv: nn.modules.conv._ConvNd, measure: bool = False) -> None:
-        self.conv = conv
-        self.measure = measure
-
-    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        conv = self.conv
-        padding = _numeric_padding(conv)
-        if not _winograd_applies(x, weight) or (self.measure and not self._measured_faster(x, weight, padding)):
-            return type(conv)._conv_forward(conv, x, weight, bias)
-        if conv.padding_mode != "zeros":
-            x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
-            padding = (0,) * len(conv.kernel_size)
-        return winograd_conv(x, weight, bias, padding)
-
-    @staticmethod
-    def _measured_faster(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...]) -> bool:
-        """The call's signature, timed with zero padding (any padding mode costs the convolution the same)."""
-        trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-        one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
-        return measured_speedup(one, tuple(weight.shape), padding, trained) >= WINOGRAD_AUTO_MARGIN
-
-
-def use_winograd(network: nn.Module, enable: bool = True, min_channels: int = 128, measure: bool = False) -> int:
-    """Switch the eligible convolutions of ``network`` to (or, ``enable=False``, back from) Winograd, in place.
-
-    The modules, their parameters (and parametrizations such as spectral norm) and ``state_dict`` stay as they are:
-    the instance's ``_conv_forward`` is replaced. A ``copy.deepcopy`` of the network (an EMA copy) and a pickled
-    whole module keep the switch; ``enable=False`` undoes it. A convolution whose ``_conv_forward`` something else
-    has replaced already (e.g. :mod:`common.engines.cpu_bf16_guard`) is left as it is.
-
-    Args:
-        network: any module.
-        enable: switch over (``True``) or restore the direct convolution (``False``).
-        min_channels: the fewest input and output channels of a switched convolution. Narrower layers keep the
-            direct method: the transforms cost memory traffic in proportion to the channels, the matrix products
-            save multiplications in proportion to their square. On a 2-core AVX2 EPYC (1 thread, fp32) Winograd's
-            forward+backward was slower at 64 channels and below, at every size tried.
-        measure: use Winograd only for the call signatures where :func:`measured_speedup` finds it faster (the
-            ``conv_algorithm: auto`` of a training step); ``False``: always, where it applies.
-
-    Returns:
-        the number of convolutions switched (or restored).
-    """
-    count = 0
-    for module in network.modules():
-        own = vars(module).get("_conv_forward")
-        switched = isinstance(own, _WinogradForward)
-        if enable and own is None and winograd_eligible(module, min_channels):
-            module._conv_forward = _WinogradForward(module, measure)
-            count += 1
-        elif not enable and switched:
-            del module._conv_forward
-            count += 1
-    return count
-
-
-def _best_time(fn: Any, rounds: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-_MEASURED: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], bool], float] = {}
-
-
-def measured_speedup(
-    input_shape: tuple[int, ...],
-    weight_shape: tuple[int, ...],
-    padding: tuple[int, ...],
-    trained: bool,
-    rounds: int = 2,
-) -> float:
-    """Direct time / Winograd time of one convolution call signature on this process's CPU threads, cached.
-
-    Times the forward (with ``trained``: forward and backward, the gradients of input and weight) of both methods on
-    random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass. The global
-    random state and any network are untouched. A switched convolution measures the signature of one sample of its
-    batch at its first call: for a CycleGAN's residual blocks at 256x256 (one signature for all 18), about 1 s on a
-    2-core AVX2 EPYC, 1 thread.
-
-    Args:
-        input_shape: ``(B, C, *spatial)`` of the input, before padding.
-        weight_shape: ``(K, C, 3, ...)``.
-        padding: padding per spatial axis (timed as zero padding).
-        trained: time the backward too.
-        rounds: timed passes per method.
-
-    Returns:
-        above 1 where Winograd is faster.
-    """
-    key = (tuple(input_shape), tuple(weight_shape), tuple(padding), bool(trained))
-    if key not in _MEASURED:
-        _MEASURED[key] = _measure(*key, rounds=rounds)
-    return _MEASURED[key]
-
-
-def _measure(
-    input_shape: tuple[int, ...], weight_shape: tuple[int, ...], padding: tuple[int, ...], trained: bool, rounds: int
-) -> float:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(input_shape, generator=generator).requires_grad_(trained)
-    weight = (torch.randn(weight_shape, generator=generator) * 0.02).requires_grad_(trained)
-    conv = F.conv2d if len(input_shape) == 4 else F.conv3d
-
-    def run(fn: Any) -> Any:
-        def once() -> None:
-            with torch.enable_grad() if trained else torch.no_grad():
-                y = fn()
-                if trained:
-                    torch.autograd.grad(y, (x, weight), torch.ones_like(y))
-
-        return once
-
-    direct = _best_time(run(lambda: conv(x, weight, None, 1, padding)), rounds)
-    return direct / _best_time(run(lambda: winograd_conv(x, weight, None, padding)), rounds)
-
-
-def winograd_measurements() -> list[dict[str, Any]]:
-    """What :func:`measured_speedup` measured in this process: ``input``, ``weight`` shapes, ``trained``,
-    ``speedup`` and ``winograd`` (whether it was at least :data:`WINOGRAD_AUTO_MARGIN`)."""
-    return [
-        {
-            "input": list(key[0]),
-            "weight": list(key[1]),
-            "trained": key[3],
-            "speedup": round(value, 3),
-            "winograd": value >= WINOGRAD_AUTO_MARGIN,
-        }
-        for key, value in _MEASURED.items()
-    ]

@@ -1,0 +1,249 @@
+"""Other ways to compute a network's convolutions on a CPU, chosen per layer: the in-place switch and, for
+``conv_algorithm: auto``, the measurement of each call signature.
+
+Two algorithms compute the same convolution as the direct method, up to float rounding, where the CPU's direct
+convolution leaves its vector units idle or does more multiplications than needed (:data:`ALGORITHMS`):
+
+- ``"winograd"`` (:mod:`common.networks.blocks.winograd`): wide 3x3(x3) stride-1 layers, at least
+  :data:`~common.networks.blocks.winograd.WINOGRAD_MIN_CHANNELS` input and output channels (a CycleGAN's residual
+  blocks), with 16/36 of the multiplications (3x3x3: 64/216);
+- ``"kn2row"`` (:mod:`common.networks.blocks.kn2row`): stride-1 layers with few output channels and a kernel of
+  several taps, at most :data:`~common.networks.blocks.kn2row.KN2ROW_MAX_COLUMNS` output channels times taps (a
+  generator's final 7x7 layer to the image, an attention network's map, a PatchGAN's final 4x4 layer), as one wide
+  1x1 convolution and a shifted sum.
+
+A switched layer computes the other algorithm only for an fp32 input and weight on the CPU with the CPU's autocast
+off; anywhere else (CUDA, whose cuDNN chooses its own algorithms; bfloat16 autocast on a CPU with AMX; float64) it
+computes the usual convolution. With ``measure`` (the training steps' ``conv_algorithm: auto``) each new call
+signature (one sample's input shape, the weight shape, the padding, with or without gradients) is timed once per
+process against the direct method, and the other algorithm runs only where it measured at least
+:data:`AUTO_MARGIN` faster. Parameters, ``state_dict`` and checkpoints stay those of the plain convolutions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kn2row import KN2ROW_MAX_COLUMNS, kn2row_conv, kn2row_eligible
+from .winograd import WINOGRAD_MIN_CHANNELS, winograd_conv, winograd_eligible
+
+__all__ = [
+    "ALGORITHMS",
+    "AUTO_MARGIN",
+    "algorithm_eligible",
+    "conv_measurements",
+    "measured_speedup",
+    "use_conv_algorithm",
+]
+
+ALGORITHMS = ("winograd", "kn2row")
+"""The algorithms a convolution can be switched to; each layer takes at most one of them."""
+
+AUTO_MARGIN = 1.1
+"""With ``measure``, a switched layer uses its algorithm for a call signature only where :func:`measured_speedup`
+measures it at least this much faster than the direct convolution."""
+
+
+def algorithm_eligible(
+    module: nn.Module, algorithm: str, min_channels: int = WINOGRAD_MIN_CHANNELS, max_columns: int = KN2ROW_MAX_COLUMNS
+) -> bool:
+    """Whether ``module`` is a convolution that ``algorithm`` can compute (``min_channels``: Winograd's fewest input
+    and output channels; ``max_columns``: kn2row's most output channels times taps)."""
+    if algorithm == "winograd":
+        return winograd_eligible(module, min_channels)
+    if algorithm == "kn2row":
+        return kn2row_eligible(module, max_columns)
+    raise ValueError(f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
+
+
+def _conv(algorithm: str) -> Any:
+    """The algorithm's function, looked up at the call (so that a test can wrap it)."""
+    return winograd_conv if algorithm == "winograd" else kn2row_conv
+
+
+def _numeric_padding(conv: nn.modules.conv._ConvNd) -> tuple[int, ...]:
+    """The zero padding per axis of an eligible convolution (``"same"``: odd kernels only, as eligibility asks)."""
+    if conv.padding == "valid":
+        return (0,) * len(conv.kernel_size)
+    if conv.padding == "same":
+        return tuple((k - 1) // 2 for k in conv.kernel_size)
+    return tuple(int(p) for p in conv.padding)
+
+
+def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """At a call: an fp32 CPU input and weight, the CPU's autocast off (else the direct convolution runs)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+class SwitchedForward:
+    """``_ConvNd._conv_forward`` of a switched convolution, set as an attribute of the instance.
+
+    An object rather than a bound method, so that a pickled module (``torch.save(model)``) loads again and a
+    ``copy.deepcopy`` refers to the copy.
+
+    Args:
+        conv: the convolution.
+        algorithm: one of :data:`ALGORITHMS`.
+        measure: use the algorithm only for the call signatures where :func:`measured_speedup` finds it faster.
+    """
+
+    def __init__(self, conv: nn.modules.conv._ConvNd, algorithm: str, measure: bool = False) -> None:
+        self.conv = conv
+        self.algorithm = algorithm
+        self.measure = measure
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        conv = self.conv
+        padding = _numeric_padding(conv)
+        if not _applies(x, weight) or (self.measure and not self._measured_faster(x, weight, padding)):
+            return type(conv)._conv_forward(conv, x, weight, bias)
+        if conv.padding_mode != "zeros":
+            x = F.pad(x, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
+            padding = (0,) * len(conv.kernel_size)
+        return _conv(self.algorithm)(x, weight, bias, padding)
+
+    def _measured_faster(self, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...]) -> bool:
+        """The call's signature, timed with zero padding (any padding mode costs the convolution the same)."""
+        trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
+        return measured_speedup(self.algorithm, one, tuple(weight.shape), padding, trained) >= AUTO_MARGIN
+
+
+def use_conv_algorithm(
+    network: nn.Module,
+    algorithm: str,
+    enable: bool = True,
+    measure: bool = False,
+    min_channels: int = WINOGRAD_MIN_CHANNELS,
+    max_columns: int = KN2ROW_MAX_COLUMNS,
+) -> int:
+    """Switch the convolutions of ``network`` that ``algorithm`` can compute to it (or, ``enable=False``, back), in
+    place.
+
+    The modules, their parameters (and parametrizations such as spectral norm) and ``state_dict`` stay as they are:
+    the instance's ``_conv_forward`` is replaced. A ``copy.deepcopy`` of the network (an EMA copy) and a pickled
+    whole module keep the switch; ``enable=False`` undoes it. A convolution whose ``_conv_forward`` something else
+    has replaced already (another algorithm, :mod:`common.engines.cpu_bf16_guard`) is left as it is.
+
+    Args:
+        network: any module.
+        algorithm: one of :data:`ALGORITHMS`.
+        enable: switch over (``True``) or restore the direct convolution (``False``) of the layers switched to
+            ``algorithm``.
+        measure: use the algorithm only for the call signatures where :func:`measured_speedup` finds it faster
+            (``conv_algorithm: auto``); ``False``: always, where it applies.
+        min_channels, max_columns: see :func:`algorithm_eligible`.
+
+    Returns:
+        the number of convolutions switched (or restored).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got '{algorithm}'.")
+    count = 0
+    for module in network.modules():
+        own = vars(module).get("_conv_forward")
+        if enable and own is None and algorithm_eligible(module, algorithm, min_channels, max_columns):
+            module._conv_forward = SwitchedForward(module, algorithm, measure)
+            count += 1
+        elif not enable and isinstance(own, SwitchedForward) and own.algorithm == algorithm:
+            del module._conv_forward
+            count += 1
+    return count
+
+
+def _best_time(fn: Any, rounds: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+_MEASURED: dict[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...], bool], float] = {}
+
+
+def measured_speedup(
+    algorithm: str,
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    padding: tuple[int, ...],
+    trained: bool,
+    rounds: int = 2,
+) -> float:
+    """Direct time / ``algorithm``'s time of one convolution call signature on this process's CPU threads, cached.
+
+    Times the forward (with ``trained``: forward and backward, the gradients of input and weight) of both methods on
+    random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass. The global
+    random state and any network are untouched. A switched convolution measures the signature of one sample of its
+    batch at its first call: for a CycleGAN's residual blocks at 256x256 (one signature for all 18), about 1 s on a
+    2-core AVX2 EPYC, 1 thread.
+
+    Args:
+        algorithm: one of :data:`ALGORITHMS`.
+        input_shape: ``(B, C, *spatial)`` of the input, before padding.
+        weight_shape: ``(K, C, *kernel)``.
+        padding: padding per spatial axis (timed as zero padding).
+        trained: time the backward too.
+        rounds: timed passes per method.
+
+    Returns:
+        above 1 where ``algorithm`` is faster.
+    """
+    key = (algorithm, tuple(input_shape), tuple(weight_shape), tuple(padding), bool(trained))
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure(*key, rounds=rounds)
+    return _MEASURED[key]
+
+
+def _measure(
+    algorithm: str,
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    padding: tuple[int, ...],
+    trained: bool,
+    rounds: int,
+) -> float:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(input_shape, generator=generator).requires_grad_(trained)
+    weight = (torch.randn(weight_shape, generator=generator) * 0.02).requires_grad_(trained)
+    conv = F.conv2d if len(input_shape) == 4 else F.conv3d
+
+    def run(fn: Any) -> Any:
+        def once() -> None:
+            with torch.enable_grad() if trained else torch.no_grad():
+                y = fn()
+                if trained:
+                    torch.autograd.grad(y, (x, weight), torch.ones_like(y))
+
+        return once
+
+    direct = _best_time(run(lambda: conv(x, weight, None, 1, padding)), rounds)
+    return direct / _best_time(run(lambda: _conv(algorithm)(x, weight, None, padding)), rounds)
+
+
+def conv_measurements() -> list[dict[str, Any]]:
+    """What :func:`measured_speedup` measured in this process: ``algorithm``, ``input`` and ``weight`` shapes,
+    ``trained``, ``speedup`` and ``used`` (whether it was at least :data:`AUTO_MARGIN`)."""
+    return [
+        {
+            "algorithm": key[0],
+            "input": list(key[1]),
+            "weight": list(key[2]),
+            "trained": key[4],
+            "speedup": round(value, 3),
+            "used": value >= AUTO_MARGIN,
+        }
+        for key, value in _MEASURED.items()
+    ]
