@@ -9,10 +9,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from common.engines import latest_checkpoint
+from common.engines import latest_checkpoint, resolve_precision
 from common.metrics import cpm
-from helpers import configs, evaluate_configs, run_workflow
-from monai.bundle import ConfigWorkflow
+from common.networks.detection import DetectionPredictor
+from helpers import REPO, configs, evaluate_configs, run_workflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 NAME = "detection"
 SENS8_3D = 0.15  # sensitivity at 8 FPs per scan the 3D functional test requires (docs/README.md: 0.267 here)
@@ -199,3 +200,30 @@ def metrics_and_chance(root, phantom_kind, rate):
     assert cpm(images)["cpm"] == pytest.approx(metrics["cpm"])
     chance = np.mean([cpm(random_boxes(images, np.random.default_rng(s)))["sensitivities"][rate] for s in range(20)])
     return metrics, chance
+
+
+@pytest.mark.parametrize(
+    "files, amp",
+    [
+        (("train.yaml", "evaluate.yaml"), None),  # train.yaml's amp: auto
+        (("inference.yaml",), None),  # amp: false
+        (("inference.yaml",), "bfloat16"),
+        (("train.yaml", "evaluate.yaml"), "float32"),
+    ],
+)
+def test_inference_autocasts_as_the_precision_policy_resolves_amp(tmp_path, files, amp):
+    """The evaluation overlay inherits train.yaml's `amp: auto`: it must autocast only where the policy does (a
+    string value once counted as true: bf16 autocast on every CPU, 13x slower where bf16 is emulated)."""
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "bundles" / "detection" / "configs" / f) for f in files])
+    parser["bundle_root"] = str(tmp_path)
+    if amp is not None:
+        parser["amp"] = amp
+    policy = resolve_precision(parser["amp"], "cpu")
+    assert parser.get_parsed_content("inferer#amp") is policy.enabled
+    assert parser.get_parsed_content("inferer#amp_dtype") == (policy.dtype or torch.bfloat16)
+
+
+def test_predictor_refuses_an_unresolved_amp_setting(tmp_path):
+    with pytest.raises(TypeError, match="amp must be True or False, got 'auto'"):
+        DetectionPredictor(torch.nn.Identity(), tmp_path / "d.json", "test", dict, tmp_path / "p.json", amp="auto")

@@ -128,7 +128,12 @@ class DetectionPredictor:
         device: inference device.
         roi_size / overlap / sw_batch_size / nms_thresh / max_detections: see :func:`sliding_window_detect`.
         box_mode: written in the header (``"xyzxyz"`` or ``"xyxy"``).
-        amp: bfloat16/float16 autocast on the device type.
+        amp: autocast on the device type (``True``/``False``; a bundle's ``"auto"`` is resolved before, e.g. by
+            :func:`common.engines.resolve_precision`, whose ``enabled`` and ``dtype`` go here).
+        amp_dtype: the autocast dtype (``torch.bfloat16`` or ``torch.float16``).
+
+    Raises:
+        TypeError: ``amp`` is not a bool (a string such as ``"auto"`` or ``"false"`` would otherwise count as true).
     """
 
     def __init__(
@@ -146,7 +151,13 @@ class DetectionPredictor:
         max_detections: int = 100,
         box_mode: str = "xyzxyz",
         amp: bool = False,
+        amp_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
+        if not isinstance(amp, bool):
+            raise TypeError(
+                f"DetectionPredictor: amp must be True or False, got {amp!r}; resolve a bundle's amp setting first "
+                "(common.engines.resolve_precision(amp, device).enabled)."
+            )
         self.network = network
         self.datalist = Path(datalist)
         self.section = section
@@ -162,6 +173,7 @@ class DetectionPredictor:
         }
         self.box_mode = box_mode
         self.amp = amp
+        self.amp_dtype = amp_dtype
 
     def run(self) -> str:
         """Predict and write the JSON; return its path."""
@@ -177,7 +189,7 @@ class DetectionPredictor:
             item = self.transform({"image": str(path)})
             image = torch.as_tensor(item["image"]).to(self.device).float()
             ctx = (
-                torch.autocast(self.device.type, dtype=torch.bfloat16)
+                torch.autocast(self.device.type, dtype=self.amp_dtype)
                 if self.amp
                 else torch.autocast("cpu", enabled=False)
             )
