@@ -5,10 +5,8 @@ of a network's layers: ``test_conv_algorithms.py``."""
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from common.networks.blocks.kn2row import kn2row_conv, kn2row_eligible
-
-CONV = {2: F.conv2d, 3: F.conv3d}
+from conv_checks import assert_equals_direct, fp32_errors
 
 
 @pytest.mark.parametrize(
@@ -22,22 +20,11 @@ CONV = {2: F.conv2d, 3: F.conv3d}
     ],
 )
 def test_equals_the_direct_convolution_with_gradients(shape, out_channels, kernel, padding):
-    dims = len(shape) - 2
     torch.manual_seed(0)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn((out_channels, shape[1]) + kernel, dtype=torch.float64, requires_grad=True)
     b = torch.randn(out_channels, dtype=torch.float64, requires_grad=True)
-    ours = kn2row_conv(x, w, b, padding)
-    ref = CONV[dims](x, w, b, padding=padding)
-    assert ours.shape == ref.shape
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
-    grad = torch.randn_like(ref)
-    got = torch.autograd.grad(ours, (x, w, b), grad)
-    want = torch.autograd.grad(ref, (x, w, b), grad)
-    for g, h in zip(got, want):
-        torch.testing.assert_close(g, h, rtol=0, atol=1e-11)
-    if x.numel() <= 150:  # the small cases, 2D and 3D: gradcheck perturbs every element
-        assert torch.autograd.gradcheck(lambda *t: kn2row_conv(*t, padding), (x, w, b))
+    assert_equals_direct(kn2row_conv, x, w, b, padding, gradcheck=x.numel() <= 150)  # gradcheck: the small cases
 
 
 def test_fp32_error_is_no_larger_than_the_direct_methods():
@@ -46,11 +33,8 @@ def test_fp32_error_is_no_larger_than_the_direct_methods():
     torch.manual_seed(0)
     x = torch.randn(1, 64, 40, 40, dtype=torch.float64)
     w = torch.randn(1, 64, 7, 7, dtype=torch.float64) * 0.05
-    ref = F.conv2d(x, w, padding=3)
-    err_kn2row = (kn2row_conv(x.float(), w.float(), None, 3).double() - ref).abs().max()
-    err_direct = (F.conv2d(x.float(), w.float(), padding=3).double() - ref).abs().max()
-    assert err_kn2row <= 2 * err_direct
-    assert err_kn2row < 1e-4
+    ours, direct = fp32_errors(kn2row_conv, x, w, 3)
+    assert ours <= 2 * direct and ours < 1e-4
 
 
 def test_bad_shapes_raise():

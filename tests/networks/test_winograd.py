@@ -5,10 +5,8 @@ The switch of a network's layers and the training steps' ``conv_algorithm``: ``t
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from common.networks.blocks.winograd import winograd_conv, winograd_eligible
-
-CONV = {2: F.conv2d, 3: F.conv3d}
+from conv_checks import assert_equals_direct, fp32_errors
 
 
 @pytest.mark.parametrize(
@@ -27,17 +25,7 @@ def test_equals_the_direct_convolution_with_gradients(shape, padding):
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn((6, shape[1]) + (3,) * dims, dtype=torch.float64, requires_grad=True)
     b = torch.randn(6, dtype=torch.float64, requires_grad=True)
-    ours = winograd_conv(x, w, b, padding)
-    ref = CONV[dims](x, w, b, padding=padding)
-    assert ours.shape == ref.shape
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
-    grad = torch.randn_like(ref)
-    got = torch.autograd.grad(ours, (x, w, b), grad)
-    want = torch.autograd.grad(ref, (x, w, b), grad)
-    for g, h in zip(got, want):
-        torch.testing.assert_close(g, h, rtol=0, atol=1e-11)
-    if x.numel() <= 200:  # the small cases, 2D and 3D: gradcheck perturbs every element
-        assert torch.autograd.gradcheck(lambda *t: winograd_conv(*t, padding), (x, w, b))
+    assert_equals_direct(winograd_conv, x, w, b, padding, gradcheck=x.numel() <= 200)  # gradcheck: the small cases
 
 
 def test_fp32_error_is_no_larger_than_the_direct_methods():
@@ -46,11 +34,8 @@ def test_fp32_error_is_no_larger_than_the_direct_methods():
     torch.manual_seed(0)
     x = torch.randn(1, 256, 18, 18, dtype=torch.float64)
     w = torch.randn(256, 256, 3, 3, dtype=torch.float64) * 0.05
-    ref = F.conv2d(x, w)
-    err_winograd = (winograd_conv(x.float(), w.float()).double() - ref).abs().max()
-    err_direct = (F.conv2d(x.float(), w.float()).double() - ref).abs().max()
-    assert err_winograd <= 2 * err_direct
-    assert err_winograd < 1e-4
+    ours, direct = fp32_errors(winograd_conv, x, w, 0)
+    assert ours <= 2 * direct and ours < 1e-4
 
 
 def test_bad_shapes_raise():
