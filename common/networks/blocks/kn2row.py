@@ -23,6 +23,7 @@ compute the same layer: parameters, ``state_dict`` and checkpoints are those of 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import torch
@@ -96,7 +97,7 @@ def kn2row_conv(
         raise ValueError(f"kn2row_conv: input {tuple(x.shape)} with padding {padding} is smaller than the kernel.")
     if any(pads):
         x = F.pad(x, [p for p in reversed(pads) for _ in range(2)])
-    out_channels, taps = weight.shape[0], len(_tap_slices(kernel, out_sizes))
+    out_channels, taps = weight.shape[0], math.prod(kernel)
     # (O, C, *kernel) -> (O * T, C, 1, ...): output channel o * T + t holds tap t of output o
     columns = weight.flatten(2).transpose(1, 2).reshape((out_channels * taps, weight.shape[1]) + (1,) * n)
     u = (F.conv2d if n == 2 else F.conv3d)(x, columns)
@@ -113,9 +114,7 @@ def kn2row_eligible(module: nn.Module, max_columns: int = KN2ROW_MAX_COLUMNS) ->
     times taps."""
     if not isinstance(module, (nn.Conv2d, nn.Conv3d)):  # transposed convolutions are other classes
         return False
-    n, taps = len(module.kernel_size), 1
-    for k in module.kernel_size:
-        taps *= k
+    n, taps = len(module.kernel_size), math.prod(module.kernel_size)
     same_ok = module.padding != "same" or all(k % 2 for k in module.kernel_size)
     return (
         taps > 1
