@@ -60,7 +60,9 @@ that its failures, too, happen inside the guarded call. The first calls (one per
 gradients, with the network frozen or not) compile and are slow: benchmarks exclude them as warm-up. A compiled
 network computes what the eager one does up to rounding, except its random ops (dropout): Inductor draws their
 numbers its own way, so they differ from an eager run's (``torch._inductor.config.fallback_random`` makes them
-match, at some speed).
+match, at some speed). With ``conv_algorithm: auto`` a compiled network's first call runs eagerly, so that its
+switched convolutions measure their call signatures (:mod:`common.networks.blocks.conv_algorithms`); the compiled
+graph then computes each of those layers as measured.
 """
 
 from __future__ import annotations
@@ -325,20 +327,26 @@ def measure_memory_formats(
 # ----------------------------------------------------------------------------- the step's networks
 class _AcceleratedCall:
     """What a network's ``__call__`` runs (installed as its ``_compiled_call_impl``): at the first call the
-    ``"auto"`` measurement, then the compiled forward with an eager fallback, or the eager one."""
+    ``"auto"`` measurement, then the compiled forward with an eager fallback, or the eager one.
 
-    def __init__(self, owner: NetworkAcceleration, name: str, module: nn.Module) -> None:
+    With ``eager_first`` (``conv_algorithm: auto`` with compilation) the first call runs eagerly, so that the
+    network's switched convolutions measure its call signatures where they can: a trace cannot time anything.
+    """
+
+    def __init__(self, owner: NetworkAcceleration, name: str, module: nn.Module, eager_first: bool = False) -> None:
         self.owner = owner
         self.name = name
         self.module = module
         self.measure = owner.memory_format == "auto"
+        self.eager_first = eager_first
         self.compiled: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.measure:
             self.measure = False
             self.owner._choose_format(self.name, self.module, args, kwargs)
-        if self.compiled is None:
+        if self.compiled is None or self.eager_first:
+            self.eager_first = False
             return self.module._call_impl(*args, **kwargs)
         try:
             with _eager_backward_compilation():
@@ -464,7 +472,7 @@ class NetworkAcceleration:
             measure = self.formats[name] == PENDING
             compile_it = self.compile_status == "on" and name in compiled
             if measure or compile_it:
-                call = _AcceleratedCall(self, name, net)
+                call = _AcceleratedCall(self, name, net, eager_first=conv_algorithm == "auto")
                 if compile_it:
                     call.compiled = torch.compile(_eager_entry(net), **self.compile_options)  # type: ignore[arg-type]
                 self._calls[name] = call

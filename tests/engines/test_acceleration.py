@@ -19,6 +19,7 @@ from common.engines.acceleration import (
     convert_memory_format,
     measure_memory_formats,
 )
+from common.networks.blocks import conv_algorithms
 
 FORMATS = {2: torch.channels_last, 3: torch.channels_last_3d}
 
@@ -299,15 +300,30 @@ def test_compiled_networks_train_as_eager_keep_their_keys_and_make_independent_c
 
 
 @pytest.mark.slow
-def test_inductor_compiled_network_equals_eager():
-    """A real Inductor compile (C++ code generation on CPU, ~15 s here): forward and gradients equal eager's."""
+def test_inductor_compiled_network_equals_eager(monkeypatch):
+    """A real Inductor compile (C++ code generation on CPU, ~15 s here), channels-last, with ``conv_algorithm: auto``
+    measuring both algorithms faster (replaced): forward and gradients equal those of the eager network with direct
+    convolutions."""
+    monkeypatch.setattr(conv_algorithms, "measured_speedup", lambda *key: 2.0)
+    torch.manual_seed(0)
+    eager = nn.Sequential(
+        nn.Conv2d(2, 128, 1),
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(128, 128, 3, bias=False),  # Winograd
+        nn.InstanceNorm2d(128, affine=True),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(128, 1, 3, padding=1),  # kn2row
+    )
+    compiled = copy.deepcopy(eager)
     x = torch.randn(2, 2, 8, 8)
-    eager, compiled = _net(2), _net(2)
-    NetworkAcceleration({"net": compiled}, "cpu", "channels_last", True)
+    accelerated = NetworkAcceleration({"net": compiled}, "cpu", "channels_last", True, conv_algorithm="auto")
     if compiled._compiled_call_impl is None:
         pytest.skip("compilation unavailable here")
+    assert accelerated.switched_convolutions == {"winograd": {"net": 1}, "kn2row": {"net": 1}}
     convert_memory_format(eager, True)
+    compiled(x)  # the eager first call, which measures
     y_eager, y_compiled = eager(as_memory_format(x, True)), compiled(x)
+    assert accelerated.compile_status == "on"
     torch.testing.assert_close(y_compiled, y_eager, rtol=1e-4, atol=1e-5)
     y_eager.pow(2).mean().backward()
     y_compiled.pow(2).mean().backward()

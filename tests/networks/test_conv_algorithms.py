@@ -211,3 +211,47 @@ def test_auto_does_not_switch_under_autocast_or_off_the_cpu():
 def test_invalid_conv_algorithm_raises_a_user_error():
     with pytest.raises(AccelerationSettingError, match="conv_algorithm must be one of"):
         _step(_wide(), conv_algorithm="fft")
+
+
+def _graph_ops(graphs: list) -> dict[str, int]:
+    """The convolutions and matrix products in the graphs that Dynamo traced (with the subgraphs of autograd
+    Functions, the forward and the backward)."""
+    modules = [m for gm in graphs for m in gm.modules() if isinstance(m, torch.fx.GraphModule)]
+    targets = [str(node.target) for m in modules for node in m.graph.nodes if node.op == "call_function"]
+    return {op: sum(op in t for t in targets) for op in ("conv2d", "matmul")}
+
+
+@pytest.mark.parametrize("speedup, used", [(1.5, True), (1.05, False)])
+def test_auto_under_compile_measures_at_an_eager_first_call_and_traces_the_choice(monkeypatch, speedup, used):
+    """``conv_algorithm: auto`` with ``compile``: the first call runs eagerly and measures (a trace cannot time
+    anything); the trace computes each layer as measured; a signature first seen in a trace takes the direct
+    convolution without measuring. A recording backend stands in for Inductor (its graphs run as traced)."""
+    measured = []
+    monkeypatch.setattr(conv_algorithms, "measured_speedup", lambda *key: measured.append(key) or speedup)
+    graphs: list = []
+
+    def recording_backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    net, direct = _wide(), _wide()
+    acceleration = NetworkAcceleration(
+        {"net": net}, "cpu", compile={"backend": recording_backend}, conv_algorithm="auto"
+    )
+    x = torch.randn(2, 2, 10, 10)
+    first = net(x)
+    assert len(measured) == 2 and not graphs
+    second = net(x)
+    assert acceleration.compile_status == "on" and len(graphs) == 1
+    # used: Winograd's matrix products (forward; backward: weight and input gradients) and kn2row's 1x1 convolution
+    # beside the unswitched first layer
+    assert _graph_ops(graphs) == ({"conv2d": 2, "matmul": 3} if used else {"conv2d": 3, "matmul": 0})
+    for y in (first, second):
+        torch.testing.assert_close(y, direct(x), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        third = net(x)  # a new signature (no gradients), first seen in a trace: direct, nothing measured
+    assert len(measured) == 2 and len(graphs) == 2
+    assert _graph_ops(graphs[1:]) == {"conv2d": 3, "matmul": 0}
+    torch.testing.assert_close(third, direct(x), rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()

@@ -1,6 +1,7 @@
 """Winograd F(2, 3) convolutions (``common.networks.blocks.winograd``): equal to the direct convolution in 2D and
-3D (values, gradients, float64 gradcheck), fp32 error no larger than the direct method's, which layers are eligible.
-The switch of a network's layers and the training steps' ``conv_algorithm``: ``test_conv_algorithms.py``."""
+3D (values, gradients, float64 gradcheck; eager and as a ``torch.compile`` trace computes it), fp32 error no larger
+than the direct method's, which layers are eligible. The switch of a network's layers and the training steps'
+``conv_algorithm``: ``test_conv_algorithms.py``."""
 
 import pytest
 import torch
@@ -19,7 +20,10 @@ from conv_checks import assert_equals_direct, fp32_errors
         ((1, 2, 4, 4, 4), (0, 1, 0)),
     ],
 )
-def test_equals_the_direct_convolution_with_gradients(shape, padding):
+@pytest.mark.parametrize("traced", [False, True])
+def test_equals_the_direct_convolution_with_gradients(monkeypatch, shape, padding, traced):
+    """``traced``: the transforms that a ``torch.compile`` trace takes (stacks instead of ``out=`` writes)."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: traced)
     dims = len(shape) - 2
     torch.manual_seed(0)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)

@@ -18,6 +18,11 @@ computes the usual convolution. With ``measure`` (the training steps' ``conv_alg
 signature (one sample's input shape, the weight shape, the padding, with or without gradients) is timed once per
 process against the direct method, and the other algorithm runs only where it measured at least
 :data:`AUTO_MARGIN` faster. Parameters, ``state_dict`` and checkpoints stay those of the plain convolutions.
+
+Both algorithms trace into one :func:`torch.compile` graph (``compile: true``; Winograd's transforms take a
+stack-based form there). A trace cannot time anything: a compiled network keeps the choices measured at eager calls
+(the training steps run its first call eagerly), and a signature first seen in a trace computes the direct
+convolution.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ class SwitchedForward:
         self.conv = conv
         self.algorithm = algorithm
         self.measure = measure
+        self.choices: dict[tuple[tuple[int, ...], bool], bool] = {}  # measured signature -> use the algorithm
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"choices": {}, **state})  # an instance pickled before ``choices`` existed
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         conv = self.conv
@@ -113,10 +122,20 @@ class SwitchedForward:
         return _conv(self.algorithm)(x, weight, bias, padding)
 
     def _measured_faster(self, x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, ...]) -> bool:
-        """The call's signature, timed with zero padding (any padding mode costs the convolution the same)."""
+        """The call's signature, timed with zero padding (any padding mode costs the convolution the same).
+
+        Under :func:`torch.compile` nothing is timed (a trace cannot run the measurement): a signature measured at an
+        eager call keeps its choice, a new one computes the direct convolution.
+        """
         trained = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         one = (1,) + tuple(x.shape[1:])  # one sample: the products run per sample, the time scales with the batch
-        return measured_speedup(self.algorithm, one, tuple(weight.shape), padding, trained) >= AUTO_MARGIN
+        key = (one, trained)
+        if key not in self.choices:
+            if torch.compiler.is_compiling():
+                return False
+            speedup = measured_speedup(self.algorithm, one, tuple(weight.shape), padding, trained)
+            self.choices[key] = speedup >= AUTO_MARGIN
+        return self.choices[key]
 
 
 def use_conv_algorithm(

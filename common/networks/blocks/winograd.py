@@ -53,6 +53,8 @@ def _input_transform(t: torch.Tensor, dim: int, tiles: int, split: bool) -> torc
         s = [t.select(dim, a % 2).narrow(dim, a // 2, tiles) for a in range(4)]
     else:
         s = [t.narrow(dim, a, 2 * tiles - 1)[(slice(None),) * dim + (slice(None, None, 2),)] for a in range(4)]
+    if torch.compiler.is_compiling():  # traced by torch.compile, which fuses the stack (and cannot trace ``out=``)
+        return torch.stack((s[0] - s[2], s[1] + s[2], s[2] - s[1], s[1] - s[3]))
     out = t.new_empty((4,) + s[0].shape)
     torch.sub(s[0], s[2], out=out[0])
     torch.add(s[1], s[2], out=out[1])
@@ -73,6 +75,12 @@ def _input_transform_t(g: torch.Tensor, dim: int, tiles: int, split: bool) -> to
     # (parity, half-index) with split; else (half-index, parity), which flattens into the axis without a copy
     parity = dim if split else dim + 1
     shape[dim : dim + 1] = [2, tiles + 1] if split else [tiles + 1, 2]
+    if torch.compiler.is_compiling():  # as in _input_transform: the same sums without in-place writes to views
+        zero = torch.zeros_like(g0.narrow(dim, 0, 1))
+        even = torch.cat((g0, zero), dim) + torch.cat((zero, g1 + g2 - g0), dim)
+        odd = torch.cat((g1 - g2 + g3, zero), dim) - torch.cat((zero, g3), dim)
+        out = torch.stack((even, odd), parity)
+        return out if split else out.flatten(dim, dim + 1)
     out = g0.new_empty(shape)
     even, odd = out.select(parity, 0), out.select(parity, 1)
     even.narrow(dim, tiles, 1).zero_()
@@ -91,6 +99,9 @@ def _output_transform(m: torch.Tensor, dim: int, split: bool) -> torch.Tensor:
     shape = list(m0.shape)
     parity = dim if split else dim + 1  # as in _input_transform_t
     shape.insert(parity, 2)
+    if torch.compiler.is_compiling():  # as in _input_transform
+        out = torch.stack((m0 + m1 + m2, m1 - m2 - m3), parity)
+        return out if split else out.flatten(dim, dim + 1)
     out = m.new_empty(shape)
     torch.add(m1, m2, out=out.select(parity, 0)).add_(m0)
     torch.sub(m1, m2, out=out.select(parity, 1)).sub_(m3)
@@ -102,6 +113,8 @@ def _output_transform_t(dy: torch.Tensor, dim: int, split: bool) -> torch.Tensor
     ``(2, tiles)``) -> ``(4, ...)`` with ``tiles``."""
     pairs = dy if split else dy.unflatten(dim, (-1, 2)).transpose(dim, dim + 1)
     d0, d1 = pairs.select(dim, 0), pairs.select(dim, 1)
+    if torch.compiler.is_compiling():  # as in _input_transform
+        return torch.stack((d0, d0 + d1, d0 - d1, -d1))
     out = dy.new_empty((4,) + d0.shape)
     out[0].copy_(d0)
     torch.add(d0, d1, out=out[1])
