@@ -201,6 +201,14 @@ def test_measured_speedup_is_cached_and_leaves_the_random_state_alone(algorithm)
     assert any(record.items() <= m.items() for m in conv_algorithms.conv_measurements())
 
 
+def test_measurement_alternates_the_two_methods_in_every_round():
+    """So that a burst of other load on the machine slows both alike (a one-sided slow-down flipped the choice)."""
+    order: list[str] = []
+    best = conv_algorithms._best_times((lambda: order.append("direct"), lambda: order.append("other")), rounds=3)
+    assert order == ["direct", "other"] * 4  # one untimed pass each, then 3 timed rounds
+    assert len(best) == 2 and all(t >= 0 for t in best)
+
+
 def test_auto_does_not_switch_under_autocast_or_off_the_cpu():
     assert _step(_wide(), conv_algorithm="auto", amp=True).acceleration.switched_convolutions == {}
     meta = NetworkAcceleration({"net": _wide()}, "meta", conv_algorithm="auto")

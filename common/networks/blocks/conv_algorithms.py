@@ -180,13 +180,17 @@ def use_conv_algorithm(
     return count
 
 
-def _best_time(fn: Any, rounds: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
+def _best_times(fns: tuple[Any, ...], rounds: int) -> list[float]:
+    """The best of ``rounds`` timed passes of each function after one untimed pass, the functions interleaved in every
+    round, so that a burst of other load on the machine slows them alike rather than one of them."""
+    for fn in fns:
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -199,15 +203,16 @@ def measured_speedup(
     weight_shape: tuple[int, ...],
     padding: tuple[int, ...],
     trained: bool,
-    rounds: int = 2,
+    rounds: int = 3,
 ) -> float:
     """Direct time / ``algorithm``'s time of one convolution call signature on this process's CPU threads, cached.
 
     Times the forward (with ``trained``: forward and backward, the gradients of input and weight) of both methods on
-    random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass. The global
-    random state and any network are untouched. A switched convolution measures the signature of one sample of its
-    batch at its first call: for a CycleGAN's residual blocks at 256x256 (one signature for all 18), about 1 s on a
-    2-core AVX2 EPYC, 1 thread.
+    random fp32 tensors of the call's shapes, the best of ``rounds`` passes each after one untimed pass, the two methods
+    alternating in every round, so that a burst of other load on the machine slows both alike. The global random
+    state and any network are untouched. A switched convolution measures the signature of one sample of its batch at
+    its first call: for a CycleGAN's residual blocks at 256x256 (one signature for all 18), about 1.1 s on a 2-core
+    AVX2 EPYC, 1 thread.
 
     Args:
         algorithm: one of :data:`ALGORITHMS`.
@@ -248,8 +253,11 @@ def _measure(
 
         return once
 
-    direct = _best_time(run(lambda: conv(x, weight, None, 1, padding)), rounds)
-    return direct / _best_time(run(lambda: _conv(algorithm)(x, weight, None, padding)), rounds)
+    direct, other = _best_times(
+        (run(lambda: conv(x, weight, None, 1, padding)), run(lambda: _conv(algorithm)(x, weight, None, padding))),
+        rounds,
+    )
+    return direct / other
 
 
 def conv_measurements() -> list[dict[str, Any]]:
