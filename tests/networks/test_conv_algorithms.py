@@ -89,6 +89,7 @@ def test_a_convolution_with_another_replaced_forward_is_left_alone():
 def test_copies_and_pickles_keep_the_switch_and_it_can_be_undone():
     net = _net("winograd", 2)[:6]  # without the spectral norm, which torch pickles only through state_dict()
     assert use_conv_algorithm(net, "winograd", min_channels=0) == 3
+    net[0]._conv_forward.choices[((1, 2, 9, 9), False)] = True  # as measured by ``auto`` in this process
     clone = copy.deepcopy(net)
     assert clone[0]._conv_forward.conv is clone[0]
     buffer = io.BytesIO()
@@ -96,6 +97,9 @@ def test_copies_and_pickles_keep_the_switch_and_it_can_be_undone():
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
     assert loaded[3]._conv_forward.conv is loaded[3]
+    # the measured choices stay with the process: a copy or a pickle measures again (perhaps on another CPU)
+    assert clone[0]._conv_forward.choices == {} == loaded[0]._conv_forward.choices
+    assert net[0]._conv_forward.choices
     assert use_conv_algorithm(clone, "winograd", enable=False) == 3
     assert not any("_conv_forward" in vars(m) for m in clone.modules())
     x = torch.randn(1, 2, 9, 9)

@@ -108,8 +108,12 @@ class SwitchedForward:
         self.measure = measure
         self.choices: dict[tuple[tuple[int, ...], bool], bool] = {}  # measured signature -> use the algorithm
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the choices: they are this process's measurements (a pickle may load on another CPU)."""
+        return {k: v for k, v in self.__dict__.items() if k != "choices"}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"choices": {}, **state})  # an instance pickled before ``choices`` existed
+        self.__dict__.update({**state, "choices": {}})
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         conv = self.conv
