@@ -93,6 +93,9 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         merged["data_fraction"] = data_fraction(data_times, times)
     merged["iterations"] = len(times)
     merged["rounds"] = len(rounds)
+    if any(r.get("acceleration", {}).get("conv_measurements") for r in rounds):
+        # each round's process measures ``conv_algorithm: auto`` anew, and may choose otherwise
+        merged["conv_measurements_rounds"] = [r.get("acceleration", {}).get("conv_measurements", []) for r in rounds]
     merged["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rounds)
     if merged.get("batch_size"):
         merged["samples_per_s"] = merged["batch_size"] / merged["step_time_s"]["mean"]

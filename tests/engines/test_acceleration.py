@@ -304,7 +304,7 @@ def test_inductor_compiled_network_equals_eager(monkeypatch):
     """A real Inductor compile (C++ code generation on CPU, ~15 s here), channels-last, with ``conv_algorithm: auto``
     measuring both algorithms faster (replaced): forward and gradients equal those of the eager network with direct
     convolutions."""
-    monkeypatch.setattr(conv_algorithms, "measured_speedup", lambda *key: 2.0)
+    monkeypatch.setattr(conv_algorithms, "measured_speedup", lambda *key, **kw: 2.0)
     torch.manual_seed(0)
     eager = nn.Sequential(
         nn.Conv2d(2, 128, 1),

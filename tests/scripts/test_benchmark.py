@@ -169,4 +169,9 @@ def test_data_time_is_timed_apart_from_the_step():
     ]
     merged = _merge(rounds)
     assert merged["data_time_s"]["times"] == [0.5, 0.5, 1.0] and merged["data_fraction"] == pytest.approx(2 / 8)
+    assert "conv_measurements_rounds" not in merged
+    # the conv_algorithm: auto choices of every round's process, not only the last one's
+    rounds[0]["acceleration"] = {"conv_measurements": [{"algorithm": "winograd", "used": False}]}
+    rounds[1]["acceleration"] = {"conv_measurements": [{"algorithm": "winograd", "used": True}]}
+    assert [m[0]["used"] for m in _merge(rounds)["conv_measurements_rounds"]] == [False, True]
     assert "| 25.0% |" in comparison_table([merged])
