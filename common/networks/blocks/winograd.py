@@ -6,9 +6,11 @@ A stride-1 convolution with a 3-tap kernel computes 2 outputs from a 4-sample ti
 each axis in 3D. Across channels the element-wise products become ``4^n`` matrix products ``(K, C) @ (C, tiles)``,
 so a 3x3 convolution takes 16/36 of the direct method's multiplications (3x3x3: 64/216) and runs on the CPU's
 matrix-multiply kernels. The backward pass is the transposed algorithm (the same matrix products on the gradients),
-written out explicitly rather than recorded op by op, so it allocates no zero-filled slice gradients. Like the direct
-convolution it keeps only the input and the weight for the backward pass and recomputes their transforms (the
-input's is 4x its size in 2D, 8x in 3D) rather than storing them.
+written out explicitly rather than recorded op by op, so it allocates no zero-filled slice gradients. Eagerly the
+transforms write into preallocated outputs (``out=``), which measured 5-9 % faster for a 256-channel layer than
+stacking their terms (2-core AVX2 EPYC, 1 thread); under :func:`torch.compile`, which cannot trace such writes, they
+stack, and Inductor fuses the stacks. Like the direct convolution it keeps only the input and the weight for the
+backward pass and recomputes their transforms (the input's is 4x its size in 2D, 8x in 3D) rather than storing them.
 
 The result equals the direct convolution up to float rounding: the transforms use only the coefficients 0, +-1 and
 +-1/2. Against a float64 reference at 256 channels the fp32 error measured 6e-6, the direct method's 3e-5
