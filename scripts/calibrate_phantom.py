@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 
-import fire
 from common.experiments.calibration import calibrate
 from common.experiments.detection_calibration import DETECTION_FAMILIES, calibrate_detection
+from common.utils.cli import run_fire
 
 
 def main(
@@ -59,4 +59,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run_fire(main)  # `--help` and one-letter flags would otherwise land in **kwargs

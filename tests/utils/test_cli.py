@@ -68,11 +68,18 @@ def test_run_fire_gives_one_letter_flags_to_their_parameters_not_to_kwargs():
     assert got == {"iterations": 4, "output": "out.json", "override": {"image_size": 8}}
 
 
-@pytest.mark.parametrize("script", ["benchmark.py", "compare_precision.py"])
-def test_scripts_print_their_help(script):
+@pytest.mark.parametrize(
+    "script,parameter",
+    [
+        ("benchmark.py", "config_file"),
+        ("compare_precision.py", "config_file"),
+        ("calibrate_phantom.py", "spatial_dims"),
+    ],
+)
+def test_scripts_print_their_help(script, parameter):
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / script), "--help"],
         capture_output=True, text=True, timeout=300, env={"PAGER": "cat", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "SYNOPSIS" in done.stderr and "config_file" in done.stderr
+    assert "SYNOPSIS" in done.stderr and parameter in done.stderr
