@@ -1,5 +1,6 @@
 """kn2row convolutions (``common.networks.blocks.kn2row``): equal to the direct convolution in 2D and 3D (values,
-gradients, float64 gradcheck), fp32 error no larger than the direct method's, which layers are eligible. The switch
+gradients, float64 gradcheck), fp32 error within twice a conventional (im2col) convolution's, which layers are
+eligible. The switch
 of a network's layers: ``test_conv_algorithms.py``."""
 
 import pytest
@@ -27,14 +28,14 @@ def test_equals_the_direct_convolution_with_gradients(shape, out_channels, kerne
     assert_equals_direct(kn2row_conv, x, w, b, padding, gradcheck=x.numel() <= 150)  # gradcheck: the small cases
 
 
-def test_fp32_error_is_no_larger_than_the_direct_methods():
+def test_fp32_error_is_within_twice_a_conventional_convolutions():
     """Against a float64 reference, at a CycleGAN generator's output layer (64 channels to 1, 7x7): the same products
-    summed in another order."""
+    summed in another order (measured 2.4e-6 on an AVX-512 Xeon, im2col 1.1e-5, torch's direct 5.5e-6)."""
     torch.manual_seed(0)
     x = torch.randn(1, 64, 40, 40, dtype=torch.float64)
     w = torch.randn(1, 64, 7, 7, dtype=torch.float64) * 0.05
-    ours, direct = fp32_errors(kn2row_conv, x, w, 3)
-    assert ours <= 2 * direct and ours < 1e-4
+    ours, conventional = fp32_errors(kn2row_conv, x, w, 3)
+    assert ours <= 2 * conventional and ours < 1e-4
 
 
 def test_bad_shapes_raise():
