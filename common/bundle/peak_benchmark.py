@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from common.engines.precision import cpu_has_bf16_instructions
+from common.utils.cpu import cpu_name
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
@@ -59,18 +60,6 @@ dot products, AMX tiles) that decide whether bf16 is faster than fp32 on a CPU."
 BF16_MODE = "native bfloat16 inputs and weights (no autocast, no casts timed)"
 """How the bf16 peaks of :func:`benchmark_peak` are measured."""
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags(flags: Sequence[str] = CPU_FLAGS) -> list[str]:

@@ -36,8 +36,11 @@ autocast), and each then uses its algorithm only for the call signatures (input 
 gradients) where :func:`~common.networks.blocks.conv_algorithms.measured_speedup` times it at least
 :data:`~common.networks.blocks.conv_algorithms.AUTO_MARGIN` faster than the direct method, once per signature and
 process at its first call (about 1 s for a CycleGAN's residual blocks at 256x256 on a 2-core AVX2 CPU). The
-parameters, ``state_dict`` and checkpoints are those of the direct method. The choices are made again when a run
-resumes (they are not checkpointed: another choice changes rounding only), and may differ between ranks.
+parameters, ``state_dict`` and checkpoints are those of the direct method. The choices, with the timings and the
+CPU identity (model, vector ISA, threads) they were measured with, are checkpointed
+(:meth:`NetworkAcceleration.state_dict`): a run resumed on the same CPU with as many threads adopts them, so that it
+computes every layer as the run that wrote the checkpoint did (another choice rounds differently, and the
+continuation would not be exact); elsewhere it measures again. Ranks may choose differently.
 
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
@@ -75,7 +78,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from common.networks.blocks.conv_algorithms import ALGORITHMS, conv_measurements, use_conv_algorithm
+from common.networks.blocks.conv_algorithms import (
+    ALGORITHMS,
+    choices_state,
+    conv_measurements,
+    load_choices_state,
+    use_conv_algorithm,
+)
 from common.utils.errors import UserInputError
 
 __all__ = [
@@ -525,18 +534,38 @@ class NetworkAcceleration:
         return record
 
     def state_dict(self) -> dict[str, Any]:
-        """The checkpointed part: with ``"auto"``, the layouts chosen so far (``{"formats": {name: layout}}``), so that
-        a resumed run keeps them instead of measuring again (a new choice would change the order of floating-point
-        operations, and with it the exact continuation). Strings only (loadable with ``weights_only=True``)."""
+        """The checkpointed part: with ``memory_format="auto"``, the layouts chosen so far (``{"formats": {name:
+        layout}}``), so that a resumed run keeps them instead of measuring again (a new choice would change the order
+        of floating-point operations, and with it the exact continuation); with ``conv_algorithm="auto"`` and
+        switched layers, for the same reason, the convolution algorithms chosen so far (``"conv_choices"``:
+        :func:`~common.networks.blocks.conv_algorithms.choices_state`). Plain types only (loadable with
+        ``weights_only=True``)."""
         chosen = {k: v for k, v in self.formats.items() if v != PENDING} if self.memory_format == "auto" else {}
-        return {"memory_format": self.memory_format, "formats": chosen}
+        state: dict[str, Any] = {"memory_format": self.memory_format, "formats": chosen}
+        if self.conv_algorithm == "auto" and self.switched_convolutions:
+            state["conv_choices"] = choices_state(self.networks)
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Adopt the layouts that an ``"auto"`` run chose (networks still :data:`PENDING` here, by name) without
-        measuring them again. Ignored unless this step's ``memory_format`` is ``"auto"`` too: an explicit setting of
-        the resumed run wins."""
-        if self.memory_format != "auto":
-            return
+        """Adopt what an ``"auto"`` run chose without measuring it again: the layouts (networks still
+        :data:`PENDING` here, by name), where this step's ``memory_format`` is ``"auto"`` too (an explicit setting of
+        the resumed run wins); the convolution algorithms, where this step's ``conv_algorithm`` is ``"auto"`` with
+        switched layers and the checkpoint's run measured on this CPU with as many threads
+        (:func:`~common.networks.blocks.conv_algorithms.load_choices_state`; else they are measured again)."""
+        if self.memory_format == "auto":
+            self._load_formats(state)
+        saved = state.get("conv_choices")
+        if saved and self.conv_algorithm == "auto" and self.switched_convolutions:
+            adopted = load_choices_state(self.networks, saved)
+            if adopted:
+                logger.info("conv algorithm auto: %d layers keep the choices of the checkpoint", adopted)
+            else:
+                logger.info(
+                    "conv algorithm auto: the checkpoint measured its choices on %s; measuring again on this CPU",
+                    dict(saved.get("identity", {})),
+                )
+
+    def _load_formats(self, state: Mapping[str, Any]) -> None:
         for name, layout in dict(state.get("formats", {})).items():
             if self.formats.get(name) != PENDING or layout == PENDING:
                 continue

@@ -4,6 +4,7 @@
 - :mod:`common.utils.hashing`: SHA-256 of files;
 - :mod:`common.utils.checkpoints`: checkpoint file names, the newest checkpoint of a folder, and atomic, reproducible
   weights files;
+- :mod:`common.utils.cpu`: the CPU's model name and identity (model, vector ISA, threads);
 - :mod:`common.utils.dist`: rank and world size through ``ignite.distributed``;
 - :mod:`common.utils.errors`: errors about the user's input, printed last by the bundle runner;
 - :mod:`common.utils.paths`: the root folder of the bundle whose config is being parsed.

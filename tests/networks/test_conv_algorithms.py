@@ -244,6 +244,74 @@ def test_auto_does_not_switch_under_autocast_or_off_the_cpu():
     assert "direct: not an fp32 CPU step" in meta.describe()
 
 
+def _checkpoint(step: TrainingStep) -> dict:
+    buffer = io.BytesIO()
+    torch.save({k: v.state_dict() for k, v in step.state_objects().items()}, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _measuring(monkeypatch, speedups: dict) -> list:
+    """A fresh process's measurements (none cached), each algorithm timed at ``speedups[algorithm]``."""
+    timed: list = []
+    monkeypatch.setattr(conv_algorithms, "_MEASURED", {})
+    monkeypatch.setattr(conv_algorithms, "_measure", lambda *key, rounds: timed.append(key) or speedups[key[0]])
+    return timed
+
+
+def test_auto_choices_are_checkpointed_and_a_run_resumed_on_this_cpu_keeps_them(monkeypatch, caplog):
+    """A resumed ``auto`` run on the same CPU and threads computes each layer as the killed run did, even where a new
+    measurement would decide otherwise (another algorithm rounds differently: the continuation would not be exact);
+    each layer also keeps its count of calls towards the second measurement of a signature measured slower."""
+    images = torch.randn(2, 2, 10, 10)
+    timed = _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})  # Winograd used, kn2row not
+    straight = _step(_wide(), conv_algorithm="auto")
+    straight_losses = _train(straight, images, 3)
+    timed = _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})
+    first = _step(_wide(), conv_algorithm="auto")
+    first_losses = _train(first, images, 2)
+    assert len(timed) == 2
+    state = _checkpoint(first)
+    choices = state["acceleration"]["conv_choices"]
+    assert choices["layers"]["net"]["2"] == {"algorithm": "winograd", "choices": [[[1, 128, 12, 12], True, True, 1]]}
+    assert choices["layers"]["net"]["3"] == {"algorithm": "kn2row", "choices": [[[1, 128, 10, 10], True, False, 2]]}
+
+    # a new process where the measurements would come out the other way round
+    timed = _measuring(monkeypatch, {"winograd": 0.5, "kn2row": 3.0})
+    calls = {algorithm: _count_calls(monkeypatch, algorithm) for algorithm in conv_algorithms.ALGORITHMS}
+    resumed = _step(_wide(seed=5), conv_algorithm="auto")
+    with caplog.at_level("INFO", logger="common.engines.acceleration"):
+        for key, obj in resumed.state_objects().items():
+            obj.load_state_dict(state[key])
+    assert "2 layers keep the choices of the checkpoint" in caplog.text
+    assert first_losses + _train(resumed, images, 1) == straight_losses
+    assert timed == [] and len(calls["winograd"]) == 1 and calls["kn2row"] == []  # one forward, as the killed run
+    assert resumed.networks["net"][3]._conv_forward.calls == {((1, 128, 10, 10), True): 3}
+    for p, q in zip(straight.networks["net"].parameters(), resumed.networks["net"].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_auto_choices_of_another_cpu_or_thread_count_are_measured_again(monkeypatch, caplog):
+    """Timings from another CPU model, vector ISA or thread count do not hold here: the resumed run measures."""
+    _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})
+    first = _step(_wide(), conv_algorithm="auto")
+    _train(first, torch.randn(2, 2, 10, 10), 1)
+    state = _checkpoint(first)
+    state["acceleration"]["conv_choices"]["identity"]["threads"] += 1
+    timed = _measuring(monkeypatch, {"winograd": 0.5, "kn2row": 3.0})
+    resumed = _step(_wide(), conv_algorithm="auto")
+    with caplog.at_level("INFO", logger="common.engines.acceleration"):
+        resumed.acceleration.load_state_dict(state["acceleration"])
+    assert "measuring again on this CPU" in caplog.text
+    _train(resumed, torch.randn(2, 2, 10, 10), 1)
+    assert [key[0] for key in timed] == ["winograd", "kn2row"]
+    assert resumed.networks["net"][2]._conv_forward.choices == {((1, 128, 12, 12), True): False}
+    assert resumed.networks["net"][3]._conv_forward.choices == {((1, 128, 10, 10), True): True}
+    # a fixed algorithm, or direct convolutions, record nothing to adopt
+    assert "conv_choices" not in _step(_wide(), conv_algorithm="winograd").acceleration.state_dict()
+    assert "conv_choices" not in _step(_wide()).acceleration.state_dict()
+
+
 def test_invalid_conv_algorithm_raises_a_user_error():
     with pytest.raises(AccelerationSettingError, match="conv_algorithm must be one of"):
         _step(_wide(), conv_algorithm="fft")

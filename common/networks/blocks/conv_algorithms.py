@@ -18,7 +18,9 @@ computes the usual convolution. With ``measure`` (the training steps' ``conv_alg
 signature (one sample's input shape, the weight shape, the padding, with or without gradients) is timed once per
 process against the direct method, and the other algorithm runs only where it measured at least
 :data:`AUTO_MARGIN` faster; a signature that measured slower is measured once more a few steps later
-(:data:`RECHECK_CALL`). Parameters, ``state_dict`` and checkpoints stay those of the plain convolutions.
+(:data:`RECHECK_CALL`). Parameters, ``state_dict`` and checkpoints stay those of the plain convolutions; the
+decisions go into a training checkpoint beside them (:func:`choices_state`) and a run resumed on the same CPU
+adopts them (:func:`load_choices_state`), so that it computes every layer as before instead of measuring again.
 
 Both algorithms trace into one :func:`torch.compile` graph (``compile: true``; Winograd's transforms take a
 stack-based form there). A trace cannot time anything: a compiled network keeps the choices measured at eager calls
@@ -29,11 +31,13 @@ convolution.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from common.utils.cpu import cpu_identity
 
 from .kn2row import KN2ROW_MAX_COLUMNS, kn2row_conv, kn2row_eligible
 from .winograd import WINOGRAD_MIN_CHANNELS, winograd_conv, winograd_eligible
@@ -43,7 +47,9 @@ __all__ = [
     "AUTO_MARGIN",
     "RECHECK_CALL",
     "algorithm_eligible",
+    "choices_state",
     "conv_measurements",
+    "load_choices_state",
     "measured_speedup",
     "use_conv_algorithm",
 ]
@@ -301,3 +307,89 @@ def conv_measurements() -> list[dict[str, Any]]:
         }
         for key, values in _MEASURED.items()
     ]
+
+
+def choices_state(networks: Mapping[str, nn.Module]) -> dict[str, Any]:
+    """What ``measure`` decided so far, for a checkpoint: ``{"identity", "measurements", "layers"}``.
+
+    ``identity`` is :func:`~common.utils.cpu.cpu_identity`; ``measurements`` every timed call signature of this
+    process with its raw speedups (``algorithm``, ``input``, ``weight``, ``padding``, ``trained``, ``values``);
+    ``layers`` per network name and module path of each measuring switched convolution its ``algorithm`` and its
+    ``choices``, one ``[input, trained, used, calls]`` per call signature (``calls``: its calls counted towards
+    :data:`RECHECK_CALL`). Plain types only (loadable with ``weights_only=True``).
+
+    Args:
+        networks: the networks whose switched convolutions to record, by name.
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    for name, network in networks.items():
+        recorded = {}
+        for path, module in network.named_modules():
+            switched = vars(module).get("_conv_forward")
+            if isinstance(switched, SwitchedForward) and switched.measure:
+                recorded[path] = {
+                    "algorithm": switched.algorithm,
+                    "choices": [
+                        [list(key[0]), key[1], used, switched.calls.get(key, 0)]
+                        for key, used in switched.choices.items()
+                    ],
+                }
+        layers[name] = recorded
+    measurements = [
+        {
+            "algorithm": key[0],
+            "input": list(key[1]),
+            "weight": list(key[2]),
+            "padding": list(key[3]),
+            "trained": key[4],
+            "values": [float(v) for v in values],
+        }
+        for key, values in _MEASURED.items()
+    ]
+    return {"identity": cpu_identity(), "measurements": measurements, "layers": layers}
+
+
+def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, Any]) -> int:
+    """Adopt the decisions of :func:`choices_state` where they were measured on this CPU with this many threads.
+
+    The saved timings replace this process's for their call signatures, and each measuring switched convolution found
+    at its saved network name and module path, with the same algorithm, takes its saved choices and call counts: a
+    resumed run computes every layer as the run that wrote the checkpoint did, instead of measuring again and perhaps
+    deciding otherwise (another algorithm rounds differently, so the continuation would not be exact). A signature
+    that the checkpoint's run had not met yet is measured when it comes, as it would have been.
+
+    Args:
+        networks: the networks, by the names of :func:`choices_state`.
+        state: what :func:`choices_state` returned in the earlier run.
+
+    Returns:
+        the number of convolutions that took saved choices; 0 where the identity differs (another CPU model,
+        vector ISA or thread count: its timings do not hold here, nothing is adopted).
+    """
+    if dict(state.get("identity", {})) != cpu_identity():
+        return 0
+    for record in state.get("measurements", []):
+        key = (
+            str(record["algorithm"]),
+            tuple(int(s) for s in record["input"]),
+            tuple(int(s) for s in record["weight"]),
+            tuple(int(p) for p in record["padding"]),
+            bool(record["trained"]),
+        )
+        _MEASURED[key] = [float(v) for v in record["values"]]
+    count = 0
+    for name, saved in dict(state.get("layers", {})).items():
+        if name not in networks:
+            continue
+        modules = dict(networks[name].named_modules())
+        for path, layer in dict(saved).items():
+            switched = vars(modules[path]).get("_conv_forward") if path in modules else None
+            if not (isinstance(switched, SwitchedForward) and switched.measure):
+                continue
+            if switched.algorithm != layer["algorithm"]:
+                continue
+            keys = [(tuple(int(s) for s in shape), bool(trained)) for shape, trained, _, _ in layer["choices"]]
+            switched.choices = {k: bool(c[2]) for k, c in zip(keys, layer["choices"])}
+            switched.calls = {k: int(c[3]) for k, c in zip(keys, layer["choices"])}
+            count += 1
+    return count
