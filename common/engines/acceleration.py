@@ -557,7 +557,7 @@ class NetworkAcceleration:
         saved = state.get("conv_choices")
         if saved and self.conv_algorithm == "auto" and self.switched_convolutions:
             adopted = load_choices_state(self.networks, saved)
-            if adopted:
+            if adopted is not None:
                 logger.info("conv algorithm auto: %d layers keep the choices of the checkpoint", adopted)
             else:
                 logger.info(

@@ -307,6 +307,10 @@ def test_auto_choices_of_another_cpu_or_thread_count_are_measured_again(monkeypa
     assert [key[0] for key in timed] == ["winograd", "kn2row"]
     assert resumed.networks["net"][2]._conv_forward.choices == {((1, 128, 12, 12), True): False}
     assert resumed.networks["net"][3]._conv_forward.choices == {((1, 128, 10, 10), True): True}
+    # the same CPU with nothing measured yet adopts nothing, but is not "another CPU"
+    saved = conv_algorithms.choices_state({})
+    assert conv_algorithms.load_choices_state({}, saved) == 0
+    assert conv_algorithms.load_choices_state({}, state["acceleration"]["conv_choices"]) is None
     # a fixed algorithm, or direct convolutions, record nothing to adopt
     assert "conv_choices" not in _step(_wide(), conv_algorithm="winograd").acceleration.state_dict()
     assert "conv_choices" not in _step(_wide()).acceleration.state_dict()

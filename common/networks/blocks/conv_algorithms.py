@@ -349,7 +349,7 @@ def choices_state(networks: Mapping[str, nn.Module]) -> dict[str, Any]:
     return {"identity": cpu_identity(), "measurements": measurements, "layers": layers}
 
 
-def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, Any]) -> int:
+def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, Any]) -> int | None:
     """Adopt the decisions of :func:`choices_state` where they were measured on this CPU with this many threads.
 
     The saved timings replace this process's for their call signatures, and each measuring switched convolution found
@@ -363,11 +363,11 @@ def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, An
         state: what :func:`choices_state` returned in the earlier run.
 
     Returns:
-        the number of convolutions that took saved choices; 0 where the identity differs (another CPU model,
-        vector ISA or thread count: its timings do not hold here, nothing is adopted).
+        the number of convolutions that took saved choices; ``None`` where the identity differs (another CPU
+        model, vector ISA or thread count: its timings do not hold here, nothing is adopted).
     """
     if dict(state.get("identity", {})) != cpu_identity():
-        return 0
+        return None
     for record in state.get("measurements", []):
         key = (
             str(record["algorithm"]),
