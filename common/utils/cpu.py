@@ -3,6 +3,7 @@ measured in one process hold in another (:func:`cpu_identity`)."""
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import torch
@@ -10,8 +11,9 @@ import torch
 __all__ = ["cpu_identity", "cpu_name"]
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
+    """The CPU's model name (``/proc/cpuinfo``, read once per process), or what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

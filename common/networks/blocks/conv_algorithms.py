@@ -384,12 +384,14 @@ def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, An
         modules = dict(networks[name].named_modules())
         for path, layer in dict(saved).items():
             switched = vars(modules[path]).get("_conv_forward") if path in modules else None
-            if not (isinstance(switched, SwitchedForward) and switched.measure):
+            if (
+                not (isinstance(switched, SwitchedForward) and switched.measure)
+                or switched.algorithm != layer["algorithm"]
+            ):
                 continue
-            if switched.algorithm != layer["algorithm"]:
-                continue
-            keys = [(tuple(int(s) for s in shape), bool(trained)) for shape, trained, _, _ in layer["choices"]]
-            switched.choices = {k: bool(c[2]) for k, c in zip(keys, layer["choices"])}
-            switched.calls = {k: int(c[3]) for k, c in zip(keys, layer["choices"])}
+            switched.choices, switched.calls = {}, {}
+            for shape, trained, used, calls in layer["choices"]:
+                key = (tuple(int(s) for s in shape), bool(trained))
+                switched.choices[key], switched.calls[key] = bool(used), int(calls)
             count += 1
     return count
