@@ -36,8 +36,8 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from common.bundle.benchmark import cpu_name
 from common.data.converters import convert
+from common.utils.cpu import cpu_name, cpuinfo_flags
 from common.utils.io import nifti_image, save_nifti
 
 __all__ = [
@@ -240,12 +240,7 @@ def write_medmnist_release(
 
 def machine_info() -> dict[str, Any]:
     """The CPU (model, flags of :data:`_FLAGS` it has), cores, load average and library versions."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        pass
+    flags = cpuinfo_flags() or frozenset()
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": cpu_name(),

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from common.engines.precision import cpu_has_bf16_instructions
-from common.utils.cpu import cpu_name
+from common.utils.cpu import cpu_name, cpuinfo_flags
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
@@ -64,12 +64,7 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def cpu_flags(flags: Sequence[str] = CPU_FLAGS) -> list[str]:
     """The ``flags`` that the first CPU of ``/proc/cpuinfo`` lists, in the order given (empty where unreadable)."""
-    present: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            present = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        pass
+    present = cpuinfo_flags() or frozenset()
     return [flag for flag in flags if flag in present]
 
 

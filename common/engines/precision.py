@@ -46,13 +46,13 @@ import functools
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
 import torch
 from common.utils import get_world_size
+from common.utils.cpu import cpuinfo_flags
 
 __all__ = [
     "AMP_CHOICES",
@@ -80,7 +80,6 @@ _FP32_NAMES = ("float32", "fp32")
 AMP_CHOICES = ("auto", True, False, *AMP_DTYPES, *_FP32_NAMES)
 """The accepted values of ``amp``."""
 
-_CPUINFO = "/proc/cpuinfo"
 CPU_BF16_ENV = "GDA_CPU_BF16"
 """Environment variable that replaces :func:`cpu_bf16_speedup` for ``amp: auto`` on a CPU without AMX: ``0``
 (``false``, ``off``) keeps float32, ``1`` (``true``, ``on``) picks bfloat16 autocast; unset or empty: measure."""
@@ -225,26 +224,12 @@ def _slowest_rank(value: float) -> float:
     return float(tensor.item())
 
 
-def _cpuinfo_flags(path: str | None = None) -> frozenset[str] | None:
-    """The first ``flags`` line of ``/proc/cpuinfo`` (or ``path``); ``None`` off Linux or when it cannot be read."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open(path or _CPUINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[-1].split())
-    except OSError:
-        return None
-    return None
-
-
 def _cpuinfo_has_amx(path: str | None = None) -> bool:
     """Whether the first ``flags`` line of ``/proc/cpuinfo`` (or ``path``) lists ``amx_tile`` and ``amx_bf16``.
 
     Linux only; ``False`` elsewhere or when the file cannot be read.
     """
-    return {"amx_tile", "amx_bf16"} <= (_cpuinfo_flags(path) or frozenset())
+    return {"amx_tile", "amx_bf16"} <= (cpuinfo_flags(path) or frozenset())
 
 
 @functools.lru_cache(maxsize=None)
@@ -256,7 +241,7 @@ def cpu_has_bf16_instructions() -> bool:
     rate, and the probe took 18 s). ``True`` elsewhere (other architectures, other systems, unreadable flags): the
     probe decides.
     """
-    flags = _cpuinfo_flags()
+    flags = cpuinfo_flags()
     if flags is None or not (flags & {"sse2", "avx", "avx2"}):  # not an x86 flags line: nothing known
         return True
     return bool(flags & X86_BF16_FLAGS)

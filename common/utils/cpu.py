@@ -1,27 +1,48 @@
-"""What this process computes on when it is a CPU: its model name, and the identity that decides whether timings
-measured in one process hold in another (:func:`cpu_identity`)."""
+"""What this process computes on when it is a CPU: its model name, the feature flags that ``/proc/cpuinfo`` lists
+(:func:`cpuinfo_flags`), and the identity that decides whether timings measured in one process hold in another
+(:func:`cpu_identity`)."""
 
 from __future__ import annotations
 
 import functools
 import platform
+import sys
 
 import torch
 
-__all__ = ["cpu_identity", "cpu_name"]
+__all__ = ["CPUINFO", "cpu_identity", "cpu_name", "cpuinfo_flags"]
+
+CPUINFO = "/proc/cpuinfo"
+"""Where Linux lists the CPU's model name and feature flags."""
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``, read once per process), or what ``platform`` knows."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpuinfo_flags(path: str | None = None) -> frozenset[str] | None:
+    """The feature flags of the first CPU that ``/proc/cpuinfo`` (or ``path``) lists, e.g. ``avx512_bf16``,
+    ``amx_tile``; ``None`` off Linux, when the file cannot be read or has no ``flags`` line (e.g. ARM's
+    ``Features``). Read on every call: the callers that ask often cache their own answer."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(path or CPUINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[-1].split())
+    except OSError:
+        return None
+    return None
 
 
 def cpu_identity() -> dict[str, str | int]:

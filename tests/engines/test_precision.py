@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,7 @@ from common.engines import (
 from common.handlers import RunSummaryHandler
 from common.losses import AdversarialLoss, gradient_penalty
 from common.networks import DCGANDiscriminator, DCGANGenerator
+from common.utils import cpu as cpu_utils
 from training_runs import build
 
 from tests.gloo import run_ranks
@@ -164,8 +166,8 @@ def test_bf16_instructions_from_the_cpu_flags(monkeypatch, tmp_path, text, nativ
     info = tmp_path / "cpuinfo"
     if text is not None:
         info.write_text("processor\t: 0\n" + text)
-    monkeypatch.setattr(precision.sys, "platform", "linux")
-    monkeypatch.setattr(precision, "_CPUINFO", str(info))
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cpu_utils, "CPUINFO", str(info))
     precision.cpu_has_bf16_instructions.cache_clear()
     try:
         assert precision.cpu_has_bf16_instructions() is native
@@ -278,14 +280,14 @@ def test_amx_detection_asks_torch_then_cpuinfo(monkeypatch, tmp_path):
     precision.cpu_has_amx.cache_clear()
     # a torch without the query: the cpuinfo flags; AVX-512-BF16 alone is not AMX
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
-    monkeypatch.setattr(precision.sys, "platform", "linux")
+    monkeypatch.setattr(sys, "platform", "linux")
     no_amx, with_amx = tmp_path / "no_amx", tmp_path / "amx"
     no_amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
     with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
     assert precision._cpuinfo_has_amx(str(no_amx)) is False
     assert precision._cpuinfo_has_amx(str(with_amx)) is True
     assert precision._cpuinfo_has_amx(str(tmp_path / "absent")) is False
-    monkeypatch.setattr(precision, "_CPUINFO", str(with_amx))
+    monkeypatch.setattr(cpu_utils, "CPUINFO", str(with_amx))
     assert precision.cpu_has_amx() is True
     precision.cpu_has_amx.cache_clear()
 
