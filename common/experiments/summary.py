@@ -203,9 +203,10 @@ def _preset_name(family: str, difficulty: Any) -> str:
 
 
 def _comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings that must agree between the seeds of one row: not the seed, the machine, or the difficulty (which
-    the row names)."""
-    ignored = {"seed", "OMP_NUM_THREADS", "cpu_count", "torch_cpu_capability", "device"}
+    """Settings that must agree between the seeds of one row: not the seed, the machine, or what the row names (the
+    difficulty, the dimension and the variants; a 2D file written before ``spatial_dims`` and ``variants`` were
+    recorded has neither, which says what ``2`` and ``[]`` say)."""
+    ignored = {"seed", "OMP_NUM_THREADS", "cpu_count", "torch_cpu_capability", "device", "spatial_dims", "variants"}
     out = {k: v for k, v in settings.items() if k not in ignored}
     if isinstance(out.get("phantom_args"), Mapping):
         out["phantom_args"] = {k: v for k, v in out["phantom_args"].items() if k != "difficulty"}

@@ -136,9 +136,14 @@ def test_calibration_rows_group_seeds_and_name_presets(tmp_path):
         _calibration(tmp_path / f"t{i}.json", i, b, u, "calibrated_classification", variants=["variants/thesis.yaml"])
         for i, (b, u) in enumerate([(0.74, 0.9), (0.89, 0.92)])
     ]
-    rows = calibration_rows(files + thesis)
+    # a newer file of the same setting records its dimension and (empty) variants; an older one has neither: one row
+    newer = _calibration(tmp_path / "n.json", 3, 0.9, 1.0, "calibrated_classification", variants=[])
+    data = json.loads(newer.read_text())
+    data["settings"]["spatial_dims"] = 2
+    newer.write_text(json.dumps(data))
+    rows = calibration_rows(files + thesis + [newer])
     assert [(r["variants"], r["seeds"], r["baseline"]) for r in rows] == [
-        ([], [0, 1], [0.8, 0.7]),
+        ([], [0, 1, 3], [0.8, 0.7, 0.9]),
         (["variants/thesis.yaml"], [0, 1], [0.74, 0.89]),
         ([], [0], [1.0]),
     ]
