@@ -11,8 +11,9 @@ to ``(1, 64, 256, 256)`` and ``(4, 64, 32, 32, 32)`` on 1 thread (1.17x the leas
 ResNet-9 generator at 256x256 trained 1.06x as fast, a CDA-GAN attention network 1.16x. On channels-last inputs
 the group-norm kernel was slower in one case (0.51x, ``(2, 64, 64, 64)``), so a switched module uses it only for a
 contiguous float32 input on the CPU; anything else (CUDA, bfloat16 under autocast, channels-last, float64) takes
-the module's own ``F.instance_norm``, and so does an input of one position per channel, which it rejects. Modules with running statistics (``track_running_stats=True``) are never
-switched: their training updates the statistics, which group norm does not.
+the module's own ``F.instance_norm``, and so does an input of one position per channel, which it rejects. Modules
+with running statistics (``track_running_stats=True``) are never switched: their training updates the statistics,
+which group norm does not.
 
 Parameters, buffers, ``state_dict`` and checkpoints stay those of the ``nn.InstanceNorm*d`` module: only the
 instance's ``_apply_instance_norm`` is replaced (the module's own input checks and unbatched-input handling run as
