@@ -1,19 +1,19 @@
 """Instance normalisation computed by torch's group-norm kernel on a CPU, switched per module in place.
 
-Instance normalisation without running statistics normalises each channel of each sample over its positions, which
-is group normalisation with one group per channel: ``instance_norm(x, weight=w, bias=b, eps=e) ==
-group_norm(x, C, w, b, e)`` for ``x`` of shape ``(N, C, *spatial)``, up to float rounding. On a CPU the two take
-different kernels: ``F.instance_norm`` reshapes the input to one batch-norm channel per (sample, channel) and runs
-the batch-norm kernel, ``F.group_norm`` has a fused kernel of its own. Measured on a 2-core Intel Xeon VM (CPU
-family 6, model 106, AVX-512, no bf16 instructions; torch 2.13.0+cpu), fp32, contiguous inputs, fastest of 5 calls:
-forward 1.3-7.3x, forward and backward 1.2-2.9x as fast with the group-norm kernel over 14 shapes from ``(2, 8, 5, 5)``
-to ``(1, 64, 256, 256)`` and ``(4, 64, 32, 32, 32)`` on 1 thread (1.17x the least on 2 threads); a CycleGAN
-ResNet-9 generator at 256x256 trained 1.06x as fast, a CDA-GAN attention network 1.16x. On channels-last inputs
-the group-norm kernel was slower in one case (0.51x, ``(2, 64, 64, 64)``), so a switched module uses it only for a
-contiguous float32 input on the CPU; anything else (CUDA, bfloat16 under autocast, channels-last, float64) takes
-the module's own ``F.instance_norm``, and so does an input of one position per channel, which it rejects. Modules
-with running statistics (``track_running_stats=True``) are never switched: their training updates the statistics,
-which group norm does not.
+Instance normalisation without running statistics normalises each channel of each sample over its positions, which is
+group normalisation with one group per channel: ``instance_norm(x, weight=w, bias=b, eps=e) == group_norm(x, C, w, b,
+e)`` for ``x`` of shape ``(N, C, *spatial)``, up to float rounding. On a CPU the two take different kernels:
+``F.instance_norm`` reshapes the input to one batch-norm channel per (sample, channel) and runs the batch-norm kernel,
+``F.group_norm`` has a fused kernel of its own. Measured on a 2-core Intel Xeon VM (CPU family 6, model 106, AVX-512, no
+bf16 instructions; torch 2.13.0+cpu), fp32, contiguous inputs, fastest of 5 calls: forward 1.3-6.6x, forward and
+backward 1.2-2.5x as fast with the group-norm kernel over 14 shapes from ``(2, 8, 5, 5)`` to ``(1, 64, 256, 256)`` and
+``(4, 64, 32, 32, 32)`` on 1 thread (the commands in ``scripts/experiments/speed_table.md``, [D9]); whole training steps
+at 256x256 1.02x (CycleGAN) and 1.11x (CDA-GAN, whose attention networks add 22 norms at full resolution; [D6], [D7]).
+On channels-last inputs the group-norm kernel was slower for 5 of the 14 shapes (0.50-0.85x, the small ones with many
+channels), so a switched module uses it only for a contiguous float32 input on the CPU; anything else (CUDA, bfloat16
+under autocast, channels-last, float64) takes the module's own ``F.instance_norm``, and so does an input of one position
+per channel, which it rejects. Modules with running statistics (``track_running_stats=True``) are never switched: their
+training updates the statistics, which group norm does not.
 
 Parameters, buffers, ``state_dict`` and checkpoints stay those of the ``nn.InstanceNorm*d`` module: only the
 instance's ``_apply_instance_norm`` is replaced (the module's own input checks and unbatched-input handling run as
