@@ -5,7 +5,6 @@ per-signature measurement, and the ``conv_algorithm`` setting of a training step
 
 import copy
 import io
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +13,8 @@ from common.engines import TrainingStep
 from common.engines.acceleration import AccelerationSettingError, NetworkAcceleration
 from common.networks.blocks import conv_algorithms
 from common.networks.blocks.conv_algorithms import measured_speedup, use_conv_algorithm
+
+from tests.step_loops import train_net
 
 LIMITS = {"winograd": {"min_channels": 0}, "kn2row": {}}
 
@@ -142,17 +143,6 @@ def _wide(seed: int = 0) -> nn.Module:
     )
 
 
-def _train(step: TrainingStep, images: torch.Tensor, iterations: int) -> list[float]:
-    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
-    losses = []
-    for _ in range(iterations):
-        engine.state.iteration += 1
-        loss = step.networks["net"](step.images({"image": images})).pow(2).mean()
-        step.optimise(engine, "net", loss)
-        losses.append(loss.item())
-    return losses
-
-
 @pytest.mark.parametrize("algorithm", conv_algorithms.ALGORITHMS)
 def test_step_trains_with_the_algorithm_as_with_direct_convolutions(algorithm):
     images = torch.randn(2, 2, 10, 10)
@@ -161,7 +151,7 @@ def test_step_trains_with_the_algorithm_as_with_direct_convolutions(algorithm):
     assert switched.acceleration.switched_convolutions == {algorithm: {"net": 1}}
     assert direct.acceleration.switched_convolutions == {}
     assert f"conv algorithm {algorithm} ({algorithm}-capable: net 1)" in switched.acceleration.describe()
-    torch.testing.assert_close(_train(switched, images, 3), _train(direct, images, 3), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(train_net(switched, images, 3), train_net(direct, images, 3), rtol=1e-4, atol=1e-6)
     state = {k: v.state_dict() for k, v in switched.state_objects().items()}
     resumed = _step(_wide(seed=5))  # a checkpoint of a switched run resumes with direct convolutions
     for key, obj in resumed.state_objects().items():
@@ -180,7 +170,7 @@ def test_auto_uses_each_algorithm_only_where_measured_faster(monkeypatch, speedu
     assert "conv algorithm auto (winograd-capable: net 1; kn2row-capable: net 1)" in step.acceleration.describe()
     direct = _step(_wide())
     images = torch.randn(2, 2, 10, 10)
-    torch.testing.assert_close(_train(step, images, 2), _train(direct, images, 2), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(train_net(step, images, 2), train_net(direct, images, 2), rtol=1e-4, atol=1e-6)
     assert {k: len(v) for k, v in calls.items()} == (
         {"winograd": 2, "kn2row": 2} if used else {"winograd": 0, "kn2row": 0}
     )
@@ -266,10 +256,10 @@ def test_auto_choices_are_checkpointed_and_a_run_resumed_on_this_cpu_keeps_them(
     images = torch.randn(2, 2, 10, 10)
     timed = _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})  # Winograd used, kn2row not
     straight = _step(_wide(), conv_algorithm="auto")
-    straight_losses = _train(straight, images, 3)
+    straight_losses = train_net(straight, images, 3)
     timed = _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})
     first = _step(_wide(), conv_algorithm="auto")
-    first_losses = _train(first, images, 2)
+    first_losses = train_net(first, images, 2)
     assert len(timed) == 2
     state = _checkpoint(first)
     choices = state["acceleration"]["conv_choices"]
@@ -284,7 +274,7 @@ def test_auto_choices_are_checkpointed_and_a_run_resumed_on_this_cpu_keeps_them(
         for key, obj in resumed.state_objects().items():
             obj.load_state_dict(state[key])
     assert "2 layers keep the choices of the checkpoint" in caplog.text
-    assert first_losses + _train(resumed, images, 1) == straight_losses
+    assert first_losses + train_net(resumed, images, 1) == straight_losses
     assert timed == [] and len(calls["winograd"]) == 1 and calls["kn2row"] == []  # one forward, as the killed run
     assert resumed.networks["net"][3]._conv_forward.calls == {((1, 128, 10, 10), True): 3}
     for p, q in zip(straight.networks["net"].parameters(), resumed.networks["net"].parameters()):
@@ -295,7 +285,7 @@ def test_auto_choices_of_another_cpu_or_thread_count_are_measured_again(monkeypa
     """Timings from another CPU model, vector ISA or thread count do not hold here: the resumed run measures."""
     _measuring(monkeypatch, {"winograd": 1.5, "kn2row": 1.05})
     first = _step(_wide(), conv_algorithm="auto")
-    _train(first, torch.randn(2, 2, 10, 10), 1)
+    train_net(first, torch.randn(2, 2, 10, 10), 1)
     state = _checkpoint(first)
     state["acceleration"]["conv_choices"]["identity"]["threads"] += 1
     timed = _measuring(monkeypatch, {"winograd": 0.5, "kn2row": 3.0})
@@ -303,7 +293,7 @@ def test_auto_choices_of_another_cpu_or_thread_count_are_measured_again(monkeypa
     with caplog.at_level("INFO", logger="common.engines.acceleration"):
         resumed.acceleration.load_state_dict(state["acceleration"])
     assert "measuring again on this CPU" in caplog.text
-    _train(resumed, torch.randn(2, 2, 10, 10), 1)
+    train_net(resumed, torch.randn(2, 2, 10, 10), 1)
     assert [key[0] for key in timed] == ["winograd", "kn2row"]
     assert resumed.networks["net"][2]._conv_forward.choices == {((1, 128, 12, 12), True): False}
     assert resumed.networks["net"][3]._conv_forward.choices == {((1, 128, 10, 10), True): True}

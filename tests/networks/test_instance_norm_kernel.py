@@ -4,7 +4,6 @@ of it in a training step. Nothing here asserts a time."""
 
 import copy
 import io
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +12,8 @@ import torch.nn.functional as F
 from common.engines import TrainingStep
 from common.networks import ResNetGenerator
 from common.networks.blocks.instance_norm_kernel import GroupNormKernel, use_group_norm_kernel
+
+from tests.step_loops import train_net
 
 
 def _net(dims: int, affine: bool, seed: int = 0) -> nn.Module:
@@ -110,17 +111,6 @@ def _step(net: nn.Module, **kwargs) -> TrainingStep:
     return TrainingStep({"net": net}, {"net": torch.optim.SGD(net.parameters(), lr=0.1)}, "cpu", **kwargs)
 
 
-def _train(step: TrainingStep, images: torch.Tensor, iterations: int) -> list[float]:
-    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
-    losses = []
-    for _ in range(iterations):
-        engine.state.iteration += 1
-        loss = step.networks["net"](step.images({"image": images})).pow(2).mean()
-        step.optimise(engine, "net", loss)
-        losses.append(loss.item())
-    return losses
-
-
 def _generator(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return ResNetGenerator(2, 1, 1, base_channels=4, num_res_blocks=1)
@@ -137,7 +127,7 @@ def test_auto_trains_a_cyclegan_generator_with_the_kernel_as_with_instance_norm(
     assert auto.acceleration.as_dict()["group_norm_kernel"] == {"net": norms}
     assert direct.acceleration.group_norm_kernel == {} and "group-norm" not in direct.acceleration.describe()
     calls = _kernel_calls(monkeypatch)
-    torch.testing.assert_close(_train(auto, images, 3), _train(direct, images, 3), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(train_net(auto, images, 3), train_net(direct, images, 3), rtol=1e-4, atol=1e-6)
     assert len(calls) >= 3 * norms
     for p, q in zip(auto.networks["net"].parameters(), direct.networks["net"].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5)
