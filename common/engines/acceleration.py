@@ -45,8 +45,8 @@ steps ``"auto"`` also computes the instance norms without running statistics (Cy
 PatchGANs, CDA-GAN's attention networks, pix2pix's U-Net, MUNIT's encoders) by torch's group-norm kernel, the same
 normalisation up to float rounding and 1.2-2.5x as fast forward and backward
 (:mod:`common.networks.blocks.instance_norm_kernel`), wherever a norm's input is a contiguous float32 CPU tensor;
-by rule, not by measurement, so there is nothing to checkpoint.
-``"direct"`` keeps torch's own convolutions and instance norms.
+by rule, not by measurement, so there is nothing to checkpoint. The other settings keep torch's instance norm
+(``"direct"`` torch's own convolutions too).
 
 **Compilation.** ``compile=True`` (or a dict of :func:`torch.compile` keyword arguments, e.g. ``{"backend":
 "inductor", "mode": "max-autotune"}``) compiles the networks that an optimiser updates (moving-average copies that
