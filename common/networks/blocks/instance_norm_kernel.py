@@ -8,7 +8,7 @@ e)`` for ``x`` of shape ``(N, C, *spatial)``, up to float rounding. On a CPU the
 bf16 instructions; torch 2.13.0+cpu), fp32, contiguous inputs, fastest of 5 calls: forward 1.3-6.6x, forward and
 backward 1.2-2.5x as fast with the group-norm kernel over 14 shapes from ``(2, 8, 5, 5)`` to ``(1, 64, 256, 256)`` and
 ``(4, 64, 32, 32, 32)`` on 1 thread (the commands in ``scripts/experiments/speed_table.md``, [D9]); whole training steps
-at 256x256 1.02x (CycleGAN) and 1.11x (CDA-GAN, whose attention networks add 22 norms at full resolution; [D6], [D7]).
+at 256x256 1.02x (CycleGAN) and 1.11x (CDA-GAN, whose attention networks add 22 narrower norms; [D6], [D7]).
 On channels-last inputs the group-norm kernel was slower for 5 of the 14 shapes (0.50-0.85x, the small ones with many
 channels), so a switched module uses it only for a contiguous float32 input on the CPU; anything else (CUDA, bfloat16
 under autocast, channels-last, float64) takes the module's own ``F.instance_norm``, and so does an input of one position
