@@ -25,10 +25,12 @@ from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 from common.data.loading import cycle_loader
 
 __all__ = [
+    "StepFeed",
     "benchmark_training_step",
     "benchmark_inference",
     "cpu_name",
     "data_fraction",
+    "load_training_step",
     "report_json",
     "step_time_summary",
 ]
@@ -110,6 +112,42 @@ def _environment(files: Sequence[str], override: dict[str, Any], device: torch.d
     }
 
 
+def load_training_step(
+    config_file: str | Sequence[str], step_id: str = "train#step", loader_id: str = "train#dataloader", **override: Any
+) -> tuple[list[str], Any, Any, Any]:
+    """A bundle's training step as its trainer gets it: the config (a file or a list merged in order) initialised
+    through MONAI's ``ConfigWorkflow`` (phantom data, validation) with ``override``, then the step and the loader
+    parsed. Returns ``(files, parser, step, loader)``."""
+    from monai.bundle import ConfigWorkflow
+
+    files = [config_file] if isinstance(config_file, str) else list(config_file)
+    workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **override)
+    workflow.initialize()
+    parser = workflow.parser
+    return files, parser, parser.get_parsed_content(step_id), parser.get_parsed_content(loader_id)
+
+
+class StepFeed:
+    """A loader's batches, cycling, each counted as the next iteration of a stand-in engine: what a training step's
+    call ``step(feed.engine, feed.next())`` needs outside a trainer.
+
+    Attributes:
+        engine: ``engine.state.iteration`` and ``engine.state.epoch`` of the last batch drawn.
+        batch: the last batch drawn (``None`` before the first).
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
+        self.batch: Any = None
+        self._batches = cycle_loader(loader)
+
+    def next(self) -> Any:
+        """The loader's next batch (cycling), counted as the engine's next iteration."""
+        self.engine.state.epoch, self.batch = next(self._batches)
+        self.engine.state.iteration += 1
+        return self.batch
+
+
 def benchmark_training_step(
     config_file: str | Sequence[str],
     iterations: int = 10,
@@ -150,32 +188,17 @@ def benchmark_training_step(
         time), the loader's ``num_workers``, samples/s, peak memory, and with ``flops`` ``step_gflop`` and
         ``achieved_gflops``.
     """
-    from monai.bundle import ConfigWorkflow
-
     if threads is not None:
         torch.set_num_threads(int(threads))
-    files = [config_file] if isinstance(config_file, str) else list(config_file)
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **override)
-    workflow.initialize()
-    parser = workflow.parser
-    step = parser.get_parsed_content(step_id)
-    loader = parser.get_parsed_content(loader_id)
+    files, parser, step, loader = load_training_step(config_file, step_id, loader_id, **override)
     device = torch.device(step.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
-    batches = cycle_loader(loader)
-    batch: Any = None
-
-    def next_batch() -> Any:
-        """The loader's next batch (cycling), counted as the engine's next iteration."""
-        nonlocal batch
-        engine.state.epoch, batch = next(batches)
-        engine.state.iteration += 1
-        return batch
+    feed = StepFeed(loader)
+    engine, next_batch = feed.engine, feed.next
 
     times, cpu_times, data_times = _time_calls(lambda b: step(engine, b), iterations, warmup, device, next_batch)
-    batch_size = step.images(batch).shape[0]
+    batch_size = step.images(feed.batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
     # counted after the timed steps and the peak memory, so that the counter's dispatch overhead is never timed

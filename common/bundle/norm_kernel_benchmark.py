@@ -16,12 +16,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import torch
+from common.bundle.benchmark import StepFeed, load_training_step
 from common.bundle.peak_benchmark import hardware_info
-from common.data.loading import cycle_loader
 from common.networks.blocks.instance_norm_kernel import use_group_norm_kernel
 
 __all__ = ["KERNELS", "benchmark_norm_kernel"]
@@ -61,15 +60,9 @@ def benchmark_norm_kernel(
         ValueError: the step switches no instance norm (not an fp32 CPU step with ``conv_algorithm: auto``, or a
             network without instance norms): there would be nothing to compare.
     """
-    from monai.bundle import ConfigWorkflow
-
     if threads is not None:
         torch.set_num_threads(int(threads))
-    files = [config_file] if isinstance(config_file, str) else list(config_file)
-    workflow = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, **override)
-    workflow.initialize()
-    step = workflow.parser.get_parsed_content(step_id)
-    loader = workflow.parser.get_parsed_content(loader_id)
+    files, _, step, loader = load_training_step(config_file, step_id, loader_id, **override)
     switched = dict(getattr(step.acceleration, "group_norm_kernel", {}))
     if not any(switched.values()):
         raise ValueError(
@@ -77,18 +70,16 @@ def benchmark_norm_kernel(
             f"conv_algorithm: auto on an fp32 CPU step and networks with instance norms); nothing to compare."
         )
     networks = [net for net in step.networks.values() if net is not None]
-    engine = SimpleNamespace(state=SimpleNamespace(iteration=0, epoch=1))
-    batches = cycle_loader(loader)
+    feed = StepFeed(loader)
 
     def timed_steps(kernel: str, count: int) -> list[float]:
         for net in networks:
             use_group_norm_kernel(net, enable=kernel == "group_norm")
         times = []
         for _ in range(count):
-            engine.state.epoch, batch = next(batches)
-            engine.state.iteration += 1
+            batch = feed.next()
             start = time.process_time()
-            step(engine, batch)
+            step(feed.engine, batch)
             times.append(time.process_time() - start)
         return times
 

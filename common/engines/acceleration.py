@@ -464,13 +464,14 @@ class NetworkAcceleration:
         self.conv_algorithm = conv_algorithm
         self.switched_convolutions: dict[str, dict[str, int]] = {}
         measure = conv_algorithm == "auto"
-        if conv_algorithm in ALGORITHMS or (measure and self.device.type == "cpu" and not autocast):
+        auto_here = measure and self.device.type == "cpu" and not autocast  # an fp32 CPU step under "auto"
+        if conv_algorithm in ALGORITHMS or auto_here:
             for algorithm in ALGORITHMS if measure else (conv_algorithm,):
                 self.switched_convolutions[algorithm] = {
                     k: use_conv_algorithm(v, algorithm, measure=measure) for k, v in self.networks.items()
                 }
         self.group_norm_kernel: dict[str, int] = {}
-        if measure and self.device.type == "cpu" and not autocast:
+        if auto_here:
             self.group_norm_kernel = {k: use_group_norm_kernel(v) for k, v in self.networks.items()}
 
         channels_last = memory_format == "channels_last"

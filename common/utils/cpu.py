@@ -16,17 +16,23 @@ CPUINFO = "/proc/cpuinfo"
 """Where Linux lists the CPU's model name and feature flags."""
 
 
+def _cpuinfo_field(prefix: str, path: str | None = None) -> str | None:
+    """The value of the first line of ``/proc/cpuinfo`` (or ``path``) that starts with ``prefix``; ``None`` when the
+    file cannot be read or has no such line."""
+    try:
+        with open(path or CPUINFO, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line.split(":", 1)[-1].strip()
+    except OSError:
+        return None
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``, read once per process), or what ``platform`` knows."""
-    try:
-        with open(CPUINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def cpuinfo_flags(path: str | None = None) -> frozenset[str] | None:
@@ -35,14 +41,8 @@ def cpuinfo_flags(path: str | None = None) -> frozenset[str] | None:
     ``Features``). Read on every call: the callers that ask often cache their own answer."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        with open(path or CPUINFO, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[-1].split())
-    except OSError:
-        return None
-    return None
+    flags = _cpuinfo_field("flags", path)
+    return None if flags is None else frozenset(flags.split())
 
 
 def cpu_identity() -> dict[str, str | int]:
