@@ -1,6 +1,6 @@
 """Ignite engines: one adversarial workflow that runs a method's training step, with checkpoints and resume."""
 
-from .acceleration import MEMORY_FORMATS, AccelerationSettingError, NetworkAcceleration
+from .acceleration import MEMORY_FORMATS, AccelerationSettingError, NetworkAcceleration, accelerate_inference
 from .adaptive_augment import ADA_TRANSFORMS, AdaptiveAugment
 from .checkpoint import (
     CHECKPOINT_PREFIX,
@@ -79,4 +79,4 @@ __all__ += ["MSG_GAN_LOSSES", "MSGGANStep", "image_pyramid"]
 __all__ += ["AMP_CHOICES", "BF16_MIN_SPEEDUP", "CPU_BF16_ENV", "PrecisionPolicy", "PrecisionState"]
 __all__ += ["cpu_bf16_speedup", "cpu_has_amx", "guard_tiny_3d_convolutions", "resolve_precision"]
 __all__ += ["all_reduce_gradients", "gradient_buckets"]
-__all__ += ["MEMORY_FORMATS", "AccelerationSettingError", "NetworkAcceleration"]
+__all__ += ["MEMORY_FORMATS", "AccelerationSettingError", "NetworkAcceleration", "accelerate_inference"]

@@ -42,7 +42,7 @@ CPU identity (model, vector ISA, threads) they were measured with, are checkpoin
 computes every layer as the run that wrote the checkpoint did (another choice rounds differently, and the
 continuation would not be exact); elsewhere it measures again. Ranks may choose differently. On the same fp32 CPU
 steps ``"auto"`` also computes the instance norms without running statistics (CycleGAN's generators, the
-PatchGANs, CDA-GAN's attention networks, pix2pix's U-Net, MUNIT's encoders) by torch's group-norm kernel, the same
+PatchGANs, CDA-GAN's attention networks, pix2pix's U-Net, MUNIT's encoders and AdaIN) by torch's group-norm kernel, the same
 normalisation up to float rounding and 1.2-2.5x as fast forward and backward
 (:mod:`common.networks.blocks.instance_norm_kernel`), wherever a norm's input is a contiguous float32 CPU tensor;
 by rule, not by measurement, so there is nothing to checkpoint. The other settings keep torch's instance norm
@@ -72,6 +72,10 @@ numbers its own way, so they differ from an eager run's (``torch._inductor.confi
 match, at some speed). With ``conv_algorithm: auto`` a compiled network's first call runs eagerly, so that its
 switched convolutions measure their call signatures (:mod:`common.networks.blocks.conv_algorithms`); the compiled
 graph then computes each of those layers as measured.
+
+**Inference.** :func:`accelerate_inference` gives an inference config's network the same ``memory_format`` and
+``conv_algorithm`` as its training config, without compilation and with every measurement forward only (the bundles'
+``inference.yaml`` wrap their networks in it), so that synthesis computes as the training step does.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ __all__ = [
     "PENDING",
     "AccelerationSettingError",
     "NetworkAcceleration",
+    "accelerate_inference",
     "as_memory_format",
     "compile_unavailable_reason",
     "conv_spatial_dims",
@@ -667,3 +672,54 @@ class NetworkAcceleration:
         call.compiled = None
         if not call.measure:
             self.networks[name]._compiled_call_impl = None
+
+
+def accelerate_inference(
+    network: nn.Module | None,
+    memory_format: str = "contiguous",
+    conv_algorithm: str = "direct",
+    autocast: bool = False,
+    name: str = "network",
+) -> nn.Module | None:
+    """Give an inference config's network the memory format and convolution algorithms of its training config.
+
+    The same :class:`NetworkAcceleration` as a training step's, without compilation and with every measurement
+    forward only: ``memory_format`` converts the network's weights (``"auto"`` measures both layouts at its first
+    call, forward only); ``conv_algorithm: auto`` on a CPU in fp32 switches the Winograd- and kn2row-capable
+    convolutions (each measured per call signature, without gradients) and the instance norms (the group-norm
+    kernel), as in training. The outputs equal those of ``memory_format: contiguous`` and ``conv_algorithm:
+    direct`` up to float rounding (about 1e-6 relative); which algorithm a layer uses is measured in each process,
+    so two runs on one machine may round differently: ``direct`` and ``contiguous`` give bit-identical reruns.
+    ``state_dict`` keys and values are those of the plain network, so weights load before or after this call.
+
+    Args:
+        network: the network (on its device), or ``None`` (returned as is: e.g. CDA-GAN's attention networks of
+            the ``attention: shared`` variants).
+        memory_format: ``"contiguous"``, ``"channels_last"`` or ``"auto"``.
+        conv_algorithm: ``"direct"``, ``"winograd"``, ``"kn2row"`` or ``"auto"``.
+        autocast: whether the network runs under autocast (the config's precision): ``"auto"`` then keeps torch's
+            convolutions and norms, which it would use for low-precision inputs anyway.
+        name: the network's name in the log line.
+
+    Returns:
+        ``network`` itself, so that a config can write ``$common.engines.accelerate_inference(@net_def.to(@device),
+        @memory_format, @conv_algorithm)``.
+
+    Raises:
+        AccelerationSettingError: ``memory_format`` or ``conv_algorithm`` is not one of the accepted values.
+    """
+    if network is None:
+        return None
+    tensor = next(network.parameters(), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")
+    NetworkAcceleration(
+        {name: network},
+        device,
+        memory_format,
+        False,
+        compiled_networks=[],
+        trained_networks=[],
+        conv_algorithm=conv_algorithm,
+        autocast=autocast,
+    )
+    return network

@@ -63,21 +63,27 @@ class AdaptiveInstanceNorm(nn.Module):
     ``mu`` and ``sigma`` are the mean and (biased) standard deviation of each channel of each sample over the spatial
     dimensions; ``gamma`` and ``beta`` are given per sample and channel (by the MLP of the style code).
 
+    The normalisation is an ``nn.InstanceNorm{2,3}d`` submodule without parameters or running statistics (nothing
+    in the ``state_dict``), so that a training step's ``conv_algorithm: auto`` computes it by the group-norm kernel
+    like the encoders' instance norms (:mod:`common.networks.blocks.instance_norm_kernel`).
+
     Args:
         num_features: number of channels ``C``.
         eps: added to the variance.
+        spatial_dims: 2 or 3 (the input's spatial dimensions).
 
     Shapes:
         ``x``: ``(B, C, *spatial)``; ``gamma``, ``beta``: ``(B, C)``; output like ``x``.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, spatial_dims: int = 2) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
+        self.norm = Norm[Norm.INSTANCE, spatial_dims](num_features, eps=eps, affine=False)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        normalised = F.instance_norm(x, eps=self.eps)
+        normalised = self.norm(x)
         shape = [x.shape[0], x.shape[1]] + [1] * (x.dim() - 2)
         return normalised * gamma.reshape(shape) + beta.reshape(shape)
 
@@ -105,9 +111,9 @@ class _AdaINResBlock(nn.Module):
         self.channels = channels
         self.num_adain_params = 4 * channels
         self.conv1 = _conv(spatial_dims, channels, channels, 3)
-        self.norm1 = AdaptiveInstanceNorm(channels)
+        self.norm1 = AdaptiveInstanceNorm(channels, spatial_dims=spatial_dims)
         self.conv2 = _conv(spatial_dims, channels, channels, 3)
-        self.norm2 = AdaptiveInstanceNorm(channels)
+        self.norm2 = AdaptiveInstanceNorm(channels, spatial_dims=spatial_dims)
 
     def forward(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         c = self.channels

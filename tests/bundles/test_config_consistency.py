@@ -38,6 +38,12 @@ ALLOWED: dict[str, str] = {
     "inference.yaml reads B-SG's, or M-SG's and C-SG's for MC-SG, from models/",
     "stylegan2:output_dir": "as ckpt_dir: the training's logs and samples go to eval/[m_sg|c_sg], the synthetic pairs "
     "of B-SG and MC-SG to eval/ and eval/mc_sg",
+    **{
+        f"{bundle}:{name}": "inference wraps the same network in common.engines.accelerate_inference (the training "
+        "step applies memory_format and conv_algorithm itself)"
+        for bundle, names in {"cda_gan": ("gen_n", "gen_p", "attn_n", "attn_p"), "detection": ("network",)}.items()
+        for name in names
+    },
     "segmentation:transforms": "inference.yaml keeps an empty `transforms` so that the training-only "
     "`transforms#...` lists of the variants land there, unused (its preprocessing has no label and is invertible)",
 }

@@ -20,6 +20,7 @@ from common.engines.acceleration import (
     measure_memory_formats,
 )
 from common.networks.blocks import conv_algorithms
+from common.networks.blocks.instance_norm_kernel import GroupNormKernel
 
 FORMATS = {2: torch.channels_last, 3: torch.channels_last_3d}
 
@@ -370,3 +371,36 @@ def test_auto_then_compile_measures_eagerly_once_and_keeps_the_compiled_call(mon
     assert step.acceleration.formats == {"net": "channels_last"} and step.acceleration.compile_status == "on"
     assert net._compiled_call_impl is not None and net._compiled_call_impl.compiled is not None
     torch.testing.assert_close(out, twin(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_accelerate_inference_computes_what_the_plain_network_does(dims):
+    """An inference config's network gets the training's settings, forward only: the instance norm computed by the
+    group-norm kernel and the kn2row-capable layer switched (``auto`` on an fp32 CPU), channels-last weights, the same
+    outputs up to rounding and the same ``state_dict``; ``None`` passes through."""
+    net = _net(dims).eval()
+    plain = copy.deepcopy(net)
+    assert acceleration.accelerate_inference(None, "channels_last", "auto") is None
+    assert acceleration.accelerate_inference(net, "channels_last", "auto") is net
+    assert isinstance(net[1]._apply_instance_norm, GroupNormKernel)
+    assert "_conv_forward" in vars(net[4])  # 6 -> 6 channels, 3 taps: kn2row-capable, measured per signature
+    assert net[0].weight.is_contiguous(memory_format=FORMATS[dims])
+    x = torch.randn(2, 2, *([9] * dims))
+    with torch.no_grad():
+        expected, got = plain(x), net(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.equal(got, torch.zeros_like(got))
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    assert net._compiled_call_impl is None  # nothing runs at its calls but the switched layers
+
+
+def test_accelerate_inference_under_autocast_or_direct_keeps_torch_layers():
+    """Under the config's autocast, or with ``direct``/``contiguous``, nothing is switched or converted."""
+    for autocast, algorithm in ((True, "auto"), (False, "direct")):
+        net = _net(2).eval()
+        acceleration.accelerate_inference(net, "contiguous", algorithm, autocast=autocast)
+        assert "_apply_instance_norm" not in vars(net[1])
+        assert not any("_conv_forward" in vars(m) for m in net.modules())
+        assert net[0].weight.is_contiguous()
+    with pytest.raises(AccelerationSettingError, match="memory_format"):
+        acceleration.accelerate_inference(_net(2), "nhwc", "auto")

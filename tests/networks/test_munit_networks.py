@@ -1,5 +1,7 @@
 """MUNIT networks (Huang et al. 2018): AdaIN statistics, encoder/decoder shapes in 2D/3D, TorchScript export."""
 
+import copy
+
 import pytest
 import torch
 from common.networks import (
@@ -10,6 +12,7 @@ from common.networks import (
     MUNITGenerator,
     MUNITStyleEncoder,
 )
+from common.networks.blocks.instance_norm_kernel import use_group_norm_kernel
 
 SMALL = dict(base_channels=4, num_res_blocks=1, mlp_dim=16, style_downsample=2)
 
@@ -28,6 +31,26 @@ def test_adain_output_has_the_style_mean_and_std_per_channel():
     yc = flat - flat.mean(-1, keepdim=True)
     corr = (xc * yc).sum(-1) / (xc.norm(dim=-1) * yc.norm(dim=-1))
     assert torch.allclose(corr, torch.ones_like(corr), atol=1e-4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_adain_norms_take_the_group_norm_kernel_like_the_encoders(spatial_dims):
+    """The decoder's AdaIN normalisations are instance norm modules (no state): the group-norm kernel switch takes
+    them with the encoders' norms, and the generator computes the same up to rounding, forward and backward."""
+    torch.manual_seed(0)
+    gen = MUNITGenerator(spatial_dims, 3, **SMALL)
+    switched = copy.deepcopy(gen)
+    adain = [m for m in gen.dec.modules() if isinstance(m, AdaptiveInstanceNorm)]
+    assert len(adain) == 2 * SMALL["num_res_blocks"] and not any(m.state_dict() for m in adain)
+    assert use_group_norm_kernel(switched.dec) == len(adain)
+    x = torch.randn(2, 3, *(16,) * spatial_dims)
+    xs = x.clone().requires_grad_(True)
+    x.requires_grad_(True)
+    gen(x).square().mean().backward()
+    switched(xs).square().mean().backward()
+    assert torch.allclose(switched(xs), gen(x), atol=1e-5)
+    assert torch.allclose(xs.grad, x.grad, atol=1e-6, rtol=1e-4)
+    assert gen.state_dict().keys() == switched.state_dict().keys()
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

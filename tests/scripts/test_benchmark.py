@@ -175,3 +175,17 @@ def test_data_time_is_timed_apart_from_the_step():
     rounds[1]["acceleration"] = {"conv_measurements": [{"algorithm": "winograd", "used": True}]}
     assert [m[0]["used"] for m in _merge(rounds)["conv_measurements_rounds"]] == [False, True]
     assert "| 25.0% |" in comparison_table([merged])
+
+
+@pytest.mark.parametrize("variants", [["tiny.yaml"], ["cyclegan.yaml", "tiny.yaml"]])
+def test_benchmark_inference_of_cda_gan_translates_a_batch(tmp_path, variants):
+    """cda_gan's inference config times the P -> N translation (G_N with its attention network, or the plain
+    CycleGAN's generator): one image per item, nothing written."""
+    from common.bundle.benchmark import benchmark_inference
+
+    cfg = REPO / "bundles" / "cda_gan" / "configs"
+    files = [str(cfg / "inference.yaml"), *(str(cfg / "variants" / v) for v in variants)]
+    result = benchmark_inference(files, iterations=2, warmup=1, benchmark_batch_size=2, bundle_root=str(tmp_path / "b"))
+    assert result["items_per_call"] == 2 and len(result["call_time_s"]["times"]) == 2
+    assert result["items_per_s"] > 0
+    assert not (tmp_path / "b").exists()
