@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 from common.data.loading import cycle_loader
+from common.networks.blocks.conv_algorithms import conv_measurements
 
 __all__ = [
     "StepFeed",
@@ -252,7 +253,9 @@ def benchmark_inference(
 
     Returns:
         A JSON-serialisable dict: configuration, device, ``call_time_s`` and ``call_cpu_time_s`` summaries,
-        ``items_per_call``, ``items_per_s`` and the peak memory.
+        ``items_per_call``, ``items_per_s``, the peak memory and ``acceleration``: ``{"conv_measurements"}``, every
+        call signature that ``conv_algorithm: auto`` timed in this process, with its speedup and whether it was used
+        (:func:`~common.networks.blocks.conv_algorithms.conv_measurements`).
     """
     from monai.bundle import ConfigParser
 
@@ -280,4 +283,6 @@ def benchmark_inference(
         "items_per_s": items / statistics.mean(times),
         "peak_memory_mb": peak,
         "peak_memory_kind": kind,
+        # what `conv_algorithm: auto` measured for the networks' calls (common.engines.accelerate_inference)
+        "acceleration": {"conv_measurements": conv_measurements()},
     }

@@ -42,8 +42,8 @@ CPU identity (model, vector ISA, threads) they were measured with, are checkpoin
 computes every layer as the run that wrote the checkpoint did (another choice rounds differently, and the
 continuation would not be exact); elsewhere it measures again. Ranks may choose differently. On the same fp32 CPU
 steps ``"auto"`` also computes the instance norms without running statistics (CycleGAN's generators, the
-PatchGANs, CDA-GAN's attention networks, pix2pix's U-Net, MUNIT's encoders and AdaIN) by torch's group-norm kernel, the same
-normalisation up to float rounding and 1.2-2.5x as fast forward and backward
+PatchGANs, CDA-GAN's attention networks, pix2pix's U-Net, MUNIT's encoders and AdaIN) by torch's group-norm kernel,
+the same normalisation up to float rounding and 1.2-2.5x as fast forward and backward
 (:mod:`common.networks.blocks.instance_norm_kernel`), wherever a norm's input is a contiguous float32 CPU tensor;
 by rule, not by measurement, so there is nothing to checkpoint. The other settings keep torch's instance norm
 (``"direct"`` torch's own convolutions too).

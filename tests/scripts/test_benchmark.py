@@ -188,4 +188,7 @@ def test_benchmark_inference_of_cda_gan_translates_a_batch(tmp_path, variants):
     result = benchmark_inference(files, iterations=2, warmup=1, benchmark_batch_size=2, bundle_root=str(tmp_path / "b"))
     assert result["items_per_call"] == 2 and len(result["call_time_s"]["times"]) == 2
     assert result["items_per_s"] > 0
+    # the tiny generators' 7x7 output layers (4 -> 4 channels) are kn2row-capable: measured without gradients
+    measured = result["acceleration"]["conv_measurements"]
+    assert any(m["algorithm"] == "kn2row" and m["weight"][2:] == [7, 7] and not m["trained"] for m in measured)
     assert not (tmp_path / "b").exists()
