@@ -30,7 +30,10 @@ slow drift of the machine's load falls on every configuration alike. Each traini
 (``first``: the first configuration's mean step time over its own; ``reference``: the reference CycleGAN's over its
 own) for wall-clock and CPU time, and a table of them is printed to stderr after the JSON, with the time each step
 waited for its batch (``data_time_s``: the loader's ``next``, timed apart from the step) and ``data_fraction`` (data
-time over data plus step time). The FLOPs of a step are counted in the first round only. The conversion workflow
+time over data plus step time). After the ``--warmup`` steps, up to ``--settle`` more untimed ones (default 4) run
+while ``conv_algorithm: auto`` has call signatures that measured slower and wait for their recheck at a layer's tenth
+call, so that the timed steps run the choices a training keeps after its first few steps (``settle_steps_rounds``,
+``pending_rechecks_rounds`` in the result). The FLOPs of a step are counted in the first round only. The conversion workflow
 takes the arguments of :py:func:`common.bundle.conversion_benchmark.benchmark_conversion` and runs each conversion
 in a process of its own.
 """
@@ -96,6 +99,10 @@ def _merge(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     if any(r.get("acceleration", {}).get("conv_measurements") for r in rounds):
         # each round's process measures ``conv_algorithm: auto`` anew, and may choose otherwise
         merged["conv_measurements_rounds"] = [r.get("acceleration", {}).get("conv_measurements", []) for r in rounds]
+    if any("settle_steps" in r for r in rounds):
+        # each round's process settles its own `conv_algorithm: auto` rechecks
+        merged["settle_steps_rounds"] = [r.get("settle_steps", 0) for r in rounds]
+        merged["pending_rechecks_rounds"] = [r.get("pending_rechecks", 0) for r in rounds]
     merged["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rounds)
     if merged.get("batch_size"):
         merged["samples_per_s"] = merged["batch_size"] / merged["step_time_s"]["mean"]

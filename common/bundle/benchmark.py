@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from common.bundle.peak_benchmark import count_flops, cpu_name, hardware_info
 from common.data.loading import cycle_loader
-from common.networks.blocks.conv_algorithms import conv_measurements
+from common.networks.blocks.conv_algorithms import conv_measurements, recheck_state
 
 __all__ = [
     "StepFeed",
@@ -65,19 +65,41 @@ def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
 
 
+def _settle(call: Callable[[Any], Any], prepare: Callable[[], Any], limit: int) -> int:
+    """Untimed calls while ``conv_algorithm: auto`` has call signatures waiting for their recheck
+    (:func:`~common.networks.blocks.conv_algorithms.recheck_state`), at most ``limit``, stopping early where a call
+    advances none of them; the number of calls made."""
+    state = recheck_state()
+    made = 0
+    while state[0] and made < limit:
+        call(prepare())
+        made += 1
+        now = recheck_state()
+        if now == state:
+            break
+        state = now
+    return made
+
+
 def _time_calls(
     call: Callable[[Any], Any],
     iterations: int,
     warmup: int,
     device: torch.device,
     prepare: Callable[[], Any] = lambda: None,
-) -> tuple[list[float], list[float], list[float]]:
-    """Wall-clock and process CPU seconds of ``call(prepare())`` after ``warmup`` untimed calls, and the wall-clock
-    seconds of each ``prepare()`` (timed apart from the call: e.g. drawing the next batch from a data loader)."""
+    settle: int = 0,
+) -> tuple[list[float], list[float], list[float], int]:
+    """Wall-clock and process CPU seconds of ``call(prepare())`` after ``warmup`` untimed calls (and up to ``settle``
+    more while ``conv_algorithm: auto`` waits for rechecks: :func:`_settle`), the wall-clock seconds of each
+    ``prepare()`` (timed apart from the call: e.g. drawing the next batch from a data loader), and the number of
+    settling calls made."""
     times: list[float] = []
     cpu_times: list[float] = []
     prepare_times: list[float] = []
+    settled = 0
     for i in range(warmup + iterations):
+        if i == warmup and settle > 0:
+            settled = _settle(call, prepare, settle)
         prepare_start = time.perf_counter()
         argument = prepare()
         prepare_time = time.perf_counter() - prepare_start
@@ -91,7 +113,7 @@ def _time_calls(
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
             prepare_times.append(prepare_time)
-    return times, cpu_times, prepare_times
+    return times, cpu_times, prepare_times, settled
 
 
 def data_fraction(data_times: Sequence[float], step_times: Sequence[float]) -> float:
@@ -158,6 +180,7 @@ def benchmark_training_step(
     batch_size_id: str = "batch_size",
     threads: int | None = None,
     flops: bool = True,
+    settle: int = 4,
     **override: Any,
 ) -> dict[str, Any]:
     """Time ``iterations`` calls of a bundle's training step after ``warmup`` untimed calls.
@@ -173,6 +196,12 @@ def benchmark_training_step(
         loader_id: config id of the training data loader.
         batch_size_id: config id of the batch size, reported in the result.
         threads: ``torch.set_num_threads`` for the run (default: leave as is).
+        settle: after the warm-up, up to this many more untimed steps while ``conv_algorithm: auto`` has call
+            signatures that measured slower and wait for their recheck at a layer's tenth call
+            (:data:`~common.networks.blocks.conv_algorithms.RECHECK_CALL`), so that the timed steps run the choices
+            a training run keeps after its first few steps (a first measurement can come out too low while another
+            process starts); ``0``: no settling. The steps made are ``settle_steps`` in the result, the signatures
+            still waiting ``pending_rechecks``.
         flops: after the timed steps, run one more step under
             :func:`~common.bundle.peak_benchmark.count_flops` (forward and backward of every network the step
             runs) and report ``step_gflop`` and ``achieved_gflops`` (``step_gflop`` over the mean step time).
@@ -198,7 +227,9 @@ def benchmark_training_step(
     feed = StepFeed(loader)
     engine, next_batch = feed.engine, feed.next
 
-    times, cpu_times, data_times = _time_calls(lambda b: step(engine, b), iterations, warmup, device, next_batch)
+    times, cpu_times, data_times, settled = _time_calls(
+        lambda b: step(engine, b), iterations, warmup, device, next_batch, settle
+    )
     batch_size = step.images(feed.batch).shape[0]
     peak, kind = _peak_memory_mb(device)
     mean = statistics.mean(times)
@@ -212,6 +243,8 @@ def benchmark_training_step(
         "precision": step.precision.as_dict() if hasattr(step, "precision") else None,
         "acceleration": step.acceleration.as_dict() if hasattr(step, "acceleration") else None,
         "iterations": iterations,
+        "settle_steps": settled,
+        "pending_rechecks": recheck_state()[0],
         "step_time_s": step_time_summary(times),
         "step_cpu_time_s": step_time_summary(cpu_times),
         "data_time_s": step_time_summary(data_times),
@@ -232,6 +265,7 @@ def benchmark_inference(
     call_id: str = "benchmark#call",
     items_id: str = "benchmark#items",
     threads: int | None = None,
+    settle: int = 4,
     **override: Any,
 ) -> dict[str, Any]:
     """Time ``iterations`` calls of an inference config's benchmark callable, without gradients.
@@ -249,6 +283,8 @@ def benchmark_inference(
         call_id: config id of the callable.
         items_id: config id of the number of items per call.
         threads: ``torch.set_num_threads`` for the run (default: leave as is).
+        settle: up to this many more untimed calls after the warm-up while ``conv_algorithm: auto`` waits for
+            rechecks (as :func:`benchmark_training_step`'s ``settle``).
         override: config overrides, e.g. ``benchmark_batch_size=16``.
 
     Returns:
@@ -271,12 +307,14 @@ def benchmark_inference(
     call = parser.get_parsed_content(call_id)
     items = int(parser.get_parsed_content(items_id))
     with torch.no_grad():
-        times, cpu_times, _ = _time_calls(lambda _: call(), iterations, warmup, device)
+        times, cpu_times, _, settled = _time_calls(lambda _: call(), iterations, warmup, device, settle=settle)
     peak, kind = _peak_memory_mb(device)
     return {
         "workflow": "inference",
         **_environment(files, override, device),
         "iterations": iterations,
+        "settle_steps": settled,
+        "pending_rechecks": recheck_state()[0],
         "items_per_call": items,
         "call_time_s": step_time_summary(times),
         "call_cpu_time_s": step_time_summary(cpu_times),

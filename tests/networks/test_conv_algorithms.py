@@ -5,6 +5,7 @@ per-signature measurement, and the ``conv_algorithm`` setting of a training step
 
 import copy
 import io
+import weakref
 
 import pytest
 import torch
@@ -202,17 +203,22 @@ def test_a_signature_measured_slower_is_measured_once_more_at_the_recheck_call(m
     timed = []
     monkeypatch.setattr(conv_algorithms, "_MEASURED", {})
     monkeypatch.setattr(conv_algorithms, "_measure", lambda *key, rounds: timed.append(key) or next(results))
+    monkeypatch.setattr(conv_algorithms, "_AWAITING_RECHECK", weakref.WeakSet())
     calls = _count_calls(monkeypatch, "winograd")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(128, 128, 3, padding=1), nn.Conv2d(128, 128, 3, padding=1))
     assert use_conv_algorithm(net, "winograd", measure=True) == 2
     x = torch.randn(1, 128, 6, 6)
+    assert conv_algorithms.recheck_state() == (0, 0)
     with torch.no_grad():
         for _ in range(conv_algorithms.RECHECK_CALL - 1):
             net(x)
         assert len(timed) == 1 and calls == []  # measured 1.05x: direct
+        # both layers wait for their recheck, 9 calls counted each (what a benchmark's warm-up settles)
+        assert conv_algorithms.recheck_state() == (2, 2 * (conv_algorithms.RECHECK_CALL - 1))
         net(x)  # the tenth call: measured again, 1.6x
         assert len(timed) == 2 and len(calls) == 2
+        assert conv_algorithms.recheck_state() == (0, 0)
         net(x)
     assert len(timed) == 2 and len(calls) == 4
     (record,) = conv_algorithms.conv_measurements()

@@ -153,7 +153,7 @@ def test_data_time_is_timed_apart_from_the_step():
         time.sleep(0.03)
         return 1
 
-    times, cpu_times, data_times = _time_calls(lambda b: time.sleep(0.01 * b), 3, 1, torch.device("cpu"), slow_batch)
+    times, cpu_times, data_times, _ = _time_calls(lambda b: time.sleep(0.01 * b), 3, 1, torch.device("cpu"), slow_batch)
     assert len(times) == len(cpu_times) == len(data_times) == 3
     assert min(data_times) >= 0.03 and min(times) >= 0.01
     assert data_fraction([0.1, 0.3], [0.9, 0.7]) == pytest.approx(0.2) and data_fraction([], []) == 0.0
@@ -174,6 +174,12 @@ def test_data_time_is_timed_apart_from_the_step():
     rounds[0]["acceleration"] = {"conv_measurements": [{"algorithm": "winograd", "used": False}]}
     rounds[1]["acceleration"] = {"conv_measurements": [{"algorithm": "winograd", "used": True}]}
     assert [m[0]["used"] for m in _merge(rounds)["conv_measurements_rounds"]] == [False, True]
+    assert "settle_steps_rounds" not in merged
+    # each round's settling steps and the rechecks still pending after them
+    rounds[0].update(settle_steps=3, pending_rechecks=0)
+    rounds[1].update(settle_steps=8, pending_rechecks=2)
+    merged_settling = _merge(rounds)
+    assert merged_settling["settle_steps_rounds"] == [3, 8] and merged_settling["pending_rechecks_rounds"] == [0, 2]
     assert "| 25.0% |" in comparison_table([merged])
 
 
@@ -192,3 +198,27 @@ def test_benchmark_inference_of_cda_gan_translates_a_batch(tmp_path, variants):
     measured = result["acceleration"]["conv_measurements"]
     assert any(m["algorithm"] == "kn2row" and m["weight"][2:] == [7, 7] and not m["trained"] for m in measured)
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    "states, limit, made",
+    [
+        ([(2, 3), (2, 5), (1, 6), (0, 0)], 8, 3),  # until no recheck is pending
+        ([(1, 4), (1, 4)], 8, 1),  # a call that advances nothing (compiled networks): stop
+        ([(1, 1), (1, 2), (1, 3), (1, 4)], 2, 2),  # at most `limit` calls
+        ([(0, 0)], 8, 0),  # nothing pending: no call
+    ],
+)
+def test_warm_up_settles_pending_rechecks_before_timing(monkeypatch, states, limit, made):
+    """After the warm-up, untimed calls go on while `conv_algorithm: auto` waits for rechecks, so that the timed calls
+    run the choices a training keeps; the timed calls are still `iterations` and come after the settling."""
+    from common.bundle import benchmark
+
+    sequence = iter(states)
+    monkeypatch.setattr(benchmark, "recheck_state", lambda: next(sequence, states[-1]))
+    order: list[str] = []
+    times, _, _, settled = benchmark._time_calls(
+        lambda label: order.append(label), 2, 1, torch.device("cpu"), lambda: "call", settle=limit
+    )
+    assert settled == made and len(times) == 2
+    assert order == ["call"] * (1 + made + 2)

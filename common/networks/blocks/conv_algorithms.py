@@ -31,6 +31,7 @@ convolution.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "conv_measurements",
     "load_choices_state",
     "measured_speedup",
+    "recheck_state",
     "use_conv_algorithm",
 ]
 
@@ -105,6 +107,29 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+_AWAITING_RECHECK: weakref.WeakSet[SwitchedForward] = weakref.WeakSet()
+"""The switched convolutions of this process with a call signature that measured slower (they may wait for the
+recheck at :data:`RECHECK_CALL`; :func:`recheck_state`)."""
+
+
+def recheck_state() -> tuple[int, int]:
+    """``(pending, calls)``: how many call signatures of this process's switched convolutions measured slower and
+    still wait for their recheck at :data:`RECHECK_CALL`, and their calls counted so far.
+
+    A benchmark's warm-up can run until ``pending`` is 0, so that it times the choices a training run keeps after its
+    first few steps rather than a first measurement that other load at start-up made too low; where ``calls`` stops
+    growing (a compiled network's calls run no Python, so nothing counts), waiting longer changes nothing.
+    """
+    pending = calls = 0
+    for switched in list(_AWAITING_RECHECK):
+        for key, used in switched.choices.items():
+            count = switched.calls.get(key, RECHECK_CALL)
+            if not used and count < RECHECK_CALL:
+                pending += 1
+                calls += count
+    return pending, calls
+
+
 class SwitchedForward:
     """``_ConvNd._conv_forward`` of a switched convolution, set as an attribute of the instance.
 
@@ -157,6 +182,8 @@ class SwitchedForward:
             speedup = measured_speedup(self.algorithm, one, tuple(weight.shape), padding, trained)
             self.choices[key] = speedup >= AUTO_MARGIN
             self.calls[key] = 1
+            if not self.choices[key]:
+                _AWAITING_RECHECK.add(self)
         elif not torch.compiler.is_compiling() and not self.choices[key] and self.calls[key] < RECHECK_CALL:
             self.calls[key] += 1
             if self.calls[key] == RECHECK_CALL:
@@ -393,5 +420,7 @@ def load_choices_state(networks: Mapping[str, nn.Module], state: Mapping[str, An
             for shape, trained, used, calls in layer["choices"]:
                 key = (tuple(int(s) for s in shape), bool(trained))
                 switched.choices[key], switched.calls[key] = bool(used), int(calls)
+                if not used:
+                    _AWAITING_RECHECK.add(switched)
             count += 1
     return count
