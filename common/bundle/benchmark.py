@@ -93,26 +93,24 @@ def _time_calls(
     more while ``conv_algorithm: auto`` waits for rechecks: :func:`_settle`), the wall-clock seconds of each
     ``prepare()`` (timed apart from the call: e.g. drawing the next batch from a data loader), and the number of
     settling calls made."""
+    for _ in range(warmup):
+        call(prepare())
+    settled = _settle(call, prepare, settle)
     times: list[float] = []
     cpu_times: list[float] = []
     prepare_times: list[float] = []
-    settled = 0
-    for i in range(warmup + iterations):
-        if i == warmup and settle > 0:
-            settled = _settle(call, prepare, settle)
+    for _ in range(iterations):
         prepare_start = time.perf_counter()
         argument = prepare()
-        prepare_time = time.perf_counter() - prepare_start
+        prepare_times.append(time.perf_counter() - prepare_start)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start, cpu_start = time.perf_counter(), time.process_time()
         call(argument)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-            prepare_times.append(prepare_time)
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     return times, cpu_times, prepare_times, settled
 
 

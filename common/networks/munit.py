@@ -79,7 +79,6 @@ class AdaptiveInstanceNorm(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-5, spatial_dims: int = 2) -> None:
         super().__init__()
         self.num_features = num_features
-        self.eps = eps
         self.norm = Norm[Norm.INSTANCE, spatial_dims](num_features, eps=eps, affine=False)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
