@@ -121,10 +121,10 @@ def test_evaluate_writes_translation_metrics_and_the_probe_reads_the_discriminat
     assert probe["disc_n/image_gap"] + probe["disc_n/map_gap"] == pytest.approx(gap)
 
 
-def test_attention_finds_the_tumour_after_short_training(bundle_copy):
+def test_attention_finds_the_tumour_after_short_training(bundle_copy, torch_threads):
     """Functional: after ~80 iterations on 32x32 phantom slices the P -> N attention map lies on the tumour (far more
     than on a shifted copy of the mask) and G_N changes the image more inside the tumour than outside."""
-    torch.set_num_threads(2)
+    torch_threads(2)
     root = bundle_copy(NAME)
     override = dict(
         phantom_args={

@@ -173,11 +173,12 @@ def test_detector_finds_metastases_better_than_chance(bundle_copy):
 
 
 @pytest.mark.slow
-def test_3d_detector_finds_nodules_better_than_chance(bundle_copy):
+def test_3d_detector_finds_nodules_better_than_chance(bundle_copy, torch_threads):
     """The thesis's 3D detector (sec. 6.2.2) on the chest CT phantom: 300 SGD steps (lr 0.02) of the Table 5 grid's
     detector (backbone 8/16/32, 32^3 patches, 12 training scans of 64^3), whole-volume inference on 24 test scans.
-    Two threads, unlike the tiny tests of this file: its 3D convolutions are large enough to use both cores."""
-    torch.set_num_threads(2)  # the one_thread fixture restores the count afterwards
+    Two threads where this process has two cores to itself, unlike the tiny tests of this file: its 3D convolutions
+    are large enough to use both."""
+    torch_threads(2)
     root = bundle_copy(NAME)
     phantom = {"num_cases": 36, "image_size": 64, "nodules_per_case": [1, 3], "split_fractions": [1 / 3, 0.0, 2 / 3]}
     override = dict(
