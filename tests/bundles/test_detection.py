@@ -99,6 +99,13 @@ def test_resume_continues_the_iteration_count(bundle_copy):
     resumed = json.loads((root / "models" / "model_best.json").read_text())
     expected = (2 * first, second) if second >= best["score"] else (first, best["score"])
     assert (resumed["step"], resumed["score"]) == expected
+    # resumed exactly: the same weights as one unbroken run of two epochs, with the default loader (one worker
+    # process on a CPU, started per pass and seeded from the run's torch generator, which the checkpoint restores)
+    other = bundle_copy(NAME, "unbroken")
+    wf, _ = run_workflow(configs(other, "train.yaml", "2d.yaml", "tiny_2d.yaml"), "training", max_epochs=2)
+    assert wf.parser.get_parsed_content("train#dataloader").num_workers == 1
+    unbroken = torch.load(latest_checkpoint(other / "models"), weights_only=True)["network"]
+    assert all(torch.equal(unbroken[k], v) for k, v in state["network"].items())
 
 
 def test_augmented_datalist_is_added_to_training(bundle_copy, tmp_path):

@@ -76,8 +76,9 @@ def test_yolov3_3d_trains_and_evaluates(bundle_copy):
 @pytest.mark.slow
 def test_yolov3_finds_metastases_better_than_chance(bundle_copy):
     """48 phantom slices of 64x64 (each with 1-2 metastases; half for training, half for testing), a Darknet of
-    8 ... 256 channels, anchors from k-means on the training boxes, Adam at 1e-3 (the thesis's), 200 steps of batch
-    8 (docs/README.md: sensitivity at 8 FPs per slice 0.58 after 300 steps)."""
+    8 ... 256 channels, anchors from k-means on the training boxes, Adam at 1e-3 (the thesis's), 300 steps of batch
+    8 (docs/README.md: sensitivity at 8 FPs per slice 0.58). At 200 steps the result depended on the draws: over
+    seeds 0-4 with the loader's worker 0.25, 0.61, 0.81, 0.61, 0.75; at 300 steps seeds 0 and 1 gave 0.78 and 0.89."""
     root = bundle_copy(NAME)
     override = dict(
         phantom_args={
@@ -94,7 +95,7 @@ def test_yolov3_finds_metastases_better_than_chance(bundle_copy):
     )
     variants = ("2d.yaml", "yolov3.yaml")
     wf, _ = run_workflow(
-        configs(root, "train.yaml", *variants), "training", max_epochs=10, epoch_length=20, save_interval=10, **override
+        configs(root, "train.yaml", *variants), "training", max_epochs=15, epoch_length=20, save_interval=15, **override
     )
     anchors = wf.parser.get_parsed_content("yolo_network_anchors")
     assert len(anchors) == 9 and wf.parser.get_parsed_content("yolo_anchors") is None  # from k-means
