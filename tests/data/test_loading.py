@@ -87,9 +87,14 @@ def test_preprocess_once_keeps_the_items_and_their_order():
         preprocess_once(entries, Compose([transform, RandFlipd("image", prob=0.5)]))
 
 
-def test_bundles_load_with_workers_on_a_gpu_only():
+#: training DataLoader workers on a CPU where a bundle uses any: the detector's whole-scan zoom and shift took 13 % of
+#: an iteration in the training process (bundles/detection/docs/README.md, Data loading); the others load little.
+CPU_WORKERS = {"detection": 1}
+
+
+def test_bundles_load_with_workers_on_a_gpu_and_the_detector_on_a_cpu():
     """Every bundle's training loader is make_dataloader with the bundle's device; num_workers is 2 on CUDA, 0 on a
-    CPU (the configs are parsed, not run: a CUDA device object needs no GPU)."""
+    CPU but for the bundles of CPU_WORKERS (the configs are parsed, not run: a CUDA device object needs no GPU)."""
     from pathlib import Path
 
     from monai.bundle import ConfigParser
@@ -105,7 +110,7 @@ def test_bundles_load_with_workers_on_a_gpu_only():
         for device in ("cpu", "cuda:0"):
             parser["device"] = f"$torch.device('{device}')"
             workers[device] = parser.get_parsed_content("num_workers", lazy=False)
-        assert workers == {"cpu": 0, "cuda:0": 2}, train
+        assert workers == {"cpu": CPU_WORKERS.get(train.parents[1].name, 0), "cuda:0": 2}, train
 
 
 def test_cycle_loader_iterates_each_pass_again_and_counts_epochs():
