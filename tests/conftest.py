@@ -7,10 +7,15 @@ import pytest
 import torch
 
 
+def _workers() -> int:
+    """Test processes running at once: pytest-xdist's worker count (``-n N``), or 1."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def _cpu_share() -> int:
-    """This test process's share of the CPU cores: all of them, or under pytest-xdist (``-n N``) one N-th."""
+    """This test process's share of the CPU cores: all of them, or under pytest-xdist one N-th."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    return max(1, cores // _workers())
 
 
 def pytest_configure(config):
@@ -19,11 +24,10 @@ def pytest_configure(config):
     Each worker process (and each bundle run it starts in a subprocess, through ``OMP_NUM_THREADS``) would otherwise
     start as many intra-op threads as the machine has cores, and N workers would oversubscribe the cores N times.
     """
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-        share = str(_cpu_share())
-        os.environ["OMP_NUM_THREADS"] = share
-        os.environ["MKL_NUM_THREADS"] = share
-        torch.set_num_threads(_cpu_share())
+    if _workers() > 1:
+        share = _cpu_share()
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture
